@@ -1,0 +1,483 @@
+package provider
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sync/singleflight"
+)
+
+// Defaults for [ClientConfig]'s zero values.
+const (
+	DefaultTimeout     = 10 * time.Second
+	DefaultCacheTTL    = 5 * time.Minute
+	DefaultStaleBudget = 15 * time.Minute
+)
+
+// ClientConfig configures a [Client]. Durations follow one rule: zero means the documented default,
+// negative means off.
+type ClientConfig struct {
+	// Name is the provider instance's configured name; it appears once in every error and as a metric label.
+	Name string `koanf:"name"`
+	// Timeout bounds each call that reaches the provider. Default [DefaultTimeout]; negative: no timeout
+	// beyond the caller's context.
+	Timeout time.Duration `koanf:"timeout"`
+	// CacheTTL is how long signing keys and secrets are served from memory without asking the provider.
+	// A background refresh starts, by one caller, once three quarters of it have passed. Default
+	// [DefaultCacheTTL]; negative: no cache, every call reaches the provider.
+	CacheTTL time.Duration `koanf:"cache_ttl"`
+	// StaleBudget is how long past CacheTTL the last good value is still served while the provider is
+	// unavailable (ErrUnavailable only: NotFound and PermissionDenied are answers, not outages). After it,
+	// calls fail loudly. Default [DefaultStaleBudget]; negative: never serve stale material.
+	StaleBudget time.Duration `koanf:"stale_budget"`
+	// Metrics receives the client's metrics; nil: collected but not registered anywhere.
+	Metrics *Metrics `koanf:"-"`
+	// Logger receives warnings (stale material served, refresh failures); nil: slog.Default().
+	Logger *slog.Logger `koanf:"-"`
+	// Now is the clock; nil: time.Now.
+	Now func() time.Time `koanf:"-"`
+}
+
+// Client is the one concrete type every caller uses over any [IdentitySecretMaterialProvider]: it adds
+// a closed flag, a per-call timeout, error classification naming the provider once, a material cache
+// with TTL, single-flight refresh and a stale-on-error budget, and metrics. Credentials, Renew and Revoke
+// are never cached. Client itself implements IdentitySecretMaterialProvider and the optional capabilities
+// (returning [ErrUnimplemented] when its driver lacks one). A Client is safe for concurrent use; values
+// it returns share memory with its cache and must not be modified.
+type Client struct {
+	name        string
+	driver      IdentitySecretMaterialProvider
+	timeout     time.Duration
+	ttl         time.Duration
+	refreshAt   time.Duration
+	staleBudget time.Duration
+	now         func() time.Time
+	log         *slog.Logger
+	metrics     *Metrics
+
+	closed  atomic.Bool
+	bgCtx   context.Context
+	bgStop  context.CancelFunc
+	bg      sync.WaitGroup
+	flight  singleflight.Group
+	keySets materialCache[KeySet]
+	secrets materialCache[Secret]
+}
+
+var (
+	_ IdentitySecretMaterialProvider = (*Client)(nil)
+	_ Signer                         = (*Client)(nil)
+	_ HealthChecker                  = (*Client)(nil)
+	_ KeyRotator                     = (*Client)(nil)
+)
+
+// NewClient wraps driver. The Client owns driver from then on: Client.Close closes it.
+func NewClient(driver IdentitySecretMaterialProvider, cfg ClientConfig) (*Client, error) {
+	if driver == nil {
+		return nil, NewError(ErrInvalidConfig, "", errors.New("nil provider"))
+	}
+	if cfg.Name == "" {
+		return nil, NewError(ErrInvalidConfig, "", errors.New("client needs the provider's name"))
+	}
+	c := &Client{
+		name:        cfg.Name,
+		driver:      driver,
+		timeout:     orDefault(cfg.Timeout, DefaultTimeout),
+		ttl:         orDefault(cfg.CacheTTL, DefaultCacheTTL),
+		staleBudget: orDefault(cfg.StaleBudget, DefaultStaleBudget),
+		now:         cfg.Now,
+		log:         cfg.Logger,
+		metrics:     cfg.Metrics,
+	}
+	c.refreshAt = c.ttl * 3 / 4
+	if c.now == nil {
+		c.now = time.Now
+	}
+	if c.log == nil {
+		c.log = slog.Default()
+	}
+	c.log = c.log.With(slog.String("provider", c.name))
+	if c.metrics == nil {
+		c.metrics, _ = NewMetrics(nil)
+	}
+	c.bgCtx, c.bgStop = context.WithCancel(context.Background())
+	c.keySets.init(c.metrics.cacheCounters(c.name, "signing_keys"))
+	c.secrets.init(c.metrics.cacheCounters(c.name, "secret"))
+	return c, nil
+}
+
+func orDefault(d, def time.Duration) time.Duration {
+	if d == 0 {
+		return def
+	}
+	return d
+}
+
+// Name returns the provider instance's name.
+func (c *Client) Name() string { return c.name }
+
+// Driver returns the wrapped driver, for type assertions on capabilities the Client does not forward.
+func (c *Client) Driver() IdentitySecretMaterialProvider { return c.driver }
+
+// SigningKeys returns the key set at name from the cache, or from the provider on a miss. The set is
+// validated (kids unique, active key present, material consistent) before it is cached.
+func (c *Client) SigningKeys(ctx context.Context, name string) (KeySet, error) {
+	return lookup(c, ctx, &c.keySets, "SigningKeys", name, c.fetchKeySet)
+}
+
+// Secret returns the secret at name from the cache, or from the provider on a miss.
+func (c *Client) Secret(ctx context.Context, name string) (Secret, error) {
+	return lookup(c, ctx, &c.secrets, "Secret", name, c.fetchSecret)
+}
+
+func (c *Client) fetchKeySet(ctx context.Context, name string) (KeySet, error) {
+	var ks KeySet
+	err := c.call(ctx, "SigningKeys", name, func(ctx context.Context) error {
+		var err error
+		ks, err = c.driver.SigningKeys(ctx, name)
+		if err == nil {
+			if ks.Name == "" {
+				ks.Name = name
+			}
+			if verr := ks.Validate(); verr != nil {
+				return NewError(ErrInvalidConfig, name, verr)
+			}
+		}
+		return err
+	})
+	return ks, err
+}
+
+func (c *Client) fetchSecret(ctx context.Context, name string) (Secret, error) {
+	var s Secret
+	err := c.call(ctx, "Secret", name, func(ctx context.Context) error {
+		var err error
+		s, err = c.driver.Secret(ctx, name)
+		if err == nil && s.Name == "" {
+			s.Name = name
+		}
+		return err
+	})
+	return s, err
+}
+
+// Credentials asks the provider for backend credentials; they are never cached here (the session
+// library keeps them per session).
+func (c *Client) Credentials(ctx context.Context, req CredentialRequest) (Credentials, error) {
+	var cr Credentials
+	if err := c.check("Credentials", req.Role); err != nil {
+		return cr, err
+	}
+	err := c.call(ctx, "Credentials", req.Role, func(ctx context.Context) error {
+		var err error
+		cr, err = c.driver.Credentials(ctx, req)
+		if err == nil && cr.Role == "" {
+			cr.Role = req.Role
+		}
+		return err
+	})
+	return cr, err
+}
+
+// Renew extends a lease. The zero lease of static credentials is returned unchanged.
+func (c *Client) Renew(ctx context.Context, lease Lease) (Lease, error) {
+	if c.closed.Load() {
+		return lease, c.closedErr("Renew", lease.ID)
+	}
+	if lease.IsZero() {
+		return lease, nil
+	}
+	var out Lease
+	err := c.call(ctx, "Renew", lease.ID, func(ctx context.Context) error {
+		var err error
+		out, err = c.driver.Renew(ctx, lease)
+		return err
+	})
+	return out, err
+}
+
+// Revoke ends a lease. Revoking the zero lease of static credentials does nothing.
+func (c *Client) Revoke(ctx context.Context, lease Lease) error {
+	if c.closed.Load() {
+		return c.closedErr("Revoke", lease.ID)
+	}
+	if lease.IsZero() {
+		return nil
+	}
+	return c.call(ctx, "Revoke", lease.ID, func(ctx context.Context) error {
+		return c.driver.Revoke(ctx, lease)
+	})
+}
+
+// Sign signs payload with key kid of set name through the provider's [Signer] capability.
+func (c *Client) Sign(ctx context.Context, name, kid string, payload []byte) ([]byte, error) {
+	if err := c.check("Sign", name); err != nil {
+		return nil, err
+	}
+	s, ok := c.driver.(Signer)
+	if !ok {
+		return nil, classify(NewError(ErrUnimplemented, name, errors.New("provider cannot sign")), c.name, "Sign", name)
+	}
+	var sig []byte
+	err := c.call(ctx, "Sign", name, func(ctx context.Context) error {
+		var err error
+		sig, err = s.Sign(ctx, name, kid, payload)
+		return err
+	})
+	return sig, err
+}
+
+// Health reports the provider's health through its [HealthChecker] capability.
+func (c *Client) Health(ctx context.Context) error {
+	if c.closed.Load() {
+		return c.closedErr("Health", "")
+	}
+	h, ok := c.driver.(HealthChecker)
+	if !ok {
+		return classify(NewError(ErrUnimplemented, "", errors.New("provider has no health check")), c.name, "Health", "")
+	}
+	return c.call(ctx, "Health", "", h.Health)
+}
+
+// RotateSigningKey rotates set name through the provider's [KeyRotator] capability and replaces the
+// cached set with the result.
+func (c *Client) RotateSigningKey(ctx context.Context, name string) (KeySet, error) {
+	if err := c.check("RotateSigningKey", name); err != nil {
+		return KeySet{}, err
+	}
+	r, ok := c.driver.(KeyRotator)
+	if !ok {
+		return KeySet{}, classify(NewError(ErrUnimplemented, name, errors.New("provider cannot rotate keys")), c.name, "RotateSigningKey", name)
+	}
+	var ks KeySet
+	err := c.call(ctx, "RotateSigningKey", name, func(ctx context.Context) error {
+		var err error
+		ks, err = r.RotateSigningKey(ctx, name)
+		if err == nil {
+			if ks.Name == "" {
+				ks.Name = name
+			}
+			if verr := ks.Validate(); verr != nil {
+				return NewError(ErrInvalidConfig, name, verr)
+			}
+		}
+		return err
+	})
+	if err != nil {
+		return KeySet{}, err
+	}
+	if c.ttl > 0 {
+		c.keySets.put(name, &entry[KeySet]{val: ks, fetched: c.now()})
+	}
+	return ks, nil
+}
+
+// Invalidate drops name from the caches, so that the next call asks the provider.
+func (c *Client) Invalidate(name string) {
+	c.keySets.remove(name)
+	c.secrets.remove(name)
+}
+
+// Close stops background refreshes, closes the driver and makes later calls return [ErrClosed]. It is
+// idempotent.
+func (c *Client) Close() error {
+	if !c.closed.CompareAndSwap(false, true) {
+		return nil
+	}
+	c.bgStop()
+	c.bg.Wait()
+	if err := c.driver.Close(); err != nil && !errors.Is(err, ErrClosed) {
+		return classify(err, c.name, "Close", "")
+	}
+	return nil
+}
+
+func (c *Client) check(op, location string) error {
+	if c.closed.Load() {
+		return c.closedErr(op, location)
+	}
+	if location == "" {
+		return classify(NewError(ErrInvalidArgument, "", errors.New("empty name")), c.name, op, "")
+	}
+	return nil
+}
+
+func (c *Client) closedErr(op, location string) error {
+	return &Error{Kind: ErrClosed, Provider: c.name, Op: op, Location: location}
+}
+
+// call runs fn against the provider with the per-call timeout, metrics and classification.
+func (c *Client) call(ctx context.Context, op, location string, fn func(context.Context) error) error {
+	if c.timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, c.timeout)
+		defer cancel()
+	}
+	start := time.Now()
+	err := fn(ctx)
+	c.metrics.latency.WithLabelValues(c.name, op).Observe(time.Since(start).Seconds())
+	c.metrics.calls.WithLabelValues(c.name, op).Inc()
+	if err == nil {
+		return nil
+	}
+	if ctxErr := ctx.Err(); ctxErr != nil && !errors.Is(err, ctxErr) {
+		// The driver gave up with its own error because our deadline passed: say so.
+		err = &Error{Kind: ErrUnavailable, Location: location, Err: fmt.Errorf("%w: %w", ctxErr, err)}
+	}
+	err = classify(err, c.name, op, location)
+	c.metrics.errors.WithLabelValues(c.name, op, KindName(KindOf(err))).Inc()
+	return err
+}
+
+// materialCache is a copy-on-write map: lookups are one atomic load and a map read, without locks or
+// allocations; writes (rare: one per fetch) copy the map under a mutex.
+type materialCache[T any] struct {
+	m        atomic.Pointer[map[string]*entry[T]]
+	mu       sync.Mutex
+	counters cacheCounters
+}
+
+type entry[T any] struct {
+	val         T
+	fetched     time.Time
+	refreshing  atomic.Bool
+	staleLogged atomic.Bool
+}
+
+func (mc *materialCache[T]) init(cc cacheCounters) {
+	empty := map[string]*entry[T]{}
+	mc.m.Store(&empty)
+	mc.counters = cc
+}
+
+func (mc *materialCache[T]) get(name string) *entry[T] { return (*mc.m.Load())[name] }
+
+func (mc *materialCache[T]) put(name string, e *entry[T]) {
+	mc.mu.Lock()
+	defer mc.mu.Unlock()
+	old := *mc.m.Load()
+	next := make(map[string]*entry[T], len(old)+1)
+	for k, v := range old {
+		next[k] = v
+	}
+	next[name] = e
+	mc.m.Store(&next)
+}
+
+func (mc *materialCache[T]) remove(name string) {
+	mc.mu.Lock()
+	defer mc.mu.Unlock()
+	old := *mc.m.Load()
+	if _, ok := old[name]; !ok {
+		return
+	}
+	next := make(map[string]*entry[T], len(old))
+	for k, v := range old {
+		if k != name {
+			next[k] = v
+		}
+	}
+	mc.m.Store(&next)
+}
+
+// lookup serves name from mc, refreshing early in the background, fetching on a miss through one
+// single flight that every waiter leaves as soon as its own ctx ends, and serving stale material within
+// the stale budget while the provider is unavailable.
+func lookup[T any](c *Client, ctx context.Context, mc *materialCache[T], op, name string,
+	fetch func(context.Context, string) (T, error)) (T, error) {
+	var zero T
+	if c.closed.Load() {
+		return zero, c.closedErr(op, name)
+	}
+	if name == "" {
+		return zero, classify(NewError(ErrInvalidArgument, "", errors.New("empty name")), c.name, op, "")
+	}
+	if c.ttl < 0 {
+		return fetch(ctx, name)
+	}
+	e := mc.get(name)
+	if e != nil {
+		age := c.now().Sub(e.fetched)
+		if age < c.ttl {
+			if age >= c.refreshAt && e.refreshing.CompareAndSwap(false, true) {
+				mc.counters.refresh.Inc()
+				refreshInBackground(c, mc, op, name, fetch)
+			}
+			mc.counters.hit.Inc()
+			return e.val, nil
+		}
+	}
+	mc.counters.miss.Inc()
+	v, err := fetchShared(c, ctx, mc, op, name, fetch)
+	if err == nil {
+		return v, nil
+	}
+	if e != nil && errors.Is(err, ErrUnavailable) && ctx.Err() == nil {
+		age := c.now().Sub(e.fetched)
+		if c.staleBudget >= 0 && age < c.ttl+c.staleBudget {
+			mc.counters.stale.Inc()
+			if e.staleLogged.CompareAndSwap(false, true) {
+				c.log.Warn("keyfort: provider unavailable; serving last good material within the stale budget",
+					slog.String("op", op), slog.String("location", name), slog.Duration("age", age),
+					slog.Duration("stale_budget", c.staleBudget), slog.String("error", err.Error()))
+			}
+			return e.val, nil
+		}
+		return zero, classify(&Error{Kind: ErrUnavailable, Location: name,
+			Err: fmt.Errorf("stale budget of %s exhausted (last good material is %s old): %w",
+				c.staleBudget, age.Round(time.Second), err)}, c.name, op, name)
+	}
+	if errors.Is(err, ErrNotFound) {
+		mc.remove(name)
+	}
+	return zero, err
+}
+
+// fetchShared runs one fetch per name at a time. The fetch runs on a context detached from any single
+// caller (so one caller giving up does not fail the others) but stopped by Close and bounded by the
+// per-call timeout; each caller waits only as long as its own ctx allows.
+func fetchShared[T any](c *Client, ctx context.Context, mc *materialCache[T], op, name string,
+	fetch func(context.Context, string) (T, error)) (T, error) {
+	var zero T
+	ch := c.flight.DoChan(op+"\x00"+name, func() (any, error) {
+		fctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+		defer cancel()
+		stop := context.AfterFunc(c.bgCtx, cancel)
+		defer stop()
+		v, err := fetch(fctx, name)
+		if err != nil {
+			return nil, err
+		}
+		if c.closed.Load() {
+			return v, nil
+		}
+		mc.put(name, &entry[T]{val: v, fetched: c.now()})
+		return v, nil
+	})
+	select {
+	case r := <-ch:
+		if r.Err != nil {
+			return zero, r.Err
+		}
+		return r.Val.(T), nil
+	case <-ctx.Done():
+		return zero, classify(&Error{Kind: ErrUnavailable, Location: name, Err: ctx.Err()}, c.name, op, name)
+	}
+}
+
+func refreshInBackground[T any](c *Client, mc *materialCache[T], op, name string,
+	fetch func(context.Context, string) (T, error)) {
+	c.bg.Add(1)
+	go func() {
+		defer c.bg.Done()
+		if _, err := fetchShared(c, c.bgCtx, mc, op, name, fetch); err != nil && c.bgCtx.Err() == nil {
+			c.log.Warn("keyfort: early refresh failed; cached material is served until its TTL ends",
+				slog.String("op", op), slog.String("location", name), slog.String("error", err.Error()))
+		}
+	}()
+}

@@ -1,0 +1,79 @@
+package provider
+
+import (
+	"errors"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Metrics holds the Prometheus collectors of every [Client] that shares it. Labels carry the provider
+// instance's configured name, the method, the error kind and the cache result: never a location or a
+// value. Metrics is safe for concurrent use.
+type Metrics struct {
+	calls   *prometheus.CounterVec
+	errors  *prometheus.CounterVec
+	latency *prometheus.HistogramVec
+	cache   *prometheus.CounterVec
+}
+
+// NewMetrics creates the collectors and registers them with reg when reg is not nil. Registering twice
+// with the same registry reuses the collectors already registered.
+func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
+	m := &Metrics{
+		calls: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "keyfort", Subsystem: "provider", Name: "calls_total",
+			Help: "Calls that reached the provider (cache misses and pass-through calls), by method.",
+		}, []string{"provider", "method"}),
+		errors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "keyfort", Subsystem: "provider", Name: "errors_total",
+			Help: "Provider calls that failed, by method and error kind.",
+		}, []string{"provider", "method", "kind"}),
+		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Namespace: "keyfort", Subsystem: "provider", Name: "call_duration_seconds",
+			Help:    "Latency of calls that reached the provider.",
+			Buckets: []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
+		}, []string{"provider", "method"}),
+		cache: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "keyfort", Subsystem: "provider", Name: "cache_requests_total",
+			Help: "Material cache lookups by result: hit, miss, stale (served past TTL while the backend was unavailable), refresh (early background refresh started).",
+		}, []string{"provider", "material", "result"}),
+	}
+	if reg != nil {
+		m.calls = register(reg, m.calls)
+		m.errors = register(reg, m.errors)
+		m.latency = register(reg, m.latency)
+		m.cache = register(reg, m.cache)
+	}
+	return m, nil
+}
+
+func register[C prometheus.Collector](reg prometheus.Registerer, c C) C {
+	if err := reg.Register(c); err != nil {
+		var are prometheus.AlreadyRegisteredError
+		if errors.As(err, &are) {
+			if existing, ok := are.ExistingCollector.(C); ok {
+				return existing
+			}
+		}
+	}
+	return c
+}
+
+// Collectors returns every collector, for registering with a registry of the caller's choosing.
+func (m *Metrics) Collectors() []prometheus.Collector {
+	return []prometheus.Collector{m.calls, m.errors, m.latency, m.cache}
+}
+
+// cacheCounters are resolved once per client and material so that a cache hit costs one atomic add.
+type cacheCounters struct {
+	hit, miss, stale, refresh prometheus.Counter
+}
+
+func (m *Metrics) cacheCounters(providerName, material string) cacheCounters {
+	return cacheCounters{
+		hit:     m.cache.WithLabelValues(providerName, material, "hit"),
+		miss:    m.cache.WithLabelValues(providerName, material, "miss"),
+		stale:   m.cache.WithLabelValues(providerName, material, "stale"),
+		refresh: m.cache.WithLabelValues(providerName, material, "refresh"),
+	}
+}

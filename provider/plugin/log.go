@@ -1,0 +1,58 @@
+package plugin
+
+import (
+	"context"
+	"encoding/json"
+	"log/slog"
+	"strings"
+
+	"github.com/hashicorp/go-hclog"
+)
+
+// newHCLogAdapter gives go-plugin an hclog.Logger that writes into slog: hclog renders each line as
+// JSON into slogWriter, which re-emits it as an slog record with the same level and fields.
+func newHCLogAdapter(log *slog.Logger) hclog.Logger {
+	return hclog.New(&hclog.LoggerOptions{
+		Name:       "go-plugin",
+		Output:     &slogWriter{log: log},
+		JSONFormat: true,
+		Level:      hclog.Debug,
+	})
+}
+
+type slogWriter struct{ log *slog.Logger }
+
+func (w *slogWriter) Write(p []byte) (int, error) {
+	for _, line := range strings.Split(strings.TrimSpace(string(p)), "\n") {
+		if line == "" {
+			continue
+		}
+		var rec map[string]any
+		if err := json.Unmarshal([]byte(line), &rec); err != nil {
+			w.log.Info(line)
+			continue
+		}
+		level := slog.LevelInfo
+		switch rec["@level"] {
+		case "trace", "debug":
+			level = slog.LevelDebug
+		case "warn":
+			level = slog.LevelWarn
+		case "error":
+			level = slog.LevelError
+		}
+		msg, _ := rec["@message"].(string)
+		attrs := make([]slog.Attr, 0, len(rec))
+		for k, v := range rec {
+			switch k {
+			case "@level", "@message", "@timestamp", "@caller":
+				continue
+			case "@module":
+				k = "module"
+			}
+			attrs = append(attrs, slog.Any(k, v))
+		}
+		w.log.LogAttrs(context.Background(), level, msg, attrs...)
+	}
+	return len(p), nil
+}

@@ -1,0 +1,416 @@
+package plugin
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os/exec"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	goplugin "github.com/hashicorp/go-plugin"
+
+	pb "github.com/keyfort/keyfort/internal/providerpb/v1"
+	"github.com/keyfort/keyfort/provider"
+)
+
+// Defaults for [Config]'s zero values.
+const (
+	DefaultStartTimeout = 30 * time.Second
+	DefaultMinBackoff   = 100 * time.Millisecond
+	DefaultMaxBackoff   = 30 * time.Second
+	// maxAttempts bounds how often an idempotent call is tried on fresh processes.
+	maxAttempts = 3
+)
+
+// Config describes a plugin process to launch.
+type Config struct {
+	// Name is the provider instance's configured name, for logs and errors.
+	Name string
+	// Path is the plugin binary.
+	Path string
+	// Args are passed to the binary ("plugin", "vault" for a built-in served by provider-host).
+	Args []string
+	// SHA256 pins the binary: when set (hex), go-plugin refuses to start a binary with another digest.
+	SHA256 string
+	// Settings are sent to the plugin's Configure call after every start.
+	Settings provider.Settings
+	// Env is added to the plugin's environment (which otherwise is the host's).
+	Env []string
+	// Logger receives the host's supervision messages and the plugin's own log lines; nil: slog.Default().
+	Logger *slog.Logger
+	// StartTimeout bounds a start and its Configure call. Zero: [DefaultStartTimeout].
+	StartTimeout time.Duration
+	// MinBackoff and MaxBackoff bound the wait between failed restarts, doubling from one to the other.
+	// Zero: [DefaultMinBackoff], [DefaultMaxBackoff].
+	MinBackoff, MaxBackoff time.Duration
+}
+
+// Process is a supervised plugin process, seen as an [provider.IdentitySecretMaterialProvider] with every
+// optional capability (each returning [provider.ErrUnimplemented] when the plugin lacks it). A process
+// that dies is restarted (with backoff after consecutive failed starts) and reconfigured; idempotent
+// calls are retried on the fresh process. Process is safe for concurrent use; wrap it in a
+// provider.Client for caching, timeouts and metrics.
+type Process struct {
+	name  string
+	log   *slog.Logger
+	start func() (*instance, error)
+
+	minBackoff, maxBackoff time.Duration
+
+	mu         sync.Mutex
+	cur        *instance
+	starting   chan struct{} // closed when the start under way ends
+	failures   int
+	notBefore  time.Time
+	lastErr    error
+	closed     bool
+	restarts   atomic.Int64
+	generation atomic.Int64
+}
+
+var (
+	_ provider.IdentitySecretMaterialProvider = (*Process)(nil)
+	_ provider.Signer                         = (*Process)(nil)
+	_ provider.HealthChecker                  = (*Process)(nil)
+	_ provider.KeyRotator                     = (*Process)(nil)
+)
+
+type instance struct {
+	rpc    *rpcClient
+	exited func() bool
+	kill   func()
+	pid    int
+}
+
+// Launch starts the plugin binary, checks its handshake (and its digest when pinned), configures it and
+// returns the supervised process. A plugin that cannot start or refuses its settings is an error here,
+// so misconfiguration fails loudly at start-up.
+func Launch(ctx context.Context, cfg Config) (*Process, error) {
+	if cfg.Path == "" {
+		return nil, provider.NewError(provider.ErrInvalidConfig, cfg.Name, errors.New("no plugin binary path"))
+	}
+	var secure *goplugin.SecureConfig
+	if cfg.SHA256 != "" {
+		sum, err := hex.DecodeString(cfg.SHA256)
+		if err != nil || len(sum) != sha256.Size {
+			return nil, provider.NewError(provider.ErrInvalidConfig, cfg.Name, fmt.Errorf("sha256 of %s is not 64 hex digits", cfg.Path))
+		}
+		secure = &goplugin.SecureConfig{Checksum: sum, Hash: sha256.New()}
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	log = log.With(slog.String("provider", cfg.Name))
+	startTimeout := orDefault(cfg.StartTimeout, DefaultStartTimeout)
+	start := func() (*instance, error) {
+		cmd := exec.Command(cfg.Path, cfg.Args...)
+		cmd.Env = append(cmd.Env, cfg.Env...)
+		client := goplugin.NewClient(&goplugin.ClientConfig{
+			HandshakeConfig:  Handshake,
+			VersionedPlugins: versionedPlugins(nil),
+			Cmd:              cmd,
+			SecureConfig:     secure,
+			AllowedProtocols: []goplugin.Protocol{goplugin.ProtocolGRPC},
+			AutoMTLS:         true,
+			StartTimeout:     startTimeout,
+			Logger:           newHCLogAdapter(log.With(slog.String("plugin", cfg.Path))),
+		})
+		inst, err := dispense(client)
+		if err != nil {
+			client.Kill()
+			return nil, err
+		}
+		cctx, cancel := context.WithTimeout(context.Background(), startTimeout)
+		defer cancel()
+		if err := inst.rpc.configure(cctx, cfg.Settings); err != nil {
+			client.Kill()
+			return nil, fromStatus(err)
+		}
+		return inst, nil
+	}
+	p := newProcess(cfg.Name, log, start, cfg.MinBackoff, cfg.MaxBackoff)
+	if _, err := p.get(ctx); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+func dispense(client *goplugin.Client) (*instance, error) {
+	cp, err := client.Client()
+	if err != nil {
+		return nil, classifyStartError(err)
+	}
+	raw, err := cp.Dispense(PluginName)
+	if err != nil {
+		return nil, classifyStartError(err)
+	}
+	rc, ok := raw.(*rpcClient)
+	if !ok {
+		return nil, provider.NewError(provider.ErrInternal, "", fmt.Errorf("plugin dispensed %T", raw))
+	}
+	inst := &instance{rpc: rc, exited: client.Exited, kill: client.Kill}
+	if rc := client.ReattachConfig(); rc != nil {
+		inst.pid = rc.Pid
+	}
+	return inst, nil
+}
+
+func classifyStartError(err error) error {
+	if errors.Is(err, goplugin.ErrChecksumsDoNotMatch) || errors.Is(err, goplugin.ErrSecureConfigNoHash) ||
+		errors.Is(err, goplugin.ErrSecureConfigNoChecksum) {
+		return provider.NewError(provider.ErrPermissionDenied, "", fmt.Errorf("plugin binary refused: %w", err))
+	}
+	if errors.Is(err, exec.ErrNotFound) {
+		return provider.NewError(provider.ErrInvalidConfig, "", err)
+	}
+	return provider.NewError(provider.ErrUnavailable, "", fmt.Errorf("plugin did not start: %w", err))
+}
+
+func newProcess(name string, log *slog.Logger, start func() (*instance, error), minB, maxB time.Duration) *Process {
+	return &Process{
+		name: name, log: log, start: start,
+		minBackoff: orDefault(minB, DefaultMinBackoff),
+		maxBackoff: orDefault(maxB, DefaultMaxBackoff),
+	}
+}
+
+func orDefault(d, def time.Duration) time.Duration {
+	if d <= 0 {
+		return def
+	}
+	return d
+}
+
+// Pid returns the current plugin process id, or 0 when none runs.
+func (p *Process) Pid() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.cur == nil {
+		return 0
+	}
+	return p.cur.pid
+}
+
+// Restarts returns how many times the plugin was restarted after dying.
+func (p *Process) Restarts() int64 { return p.restarts.Load() }
+
+// get returns a live instance, starting one (single-flight, with backoff after failures) when needed.
+func (p *Process) get(ctx context.Context) (*instance, error) {
+	for {
+		p.mu.Lock()
+		if p.closed {
+			p.mu.Unlock()
+			return nil, provider.NewError(provider.ErrClosed, "", nil)
+		}
+		if p.cur != nil && !p.cur.exited() {
+			inst := p.cur
+			p.mu.Unlock()
+			return inst, nil
+		}
+		if p.cur != nil {
+			p.log.Warn("keyfort: plugin process exited; restarting", slog.Int("pid", p.cur.pid))
+			p.cur.kill()
+			p.cur = nil
+			p.restarts.Add(1)
+		}
+		if ch := p.starting; ch != nil {
+			p.mu.Unlock()
+			select {
+			case <-ch:
+				continue
+			case <-ctx.Done():
+				return nil, provider.NewError(provider.ErrUnavailable, "", fmt.Errorf("waiting for plugin start: %w", ctx.Err()))
+			}
+		}
+		if wait := time.Until(p.notBefore); wait > 0 {
+			lastErr := p.lastErr
+			p.mu.Unlock()
+			if dl, ok := ctx.Deadline(); ok && time.Until(dl) < wait {
+				return nil, provider.NewError(provider.ErrUnavailable, "",
+					fmt.Errorf("plugin restart backing off for %s after %w", wait.Round(time.Millisecond), lastErr))
+			}
+			t := time.NewTimer(wait)
+			select {
+			case <-t.C:
+				continue
+			case <-ctx.Done():
+				t.Stop()
+				return nil, provider.NewError(provider.ErrUnavailable, "", ctx.Err())
+			}
+		}
+		ch := make(chan struct{})
+		p.starting = ch
+		p.mu.Unlock()
+
+		inst, err := p.start()
+
+		p.mu.Lock()
+		p.starting = nil
+		close(ch)
+		if err != nil {
+			p.failures++
+			backoff := p.minBackoff << min(p.failures-1, 16)
+			if backoff > p.maxBackoff || backoff <= 0 {
+				backoff = p.maxBackoff
+			}
+			p.notBefore = time.Now().Add(backoff)
+			p.lastErr = err
+			p.mu.Unlock()
+			p.log.Error("keyfort: plugin failed to start", slog.String("error", err.Error()),
+				slog.Int("failures", p.failures), slog.Duration("backoff", backoff))
+			return nil, err
+		}
+		if p.closed {
+			p.mu.Unlock()
+			inst.kill()
+			return nil, provider.NewError(provider.ErrClosed, "", nil)
+		}
+		p.failures = 0
+		p.lastErr = nil
+		p.cur = inst
+		p.generation.Add(1)
+		p.mu.Unlock()
+		return inst, nil
+	}
+}
+
+// drop forgets inst after a transport failure, so the next get starts a fresh process.
+func (p *Process) drop(inst *instance) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.cur == inst {
+		p.log.Warn("keyfort: plugin connection failed; restarting the plugin", slog.Int("pid", inst.pid))
+		inst.kill()
+		p.cur = nil
+		p.restarts.Add(1)
+	}
+}
+
+// do runs fn on a live instance. Transport failures drop the instance; idempotent calls are then
+// retried on a fresh one, up to maxAttempts in all.
+func (p *Process) do(ctx context.Context, idempotent bool, fn func(*rpcClient) error) error {
+	var lastErr error
+	for attempt := 1; ; attempt++ {
+		inst, err := p.get(ctx)
+		if err != nil {
+			if lastErr != nil {
+				return provider.NewError(provider.ErrUnavailable, "", fmt.Errorf("%w (after: %v)", err, lastErr))
+			}
+			return err
+		}
+		err = fn(inst.rpc)
+		if err == nil {
+			return nil
+		}
+		if ctx.Err() != nil || !isTransportFailure(err) {
+			return fromStatus(err)
+		}
+		p.drop(inst)
+		lastErr = err
+		if !idempotent || attempt >= maxAttempts {
+			return provider.NewError(provider.ErrUnavailable, "", fmt.Errorf("plugin process failed: %w", err))
+		}
+	}
+}
+
+func (p *Process) capable(ctx context.Context, c pb.Capability, op string) error {
+	inst, err := p.get(ctx)
+	if err != nil {
+		return err
+	}
+	if !inst.rpc.caps[c] {
+		return provider.NewError(provider.ErrUnimplemented, "", fmt.Errorf("plugin does not implement %s", op))
+	}
+	return nil
+}
+
+// SigningKeys implements provider.IdentitySecretMaterialProvider.
+func (p *Process) SigningKeys(ctx context.Context, name string) (ks provider.KeySet, err error) {
+	err = p.do(ctx, true, func(c *rpcClient) (e error) { ks, e = c.SigningKeys(ctx, name); return })
+	return ks, err
+}
+
+// Secret implements provider.IdentitySecretMaterialProvider.
+func (p *Process) Secret(ctx context.Context, name string) (s provider.Secret, err error) {
+	err = p.do(ctx, true, func(c *rpcClient) (e error) { s, e = c.Secret(ctx, name); return })
+	return s, err
+}
+
+// Credentials implements provider.IdentitySecretMaterialProvider. It is not retried: a plugin that died
+// after issuing credentials may have created a lease the host never saw.
+func (p *Process) Credentials(ctx context.Context, req provider.CredentialRequest) (cr provider.Credentials, err error) {
+	err = p.do(ctx, false, func(c *rpcClient) (e error) { cr, e = c.Credentials(ctx, req); return })
+	return cr, err
+}
+
+// Renew implements provider.IdentitySecretMaterialProvider.
+func (p *Process) Renew(ctx context.Context, lease provider.Lease) (l provider.Lease, err error) {
+	err = p.do(ctx, true, func(c *rpcClient) (e error) { l, e = c.Renew(ctx, lease); return })
+	return l, err
+}
+
+// Revoke implements provider.IdentitySecretMaterialProvider.
+func (p *Process) Revoke(ctx context.Context, lease provider.Lease) error {
+	return p.do(ctx, true, func(c *rpcClient) error { return c.Revoke(ctx, lease) })
+}
+
+// Sign implements provider.Signer when the plugin does.
+func (p *Process) Sign(ctx context.Context, name, kid string, payload []byte) (sig []byte, err error) {
+	if err := p.capable(ctx, pb.Capability_CAPABILITY_SIGNER, "Sign"); err != nil {
+		return nil, err
+	}
+	err = p.do(ctx, true, func(c *rpcClient) (e error) { sig, e = c.Sign(ctx, name, kid, payload); return })
+	return sig, err
+}
+
+// Health implements provider.HealthChecker when the plugin does; a plugin without a health check is
+// healthy when it answers.
+func (p *Process) Health(ctx context.Context) error {
+	if err := p.capable(ctx, pb.Capability_CAPABILITY_HEALTH_CHECKER, "Health"); err != nil {
+		if errors.Is(err, provider.ErrUnimplemented) {
+			return nil
+		}
+		return err
+	}
+	return p.do(ctx, true, func(c *rpcClient) error { return c.Health(ctx) })
+}
+
+// RotateSigningKey implements provider.KeyRotator when the plugin does. It is not retried.
+func (p *Process) RotateSigningKey(ctx context.Context, name string) (ks provider.KeySet, err error) {
+	if err := p.capable(ctx, pb.Capability_CAPABILITY_KEY_ROTATOR, "RotateSigningKey"); err != nil {
+		return provider.KeySet{}, err
+	}
+	err = p.do(ctx, false, func(c *rpcClient) (e error) { ks, e = c.RotateSigningKey(ctx, name); return })
+	return ks, err
+}
+
+// Close asks the plugin to close its provider, then stops the process. It is idempotent.
+func (p *Process) Close() error {
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		return nil
+	}
+	p.closed = true
+	inst := p.cur
+	p.cur = nil
+	p.mu.Unlock()
+	if inst == nil {
+		return nil
+	}
+	var err error
+	if !inst.exited() {
+		err = inst.rpc.Close()
+	}
+	inst.kill()
+	if err != nil && !isTransportFailure(err) {
+		return fromStatus(err)
+	}
+	return nil
+}

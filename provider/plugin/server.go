@@ -1,0 +1,286 @@
+package plugin
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"os"
+	"strings"
+	"sync"
+
+	"github.com/hashicorp/go-hclog"
+	goplugin "github.com/hashicorp/go-plugin"
+
+	pb "github.com/keyfort/keyfort/internal/providerpb/v1"
+	"github.com/keyfort/keyfort/provider"
+)
+
+// ServeOption configures [Serve] and [ServeFactory].
+type ServeOption func(*serveOptions)
+
+type serveOptions struct {
+	logLevel slog.Level
+	test     *goplugin.ServeTestConfig
+}
+
+// WithLogLevel sets the plugin's log level (default Info). Logs go to stderr as JSON that the host
+// re-emits through its own logger, so the plugin's lines appear in the host's log with their levels.
+func WithLogLevel(l slog.Level) ServeOption { return func(o *serveOptions) { o.logLevel = l } }
+
+// Serve serves impl as a Keyfort provider plugin over go-plugin's gRPC transport and returns when the
+// host stops the plugin, after closing impl. The host's Configure call is ignored, except that an impl
+// implementing [Configurable] receives the settings.
+func Serve(impl provider.IdentitySecretMaterialProvider, opts ...ServeOption) {
+	serve(&server{impl: impl}, opts)
+}
+
+// ServeFactory serves the provider that f builds from the settings the host sends when it configures
+// the plugin. This is how built-in adapters run in provider-host, and the easiest way for a plugin to
+// take settings from Keyfort's configuration.
+func ServeFactory(f provider.Factory, opts ...ServeOption) {
+	serve(&server{factory: f}, opts)
+}
+
+// Configurable is implemented by a provider served with [Serve] that wants the host's settings.
+type Configurable interface {
+	Configure(ctx context.Context, settings provider.Settings) error
+}
+
+func serve(srv *server, opts []ServeOption) {
+	o := serveOptions{logLevel: slog.LevelInfo}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	if o.test == nil {
+		slog.SetDefault(newPluginLogger(o.logLevel))
+	}
+	goplugin.Serve(&goplugin.ServeConfig{
+		HandshakeConfig:  Handshake,
+		VersionedPlugins: versionedPlugins(srv),
+		GRPCServer:       goplugin.DefaultGRPCServer,
+		Logger: hclog.New(&hclog.LoggerOptions{
+			Output: os.Stderr, JSONFormat: true, Level: hclogLevel(o.logLevel),
+		}),
+		Test: o.test,
+	})
+	_, _ = srv.Close(context.Background(), nil)
+}
+
+// server adapts a provider to the gRPC service.
+type server struct {
+	pb.UnimplementedProviderServiceServer
+
+	mu      sync.RWMutex
+	impl    provider.IdentitySecretMaterialProvider
+	factory provider.Factory
+	closed  bool
+}
+
+var errNotConfigured = errors.New("plugin is not configured yet: the host must call Configure first")
+
+func (s *server) get() (provider.IdentitySecretMaterialProvider, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.closed {
+		return nil, provider.NewError(provider.ErrClosed, "", nil)
+	}
+	if s.impl == nil {
+		return nil, provider.NewError(provider.ErrInvalidConfig, "", errNotConfigured)
+	}
+	return s.impl, nil
+}
+
+func (s *server) Configure(ctx context.Context, req *pb.ConfigureRequest) (*pb.ConfigureResponse, error) {
+	settings := provider.NewSettings(req.GetName(), req.GetSettingsJson())
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil, toStatus(provider.NewError(provider.ErrClosed, "", nil))
+	}
+	if s.factory != nil {
+		impl, err := s.factory(ctx, settings)
+		if err != nil {
+			return nil, toStatus(err)
+		}
+		if s.impl != nil {
+			_ = s.impl.Close()
+		}
+		s.impl = impl
+	} else if c, ok := s.impl.(Configurable); ok {
+		if err := c.Configure(ctx, settings); err != nil {
+			return nil, toStatus(err)
+		}
+	}
+	return &pb.ConfigureResponse{Capabilities: capabilitiesOf(s.impl)}, nil
+}
+
+func capabilitiesOf(p provider.IdentitySecretMaterialProvider) []pb.Capability {
+	var caps []pb.Capability
+	if _, ok := p.(provider.Signer); ok {
+		caps = append(caps, pb.Capability_CAPABILITY_SIGNER)
+	}
+	if _, ok := p.(provider.HealthChecker); ok {
+		caps = append(caps, pb.Capability_CAPABILITY_HEALTH_CHECKER)
+	}
+	if _, ok := p.(provider.KeyRotator); ok {
+		caps = append(caps, pb.Capability_CAPABILITY_KEY_ROTATOR)
+	}
+	return caps
+}
+
+func (s *server) SigningKeys(ctx context.Context, req *pb.SigningKeysRequest) (*pb.SigningKeysResponse, error) {
+	p, err := s.get()
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	ks, err := p.SigningKeys(ctx, req.GetName())
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return &pb.SigningKeysResponse{KeySet: keySetOut(ks)}, nil
+}
+
+func (s *server) Secret(ctx context.Context, req *pb.SecretRequest) (*pb.SecretResponse, error) {
+	p, err := s.get()
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	sec, err := p.Secret(ctx, req.GetName())
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return &pb.SecretResponse{Name: sec.Name, Version: sec.Version, Value: sec.Value.Reveal(), CreatedAt: tsOut(sec.CreatedAt)}, nil
+}
+
+func (s *server) Credentials(ctx context.Context, req *pb.CredentialsRequest) (*pb.CredentialsResponse, error) {
+	p, err := s.get()
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	c, err := p.Credentials(ctx, provider.CredentialRequest{Role: req.GetRole(), Identity: provider.NewSensitive(req.GetIdentity())})
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return credentialsOut(c), nil
+}
+
+func (s *server) Renew(ctx context.Context, req *pb.RenewRequest) (*pb.RenewResponse, error) {
+	p, err := s.get()
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	l, err := p.Renew(ctx, leaseIn(req.GetLease()))
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return &pb.RenewResponse{Lease: leaseOut(l)}, nil
+}
+
+func (s *server) Revoke(ctx context.Context, req *pb.RevokeRequest) (*pb.RevokeResponse, error) {
+	p, err := s.get()
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	if err := p.Revoke(ctx, leaseIn(req.GetLease())); err != nil {
+		return nil, toStatus(err)
+	}
+	return &pb.RevokeResponse{}, nil
+}
+
+func (s *server) Sign(ctx context.Context, req *pb.SignRequest) (*pb.SignResponse, error) {
+	p, err := s.get()
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	signer, ok := p.(provider.Signer)
+	if !ok {
+		return nil, toStatus(provider.NewError(provider.ErrUnimplemented, req.GetName(), errors.New("provider cannot sign")))
+	}
+	sig, err := signer.Sign(ctx, req.GetName(), req.GetKeyId(), req.GetPayload())
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return &pb.SignResponse{Signature: sig}, nil
+}
+
+func (s *server) Health(ctx context.Context, _ *pb.HealthRequest) (*pb.HealthResponse, error) {
+	p, err := s.get()
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	h, ok := p.(provider.HealthChecker)
+	if !ok {
+		return nil, toStatus(provider.NewError(provider.ErrUnimplemented, "", errors.New("provider has no health check")))
+	}
+	if err := h.Health(ctx); err != nil {
+		return nil, toStatus(err)
+	}
+	return &pb.HealthResponse{}, nil
+}
+
+func (s *server) RotateSigningKey(ctx context.Context, req *pb.SigningKeysRequest) (*pb.SigningKeysResponse, error) {
+	p, err := s.get()
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	r, ok := p.(provider.KeyRotator)
+	if !ok {
+		return nil, toStatus(provider.NewError(provider.ErrUnimplemented, req.GetName(), errors.New("provider cannot rotate keys")))
+	}
+	ks, err := r.RotateSigningKey(ctx, req.GetName())
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return &pb.SigningKeysResponse{KeySet: keySetOut(ks)}, nil
+}
+
+func (s *server) Close(context.Context, *pb.CloseRequest) (*pb.CloseResponse, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return &pb.CloseResponse{}, nil
+	}
+	s.closed = true
+	if s.impl != nil {
+		if err := s.impl.Close(); err != nil && !errors.Is(err, provider.ErrClosed) {
+			return nil, toStatus(err)
+		}
+	}
+	return &pb.CloseResponse{}, nil
+}
+
+// newPluginLogger writes slog records to stderr as JSON with hclog's key names, which go-plugin's host
+// parses back into levelled, structured log lines.
+func newPluginLogger(level slog.Level) *slog.Logger {
+	return slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{
+		Level: level,
+		ReplaceAttr: func(groups []string, a slog.Attr) slog.Attr {
+			if len(groups) > 0 {
+				return a
+			}
+			switch a.Key {
+			case slog.TimeKey:
+				a.Key = "@timestamp"
+			case slog.LevelKey:
+				a.Key = "@level"
+				a.Value = slog.StringValue(strings.ToLower(a.Value.String()))
+			case slog.MessageKey:
+				a.Key = "@message"
+			}
+			return a
+		},
+	}))
+}
+
+func hclogLevel(l slog.Level) hclog.Level {
+	switch {
+	case l <= slog.LevelDebug:
+		return hclog.Debug
+	case l <= slog.LevelInfo:
+		return hclog.Info
+	case l <= slog.LevelWarn:
+		return hclog.Warn
+	default:
+		return hclog.Error
+	}
+}
