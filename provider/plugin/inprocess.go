@@ -6,6 +6,7 @@ import (
 	"log/slog"
 
 	goplugin "github.com/hashicorp/go-plugin"
+	"github.com/hashicorp/go-plugin/runner"
 
 	"github.com/keyfort/keyfort/provider"
 )
@@ -39,17 +40,22 @@ func ServeInProcess(ctx context.Context, cfg InProcessConfig) (*Process, error) 
 		done := make(chan struct{})
 		go serve(&server{factory: cfg.Factory}, []ServeOption{func(o *serveOptions) {
 			o.test = &goplugin.ServeTestConfig{Context: srvCtx, ReattachConfigCh: reattach, CloseCh: done}
+			o.logger = newHCLogAdapter(log.With(slog.String("side", "plugin")))
 		}})
 		var rc *goplugin.ReattachConfig
 		select {
 		case rc = <-reattach:
+			// Watch the serving goroutine instead of a pid: go-plugin would otherwise poll our own pid.
+			rc.Pid = 0
+			rc.Test = false // so that Kill closes the connection and stops the goroutine through our runner
+			rc.ReattachFunc = func() (runner.AttachedRunner, error) { return goroutineRunner{done: done, stop: stop}, nil }
 		case <-done:
 			stop()
 			return nil, provider.NewError(provider.ErrUnavailable, "", fmt.Errorf("in-process plugin server stopped"))
 		}
 		client := goplugin.NewClient(&goplugin.ClientConfig{
 			HandshakeConfig:  Handshake,
-			VersionedPlugins: versionedPlugins(nil),
+			Plugins:          versionedPlugins(nil)[ProtocolVersion],
 			Reattach:         rc,
 			AllowedProtocols: []goplugin.Protocol{goplugin.ProtocolGRPC},
 			Logger:           newHCLogAdapter(log),
@@ -89,3 +95,28 @@ func ServeInProcess(ctx context.Context, cfg InProcessConfig) (*Process, error) 
 	}
 	return p, nil
 }
+
+// goroutineRunner is go-plugin's view of a plugin served by a goroutine of this process.
+type goroutineRunner struct {
+	done <-chan struct{}
+	stop context.CancelFunc
+}
+
+func (r goroutineRunner) Wait(ctx context.Context) error {
+	select {
+	case <-r.done:
+	case <-ctx.Done():
+	}
+	return nil
+}
+
+func (r goroutineRunner) Kill(context.Context) error {
+	r.stop()
+	<-r.done
+	return nil
+}
+
+func (r goroutineRunner) ID() string { return "in-process" }
+
+func (goroutineRunner) PluginToHost(n, a string) (string, string, error) { return n, a, nil }
+func (goroutineRunner) HostToPlugin(n, a string) (string, string, error) { return n, a, nil }

@@ -119,7 +119,7 @@ func Launch(ctx context.Context, cfg Config) (*Process, error) {
 			AllowedProtocols: []goplugin.Protocol{goplugin.ProtocolGRPC},
 			AutoMTLS:         true,
 			StartTimeout:     startTimeout,
-			Logger:           newHCLogAdapter(log.With(slog.String("plugin", cfg.Path))),
+			Logger:           newHCLogAdapter(log),
 		})
 		inst, err := dispense(client)
 		if err != nil {

@@ -21,6 +21,7 @@ type ServeOption func(*serveOptions)
 type serveOptions struct {
 	logLevel slog.Level
 	test     *goplugin.ServeTestConfig
+	logger   hclog.Logger
 }
 
 // WithLogLevel sets the plugin's log level (default Info). Logs go to stderr as JSON that the host
@@ -54,14 +55,15 @@ func serve(srv *server, opts []ServeOption) {
 	if o.test == nil {
 		slog.SetDefault(newPluginLogger(o.logLevel))
 	}
+	if o.logger == nil {
+		o.logger = hclog.New(&hclog.LoggerOptions{Output: os.Stderr, JSONFormat: true, Level: hclogLevel(o.logLevel)})
+	}
 	goplugin.Serve(&goplugin.ServeConfig{
 		HandshakeConfig:  Handshake,
 		VersionedPlugins: versionedPlugins(srv),
 		GRPCServer:       goplugin.DefaultGRPCServer,
-		Logger: hclog.New(&hclog.LoggerOptions{
-			Output: os.Stderr, JSONFormat: true, Level: hclogLevel(o.logLevel),
-		}),
-		Test: o.test,
+		Logger:           o.logger,
+		Test:             o.test,
 	})
 	_, _ = srv.Close(context.Background(), nil)
 }

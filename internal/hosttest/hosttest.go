@@ -1,0 +1,65 @@
+package hosttest
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+)
+
+var (
+	mu    sync.Mutex
+	dir   string
+	built = map[string]string{}
+)
+
+// ProviderHost returns the path of a provider-host binary built from this checkout.
+func ProviderHost(tb testing.TB) string {
+	return Build(tb, "github.com/keyfort/keyfort/cmd/provider-host")
+}
+
+// Build builds the main package pkg once per test process and returns the binary's path.
+func Build(tb testing.TB, pkg string) string {
+	tb.Helper()
+	mu.Lock()
+	defer mu.Unlock()
+	if p, ok := built[pkg]; ok {
+		return p
+	}
+	if dir == "" {
+		d, err := os.MkdirTemp("", "keyfort-hosttest-")
+		if err != nil {
+			tb.Fatalf("hosttest: %v", err)
+		}
+		dir = d
+	}
+	out := filepath.Join(dir, strings.ReplaceAll(pkg, "/", "_"))
+	cmd := exec.Command(goBin(), "build", "-o", out, pkg)
+	if msg, err := cmd.CombinedOutput(); err != nil {
+		tb.Fatalf("hosttest: go build %s: %v\n%s", pkg, err, msg)
+	}
+	built[pkg] = out
+	return out
+}
+
+// Cleanup removes the binaries; call it from TestMain after m.Run.
+func Cleanup() {
+	mu.Lock()
+	defer mu.Unlock()
+	if dir != "" {
+		_ = os.RemoveAll(dir)
+		dir = ""
+		built = map[string]string{}
+	}
+}
+
+func goBin() string {
+	p := filepath.Join(runtime.GOROOT(), "bin", "go")
+	if _, err := os.Stat(p); err == nil {
+		return p
+	}
+	return "go"
+}
