@@ -20,6 +20,9 @@ var builtins = map[string]provider.Factory{
 	"env":    env.Factory,
 }
 
+// providerNone is the empty identity: admin commands ask for credentials as the provider itself.
+var providerNone = provider.Sensitive{}
+
 // version is set at build time with -ldflags "-X main.version=...".
 var version = "dev"
 
@@ -57,7 +60,7 @@ checks and inspects a configuration.`,
 	}
 	root.SetOut(stdout)
 	root.SetErr(stderr)
-	root.AddCommand(newPluginCmd(), newVersionCmd())
+	root.AddCommand(newPluginCmd(), newCheckCmd(), newGetCmd(), newVersionCmd())
 	return root
 }
 

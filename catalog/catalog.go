@@ -1,0 +1,269 @@
+package catalog
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/keyfort/keyfort/config"
+	"github.com/keyfort/keyfort/provider"
+	"github.com/keyfort/keyfort/provider/plugin"
+)
+
+// HostBinaryEnv names the environment variable that points at the provider-host binary.
+const HostBinaryEnv = "KEYFORT_PROVIDER_HOST"
+
+// EphemeralProvider is the name of the zero-configuration provider.
+const EphemeralProvider = "ephemeral"
+
+// Options configure [Open].
+type Options struct {
+	// HostBinary is the provider-host binary that serves built-in types. Empty: $KEYFORT_PROVIDER_HOST,
+	// then "provider-host" on PATH.
+	HostBinary string
+	// InProcess lists built-in types to serve inside this process over the plugin transport instead of
+	// starting provider-host (provider-host itself does this for nothing; tests and embedders may).
+	InProcess map[string]provider.Factory
+	// Verify resolves every configured key after start and fails Open, naming each key whose material
+	// is missing or unreachable.
+	Verify bool
+	// Logger: nil means slog.Default(). Metrics: nil means unregistered collectors.
+	Logger  *slog.Logger
+	Metrics *provider.Metrics
+	// Now is the clock of the providers' caches; nil: time.Now.
+	Now func() time.Time
+}
+
+// Catalog holds the running providers of one configuration. It is safe for concurrent use.
+type Catalog struct {
+	cfg     *config.Config
+	clients map[string]*provider.Client
+	log     *slog.Logger
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// Open starts every provider of cfg. On any failure it stops what it started and returns one error
+// naming every provider that failed.
+func Open(ctx context.Context, cfg *config.Config, opts Options) (*Catalog, error) {
+	log := opts.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	c := &Catalog{cfg: cfg, clients: map[string]*provider.Client{}, log: log}
+	if cfg.Empty() {
+		if cfg.Production {
+			return nil, provider.NewError(provider.ErrInvalidConfig, "production", errors.New("no configuration; the ephemeral key is forbidden in production"))
+		}
+		log.Warn("KEYFORT HAS NO CONFIGURATION: session tokens are signed with an EPHEMERAL in-memory key that is " +
+			"lost on restart and differs between replicas. This is for first runs and tests only; configure " +
+			"identity.secrets.session_signing (see docs/configuration.md) before anything else.")
+		cl, err := provider.NewClient(newEphemeral(), provider.ClientConfig{
+			Name: EphemeralProvider, Metrics: opts.Metrics, Logger: log, Now: opts.Now, CacheTTL: -1,
+		})
+		if err != nil {
+			return nil, err
+		}
+		c.clients[EphemeralProvider] = cl
+		return c, nil
+	}
+	var errs []error
+	for _, name := range sortedKeys(cfg.Providers) {
+		pc := cfg.Providers[name]
+		driver, err := start(ctx, pc, opts, log)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("provider %q: %w", name, err))
+			continue
+		}
+		cl, err := provider.NewClient(driver, provider.ClientConfig{
+			Name: name, Timeout: pc.Timeout, CacheTTL: pc.CacheTTL, StaleBudget: pc.StaleBudget,
+			Metrics: opts.Metrics, Logger: log, Now: opts.Now,
+		})
+		if err != nil {
+			_ = driver.Close()
+			errs = append(errs, err)
+			continue
+		}
+		c.clients[name] = cl
+	}
+	if len(errs) > 0 {
+		_ = c.Close()
+		return nil, fmt.Errorf("keyfort: cannot start providers: %w", errors.Join(errs...))
+	}
+	if opts.Verify {
+		var failed []string
+		for _, r := range c.Check(ctx) {
+			if r.Err != nil {
+				failed = append(failed, r.String())
+			}
+		}
+		if len(failed) > 0 {
+			_ = c.Close()
+			return nil, &MissingError{Lines: failed}
+		}
+	}
+	return c, nil
+}
+
+// MissingError reports configured keys whose material could not be resolved at start-up.
+type MissingError struct {
+	Lines []string
+}
+
+func (e *MissingError) Error() string {
+	return "keyfort: configured material is missing or unreachable:\n  " + strings.Join(e.Lines, "\n  ")
+}
+
+// Is makes errors.Is(err, provider.ErrNotFound) true.
+func (e *MissingError) Is(target error) bool { return target == provider.ErrNotFound }
+
+func start(ctx context.Context, pc config.Provider, opts Options, log *slog.Logger) (provider.IdentitySecretMaterialProvider, error) {
+	settings, err := provider.SettingsFromMap(pc.Name, pc.Settings)
+	if err != nil {
+		return nil, err
+	}
+	if pc.Plugin != "" {
+		return plugin.Launch(ctx, plugin.Config{
+			Name: pc.Name, Path: pc.Plugin, Args: pc.Args, SHA256: pc.SHA256, Settings: settings, Logger: log,
+		})
+	}
+	if f, ok := opts.InProcess[pc.Type]; ok {
+		return plugin.ServeInProcess(ctx, plugin.InProcessConfig{Name: pc.Name, Factory: f, Settings: settings, Logger: log})
+	}
+	bin, err := hostBinary(opts.HostBinary)
+	if err != nil {
+		return nil, err
+	}
+	return plugin.Launch(ctx, plugin.Config{
+		Name: pc.Name, Path: bin, Args: []string{"plugin", pc.Type}, Settings: settings, Logger: log,
+	})
+}
+
+func hostBinary(explicit string) (string, error) {
+	if explicit != "" {
+		return explicit, nil
+	}
+	if p := os.Getenv(HostBinaryEnv); p != "" {
+		return p, nil
+	}
+	p, err := exec.LookPath("provider-host")
+	if err != nil {
+		return "", provider.NewError(provider.ErrInvalidConfig, "provider-host",
+			fmt.Errorf("built-in providers run in the provider-host binary, which is not on PATH; install it (go install github.com/keyfort/keyfort/cmd/provider-host) or set %s", HostBinaryEnv))
+	}
+	return p, nil
+}
+
+// Config returns the configuration the catalog runs.
+func (c *Catalog) Config() *config.Config { return c.cfg }
+
+// Client returns the client of provider instance name.
+func (c *Catalog) Client(name string) (*provider.Client, bool) {
+	cl, ok := c.clients[name]
+	return cl, ok
+}
+
+// Resolve returns the binding of a logical key and the client of its provider.
+func (c *Catalog) Resolve(key string) (config.Binding, *provider.Client, error) {
+	if c.cfg.Empty() {
+		b := config.Binding{Key: "identity.secrets." + strings.TrimPrefix(strings.ReplaceAll(key, "/", "."), "identity.secrets."),
+			Provider: EphemeralProvider, Location: key, Kind: config.KindSecret}
+		if strings.HasSuffix(key, "signing") {
+			b.Kind = config.KindKeySet
+		}
+		return b, c.clients[EphemeralProvider], nil
+	}
+	b, err := c.cfg.Resolve(key)
+	if err != nil {
+		return b, nil, err
+	}
+	cl, ok := c.clients[b.Provider]
+	if !ok {
+		return b, nil, provider.NewError(provider.ErrInvalidConfig, b.Key, fmt.Errorf("provider %q is not running", b.Provider))
+	}
+	return b, cl, nil
+}
+
+// SigningKeys returns the key set of a logical key ("session_signing").
+func (c *Catalog) SigningKeys(ctx context.Context, key string) (provider.KeySet, error) {
+	b, cl, err := c.Resolve(key)
+	if err != nil {
+		return provider.KeySet{}, err
+	}
+	ks, err := cl.SigningKeys(ctx, b.Location)
+	return ks, withKey(err, b)
+}
+
+// Secret returns the secret of a logical key ("oidc.google.client_id").
+func (c *Catalog) Secret(ctx context.Context, key string) (provider.Secret, error) {
+	b, cl, err := c.Resolve(key)
+	if err != nil {
+		return provider.Secret{}, err
+	}
+	s, err := cl.Secret(ctx, b.Location)
+	return s, withKey(err, b)
+}
+
+// Credentials returns credentials for a role under identity.credentials, on behalf of identity when
+// it is not empty. Renew and revoke them through the returned client.
+func (c *Catalog) Credentials(ctx context.Context, role string, identity provider.Sensitive) (provider.Credentials, *provider.Client, error) {
+	key := role
+	if !strings.HasPrefix(key, "identity.") {
+		key = "identity.credentials." + role
+	}
+	b, cl, err := c.Resolve(key)
+	if err != nil {
+		return provider.Credentials{}, nil, err
+	}
+	cr, err := cl.Credentials(ctx, provider.CredentialRequest{Role: b.Location, Identity: identity})
+	return cr, cl, withKey(err, b)
+}
+
+// KeyError names the logical key an error is about, on top of the provider error.
+type KeyError struct {
+	Key string
+	Err error
+}
+
+func (e *KeyError) Error() string { return "key " + e.Key + ": " + e.Err.Error() }
+
+// Unwrap returns the provider error.
+func (e *KeyError) Unwrap() error { return e.Err }
+
+func withKey(err error, b config.Binding) error {
+	if err == nil {
+		return nil
+	}
+	return &KeyError{Key: b.Key, Err: err}
+}
+
+// Close stops every provider.
+func (c *Catalog) Close() error {
+	c.closeOnce.Do(func() {
+		var errs []error
+		for _, name := range sortedKeys(c.clients) {
+			if err := c.clients[name].Close(); err != nil {
+				errs = append(errs, err)
+			}
+		}
+		c.closeErr = errors.Join(errs...)
+	})
+	return c.closeErr
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}

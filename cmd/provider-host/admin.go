@@ -1,0 +1,223 @@
+package main
+
+import (
+	"context"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/keyfort/keyfort/catalog"
+	"github.com/keyfort/keyfort/config"
+)
+
+// Exit statuses of the admin commands.
+const (
+	exitFailing       = 1 // a configured key does not resolve
+	exitInvalidConfig = 2 // the configuration itself is invalid
+)
+
+type configFlags struct {
+	files   []string
+	timeout time.Duration
+	verbose bool
+}
+
+func (f *configFlags) register(cmd *cobra.Command) {
+	cmd.Flags().StringArrayVarP(&f.files, "config", "c", nil,
+		"configuration file (YAML, TOML or JSON); repeat to layer files. KEYFORT_* variables apply on top")
+	cmd.Flags().DurationVar(&f.timeout, "timeout", 30*time.Second, "overall deadline")
+	cmd.Flags().BoolVarP(&f.verbose, "verbose", "v", false, "log plugin activity to stderr")
+}
+
+func (f *configFlags) logger(stderr io.Writer) *slog.Logger {
+	level := slog.LevelWarn
+	if f.verbose {
+		level = slog.LevelDebug
+	}
+	return slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+}
+
+// openCatalog loads the configuration and starts its providers through this very binary.
+func (f *configFlags) openCatalog(ctx context.Context, stderr io.Writer, verify bool) (*catalog.Catalog, error) {
+	cfg, err := config.Load(config.Source{Files: f.files})
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return nil, exitCode(exitInvalidConfig)
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
+	cat, err := catalog.Open(ctx, cfg, catalog.Options{HostBinary: self, Verify: verify, Logger: f.logger(stderr)})
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		var missing *catalog.MissingError
+		if errors.As(err, &missing) {
+			return nil, exitCode(exitFailing)
+		}
+		return nil, exitCode(exitInvalidConfig)
+	}
+	return cat, nil
+}
+
+func signalContext(timeout time.Duration) (context.Context, context.CancelFunc) {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	if timeout <= 0 {
+		return ctx, stop
+	}
+	tctx, cancel := context.WithTimeout(ctx, timeout)
+	return tctx, func() { cancel(); stop() }
+}
+
+func newCheckCmd() *cobra.Command {
+	var f configFlags
+	cmd := &cobra.Command{
+		Use:   "check --config FILE",
+		Short: "Resolve every configured key and report each as ok or failing",
+		Long: `Load the configuration, start its providers and resolve every configured key: key sets, secrets
+and credentials (whose leases are revoked at once). One line per key; no secret value is printed.
+
+Exit status: 0 when every key resolves, 1 when any fails, 2 when the configuration is invalid.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx, cancel := signalContext(f.timeout)
+			defer cancel()
+			cat, err := f.openCatalog(ctx, cmd.ErrOrStderr(), false)
+			if err != nil {
+				return err
+			}
+			defer cat.Close()
+			out := cmd.OutOrStdout()
+			if cat.Config().Empty() {
+				fmt.Fprintln(out, "warning: no configuration; only the ephemeral signing key exists")
+			}
+			failed := 0
+			for _, r := range cat.Check(ctx) {
+				fmt.Fprintln(out, r)
+				if !r.OK() {
+					failed++
+				}
+			}
+			if failed > 0 {
+				fmt.Fprintf(out, "%d key(s) failing\n", failed)
+				return exitCode(exitFailing)
+			}
+			return nil
+		},
+	}
+	f.register(cmd)
+	return cmd
+}
+
+func newGetCmd() *cobra.Command {
+	var (
+		f      configFlags
+		reveal bool
+	)
+	cmd := &cobra.Command{
+		Use:   "get KEY --config FILE",
+		Short: "Show where a key's material lives and its metadata (the value only with --reveal)",
+		Long: `Resolve one logical key (e.g. session_signing, oidc.google.client_id, identity.credentials.orders)
+and print its provider, location and metadata: kids, algorithms, versions and validity for a key set;
+version and length for a secret; username and lease for credentials (the lease is revoked at once).
+With --reveal, also print the value: the secret, the active private key as PEM, or the password.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx, cancel := signalContext(f.timeout)
+			defer cancel()
+			cat, err := f.openCatalog(ctx, cmd.ErrOrStderr(), false)
+			if err != nil {
+				return err
+			}
+			defer cat.Close()
+			return get(ctx, cmd.OutOrStdout(), cmd.ErrOrStderr(), cat, args[0], reveal)
+		},
+	}
+	f.register(cmd)
+	cmd.Flags().BoolVar(&reveal, "reveal", false, "print the secret value too")
+	return cmd
+}
+
+func get(ctx context.Context, out, stderr io.Writer, cat *catalog.Catalog, key string, reveal bool) error {
+	b, cl, err := cat.Resolve(key)
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return exitCode(exitFailing)
+	}
+	fmt.Fprintf(out, "key:      %s\nprovider: %s\nlocation: %s\nkind:     %s\n", b.Key, b.Provider, b.Location, b.Kind)
+	fail := func(err error) error {
+		fmt.Fprintln(stderr, err)
+		return exitCode(exitFailing)
+	}
+	switch b.Kind {
+	case "keyset":
+		ks, err := cl.SigningKeys(ctx, b.Location)
+		if err != nil {
+			return fail(err)
+		}
+		fmt.Fprintf(out, "active:   %s\n", ks.ActiveID)
+		for _, k := range ks.Keys {
+			fmt.Fprintf(out, "key:      kid=%s alg=%s version=%s not_before=%s not_after=%s\n",
+				k.ID, k.Algorithm, dash(k.Version), ts(k.NotBefore), ts(k.NotAfter))
+		}
+		if reveal {
+			active, _ := ks.Active()
+			switch {
+			case active.Algorithm == "HS256":
+				fmt.Fprintf(out, "value:    %x\n", active.Private.Reveal())
+			case !active.Private.IsZero():
+				fmt.Fprint(out, string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: active.Private.Reveal()})))
+			default:
+				fmt.Fprintln(out, "value:    (the private key never leaves the provider)")
+			}
+		}
+	case "secret":
+		s, err := cl.Secret(ctx, b.Location)
+		if err != nil {
+			return fail(err)
+		}
+		fmt.Fprintf(out, "version:  %s\ncreated:  %s\nlength:   %d bytes\n", dash(s.Version), ts(s.CreatedAt), s.Value.Len())
+		if reveal {
+			fmt.Fprintf(out, "value:    %s\n", s.Value.RevealString())
+		}
+	case "credentials":
+		role := strings.TrimPrefix(b.Key, "identity.credentials.")
+		cr, cl, err := cat.Credentials(ctx, role, providerNone)
+		if err != nil {
+			return fail(err)
+		}
+		fmt.Fprintf(out, "username: %s\nlease:    %s\nextra:    %v\n", cr.Username, cr.Lease, cr.ExtraKeys())
+		if reveal {
+			fmt.Fprintf(out, "password: %s\n", cr.Password.RevealString())
+		}
+		if !cr.Lease.IsZero() {
+			if err := cl.Revoke(ctx, cr.Lease); err != nil {
+				fmt.Fprintln(stderr, "revoking the lease:", err)
+			}
+		}
+	}
+	return nil
+}
+
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+func ts(t time.Time) string {
+	if t.IsZero() {
+		return "-"
+	}
+	return t.UTC().Format(time.RFC3339)
+}

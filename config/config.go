@@ -1,0 +1,609 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/knadh/koanf/parsers/json"
+	"github.com/knadh/koanf/parsers/toml/v2"
+	"github.com/knadh/koanf/parsers/yaml"
+	"github.com/knadh/koanf/providers/env/v2"
+	"github.com/knadh/koanf/providers/file"
+	"github.com/knadh/koanf/v2"
+
+	"github.com/keyfort/keyfort/provider"
+)
+
+// EnvPrefix is the prefix of environment variables that configure Keyfort.
+const EnvPrefix = "KEYFORT_"
+
+// SessionSigningKey is the logical key of the session token signing keys; it must resolve.
+const SessionSigningKey = "session_signing"
+
+// DefaultGoogleIssuer is identity.secrets.oidc.google.issuer when not set.
+const DefaultGoogleIssuer = "https://accounts.google.com"
+
+// BuiltinTypes are the provider types served by provider-host. A binding may name one without
+// declaring it under providers; it then runs with empty settings.
+var BuiltinTypes = []string{"env", "memory"}
+
+// Kind is what a binding resolves to.
+type Kind string
+
+// The kinds of material a logical key can be.
+const (
+	KindKeySet      Kind = "keyset"
+	KindSecret      Kind = "secret"
+	KindCredentials Kind = "credentials"
+)
+
+// Config is a loaded, validated configuration. It is immutable once loaded: a reconfiguration loads a
+// new Config and swaps it whole.
+type Config struct {
+	// Production forbids the memory provider and the zero-configuration ephemeral key.
+	Production bool
+	// Providers are the provider instances, by name, including built-ins that bindings name implicitly.
+	Providers map[string]Provider
+	// Bindings are every bound logical key: secrets and key sets under identity.secrets and credentials
+	// roles under identity.credentials, keyed by their full dotted path.
+	Bindings map[string]Binding
+	// Default serves identity.secrets keys that bind nothing; nil when not configured.
+	Default *Binding
+	// OIDC holds the literal (non-secret) settings of each identity provider under identity.secrets.oidc.
+	OIDC map[string]OIDC
+	// Sources lists the files that were loaded and whether the environment contributed.
+	Sources []string
+
+	empty bool
+}
+
+// Provider is one provider instance.
+type Provider struct {
+	Name string
+	// Type is the built-in adapter ("env", "memory", ...); empty for a custom plugin.
+	Type string
+	// Plugin is a custom plugin binary; Args are passed to it.
+	Plugin string
+	Args   []string
+	// SHA256 pins the plugin binary (hex); empty: not pinned.
+	SHA256 string
+	// Settings are handed to the adapter's Configure call. They may hold secrets.
+	Settings map[string]any
+	// Timeout, CacheTTL, StaleBudget configure the provider.Client (zero: default, negative: off).
+	Timeout, CacheTTL, StaleBudget time.Duration
+	// Implicit is true for a built-in that a binding named without declaring it.
+	Implicit bool
+}
+
+// Binding says where the material of one logical key lives.
+type Binding struct {
+	// Key is the full dotted path of the logical key ("identity.secrets.session_signing").
+	Key      string
+	Provider string
+	Location string
+	Kind     Kind
+}
+
+// String renders the binding as "provider:location".
+func (b Binding) String() string { return b.Provider + ":" + b.Location }
+
+// OIDC holds an identity provider's literal settings.
+type OIDC struct {
+	Issuer string
+}
+
+// Empty reports whether no configuration was given at all (no file, no KEYFORT_ variable).
+func (c *Config) Empty() bool { return c.empty }
+
+// Source says where configuration comes from.
+type Source struct {
+	// Files are loaded in order; the format follows the extension (.yaml, .yml, .toml, .json).
+	Files []string
+	// Environ lists environment variables ("K=V"); nil: os.Environ().
+	Environ []string
+}
+
+// Load reads the sources and validates the result, reporting every problem at once as a
+// *[ValidationError].
+func Load(src Source) (*Config, error) {
+	k := koanf.New(".")
+	var sources []string
+	for _, f := range src.Files {
+		parser, err := parserFor(f)
+		if err != nil {
+			return nil, &ValidationError{Problems: []Problem{{Key: f, Message: err.Error()}}}
+		}
+		if err := k.Load(file.Provider(f), parser); err != nil {
+			return nil, &ValidationError{Problems: []Problem{{Key: f, Message: "cannot load: " + err.Error()}}}
+		}
+		sources = append(sources, f)
+	}
+	environ := src.Environ
+	if environ == nil {
+		environ = os.Environ()
+	}
+	envKeys := 0
+	err := k.Load(env.Provider(".", env.Opt{
+		Prefix:      EnvPrefix,
+		EnvironFunc: func() []string { return environ },
+		TransformFunc: func(name, value string) (string, any) {
+			key := strings.ToLower(strings.ReplaceAll(strings.TrimPrefix(name, EnvPrefix), "__", "."))
+			// Only variables under a known top-level key configure Keyfort: KEYFORT_* variables that the
+			// env provider serves as material must not trip the unknown-key check.
+			top, _, _ := strings.Cut(key, ".")
+			switch top {
+			case "production", "providers", "identity":
+				envKeys++
+				return key, value
+			}
+			return "", nil
+		},
+	}), nil)
+	if err != nil {
+		return nil, &ValidationError{Problems: []Problem{{Key: "environment", Message: err.Error()}}}
+	}
+	if envKeys > 0 {
+		sources = append(sources, "environment ("+EnvPrefix+"*)")
+	}
+	return parse(k.Raw(), sources)
+}
+
+func parserFor(path string) (koanf.Parser, error) {
+	switch strings.ToLower(filepath.Ext(path)) {
+	case ".yaml", ".yml":
+		return yaml.Parser(), nil
+	case ".toml":
+		return toml.Parser(), nil
+	case ".json":
+		return json.Parser(), nil
+	}
+	return nil, fmt.Errorf("unknown configuration format %q (want .yaml, .yml, .toml or .json)", filepath.Ext(path))
+}
+
+// Problem is one thing wrong with a configuration.
+type Problem struct {
+	Key      string // the configuration key, dotted
+	Provider string // the provider concerned, if any
+	Location string // the location concerned, if any
+	Message  string
+}
+
+func (p Problem) String() string {
+	var b strings.Builder
+	b.WriteString(p.Key)
+	if p.Provider != "" {
+		fmt.Fprintf(&b, " (provider %q", p.Provider)
+		if p.Location != "" {
+			fmt.Fprintf(&b, ", location %q", p.Location)
+		}
+		b.WriteString(")")
+	}
+	b.WriteString(": ")
+	b.WriteString(p.Message)
+	return b.String()
+}
+
+// ValidationError lists every problem found in a configuration. It satisfies
+// errors.Is(err, provider.ErrInvalidConfig).
+type ValidationError struct {
+	Problems []Problem
+}
+
+func (e *ValidationError) Error() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "keyfort: invalid configuration (%d problem", len(e.Problems))
+	if len(e.Problems) != 1 {
+		b.WriteString("s")
+	}
+	b.WriteString("):")
+	for _, p := range e.Problems {
+		b.WriteString("\n  - ")
+		b.WriteString(p.String())
+	}
+	return b.String()
+}
+
+// Is makes errors.Is(err, provider.ErrInvalidConfig) true.
+func (e *ValidationError) Is(target error) bool { return target == provider.ErrInvalidConfig }
+
+var providerName = regexp.MustCompile(`^[a-z][a-z0-9_-]{0,62}$`)
+
+type parser struct {
+	problems []Problem
+	cfg      *Config
+}
+
+func (p *parser) add(key, prov, loc, format string, args ...any) {
+	p.problems = append(p.problems, Problem{Key: key, Provider: prov, Location: loc, Message: fmt.Sprintf(format, args...)})
+}
+
+func parse(raw map[string]any, sources []string) (*Config, error) {
+	p := &parser{cfg: &Config{
+		Providers: map[string]Provider{}, Bindings: map[string]Binding{}, OIDC: map[string]OIDC{},
+		Sources: sources, empty: len(raw) == 0 && len(sources) == 0,
+	}}
+	for _, key := range sortedKeys(raw) {
+		v := raw[key]
+		switch key {
+		case "production":
+			b, ok := asBool(v)
+			if !ok {
+				p.add(key, "", "", "want true or false")
+			}
+			p.cfg.Production = b
+		case "providers":
+			m, ok := v.(map[string]any)
+			if !ok {
+				p.add(key, "", "", "want a map of provider names to provider settings")
+				continue
+			}
+			for _, name := range sortedKeys(m) {
+				p.provider(name, m[name])
+			}
+		case "identity":
+			p.identity(v)
+		default:
+			p.add(key, "", "", "unknown key (known: production, providers, identity)")
+		}
+	}
+	p.resolveProviders()
+	if !p.cfg.empty {
+		if _, err := p.cfg.Resolve(SessionSigningKey); err != nil {
+			p.add("identity.secrets."+SessionSigningKey, "", "",
+				"not configured: bind it (e.g. \"vault:kv/identity/session-signing\") or set identity.secrets.default")
+		}
+	}
+	if p.cfg.Production && len(p.cfg.Bindings) == 0 && p.cfg.Default == nil {
+		p.add("production", "", "", "production is true but nothing is configured; the ephemeral signing key is forbidden in production")
+	}
+	if len(p.problems) > 0 {
+		sort.SliceStable(p.problems, func(i, j int) bool { return p.problems[i].Key < p.problems[j].Key })
+		return nil, &ValidationError{Problems: p.problems}
+	}
+	return p.cfg, nil
+}
+
+func (p *parser) provider(name string, v any) {
+	key := "providers." + name
+	if !providerName.MatchString(name) {
+		p.add(key, name, "", "provider names are lower case letters, digits, '_' and '-', starting with a letter")
+	}
+	m, ok := v.(map[string]any)
+	if !ok {
+		if v == nil || v == "" {
+			m = map[string]any{}
+		} else {
+			p.add(key, name, "", "want a map of provider settings")
+			return
+		}
+	}
+	pr := Provider{Name: name}
+	for _, field := range sortedKeys(m) {
+		fv := m[field]
+		fkey := key + "." + field
+		switch field {
+		case "type":
+			pr.Type, _ = fv.(string)
+		case "plugin":
+			pr.Plugin, _ = fv.(string)
+		case "args":
+			switch a := fv.(type) {
+			case []any:
+				for _, x := range a {
+					pr.Args = append(pr.Args, fmt.Sprint(x))
+				}
+			case string:
+				pr.Args = strings.Fields(a)
+			default:
+				p.add(fkey, name, "", "want a list of strings")
+			}
+		case "sha256":
+			pr.SHA256 = strings.ToLower(fmt.Sprint(fv))
+			if len(pr.SHA256) != 64 || strings.Trim(pr.SHA256, "0123456789abcdef") != "" {
+				p.add(fkey, name, "", "want 64 hex digits (sha256sum of the plugin binary)")
+			}
+		case "settings":
+			sm, ok := fv.(map[string]any)
+			if !ok {
+				p.add(fkey, name, "", "want a map (the adapter's settings)")
+				continue
+			}
+			pr.Settings = sm
+		case "timeout", "cache_ttl", "stale_budget":
+			d, err := asDuration(fv)
+			if err != nil {
+				p.add(fkey, name, "", "%v", err)
+			}
+			switch field {
+			case "timeout":
+				pr.Timeout = d
+			case "cache_ttl":
+				pr.CacheTTL = d
+			default:
+				pr.StaleBudget = d
+			}
+		default:
+			p.add(fkey, name, "", "unknown key (known: type, plugin, args, sha256, settings, timeout, cache_ttl, stale_budget)")
+		}
+	}
+	switch {
+	case pr.Type != "" && pr.Plugin != "":
+		p.add(key, name, "", "set either type (a built-in adapter) or plugin (a custom plugin binary), not both")
+	case pr.Type == "" && pr.Plugin == "":
+		if isBuiltin(name) {
+			pr.Type = name
+		} else {
+			p.add(key, name, "", "set type (one of %v) or plugin (a custom plugin binary)", BuiltinTypes)
+		}
+	case pr.Type != "" && !isBuiltin(pr.Type):
+		p.add(key+".type", name, "", "unknown built-in type %q (built-in: %v; a custom adapter is a plugin: path)", pr.Type, BuiltinTypes)
+	case pr.Plugin != "":
+		if st, err := os.Stat(pr.Plugin); err != nil {
+			p.add(key+".plugin", name, pr.Plugin, "plugin binary not found")
+		} else if st.IsDir() || st.Mode()&0o111 == 0 {
+			p.add(key+".plugin", name, pr.Plugin, "plugin binary is not an executable file")
+		}
+	}
+	if pr.SHA256 != "" && pr.Plugin == "" {
+		p.add(key+".sha256", name, "", "sha256 pins a custom plugin binary; built-ins run inside provider-host")
+	}
+	p.cfg.Providers[name] = pr
+}
+
+func isBuiltin(t string) bool {
+	for _, b := range BuiltinTypes {
+		if b == t {
+			return true
+		}
+	}
+	return false
+}
+
+func (p *parser) identity(v any) {
+	m, ok := v.(map[string]any)
+	if !ok {
+		p.add("identity", "", "", "want a map with secrets and credentials")
+		return
+	}
+	for _, key := range sortedKeys(m) {
+		switch key {
+		case "secrets":
+			sm, ok := m[key].(map[string]any)
+			if !ok {
+				p.add("identity.secrets", "", "", "want a map of logical keys to bindings")
+				continue
+			}
+			p.secrets("identity.secrets", sm)
+		case "credentials":
+			cm, ok := m[key].(map[string]any)
+			if !ok {
+				p.add("identity.credentials", "", "", "want a map of roles to bindings")
+				continue
+			}
+			for _, role := range sortedKeys(cm) {
+				p.binding("identity.credentials."+role, cm[role], KindCredentials)
+			}
+		default:
+			p.add("identity."+key, "", "", "unknown key (known: secrets, credentials)")
+		}
+	}
+	for idp := range p.cfg.OIDC {
+		if p.cfg.OIDC[idp].Issuer == "" && idp == "google" {
+			p.cfg.OIDC[idp] = OIDC{Issuer: DefaultGoogleIssuer}
+		}
+	}
+}
+
+func (p *parser) secrets(prefix string, m map[string]any) {
+	for _, key := range sortedKeys(m) {
+		full := prefix + "." + key
+		v := m[key]
+		switch {
+		case prefix == "identity.secrets" && key == "default":
+			s, ok := v.(string)
+			if !ok {
+				p.add(full, "", "", "want \"provider\" or \"provider:location-prefix\"")
+				continue
+			}
+			prov, loc, _ := strings.Cut(s, ":")
+			p.cfg.Default = &Binding{Key: full, Provider: prov, Location: strings.TrimSuffix(loc, "/")}
+			if prov == "" {
+				p.add(full, "", "", "want \"provider\" or \"provider:location-prefix\"")
+			}
+		case strings.HasPrefix(full, "identity.secrets.oidc.") && strings.Count(full, ".") == 4 && key == "issuer":
+			idp := strings.Split(full, ".")[3]
+			s, _ := v.(string)
+			if !strings.HasPrefix(s, "https://") && !strings.HasPrefix(s, "http://127.0.0.1") && !strings.HasPrefix(s, "http://localhost") {
+				p.add(full, "", "", "want an https:// issuer URL")
+			}
+			o := p.cfg.OIDC[idp]
+			o.Issuer = s
+			p.cfg.OIDC[idp] = o
+		default:
+			if sub, ok := v.(map[string]any); ok && !isLongBinding(sub) {
+				if strings.HasPrefix(full, "identity.secrets.oidc.") && strings.Count(full, ".") == 3 {
+					if _, ok := p.cfg.OIDC[key]; !ok {
+						p.cfg.OIDC[key] = OIDC{}
+					}
+				}
+				p.secrets(full, sub)
+				continue
+			}
+			kind := KindSecret
+			if strings.HasSuffix(key, "signing") || strings.HasSuffix(key, "signing_keys") {
+				kind = KindKeySet
+			}
+			p.binding(full, v, kind)
+		}
+	}
+}
+
+func isLongBinding(m map[string]any) bool {
+	_, ok := m["provider"]
+	return ok
+}
+
+// binding parses "provider:location" or {provider, location, kind}.
+func (p *parser) binding(key string, v any, kind Kind) {
+	var prov, loc string
+	switch b := v.(type) {
+	case string:
+		var ok bool
+		prov, loc, ok = strings.Cut(b, ":")
+		if !ok {
+			p.add(key, "", "", "want \"provider:location\" (e.g. \"env:GOOGLE_CLIENT_ID\")")
+			return
+		}
+	case map[string]any:
+		for _, f := range sortedKeys(b) {
+			switch f {
+			case "provider":
+				prov, _ = b[f].(string)
+			case "location":
+				loc, _ = b[f].(string)
+			case "kind":
+				k, _ := b[f].(string)
+				switch Kind(k) {
+				case KindKeySet, KindSecret:
+					if kind == KindCredentials {
+						p.add(key+".kind", prov, loc, "credentials bindings have kind credentials")
+					} else {
+						kind = Kind(k)
+					}
+				case KindCredentials:
+					if kind != KindCredentials {
+						p.add(key+".kind", prov, loc, "credentials belong under identity.credentials")
+					}
+				default:
+					p.add(key+".kind", prov, loc, "want keyset or secret")
+				}
+			default:
+				p.add(key+"."+f, prov, loc, "unknown key (known: provider, location, kind)")
+			}
+		}
+	default:
+		p.add(key, "", "", "want \"provider:location\" or a map with provider and location")
+		return
+	}
+	if prov == "" {
+		p.add(key, "", loc, "binding names no provider")
+	}
+	if loc == "" {
+		p.add(key, prov, "", "binding names no location")
+	}
+	p.cfg.Bindings[key] = Binding{Key: key, Provider: prov, Location: loc, Kind: kind}
+}
+
+// resolveProviders checks that every binding names a provider, declaring built-ins implicitly, and
+// applies the production rules.
+func (p *parser) resolveProviders() {
+	check := func(b Binding) {
+		if b.Provider == "" {
+			return
+		}
+		if _, ok := p.cfg.Providers[b.Provider]; ok {
+			return
+		}
+		if isBuiltin(b.Provider) {
+			p.cfg.Providers[b.Provider] = Provider{Name: b.Provider, Type: b.Provider, Implicit: true}
+			return
+		}
+		p.add(b.Key, b.Provider, b.Location, "unknown provider %q: declare it under providers (built-in types: %v)", b.Provider, BuiltinTypes)
+	}
+	for _, key := range sortedKeys(p.cfg.Bindings) {
+		check(p.cfg.Bindings[key])
+	}
+	if p.cfg.Default != nil {
+		check(*p.cfg.Default)
+	}
+	if p.cfg.Production {
+		for _, name := range sortedKeys(p.cfg.Providers) {
+			if p.cfg.Providers[name].Type == "memory" {
+				p.add("providers."+name, name, "", "the memory provider is forbidden when production is true")
+			}
+		}
+	}
+}
+
+// Resolve returns the binding of a logical key under identity.secrets ("session_signing",
+// "oidc.google.client_id" or "oidc/google/client_id"; the "identity.secrets." prefix is optional) or of
+// a credentials role ("identity.credentials.orders"). Keys that bind nothing resolve through the default
+// binding: its provider, at its location prefix joined with the key's path ("oidc/google/client_id").
+func (c *Config) Resolve(key string) (Binding, error) {
+	full := normalizeKey(key)
+	if b, ok := c.Bindings[full]; ok {
+		return b, nil
+	}
+	if strings.HasPrefix(full, "identity.secrets.") && c.Default != nil {
+		rel := strings.ReplaceAll(strings.TrimPrefix(full, "identity.secrets."), ".", "/")
+		loc := rel
+		if c.Default.Location != "" {
+			loc = c.Default.Location + "/" + rel
+		}
+		kind := KindSecret
+		if strings.HasSuffix(full, "signing") {
+			kind = KindKeySet
+		}
+		return Binding{Key: full, Provider: c.Default.Provider, Location: loc, Kind: kind}, nil
+	}
+	return Binding{}, provider.NewError(provider.ErrNotFound, full, errors.New("not configured and no identity.secrets.default"))
+}
+
+func normalizeKey(key string) string {
+	key = strings.ReplaceAll(key, "/", ".")
+	if strings.HasPrefix(key, "identity.") {
+		return key
+	}
+	return "identity.secrets." + key
+}
+
+// Keys returns every bound key, sorted, plus identity.secrets.session_signing when it resolves only
+// through the default binding.
+func (c *Config) Keys() []string {
+	keys := sortedKeys(c.Bindings)
+	if _, ok := c.Bindings["identity.secrets."+SessionSigningKey]; !ok && c.Default != nil {
+		keys = append([]string{"identity.secrets." + SessionSigningKey}, keys...)
+	}
+	return keys
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+func asBool(v any) (bool, bool) {
+	switch b := v.(type) {
+	case bool:
+		return b, true
+	case string:
+		r, err := strconv.ParseBool(b)
+		return r, err == nil
+	}
+	return false, false
+}
+
+func asDuration(v any) (time.Duration, error) {
+	switch d := v.(type) {
+	case string:
+		r, err := time.ParseDuration(d)
+		if err != nil {
+			return 0, fmt.Errorf("want a duration like \"30s\" or \"-1s\" (off)")
+		}
+		return r, nil
+	case int, int64, float64:
+		return 0, fmt.Errorf("want a duration with a unit, like \"30s\"")
+	}
+	return 0, fmt.Errorf("want a duration like \"30s\"")
+}
