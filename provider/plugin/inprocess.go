@@ -28,6 +28,10 @@ type InProcessConfig struct {
 // message crosses the same protobuf encoding, error mapping and Configure call as with [Launch], so it
 // is how tests exercise the transport without building a binary, and how a host can run a built-in
 // provider without a plugin binary.
+//
+// go-plugin's in-process mode opens two stdio pipes per start that it never closes; they are released
+// when the garbage collector finalizes them, so a test that checks for leaked goroutines should run
+// runtime.GC first.
 func ServeInProcess(ctx context.Context, cfg InProcessConfig) (*Process, error) {
 	log := cfg.Logger
 	if log == nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"os"
+	"runtime"
 	"testing"
 
 	"go.uber.org/goleak"
@@ -19,6 +20,9 @@ func TestMain(m *testing.M) {
 	code := m.Run()
 	hosttest.Cleanup()
 	if code == 0 {
+		// go-plugin's test-mode Serve (behind plugin.ServeInProcess) leaves two stdio pipe writers
+		// unreachable but open; their finalizers close them, which ends the goroutines reading them.
+		runtime.GC()
 		if err := goleak.Find(); err != nil {
 			println("goleak:", err.Error())
 			code = 1
@@ -124,7 +128,9 @@ func TestInvalidSettingsReportEveryProblem(t *testing.T) {
 	}
 }
 
-func contains(s, sub string) bool { return len(sub) == 0 || (len(s) >= len(sub) && indexOf(s, sub) >= 0) }
+func contains(s, sub string) bool {
+	return len(sub) == 0 || (len(s) >= len(sub) && indexOf(s, sub) >= 0)
+}
 
 func indexOf(s, sub string) int {
 	for i := 0; i+len(sub) <= len(s); i++ {

@@ -1,0 +1,321 @@
+package plugin_test
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"io"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/keyfort/keyfort/internal/hosttest"
+	"github.com/keyfort/keyfort/provider"
+	"github.com/keyfort/keyfort/provider/plugin"
+)
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	hosttest.Cleanup()
+	if code == 0 {
+		// go-plugin's test-mode Serve (behind plugin.ServeInProcess) leaves two stdio pipe writers
+		// unreachable but open; their finalizers close them, which ends the goroutines reading them.
+		runtime.GC()
+		if err := goleak.Find(); err != nil {
+			println("goleak:", err.Error())
+			code = 1
+		}
+	}
+	os.Exit(code)
+}
+
+var memorySettings = provider.NewSettings("mem", []byte(`{"signing_keys":{"signing":{"algorithm":"EdDSA"}},"secrets":{"s":"v"},"credentials":{"db":{"ttl":"1m"}}}`))
+
+func launchMemory(t *testing.T, cfg plugin.Config) *plugin.Process {
+	t.Helper()
+	if cfg.Path == "" {
+		cfg.Path = hosttest.ProviderHost(t)
+	}
+	cfg.Name = "mem"
+	cfg.Args = []string{"plugin", "memory"}
+	if len(cfg.Settings.JSON()) == 0 {
+		cfg.Settings = memorySettings
+	}
+	p, err := plugin.Launch(context.Background(), cfg)
+	if err != nil {
+		t.Fatalf("Launch: %v", err)
+	}
+	t.Cleanup(func() { _ = p.Close() })
+	return p
+}
+
+// TestCrashedPluginIsRestarted kills the plugin process mid-use and sees the next call succeed on a
+// fresh process.
+func TestCrashedPluginIsRestarted(t *testing.T) {
+	p := launchMemory(t, plugin.Config{})
+	ctx := context.Background()
+	if _, err := p.SigningKeys(ctx, "signing"); err != nil {
+		t.Fatal(err)
+	}
+	pid := p.Pid()
+	if pid == 0 {
+		t.Fatal("no pid")
+	}
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	ks, err := p.SigningKeys(ctx, "signing")
+	if err != nil {
+		t.Fatalf("first call after the crash: %v", err)
+	}
+	if len(ks.Keys) == 0 {
+		t.Fatal("empty key set after restart")
+	}
+	if got := p.Restarts(); got != 1 {
+		t.Errorf("restarts: got %d, want 1", got)
+	}
+	if p.Pid() == pid || p.Pid() == 0 {
+		t.Errorf("pid after restart: got %d, old %d", p.Pid(), pid)
+	}
+	if _, err := p.Secret(ctx, "s"); err != nil {
+		t.Errorf("the restarted plugin was not reconfigured: %v", err)
+	}
+}
+
+// TestRestartBacksOff makes the restart itself fail (the binary is gone), sees a loud ErrUnavailable,
+// and sees recovery once the binary is back and the backoff has passed.
+func TestRestartBacksOff(t *testing.T) {
+	src := hosttest.ProviderHost(t)
+	bin := filepath.Join(t.TempDir(), "provider-host")
+	copyFile(t, src, bin)
+	p := launchMemory(t, plugin.Config{Path: bin, MinBackoff: 50 * time.Millisecond, MaxBackoff: 100 * time.Millisecond})
+	ctx := context.Background()
+	if _, err := p.Secret(ctx, "s"); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(bin); err != nil {
+		t.Fatal(err)
+	}
+	_ = syscall.Kill(p.Pid(), syscall.SIGKILL)
+	if _, err := p.Secret(ctx, "s"); !errors.Is(err, provider.ErrUnavailable) {
+		t.Fatalf("with the binary gone: got %v, want ErrUnavailable", err)
+	}
+	short, cancel := context.WithTimeout(ctx, time.Millisecond)
+	defer cancel()
+	if _, err := p.Secret(short, "s"); !errors.Is(err, provider.ErrUnavailable) {
+		t.Fatalf("during backoff: got %v, want ErrUnavailable", err)
+	}
+	copyFile(t, src, bin)
+	if _, err := p.Secret(ctx, "s"); err != nil {
+		t.Fatalf("after the binary is back: %v", err)
+	}
+}
+
+func copyFile(t *testing.T, src, dst string) {
+	t.Helper()
+	in, err := os.Open(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer in.Close()
+	out, err := os.OpenFile(dst, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o755)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		t.Fatal(err)
+	}
+	if err := out.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestSHA256Pinning(t *testing.T) {
+	bin := hosttest.ProviderHost(t)
+	data, err := os.ReadFile(bin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(data)
+	p := launchMemory(t, plugin.Config{SHA256: hex.EncodeToString(sum[:])})
+	if _, err := p.Secret(context.Background(), "s"); err != nil {
+		t.Errorf("pinned to the right digest: %v", err)
+	}
+	wrong := sha256.Sum256([]byte("another binary"))
+	_, err = plugin.Launch(context.Background(), plugin.Config{
+		Name: "mem", Path: bin, Args: []string{"plugin", "memory"}, SHA256: hex.EncodeToString(wrong[:]), Settings: memorySettings,
+	})
+	if !errors.Is(err, provider.ErrPermissionDenied) || !strings.Contains(err.Error(), "checksum") {
+		t.Errorf("pinned to another digest: got %v, want ErrPermissionDenied about the checksum", err)
+	}
+	_, err = plugin.Launch(context.Background(), plugin.Config{Name: "mem", Path: bin, SHA256: "abc"})
+	if !errors.Is(err, provider.ErrInvalidConfig) {
+		t.Errorf("malformed digest: got %v, want ErrInvalidConfig", err)
+	}
+}
+
+func TestNotAPlugin(t *testing.T) {
+	_, err := plugin.Launch(context.Background(), plugin.Config{Name: "x", Path: "/bin/true", StartTimeout: 5 * time.Second})
+	if !errors.Is(err, provider.ErrUnavailable) {
+		t.Errorf("a binary that is no plugin: got %v, want ErrUnavailable", err)
+	}
+	_, err = plugin.Launch(context.Background(), plugin.Config{Name: "x", Path: "/nonexistent/plugin"})
+	if err == nil {
+		t.Error("a missing binary launched")
+	}
+}
+
+func TestSettingsRefusedAtLaunch(t *testing.T) {
+	bin := hosttest.ProviderHost(t)
+	_, err := plugin.Launch(context.Background(), plugin.Config{
+		Name: "mem", Path: bin, Args: []string{"plugin", "memory"},
+		Settings: provider.NewSettings("mem", []byte(`{"signing_keyz":{}}`)),
+	})
+	if !errors.Is(err, provider.ErrInvalidConfig) || !strings.Contains(err.Error(), "signing_keyz") {
+		t.Errorf("got %v, want ErrInvalidConfig naming the unknown setting", err)
+	}
+}
+
+// recorder is a provider whose calls block until their context ends and which records what the
+// plugin side saw, or which fails with a chosen error kind.
+type recorder struct {
+	mu       sync.Mutex
+	deadline time.Time
+	ended    error
+	started  chan struct{}
+}
+
+func (r *recorder) SigningKeys(ctx context.Context, name string) (provider.KeySet, error) {
+	if kind := provider.KindFromName(name); name != "block" {
+		return provider.KeySet{}, provider.NewError(kind, "loc/"+name, errors.New("backend said no"))
+	}
+	dl, _ := ctx.Deadline()
+	r.mu.Lock()
+	r.deadline = dl
+	r.mu.Unlock()
+	close(r.started)
+	<-ctx.Done()
+	r.mu.Lock()
+	r.ended = ctx.Err()
+	r.mu.Unlock()
+	return provider.KeySet{}, provider.NewError(provider.ErrUnavailable, name, ctx.Err())
+}
+
+func (r *recorder) Secret(context.Context, string) (provider.Secret, error) {
+	return provider.Secret{}, provider.NewError(provider.ErrNotFound, "x", nil)
+}
+func (r *recorder) Credentials(context.Context, provider.CredentialRequest) (provider.Credentials, error) {
+	return provider.Credentials{}, provider.NewError(provider.ErrNotFound, "x", nil)
+}
+func (r *recorder) Renew(_ context.Context, l provider.Lease) (provider.Lease, error) { return l, nil }
+func (r *recorder) Revoke(context.Context, provider.Lease) error                      { return nil }
+func (r *recorder) Close() error                                                      { return nil }
+
+func serveRecorder(t *testing.T) (*recorder, *plugin.Process) {
+	t.Helper()
+	rec := &recorder{started: make(chan struct{})}
+	p, err := plugin.ServeInProcess(context.Background(), plugin.InProcessConfig{
+		Name: "rec",
+		Factory: func(context.Context, provider.Settings) (provider.IdentitySecretMaterialProvider, error) {
+			return rec, nil
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = p.Close() })
+	return rec, p
+}
+
+func TestErrorKindsCrossTheBoundary(t *testing.T) {
+	_, p := serveRecorder(t)
+	for _, kind := range provider.Kinds {
+		name := provider.KindName(kind)
+		t.Run(name, func(t *testing.T) {
+			_, err := p.SigningKeys(context.Background(), name)
+			if !errors.Is(err, kind) {
+				t.Fatalf("got %v, want errors.Is %v", err, kind)
+			}
+			var pe *provider.Error
+			if !errors.As(err, &pe) || pe.Location != "loc/"+name {
+				t.Errorf("location: got %+v, want loc/%s", pe, name)
+			}
+			if !strings.Contains(err.Error(), "backend said no") {
+				t.Errorf("message %q lost the cause", err)
+			}
+		})
+	}
+}
+
+func TestDeadlineCrossesTheBoundary(t *testing.T) {
+	rec, p := serveRecorder(t)
+	deadline := time.Now().Add(300 * time.Millisecond)
+	ctx, cancel := context.WithDeadline(context.Background(), deadline)
+	defer cancel()
+	_, err := p.SigningKeys(ctx, "block")
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("got %v, want context.DeadlineExceeded", err)
+	}
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	if rec.deadline.IsZero() {
+		t.Fatal("the plugin saw no deadline")
+	}
+	if d := rec.deadline.Sub(deadline); d > 50*time.Millisecond || d < -50*time.Millisecond {
+		t.Errorf("plugin deadline %v differs from the caller's %v by %v", rec.deadline, deadline, d)
+	}
+}
+
+func TestCancellationCrossesTheBoundary(t *testing.T) {
+	rec, p := serveRecorder(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := make(chan error, 1)
+	go func() {
+		_, err := p.SigningKeys(ctx, "block")
+		errc <- err
+	}()
+	<-rec.started
+	cancel()
+	if err := <-errc; !errors.Is(err, context.Canceled) {
+		t.Errorf("caller: got %v, want context.Canceled", err)
+	}
+	waitEnded(t, rec)
+}
+
+func waitEnded(t *testing.T, rec *recorder) {
+	t.Helper()
+	for range 1000 {
+		rec.mu.Lock()
+		ended := rec.ended
+		rec.mu.Unlock()
+		if ended != nil {
+			if !errors.Is(ended, context.Canceled) {
+				t.Errorf("plugin side ended with %v, want context.Canceled", ended)
+			}
+			return
+		}
+		time.Sleep(time.Millisecond)
+	}
+	t.Fatal("the plugin never saw the cancellation")
+}
+
+func TestMissingCapabilityIsUnimplemented(t *testing.T) {
+	_, p := serveRecorder(t)
+	if _, err := p.Sign(context.Background(), "k", "kid", []byte("x")); !errors.Is(err, provider.ErrUnimplemented) {
+		t.Errorf("Sign: got %v, want ErrUnimplemented", err)
+	}
+	if _, err := p.RotateSigningKey(context.Background(), "k"); !errors.Is(err, provider.ErrUnimplemented) {
+		t.Errorf("RotateSigningKey: got %v, want ErrUnimplemented", err)
+	}
+	if err := p.Health(context.Background()); err != nil {
+		t.Errorf("Health of a plugin without a health check that answers: %v", err)
+	}
+}
