@@ -1,0 +1,182 @@
+package catalog_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+
+	"go.uber.org/goleak"
+
+	"github.com/keyfort/keyfort/catalog"
+	"github.com/keyfort/keyfort/config"
+	"github.com/keyfort/keyfort/internal/hosttest"
+	"github.com/keyfort/keyfort/provider"
+	"github.com/keyfort/keyfort/providers/env"
+	"github.com/keyfort/keyfort/providers/memory"
+)
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	hosttest.Cleanup()
+	if code == 0 {
+		runtime.GC() // see plugin.ServeInProcess
+		if err := goleak.Find(); err != nil {
+			println("goleak:", err.Error())
+			code = 1
+		}
+	}
+	os.Exit(code)
+}
+
+const cfgYAML = `
+providers:
+  dev:
+    type: memory
+    settings:
+      signing_keys: { session-signing: { algorithm: ES256 } }
+      credentials: { orders: { ttl: 5m } }
+identity:
+  secrets:
+    session_signing: dev:session-signing
+    oidc:
+      google:
+        client_id: env:KFCAT_GOOGLE_CLIENT_ID
+  credentials:
+    orders: dev:orders
+`
+
+func load(t *testing.T, body string) *config.Config {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "keyfort.yaml")
+	if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := config.Load(config.Source{Files: []string{p}, Environ: []string{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg
+}
+
+func TestOpenThroughProviderHost(t *testing.T) {
+	t.Setenv("KFCAT_GOOGLE_CLIENT_ID", "client-123.apps.googleusercontent.com")
+	cat, err := catalog.Open(context.Background(), load(t, cfgYAML), catalog.Options{HostBinary: hosttest.ProviderHost(t), Verify: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cat.Close()
+	ctx := context.Background()
+	ks, err := cat.SigningKeys(ctx, "session_signing")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if active, _ := ks.Active(); active.Algorithm != provider.ES256 {
+		t.Errorf("active key: got %s, want ES256", active.Algorithm)
+	}
+	s, err := cat.Secret(ctx, "oidc/google/client_id")
+	if err != nil || s.Value.RevealString() != "client-123.apps.googleusercontent.com" {
+		t.Errorf("client id: got %v, %v", s, err)
+	}
+	cr, cl, err := cat.Credentials(ctx, "orders", provider.Sensitive{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cr.Lease.IsZero() || cr.Password.IsZero() {
+		t.Errorf("dynamic credentials: got %v", cr)
+	}
+	if err := cl.Revoke(ctx, cr.Lease); err != nil {
+		t.Errorf("Revoke: %v", err)
+	}
+	for _, r := range cat.Check(ctx) {
+		if !r.OK() {
+			t.Errorf("check: %s", r)
+		}
+	}
+}
+
+func TestVerifyNamesEveryMissingKey(t *testing.T) {
+	cfg := load(t, cfgYAML+"    missing_too: env:KFCAT_NOT_SET\n")
+	_, err := catalog.Open(context.Background(), cfg, catalog.Options{
+		InProcess: map[string]provider.Factory{"memory": memory.Factory, "env": env.Factory}, Verify: true,
+	})
+	var missing *catalog.MissingError
+	if !errors.As(err, &missing) || !errors.Is(err, provider.ErrNotFound) {
+		t.Fatalf("got %v, want a *MissingError", err)
+	}
+	msg := err.Error()
+	for _, want := range []string{
+		`identity.secrets.oidc.google.client_id  env:KFCAT_GOOGLE_CLIENT_ID  keyfort: provider "env": Secret "KFCAT_GOOGLE_CLIENT_ID": not found`,
+		`identity.credentials.missing_too  env:KFCAT_NOT_SET`,
+	} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("error does not name %q:\n%s", want, msg)
+		}
+	}
+	if strings.Contains(msg, "identity.secrets.session_signing") {
+		t.Errorf("a resolving key is reported as missing:\n%s", msg)
+	}
+}
+
+func TestZeroConfigurationIsEphemeralAndLoud(t *testing.T) {
+	cfg, err := config.Load(config.Source{Environ: []string{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var logs syncBuffer
+	cat, err := catalog.Open(context.Background(), cfg, catalog.Options{Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cat.Close()
+	if !strings.Contains(logs.String(), "level=WARN") || !strings.Contains(logs.String(), "EPHEMERAL") {
+		t.Errorf("no loud warning in the log: %q", logs.String())
+	}
+	ctx := context.Background()
+	a, err := cat.SigningKeys(ctx, "session_signing")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := cat.SigningKeys(ctx, "session_signing")
+	if a.ActiveID != b.ActiveID {
+		t.Error("the ephemeral key changed between calls")
+	}
+	if _, err := cat.Secret(ctx, "oidc.google.client_id"); !errors.Is(err, provider.ErrNotFound) {
+		t.Errorf("no secret exists without configuration: got %v", err)
+	}
+}
+
+func TestStartFailureNamesTheProvider(t *testing.T) {
+	cfg := load(t, `
+providers:
+  corp-hsm: { plugin: /bin/true }
+identity: { secrets: { session_signing: corp-hsm:keys } }
+`)
+	_, err := catalog.Open(context.Background(), cfg, catalog.Options{})
+	if err == nil || !strings.Contains(err.Error(), `provider "corp-hsm"`) {
+		t.Errorf("got %v, want an error naming corp-hsm", err)
+	}
+}
+
+func TestMissingHostBinaryIsExplained(t *testing.T) {
+	t.Setenv(catalog.HostBinaryEnv, "")
+	t.Setenv("PATH", t.TempDir())
+	_, err := catalog.Open(context.Background(), load(t, cfgYAML), catalog.Options{})
+	if !errors.Is(err, provider.ErrInvalidConfig) || !strings.Contains(err.Error(), catalog.HostBinaryEnv) {
+		t.Errorf("got %v, want ErrInvalidConfig explaining %s", err, catalog.HostBinaryEnv)
+	}
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) { s.mu.Lock(); defer s.mu.Unlock(); return s.b.Write(p) }
+func (s *syncBuffer) String() string              { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }

@@ -1,0 +1,162 @@
+package main_test
+
+import (
+	"bytes"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/keyfort/keyfort/internal/hosttest"
+)
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	hosttest.Cleanup()
+	os.Exit(code)
+}
+
+type result struct {
+	stdout, stderr string
+	code           int
+}
+
+func run(t *testing.T, env []string, args ...string) result {
+	t.Helper()
+	cmd := exec.Command(hosttest.ProviderHost(t), args...)
+	cmd.Env = append(os.Environ(), env...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	r := result{stdout: stdout.String(), stderr: stderr.String()}
+	var exit *exec.ExitError
+	if errors.As(err, &exit) {
+		r.code = exit.ExitCode()
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+func writeConfig(t *testing.T, body string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "keyfort.yaml")
+	if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+const config = `
+providers:
+  dev:
+    type: memory
+    settings:
+      signing_keys: { session-signing: { algorithm: EdDSA } }
+      secrets: { api-key: "the-api-key-value-1234" }
+      credentials: { orders: { ttl: 5m } }
+identity:
+  secrets:
+    session_signing: dev:session-signing
+    api_key: dev:api-key
+    oidc:
+      google:
+        client_id: env:KFCMD_GOOGLE_CLIENT_ID
+  credentials:
+    orders: dev:orders
+`
+
+func TestCheckNamesTheMissingKey(t *testing.T) {
+	cfg := writeConfig(t, config)
+	r := run(t, nil, "check", "--config", cfg)
+	if r.code != 1 {
+		t.Fatalf("exit code: got %d, want 1\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	for _, want := range []string{
+		"FAIL identity.secrets.oidc.google.client_id  env:KFCMD_GOOGLE_CLIENT_ID",
+		"not found",
+		"ok   identity.secrets.session_signing  dev:session-signing",
+		"ok   identity.credentials.orders  dev:orders",
+		"1 key(s) failing",
+	} {
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("output lacks %q:\n%s", want, r.stdout)
+		}
+	}
+	if strings.Contains(r.stdout+r.stderr, "the-api-key-value-1234") {
+		t.Error("check printed a secret value")
+	}
+	r = run(t, []string{"KFCMD_GOOGLE_CLIENT_ID=abc.apps.googleusercontent.com"}, "check", "--config", cfg)
+	if r.code != 0 {
+		t.Errorf("with every key present: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+}
+
+func TestCheckInvalidConfiguration(t *testing.T) {
+	cfg := writeConfig(t, "identity: { secrets: { session_signing: nowhere:x } }\nbogus: 1\n")
+	r := run(t, nil, "check", "--config", cfg)
+	if r.code != 2 {
+		t.Fatalf("exit code: got %d, want 2", r.code)
+	}
+	for _, want := range []string{"bogus: unknown key", `unknown provider "nowhere"`} {
+		if !strings.Contains(r.stderr, want) {
+			t.Errorf("stderr lacks %q:\n%s", want, r.stderr)
+		}
+	}
+}
+
+func TestGetRevealsOnlyWhenAsked(t *testing.T) {
+	cfg := writeConfig(t, config)
+	r := run(t, nil, "get", "api_key", "--config", cfg)
+	if r.code != 0 {
+		t.Fatalf("exit %d: %s", r.code, r.stderr)
+	}
+	if !strings.Contains(r.stdout, "provider: dev") || !strings.Contains(r.stdout, "length:   22 bytes") {
+		t.Errorf("metadata missing:\n%s", r.stdout)
+	}
+	if strings.Contains(r.stdout, "the-api-key-value-1234") {
+		t.Error("get printed the value without --reveal")
+	}
+	r = run(t, nil, "get", "api_key", "--config", cfg, "--reveal")
+	if !strings.Contains(r.stdout, "value:    the-api-key-value-1234") {
+		t.Errorf("--reveal did not print the value:\n%s", r.stdout)
+	}
+	r = run(t, nil, "get", "session_signing", "--config", cfg)
+	if !strings.Contains(r.stdout, "alg=EdDSA") || strings.Contains(r.stdout, "PRIVATE KEY") {
+		t.Errorf("key set metadata:\n%s", r.stdout)
+	}
+	r = run(t, nil, "get", "identity.credentials.orders", "--config", cfg)
+	if !strings.Contains(r.stdout, "username: v-orders-") || !strings.Contains(r.stdout, "Lease{") {
+		t.Errorf("credentials metadata:\n%s", r.stdout)
+	}
+	r = run(t, nil, "get", "no_such_key", "--config", cfg)
+	if r.code != 1 || !strings.Contains(r.stderr, "identity.secrets.no_such_key") {
+		t.Errorf("unknown key: exit %d, stderr %q", r.code, r.stderr)
+	}
+}
+
+func TestHelpAndVersion(t *testing.T) {
+	for _, args := range [][]string{{"--help"}, {"check", "--help"}, {"get", "--help"}, {"plugin", "--help"}, {"version", "--help"}} {
+		r := run(t, nil, args...)
+		if r.code != 0 || !strings.Contains(r.stdout, "Usage:") {
+			t.Errorf("%v: exit %d, output %q", args, r.code, r.stdout)
+		}
+	}
+	r := run(t, nil, "version")
+	if r.code != 0 || !strings.Contains(r.stdout, "plugin protocol 1") {
+		t.Errorf("version: %q", r.stdout)
+	}
+}
+
+func TestPluginRefusesToRunByHand(t *testing.T) {
+	r := run(t, nil, "plugin", "memory")
+	if r.code == 0 || !strings.Contains(r.stderr, "started by a Keyfort host") {
+		t.Errorf("plugin by hand: exit %d, stderr %q", r.code, r.stderr)
+	}
+	r = run(t, nil, "plugin", "nonesuch")
+	if r.code == 0 || !strings.Contains(r.stderr, `no built-in provider "nonesuch"`) {
+		t.Errorf("unknown plugin: exit %d, stderr %q", r.code, r.stderr)
+	}
+}

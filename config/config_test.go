@@ -1,0 +1,285 @@
+package config_test
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/keyfort/keyfort/config"
+	"github.com/keyfort/keyfort/provider"
+)
+
+func write(t *testing.T, name, body string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), name)
+	if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+const yamlConfig = `
+providers:
+  vault-eu:
+    type: memory
+    settings: { signing_keys: { s: { algorithm: EdDSA } } }
+    timeout: 3s
+    cache_ttl: 1m
+    stale_budget: -1s
+identity:
+  secrets:
+    session_signing: vault-eu:kv/identity/session-signing
+    oidc:
+      google:
+        client_id: env:GOOGLE_CLIENT_ID
+  credentials:
+    orders: vault-eu:database/creds/orders
+`
+
+const tomlConfig = `
+[providers.vault-eu]
+type = "memory"
+timeout = "3s"
+cache_ttl = "1m"
+stale_budget = "-1s"
+[providers.vault-eu.settings.signing_keys.s]
+algorithm = "EdDSA"
+
+[identity.secrets]
+session_signing = "vault-eu:kv/identity/session-signing"
+[identity.secrets.oidc.google]
+client_id = "env:GOOGLE_CLIENT_ID"
+[identity.credentials]
+orders = "vault-eu:database/creds/orders"
+`
+
+const jsonConfig = `{
+ "providers": {"vault-eu": {"type": "memory", "timeout": "3s", "cache_ttl": "1m", "stale_budget": "-1s",
+   "settings": {"signing_keys": {"s": {"algorithm": "EdDSA"}}}}},
+ "identity": {
+   "secrets": {"session_signing": "vault-eu:kv/identity/session-signing",
+     "oidc": {"google": {"client_id": "env:GOOGLE_CLIENT_ID"}}},
+   "credentials": {"orders": "vault-eu:database/creds/orders"}}
+}`
+
+func TestFormatsAgree(t *testing.T) {
+	var first *config.Config
+	for _, f := range []struct{ name, body string }{{"k.yaml", yamlConfig}, {"k.toml", tomlConfig}, {"k.json", jsonConfig}} {
+		t.Run(f.name, func(t *testing.T) {
+			cfg, err := config.Load(config.Source{Files: []string{write(t, f.name, f.body)}, Environ: []string{}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := map[string]config.Binding{
+				"identity.secrets.session_signing":       {Key: "identity.secrets.session_signing", Provider: "vault-eu", Location: "kv/identity/session-signing", Kind: config.KindKeySet},
+				"identity.secrets.oidc.google.client_id": {Key: "identity.secrets.oidc.google.client_id", Provider: "env", Location: "GOOGLE_CLIENT_ID", Kind: config.KindSecret},
+				"identity.credentials.orders":            {Key: "identity.credentials.orders", Provider: "vault-eu", Location: "database/creds/orders", Kind: config.KindCredentials},
+			}
+			if diff := cmp.Diff(want, cfg.Bindings); diff != "" {
+				t.Errorf("bindings (-want +got):\n%s", diff)
+			}
+			p := cfg.Providers["vault-eu"]
+			if p.Type != "memory" || p.Timeout.String() != "3s" || p.CacheTTL.String() != "1m0s" || p.StaleBudget.String() != "-1s" {
+				t.Errorf("provider: got %+v", p)
+			}
+			if !cfg.Providers["env"].Implicit {
+				t.Error("env was not declared implicitly")
+			}
+			if got := cfg.OIDC["google"].Issuer; got != config.DefaultGoogleIssuer {
+				t.Errorf("google issuer: got %q, want the default %q", got, config.DefaultGoogleIssuer)
+			}
+			if first != nil {
+				if diff := cmp.Diff(first.Bindings, cfg.Bindings); diff != "" {
+					t.Errorf("differs from yaml:\n%s", diff)
+				}
+			}
+			first = cfg
+		})
+	}
+}
+
+func TestEnvironmentOverridesFile(t *testing.T) {
+	cfg, err := config.Load(config.Source{
+		Files: []string{write(t, "k.yaml", yamlConfig)},
+		Environ: []string{
+			"KEYFORT_IDENTITY__SECRETS__SESSION_SIGNING=env:SIGNING_KEY",
+			"KEYFORT_PROVIDERS__VAULT_EU__TIMEOUT=9s", // not vault-eu: a new provider would be declared
+			"KEYFORT_SIGNING_KEY=material-for-the-env-adapter-not-config",
+		},
+	})
+	var verr *config.ValidationError
+	if !errors.As(err, &verr) || !strings.Contains(err.Error(), "providers.vault_eu") {
+		t.Fatalf("got %v, want a problem naming providers.vault_eu (set type or plugin)", err)
+	}
+	cfg, err = config.Load(config.Source{
+		Files: []string{write(t, "k.yaml", yamlConfig)},
+		Environ: []string{
+			"KEYFORT_IDENTITY__SECRETS__SESSION_SIGNING=env:SIGNING_KEY",
+			"KEYFORT_PROVIDERS__VAULT-EU__TIMEOUT=9s",
+			"KEYFORT_SIGNING_KEY=material-for-the-env-adapter-not-config",
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := cfg.Bindings["identity.secrets.session_signing"].String(); got != "env:SIGNING_KEY" {
+		t.Errorf("session_signing: got %s, want the environment's env:SIGNING_KEY", got)
+	}
+	if got := cfg.Providers["vault-eu"].Timeout.String(); got != "9s" {
+		t.Errorf("timeout: got %s, want 9s from the environment", got)
+	}
+}
+
+func TestEveryProblemReportedAtOnce(t *testing.T) {
+	body := `
+productoin: true
+providers:
+  corp-hsm: { plugin: /nonexistent/corp-hsm, sha256: "xyz" }
+  vault: { type: vault }
+  mem: { type: memory, setings: {} }
+  Bad_Name: { type: env }
+identity:
+  secrets:
+    oidc:
+      google: { client_id: nowhere:CLIENT_ID, issuer: "ftp://x" }
+    api_key: "no-colon"
+  credentialz: {}
+`
+	_, err := config.Load(config.Source{Files: []string{write(t, "k.yaml", body)}, Environ: []string{}})
+	var verr *config.ValidationError
+	if !errors.As(err, &verr) {
+		t.Fatalf("got %v, want a *ValidationError", err)
+	}
+	if !errors.Is(err, provider.ErrInvalidConfig) {
+		t.Error("errors.Is(err, ErrInvalidConfig) is false")
+	}
+	msg := err.Error()
+	for _, want := range []string{
+		"productoin: unknown key",
+		"providers.corp-hsm.plugin (provider \"corp-hsm\", location \"/nonexistent/corp-hsm\"): plugin binary not found",
+		"providers.corp-hsm.sha256",
+		"providers.vault.type",
+		"providers.mem.setings (provider \"mem\"): unknown key",
+		"providers.Bad_Name",
+		"identity.secrets.oidc.google.client_id (provider \"nowhere\", location \"CLIENT_ID\"): unknown provider",
+		"identity.secrets.oidc.google.issuer",
+		"identity.secrets.api_key",
+		"identity.credentialz: unknown key",
+		"identity.secrets.session_signing: not configured",
+	} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("the error does not report %q:\n%s", want, msg)
+		}
+	}
+}
+
+func TestDefaultBinding(t *testing.T) {
+	cfg, err := config.Load(config.Source{Environ: []string{
+		"KEYFORT_IDENTITY__SECRETS__DEFAULT=env:keyfort",
+		"KEYFORT_IDENTITY__SECRETS__API_KEY=env:API_KEY",
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := map[string]string{
+		"session_signing":       "env:keyfort/session_signing",
+		"oidc/google/client_id": "env:keyfort/oidc/google/client_id",
+		"oidc.google.client_id": "env:keyfort/oidc/google/client_id",
+		"api_key":               "env:API_KEY",
+	}
+	for key, want := range tests {
+		b, err := cfg.Resolve(key)
+		if err != nil || b.String() != want {
+			t.Errorf("Resolve(%q): got %v, %v; want %s", key, b, err, want)
+		}
+	}
+	if b, _ := cfg.Resolve("session_signing"); b.Kind != config.KindKeySet {
+		t.Errorf("session_signing through the default: kind %s, want keyset", b.Kind)
+	}
+	if got := cfg.Keys(); !cmp.Equal(got, []string{"identity.secrets.session_signing", "identity.secrets.api_key"}) {
+		t.Errorf("Keys: got %v", got)
+	}
+}
+
+func TestEmptyAndProduction(t *testing.T) {
+	cfg, err := config.Load(config.Source{Environ: []string{"KEYFORT_UNRELATED=1", "HOME=/root"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !cfg.Empty() {
+		t.Error("no file and no KEYFORT_ configuration key: want Empty")
+	}
+	_, err = config.Load(config.Source{Environ: []string{"KEYFORT_PRODUCTION=true"}})
+	if err == nil || !strings.Contains(err.Error(), "ephemeral signing key is forbidden in production") {
+		t.Errorf("production with nothing configured: got %v", err)
+	}
+	_, err = config.Load(config.Source{Environ: []string{
+		"KEYFORT_PRODUCTION=true", "KEYFORT_IDENTITY__SECRETS__SESSION_SIGNING=memory:s",
+	}})
+	if err == nil || !strings.Contains(err.Error(), "memory provider is forbidden") {
+		t.Errorf("production with the memory provider: got %v", err)
+	}
+	cfg, err = config.Load(config.Source{Files: []string{write(t, "empty.yaml", "")}, Environ: []string{}})
+	if err == nil || cfg != nil {
+		t.Errorf("an empty file is a configuration that binds nothing: got %v, %v", cfg, err)
+	}
+}
+
+func TestLongFormBinding(t *testing.T) {
+	body := `
+identity:
+  secrets:
+    session_signing: { provider: env, location: SIGNING }
+    webhook_keys: { provider: env, location: WEBHOOK, kind: keyset }
+    odd: { provider: env, location: X, kind: nonsense, extra: 1 }
+`
+	_, err := config.Load(config.Source{Files: []string{write(t, "k.yaml", body)}, Environ: []string{}})
+	if err == nil || !strings.Contains(err.Error(), "identity.secrets.odd.kind") || !strings.Contains(err.Error(), "identity.secrets.odd.extra") {
+		t.Fatalf("got %v, want problems for odd.kind and odd.extra", err)
+	}
+	body = strings.Replace(body, "    odd: { provider: env, location: X, kind: nonsense, extra: 1 }\n", "", 1)
+	cfg, err := config.Load(config.Source{Files: []string{write(t, "k.yaml", body)}, Environ: []string{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b := cfg.Bindings["identity.secrets.webhook_keys"]; b.Kind != config.KindKeySet || b.Location != "WEBHOOK" {
+		t.Errorf("webhook_keys: got %+v", b)
+	}
+}
+
+func TestErrorsNeverQuoteValues(t *testing.T) {
+	body := `
+providers:
+  v: { type: memory, settings: { token: "s.SUPERSECRETTOKEN" }, timeout: "s.SUPERSECRET2" }
+identity: { secrets: { session_signing: "v:x" } }
+`
+	_, err := config.Load(config.Source{Files: []string{write(t, "k.yaml", body)}, Environ: []string{}})
+	if err == nil {
+		t.Fatal("want an error for the bad timeout")
+	}
+	if strings.Contains(err.Error(), "SUPERSECRET") {
+		t.Errorf("the error quotes a configured value: %v", err)
+	}
+}
+
+func FuzzLoadYAML(f *testing.F) {
+	f.Add(yamlConfig)
+	f.Add("identity: { secrets: { session_signing: 'a:b' } }")
+	f.Add("providers: [1, 2]")
+	f.Fuzz(func(t *testing.T, body string) {
+		p := filepath.Join(t.TempDir(), "f.yaml")
+		if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		cfg, err := config.Load(config.Source{Files: []string{p}, Environ: []string{}})
+		if err == nil {
+			if _, rerr := cfg.Resolve(config.SessionSigningKey); rerr != nil {
+				t.Errorf("a valid configuration does not resolve session_signing: %v", rerr)
+			}
+		}
+	})
+}
