@@ -11,6 +11,7 @@ import (
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/base64"
+	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -270,4 +271,22 @@ func thumbprint(pub crypto.PublicKey) (string, error) {
 		return "", err
 	}
 	return base64.RawURLEncoding.EncodeToString(tp), nil
+}
+
+// PublicJWKS renders the set's public keys as a JSON Web Key Set (RFC 7517) for publication at
+// /.well-known/jwks.json: asymmetric keys only (an HS256 secret is never published), each with its kid,
+// alg and use "sig".
+func (s KeySet) PublicJWKS() ([]byte, error) {
+	set := jose.JSONWebKeySet{Keys: []jose.JSONWebKey{}}
+	for _, k := range s.Keys {
+		if k.Algorithm.Symmetric() {
+			continue
+		}
+		pub, err := k.PublicKey()
+		if err != nil {
+			return nil, err
+		}
+		set.Keys = append(set.Keys, jose.JSONWebKey{Key: pub, KeyID: k.ID, Algorithm: string(k.Algorithm), Use: "sig"})
+	}
+	return json.Marshal(set)
 }

@@ -60,7 +60,7 @@ checks and inspects a configuration.`,
 	}
 	root.SetOut(stdout)
 	root.SetErr(stderr)
-	root.AddCommand(newPluginCmd(), newCheckCmd(), newGetCmd(), newVersionCmd())
+	root.AddCommand(newServeCmd(), newPluginCmd(), newCheckCmd(), newGetCmd(), newVersionCmd())
 	return root
 }
 

@@ -138,7 +138,7 @@ func TestGetRevealsOnlyWhenAsked(t *testing.T) {
 }
 
 func TestHelpAndVersion(t *testing.T) {
-	for _, args := range [][]string{{"--help"}, {"check", "--help"}, {"get", "--help"}, {"plugin", "--help"}, {"version", "--help"}} {
+	for _, args := range [][]string{{"--help"}, {"serve", "--help"}, {"check", "--help"}, {"get", "--help"}, {"plugin", "--help"}, {"version", "--help"}} {
 		r := run(t, nil, args...)
 		if r.code != 0 || !strings.Contains(r.stdout, "Usage:") {
 			t.Errorf("%v: exit %d, output %q", args, r.code, r.stdout)

@@ -1,0 +1,134 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/spf13/cobra"
+
+	"github.com/keyfort/keyfort/catalog"
+	"github.com/keyfort/keyfort/config"
+	"github.com/keyfort/keyfort/provider"
+)
+
+func newServeCmd() *cobra.Command {
+	var (
+		files    []string
+		httpAddr string
+		verbose  bool
+	)
+	cmd := &cobra.Command{
+		Use:   "serve [--config FILE]",
+		Short: "Run Keyfort: resolve every configured key, then publish JWKS, health and metrics over HTTP",
+		Long: `Load the configuration, start its providers and resolve every configured key; a key whose
+material is missing stops start-up with a non-zero exit naming it. Then serve over HTTP:
+
+  /.well-known/jwks.json  public keys of identity.secrets.session_signing (never HS256 secrets)
+  /healthz                the process is up
+  /readyz                 the signing keys resolve through their provider
+  /metrics                Prometheus metrics (provider calls, errors, latency, cache hits)
+
+With no configuration at all (no --config, no KEYFORT_* variables) it runs on an ephemeral in-memory
+signing key and says so loudly; production: true forbids that.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			level := slog.LevelInfo
+			if verbose {
+				level = slog.LevelDebug
+			}
+			log := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: level}))
+			ctx, stop := signalContext(0)
+			defer stop()
+			return serve(ctx, log, files, httpAddr)
+		},
+	}
+	cmd.Flags().StringArrayVarP(&files, "config", "c", nil, "configuration file (YAML, TOML or JSON); repeat to layer files")
+	cmd.Flags().StringVar(&httpAddr, "http-addr", "127.0.0.1:8080", "address for the JWKS, health and metrics endpoints")
+	cmd.Flags().BoolVarP(&verbose, "verbose", "v", false, "debug logging")
+	return cmd
+}
+
+func serve(ctx context.Context, log *slog.Logger, files []string, httpAddr string) error {
+	cfg, err := config.Load(config.Source{Files: files})
+	if err != nil {
+		log.Error(err.Error())
+		return exitCode(exitInvalidConfig)
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	metrics, err := provider.NewMetrics(reg)
+	if err != nil {
+		return err
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	startCtx, cancel := context.WithTimeout(ctx, time.Minute)
+	cat, err := catalog.Open(startCtx, cfg, catalog.Options{HostBinary: self, Verify: true, Logger: log, Metrics: metrics})
+	cancel()
+	if err != nil {
+		log.Error("keyfort: start-up failed", slog.String("error", err.Error()))
+		var missing *catalog.MissingError
+		if errors.As(err, &missing) {
+			return exitCode(exitFailing)
+		}
+		return exitCode(exitInvalidConfig)
+	}
+	defer cat.Close()
+
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /.well-known/jwks.json", func(w http.ResponseWriter, r *http.Request) {
+		ks, err := cat.SigningKeys(r.Context(), config.SessionSigningKey)
+		if err != nil {
+			log.Warn("keyfort: jwks unavailable", slog.String("error", err.Error()))
+			http.Error(w, "signing keys unavailable", http.StatusServiceUnavailable)
+			return
+		}
+		body, err := ks.PublicJWKS()
+		if err != nil {
+			http.Error(w, "signing keys unavailable", http.StatusServiceUnavailable)
+			return
+		}
+		w.Header().Set("Content-Type", "application/jwk-set+json")
+		w.Header().Set("Cache-Control", "public, max-age=60")
+		_, _ = w.Write(body)
+	})
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = fmt.Fprintln(w, "ok") })
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		if _, err := cat.SigningKeys(r.Context(), config.SessionSigningKey); err != nil {
+			http.Error(w, "not ready: signing keys unavailable", http.StatusServiceUnavailable)
+			return
+		}
+		_, _ = fmt.Fprintln(w, "ready")
+	})
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+
+	ln, err := net.Listen("tcp", httpAddr)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", httpAddr, err)
+	}
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	log.Info("keyfort: serving", slog.String("http", "http://"+ln.Addr().String()),
+		slog.Any("config", cfg.Sources), slog.Int("keys", len(cfg.Keys())))
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	log.Info("keyfort: shutting down")
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	return srv.Shutdown(shutdownCtx)
+}

@@ -1,0 +1,112 @@
+package main_test
+
+import (
+	"bufio"
+	"encoding/json"
+	"io"
+	"net/http"
+	"os/exec"
+	"regexp"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/keyfort/keyfort/internal/hosttest"
+)
+
+var serving = regexp.MustCompile(`http=http://(127\.0\.0\.1:\d+)`)
+
+// startServe runs "provider-host serve" and returns its address and collected stderr.
+func startServe(t *testing.T, env []string, args ...string) (string, *strings.Builder, *exec.Cmd) {
+	t.Helper()
+	cmd := exec.Command(hosttest.ProviderHost(t), append([]string{"serve", "--http-addr", "127.0.0.1:0"}, args...)...)
+	cmd.Env = env
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	var log strings.Builder
+	sc := bufio.NewScanner(stderr)
+	for sc.Scan() {
+		log.WriteString(sc.Text() + "\n")
+		if m := serving.FindStringSubmatch(sc.Text()); m != nil {
+			go func() { _, _ = io.Copy(io.Discard, stderr) }()
+			return m[1], &log, cmd
+		}
+	}
+	t.Fatalf("serve never listened:\n%s", log.String())
+	return "", nil, nil
+}
+
+func get(t *testing.T, url string) (int, string) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(body)
+}
+
+func TestServeWithoutConfigurationWarnsAndPublishesJWKS(t *testing.T) {
+	addr, log, cmd := startServe(t, []string{"PATH=/usr/bin:/bin"})
+	if !strings.Contains(log.String(), "level=WARN") || !strings.Contains(log.String(), "EPHEMERAL") {
+		t.Errorf("no loud warning:\n%s", log)
+	}
+	code, body := get(t, "http://"+addr+"/.well-known/jwks.json")
+	if code != 200 {
+		t.Fatalf("jwks: %d %s", code, body)
+	}
+	var jwks struct {
+		Keys []struct {
+			Kid, Alg, Kty, Use string
+			D                  string `json:"d"`
+		} `json:"keys"`
+	}
+	if err := json.Unmarshal([]byte(body), &jwks); err != nil {
+		t.Fatal(err)
+	}
+	if len(jwks.Keys) != 1 || jwks.Keys[0].Alg != "EdDSA" || jwks.Keys[0].Kid == "" || jwks.Keys[0].Use != "sig" {
+		t.Errorf("jwks: got %+v, want one EdDSA signing key with a kid", jwks.Keys)
+	}
+	if jwks.Keys[0].D != "" {
+		t.Error("the JWKS publishes private key material")
+	}
+	for path, want := range map[string]string{"/healthz": "ok", "/readyz": "ready", "/metrics": "keyfort_provider_calls_total"} {
+		if code, body := get(t, "http://"+addr+path); code != 200 || !strings.Contains(body, want) {
+			t.Errorf("%s: got %d %q, want 200 containing %q", path, code, firstLine(body), want)
+		}
+	}
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("exit after SIGTERM: %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("serve did not stop on SIGTERM")
+	}
+}
+
+func firstLine(s string) string { l, _, _ := strings.Cut(s, "\n"); return l }
+
+func TestServeRefusesToStartWithMissingKey(t *testing.T) {
+	cfg := writeConfig(t, config)
+	r := run(t, nil, "serve", "--config", cfg, "--http-addr", "127.0.0.1:0")
+	if r.code != 1 {
+		t.Fatalf("exit: got %d, want 1\n%s", r.code, r.stderr)
+	}
+	if !strings.Contains(r.stderr, "identity.secrets.oidc.google.client_id") || !strings.Contains(r.stderr, "KFCMD_GOOGLE_CLIENT_ID") {
+		t.Errorf("stderr does not name the missing key and its location:\n%s", r.stderr)
+	}
+}
