@@ -127,12 +127,12 @@ func (c *Client) Driver() IdentitySecretMaterialProvider { return c.driver }
 // SigningKeys returns the key set at name from the cache, or from the provider on a miss. The set is
 // validated (kids unique, active key present, material consistent) before it is cached.
 func (c *Client) SigningKeys(ctx context.Context, name string) (KeySet, error) {
-	return lookup(c, ctx, &c.keySets, "SigningKeys", name, c.fetchKeySet)
+	return lookup(c, ctx, &c.keySets, "SigningKeys", name, (*Client).fetchKeySet)
 }
 
 // Secret returns the secret at name from the cache, or from the provider on a miss.
 func (c *Client) Secret(ctx context.Context, name string) (Secret, error) {
-	return lookup(c, ctx, &c.secrets, "Secret", name, c.fetchSecret)
+	return lookup(c, ctx, &c.secrets, "Secret", name, (*Client).fetchSecret)
 }
 
 func (c *Client) fetchKeySet(ctx context.Context, name string) (KeySet, error) {
@@ -334,6 +334,10 @@ func (c *Client) call(ctx context.Context, op, location string, fn func(context.
 	return err
 }
 
+// fetchFunc is a method expression ((*Client).fetchKeySet), not a method value: a method value would
+// allocate a closure on every cache hit.
+type fetchFunc[T any] func(*Client, context.Context, string) (T, error)
+
 // materialCache is a copy-on-write map: lookups are one atomic load and a map read, without locks or
 // allocations; writes (rare: one per fetch) copy the map under a mutex.
 type materialCache[T any] struct {
@@ -389,7 +393,7 @@ func (mc *materialCache[T]) remove(name string) {
 // single flight that every waiter leaves as soon as its own ctx ends, and serving stale material within
 // the stale budget while the provider is unavailable.
 func lookup[T any](c *Client, ctx context.Context, mc *materialCache[T], op, name string,
-	fetch func(context.Context, string) (T, error)) (T, error) {
+	fetch fetchFunc[T]) (T, error) {
 	var zero T
 	if c.closed.Load() {
 		return zero, c.closedErr(op, name)
@@ -398,7 +402,7 @@ func lookup[T any](c *Client, ctx context.Context, mc *materialCache[T], op, nam
 		return zero, classify(NewError(ErrInvalidArgument, "", errors.New("empty name")), c.name, op, "")
 	}
 	if c.ttl < 0 {
-		return fetch(ctx, name)
+		return fetch(c, ctx, name)
 	}
 	e := mc.get(name)
 	if e != nil {
@@ -442,14 +446,14 @@ func lookup[T any](c *Client, ctx context.Context, mc *materialCache[T], op, nam
 // caller (so one caller giving up does not fail the others) but stopped by Close and bounded by the
 // per-call timeout; each caller waits only as long as its own ctx allows.
 func fetchShared[T any](c *Client, ctx context.Context, mc *materialCache[T], op, name string,
-	fetch func(context.Context, string) (T, error)) (T, error) {
+	fetch fetchFunc[T]) (T, error) {
 	var zero T
 	ch := c.flight.DoChan(op+"\x00"+name, func() (any, error) {
 		fctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 		defer cancel()
 		stop := context.AfterFunc(c.bgCtx, cancel)
 		defer stop()
-		v, err := fetch(fctx, name)
+		v, err := fetch(c, fctx, name)
 		if err != nil {
 			return nil, err
 		}
@@ -471,7 +475,7 @@ func fetchShared[T any](c *Client, ctx context.Context, mc *materialCache[T], op
 }
 
 func refreshInBackground[T any](c *Client, mc *materialCache[T], op, name string,
-	fetch func(context.Context, string) (T, error)) {
+	fetch fetchFunc[T]) {
 	c.bg.Add(1)
 	go func() {
 		defer c.bg.Done()
