@@ -14,8 +14,8 @@ mkdir -p "$bin"
 	google.golang.org/grpc/cmd/protoc-gen-go-grpc)
 
 gen() { # $1: output root
-	rm -rf "$1/internal/providerpb"
 	mkdir -p "$1/internal/providerpb/v1"
+	rm -f "$1"/internal/providerpb/v1/*.pb.go
 	"$bin/buf" lint
 	"$bin/buf" generate --template buf.gen.yaml -o "$1"
 	# protoc-gen-go with paths=source_relative mirrors proto/'s layout under the out dir.
@@ -29,7 +29,8 @@ if [ "${1:-}" = "--check" ]; then
 	tmp=$(mktemp -d)
 	trap 'rm -rf "$tmp"' EXIT
 	gen "$tmp"
-	if ! diff -ru internal/providerpb "$tmp/internal/providerpb"; then
+	if ! diff -u <(cat internal/providerpb/v1/*.pb.go) <(cat "$tmp"/internal/providerpb/v1/*.pb.go) ||
+		[ "$(cd internal/providerpb/v1 && ls *.pb.go)" != "$(cd "$tmp/internal/providerpb/v1" && ls *.pb.go)" ]; then
 		echo "genproto: committed generated code is stale; run scripts/genproto.sh" >&2
 		exit 1
 	fi

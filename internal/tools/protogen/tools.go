@@ -1,7 +1,5 @@
 //go:build tools
 
-// Package protogen pins the protobuf code generators used by scripts/genproto.sh.
-// It is its own module so that buf and the generators never enter the library's dependency graph.
 package protogen
 
 import (

@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Keyfort's one test command: sets up what the tests need and runs them all.
+#   scripts/test.sh
+# Steps: formatting, vet, module tidiness, protobuf regeneration check, the full test suite with the
+# race detector (real plugin processes are built from this checkout by the tests themselves), a short
+# fuzzing pass on configuration parsing, and one iteration of every benchmark so that they keep working.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n==> %s\n' "$*"; }
+
+step "toolchain: $(go version)"
+go env GOTOOLCHAIN GOFLAGS >/dev/null
+
+step "gofmt"
+unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path './.bin/*'))
+if [ -n "$unformatted" ]; then
+	echo "gofmt would change:"; echo "$unformatted"; exit 1
+fi
+
+step "go mod tidy (library and tool modules)"
+for mod in . internal/tools/protogen; do
+	(cd "$mod" && cp go.mod /tmp/keyfort-go.mod.bak && cp go.sum /tmp/keyfort-go.sum.bak &&
+		go mod tidy &&
+		if ! diff -q go.mod /tmp/keyfort-go.mod.bak >/dev/null || ! diff -q go.sum /tmp/keyfort-go.sum.bak >/dev/null; then
+			cp /tmp/keyfort-go.mod.bak go.mod; cp /tmp/keyfort-go.sum.bak go.sum
+			echo "go mod tidy changes $mod/go.mod or go.sum; run it and commit"; exit 1
+		fi)
+done
+
+step "go vet"
+go vet ./...
+
+step "protobuf: regenerate and compare with the committed code"
+scripts/genproto.sh --check
+
+step "go test -race ./..."
+go test -race -count=1 -timeout 15m ./...
+
+step "fuzz: configuration parsing (10s)"
+go test -run '^$' -fuzz '^FuzzLoadYAML$' -fuzztime 10s ./config/
+
+step "benchmarks: one iteration each"
+go test -run '^$' -bench . -benchtime 1x ./... >/dev/null
+
+step "all green"
