@@ -14,8 +14,8 @@ trap 'rm -f "$out"' EXIT
 } | tee "$out" >&2
 
 # median ns/op of a benchmark across -count runs
-med() { grep -E "^$1-[0-9]+ " "$out" | awk '{print $3}' | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
-field() { grep -E "^$1-[0-9]+ " "$out" | tail -1 | awk -v u="$2" '{for (i=1;i<=NF;i++) if ($(i)==u) print $(i-1)}'; }
+med() { grep -E "^$1-[0-9]+ .*ns/op" "$out" | awk '{print $3}' | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+field() { grep -E "^$1-[0-9]+ .*ns/op" "$out" | tail -1 | awk -v u="$2" '{for (i=1;i<=NF;i++) if ($(i)==u) print $(i-1)}'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", a/b}'; }
 
 hit=$(med BenchmarkClientCacheHit); hitp=$(med BenchmarkClientCacheHitParallel)

@@ -41,6 +41,12 @@ func (w *slogWriter) Write(p []byte) (int, error) {
 		case "error":
 			level = slog.LevelError
 		}
+		// go-plugin's own lifecycle chatter ("starting plugin", "plugin process exited") is debug
+		// detail for Keyfort's operators; the plugin's own lines (module "go-plugin.<binary>") keep
+		// their levels, and Keyfort logs restarts itself.
+		if rec["@module"] == "go-plugin" && level == slog.LevelInfo {
+			level = slog.LevelDebug
+		}
 		msg, _ := rec["@message"].(string)
 		attrs := make([]slog.Attr, 0, len(rec))
 		for k, v := range rec {
