@@ -139,7 +139,7 @@ func TestEveryProblemReportedAtOnce(t *testing.T) {
 productoin: true
 providers:
   corp-hsm: { plugin: /nonexistent/corp-hsm, sha256: "xyz" }
-  vault: { type: vault }
+  vault: { type: nosuch }
   mem: { type: memory, setings: {} }
   Bad_Name: { type: env }
 identity:

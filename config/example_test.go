@@ -8,14 +8,14 @@ import (
 
 func ExampleLoad() {
 	cfg, err := config.Load(config.Source{Environ: []string{
-		"KEYFORT_IDENTITY__SECRETS__SESSION_SIGNING=vault:kv/identity/session-signing",
+		"KEYFORT_IDENTITY__SECRETS__SESSION_SIGNING=hsm:session-signing",
 		"KEYFORT_IDENTITY__SECRETS__OIDC__GOOGLE__CLIENT_ID=env:GOOGLE_CLIENT_ID",
 	}})
 	fmt.Println(err)
 	fmt.Println(cfg)
 	// Output:
 	// keyfort: invalid configuration (1 problem):
-	//   - identity.secrets.session_signing (provider "vault", location "kv/identity/session-signing"): unknown provider "vault": declare it under providers (built-in types: [env memory])
+	//   - identity.secrets.session_signing (provider "hsm", location "session-signing"): unknown provider "hsm": declare it under providers (built-in types: [env memory vault])
 	// <nil>
 }
 

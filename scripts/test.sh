@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Keyfort's one test command: sets up what the tests need and runs them all.
 #   scripts/test.sh
-# Steps: formatting, vet, module tidiness, protobuf regeneration check, the full test suite with the
-# race detector (real plugin processes are built from this checkout by the tests themselves), a short
-# fuzzing pass on configuration parsing, and one iteration of every benchmark so that they keep working.
+# Steps: formatting, vet, module tidiness, protobuf regeneration check, the servers the tests need
+# (scripts/services.sh: PostgreSQL on loopback, a Vault binary built once and cached), the full test
+# suite with the race detector (plugin processes are built from this checkout by the tests), a short
+# fuzzing pass on configuration parsing, and one iteration of every benchmark so they keep working.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -19,7 +20,7 @@ if [ -n "$unformatted" ]; then
 fi
 
 step "go mod tidy (library and tool modules)"
-for mod in . internal/tools/protogen; do
+for mod in . internal/tools/protogen internal/tools/vaultdev; do
 	(cd "$mod" && cp go.mod /tmp/keyfort-go.mod.bak && cp go.sum /tmp/keyfort-go.sum.bak &&
 		go mod tidy &&
 		if ! diff -q go.mod /tmp/keyfort-go.mod.bak >/dev/null || ! diff -q go.sum /tmp/keyfort-go.sum.bak >/dev/null; then
@@ -33,6 +34,9 @@ go vet ./...
 
 step "protobuf: regenerate and compare with the committed code"
 scripts/genproto.sh --check
+
+step "servers: PostgreSQL on loopback, a Vault binary (built once, then cached)"
+eval "$(scripts/services.sh)"
 
 step "go test -race ./..."
 go test -race -count=1 -timeout 15m ./...

@@ -12,12 +12,14 @@ import (
 	"github.com/keyfort/keyfort/provider/plugin"
 	"github.com/keyfort/keyfort/providers/env"
 	"github.com/keyfort/keyfort/providers/memory"
+	"github.com/keyfort/keyfort/providers/vault"
 )
 
 // builtins lists every adapter this binary serves, explicitly (no init-time registration).
 var builtins = map[string]provider.Factory{
 	"memory": memory.Factory,
 	"env":    env.Factory,
+	"vault":  vault.Factory,
 }
 
 // providerNone is the empty identity: admin commands ask for credentials as the provider itself.

@@ -1,0 +1,510 @@
+package vault_test
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
+	"encoding/json"
+	"encoding/pem"
+	"errors"
+	"os"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/go-jose/go-jose/v4"
+	"github.com/go-jose/go-jose/v4/jwt"
+	"github.com/jackc/pgx/v5"
+	"go.uber.org/goleak"
+
+	"github.com/keyfort/keyfort/internal/hosttest"
+	"github.com/keyfort/keyfort/internal/pgtest"
+	"github.com/keyfort/keyfort/internal/vaulttest"
+	"github.com/keyfort/keyfort/provider"
+	"github.com/keyfort/keyfort/provider/plugin"
+	"github.com/keyfort/keyfort/provider/providertest"
+	"github.com/keyfort/keyfort/providers/vault"
+)
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	hosttest.Cleanup()
+	if code == 0 {
+		runtime.GC() // see plugin.ServeInProcess
+		if err := goleak.Find(); err != nil {
+			println("goleak:", err.Error())
+			code = 1
+		}
+	}
+	os.Exit(code)
+}
+
+func pemKey(t *testing.T, alg provider.Algorithm) string {
+	t.Helper()
+	k, err := provider.GenerateKey(alg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: k.Private.Reveal()}))
+}
+
+const secretValue = "vault secret value 7d1e"
+
+// seed writes the conformance fixtures into a fresh dev server.
+func seed(t *testing.T, srv *vaulttest.Server, pgURL string) {
+	t.Helper()
+	srv.Write(t, "secret/data/conformance/signing", map[string]any{"data": map[string]any{"private_key": pemKey(t, provider.ES256)}})
+	srv.Write(t, "secret/data/conformance/secret", map[string]any{"data": map[string]any{"value": secretValue, "other": "x"}})
+	if pgURL != "" {
+		setupDatabase(t, srv, "conformance", "1h")
+	}
+}
+
+// setupDatabase wires Vault's database engine to PostgreSQL with a role whose users may log in.
+func setupDatabase(t *testing.T, srv *vaulttest.Server, role, ttl string) {
+	t.Helper()
+	c := srv.Client(t)
+	if _, err := c.Logical().Read("sys/mounts/database"); err != nil || !mounted(t, srv, "database/") {
+		srv.Write(t, "sys/mounts/database", map[string]any{"type": "database"})
+		srv.Write(t, "database/config/pg", map[string]any{
+			"plugin_name":    "postgresql-database-plugin",
+			"connection_url": "postgresql://{{username}}:{{password}}@127.0.0.1:5432/postgres?sslmode=disable",
+			"username":       "postgres", "password": "postgres", "allowed_roles": "*",
+			"verify_connection": true,
+		})
+	}
+	srv.Write(t, "database/roles/"+role, map[string]any{
+		"db_name":             "pg",
+		"creation_statements": `CREATE ROLE "{{name}}" WITH LOGIN PASSWORD '{{password}}' VALID UNTIL '{{expiration}}';`,
+		"revocation_statements": `REVOKE ALL ON DATABASE postgres FROM "{{name}}"; DROP ROLE IF EXISTS "{{name}}";`,
+		"default_ttl":          ttl, "max_ttl": "24h",
+	})
+}
+
+func mounted(t *testing.T, srv *vaulttest.Server, path string) bool {
+	mounts, err := srv.Client(t).Sys().ListMounts()
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, ok := mounts[path]
+	return ok
+}
+
+func settingsJSON(t *testing.T, cfg map[string]any) provider.Settings {
+	t.Helper()
+	b, err := json.Marshal(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return provider.NewSettings("vault", b)
+}
+
+func rootSettings(srv *vaulttest.Server) map[string]any {
+	return map[string]any{"address": srv.Addr, "auth": map[string]any{"method": "token", "token": vaulttest.RootToken}}
+}
+
+func conformance(t *testing.T, newProvider func(t *testing.T, s provider.Settings) provider.IdentitySecretMaterialProvider) {
+	srv := vaulttest.Start(t)
+	pgURL := pgtest.URL(t)
+	seed(t, srv, pgURL)
+	settings := settingsJSON(t, rootSettings(srv))
+	providertest.Run(t, providertest.Config{
+		NewProvider: func(t *testing.T) provider.IdentitySecretMaterialProvider { return newProvider(t, settings) },
+		KeySet:      "kv:secret/conformance/signing",
+		Secret:      "secret/conformance/secret#value", SecretValue: []byte(secretValue),
+		Credentials: "database/creds/conformance",
+		Missing:     "secret/nothing-here",
+		Rotate: func(_ context.Context, t *testing.T, _ provider.IdentitySecretMaterialProvider) error {
+			srv.Write(t, "secret/data/conformance/signing", map[string]any{"data": map[string]any{"private_key": pemKey(t, provider.ES256)}})
+			return nil
+		},
+	})
+}
+
+func TestConformanceInProcess(t *testing.T) {
+	conformance(t, func(t *testing.T, s provider.Settings) provider.IdentitySecretMaterialProvider {
+		p, err := vault.Factory(context.Background(), s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p
+	})
+}
+
+func TestConformanceOverPluginTransport(t *testing.T) {
+	conformance(t, func(t *testing.T, s provider.Settings) provider.IdentitySecretMaterialProvider {
+		p, err := plugin.ServeInProcess(context.Background(), plugin.InProcessConfig{Name: "vault", Factory: vault.Factory, Settings: s})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p
+	})
+}
+
+func TestConformanceProviderHostBinary(t *testing.T) {
+	bin := hosttest.ProviderHost(t)
+	conformance(t, func(t *testing.T, s provider.Settings) provider.IdentitySecretMaterialProvider {
+		p, err := plugin.Launch(context.Background(), plugin.Config{Name: "vault", Path: bin, Args: []string{"plugin", "vault"}, Settings: s})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p
+	})
+}
+
+func newProvider(t *testing.T, cfg map[string]any) *vault.Provider {
+	t.Helper()
+	p, err := vault.Factory(context.Background(), settingsJSON(t, cfg))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = p.Close() })
+	return p.(*vault.Provider)
+}
+
+func TestTransitSignerKeepsPrivateKeyInVault(t *testing.T) {
+	srv := vaulttest.Start(t)
+	srv.Write(t, "sys/mounts/transit", map[string]any{"type": "transit"})
+	for name, typ := range map[string]string{"ed": "ed25519", "ec": "ecdsa-p256", "rsa": "rsa-2048"} {
+		srv.Write(t, "transit/keys/"+name, map[string]any{"type": typ})
+	}
+	p := newProvider(t, rootSettings(srv))
+	ctx := context.Background()
+	for _, name := range []string{"ed", "ec", "rsa"} {
+		t.Run(name, func(t *testing.T) {
+			loc := "transit:transit/" + name
+			ks, err := p.SigningKeys(ctx, loc)
+			if err != nil {
+				t.Fatal(err)
+			}
+			active, _ := ks.Active()
+			if !active.Private.IsZero() {
+				t.Fatal("a transit key set carries private material")
+			}
+			if err := providertest.SignAndVerify(ctx, p, loc, active); err != nil {
+				t.Fatalf("sign in Vault, verify locally: %v", err)
+			}
+			rotated, err := p.RotateSigningKey(ctx, loc)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if rotated.ActiveID == ks.ActiveID {
+				t.Error("rotation in Transit did not produce a new kid")
+			}
+			if _, ok := rotated.Lookup(ks.ActiveID); !ok {
+				t.Error("the previous version no longer verifies after rotation")
+			}
+			old, _ := rotated.Lookup(ks.ActiveID)
+			if err := providertest.SignAndVerify(ctx, p, loc, old); err != nil {
+				t.Errorf("the previous version still signs and verifies by kid: %v", err)
+			}
+		})
+	}
+}
+
+func TestKVKeySetPublishesAheadOfRotation(t *testing.T) {
+	srv := vaulttest.Start(t)
+	srv.Write(t, "secret/data/sig", map[string]any{"data": map[string]any{"secret": "base64:" + strings.Repeat("QUFB", 11)}})
+	future := time.Now().Add(time.Hour).UTC().Format(time.RFC3339)
+	srv.Write(t, "secret/data/sig", map[string]any{"data": map[string]any{"private_key": pemKey(t, provider.EdDSA), "algorithm": "EdDSA", "not_before": future}})
+	p := newProvider(t, rootSettings(srv))
+	ks, err := p.SigningKeys(context.Background(), "kv:secret/sig")
+	if err != nil {
+		t.Fatal(err)
+	}
+	active, _ := ks.Active()
+	if len(ks.Keys) != 2 || active.Algorithm != provider.HS256 || active.Version != "1" {
+		t.Errorf("got active %v in %v, want version 1 (HS256) signing and version 2 published for verification", active, ks)
+	}
+	if ks.Keys[0].Version != "2" || ks.Keys[0].NotBefore.IsZero() {
+		t.Errorf("the pending key is not published: %v", ks.Keys)
+	}
+}
+
+func TestSecretFieldsAndKVv1(t *testing.T) {
+	srv := vaulttest.Start(t)
+	srv.Write(t, "sys/mounts/kv1", map[string]any{"type": "kv", "options": map[string]any{"version": "1"}})
+	srv.Write(t, "kv1/app", map[string]any{"client_id": "abc", "client_secret": "s3cr3t-kv1"})
+	p := newProvider(t, rootSettings(srv))
+	ctx := context.Background()
+	s, err := p.Secret(ctx, "kv1/app#client_secret")
+	if err != nil || s.Value.RevealString() != "s3cr3t-kv1" {
+		t.Fatalf("KV v1 field: got %v, %v", s, err)
+	}
+	_, err = p.Secret(ctx, "kv1/app")
+	if !errors.Is(err, provider.ErrInvalidArgument) || !strings.Contains(err.Error(), "client_id client_secret") || strings.Contains(err.Error(), "s3cr3t") {
+		t.Errorf("ambiguous field: got %v, want ErrInvalidArgument listing field names only", err)
+	}
+	_, err = p.Secret(ctx, "kv1/app#nope")
+	if !errors.Is(err, provider.ErrNotFound) {
+		t.Errorf("missing field: got %v", err)
+	}
+}
+
+func TestErrorsClassifiedWithoutToken(t *testing.T) {
+	srv := vaulttest.Start(t)
+	srv.Write(t, "secret/data/locked", map[string]any{"data": map[string]any{"value": "x"}})
+	tok := srv.Write(t, "auth/token/create", map[string]any{"policies": []string{"default"}, "ttl": "1h"}).Auth.ClientToken
+	p := newProvider(t, map[string]any{"address": srv.Addr, "auth": map[string]any{"method": "token", "token": tok}})
+	_, err := p.Secret(context.Background(), "secret/locked")
+	if !errors.Is(err, provider.ErrPermissionDenied) || !strings.Contains(err.Error(), "secret/data/locked") {
+		t.Errorf("got %v, want ErrPermissionDenied naming the path", err)
+	}
+	if strings.Contains(err.Error(), tok) {
+		t.Error("the error carries the token")
+	}
+	srv.Stop()
+	_, err = p.Secret(context.Background(), "secret/locked")
+	if !errors.Is(err, provider.ErrUnavailable) || strings.Contains(err.Error(), tok) {
+		t.Errorf("server down: got %v, want ErrUnavailable without the token", err)
+	}
+}
+
+func TestInvalidSettingsReportEveryProblem(t *testing.T) {
+	_, err := vault.Factory(context.Background(), settingsJSON(t, map[string]any{
+		"address": "vault.internal", "request_timeout": "soon",
+		"auth":    map[string]any{"method": "approle"}, "identity_auth": map[string]any{},
+	}))
+	if !errors.Is(err, provider.ErrInvalidConfig) {
+		t.Fatalf("got %v", err)
+	}
+	for _, want := range []string{"address", "request_timeout", "approle", "identity_auth.role"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not name %s", err, want)
+		}
+	}
+}
+
+// TestStaleBudgetAcrossVaultRestart stops the real server under a caching client: the last good
+// material is served within the stale budget, then the client fails loudly, and it recovers once a
+// server answers again.
+func TestStaleBudgetAcrossVaultRestart(t *testing.T) {
+	srv := vaulttest.Start(t)
+	srv.Write(t, "secret/data/app", map[string]any{"data": map[string]any{"value": "v1"}})
+	p := newProvider(t, rootSettings(srv))
+	var mu sync.Mutex
+	now := time.Now()
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	advance := func(d time.Duration) { mu.Lock(); now = now.Add(d); mu.Unlock() }
+	c, err := provider.NewClient(p, provider.ClientConfig{Name: "vault", CacheTTL: time.Minute, StaleBudget: 5 * time.Minute, Now: clock})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if _, err := c.Secret(ctx, "secret/app"); err != nil {
+		t.Fatal(err)
+	}
+	srv.Stop()
+	advance(2 * time.Minute)
+	s, err := c.Secret(ctx, "secret/app")
+	if err != nil || s.Value.RevealString() != "v1" {
+		t.Fatalf("within the stale budget: got %v, %v", s, err)
+	}
+	advance(5 * time.Minute)
+	if _, err := c.Secret(ctx, "secret/app"); !errors.Is(err, provider.ErrUnavailable) || !strings.Contains(err.Error(), "stale budget") {
+		t.Fatalf("past the stale budget: got %v, want a loud ErrUnavailable", err)
+	}
+	srv.Restart(t)
+	srv.Write(t, "secret/data/app", map[string]any{"data": map[string]any{"value": "v2"}})
+	if s, err := c.Secret(ctx, "secret/app"); err != nil || s.Value.RevealString() != "v2" {
+		t.Errorf("after the restart: got %v, %v", s, err)
+	}
+	_ = c.Close()
+}
+
+func TestAppRoleLogin(t *testing.T) {
+	srv := vaulttest.Start(t)
+	srv.Write(t, "sys/auth/approle", map[string]any{"type": "approle"})
+	srv.Write(t, "sys/policies/acl/read-app", map[string]any{"policy": `path "secret/data/app" { capabilities = ["read"] }`})
+	srv.Write(t, "auth/approle/role/keyfort", map[string]any{"token_policies": "read-app", "token_ttl": "1h"})
+	roleID := srv.Client(t).Logical()
+	rid, err := roleID.Read("auth/approle/role/keyfort/role-id")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sid := srv.Write(t, "auth/approle/role/keyfort/secret-id", nil)
+	srv.Write(t, "secret/data/app", map[string]any{"data": map[string]any{"value": "approle-ok"}})
+	p := newProvider(t, map[string]any{"address": srv.Addr, "auth": map[string]any{
+		"method": "approle", "role_id": rid.Data["role_id"], "secret_id": sid.Data["secret_id"],
+	}})
+	s, err := p.Secret(context.Background(), "secret/app")
+	if err != nil || s.Value.RevealString() != "approle-ok" {
+		t.Errorf("got %v, %v", s, err)
+	}
+	_, err = vault.Factory(context.Background(), settingsJSON(t, map[string]any{"address": srv.Addr, "auth": map[string]any{
+		"method": "approle", "role_id": rid.Data["role_id"], "secret_id": "wrong",
+	}}))
+	if !errors.Is(err, provider.ErrPermissionDenied) && !errors.Is(err, provider.ErrInvalidArgument) {
+		t.Errorf("a wrong secret id: got %v, want a refused login at start", err)
+	}
+}
+
+// oidcIssuer mints RS256 JWTs that Vault's JWT auth validates with its public key.
+type oidcIssuer struct {
+	key    *rsa.PrivateKey
+	signer jose.Signer
+}
+
+func newIssuer(t *testing.T) *oidcIssuer {
+	t.Helper()
+	k, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.RS256, Key: k}, (&jose.SignerOptions{}).WithType("JWT").WithHeader("kid", "test"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &oidcIssuer{key: k, signer: s}
+}
+
+func (i *oidcIssuer) publicPEM(t *testing.T) string {
+	der, err := x509.MarshalPKIXPublicKey(&i.key.PublicKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}))
+}
+
+func (i *oidcIssuer) token(t *testing.T, sub string) string {
+	t.Helper()
+	tok, err := jwt.Signed(i.signer).Claims(jwt.Claims{
+		Issuer: "https://issuer.test", Subject: sub, Audience: jwt.Audience{"keyfort"},
+		IssuedAt: jwt.NewNumericDate(time.Now()), Expiry: jwt.NewNumericDate(time.Now().Add(10 * time.Minute)),
+	}).Serialize()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
+}
+
+// setupJWTAuth enables JWT auth trusting iss's key, with a role whose tokens may read database/creds/app.
+func setupJWTAuth(t *testing.T, srv *vaulttest.Server, iss *oidcIssuer, tokenMaxTTL string) {
+	t.Helper()
+	srv.Write(t, "sys/auth/jwt", map[string]any{"type": "jwt"})
+	srv.Write(t, "auth/jwt/config", map[string]any{"jwt_validation_pubkeys": []string{iss.publicPEM(t)}, "bound_issuer": "https://issuer.test"})
+	srv.Write(t, "sys/policies/acl/db-app", map[string]any{"policy": `path "database/creds/app" { capabilities = ["read"] }`})
+	srv.Write(t, "auth/jwt/role/keyfort", map[string]any{
+		"role_type": "jwt", "bound_audiences": []string{"keyfort"}, "user_claim": "sub",
+		"token_policies": []string{"db-app"}, "token_ttl": "10m", "token_max_ttl": tokenMaxTTL, "token_type": "service",
+	})
+}
+
+// TestSessionCredentialsAgainstPostgres is the classic flow end to end: a caller's JWT is exchanged
+// through Vault's JWT auth for a session token, dynamic PostgreSQL credentials are read under it, a
+// real connection runs a query with them, and ending the session revokes the lease: the role is gone.
+func TestSessionCredentialsAgainstPostgres(t *testing.T) {
+	srv := vaulttest.Start(t)
+	pgURL := pgtest.URL(t)
+	iss := newIssuer(t)
+	setupDatabase(t, srv, "app", "1h")
+	setupJWTAuth(t, srv, iss, "1h")
+	cfg := rootSettings(srv)
+	cfg["identity_auth"] = map[string]any{"role": "keyfort"}
+	p := newProvider(t, cfg)
+	ctx := context.Background()
+
+	jwtText := iss.token(t, "alice")
+	creds, err := p.Credentials(ctx, provider.CredentialRequest{Role: "database/creds/app", Identity: provider.SensitiveString(jwtText)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if creds.Lease.IsZero() || !creds.Lease.Renewable || creds.Password.IsZero() {
+		t.Fatalf("dynamic credentials: got %v", creds)
+	}
+	if strings.Contains(creds.String(), creds.Password.RevealString()) {
+		t.Error("String reveals the password")
+	}
+	userURL := strings.Replace(pgURL, "postgres@", creds.Username+":"+creds.Password.RevealString()+"@", 1)
+	conn, err := pgx.Connect(ctx, userURL)
+	if err != nil {
+		t.Fatalf("connect with the issued credentials: %v", err)
+	}
+	var who string
+	if err := conn.QueryRow(ctx, "SELECT current_user").Scan(&who); err != nil || who != creds.Username {
+		t.Errorf("query as the issued user: got %q, %v", who, err)
+	}
+	_ = conn.Close(ctx)
+
+	renewed, err := p.Renew(ctx, creds.Lease)
+	if err != nil || renewed.TTL <= 0 {
+		t.Errorf("Renew: got %v, %v", renewed, err)
+	}
+	if err := p.Revoke(ctx, creds.Lease); err != nil {
+		t.Fatalf("Revoke: %v", err)
+	}
+	if conn, err := pgx.Connect(ctx, userURL); err == nil {
+		_ = conn.Close(ctx)
+		t.Error("the revoked role can still log in")
+	}
+	if _, err := p.Renew(ctx, creds.Lease); !errors.Is(err, provider.ErrNotFound) {
+		t.Errorf("Renew after the session ended: got %v, want ErrNotFound", err)
+	}
+
+	_, err = p.Credentials(ctx, provider.CredentialRequest{Role: "database/creds/app", Identity: provider.SensitiveString(newIssuer(t).token(t, "mallory"))})
+	if !errors.Is(err, provider.ErrPermissionDenied) && !errors.Is(err, provider.ErrInvalidArgument) {
+		t.Errorf("a JWT from an untrusted issuer: got %v, want the login refused", err)
+	}
+	if err != nil && strings.Contains(err.Error(), "eyJ") {
+		t.Error("the error carries the JWT")
+	}
+}
+
+// TestLeaseCappedByTokenLife: a lease cannot outlive the session token it was issued under, so the
+// provider reports the token's remaining life as the lease TTL, telling the caller to re-login early.
+func TestLeaseCappedByTokenLife(t *testing.T) {
+	srv := vaulttest.Start(t)
+	pgtest.URL(t)
+	iss := newIssuer(t)
+	setupDatabase(t, srv, "app", "1h")
+	setupJWTAuth(t, srv, iss, "2m")
+	cfg := rootSettings(srv)
+	cfg["identity_auth"] = map[string]any{"role": "keyfort"}
+	p := newProvider(t, cfg)
+	ctx := context.Background()
+	creds, err := p.Credentials(ctx, provider.CredentialRequest{Role: "database/creds/app", Identity: provider.SensitiveString(iss.token(t, "bob"))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Revoke(ctx, creds.Lease)
+	if creds.Lease.TTL > 2*time.Minute {
+		t.Errorf("lease TTL %s exceeds the session token's max TTL of 2m", creds.Lease.TTL)
+	}
+	renewed, err := p.Renew(ctx, creds.Lease)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if renewed.TTL > 2*time.Minute {
+		t.Errorf("renewed TTL %s exceeds the token's remaining life", renewed.TTL)
+	}
+}
+
+func TestCloseRevokesSessionLeases(t *testing.T) {
+	srv := vaulttest.Start(t)
+	pgURL := pgtest.URL(t)
+	iss := newIssuer(t)
+	setupDatabase(t, srv, "app", "1h")
+	setupJWTAuth(t, srv, iss, "1h")
+	cfg := rootSettings(srv)
+	cfg["identity_auth"] = map[string]any{"role": "keyfort"}
+	p, err := vault.Factory(context.Background(), settingsJSON(t, cfg))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	creds, err := p.Credentials(ctx, provider.CredentialRequest{Role: "database/creds/app", Identity: provider.SensitiveString(iss.token(t, "carol"))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Close(); err != nil {
+		t.Fatal(err)
+	}
+	userURL := strings.Replace(pgURL, "postgres@", creds.Username+":"+creds.Password.RevealString()+"@", 1)
+	if conn, err := pgx.Connect(ctx, userURL); err == nil {
+		_ = conn.Close(ctx)
+		t.Error("a session's credentials survive the provider's shutdown")
+	}
+}

@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Makes sure the servers the tests use are running on loopback, installing them from Debian's packages
+# when they are missing, and prints the environment the tests read:
+#   eval "$(scripts/services.sh)"
+#   - PostgreSQL on 127.0.0.1:5432, superuser "postgres" with trust authentication on loopback
+#     (Vault's database secrets engine creates and drops roles in it);
+#   - a HashiCorp Vault binary built from internal/tools/vaultdev (tests start their own dev servers).
+# Progress goes to stderr; stdout carries only the export lines.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+log() { echo "services: $*" >&2; }
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+
+pg_ready() { pg_isready -h 127.0.0.1 -p 5432 -q 2>/dev/null; }
+
+ensure_postgres() {
+	if command -v pg_isready >/dev/null 2>&1 && pg_ready; then
+		log "PostgreSQL is running on 127.0.0.1:5432"
+		return
+	fi
+	if ! command -v pg_ctlcluster >/dev/null 2>&1; then
+		log "installing PostgreSQL from Debian's packages"
+		as_root apt-get update -qq >&2
+		DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq postgresql postgresql-client >&2
+	fi
+	local version
+	version=$(ls /etc/postgresql | sort -V | tail -1)
+	local hba=/etc/postgresql/$version/main/pg_hba.conf
+	if ! as_root grep -qE '^host\s+all\s+all\s+127\.0\.0\.1/32\s+trust' "$hba"; then
+		log "allowing trust authentication on 127.0.0.1 in $hba (test machine only)"
+		as_root sed -i '1i host all all 127.0.0.1/32 trust' "$hba"
+	fi
+	log "starting PostgreSQL $version"
+	as_root pg_ctlcluster --skip-systemctl-redirect "$version" main start >&2 || as_root pg_ctlcluster --skip-systemctl-redirect "$version" main reload >&2
+	for _ in $(seq 1 100); do pg_ready && return; sleep 0.2; done
+	log "PostgreSQL did not become ready"; exit 1
+}
+
+ensure_postgres
+vault_bin=$(scripts/vault-dev.sh)
+log "Vault binary: $vault_bin"
+echo "export KEYFORT_VAULT_BIN='$vault_bin'"
+echo "export KEYFORT_PG_URL='postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable'"
+echo "export KEYFORT_REQUIRE_SERVERS=1"
