@@ -77,10 +77,10 @@ func setupDatabase(t *testing.T, srv *vaulttest.Server, role, ttl string) {
 		})
 	}
 	srv.Write(t, "database/roles/"+role, map[string]any{
-		"db_name":             "pg",
-		"creation_statements": `CREATE ROLE "{{name}}" WITH LOGIN PASSWORD '{{password}}' VALID UNTIL '{{expiration}}';`,
+		"db_name":               "pg",
+		"creation_statements":   `CREATE ROLE "{{name}}" WITH LOGIN PASSWORD '{{password}}' VALID UNTIL '{{expiration}}';`,
 		"revocation_statements": `REVOKE ALL ON DATABASE postgres FROM "{{name}}"; DROP ROLE IF EXISTS "{{name}}";`,
-		"default_ttl":          ttl, "max_ttl": "24h",
+		"default_ttl":           ttl, "max_ttl": "24h",
 	})
 }
 
@@ -266,7 +266,7 @@ func TestErrorsClassifiedWithoutToken(t *testing.T) {
 func TestInvalidSettingsReportEveryProblem(t *testing.T) {
 	_, err := vault.Factory(context.Background(), settingsJSON(t, map[string]any{
 		"address": "vault.internal", "request_timeout": "soon",
-		"auth":    map[string]any{"method": "approle"}, "identity_auth": map[string]any{},
+		"auth": map[string]any{"method": "approle"}, "identity_auth": map[string]any{},
 	}))
 	if !errors.Is(err, provider.ErrInvalidConfig) {
 		t.Fatalf("got %v", err)
