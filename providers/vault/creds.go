@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
 	"time"
 
@@ -166,8 +167,10 @@ func renewError(lease, path string, err error) error {
 	return classify(lease, "PUT", path, err)
 }
 
-// Revoke ends a lease: under a per-session token by revoking the token (which revokes every lease
-// issued under it), otherwise through sys/leases/revoke. Unknown leases are not an error.
+// Revoke ends a lease synchronously through sys/leases/revoke (with the provider's token: Vault's
+// default policy does not let a session token revoke leases), and, for the last lease of a per-session
+// token, revokes that token too, which revokes anything else issued under it. Unknown leases are not an
+// error.
 func (p *Provider) Revoke(ctx context.Context, l provider.Lease) error {
 	if p.closed.Load() {
 		return provider.NewError(provider.ErrClosed, l.ID, nil)
@@ -183,21 +186,31 @@ func (p *Provider) Revoke(ctx context.Context, l provider.Lease) error {
 		shared = shared || other == sess
 	}
 	p.mu.Unlock()
+	leaseErr := p.client.Sys().RevokeWithContext(ctx, l.ID)
 	if sess != nil && !shared {
-		if err := sess.client.Auth().Token().RevokeSelfWithContext(ctx, ""); err != nil {
-			var re *api.ResponseError
-			if !errors.As(err, &re) || re.StatusCode != 403 { // 403: the token is already gone
-				return classify(l.ID, "PUT", "auth/token/revoke-self", err)
-			}
+		if err := revokeSession(ctx, sess); err != nil {
+			return classify(l.ID, "PUT", "auth/token/revoke-self", err)
+		}
+		if leaseErr != nil {
+			// The session token's revocation revokes the lease too, asynchronously; the provider's
+			// token lacks update on sys/leases/revoke (see docs/providers/vault.md).
+			p.log.Warn("keyfort: sys/leases/revoke refused; the lease ends with its session token",
+				slog.String("lease", l.ID), slog.String("error", classify(l.ID, "PUT", "sys/leases/revoke", leaseErr).Error()))
 		}
 		return nil
 	}
-	client := p.client
-	if sess != nil {
-		client = sess.client
-	}
-	if err := client.Sys().RevokeWithContext(ctx, l.ID); err != nil {
-		return classify(l.ID, "PUT", "sys/leases/revoke", err)
+	if leaseErr != nil {
+		return classify(l.ID, "PUT", "sys/leases/revoke", leaseErr)
 	}
 	return nil
+}
+
+// revokeSession revokes a per-session token; a token that is already gone (403) is fine.
+func revokeSession(ctx context.Context, sess *session) error {
+	err := sess.client.Auth().Token().RevokeSelfWithContext(ctx, "")
+	var re *api.ResponseError
+	if err != nil && errors.As(err, &re) && re.StatusCode == 403 {
+		return nil
+	}
+	return err
 }

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/hashicorp/vault/api"
+
 	"github.com/keyfort/keyfort/provider"
 )
 
@@ -46,6 +48,14 @@ func (p *Provider) mountOf(ctx context.Context, location, path string) (kvMount,
 	}
 	s, err := p.client.Logical().ReadWithContext(ctx, "sys/internal/ui/mounts/"+path)
 	if err != nil {
+		var re *api.ResponseError
+		if errors.As(err, &re) && re.StatusCode == 403 {
+			// The token may not see the mount table for this path (the preflight check needs some
+			// capability on it). Assume KV v2 at the first path element, uncached, so that the real
+			// read reports the real answer.
+			first, _, _ := strings.Cut(path, "/")
+			return kvMount{path: first + "/", version: 2}, nil
+		}
 		return kvMount{}, classify(location, "GET", "sys/internal/ui/mounts/"+path, err)
 	}
 	if s == nil || s.Data == nil {

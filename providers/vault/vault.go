@@ -122,15 +122,19 @@ func (p *Provider) Close() error {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	p.mu.Lock()
-	sessions := make(map[*session]bool, len(p.sessions))
-	for _, s := range p.sessions {
-		sessions[s] = true
-	}
+	leases := p.sessions
 	p.sessions = map[string]*session{}
 	p.mu.Unlock()
 	var errs []error
+	sessions := make(map[*session]bool, len(leases))
+	for id, s := range leases {
+		sessions[s] = true
+		// Synchronous revocation, so that the credentials are dead when Close returns; the session
+		// token's revocation below catches anything this misses.
+		_ = p.client.Sys().RevokeWithContext(ctx, id)
+	}
 	for s := range sessions {
-		if err := s.client.Auth().Token().RevokeSelfWithContext(ctx, ""); err != nil {
+		if err := revokeSession(ctx, s); err != nil {
 			errs = append(errs, classify("session", "PUT", "auth/token/revoke-self", err))
 		}
 	}

@@ -382,14 +382,14 @@ func (i *oidcIssuer) token(t *testing.T, sub string) string {
 }
 
 // setupJWTAuth enables JWT auth trusting iss's key, with a role whose tokens may read database/creds/app.
-func setupJWTAuth(t *testing.T, srv *vaulttest.Server, iss *oidcIssuer, tokenMaxTTL string) {
+func setupJWTAuth(t *testing.T, srv *vaulttest.Server, iss *oidcIssuer, tokenTTL, tokenMaxTTL string) {
 	t.Helper()
 	srv.Write(t, "sys/auth/jwt", map[string]any{"type": "jwt"})
 	srv.Write(t, "auth/jwt/config", map[string]any{"jwt_validation_pubkeys": []string{iss.publicPEM(t)}, "bound_issuer": "https://issuer.test"})
 	srv.Write(t, "sys/policies/acl/db-app", map[string]any{"policy": `path "database/creds/app" { capabilities = ["read"] }`})
 	srv.Write(t, "auth/jwt/role/keyfort", map[string]any{
 		"role_type": "jwt", "bound_audiences": []string{"keyfort"}, "user_claim": "sub",
-		"token_policies": []string{"db-app"}, "token_ttl": "10m", "token_max_ttl": tokenMaxTTL, "token_type": "service",
+		"token_policies": []string{"db-app"}, "token_ttl": tokenTTL, "token_max_ttl": tokenMaxTTL, "token_type": "service",
 	})
 }
 
@@ -401,7 +401,7 @@ func TestSessionCredentialsAgainstPostgres(t *testing.T) {
 	pgURL := pgtest.URL(t)
 	iss := newIssuer(t)
 	setupDatabase(t, srv, "app", "1h")
-	setupJWTAuth(t, srv, iss, "1h")
+	setupJWTAuth(t, srv, iss, "10m", "1h")
 	cfg := rootSettings(srv)
 	cfg["identity_auth"] = map[string]any{"role": "keyfort"}
 	p := newProvider(t, cfg)
@@ -460,7 +460,7 @@ func TestLeaseCappedByTokenLife(t *testing.T) {
 	pgtest.URL(t)
 	iss := newIssuer(t)
 	setupDatabase(t, srv, "app", "1h")
-	setupJWTAuth(t, srv, iss, "2m")
+	setupJWTAuth(t, srv, iss, "1m", "2m")
 	cfg := rootSettings(srv)
 	cfg["identity_auth"] = map[string]any{"role": "keyfort"}
 	p := newProvider(t, cfg)
@@ -487,7 +487,7 @@ func TestCloseRevokesSessionLeases(t *testing.T) {
 	pgURL := pgtest.URL(t)
 	iss := newIssuer(t)
 	setupDatabase(t, srv, "app", "1h")
-	setupJWTAuth(t, srv, iss, "1h")
+	setupJWTAuth(t, srv, iss, "10m", "1h")
 	cfg := rootSettings(srv)
 	cfg["identity_auth"] = map[string]any{"role": "keyfort"}
 	p, err := vault.Factory(context.Background(), settingsJSON(t, cfg))
