@@ -4,6 +4,7 @@
 package vaulttest
 
 import (
+	"crypto/tls"
 	"fmt"
 	"net"
 	"net/http"
@@ -23,12 +24,14 @@ const RootToken = "root"
 
 // Server is a running Vault dev server.
 type Server struct {
-	Addr string // http://127.0.0.1:PORT
-	bin  string
-	port int
-	home string
-	mu   sync.Mutex
-	cmd  *exec.Cmd
+	Addr   string // http://127.0.0.1:PORT, or https:// with TLS
+	CAFile string // the dev CA certificate, with TLS
+	tls    bool
+	bin    string
+	port   int
+	home   string
+	mu     sync.Mutex
+	cmd    *exec.Cmd
 }
 
 // Binary returns the Vault binary, or skips (fails in CI) the test.
@@ -54,10 +57,25 @@ func Start(tb testing.TB) *Server {
 	return s
 }
 
+// StartTLS starts a dev server that serves HTTPS with a certificate from its own dev CA (CAFile).
+func StartTLS(tb testing.TB) *Server {
+	tb.Helper()
+	s := &Server{bin: Binary(tb), port: freePort(tb), home: tb.TempDir(), tls: true}
+	s.Addr = "https://127.0.0.1:" + strconv.Itoa(s.port)
+	s.CAFile = filepath.Join(s.home, "vault-ca.pem")
+	s.start(tb)
+	tb.Cleanup(s.Stop)
+	return s
+}
+
 func (s *Server) start(tb testing.TB) {
 	tb.Helper()
-	cmd := exec.Command(s.bin, "server", "-dev", "-dev-root-token-id="+RootToken,
-		"-dev-listen-address=127.0.0.1:"+strconv.Itoa(s.port), "-dev-no-store-token")
+	args := []string{"server", "-dev", "-dev-root-token-id=" + RootToken,
+		"-dev-listen-address=127.0.0.1:" + strconv.Itoa(s.port), "-dev-no-store-token"}
+	if s.tls {
+		args = append(args, "-dev-tls", "-dev-tls-cert-dir="+s.home, "-dev-tls-san=127.0.0.1")
+	}
+	cmd := exec.Command(s.bin, args...)
 	cmd.Env = []string{"HOME=" + s.home, "PATH=" + os.Getenv("PATH")}
 	logFile, err := os.Create(filepath.Join(s.home, fmt.Sprintf("vault-%d.log", time.Now().UnixNano())))
 	if err != nil {
@@ -70,8 +88,12 @@ func (s *Server) start(tb testing.TB) {
 	s.mu.Lock()
 	s.cmd = cmd
 	s.mu.Unlock()
+	hc := http.DefaultClient
+	if s.tls {
+		hc = &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}} // readiness probe only
+	}
 	for range 600 {
-		resp, err := http.Get(s.Addr + "/v1/sys/health")
+		resp, err := hc.Get(s.Addr + "/v1/sys/health")
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == 200 {
@@ -106,6 +128,11 @@ func (s *Server) Client(tb testing.TB) *api.Client {
 	tb.Helper()
 	cfg := api.DefaultConfig()
 	cfg.Address = s.Addr
+	if s.tls {
+		if err := cfg.ConfigureTLS(&api.TLSConfig{CACert: s.CAFile}); err != nil {
+			tb.Fatal(err)
+		}
+	}
 	c, err := api.NewClient(cfg)
 	if err != nil {
 		tb.Fatal(err)

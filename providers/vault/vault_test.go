@@ -508,3 +508,108 @@ func TestCloseRevokesSessionLeases(t *testing.T) {
 		t.Error("a session's credentials survive the provider's shutdown")
 	}
 }
+
+func TestTLS(t *testing.T) {
+	srv := vaulttest.StartTLS(t)
+	srv.Write(t, "secret/data/app", map[string]any{"data": map[string]any{"value": "over-tls"}})
+	cfg := rootSettings(srv)
+	cfg["tls"] = map[string]any{"ca_file": srv.CAFile, "server_name": "127.0.0.1"}
+	p := newProvider(t, cfg)
+	if s, err := p.Secret(context.Background(), "secret/app"); err != nil || s.Value.RevealString() != "over-tls" {
+		t.Errorf("with the dev CA: got %v, %v", s, err)
+	}
+	_, err := vault.Factory(context.Background(), settingsJSON(t, rootSettings(srv)))
+	if !errors.Is(err, provider.ErrUnavailable) || !strings.Contains(err.Error(), "certificate") {
+		t.Errorf("without the CA: got %v, want a certificate error at start", err)
+	}
+}
+
+func TestJWTLoginForTheProviderItself(t *testing.T) {
+	srv := vaulttest.Start(t)
+	iss := newIssuer(t)
+	srv.Write(t, "sys/auth/jwt", map[string]any{"type": "jwt"})
+	srv.Write(t, "auth/jwt/config", map[string]any{"jwt_validation_pubkeys": []string{iss.publicPEM(t)}, "bound_issuer": "https://issuer.test"})
+	srv.Write(t, "sys/policies/acl/read-app", map[string]any{"policy": `path "secret/data/app" { capabilities = ["read"] }`})
+	srv.Write(t, "auth/jwt/role/self", map[string]any{
+		"role_type": "jwt", "bound_audiences": []string{"keyfort"}, "user_claim": "sub", "token_policies": []string{"read-app"},
+	})
+	srv.Write(t, "auth/jwt/role/batch", map[string]any{
+		"role_type": "jwt", "bound_audiences": []string{"keyfort"}, "user_claim": "sub", "token_type": "batch",
+	})
+	srv.Write(t, "secret/data/app", map[string]any{"data": map[string]any{"value": "jwt-ok"}})
+	jwtFile := t.TempDir() + "/jwt"
+	if err := os.WriteFile(jwtFile, []byte(iss.token(t, "keyfort-service")), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	p := newProvider(t, map[string]any{"address": srv.Addr, "auth": map[string]any{"method": "jwt", "role": "self", "jwt_file": jwtFile}})
+	if s, err := p.Secret(context.Background(), "secret/app"); err != nil || s.Value.RevealString() != "jwt-ok" {
+		t.Errorf("got %v, %v", s, err)
+	}
+	_, err := vault.Factory(context.Background(), settingsJSON(t, map[string]any{"address": srv.Addr, "auth": map[string]any{"method": "jwt", "role": "batch", "jwt_file": jwtFile}}))
+	if !errors.Is(err, provider.ErrInvalidConfig) || !strings.Contains(err.Error(), "batch") {
+		t.Errorf("a role issuing batch tokens: got %v, want ErrInvalidConfig naming batch tokens", err)
+	}
+}
+
+func TestStaticRoleCredentials(t *testing.T) {
+	srv := vaulttest.Start(t)
+	pgURL := pgtest.URL(t)
+	ctx := context.Background()
+	admin, err := pgx.Connect(ctx, pgURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close(ctx)
+	user := "keyfort_static_" + strings.ReplaceAll(t.Name(), "/", "_")
+	user = strings.ToLower(user)
+	_, _ = admin.Exec(ctx, `DROP ROLE IF EXISTS `+user)
+	if _, err := admin.Exec(ctx, `CREATE ROLE `+user+` WITH LOGIN PASSWORD 'initial'`); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _, _ = admin.Exec(context.Background(), `DROP ROLE IF EXISTS `+user) })
+	setupDatabase(t, srv, "unused", "1h")
+	srv.Write(t, "database/static-roles/static", map[string]any{"db_name": "pg", "username": user, "rotation_period": "1h"})
+	p := newProvider(t, rootSettings(srv))
+	creds, err := p.Credentials(ctx, provider.CredentialRequest{Role: "database/static-creds/static"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if creds.Username != user || creds.Password.IsZero() || !creds.Lease.IsZero() {
+		t.Errorf("static credentials: got %v, want user %s with a password and no lease", creds, user)
+	}
+}
+
+// TestTokenExpiringUnderALiveLease lets a session token reach its max TTL while its lease would still
+// live: Vault revokes the lease with the token, and renewal reports it gone.
+func TestTokenExpiringUnderALiveLease(t *testing.T) {
+	srv := vaulttest.Start(t)
+	pgtest.URL(t)
+	iss := newIssuer(t)
+	setupDatabase(t, srv, "app", "1h")
+	setupJWTAuth(t, srv, iss, "2s", "3s")
+	cfg := rootSettings(srv)
+	cfg["identity_auth"] = map[string]any{"role": "keyfort"}
+	p := newProvider(t, cfg)
+	ctx := context.Background()
+	creds, err := p.Credentials(ctx, provider.CredentialRequest{Role: "database/creds/app", Identity: provider.SensitiveString(iss.token(t, "dave"))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if creds.Lease.TTL > 3*time.Second {
+		t.Errorf("lease TTL %s exceeds the token's max TTL", creds.Lease.TTL)
+	}
+	root := srv.Client(t)
+	deadline := time.Now().Add(30 * time.Second)
+	for { // Vault's own clock: wait until it has revoked the lease with its token
+		if _, err := root.Logical().Write("sys/leases/lookup", map[string]any{"lease_id": creds.Lease.ID}); err != nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the lease outlived its token")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if _, err := p.Renew(ctx, creds.Lease); !errors.Is(err, provider.ErrNotFound) {
+		t.Errorf("renewing under an expired token: got %v, want ErrNotFound", err)
+	}
+}
