@@ -1,0 +1,301 @@
+package session
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/keyfort/keyfort/session/oidc"
+	"github.com/keyfort/keyfort/session/token"
+)
+
+// Defaults for Config's zero values.
+const (
+	DefaultAccessTTL    = 15 * time.Minute
+	DefaultRefreshTTL   = 12 * time.Hour
+	DefaultRefreshGrace = 5 * time.Second
+	// RefreshAudience is the aud of refresh tokens: no service accepts them as access tokens.
+	RefreshAudience = "keyfort:refresh"
+)
+
+// The errors a Manager returns; each wraps the detailed cause.
+var (
+	// ErrUnauthenticated: the presented token is invalid, expired, revoked or of the wrong kind.
+	ErrUnauthenticated = errors.New("unauthenticated")
+	// ErrRefreshReuse: a refresh token was presented again after it had been used; the whole family
+	// is revoked, as the token was probably stolen.
+	ErrRefreshReuse = errors.New("refresh token reuse detected; session revoked")
+	// ErrUnknownIdP: StartSession named an identity provider that is not configured.
+	ErrUnknownIdP = errors.New("unknown identity provider")
+)
+
+// Config configures a Manager.
+type Config struct {
+	// Issuer is the iss of Keyfort's own tokens.
+	Issuer string
+	// Audience is the aud of access tokens (default Issuer).
+	Audience string
+	// Keys and Signer sign and verify the tokens (session_signing from the provider).
+	Keys   token.KeySource
+	Signer token.RemoteSigner
+	// IdPs validate external tokens at StartSession, by name ("google").
+	IdPs map[string]*oidc.Verifier
+	// Store keeps refresh-token families and revocations (default: a MemoryStore).
+	Store Store
+	// AccessTTL, RefreshTTL and RefreshGrace default to DefaultAccessTTL, DefaultRefreshTTL and
+	// DefaultRefreshGrace.
+	AccessTTL, RefreshTTL, RefreshGrace time.Duration
+	// HashKey keys the hashes that identify tokens in stores (32 random bytes shared by replicas;
+	// default: random per process, which suits one replica).
+	HashKey []byte
+	// Policy is the guardrail EvaluatePolicy applies.
+	Policy Policy
+	// Logger: nil means slog.Default(). Now: nil means time.Now.
+	Logger *slog.Logger
+	Now    func() time.Time
+}
+
+// Manager starts, refreshes and ends sessions and issues Keyfort's own tokens. It is safe for
+// concurrent use.
+type Manager struct {
+	cfg   Config
+	codec *token.Codec
+	store Store
+	log   *slog.Logger
+	now   func() time.Time
+}
+
+// Tokens are a session's tokens.
+type Tokens struct {
+	SessionID        string
+	AccessToken      string
+	AccessExpiresAt  time.Time
+	RefreshToken     string
+	RefreshExpiresAt time.Time
+}
+
+// StartRequest asks for a session on the strength of an external identity token.
+type StartRequest struct {
+	Subject       string // must equal the external token's sub when set
+	Tenant        string
+	IdP           string // a key of Config.IdPs
+	ExternalToken string
+	Scope         string
+}
+
+// NewManager returns a Manager.
+func NewManager(cfg Config) (*Manager, error) {
+	if cfg.Issuer == "" || cfg.Keys == nil {
+		return nil, errors.New("session: Config needs Issuer and Keys")
+	}
+	if cfg.Audience == "" {
+		cfg.Audience = cfg.Issuer
+	}
+	cfg.AccessTTL = orDefault(cfg.AccessTTL, DefaultAccessTTL)
+	cfg.RefreshTTL = orDefault(cfg.RefreshTTL, DefaultRefreshTTL)
+	cfg.RefreshGrace = orDefault(cfg.RefreshGrace, DefaultRefreshGrace)
+	if cfg.RefreshGrace < 0 {
+		cfg.RefreshGrace = 0
+	}
+	if cfg.HashKey == nil {
+		cfg.HashKey = make([]byte, 32)
+		_, _ = rand.Read(cfg.HashKey)
+	} else if len(cfg.HashKey) < 32 {
+		return nil, errors.New("session: HashKey must be at least 32 bytes")
+	}
+	m := &Manager{cfg: cfg, store: cfg.Store, log: cfg.Logger, now: cfg.Now}
+	if m.now == nil {
+		m.now = time.Now
+	}
+	if m.log == nil {
+		m.log = slog.Default()
+	}
+	if m.store == nil {
+		m.store = NewMemoryStore(m.now)
+	}
+	codec, err := token.New(token.Config{Issuer: cfg.Issuer, Keys: cfg.Keys, Signer: cfg.Signer, Now: m.now})
+	if err != nil {
+		return nil, err
+	}
+	m.codec = codec
+	return m, nil
+}
+
+func orDefault(d, def time.Duration) time.Duration {
+	if d == 0 {
+		return def
+	}
+	return d
+}
+
+// Codec returns the token codec (for verifying access tokens elsewhere).
+func (m *Manager) Codec() *token.Codec { return m.codec }
+
+// Store returns the store.
+func (m *Manager) Store() Store { return m.store }
+
+func randomID() string {
+	b := make([]byte, 16)
+	_, _ = rand.Read(b)
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+// TokenKey is the keyed hash identifying a token (its signed part) in stores and caches.
+func (m *Manager) TokenKey(signedPart string) string {
+	h := hmac.New(sha256.New, m.cfg.HashKey)
+	h.Write([]byte(signedPart))
+	return base64.RawURLEncoding.EncodeToString(h.Sum(nil))
+}
+
+func unauthenticated(format string, args ...any) error {
+	return fmt.Errorf("%w: %s", ErrUnauthenticated, fmt.Sprintf(format, args...))
+}
+
+// StartSession validates the external token with the named identity provider (iss, aud = our client
+// id, signature, expiry; sub must match Subject when given) and issues an access and a refresh token.
+func (m *Manager) StartSession(ctx context.Context, req StartRequest) (Tokens, error) {
+	v, ok := m.cfg.IdPs[req.IdP]
+	if !ok {
+		return Tokens{}, fmt.Errorf("%w: %q", ErrUnknownIdP, req.IdP)
+	}
+	ext, err := v.Verify(ctx, req.ExternalToken)
+	if err != nil {
+		return Tokens{}, unauthenticated("external token: %v", err)
+	}
+	if req.Subject != "" && req.Subject != ext.Subject {
+		return Tokens{}, unauthenticated("subject does not match the external token's sub")
+	}
+	if t, _ := m.store.Tombstoned(ctx, m.TokenKey(ext.SignedPart)); t {
+		return Tokens{}, unauthenticated("external token was logged out")
+	}
+	now := m.now()
+	f := Family{
+		ID: randomID(), SessionID: randomID(), Subject: ext.Subject, Tenant: req.Tenant, IdP: req.IdP, Scope: req.Scope,
+		Current: randomID(), CurrentIssuedAt: now, ExpiresAt: now.Add(m.cfg.RefreshTTL),
+	}
+	if err := m.store.CreateFamily(ctx, f); err != nil {
+		return Tokens{}, fmt.Errorf("%w: %v", ErrStoreUnavailable, err)
+	}
+	return m.issue(ctx, f)
+}
+
+// issue signs the access token and the refresh token of family f's current member.
+func (m *Manager) issue(ctx context.Context, f Family) (Tokens, error) {
+	now := m.now()
+	accessExp := now.Add(m.cfg.AccessTTL)
+	if accessExp.After(f.ExpiresAt) {
+		accessExp = f.ExpiresAt
+	}
+	access, err := m.codec.Sign(ctx, token.TypeAccess, token.Claims{
+		Subject: f.Subject, Audience: m.cfg.Audience, ExpiresAt: accessExp.Unix(), IssuedAt: now.Unix(),
+		ID: randomID(), Tenant: f.Tenant, IdP: f.IdP, SessionID: f.SessionID, Family: f.ID, Scope: f.Scope,
+	})
+	if err != nil {
+		return Tokens{}, err
+	}
+	refresh, err := m.codec.Sign(ctx, token.TypeRefresh, token.Claims{
+		Subject: f.Subject, Audience: RefreshAudience, ExpiresAt: f.ExpiresAt.Unix(), IssuedAt: f.CurrentIssuedAt.Unix(),
+		ID: f.Current, Tenant: f.Tenant, IdP: f.IdP, SessionID: f.SessionID, Family: f.ID,
+	})
+	if err != nil {
+		return Tokens{}, err
+	}
+	return Tokens{SessionID: f.SessionID, AccessToken: access, AccessExpiresAt: accessExp,
+		RefreshToken: refresh, RefreshExpiresAt: f.ExpiresAt}, nil
+}
+
+// RefreshSession checks the refresh token's signature and expiry and rotates it: the answer carries a
+// new refresh token, and the presented one is spent. Presenting a spent refresh token again revokes
+// the whole family (theft), except for the immediate predecessor within the grace window, which gets
+// the same successor. Store failures fail closed.
+func (m *Manager) RefreshSession(ctx context.Context, refreshToken string) (Tokens, error) {
+	cl, err := m.codec.Verify(ctx, refreshToken, token.TypeRefresh, RefreshAudience)
+	if err != nil {
+		return Tokens{}, unauthenticated("refresh token: %v", err)
+	}
+	if cl.Family == "" || cl.ID == "" {
+		return Tokens{}, unauthenticated("refresh token has no family")
+	}
+	f, outcome, err := m.store.Rotate(ctx, cl.Family, cl.ID, randomID(), m.now(), m.cfg.RefreshGrace)
+	if err != nil {
+		return Tokens{}, fmt.Errorf("%w: %v", ErrStoreUnavailable, err)
+	}
+	switch outcome {
+	case Rotated, Grace:
+		return m.issue(ctx, f)
+	case Reuse:
+		m.log.Warn("keyfort: refresh token reuse; session family revoked",
+			slog.String("family", cl.Family), slog.String("subject", cl.Subject), slog.String("session", cl.SessionID))
+		return Tokens{}, ErrRefreshReuse
+	default:
+		return Tokens{}, unauthenticated("session revoked or expired")
+	}
+}
+
+// VerifyAccess checks an access token and that its session was not ended.
+func (m *Manager) VerifyAccess(ctx context.Context, accessToken string) (token.Claims, error) {
+	cl, err := m.codec.Verify(ctx, accessToken, token.TypeAccess, m.cfg.Audience)
+	if err != nil {
+		return cl, unauthenticated("access token: %v", err)
+	}
+	if cl.Family != "" {
+		f, err := m.store.Family(ctx, cl.Family)
+		if err != nil {
+			return cl, fmt.Errorf("%w: %v", ErrStoreUnavailable, err)
+		}
+		if f.Revoked {
+			return cl, unauthenticated("session revoked")
+		}
+	}
+	return cl, nil
+}
+
+// Logout ends the session of an access or refresh token: its family is revoked, so neither it nor
+// any token of the family works again.
+func (m *Manager) Logout(ctx context.Context, anyToken string) error {
+	cl, err := m.codec.Verify(ctx, anyToken, token.TypeAccess, m.cfg.Audience)
+	if err != nil {
+		if cl, err = m.codec.Verify(ctx, anyToken, token.TypeRefresh, RefreshAudience); err != nil {
+			return unauthenticated("logout: %v", err)
+		}
+	}
+	if cl.Family == "" {
+		return unauthenticated("token belongs to no session")
+	}
+	if err := m.store.RevokeFamily(ctx, cl.Family); err != nil {
+		return fmt.Errorf("%w: %v", ErrStoreUnavailable, err)
+	}
+	return nil
+}
+
+// IssueRequest asks for a bare access token (the compatibility path: no session, no refresh).
+type IssueRequest struct {
+	Subject string
+	Tenant  string
+	Scope   string
+	TTL     time.Duration // default and maximum: Config.AccessTTL
+}
+
+// IssueToken signs a bare access token.
+func (m *Manager) IssueToken(ctx context.Context, req IssueRequest) (string, time.Time, error) {
+	if req.Subject == "" {
+		return "", time.Time{}, errors.New("session: IssueToken needs a subject")
+	}
+	ttl := req.TTL
+	if ttl <= 0 || ttl > m.cfg.AccessTTL {
+		ttl = m.cfg.AccessTTL
+	}
+	now := m.now()
+	exp := now.Add(ttl)
+	tok, err := m.codec.Sign(ctx, token.TypeAccess, token.Claims{
+		Subject: req.Subject, Audience: m.cfg.Audience, ExpiresAt: exp.Unix(), IssuedAt: now.Unix(),
+		ID: randomID(), Tenant: req.Tenant, Scope: req.Scope,
+	})
+	return tok, exp, err
+}
