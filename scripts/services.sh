@@ -4,6 +4,7 @@
 #   eval "$(scripts/services.sh)"
 #   - PostgreSQL on 127.0.0.1:5432, superuser "postgres" with trust authentication on loopback
 #     (Vault's database secrets engine creates and drops roles in it);
+#   - Redis on 127.0.0.1:6379 (the session store shared by replicas);
 #   - a HashiCorp Vault binary built from internal/tools/vaultdev (tests start their own dev servers).
 # Progress goes to stderr; stdout carries only the export lines.
 set -euo pipefail
@@ -37,9 +38,29 @@ ensure_postgres() {
 	log "PostgreSQL did not become ready"; exit 1
 }
 
+ensure_redis() {
+	if command -v redis-cli >/dev/null 2>&1 && redis-cli -h 127.0.0.1 -p 6379 ping 2>/dev/null | grep -q PONG; then
+		log "Redis is running on 127.0.0.1:6379"
+		return
+	fi
+	if ! command -v redis-server >/dev/null 2>&1; then
+		log "installing Redis from Debian's packages"
+		as_root apt-get update -qq >&2
+		DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq redis-server redis-tools >&2
+	fi
+	log "starting Redis"
+	mkdir -p "${TMPDIR:-/tmp}/keyfort-redis"
+	redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no \
+		--dir "${TMPDIR:-/tmp}/keyfort-redis" --logfile "${TMPDIR:-/tmp}/keyfort-redis/redis.log" >&2
+	for _ in $(seq 1 100); do redis-cli -h 127.0.0.1 -p 6379 ping 2>/dev/null | grep -q PONG && return; sleep 0.1; done
+	log "Redis did not become ready"; exit 1
+}
+
 ensure_postgres
+ensure_redis
 vault_bin=$(scripts/vault-dev.sh)
 log "Vault binary: $vault_bin"
 echo "export KEYFORT_VAULT_BIN='$vault_bin'"
 echo "export KEYFORT_PG_URL='postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable'"
+echo "export KEYFORT_REDIS_URL='redis://127.0.0.1:6379/0'"
 echo "export KEYFORT_REQUIRE_SERVERS=1"

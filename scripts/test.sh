@@ -2,7 +2,7 @@
 # Keyfort's one test command: sets up what the tests need and runs them all.
 #   scripts/test.sh
 # Steps: formatting, vet, module tidiness, protobuf regeneration check, the servers the tests need
-# (scripts/services.sh: PostgreSQL on loopback, a Vault binary built once and cached), the full test
+# (scripts/services.sh: PostgreSQL and Redis on loopback, a Vault binary built once and cached), the full test
 # suite with the race detector (plugin processes are built from this checkout by the tests), a short
 # fuzzing pass on configuration parsing, and one iteration of every benchmark so they keep working.
 set -euo pipefail
@@ -35,7 +35,7 @@ go vet ./...
 step "protobuf: regenerate and compare with the committed code"
 scripts/genproto.sh --check
 
-step "servers: PostgreSQL on loopback, a Vault binary (built once, then cached)"
+step "servers: PostgreSQL and Redis on loopback, a Vault binary (built once, then cached)"
 eval "$(scripts/services.sh)"
 
 step "go test -race ./..."

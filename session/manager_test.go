@@ -212,7 +212,9 @@ var errDown = errors.New("connection refused")
 func (failing) Rotate(context.Context, string, string, string, time.Time, time.Duration) (session.Family, session.RotateOutcome, error) {
 	return session.Family{}, 0, errDown
 }
-func (failing) Family(context.Context, string) (session.Family, error) { return session.Family{}, errDown }
+func (failing) Family(context.Context, string) (session.Family, error) {
+	return session.Family{}, errDown
+}
 
 func TestStoreFailuresFailClosed(t *testing.T) {
 	mem := session.NewMemoryStore(nil)

@@ -1,0 +1,54 @@
+// Package redistest finds the Redis server the tests use: $KEYFORT_REDIS_URL, by default
+// redis://127.0.0.1:6379/0 (as .ci/run provides). Without a reachable server, tests skip (they fail
+// instead when $KEYFORT_REQUIRE_SERVERS is 1, as in CI). Each test gets its own key prefix.
+package redistest
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// DefaultURL is the server .ci/run provides.
+const DefaultURL = "redis://127.0.0.1:6379/0"
+
+// Client returns a client to the test server and a key prefix unique to this test; keys under the
+// prefix are deleted when the test ends.
+func Client(tb testing.TB) (*redis.Client, string) {
+	tb.Helper()
+	url := os.Getenv("KEYFORT_REDIS_URL")
+	if url == "" {
+		url = DefaultURL
+	}
+	opts, err := redis.ParseURL(url)
+	if err != nil {
+		tb.Fatalf("KEYFORT_REDIS_URL: %v", err)
+	}
+	c := redis.NewClient(opts)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	if err := c.Ping(ctx).Err(); err != nil {
+		_ = c.Close()
+		if os.Getenv("KEYFORT_REQUIRE_SERVERS") == "1" {
+			tb.Fatalf("Redis at %s: %v", url, err)
+		}
+		tb.Skipf("no Redis at %s: %v", url, err)
+	}
+	b := make([]byte, 6)
+	_, _ = rand.Read(b)
+	prefix := "keyfort-test:" + hex.EncodeToString(b) + ":"
+	tb.Cleanup(func() {
+		ctx := context.Background()
+		iter := c.Scan(ctx, 0, prefix+"*", 100).Iterator()
+		for iter.Next(ctx) {
+			c.Del(ctx, iter.Val())
+		}
+		_ = c.Close()
+	})
+	return c, prefix
+}

@@ -1,0 +1,201 @@
+// Package redisstore is the session.Store for several replicas: refresh-token families and
+// tombstones in Redis (github.com/redis/go-redis/v9). Rotation is one Lua script, so two replicas
+// presented the same refresh token at once cannot both rotate it. Keys expire with what they hold.
+// A Store is safe for concurrent use.
+package redisstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/keyfort/keyfort/session"
+)
+
+// Store is a session.Store in Redis.
+type Store struct {
+	rdb    redis.UniversalClient
+	prefix string
+	owned  bool
+}
+
+var _ session.Store = (*Store)(nil)
+
+// Config configures a Store.
+type Config struct {
+	// URL is a redis:// or rediss:// URL (ignored when Client is set).
+	URL string
+	// Client is an existing client; the Store does not close it.
+	Client redis.UniversalClient
+	// Prefix namespaces every key (default "keyfort:").
+	Prefix string
+}
+
+// New connects (checking with PING) and returns a Store.
+func New(ctx context.Context, cfg Config) (*Store, error) {
+	s := &Store{rdb: cfg.Client, prefix: cfg.Prefix}
+	if s.prefix == "" {
+		s.prefix = "keyfort:"
+	}
+	if s.rdb == nil {
+		opts, err := redis.ParseURL(cfg.URL)
+		if err != nil {
+			return nil, fmt.Errorf("redisstore: url: %w", err)
+		}
+		s.rdb, s.owned = redis.NewClient(opts), true
+	}
+	if err := s.rdb.Ping(ctx).Err(); err != nil {
+		if s.owned {
+			_ = s.rdb.Close()
+		}
+		return nil, fmt.Errorf("%w: redis: %v", session.ErrStoreUnavailable, err)
+	}
+	return s, nil
+}
+
+func (s *Store) familyKey(id string) string { return s.prefix + "fam:" + id }
+func (s *Store) tombKey(k string) string    { return s.prefix + "tomb:" + k }
+
+func ms(t time.Time) int64 { return t.UnixMilli() }
+
+// CreateFamily implements session.Store.
+func (s *Store) CreateFamily(ctx context.Context, f session.Family) error {
+	key := s.familyKey(f.ID)
+	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		p.HSet(ctx, key, map[string]any{
+			"session": f.SessionID, "subject": f.Subject, "tenant": f.Tenant, "idp": f.IdP, "scope": f.Scope,
+			"current": f.Current, "current_iat": ms(f.CurrentIssuedAt), "previous": f.Previous,
+			"rotated": ms(f.RotatedAt), "revoked": boolStr(f.Revoked), "expires": ms(f.ExpiresAt),
+		})
+		p.PExpireAt(ctx, key, f.ExpiresAt)
+		return nil
+	})
+	return wrap(err)
+}
+
+func boolStr(b bool) string {
+	if b {
+		return "1"
+	}
+	return "0"
+}
+
+// rotateScript is session's rotation rule (see session.MemoryStore) executed atomically in Redis.
+var rotateScript = redis.NewScript(`
+local f = redis.call('HGETALL', KEYS[1])
+if #f == 0 then return {'revoked'} end
+local t = {}
+for i = 1, #f, 2 do t[f[i]] = f[i+1] end
+local presented, nxt, now, grace = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
+if t['revoked'] == '1' or tonumber(t['expires']) <= now then return {'revoked'} end
+local outcome
+if presented == t['current'] then
+  redis.call('HSET', KEYS[1], 'previous', t['current'], 'rotated', now, 'current', nxt, 'current_iat', now)
+  outcome = 'rotated'
+elseif t['previous'] ~= '' and presented == t['previous'] and now - tonumber(t['rotated']) <= grace then
+  outcome = 'grace'
+else
+  redis.call('HSET', KEYS[1], 'revoked', '1')
+  outcome = 'reuse'
+end
+local out = redis.call('HGETALL', KEYS[1])
+table.insert(out, 1, outcome)
+return out
+`)
+
+// Rotate implements session.Store.
+func (s *Store) Rotate(ctx context.Context, id, presented, next string, now time.Time, grace time.Duration) (session.Family, session.RotateOutcome, error) {
+	res, err := rotateScript.Run(ctx, s.rdb, []string{s.familyKey(id)}, presented, next, ms(now), grace.Milliseconds()).StringSlice()
+	if err != nil {
+		return session.Family{}, 0, wrap(err)
+	}
+	var outcome session.RotateOutcome
+	switch res[0] {
+	case "rotated":
+		outcome = session.Rotated
+	case "grace":
+		outcome = session.Grace
+	case "reuse":
+		outcome = session.Reuse
+	default:
+		return session.Family{ID: id, Revoked: true}, session.Revoked, nil
+	}
+	fields := map[string]string{}
+	for i := 1; i+1 < len(res); i += 2 {
+		fields[res[i]] = res[i+1]
+	}
+	return decode(id, fields), outcome, nil
+}
+
+func decode(id string, m map[string]string) session.Family {
+	at := func(k string) time.Time {
+		n, _ := strconv.ParseInt(m[k], 10, 64)
+		if n == 0 {
+			return time.Time{}
+		}
+		return time.UnixMilli(n)
+	}
+	return session.Family{
+		ID: id, SessionID: m["session"], Subject: m["subject"], Tenant: m["tenant"], IdP: m["idp"], Scope: m["scope"],
+		Current: m["current"], CurrentIssuedAt: at("current_iat"), Previous: m["previous"], RotatedAt: at("rotated"),
+		Revoked: m["revoked"] == "1", ExpiresAt: at("expires"),
+	}
+}
+
+// RevokeFamily implements session.Store.
+func (s *Store) RevokeFamily(ctx context.Context, id string) error {
+	key := s.familyKey(id)
+	// HSET only on an existing family: a revocation must not resurrect an expired key without a TTL.
+	err := s.rdb.Eval(ctx, `if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('HSET', KEYS[1], 'revoked', '1') end return 1`,
+		[]string{key}).Err()
+	return wrap(err)
+}
+
+// Family implements session.Store.
+func (s *Store) Family(ctx context.Context, id string) (session.Family, error) {
+	m, err := s.rdb.HGetAll(ctx, s.familyKey(id)).Result()
+	if err != nil {
+		return session.Family{}, wrap(err)
+	}
+	if len(m) == 0 {
+		return session.Family{ID: id, Revoked: true}, nil
+	}
+	return decode(id, m), nil
+}
+
+// Tombstone implements session.Store.
+func (s *Store) Tombstone(ctx context.Context, key string, until time.Time) error {
+	ttl := time.Until(until)
+	if ttl <= 0 {
+		return nil
+	}
+	return wrap(s.rdb.Set(ctx, s.tombKey(key), "1", ttl).Err())
+}
+
+// Tombstoned implements session.Store.
+func (s *Store) Tombstoned(ctx context.Context, key string) (bool, error) {
+	n, err := s.rdb.Exists(ctx, s.tombKey(key)).Result()
+	if err != nil {
+		return false, wrap(err)
+	}
+	return n == 1, nil
+}
+
+// Close closes the client when the Store created it.
+func (s *Store) Close() error {
+	if s.owned {
+		return s.rdb.Close()
+	}
+	return nil
+}
+
+func wrap(err error) error {
+	if err == nil || errors.Is(err, redis.Nil) {
+		return nil
+	}
+	return fmt.Errorf("%w: redis: %v", session.ErrStoreUnavailable, err)
+}

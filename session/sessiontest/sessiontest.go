@@ -1,0 +1,133 @@
+// Package sessiontest is the contract every session.Store passes: rotation, grace, reuse detection,
+// revocation, expiry, tombstones, and atomic rotation under concurrency.
+package sessiontest
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/keyfort/keyfort/session"
+)
+
+// RunStoreTests runs the contract against stores made by newStore.
+func RunStoreTests(t *testing.T, newStore func(t *testing.T) session.Store) {
+	ctx := context.Background()
+	now := time.Now().Truncate(time.Millisecond)
+	family := func(id string) session.Family {
+		return session.Family{ID: id, SessionID: "s-" + id, Subject: "alice", Tenant: "acme", IdP: "google",
+			Current: "jti-1", CurrentIssuedAt: now, ExpiresAt: now.Add(time.Hour)}
+	}
+	open := func(t *testing.T) session.Store {
+		s := newStore(t)
+		t.Cleanup(func() { _ = s.Close() })
+		return s
+	}
+
+	t.Run("RotateGraceReuse", func(t *testing.T) {
+		s := open(t)
+		if err := s.CreateFamily(ctx, family("f1")); err != nil {
+			t.Fatal(err)
+		}
+		f, out, err := s.Rotate(ctx, "f1", "jti-1", "jti-2", now, 5*time.Second)
+		if err != nil || out != session.Rotated || f.Current != "jti-2" || f.Previous != "jti-1" || f.Subject != "alice" {
+			t.Fatalf("first rotation: got %+v, %v, %v", f, out, err)
+		}
+		f, out, err = s.Rotate(ctx, "f1", "jti-1", "jti-x", now.Add(2*time.Second), 5*time.Second)
+		if err != nil || out != session.Grace || f.Current != "jti-2" {
+			t.Fatalf("predecessor within grace: got %+v, %v, %v", f, out, err)
+		}
+		_, out, err = s.Rotate(ctx, "f1", "jti-1", "jti-y", now.Add(10*time.Second), 5*time.Second)
+		if err != nil || out != session.Reuse {
+			t.Fatalf("predecessor after grace: got %v, %v; want Reuse", out, err)
+		}
+		_, out, _ = s.Rotate(ctx, "f1", "jti-2", "jti-3", now.Add(11*time.Second), 5*time.Second)
+		if out != session.Revoked {
+			t.Errorf("after reuse the family must be revoked: got %v", out)
+		}
+		if f, _ := s.Family(ctx, "f1"); !f.Revoked {
+			t.Error("Family does not report the revocation")
+		}
+	})
+	t.Run("OlderMemberIsReuse", func(t *testing.T) {
+		s := open(t)
+		_ = s.CreateFamily(ctx, family("f2"))
+		_, _, _ = s.Rotate(ctx, "f2", "jti-1", "jti-2", now, time.Minute)
+		_, _, _ = s.Rotate(ctx, "f2", "jti-2", "jti-3", now, time.Minute)
+		if _, out, _ := s.Rotate(ctx, "f2", "jti-1", "jti-4", now, time.Minute); out != session.Reuse {
+			t.Errorf("a grandparent within the grace window: got %v, want Reuse (grace covers the immediate predecessor only)", out)
+		}
+	})
+	t.Run("RevokeAndUnknown", func(t *testing.T) {
+		s := open(t)
+		_ = s.CreateFamily(ctx, family("f3"))
+		if err := s.RevokeFamily(ctx, "f3"); err != nil {
+			t.Fatal(err)
+		}
+		if _, out, _ := s.Rotate(ctx, "f3", "jti-1", "jti-2", now, time.Minute); out != session.Revoked {
+			t.Errorf("revoked family: got %v", out)
+		}
+		if _, out, _ := s.Rotate(ctx, "nope", "jti-1", "jti-2", now, time.Minute); out != session.Revoked {
+			t.Errorf("unknown family: got %v", out)
+		}
+		if f, err := s.Family(ctx, "nope"); err != nil || !f.Revoked {
+			t.Errorf("unknown family reads as revoked: got %+v, %v", f, err)
+		}
+		if err := s.RevokeFamily(ctx, "nope"); err != nil {
+			t.Errorf("revoking an unknown family: %v", err)
+		}
+	})
+	t.Run("Expired", func(t *testing.T) {
+		s := open(t)
+		f := family("f4")
+		_ = s.CreateFamily(ctx, f)
+		if _, out, _ := s.Rotate(ctx, "f4", "jti-1", "jti-2", f.ExpiresAt, time.Minute); out != session.Revoked {
+			t.Errorf("rotation at expiry: got %v", out)
+		}
+	})
+	t.Run("Tombstones", func(t *testing.T) {
+		s := open(t)
+		if err := s.Tombstone(ctx, "k1", time.Now().Add(time.Minute)); err != nil {
+			t.Fatal(err)
+		}
+		if ok, err := s.Tombstoned(ctx, "k1"); err != nil || !ok {
+			t.Errorf("tombstoned: got %v, %v", ok, err)
+		}
+		if ok, _ := s.Tombstoned(ctx, "k2"); ok {
+			t.Error("an unknown key is tombstoned")
+		}
+	})
+	t.Run("ConcurrentRotationIsAtomic", func(t *testing.T) {
+		s := open(t)
+		_ = s.CreateFamily(ctx, family("f5"))
+		const n = 16
+		var wg sync.WaitGroup
+		outcomes := make(chan session.RotateOutcome, n)
+		for i := range n {
+			wg.Go(func() {
+				_, out, err := s.Rotate(ctx, "f5", "jti-1", fmt.Sprintf("next-%d", i), now, time.Minute)
+				if err != nil {
+					t.Error(err)
+				}
+				outcomes <- out
+			})
+		}
+		wg.Wait()
+		close(outcomes)
+		rotated := 0
+		for out := range outcomes {
+			switch out {
+			case session.Rotated:
+				rotated++
+			case session.Grace:
+			default:
+				t.Errorf("concurrent presentation of the current token within grace: got %v", out)
+			}
+		}
+		if rotated != 1 {
+			t.Errorf("%d of %d concurrent rotations rotated, want exactly 1", rotated, n)
+		}
+	})
+}
