@@ -1,0 +1,183 @@
+package grpcauth_test
+
+import (
+	"context"
+	"errors"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+
+	"github.com/keyfort/keyfort/provider"
+	"github.com/keyfort/keyfort/session"
+	"github.com/keyfort/keyfort/session/grpcauth"
+	"github.com/keyfort/keyfort/session/oidc"
+	"github.com/keyfort/keyfort/session/oidc/oidctest"
+)
+
+type auth struct{ v *oidc.Verifier }
+
+func (a auth) Authenticate(ctx context.Context, raw string) (session.Principal, error) {
+	t, err := a.v.Verify(ctx, raw)
+	if err != nil {
+		return session.Principal{}, errors.Join(session.ErrUnauthenticated, err)
+	}
+	return session.Principal{Subject: t.Subject, ExpiresAt: t.ExpiresAt, Identity: provider.SensitiveString(raw)}, nil
+}
+
+type server struct {
+	addr    string
+	cache   *session.Cache
+	iss     *oidctest.Issuer
+	mu      sync.Mutex
+	subject string // the subject the handler saw in its context
+}
+
+func start(t *testing.T, mut func(*grpcauth.Config)) *server {
+	t.Helper()
+	iss := oidctest.New(t)
+	v, err := oidc.New(context.Background(), oidc.Config{Issuer: iss.URL, Audience: "client-1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cache, err := session.NewCache(session.CacheConfig{Authenticator: auth{v}, Store: session.NewMemoryStore(nil)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cache.Close() })
+	s := &server{cache: cache, iss: iss}
+	cfg := grpcauth.Config{Sessions: cache, Exempt: []string{"/grpc.health.v1.Health/List"}}
+	if mut != nil {
+		mut(&cfg)
+	}
+	record := func(ctx context.Context) {
+		if sess, ok := session.FromContext(ctx); ok {
+			s.mu.Lock()
+			s.subject = sess.Principal.Subject
+			s.mu.Unlock()
+		}
+	}
+	srv := grpc.NewServer(
+		grpc.ChainUnaryInterceptor(grpcauth.UnaryServerInterceptor(cfg), func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+			record(ctx)
+			return h(ctx, req)
+		}),
+		grpc.ChainStreamInterceptor(grpcauth.StreamServerInterceptor(cfg)),
+	)
+	healthpb.RegisterHealthServer(srv, health.NewServer())
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = srv.Serve(ln) }()
+	t.Cleanup(srv.Stop)
+	s.addr = ln.Addr().String()
+	return s
+}
+
+func (s *server) client(t *testing.T) healthpb.HealthClient {
+	t.Helper()
+	cc, err := grpc.NewClient(s.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cc.Close() })
+	return healthpb.NewHealthClient(cc)
+}
+
+func (s *server) token(t *testing.T) string { return s.iss.Sign(t, "k1", s.iss.Claims("alice", "client-1"), nil) }
+
+func call(t *testing.T, s *server, md ...string) error {
+	t.Helper()
+	ctx := metadata.AppendToOutgoingContext(context.Background(), md...)
+	_, err := s.client(t).Check(ctx, &healthpb.HealthCheckRequest{})
+	return err
+}
+
+func TestCredentialsInMetadata(t *testing.T) {
+	s := start(t, nil)
+	tok := s.token(t)
+	tests := []struct {
+		name string
+		md   []string
+		want codes.Code
+	}{
+		{"bearer", []string{"authorization", "Bearer " + tok}, codes.OK},
+		{"bearer lower case", []string{"authorization", "bearer " + tok}, codes.OK},
+		{"x-prism-token", []string{"x-prism-token", tok}, codes.OK},
+		{"none", nil, codes.Unauthenticated},
+		{"basic auth", []string{"authorization", "Basic dXNlcjpwYXNz"}, codes.Unauthenticated},
+		{"two credentials", []string{"authorization", "Bearer " + tok, "x-prism-token", tok}, codes.Unauthenticated},
+		{"two bearer values", []string{"authorization", "Bearer " + tok, "authorization", "Bearer " + tok}, codes.Unauthenticated},
+		{"oversized", []string{"x-prism-token", strings.Repeat("a", grpcauth.DefaultMaxCredentialSize+1)}, codes.Unauthenticated},
+		{"forged", []string{"x-prism-token", tok[:len(tok)-4] + "AAAA"}, codes.Unauthenticated},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			err := call(t, s, tc.md...)
+			if got := status.Code(err); got != tc.want {
+				t.Fatalf("got %v (%v), want %v", got, err, tc.want)
+			}
+			if tc.want == codes.Unauthenticated && status.Convert(err).Message() != "unauthenticated" {
+				t.Errorf("message %q reveals internals; want the generic message", status.Convert(err).Message())
+			}
+		})
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.subject != "alice" {
+		t.Errorf("the handler saw subject %q in its context, want alice", s.subject)
+	}
+}
+
+func TestExemptAndDisabled(t *testing.T) {
+	s := start(t, nil)
+	if _, err := s.client(t).List(context.Background(), &healthpb.HealthListRequest{}); status.Code(err) == codes.Unauthenticated {
+		t.Errorf("an exempt method needs a session: %v", err)
+	}
+	d := start(t, func(c *grpcauth.Config) { c.Disabled = true })
+	if err := call(t, d); err != nil {
+		t.Errorf("disabled mode: %v", err)
+	}
+}
+
+func TestStreamEndsWithItsSession(t *testing.T) {
+	s := start(t, nil)
+	tok := s.token(t)
+	ctx := metadata.AppendToOutgoingContext(context.Background(), "authorization", "Bearer "+tok)
+	stream, err := s.client(t).Watch(ctx, &healthpb.HealthCheckRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := stream.Recv(); err != nil { // the first status: the stream is up and guarded
+		t.Fatal(err)
+	}
+	if err := s.cache.End(context.Background(), tok, time.Now().Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		_, err := stream.Recv()
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if err == nil {
+			t.Error("the stream went on after its session ended")
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the stream was not cancelled when its session ended")
+	}
+	if err := call(t, s, "authorization", "Bearer "+tok); status.Code(err) != codes.Unauthenticated {
+		t.Errorf("the logged-out token: got %v", err)
+	}
+}

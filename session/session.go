@@ -1,0 +1,523 @@
+package session
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/maypok86/otter/v2"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/keyfort/keyfort/provider"
+)
+
+// Principal is an authenticated caller.
+type Principal struct {
+	Subject, Tenant, IdP, Scope string
+	ExpiresAt                   time.Time
+	// Identity is the token to present to providers that issue credentials on the caller's behalf
+	// (Vault JWT auth); it is the caller's own token.
+	Identity provider.Sensitive
+}
+
+// Authenticator fully verifies a token (signature, claims) and names its caller.
+type Authenticator interface {
+	Authenticate(ctx context.Context, raw string) (Principal, error)
+}
+
+// Authenticate verifies a Keyfort access token: *Manager is an Authenticator.
+func (m *Manager) Authenticate(ctx context.Context, raw string) (Principal, error) {
+	cl, err := m.VerifyAccess(ctx, raw)
+	if err != nil {
+		return Principal{}, err
+	}
+	return Principal{Subject: cl.Subject, Tenant: cl.Tenant, IdP: cl.IdP, Scope: cl.Scope,
+		ExpiresAt: time.Unix(cl.ExpiresAt, 0), Identity: provider.SensitiveString(raw)}, nil
+}
+
+// CredentialSource issues backend credentials for a role, on behalf of an identity when it is not
+// empty, and returns who renews and revokes them (catalog.Catalog fits through CatalogCredentials).
+type CredentialSource interface {
+	Credentials(ctx context.Context, role string, identity provider.Sensitive) (provider.Credentials, Leaser, error)
+}
+
+// Leaser renews and revokes leases (a *provider.Client).
+type Leaser interface {
+	Renew(ctx context.Context, lease provider.Lease) (provider.Lease, error)
+	Revoke(ctx context.Context, lease provider.Lease) error
+}
+
+// Session is one caller's session: who they are and the backend credentials issued to them. It ends
+// (Done closes, leases are revoked) on logout, expiry, idle timeout, eviction or shutdown. Safe for
+// concurrent use.
+type Session struct {
+	ID        string
+	Principal Principal
+	CreatedAt time.Time
+
+	key   string
+	cache *Cache
+	ctx   context.Context
+	end   context.CancelFunc
+	mu    sync.Mutex
+	sigs  []string // signatures verified for this signed part
+	creds map[string]*leased
+	ended bool
+}
+
+type leased struct {
+	ready  chan struct{}
+	creds  provider.Credentials
+	leaser Leaser
+	err    error
+	timer  *time.Timer
+}
+
+type ctxKey struct{}
+
+// NewContext returns ctx carrying s.
+func NewContext(ctx context.Context, s *Session) context.Context {
+	return context.WithValue(ctx, ctxKey{}, s)
+}
+
+// FromContext returns the session the interceptors put in ctx.
+func FromContext(ctx context.Context) (*Session, bool) {
+	s, ok := ctx.Value(ctxKey{}).(*Session)
+	return s, ok
+}
+
+// Context returns a context cancelled when the session ends.
+func (s *Session) Context() context.Context { return s.ctx }
+
+// Done is closed when the session ends.
+func (s *Session) Done() <-chan struct{} { return s.ctx.Done() }
+
+// Credentials returns the session's credentials for role, fetched on first use with the session's
+// identity, renewed before their lease expires and revoked when the session ends.
+func (s *Session) Credentials(ctx context.Context, role string) (provider.Credentials, error) {
+	s.mu.Lock()
+	if s.ended {
+		s.mu.Unlock()
+		return provider.Credentials{}, fmt.Errorf("%w: session ended", ErrUnauthenticated)
+	}
+	l, ok := s.creds[role]
+	if !ok {
+		l = &leased{ready: make(chan struct{})}
+		s.creds[role] = l
+		s.mu.Unlock()
+		s.fetch(role, l)
+	} else {
+		s.mu.Unlock()
+	}
+	select {
+	case <-l.ready:
+	case <-ctx.Done():
+		return provider.Credentials{}, ctx.Err()
+	}
+	if l.err != nil {
+		s.mu.Lock()
+		if s.creds[role] == l {
+			delete(s.creds, role) // the next call tries again
+		}
+		s.mu.Unlock()
+		return provider.Credentials{}, l.err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.creds[role].creds, nil
+}
+
+func (s *Session) fetch(role string, l *leased) {
+	if s.cache.creds == nil {
+		l.err = errors.New("session: no credential source configured")
+		close(l.ready)
+		return
+	}
+	ctx, cancel := context.WithTimeout(s.ctx, s.cache.fetchTimeout)
+	defer cancel()
+	l.creds, l.leaser, l.err = s.cache.creds.Credentials(ctx, role, s.Principal.Identity)
+	if l.err == nil {
+		s.schedule(role, l)
+	}
+	close(l.ready)
+}
+
+// schedule renews l at two thirds of its lease; a renewal that fails, or whose TTL has shrunk below a
+// third of the original (the parent token nears its end), fetches fresh credentials ahead of time.
+func (s *Session) schedule(role string, l *leased) {
+	lease := l.creds.Lease
+	if lease.IsZero() || lease.TTL <= 0 {
+		return
+	}
+	l.timer = time.AfterFunc(lease.TTL*2/3, func() {
+		s.mu.Lock()
+		if s.ended || s.creds[role] != l {
+			s.mu.Unlock()
+			return
+		}
+		s.mu.Unlock()
+		ctx, cancel := context.WithTimeout(s.ctx, s.cache.fetchTimeout)
+		defer cancel()
+		renewed, err := l.leaser.Renew(ctx, lease)
+		if err == nil && lease.Renewable && renewed.TTL >= lease.TTL/3 {
+			s.mu.Lock()
+			l.creds.Lease = renewed
+			s.mu.Unlock()
+			s.cache.metrics.renewals.WithLabelValues("renewed").Inc()
+			s.schedule(role, l)
+			return
+		}
+		// Replace the credentials before the old lease dies; revoke the old one afterwards.
+		fresh := &leased{ready: make(chan struct{})}
+		s.fetch(role, fresh)
+		if fresh.err != nil {
+			s.cache.metrics.renewals.WithLabelValues("failed").Inc()
+			s.cache.log.Warn("keyfort: renewing session credentials failed", slog.String("role", role),
+				slog.String("session", s.ID), slog.String("error", fresh.err.Error()))
+			return
+		}
+		s.mu.Lock()
+		if s.ended {
+			s.mu.Unlock()
+			_ = fresh.leaser.Revoke(context.WithoutCancel(ctx), fresh.creds.Lease)
+			return
+		}
+		s.creds[role] = fresh
+		s.mu.Unlock()
+		s.cache.metrics.renewals.WithLabelValues("replaced").Inc()
+		_ = l.leaser.Revoke(context.WithoutCancel(ctx), lease)
+	})
+}
+
+// finish ends the session: Done closes, timers stop, every lease is revoked.
+func (s *Session) finish(reason string) {
+	s.mu.Lock()
+	if s.ended {
+		s.mu.Unlock()
+		return
+	}
+	s.ended = true
+	creds := s.creds
+	s.creds = nil
+	s.mu.Unlock()
+	s.end()
+	ctx, cancel := context.WithTimeout(context.Background(), s.cache.fetchTimeout)
+	defer cancel()
+	for role, l := range creds {
+		<-l.ready
+		if l.timer != nil {
+			l.timer.Stop()
+		}
+		if l.err == nil && !l.creds.Lease.IsZero() {
+			if err := l.leaser.Revoke(ctx, l.creds.Lease); err != nil {
+				s.cache.log.Warn("keyfort: revoking session credentials failed", slog.String("role", role),
+					slog.String("session", s.ID), slog.String("error", err.Error()))
+			}
+		}
+	}
+	s.cache.metrics.ended.WithLabelValues(reason).Inc()
+}
+
+// InjectCredentials writes credentials into a backend configuration map under the conventional keys
+// ("username", "password", "token" and each extra field), prefixed by prefix, revealing the values
+// only into that map.
+func InjectCredentials(cfg map[string]any, prefix string, c provider.Credentials) {
+	if c.Username != "" {
+		cfg[prefix+"username"] = c.Username
+	}
+	if !c.Password.IsZero() {
+		cfg[prefix+"password"] = c.Password.RevealString()
+	}
+	if !c.Token.IsZero() {
+		cfg[prefix+"token"] = c.Token.RevealString()
+	}
+	for k, v := range c.Extra {
+		cfg[prefix+k] = v.RevealString()
+	}
+}
+
+// CacheConfig configures a Cache.
+type CacheConfig struct {
+	// Authenticator verifies tokens on a cache miss.
+	Authenticator Authenticator
+	// Credentials issues per-session backend credentials (optional).
+	Credentials CredentialSource
+	// Store receives tombstones of ended tokens (optional; with several replicas, the shared store).
+	Store Store
+	// MaxSessions bounds the cache (default 100000); the least valuable sessions are evicted and end.
+	MaxSessions int
+	// TTL caps a session's life (default 1h); a session also ends when its token expires.
+	TTL time.Duration
+	// IdleTimeout ends a session unused for that long (default 15m).
+	IdleTimeout time.Duration
+	// HashKey keys the token hashes (default: random per process).
+	HashKey []byte
+	// FetchTimeout bounds credential fetches and revocations (default 10s).
+	FetchTimeout time.Duration
+	// Registerer receives the metrics (optional). Logger: nil means slog.Default().
+	Registerer prometheus.Registerer
+	Logger     *slog.Logger
+	// Now is the clock of TTL and idle expiry; nil: time.Now.
+	Now func() time.Time
+}
+
+// Cache keeps sessions keyed by a keyed hash of their token's signed part, so every encoding of one
+// signed token (a re-encoded or malleated signature) is one session, and one logout ends them all.
+// Creation is single-flight per key. Cache is safe for concurrent use.
+type Cache struct {
+	auth         Authenticator
+	creds        CredentialSource
+	store        Store
+	hashKey      []byte
+	fetchTimeout time.Duration
+	log          *slog.Logger
+	metrics      cacheMetrics
+	c            *otter.Cache[string, *Session]
+	now          func() time.Time
+	wg           sync.WaitGroup
+	closed       chan struct{}
+	closeOnce    sync.Once
+}
+
+type cacheMetrics struct {
+	lookups  *prometheus.CounterVec
+	created  prometheus.Counter
+	ended    *prometheus.CounterVec
+	creation prometheus.Histogram
+	renewals *prometheus.CounterVec
+	hit      prometheus.Counter
+	miss     prometheus.Counter
+}
+
+// NewCache returns a Cache.
+func NewCache(cfg CacheConfig) (*Cache, error) {
+	if cfg.Authenticator == nil {
+		return nil, errors.New("session: CacheConfig needs an Authenticator")
+	}
+	if cfg.MaxSessions <= 0 {
+		cfg.MaxSessions = 100000
+	}
+	cfg.TTL = orDefault(cfg.TTL, time.Hour)
+	cfg.IdleTimeout = orDefault(cfg.IdleTimeout, 15*time.Minute)
+	cfg.FetchTimeout = orDefault(cfg.FetchTimeout, 10*time.Second)
+	if cfg.HashKey == nil {
+		cfg.HashKey = randomKey()
+	}
+	c := &Cache{auth: cfg.Authenticator, creds: cfg.Credentials, store: cfg.Store, hashKey: cfg.HashKey,
+		fetchTimeout: cfg.FetchTimeout, log: cfg.Logger, closed: make(chan struct{})}
+	if c.log == nil {
+		c.log = slog.Default()
+	}
+	c.metrics = newCacheMetrics(cfg.Registerer)
+	ttl, idle := cfg.TTL, cfg.IdleTimeout
+	c.now = cfg.Now
+	if c.now == nil {
+		c.now = time.Now
+	}
+	now := c.now
+	c.c = otter.Must(&otter.Options[string, *Session]{
+		MaximumSize: cfg.MaxSessions,
+		Clock:       clockAdapter{now},
+		ExpiryCalculator: otter.ExpiryAccessingFunc(func(e otter.Entry[string, *Session]) time.Duration {
+			t := now()
+			life := min(ttl-t.Sub(e.Value.CreatedAt), e.Value.Principal.ExpiresAt.Sub(t))
+			return max(min(idle, life), 0)
+		}),
+		OnDeletion: func(e otter.DeletionEvent[string, *Session]) {
+			reason := "logout"
+			switch e.Cause {
+			case otter.CauseExpiration:
+				reason = "expired"
+			case otter.CauseOverflow:
+				reason = "evicted"
+			case otter.CauseReplacement:
+				return
+			}
+			select {
+			case <-c.closed:
+				reason = "shutdown"
+			default:
+			}
+			e.Value.finish(reason) // on the executor's goroutine, off the request path
+		},
+		// Deletion callbacks run on goroutines counted by wg, so that Close can wait for every
+		// session's leases to be revoked.
+		Executor: func(fn func()) {
+			c.wg.Add(1)
+			go func() { defer c.wg.Done(); fn() }()
+		},
+	})
+	return c, nil
+}
+
+func newCacheMetrics(reg prometheus.Registerer) cacheMetrics {
+	m := cacheMetrics{
+		lookups: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "keyfort", Subsystem: "session",
+			Name: "cache_requests_total", Help: "Session lookups by result (hit, miss)."}, []string{"result"}),
+		created: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "keyfort", Subsystem: "session",
+			Name: "created_total", Help: "Sessions created."}),
+		ended: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "keyfort", Subsystem: "session",
+			Name: "ended_total", Help: "Sessions ended, by reason (logout, expired, evicted, shutdown)."}, []string{"reason"}),
+		creation: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: "keyfort", Subsystem: "session",
+			Name: "creation_duration_seconds", Help: "Latency of creating a session (token verification) on a cache miss."}),
+		renewals: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "keyfort", Subsystem: "session",
+			Name: "lease_renewals_total", Help: "Session credential lease renewals by result (renewed, replaced, failed)."}, []string{"result"}),
+	}
+	if reg != nil {
+		for _, col := range []prometheus.Collector{m.lookups, m.created, m.ended, m.creation, m.renewals} {
+			_ = reg.Register(col)
+		}
+	}
+	m.hit, m.miss = m.lookups.WithLabelValues("hit"), m.lookups.WithLabelValues("miss")
+	return m
+}
+
+func randomKey() []byte {
+	b := make([]byte, 32)
+	_, _ = rand.Read(b)
+	return b
+}
+
+// clockAdapter gives otter the cache's clock.
+type clockAdapter struct{ now func() time.Time }
+
+func (a clockAdapter) NowNano() int64 { return a.now().UnixNano() }
+
+func (a clockAdapter) Tick(d time.Duration) <-chan time.Time { return time.Tick(d) }
+
+// split returns the signed part and the signature of a compact JWS without verifying anything.
+func split(raw string) (signed, sig string, ok bool) {
+	i := strings.LastIndexByte(raw, '.')
+	if i <= 0 || strings.Count(raw, ".") != 2 {
+		return "", "", false
+	}
+	return raw[:i], raw[i+1:], true
+}
+
+func (c *Cache) key(signed string) string {
+	h := hmac.New(sha256.New, c.hashKey)
+	h.Write([]byte(signed))
+	var sum [sha256.Size]byte
+	return base64.RawURLEncoding.EncodeToString(h.Sum(sum[:0]))
+}
+
+// Get returns the session of raw, creating it on a miss (full verification, tombstone check). A hit
+// needs the same signed part and a signature already verified for it; another signature over the same
+// signed part is verified in full before it joins the session.
+func (c *Cache) Get(ctx context.Context, raw string) (*Session, error) {
+	signed, sig, ok := split(raw)
+	if !ok {
+		return nil, fmt.Errorf("%w: not a compact JWS", ErrUnauthenticated)
+	}
+	key := c.key(signed)
+	if s, ok := c.c.GetIfPresent(key); ok && s.knows(sig) {
+		c.metrics.hit.Inc()
+		return s, nil
+	}
+	c.metrics.miss.Inc()
+	start := time.Now()
+	s, err := c.c.Get(ctx, key, otter.LoaderFunc[string, *Session](func(ctx context.Context, key string) (*Session, error) {
+		return c.create(ctx, key, raw, sig)
+	}))
+	if err != nil {
+		return nil, err
+	}
+	if !s.knows(sig) {
+		// The same signed part with another signature: verify this one before accepting it.
+		if _, err := c.auth.Authenticate(ctx, raw); err != nil {
+			return nil, err
+		}
+		s.learn(sig)
+	}
+	c.metrics.creation.Observe(time.Since(start).Seconds())
+	return s, nil
+}
+
+func (c *Cache) create(ctx context.Context, key, raw, sig string) (*Session, error) {
+	select {
+	case <-c.closed:
+		return nil, errors.New("session: cache closed")
+	default:
+	}
+	if c.store != nil {
+		dead, err := c.store.Tombstoned(ctx, key)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %v", ErrStoreUnavailable, err)
+		}
+		if dead {
+			return nil, fmt.Errorf("%w: token was logged out", ErrUnauthenticated)
+		}
+	}
+	p, err := c.auth.Authenticate(ctx, raw)
+	if err != nil {
+		return nil, err
+	}
+	sctx, end := context.WithCancel(context.Background())
+	s := &Session{ID: randomID(), Principal: p, CreatedAt: c.now(), key: key, cache: c, ctx: sctx, end: end,
+		sigs: []string{sig}, creds: map[string]*leased{}}
+	c.metrics.created.Inc()
+	return s, nil
+}
+
+func (s *Session) knows(sig string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, known := range s.sigs {
+		if subtle.ConstantTimeCompare([]byte(known), []byte(sig)) == 1 {
+			return true
+		}
+	}
+	return false
+}
+
+func (s *Session) learn(sig string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.sigs) < 4 {
+		s.sigs = append(s.sigs, sig)
+	}
+}
+
+// End ends the session of raw (logout): it leaves the cache, its leases are revoked, and a tombstone
+// keeps the token from starting a session again until expiresAt.
+func (c *Cache) End(ctx context.Context, raw string, expiresAt time.Time) error {
+	signed, _, ok := split(raw)
+	if !ok {
+		return fmt.Errorf("%w: not a compact JWS", ErrUnauthenticated)
+	}
+	key := c.key(signed)
+	if c.store != nil {
+		if err := c.store.Tombstone(ctx, key, expiresAt); err != nil {
+			return fmt.Errorf("%w: %v", ErrStoreUnavailable, err)
+		}
+	}
+	c.c.Invalidate(key)
+	return nil
+}
+
+// CleanUp performs pending maintenance now (expiring idle and dead sessions); the cache also does it
+// on its own every second.
+func (c *Cache) CleanUp() { c.c.CleanUp() }
+
+// Len returns the number of live sessions.
+func (c *Cache) Len() int { return c.c.EstimatedSize() }
+
+// Close ends every session (revoking their leases) and stops the cache's goroutines.
+func (c *Cache) Close() error {
+	c.closeOnce.Do(func() {
+		close(c.closed)
+		c.c.StopAllGoroutines()
+		c.c.InvalidateAll()
+		c.wg.Wait()
+	})
+	return nil
+}
