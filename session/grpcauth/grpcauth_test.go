@@ -94,7 +94,9 @@ func (s *server) client(t *testing.T) healthpb.HealthClient {
 	return healthpb.NewHealthClient(cc)
 }
 
-func (s *server) token(t *testing.T) string { return s.iss.Sign(t, "k1", s.iss.Claims("alice", "client-1"), nil) }
+func (s *server) token(t *testing.T) string {
+	return s.iss.Sign(t, "k1", s.iss.Claims("alice", "client-1"), nil)
+}
 
 func call(t *testing.T, s *server, md ...string) error {
 	t.Helper()
