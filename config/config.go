@@ -58,6 +58,10 @@ type Config struct {
 	Default *Binding
 	// OIDC holds the literal (non-secret) settings of each identity provider under identity.secrets.oidc.
 	OIDC map[string]OIDC
+	// Session configures the session service (identity.session).
+	Session SessionConfig
+	// Policy is the guardrail rules (identity.policy.rules), evaluated in order.
+	Policy []PolicyRule
 	// Sources lists the files that were loaded and whether the environment contributed.
 	Sources []string
 
@@ -93,6 +97,24 @@ type Binding struct {
 
 // String renders the binding as "provider:location".
 func (b Binding) String() string { return b.Provider + ":" + b.Location }
+
+// SessionConfig configures sessions and Keyfort's own tokens. Zero durations mean the session
+// library's defaults.
+type SessionConfig struct {
+	Issuer       string // iss of Keyfort's tokens (default "keyfort")
+	Audience     string // aud of access tokens (default the issuer)
+	AccessTTL    time.Duration
+	RefreshTTL   time.Duration
+	RefreshGrace time.Duration
+	// RedisURL selects the Redis store shared by replicas; empty: in memory (one replica).
+	RedisURL string
+}
+
+// PolicyRule is one guardrail rule; fields are globs, empty matches anything.
+type PolicyRule struct {
+	Subject, Tenant, Scope, Action string
+	Effect                         string // allow or deny
+}
 
 // OIDC holds an identity provider's literal settings.
 type OIDC struct {
@@ -390,13 +412,111 @@ func (p *parser) identity(v any) {
 			for _, role := range sortedKeys(cm) {
 				p.binding("identity.credentials."+role, cm[role], KindCredentials)
 			}
+		case "session":
+			p.sessionConfig(m[key])
+		case "policy":
+			p.policy(m[key])
 		default:
-			p.add("identity."+key, "", "", "unknown key (known: secrets, credentials)")
+			p.add("identity."+key, "", "", "unknown key (known: secrets, credentials, session, policy)")
 		}
 	}
 	for idp := range p.cfg.OIDC {
 		if p.cfg.OIDC[idp].Issuer == "" && idp == "google" {
 			p.cfg.OIDC[idp] = OIDC{Issuer: DefaultGoogleIssuer}
+		}
+	}
+}
+
+func (p *parser) sessionConfig(v any) {
+	m, ok := v.(map[string]any)
+	if !ok {
+		p.add("identity.session", "", "", "want a map")
+		return
+	}
+	sc := &p.cfg.Session
+	for _, k := range sortedKeys(m) {
+		key := "identity.session." + k
+		switch k {
+		case "issuer", "audience", "redis_url":
+			s, ok := m[k].(string)
+			if !ok {
+				p.add(key, "", "", "want a string")
+			}
+			switch k {
+			case "issuer":
+				sc.Issuer = s
+			case "audience":
+				sc.Audience = s
+			default:
+				sc.RedisURL = s
+				if s != "" && !strings.HasPrefix(s, "redis://") && !strings.HasPrefix(s, "rediss://") {
+					p.add(key, "", "", "want a redis:// or rediss:// URL")
+				}
+			}
+		case "access_ttl", "refresh_ttl", "refresh_grace":
+			d, err := asDuration(m[k])
+			if err != nil {
+				p.add(key, "", "", "%v", err)
+			}
+			switch k {
+			case "access_ttl":
+				sc.AccessTTL = d
+			case "refresh_ttl":
+				sc.RefreshTTL = d
+			default:
+				sc.RefreshGrace = d
+			}
+		default:
+			p.add(key, "", "", "unknown key (known: issuer, audience, access_ttl, refresh_ttl, refresh_grace, redis_url)")
+		}
+	}
+}
+
+func (p *parser) policy(v any) {
+	m, ok := v.(map[string]any)
+	if !ok {
+		p.add("identity.policy", "", "", "want a map with rules")
+		return
+	}
+	for _, k := range sortedKeys(m) {
+		if k != "rules" {
+			p.add("identity.policy."+k, "", "", "unknown key (known: rules)")
+			continue
+		}
+		rules, ok := m[k].([]any)
+		if !ok {
+			p.add("identity.policy.rules", "", "", "want a list of rules")
+			continue
+		}
+		for i, r := range rules {
+			key := fmt.Sprintf("identity.policy.rules.%d", i)
+			rm, ok := r.(map[string]any)
+			if !ok {
+				p.add(key, "", "", "want a map with subject, tenant, scope, action, effect")
+				continue
+			}
+			var rule PolicyRule
+			for _, f := range sortedKeys(rm) {
+				s, _ := rm[f].(string)
+				switch f {
+				case "subject":
+					rule.Subject = s
+				case "tenant":
+					rule.Tenant = s
+				case "scope":
+					rule.Scope = s
+				case "action":
+					rule.Action = s
+				case "effect":
+					rule.Effect = s
+				default:
+					p.add(key+"."+f, "", "", "unknown key (known: subject, tenant, scope, action, effect)")
+				}
+			}
+			if rule.Effect != "allow" && rule.Effect != "deny" {
+				p.add(key+".effect", "", "", "want allow or deny")
+			}
+			p.cfg.Policy = append(p.cfg.Policy, rule)
 		}
 	}
 }

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Regenerates the protobuf code under internal/providerpb from proto/ with pinned tools (buf,
+# Regenerates the protobuf code under internal/*pb from proto/ with pinned tools (buf,
 # protoc-gen-go, protoc-gen-go-grpc; versions in internal/tools/protogen/go.mod).
 #   scripts/genproto.sh          regenerate
 #   scripts/genproto.sh --check  regenerate into a scratch copy and fail if the committed code differs
@@ -13,24 +13,33 @@ mkdir -p "$bin"
 	google.golang.org/protobuf/cmd/protoc-gen-go \
 	google.golang.org/grpc/cmd/protoc-gen-go-grpc)
 
+# Each proto package keyfort/<name>/v1 is generated into internal/<name>pb/v1 (package <name>v1).
 gen() { # $1: output root
-	mkdir -p "$1/internal/providerpb/v1"
-	rm -f "$1"/internal/providerpb/v1/*.pb.go
+	rm -rf "$1/internal/gen"
 	"$bin/buf" lint
 	"$bin/buf" generate --template buf.gen.yaml -o "$1"
-	# protoc-gen-go with paths=source_relative mirrors proto/'s layout under the out dir.
-	if [ -d "$1/internal/providerpb/v1/keyfort" ]; then
-		mv "$1"/internal/providerpb/v1/keyfort/provider/v1/*.go "$1/internal/providerpb/v1/"
-		rm -rf "$1/internal/providerpb/v1/keyfort"
-	fi
+	for dir in "$1"/internal/gen/keyfort/*/v1; do
+		name=$(basename "$(dirname "$dir")")
+		mkdir -p "$1/internal/${name}pb/v1"
+		rm -f "$1/internal/${name}pb/v1/"*.pb.go
+		mv "$dir"/*.go "$1/internal/${name}pb/v1/"
+	done
+	rm -rf "$1/internal/gen"
 }
 
 if [ "${1:-}" = "--check" ]; then
 	tmp=$(mktemp -d)
 	trap 'rm -rf "$tmp"' EXIT
 	gen "$tmp"
-	if ! diff -u <(cat internal/providerpb/v1/*.pb.go) <(cat "$tmp"/internal/providerpb/v1/*.pb.go) ||
-		[ "$(cd internal/providerpb/v1 && ls *.pb.go)" != "$(cd "$tmp/internal/providerpb/v1" && ls *.pb.go)" ]; then
+	stale=0
+	for dir in "$tmp"/internal/*pb/v1; do
+		rel=${dir#"$tmp/"}
+		if ! diff -u <(cat "$rel"/*.pb.go 2>/dev/null) <(cat "$dir"/*.pb.go) ||
+			[ "$(cd "$rel" 2>/dev/null && ls *.pb.go)" != "$(cd "$dir" && ls *.pb.go)" ]; then
+			stale=1
+		fi
+	done
+	if [ "$stale" = 1 ]; then
 		echo "genproto: committed generated code is stale; run scripts/genproto.sh" >&2
 		exit 1
 	fi

@@ -255,3 +255,31 @@ func TestInjectCredentials(t *testing.T) {
 		t.Errorf("got %v", cfg)
 	}
 }
+
+// TestRevocationReachesCachedSessions: a session cached by one replica ends once another replica
+// revokes its family, within the revalidation interval.
+func TestRevocationReachesCachedSessions(t *testing.T) {
+	f := newFixture(t, nil)
+	ctx := context.Background()
+	toks := f.start(t, "alice")
+	cache, err := session.NewCache(session.CacheConfig{Authenticator: f.m, Now: f.clk.Now, Revalidate: 10 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cache.Close()
+	s, err := cache.Get(ctx, toks.AccessToken)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.m.Logout(ctx, toks.RefreshToken); err != nil { // "another replica": the shared store only
+		t.Fatal(err)
+	}
+	if _, err := cache.Get(ctx, toks.AccessToken); err != nil {
+		t.Fatalf("within the revalidation interval the cached session still serves: %v", err)
+	}
+	f.clk.Advance(11 * time.Second)
+	if _, err := cache.Get(ctx, toks.AccessToken); !errors.Is(err, session.ErrUnauthenticated) {
+		t.Fatalf("after the interval: got %v, want ErrUnauthenticated", err)
+	}
+	waitDone(t, s)
+}

@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/maypok86/otter/v2"
@@ -27,6 +28,30 @@ type Principal struct {
 	// Identity is the token to present to providers that issue credentials on the caller's behalf
 	// (Vault JWT auth); it is the caller's own token.
 	Identity provider.Sensitive
+	// Family is the refresh-token family of a Keyfort access token; empty for external tokens.
+	Family string
+}
+
+// Revalidator is the optional capability of Authenticators whose tokens can be revoked before they
+// expire (Keyfort's own, by logout or theft detection, possibly on another replica): the Cache asks it
+// again every CacheConfig.Revalidate for each live session.
+type Revalidator interface {
+	Revalidate(ctx context.Context, p Principal) error
+}
+
+// Revalidate reports whether the session family of p was revoked: *Manager is a Revalidator.
+func (m *Manager) Revalidate(ctx context.Context, p Principal) error {
+	if p.Family == "" {
+		return nil
+	}
+	f, err := m.store.Family(ctx, p.Family)
+	if err != nil {
+		return fmt.Errorf("%w: %v", ErrStoreUnavailable, err)
+	}
+	if f.Revoked {
+		return unauthenticated("session revoked")
+	}
+	return nil
 }
 
 // Authenticator fully verifies a token (signature, claims) and names its caller.
@@ -41,7 +66,7 @@ func (m *Manager) Authenticate(ctx context.Context, raw string) (Principal, erro
 		return Principal{}, err
 	}
 	return Principal{Subject: cl.Subject, Tenant: cl.Tenant, IdP: cl.IdP, Scope: cl.Scope,
-		ExpiresAt: time.Unix(cl.ExpiresAt, 0), Identity: provider.SensitiveString(raw)}, nil
+		ExpiresAt: time.Unix(cl.ExpiresAt, 0), Identity: provider.SensitiveString(raw), Family: cl.Family}, nil
 }
 
 // CredentialSource issues backend credentials for a role, on behalf of an identity when it is not
@@ -72,6 +97,8 @@ type Session struct {
 	sigs  []string // signatures verified for this signed part
 	creds map[string]*leased
 	ended bool
+	// checked is when the session was last revalidated (unix nanoseconds).
+	checked atomic.Int64
 }
 
 type leased struct {
@@ -266,6 +293,10 @@ type CacheConfig struct {
 	// Registerer receives the metrics (optional). Logger: nil means slog.Default().
 	Registerer prometheus.Registerer
 	Logger     *slog.Logger
+	// Revalidate is how often a cached session is checked again with an Authenticator that is a
+	// Revalidator (default 15s; negative: never), so a revocation on any replica takes effect here
+	// within that time.
+	Revalidate time.Duration
 	// Now is the clock of TTL and idle expiry; nil: time.Now.
 	Now func() time.Time
 }
@@ -283,6 +314,8 @@ type Cache struct {
 	metrics      cacheMetrics
 	c            *otter.Cache[string, *Session]
 	now          func() time.Time
+	revalidator  Revalidator
+	revalidate   time.Duration
 	wg           sync.WaitGroup
 	closed       chan struct{}
 	closeOnce    sync.Once
@@ -318,6 +351,8 @@ func NewCache(cfg CacheConfig) (*Cache, error) {
 		c.log = slog.Default()
 	}
 	c.metrics = newCacheMetrics(cfg.Registerer)
+	c.revalidator, _ = cfg.Authenticator.(Revalidator)
+	c.revalidate = orDefault(cfg.Revalidate, 15*time.Second)
 	ttl, idle := cfg.TTL, cfg.IdleTimeout
 	c.now = cfg.Now
 	if c.now == nil {
@@ -420,6 +455,9 @@ func (c *Cache) Get(ctx context.Context, raw string) (*Session, error) {
 	}
 	key := c.key(signed)
 	if s, ok := c.c.GetIfPresent(key); ok && s.knows(sig) {
+		if err := c.revalidateIfDue(ctx, s, key); err != nil {
+			return nil, err
+		}
 		c.metrics.hit.Inc()
 		return s, nil
 	}
@@ -440,6 +478,27 @@ func (c *Cache) Get(ctx context.Context, raw string) (*Session, error) {
 	}
 	c.metrics.creation.Observe(time.Since(start).Seconds())
 	return s, nil
+}
+
+// revalidateIfDue asks the Revalidator again once per interval; a revoked session ends here.
+func (c *Cache) revalidateIfDue(ctx context.Context, s *Session, key string) error {
+	if c.revalidator == nil || c.revalidate < 0 {
+		return nil
+	}
+	now := c.now().UnixNano()
+	last := s.checked.Load()
+	if now-last < int64(c.revalidate) || !s.checked.CompareAndSwap(last, now) {
+		return nil
+	}
+	if err := c.revalidator.Revalidate(ctx, s.Principal); err != nil {
+		if errors.Is(err, ErrUnauthenticated) {
+			c.c.Invalidate(key)
+		} else {
+			s.checked.Store(last) // try again on the next call
+		}
+		return err
+	}
+	return nil
 }
 
 func (c *Cache) create(ctx context.Context, key, raw, sig string) (*Session, error) {
@@ -464,6 +523,7 @@ func (c *Cache) create(ctx context.Context, key, raw, sig string) (*Session, err
 	sctx, end := context.WithCancel(context.Background())
 	s := &Session{ID: randomID(), Principal: p, CreatedAt: c.now(), key: key, cache: c, ctx: sctx, end: end,
 		sigs: []string{sig}, creds: map[string]*leased{}}
+	s.checked.Store(c.now().UnixNano())
 	c.metrics.created.Inc()
 	return s, nil
 }

@@ -24,6 +24,7 @@ func newServeCmd() *cobra.Command {
 	var (
 		files    []string
 		httpAddr string
+		grpcAddr string
 		verbose  bool
 	)
 	cmd := &cobra.Command{
@@ -48,16 +49,17 @@ signing key and says so loudly; production: true forbids that.`,
 			log := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: level}))
 			ctx, stop := signalContext(0)
 			defer stop()
-			return serve(ctx, log, files, httpAddr)
+			return serve(ctx, log, files, httpAddr, grpcAddr)
 		},
 	}
 	cmd.Flags().StringArrayVarP(&files, "config", "c", nil, "configuration file (YAML, TOML or JSON); repeat to layer files")
 	cmd.Flags().StringVar(&httpAddr, "http-addr", "127.0.0.1:8080", "address for the JWKS, health and metrics endpoints")
+	cmd.Flags().StringVar(&grpcAddr, "grpc-addr", "127.0.0.1:9090", "address of the gRPC identity runtime service")
 	cmd.Flags().BoolVarP(&verbose, "verbose", "v", false, "debug logging")
 	return cmd
 }
 
-func serve(ctx context.Context, log *slog.Logger, files []string, httpAddr string) error {
+func serve(ctx context.Context, log *slog.Logger, files []string, httpAddr, grpcAddr string) error {
 	cfg, err := config.Load(config.Source{Files: files})
 	if err != nil {
 		log.Error(err.Error())
@@ -113,22 +115,38 @@ func serve(ctx context.Context, log *slog.Logger, files []string, httpAddr strin
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 
+	runtime, err := newIdentityRuntime(ctx, cfg, cat, log, reg)
+	if err != nil {
+		log.Error("keyfort: start-up failed", slog.String("error", err.Error()))
+		return exitCode(exitInvalidConfig)
+	}
+	defer runtime.close()
+
 	ln, err := net.Listen("tcp", httpAddr)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", httpAddr, err)
 	}
+	gln, err := net.Listen("tcp", grpcAddr)
+	if err != nil {
+		_ = ln.Close()
+		return fmt.Errorf("listen on %s: %w", grpcAddr, err)
+	}
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
-	log.Info("keyfort: serving", slog.String("http", "http://"+ln.Addr().String()),
-		slog.Any("config", cfg.Sources), slog.Int("keys", len(cfg.Keys())))
-	errc := make(chan error, 1)
+	log.Info("keyfort: serving", slog.String("http", "http://"+ln.Addr().String()), slog.String("grpc", gln.Addr().String()),
+		slog.Any("config", cfg.Sources), slog.Int("keys", len(cfg.Keys())), slog.Any("identity_providers", runtime.idps))
+	errc := make(chan error, 2)
 	go func() { errc <- srv.Serve(ln) }()
+	go func() { errc <- runtime.grpc.Serve(gln) }()
 	select {
 	case err := <-errc:
+		runtime.grpc.Stop()
+		_ = srv.Close()
 		return err
 	case <-ctx.Done():
 	}
 	log.Info("keyfort: shutting down")
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
+	runtime.grpc.GracefulStop()
 	return srv.Shutdown(shutdownCtx)
 }

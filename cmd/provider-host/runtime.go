@@ -1,0 +1,138 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sort"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
+	"github.com/keyfort/keyfort/catalog"
+	"github.com/keyfort/keyfort/config"
+	"github.com/keyfort/keyfort/provider"
+	"github.com/keyfort/keyfort/session"
+	"github.com/keyfort/keyfort/session/grpcauth"
+	"github.com/keyfort/keyfort/session/identityrpc"
+	"github.com/keyfort/keyfort/session/oidc"
+	"github.com/keyfort/keyfort/session/redisstore"
+	"github.com/keyfort/keyfort/session/token"
+)
+
+// identityRuntime is the session service that serve runs on top of the catalog.
+type identityRuntime struct {
+	grpc    *grpc.Server
+	manager *session.Manager
+	cache   *session.Cache
+	store   session.Store
+	idps    []string
+}
+
+// signingKeys serves session_signing from the catalog; remoteSigner signs through the provider's
+// Signer capability for keys that never leave it.
+type catalogKeys struct{ cat *catalog.Catalog }
+
+func (k catalogKeys) SigningKeys(ctx context.Context) (provider.KeySet, error) {
+	return k.cat.SigningKeys(ctx, config.SessionSigningKey)
+}
+
+func (k catalogKeys) Sign(ctx context.Context, kid string, payload []byte) ([]byte, error) {
+	b, cl, err := k.cat.Resolve(config.SessionSigningKey)
+	if err != nil {
+		return nil, err
+	}
+	return cl.Sign(ctx, b.Location, kid, payload)
+}
+
+func newIdentityRuntime(ctx context.Context, cfg *config.Config, cat *catalog.Catalog, log *slog.Logger, reg prometheus.Registerer) (*identityRuntime, error) {
+	r := &identityRuntime{}
+	idps := map[string]*oidc.Verifier{}
+	for _, name := range sortedNames(cfg.OIDC) {
+		idp := cfg.OIDC[name]
+		if idp.Issuer == "" {
+			return nil, fmt.Errorf("identity.secrets.oidc.%s.issuer is not set", name)
+		}
+		clientID, err := cat.Secret(ctx, "oidc."+name+".client_id")
+		if err != nil {
+			return nil, fmt.Errorf("identity provider %q: %w", name, err)
+		}
+		oc := oidc.Config{Issuer: idp.Issuer, Audience: clientID.Value.RevealString()}
+		if idp.Issuer == oidc.GoogleIssuer {
+			oc.AlternateIssuers = []string{"accounts.google.com"}
+		}
+		v, err := oidc.New(ctx, oc)
+		if err != nil {
+			return nil, fmt.Errorf("identity provider %q: %w", name, err)
+		}
+		idps[name] = v
+		r.idps = append(r.idps, name)
+	}
+	var store session.Store = session.NewMemoryStore(nil)
+	if url := cfg.Session.RedisURL; url != "" {
+		rs, err := redisstore.New(ctx, redisstore.Config{URL: url})
+		if err != nil {
+			return nil, fmt.Errorf("identity.session.redis_url: %w", err)
+		}
+		store = rs
+	}
+	r.store = store
+	issuer := cfg.Session.Issuer
+	if issuer == "" {
+		issuer = "keyfort"
+	}
+	var rules []session.Rule
+	for _, pr := range cfg.Policy {
+		rules = append(rules, session.Rule{Subject: pr.Subject, Tenant: pr.Tenant, Scope: pr.Scope, Action: pr.Action, Effect: pr.Effect})
+	}
+	keys := catalogKeys{cat}
+	m, err := session.NewManager(session.Config{
+		Issuer: issuer, Audience: cfg.Session.Audience, Keys: keys, Signer: keys, IdPs: idps, Store: store,
+		AccessTTL: cfg.Session.AccessTTL, RefreshTTL: cfg.Session.RefreshTTL, RefreshGrace: cfg.Session.RefreshGrace,
+		Policy: session.Policy{Rules: rules}, Logger: log,
+	})
+	if err != nil {
+		_ = store.Close()
+		return nil, err
+	}
+	if _, err := m.Codec().Sign(ctx, token.TypeAccess, token.Claims{Subject: "keyfort-start-up-check", ExpiresAt: 1}); err != nil {
+		_ = store.Close()
+		return nil, fmt.Errorf("the session signing key cannot sign: %w", err)
+	}
+	r.manager = m
+	cache, err := session.NewCache(session.CacheConfig{Authenticator: m, Store: store, Registerer: reg, Logger: log})
+	if err != nil {
+		_ = store.Close()
+		return nil, err
+	}
+	r.cache = cache
+	guard := grpcauth.Config{Sessions: cache, Logger: log, Exempt: []string{
+		"/keyfort.identity.v1.IdentityRuntimeService/StartIdentitySession",
+		"/keyfort.identity.v1.IdentityRuntimeService/RefreshIdentitySession",
+		"/keyfort.identity.v1.IdentityRuntimeService/EndIdentitySession",
+		"/grpc.health.v1.Health/*",
+	}}
+	r.grpc = grpc.NewServer(
+		grpc.ChainUnaryInterceptor(grpcauth.UnaryServerInterceptor(guard)),
+		grpc.ChainStreamInterceptor(grpcauth.StreamServerInterceptor(guard)),
+	)
+	identityrpc.Register(r.grpc, m, cache, log)
+	healthpb.RegisterHealthServer(r.grpc, health.NewServer())
+	return r, nil
+}
+
+func (r *identityRuntime) close() {
+	_ = r.cache.Close()
+	_ = r.store.Close()
+}
+
+func sortedNames[V any](m map[string]V) []string {
+	names := make([]string, 0, len(m))
+	for n := range m {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}

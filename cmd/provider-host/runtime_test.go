@@ -1,0 +1,139 @@
+package main_test
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"os"
+	"strings"
+	"testing"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+
+	pb "github.com/keyfort/keyfort/internal/identitypb/v1"
+	"github.com/keyfort/keyfort/session/oidc/oidctest"
+)
+
+var grpcAddrRe = `grpc=`
+
+// startRuntime runs "provider-host serve" with a memory signing key and a test OIDC issuer standing
+// in for Google, and returns a client of its identity runtime service and its HTTP address.
+func startRuntime(t *testing.T, iss *oidctest.Issuer, sessionExtra, extra string) (pb.IdentityRuntimeServiceClient, string) {
+	t.Helper()
+	cfg := writeConfig(t, `
+providers:
+  dev:
+    type: memory
+    settings:
+      signing_keys: { session-signing: { algorithm: ES256 } }
+      secrets: { google-client-id: client-123.apps.googleusercontent.com }
+identity:
+  secrets:
+    session_signing: dev:session-signing
+    oidc:
+      google:
+        client_id: dev:google-client-id
+        issuer: `+iss.URL+`
+  session:
+    issuer: https://keyfort.test
+    audience: api
+`+sessionExtra+extra)
+	httpAddr, log, _ := startServe(t, []string{"PATH=" + os.Getenv("PATH")}, "--config", cfg, "--grpc-addr", "127.0.0.1:0")
+	i := strings.Index(log.String(), grpcAddrRe)
+	if i < 0 {
+		t.Fatalf("no grpc address in the log:\n%s", log)
+	}
+	grpcAddr := strings.Fields(log.String()[i+len(grpcAddrRe):])[0]
+	cc, err := grpc.NewClient(grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cc.Close() })
+	return pb.NewIdentityRuntimeServiceClient(cc), httpAddr
+}
+
+func TestIdentityRuntimeEndToEnd(t *testing.T) {
+	iss := oidctest.New(t)
+	rt, httpAddr := startRuntime(t, iss, "    refresh_grace: -1s\n", `
+  policy:
+    rules:
+      - { subject: alice, action: "keyfort:issue_token", effect: allow }
+      - { tenant: acme, scope: "orders:*", action: read, effect: allow }
+`)
+	ctx := context.Background()
+	ext := iss.Sign(t, "k1", iss.Claims("alice", "client-123.apps.googleusercontent.com"), nil)
+	started, err := rt.StartIdentitySession(ctx, &pb.StartIdentitySessionRequest{Subject: "alice", Tenant: "acme", IdentityProvider: "google", ExternalToken: ext})
+	if err != nil {
+		t.Fatal(err)
+	}
+	toks := started.GetTokens()
+
+	// The access token's kid is published in the JWKS before anyone needs it.
+	_, jwks := get(t, "http://"+httpAddr+"/.well-known/jwks.json")
+	hdr, _ := base64.RawURLEncoding.DecodeString(strings.Split(toks.GetAccessToken(), ".")[0])
+	var h struct{ Kid, Alg, Typ string }
+	_ = json.Unmarshal(hdr, &h)
+	if h.Alg != "ES256" || h.Typ != "at+jwt" || !strings.Contains(jwks, `"kid":"`+h.Kid+`"`) {
+		t.Errorf("access token header %+v is not backed by the published JWKS %s", h, jwks)
+	}
+
+	refreshed, err := rt.RefreshIdentitySession(ctx, &pb.RefreshIdentitySessionRequest{RefreshToken: toks.GetRefreshToken()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if refreshed.GetTokens().GetRefreshToken() == toks.GetRefreshToken() {
+		t.Error("refresh did not rotate")
+	}
+
+	authed := metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+refreshed.GetTokens().GetAccessToken())
+	issued, err := rt.IssueIdentityToken(authed, &pb.IssueIdentityTokenRequest{Subject: "batch-job", Tenant: "acme"})
+	if err != nil || issued.GetAccessToken() == "" {
+		t.Errorf("IssueIdentityToken for an allowed caller: %v", err)
+	}
+	if _, err := rt.IssueIdentityToken(ctx, &pb.IssueIdentityTokenRequest{Subject: "x"}); status.Code(err) != codes.Unauthenticated {
+		t.Errorf("IssueIdentityToken without a session: got %v", err)
+	}
+	dec, err := rt.EvaluateIdentityPolicy(authed, &pb.EvaluateIdentityPolicyRequest{Subject: "alice", Tenant: "acme", Scope: "orders:eu", Action: "read"})
+	if err != nil || !dec.GetAllowed() {
+		t.Errorf("EvaluateIdentityPolicy: got %v, %v", dec, err)
+	}
+
+	// Reuse of the spent refresh token is theft: the whole session ends.
+	_, err = rt.RefreshIdentitySession(ctx, &pb.RefreshIdentitySessionRequest{RefreshToken: toks.GetRefreshToken()})
+	if status.Code(err) != codes.Unauthenticated || status.Convert(err).Message() != "unauthenticated" {
+		t.Errorf("reuse: got %v, want a generic Unauthenticated", err)
+	}
+	if _, err := rt.RefreshIdentitySession(ctx, &pb.RefreshIdentitySessionRequest{RefreshToken: refreshed.GetTokens().GetRefreshToken()}); status.Code(err) != codes.Unauthenticated {
+		t.Errorf("the family after reuse: got %v", err)
+	}
+
+	bad := iss.Sign(t, "k1", iss.Claims("alice", "someone-else"), nil)
+	if _, err := rt.StartIdentitySession(ctx, &pb.StartIdentitySessionRequest{IdentityProvider: "google", ExternalToken: bad}); status.Code(err) != codes.Unauthenticated {
+		t.Errorf("a token for another audience: got %v", err)
+	}
+}
+
+func TestIdentityRuntimePolicyClosesIssueByDefault(t *testing.T) {
+	iss := oidctest.New(t)
+	rt, _ := startRuntime(t, iss, "", "")
+	ctx := context.Background()
+	ext := iss.Sign(t, "k1", iss.Claims("bob", "client-123.apps.googleusercontent.com"), nil)
+	started, err := rt.StartIdentitySession(ctx, &pb.StartIdentitySessionRequest{IdentityProvider: "google", ExternalToken: ext})
+	if err != nil {
+		t.Fatal(err)
+	}
+	authed := metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+started.GetTokens().GetAccessToken())
+	if _, err := rt.IssueIdentityToken(authed, &pb.IssueIdentityTokenRequest{Subject: "x"}); status.Code(err) != codes.PermissionDenied {
+		t.Errorf("IssueIdentityToken with the default-deny policy: got %v", err)
+	}
+	if _, err := rt.EndIdentitySession(ctx, &pb.EndIdentitySessionRequest{Token: started.GetTokens().GetAccessToken()}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := rt.EvaluateIdentityPolicy(authed, &pb.EvaluateIdentityPolicyRequest{}); status.Code(err) != codes.Unauthenticated {
+		t.Errorf("after logout the access token still works: %v", err)
+	}
+}
