@@ -41,8 +41,12 @@ eval "$(scripts/services.sh)"
 step "go test -race ./..."
 go test -race -count=1 -timeout 15m ./...
 
-step "fuzz: configuration parsing (10s)"
-go test -run '^$' -fuzz '^FuzzLoadYAML$' -fuzztime 10s ./config/
+step "fuzz: configuration, token and metadata parsing (a few seconds each)"
+go test -run '^$' -fuzz '^FuzzLoadYAML$' -fuzztime 8s ./config/
+go test -run '^$' -fuzz '^FuzzVerify$' -fuzztime 8s ./session/token/
+go test -run '^$' -fuzz '^FuzzVerify$' -fuzztime 8s ./session/oidc/
+go test -run '^$' -fuzz '^FuzzToken$' -fuzztime 5s ./session/grpcauth/
+go test -run '^$' -fuzz '^FuzzObject$' -fuzztime 5s ./internal/jsonstrict/
 
 step "benchmarks: one iteration each"
 go test -run '^$' -bench . -benchtime 1x ./... >/dev/null

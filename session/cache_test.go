@@ -283,3 +283,26 @@ func TestRevocationReachesCachedSessions(t *testing.T) {
 	}
 	waitDone(t, s)
 }
+
+// TestAbsoluteExpiry: a session in constant use still ends at its absolute TTL.
+func TestAbsoluteExpiry(t *testing.T) {
+	f := newCacheFixture(t, func(c *session.CacheConfig) { c.TTL = 10 * time.Minute; c.IdleTimeout = time.Hour })
+	ctx := context.Background()
+	tok := f.token(t, "k1", "alice")
+	s, err := f.cache.Get(ctx, tok)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 9 {
+		f.clk.Advance(time.Minute)
+		if _, err := f.cache.Get(ctx, tok); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f.clk.Advance(2 * time.Minute)
+	f.cache.CleanUp()
+	waitDone(t, s)
+	if s2, err := f.cache.Get(ctx, tok); err != nil || s2 == s {
+		t.Errorf("after the absolute TTL the token starts a new session: got %v, %v", s2, err)
+	}
+}

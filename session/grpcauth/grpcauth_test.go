@@ -42,14 +42,20 @@ type server struct {
 	subject string // the subject the handler saw in its context
 }
 
-func start(t *testing.T, mut func(*grpcauth.Config)) *server {
+func start(t *testing.T, mut func(*grpcauth.Config)) *server { return startWith(t, nil, mut) }
+
+func startWith(t *testing.T, cacheMut func(*session.CacheConfig), mut func(*grpcauth.Config)) *server {
 	t.Helper()
 	iss := oidctest.New(t)
 	v, err := oidc.New(context.Background(), oidc.Config{Issuer: iss.URL, Audience: "client-1"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	cache, err := session.NewCache(session.CacheConfig{Authenticator: auth{v}, Store: session.NewMemoryStore(nil)})
+	cc := session.CacheConfig{Authenticator: auth{v}, Store: session.NewMemoryStore(nil)}
+	if cacheMut != nil {
+		cacheMut(&cc)
+	}
+	cache, err := session.NewCache(cc)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -181,5 +187,39 @@ func TestStreamEndsWithItsSession(t *testing.T) {
 	}
 	if err := call(t, s, "authorization", "Bearer "+tok); status.Code(err) != codes.Unauthenticated {
 		t.Errorf("the logged-out token: got %v", err)
+	}
+}
+
+// TestStreamEndsWhenItsSessionExpires: a session reaching its token's expiry in the middle of a
+// stream ends the stream.
+func TestStreamEndsWhenItsSessionExpires(t *testing.T) {
+	var mu sync.Mutex
+	now := time.Now()
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	s := startWith(t, func(c *session.CacheConfig) { c.Now = clock }, nil)
+	ctx := metadata.AppendToOutgoingContext(context.Background(), "authorization", "Bearer "+s.token(t))
+	stream, err := s.client(t).Watch(ctx, &healthpb.HealthCheckRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := stream.Recv(); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	now = now.Add(2 * time.Hour) // past the token's exp (one hour)
+	mu.Unlock()
+	s.cache.CleanUp()
+	done := make(chan error, 1)
+	go func() {
+		_, err := stream.Recv()
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if err == nil {
+			t.Error("the stream went on after its session expired")
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the stream outlived its session")
 	}
 }

@@ -21,6 +21,8 @@ import (
 
 	"github.com/go-jose/go-jose/v4"
 	"golang.org/x/sync/singleflight"
+
+	"github.com/keyfort/keyfort/internal/jsonstrict"
 )
 
 // Defaults for Config's zero values.
@@ -346,6 +348,11 @@ func (v *Verifier) Verify(ctx context.Context, raw string) (*Token, error) {
 			return nil, fmt.Errorf("%w: segment %d is not canonical base64url", ErrMalformed, i+1)
 		}
 		decoded[i] = b
+	}
+	for i, what := range []string{"header", "claims"} {
+		if err := jsonstrict.Object(decoded[i]); err != nil {
+			return nil, fmt.Errorf("%w: %s: %v", ErrMalformed, what, err)
+		}
 	}
 	var hdr map[string]json.RawMessage
 	if err := json.Unmarshal(decoded[0], &hdr); err != nil {

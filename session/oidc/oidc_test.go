@@ -332,3 +332,72 @@ func TestRemovedKeyNoLongerAccepted(t *testing.T) {
 	clk.advance(2 * time.Hour)
 	expect(t, v, tok, oidc.ErrUnknownKey)
 }
+
+func TestClaimEdgeCases(t *testing.T) {
+	iss, v, _ := setup(t)
+	now := time.Now()
+	mk := func(mut func(map[string]any)) string {
+		c := iss.Claims("alice", "client-1")
+		mut(c)
+		return iss.Sign(t, "k1", c, nil)
+	}
+	tests := []struct {
+		name string
+		tok  string
+		want error
+	}{
+		{"exp 0", mk(func(c map[string]any) { c["exp"] = 0 }), oidc.ErrExpired},
+		{"exp just beyond the skew", mk(func(c map[string]any) { c["exp"] = now.Add(-oidc.DefaultSkew - time.Second).Unix() }), oidc.ErrExpired},
+		{"nbf just beyond the skew", mk(func(c map[string]any) { c["nbf"] = now.Add(oidc.DefaultSkew + 2*time.Second).Unix() }), oidc.ErrNotYetValid},
+		{"aud empty array", mk(func(c map[string]any) { c["aud"] = []string{} }), oidc.ErrWrongAudience},
+		{"aud empty string", mk(func(c map[string]any) { c["aud"] = "" }), oidc.ErrWrongAudience},
+		{"aud a number", mk(func(c map[string]any) { c["aud"] = 42 }), oidc.ErrMalformed},
+		{"aud an object", mk(func(c map[string]any) { c["aud"] = map[string]any{"client-1": true} }), oidc.ErrMalformed},
+		{"iss in upper case", mk(func(c map[string]any) { c["iss"] = strings.ToUpper(iss.URL) }), oidc.ErrWrongIssuer},
+		{"iss over https instead of http", mk(func(c map[string]any) { c["iss"] = strings.Replace(iss.URL, "http://", "https://", 1) }), oidc.ErrWrongIssuer},
+		{"iss missing", mk(func(c map[string]any) { delete(c, "iss") }), oidc.ErrWrongIssuer},
+		{"sub a number", mk(func(c map[string]any) { c["sub"] = 7 }), oidc.ErrMalformed},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) { expect(t, v, tc.tok, tc.want) })
+	}
+	within := mk(func(c map[string]any) { c["nbf"] = now.Add(oidc.DefaultSkew - 5*time.Second).Unix() })
+	if _, err := v.Verify(context.Background(), within); err != nil {
+		t.Errorf("nbf within the skew: %v", err)
+	}
+}
+
+func TestDuplicateClaimNames(t *testing.T) {
+	iss, v, _ := setup(t)
+	valid := iss.Sign(t, "k1", iss.Claims("alice", "client-1"), nil)
+	p := strings.Split(valid, ".")
+	claims, _ := base64.RawURLEncoding.DecodeString(p[1])
+	dup := strings.TrimSuffix(string(claims), "}") + `,"sub":"admin"}`
+	// The signature no longer matches, but the duplicate must be refused before anything else.
+	expect(t, v, p[0]+"."+base64.RawURLEncoding.EncodeToString([]byte(dup))+"."+p[2], oidc.ErrMalformed)
+}
+
+// TestOwnTokenIsNoExternalToken presents a token of another issuer's shape (an access token type)
+// where an ID token is expected.
+func TestAccessTokenIsNoIDToken(t *testing.T) {
+	iss, v, _ := setup(t)
+	tok := iss.Sign(t, "k1", iss.Claims("alice", "client-1"), map[string]any{"typ": "at+jwt"})
+	expect(t, v, tok, oidc.ErrWrongType)
+}
+
+func FuzzVerify(f *testing.F) {
+	iss := oidctest.New(f)
+	v, err := oidc.New(context.Background(), oidc.Config{Issuer: iss.URL, Audience: "client-1", MinRefreshInterval: time.Hour})
+	if err != nil {
+		f.Fatal(err)
+	}
+	valid := iss.Sign(f, "k1", iss.Claims("alice", "client-1"), nil)
+	f.Add(valid)
+	f.Add("e30.e30.")
+	f.Fuzz(func(t *testing.T, tok string) {
+		got, err := v.Verify(context.Background(), tok)
+		if err == nil && got.SignedPart != valid[:strings.LastIndexByte(valid, '.')] {
+			t.Fatalf("accepted a token the issuer never signed: %q", tok)
+		}
+	})
+}

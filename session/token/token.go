@@ -20,6 +20,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/keyfort/keyfort/internal/jsonstrict"
 	"github.com/keyfort/keyfort/provider"
 )
 
@@ -392,8 +393,12 @@ func verify(k *parsedKey, input string, sig []byte) bool {
 	return false
 }
 
-// strictUnmarshal decodes one JSON object, refusing unknown fields and trailing data.
+// strictUnmarshal decodes one JSON object, refusing duplicate members, unknown fields and trailing
+// data.
 func strictUnmarshal(data []byte, v any) error {
+	if err := jsonstrict.Object(data); err != nil {
+		return err
+	}
 	dec := json.NewDecoder(strings.NewReader(string(data)))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {

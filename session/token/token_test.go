@@ -10,6 +10,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"math/big"
 	"net/http"
 	"net/http/httptest"
@@ -361,4 +362,25 @@ func FuzzVerify(f *testing.F) {
 			}
 		}
 	})
+}
+
+func TestDuplicateClaimNamesRefused(t *testing.T) {
+	src, k := newKeys(t, provider.HS256)
+	c := newCodec(t, src)
+	h := enc(map[string]any{"alg": "HS256", "kid": k.ID, "typ": token.TypeAccess})
+	raw := `{"iss":"https://keyfort.test","sub":"alice","aud":"api","exp":` + fmt.Sprint(now.Add(time.Hour).Unix()) + `,"iat":1,"jti":"j","sub":"admin"}`
+	p := base64.RawURLEncoding.EncodeToString([]byte(raw))
+	input := h + "." + p
+	expect(t, c, input+"."+base64.RawURLEncoding.EncodeToString(hs256(k.Private.Reveal(), input)), token.ErrMalformed)
+	dupHeader := base64.RawURLEncoding.EncodeToString([]byte(`{"alg":"HS256","kid":"` + k.ID + `","typ":"at+jwt","alg":"none"}`))
+	input = dupHeader + "." + p
+	expect(t, c, input+"."+base64.RawURLEncoding.EncodeToString(hs256(k.Private.Reveal(), input)), token.ErrMalformed)
+}
+
+func TestShortHMACKeyRefused(t *testing.T) {
+	short := provider.Key{ID: "short", Algorithm: provider.HS256, Private: provider.SensitiveString("sixteen-byte-key")}
+	c := newCodec(t, &keys{ks: provider.KeySet{Name: "s", ActiveID: "short", Keys: []provider.Key{short}}})
+	if _, err := c.Sign(context.Background(), token.TypeAccess, claims()); err == nil || !strings.Contains(err.Error(), "shorter than 32") {
+		t.Errorf("got %v, want a refusal of the 16-byte HMAC key", err)
+	}
 }
