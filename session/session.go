@@ -75,6 +75,14 @@ type CredentialSource interface {
 	Credentials(ctx context.Context, role string, identity provider.Sensitive) (provider.Credentials, Leaser, error)
 }
 
+// CredentialsFunc adapts a function to CredentialSource, e.g. over catalog.Catalog.Credentials.
+type CredentialsFunc func(ctx context.Context, role string, identity provider.Sensitive) (provider.Credentials, Leaser, error)
+
+// Credentials calls f.
+func (f CredentialsFunc) Credentials(ctx context.Context, role string, identity provider.Sensitive) (provider.Credentials, Leaser, error) {
+	return f(ctx, role, identity)
+}
+
 // Leaser renews and revokes leases (a *provider.Client).
 type Leaser interface {
 	Renew(ctx context.Context, lease provider.Lease) (provider.Lease, error)
@@ -278,7 +286,7 @@ type CacheConfig struct {
 	Authenticator Authenticator
 	// Credentials issues per-session backend credentials (optional).
 	Credentials CredentialSource
-	// Store receives tombstones of ended tokens (optional; with several replicas, the shared store).
+	// Store keeps tombstones of ended tokens (default: in memory; with several replicas, the shared store).
 	Store Store
 	// MaxSessions bounds the cache (default 100000); the least valuable sessions are evicted and end.
 	MaxSessions int
@@ -349,6 +357,9 @@ func NewCache(cfg CacheConfig) (*Cache, error) {
 		fetchTimeout: cfg.FetchTimeout, log: cfg.Logger, closed: make(chan struct{})}
 	if c.log == nil {
 		c.log = slog.Default()
+	}
+	if c.store == nil {
+		c.store = NewMemoryStore(cfg.Now)
 	}
 	c.metrics = newCacheMetrics(cfg.Registerer)
 	c.revalidator, _ = cfg.Authenticator.(Revalidator)

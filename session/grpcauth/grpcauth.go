@@ -1,10 +1,3 @@
-// Package grpcauth guards a gRPC server with Keyfort sessions: unary and stream server interceptors
-// take the caller's token from "authorization: Bearer …" or "x-prism-token" (names configurable),
-// refuse more than one credential, bound the metadata they read, find or create the session
-// (session.Cache) and put it in the handler's context (session.FromContext). A stream's context is
-// cancelled when its session ends. Failures are codes.Unauthenticated with a generic message; the
-// reason goes to the log, never to the caller. A disabled mode passes everything through, and method
-// selectors exempt methods (health checks, reflection).
 package grpcauth
 
 import (

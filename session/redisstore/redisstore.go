@@ -1,7 +1,3 @@
-// Package redisstore is the session.Store for several replicas: refresh-token families and
-// tombstones in Redis (github.com/redis/go-redis/v9). Rotation is one Lua script, so two replicas
-// presented the same refresh token at once cannot both rotate it. Keys expire with what they hold.
-// A Store is safe for concurrent use.
 package redisstore
 
 import (

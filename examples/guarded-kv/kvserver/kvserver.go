@@ -1,0 +1,207 @@
+package kvserver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sort"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/keyfort/keyfort/catalog"
+	"github.com/keyfort/keyfort/config"
+	pb "github.com/keyfort/keyfort/internal/kvexamplepb/v1"
+	"github.com/keyfort/keyfort/provider"
+	"github.com/keyfort/keyfort/session"
+	"github.com/keyfort/keyfort/session/grpcauth"
+	"github.com/keyfort/keyfort/session/oidc"
+)
+
+// BackendRole is the credentials role the service uses for its backend (identity.credentials.kv_backend).
+const BackendRole = "kv_backend"
+
+// Options configure the service.
+type Options struct {
+	// AuthDisabled passes every call through without a session.
+	AuthDisabled bool
+	// IdP names the identity provider under identity.secrets.oidc whose tokens are accepted (default google).
+	IdP string
+	// HostBinary is the provider-host binary for built-in providers (see catalog.Options).
+	HostBinary string
+	Logger     *slog.Logger
+}
+
+// Server is the running service.
+type Server struct {
+	grpc  *grpc.Server
+	cat   *catalog.Catalog
+	cache *session.Cache
+
+	mu   sync.Mutex
+	data map[string]string
+	log  *slog.Logger
+}
+
+// oidcAuth turns verified OIDC tokens into session principals.
+type oidcAuth struct{ v *oidc.Verifier }
+
+func (a oidcAuth) Authenticate(ctx context.Context, raw string) (session.Principal, error) {
+	t, err := a.v.Verify(ctx, raw)
+	if err != nil {
+		return session.Principal{}, fmt.Errorf("%w: %v", session.ErrUnauthenticated, err)
+	}
+	return session.Principal{Subject: t.Subject, IdP: "oidc", ExpiresAt: t.ExpiresAt, Identity: provider.SensitiveString(raw)}, nil
+}
+
+// New starts the providers of cfg (failing loudly on missing material) and builds the service.
+func New(ctx context.Context, cfg *config.Config, opts Options) (*Server, error) {
+	log := opts.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	cat, err := catalog.Open(ctx, cfg, catalog.Options{HostBinary: opts.HostBinary, Verify: true, Logger: log})
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{cat: cat, data: map[string]string{}, log: log}
+	guard := grpcauth.Config{Disabled: opts.AuthDisabled, Logger: log}
+	if !opts.AuthDisabled {
+		idp := opts.IdP
+		if idp == "" {
+			idp = "google"
+		}
+		oc, ok := cfg.OIDC[idp]
+		if !ok {
+			_ = cat.Close()
+			return nil, fmt.Errorf("authentication is enabled but identity.secrets.oidc.%s is not configured", idp)
+		}
+		clientID, err := cat.Secret(ctx, "oidc."+idp+".client_id")
+		if err != nil {
+			_ = cat.Close()
+			return nil, err
+		}
+		v, err := oidc.New(ctx, oidc.Config{Issuer: oc.Issuer, Audience: clientID.Value.RevealString()})
+		if err != nil {
+			_ = cat.Close()
+			return nil, err
+		}
+		s.cache, err = session.NewCache(session.CacheConfig{
+			Authenticator: oidcAuth{v},
+			Credentials: session.CredentialsFunc(func(ctx context.Context, role string, id provider.Sensitive) (provider.Credentials, session.Leaser, error) {
+				cr, cl, err := cat.Credentials(ctx, role, id)
+				return cr, cl, err
+			}),
+			Logger: log,
+		})
+		if err != nil {
+			_ = cat.Close()
+			return nil, err
+		}
+		guard.Sessions = s.cache
+	}
+	s.grpc = grpc.NewServer(grpc.ChainUnaryInterceptor(grpcauth.UnaryServerInterceptor(guard)))
+	pb.RegisterKeyValueServiceServer(s.grpc, &handler{s: s})
+	return s, nil
+}
+
+// Serve serves on l until Close.
+func (s *Server) Serve(l net.Listener) error { return s.grpc.Serve(l) }
+
+// End ends the session of a caller's token (logout): its credentials are revoked, and the token
+// cannot start a session again before until.
+func (s *Server) End(ctx context.Context, token string, until time.Time) error {
+	if s.cache == nil {
+		return errors.New("authentication is disabled")
+	}
+	return s.cache.End(ctx, token, until)
+}
+
+// Close stops the server, ends every session (revoking its credentials) and stops the providers.
+func (s *Server) Close() {
+	s.grpc.Stop()
+	if s.cache != nil {
+		_ = s.cache.Close()
+	}
+	_ = s.cat.Close()
+}
+
+type handler struct {
+	pb.UnimplementedKeyValueServiceServer
+	s *Server
+}
+
+// backend returns the backend configuration of this call with its credentials injected: the
+// session's own credentials, or the service's when authentication is disabled.
+func (h *handler) backend(ctx context.Context) (map[string]any, string, error) {
+	cfg, subject, _, err := h.backendWithLease(ctx)
+	return cfg, subject, err
+}
+
+func (h *handler) backendWithLease(ctx context.Context) (map[string]any, string, provider.Lease, error) {
+	cfg := map[string]any{"namespace": "kv"}
+	subject := "anonymous"
+	var creds provider.Credentials
+	var err error
+	if sess, ok := session.FromContext(ctx); ok {
+		subject = sess.Principal.Subject
+		creds, err = sess.Credentials(ctx, BackendRole)
+	} else {
+		var cl *provider.Client
+		creds, cl, err = h.s.cat.Credentials(ctx, BackendRole, provider.Sensitive{})
+		if err == nil {
+			defer func() { _ = cl.Revoke(context.WithoutCancel(ctx), creds.Lease) }()
+		}
+	}
+	if err != nil {
+		h.s.log.Warn("kv: backend credentials unavailable", slog.String("error", err.Error()))
+		return nil, "", provider.Lease{}, status.Error(codes.Unavailable, "backend credentials unavailable")
+	}
+	session.InjectCredentials(cfg, "backend_", creds)
+	return cfg, subject, creds.Lease, nil
+}
+
+func (h *handler) Put(ctx context.Context, req *pb.PutRequest) (*pb.PutResponse, error) {
+	cfg, subject, lease, err := h.backendWithLease(ctx)
+	if err != nil {
+		return nil, err
+	}
+	h.s.mu.Lock()
+	h.s.data[subject+"/"+req.GetKey()] = req.GetValue()
+	h.s.mu.Unlock()
+	return &pb.PutResponse{BackendUser: fmt.Sprint(cfg["backend_username"]), BackendLease: lease.ID}, nil
+}
+
+func (h *handler) Get(ctx context.Context, req *pb.GetRequest) (*pb.GetResponse, error) {
+	cfg, subject, err := h.backend(ctx)
+	if err != nil {
+		return nil, err
+	}
+	h.s.mu.Lock()
+	v, ok := h.s.data[subject+"/"+req.GetKey()]
+	h.s.mu.Unlock()
+	if !ok {
+		return nil, status.Error(codes.NotFound, "no such key")
+	}
+	return &pb.GetResponse{Value: v, BackendUser: fmt.Sprint(cfg["backend_username"]), Subject: subject}, nil
+}
+
+// Catalog returns the running providers (for tests and the demo).
+func (s *Server) Catalog() *catalog.Catalog { return s.cat }
+
+// Keys lists the stored keys (for tests and the demo).
+func (s *Server) Keys() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	keys := make([]string, 0, len(s.data))
+	for k := range s.data {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}

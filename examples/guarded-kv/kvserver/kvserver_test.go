@@ -1,0 +1,195 @@
+package kvserver_test
+
+import (
+	"context"
+	"errors"
+	"net"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"go.uber.org/goleak"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+
+	"github.com/keyfort/keyfort/config"
+	"github.com/keyfort/keyfort/examples/guarded-kv/kvserver"
+	"github.com/keyfort/keyfort/internal/hosttest"
+	pb "github.com/keyfort/keyfort/internal/kvexamplepb/v1"
+	"github.com/keyfort/keyfort/internal/pgtest"
+	"github.com/keyfort/keyfort/internal/vaulttest"
+	"github.com/keyfort/keyfort/provider"
+	"github.com/keyfort/keyfort/session/oidc/oidctest"
+)
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	hosttest.Cleanup()
+	if code == 0 {
+		runtime.GC()
+		if err := goleak.Find(); err != nil {
+			println("goleak:", err.Error())
+			code = 1
+		}
+	}
+	os.Exit(code)
+}
+
+// serve loads an example configuration as it ships, with the issuer overridden through the
+// environment as a deployment would, and runs the service.
+func serve(t *testing.T, file, issuer string, opts kvserver.Options) (*kvserver.Server, pb.KeyValueServiceClient) {
+	t.Helper()
+	var environ []string
+	if issuer != "" {
+		environ = append(environ, "KEYFORT_IDENTITY__SECRETS__OIDC__GOOGLE__ISSUER="+issuer)
+	}
+	cfg, err := config.Load(config.Source{Files: []string{filepath.Join("..", "config", file)}, Environ: environ})
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts.HostBinary = hosttest.ProviderHost(t)
+	srv, err := kvserver.New(context.Background(), cfg, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = srv.Serve(l) }()
+	t.Cleanup(srv.Close)
+	cc, err := grpc.NewClient(l.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cc.Close() })
+	return srv, pb.NewKeyValueServiceClient(cc)
+}
+
+func bearer(tok string) context.Context {
+	return metadata.AppendToOutgoingContext(context.Background(), "authorization", "Bearer "+tok)
+}
+
+func TestAuthDisabled(t *testing.T) {
+	t.Setenv("KV_BACKEND_USERNAME", "kv-service")
+	t.Setenv("KV_BACKEND_PASSWORD", "dev-password")
+	_, kv := serve(t, "auth-disabled.yaml", "", kvserver.Options{AuthDisabled: true})
+	ctx := context.Background()
+	put, err := kv.Put(ctx, &pb.PutRequest{Key: "a", Value: "1"})
+	if err != nil || put.GetBackendUser() != "kv-service" {
+		t.Fatalf("Put: got %v, %v", put, err)
+	}
+	got, err := kv.Get(ctx, &pb.GetRequest{Key: "a"})
+	if err != nil || got.GetValue() != "1" || got.GetSubject() != "anonymous" {
+		t.Errorf("Get: got %v, %v", got, err)
+	}
+}
+
+func TestAuthEnabled(t *testing.T) {
+	iss := oidctest.New(t)
+	t.Setenv("GOOGLE_CLIENT_ID", "client-123.apps.googleusercontent.com")
+	srv, kv := serve(t, "auth-enabled.yaml", iss.URL, kvserver.Options{})
+	tok := iss.Sign(t, "k1", iss.Claims("alice", "client-123.apps.googleusercontent.com"), nil)
+	if _, err := kv.Put(context.Background(), &pb.PutRequest{Key: "a", Value: "1"}); status.Code(err) != codes.Unauthenticated {
+		t.Fatalf("no token: got %v", err)
+	}
+	put, err := kv.Put(bearer(tok), &pb.PutRequest{Key: "a", Value: "1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(put.GetBackendUser(), "v-kv-") || put.GetBackendLease() == "" {
+		t.Errorf("per-session dynamic credentials: got %v", put)
+	}
+	got, err := kv.Get(bearer(tok), &pb.GetRequest{Key: "a"})
+	if err != nil || got.GetSubject() != "alice" || got.GetBackendUser() != put.GetBackendUser() {
+		t.Errorf("Get in the same session: got %v, %v", got, err)
+	}
+	other := iss.Sign(t, "k1", iss.Claims("bob", "client-123.apps.googleusercontent.com"), nil)
+	if _, err := kv.Get(bearer(other), &pb.GetRequest{Key: "a"}); status.Code(err) != codes.NotFound {
+		t.Errorf("another caller's session sees alice's data: %v", err)
+	}
+	if err := srv.End(context.Background(), tok, time.Now().Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	cl, _ := srv.Catalog().Client("memory")
+	lease := provider.Lease{ID: put.GetBackendLease(), TTL: time.Minute, IssuedAt: time.Now(), Renewable: true}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if _, err := cl.Renew(context.Background(), lease); errors.Is(err, provider.ErrNotFound) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the session's lease was not revoked at logout")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if _, err := kv.Get(bearer(tok), &pb.GetRequest{Key: "a"}); status.Code(err) != codes.Unauthenticated {
+		t.Errorf("replay after logout: got %v", err)
+	}
+}
+
+// TestAuthEnabledVault runs the example against a real Vault: the caller's JWT is exchanged through
+// Vault's JWT auth (which fetches the issuer's JWKS over HTTP) for a session token that reads dynamic
+// PostgreSQL credentials; ending the session drops the PostgreSQL role.
+func TestAuthEnabledVault(t *testing.T) {
+	v := vaulttest.Start(t)
+	pgURL := pgtest.URL(t)
+	iss := oidctest.New(t)
+	signing, _ := provider.GenerateKey(provider.EdDSA, nil)
+	v.Write(t, "secret/data/identity/session-signing", map[string]any{"data": map[string]any{
+		"private_key": string(pemOf(signing))}})
+	v.Write(t, "sys/mounts/database", map[string]any{"type": "database"})
+	v.Write(t, "database/config/pg", map[string]any{
+		"plugin_name": "postgresql-database-plugin", "allowed_roles": "*",
+		"connection_url": "postgresql://{{username}}:{{password}}@127.0.0.1:5432/postgres?sslmode=disable",
+		"username":       "postgres", "password": "postgres",
+	})
+	v.Write(t, "database/roles/kv", map[string]any{"db_name": "pg", "default_ttl": "1h",
+		"creation_statements":   `CREATE ROLE "{{name}}" WITH LOGIN PASSWORD '{{password}}' VALID UNTIL '{{expiration}}';`,
+		"revocation_statements": `DROP ROLE IF EXISTS "{{name}}";`})
+	v.Write(t, "sys/auth/jwt", map[string]any{"type": "jwt"})
+	v.Write(t, "auth/jwt/config", map[string]any{"jwks_url": iss.URL + "/jwks", "bound_issuer": iss.URL})
+	v.Write(t, "sys/policies/acl/kv", map[string]any{"policy": `path "database/creds/kv" { capabilities = ["read"] }`})
+	v.Write(t, "auth/jwt/role/keyfort-sessions", map[string]any{"role_type": "jwt", "user_claim": "sub",
+		"bound_audiences": []string{"client-123.apps.googleusercontent.com"}, "token_policies": []string{"kv"}, "token_type": "service"})
+	t.Setenv("VAULT_ADDR", v.Addr)
+	t.Setenv("VAULT_TOKEN", vaulttest.RootToken)
+	t.Setenv("GOOGLE_CLIENT_ID", "client-123.apps.googleusercontent.com")
+	srv, kv := serve(t, "auth-enabled-vault.yaml", iss.URL, kvserver.Options{})
+	tok := iss.Sign(t, "k1", iss.Claims("alice", "client-123.apps.googleusercontent.com"), nil)
+	put, err := kv.Put(bearer(tok), &pb.PutRequest{Key: "a", Value: "1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	admin, err := pgx.Connect(ctx, pgURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close(ctx)
+	exists := func() bool {
+		var n int
+		_ = admin.QueryRow(ctx, `SELECT count(*) FROM pg_roles WHERE rolname = $1`, put.GetBackendUser()).Scan(&n)
+		return n == 1
+	}
+	if !exists() {
+		t.Fatalf("backend user %q is not a PostgreSQL role made by Vault", put.GetBackendUser())
+	}
+	if err := srv.End(ctx, tok, time.Now().Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(15 * time.Second)
+	for exists() {
+		if time.Now().After(deadline) {
+			t.Fatal("the session's PostgreSQL role survived the end of the session")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
