@@ -20,7 +20,7 @@ if [ -n "$unformatted" ]; then
 fi
 
 step "go mod tidy (library and tool modules)"
-for mod in . internal/tools/protogen internal/tools/vaultdev; do
+for mod in . internal/tools/protogen internal/tools/vaultdev internal/e2e; do
 	(cd "$mod" && cp go.mod /tmp/keyfort-go.mod.bak && cp go.sum /tmp/keyfort-go.sum.bak &&
 		go mod tidy &&
 		if ! diff -q go.mod /tmp/keyfort-go.mod.bak >/dev/null || ! diff -q go.sum /tmp/keyfort-go.sum.bak >/dev/null; then
@@ -31,6 +31,7 @@ done
 
 step "go vet"
 go vet ./...
+(cd internal/e2e && go vet ./...)
 
 step "protobuf: regenerate and compare with the committed code"
 scripts/genproto.sh --check
@@ -40,6 +41,9 @@ eval "$(scripts/services.sh)"
 
 step "go test -race ./..."
 go test -race -count=1 -timeout 15m ./...
+
+step "end to end against a real OpenID Provider (internal/e2e, its own module)"
+(cd internal/e2e && go test -race -count=1 ./...)
 
 step "fuzz: configuration, token and metadata parsing (a few seconds each)"
 go test -run '^$' -fuzz '^FuzzLoadYAML$' -fuzztime 8s ./config/
