@@ -9,6 +9,8 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"hash"
+	"io"
 	"log/slog"
 	"strings"
 	"sync"
@@ -97,7 +99,7 @@ type Session struct {
 	Principal Principal
 	CreatedAt time.Time
 
-	key   string
+	key   tokenKey
 	cache *Cache
 	ctx   context.Context
 	end   context.CancelFunc
@@ -320,8 +322,9 @@ type Cache struct {
 	fetchTimeout time.Duration
 	log          *slog.Logger
 	metrics      cacheMetrics
-	c            *otter.Cache[string, *Session]
+	c            *otter.Cache[tokenKey, *Session]
 	now          func() time.Time
+	macs         sync.Pool
 	revalidator  Revalidator
 	revalidate   time.Duration
 	wg           sync.WaitGroup
@@ -361,6 +364,8 @@ func NewCache(cfg CacheConfig) (*Cache, error) {
 	if c.store == nil {
 		c.store = NewMemoryStore(cfg.Now)
 	}
+	hashKey := cfg.HashKey
+	c.macs.New = func() any { return hmac.New(sha256.New, hashKey) }
 	c.metrics = newCacheMetrics(cfg.Registerer)
 	c.revalidator, _ = cfg.Authenticator.(Revalidator)
 	c.revalidate = orDefault(cfg.Revalidate, 15*time.Second)
@@ -370,15 +375,15 @@ func NewCache(cfg CacheConfig) (*Cache, error) {
 		c.now = time.Now
 	}
 	now := c.now
-	c.c = otter.Must(&otter.Options[string, *Session]{
+	c.c = otter.Must(&otter.Options[tokenKey, *Session]{
 		MaximumSize: cfg.MaxSessions,
 		Clock:       clockAdapter{now},
-		ExpiryCalculator: otter.ExpiryAccessingFunc(func(e otter.Entry[string, *Session]) time.Duration {
+		ExpiryCalculator: otter.ExpiryAccessingFunc(func(e otter.Entry[tokenKey, *Session]) time.Duration {
 			t := now()
 			life := min(ttl-t.Sub(e.Value.CreatedAt), e.Value.Principal.ExpiresAt.Sub(t))
 			return max(min(idle, life), 0)
 		}),
-		OnDeletion: func(e otter.DeletionEvent[string, *Session]) {
+		OnDeletion: func(e otter.DeletionEvent[tokenKey, *Session]) {
 			reason := "logout"
 			switch e.Cause {
 			case otter.CauseExpiration:
@@ -449,11 +454,21 @@ func split(raw string) (signed, sig string, ok bool) {
 	return raw[:i], raw[i+1:], true
 }
 
-func (c *Cache) key(signed string) string {
-	h := hmac.New(sha256.New, c.hashKey)
-	h.Write([]byte(signed))
-	var sum [sha256.Size]byte
-	return base64.RawURLEncoding.EncodeToString(h.Sum(sum[:0]))
+// tokenKey is the keyed hash of a token's signed part.
+type tokenKey [sha256.Size]byte
+
+// String is the key's form in stores.
+func (k tokenKey) String() string { return base64.RawURLEncoding.EncodeToString(k[:]) }
+
+// key hashes signed with a pooled HMAC: no allocation on the request path.
+func (c *Cache) key(signed string) tokenKey {
+	h := c.macs.Get().(hash.Hash)
+	h.Reset()
+	_, _ = io.WriteString(h, signed)
+	var k tokenKey
+	h.Sum(k[:0])
+	c.macs.Put(h)
+	return k
 }
 
 // Get returns the session of raw, creating it on a miss (full verification, tombstone check). A hit
@@ -474,7 +489,7 @@ func (c *Cache) Get(ctx context.Context, raw string) (*Session, error) {
 	}
 	c.metrics.miss.Inc()
 	start := time.Now()
-	s, err := c.c.Get(ctx, key, otter.LoaderFunc[string, *Session](func(ctx context.Context, key string) (*Session, error) {
+	s, err := c.c.Get(ctx, key, otter.LoaderFunc[tokenKey, *Session](func(ctx context.Context, key tokenKey) (*Session, error) {
 		return c.create(ctx, key, raw, sig)
 	}))
 	if err != nil {
@@ -492,7 +507,7 @@ func (c *Cache) Get(ctx context.Context, raw string) (*Session, error) {
 }
 
 // revalidateIfDue asks the Revalidator again once per interval; a revoked session ends here.
-func (c *Cache) revalidateIfDue(ctx context.Context, s *Session, key string) error {
+func (c *Cache) revalidateIfDue(ctx context.Context, s *Session, key tokenKey) error {
 	if c.revalidator == nil || c.revalidate < 0 {
 		return nil
 	}
@@ -512,14 +527,14 @@ func (c *Cache) revalidateIfDue(ctx context.Context, s *Session, key string) err
 	return nil
 }
 
-func (c *Cache) create(ctx context.Context, key, raw, sig string) (*Session, error) {
+func (c *Cache) create(ctx context.Context, key tokenKey, raw, sig string) (*Session, error) {
 	select {
 	case <-c.closed:
 		return nil, errors.New("session: cache closed")
 	default:
 	}
 	if c.store != nil {
-		dead, err := c.store.Tombstoned(ctx, key)
+		dead, err := c.store.Tombstoned(ctx, key.String())
 		if err != nil {
 			return nil, fmt.Errorf("%w: %v", ErrStoreUnavailable, err)
 		}
@@ -567,7 +582,7 @@ func (c *Cache) End(ctx context.Context, raw string, expiresAt time.Time) error 
 	}
 	key := c.key(signed)
 	if c.store != nil {
-		if err := c.store.Tombstone(ctx, key, expiresAt); err != nil {
+		if err := c.store.Tombstone(ctx, key.String(), expiresAt); err != nil {
 			return fmt.Errorf("%w: %v", ErrStoreUnavailable, err)
 		}
 	}

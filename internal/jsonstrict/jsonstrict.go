@@ -2,45 +2,163 @@ package jsonstrict
 
 import (
 	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
 )
 
-// Object checks that data is exactly one JSON object whose member names are unique.
-func Object(data []byte) error {
-	dec := json.NewDecoder(bytes.NewReader(data))
-	tok, err := dec.Token()
-	if err != nil {
-		return errors.New("not JSON")
-	}
-	if d, ok := tok.(json.Delim); !ok || d != '{' {
+// maxMembers bounds the members of an object checked for duplicates without allocating; tokens have
+// a dozen at most, and more is refused.
+const maxMembers = 64
+
+// Object checks that data is exactly one JSON object whose top-level member names are unique (raw,
+// as written) and, when allowed is not nil, each accepted by allowed. It does not allocate. Member
+// values are checked for well-formedness only as far as skipping them needs; decode them afterwards
+// with encoding/json, which checks the rest.
+func Object(data []byte, allowed func(name []byte) bool) error {
+	i := skipSpace(data, 0)
+	if i >= len(data) || data[i] != '{' {
 		return errors.New("not a JSON object")
 	}
-	seen := make(map[string]struct{}, 16)
-	for dec.More() {
-		tok, err := dec.Token()
+	i++
+	var names [maxMembers][]byte
+	n := 0
+	i = skipSpace(data, i)
+	if i < len(data) && data[i] == '}' {
+		return trailing(data, i+1)
+	}
+	for {
+		i = skipSpace(data, i)
+		start := i
+		end, err := skipString(data, i)
 		if err != nil {
+			return err
+		}
+		name := data[start+1 : end-1] // raw, escapes included: two spellings of one name also differ here
+		if bytes.IndexByte(name, '\\') >= 0 {
+			return errors.New("escaped member names are not accepted")
+		}
+		for _, seen := range names[:n] {
+			if bytes.Equal(seen, name) {
+				return fmt.Errorf("duplicate member %q", name)
+			}
+		}
+		if n == maxMembers {
+			return errors.New("too many members")
+		}
+		if allowed != nil && !allowed(name) {
+			return fmt.Errorf("unknown member %q", name)
+		}
+		names[n] = name
+		n++
+		i = skipSpace(data, end)
+		if i >= len(data) || data[i] != ':' {
 			return errors.New("malformed JSON object")
 		}
-		name, _ := tok.(string)
-		if _, dup := seen[name]; dup {
-			return fmt.Errorf("duplicate member %q", name)
+		if i, err = skipValue(data, skipSpace(data, i+1), 0); err != nil {
+			return err
 		}
-		seen[name] = struct{}{}
-		var skip json.RawMessage
-		if err := dec.Decode(&skip); err != nil {
-			return errors.New("malformed JSON value")
+		i = skipSpace(data, i)
+		if i >= len(data) {
+			return errors.New("malformed JSON object")
+		}
+		switch data[i] {
+		case ',':
+			i++
+		case '}':
+			return trailing(data, i+1)
+		default:
+			return errors.New("malformed JSON object")
 		}
 	}
-	if _, err := dec.Token(); err != nil {
-		return errors.New("malformed JSON object")
-	}
-	if dec.More() {
-		return errors.New("trailing data after the JSON object")
-	}
-	if _, err := dec.Token(); err == nil {
+}
+
+func trailing(data []byte, i int) error {
+	if skipSpace(data, i) != len(data) {
 		return errors.New("trailing data after the JSON object")
 	}
 	return nil
+}
+
+func skipSpace(data []byte, i int) int {
+	for i < len(data) && (data[i] == ' ' || data[i] == '\t' || data[i] == '\n' || data[i] == '\r') {
+		i++
+	}
+	return i
+}
+
+// skipString returns the index after the string starting at i.
+func skipString(data []byte, i int) (int, error) {
+	if i >= len(data) || data[i] != '"' {
+		return 0, errors.New("malformed JSON string")
+	}
+	for i++; i < len(data); i++ {
+		switch data[i] {
+		case '\\':
+			i++
+		case '"':
+			return i + 1, nil
+		}
+	}
+	return 0, errors.New("unterminated JSON string")
+}
+
+const maxDepth = 32
+
+// skipValue returns the index after the value starting at i.
+func skipValue(data []byte, i, depth int) (int, error) {
+	if depth > maxDepth {
+		return 0, errors.New("JSON nested too deeply")
+	}
+	if i >= len(data) {
+		return 0, errors.New("missing JSON value")
+	}
+	switch c := data[i]; {
+	case c == '"':
+		return skipString(data, i)
+	case c == '{' || c == '[':
+		closing := byte('}')
+		if c == '[' {
+			closing = ']'
+		}
+		i = skipSpace(data, i+1)
+		if i < len(data) && data[i] == closing {
+			return i + 1, nil
+		}
+		for {
+			var err error
+			if c == '{' {
+				if i, err = skipString(data, skipSpace(data, i)); err != nil {
+					return 0, err
+				}
+				i = skipSpace(data, i)
+				if i >= len(data) || data[i] != ':' {
+					return 0, errors.New("malformed JSON object")
+				}
+				i++
+			}
+			if i, err = skipValue(data, skipSpace(data, i), depth+1); err != nil {
+				return 0, err
+			}
+			i = skipSpace(data, i)
+			if i >= len(data) {
+				return 0, errors.New("unterminated JSON value")
+			}
+			if data[i] == closing {
+				return i + 1, nil
+			}
+			if data[i] != ',' {
+				return 0, errors.New("malformed JSON value")
+			}
+			i++
+		}
+	default: // number, true, false, null: up to the next delimiter; encoding/json validates it later
+		start := i
+		for i < len(data) && !bytes.ContainsRune([]byte(",}] \t\r\n"), rune(data[i])) {
+			i++
+		}
+		if i == start {
+			return 0, errors.New("malformed JSON value")
+		}
+		return i, nil
+	}
 }

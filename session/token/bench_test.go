@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/golang-jwt/jwt/v5"
+
 	"github.com/keyfort/keyfort/provider"
 	"github.com/keyfort/keyfort/session/token"
 )
@@ -88,4 +90,32 @@ func BenchmarkRawEd25519Verify(b *testing.B) {
 			b.Fatal("verify")
 		}
 	}
+}
+
+// golang-jwt v5 verifying the same tokens with the same keys, for comparison in the same run.
+
+func benchGolangJWT(b *testing.B, alg provider.Algorithm, method jwt.SigningMethod) {
+	_, tok, k := benchToken(b, alg)
+	var key any
+	if alg == provider.HS256 {
+		key = k.Private.Reveal()
+	} else {
+		key, _ = k.PublicKey()
+	}
+	parser := jwt.NewParser(jwt.WithValidMethods([]string{method.Alg()}), jwt.WithAudience("api"),
+		jwt.WithIssuer("https://keyfort.test"), jwt.WithExpirationRequired())
+	keyFunc := func(*jwt.Token) (any, error) { return key, nil }
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := parser.Parse(tok, keyFunc); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkGolangJWTVerifyHS256(b *testing.B) {
+	benchGolangJWT(b, provider.HS256, jwt.SigningMethodHS256)
+}
+func BenchmarkGolangJWTVerifyEdDSA(b *testing.B) {
+	benchGolangJWT(b, provider.EdDSA, jwt.SigningMethodEdDSA)
 }

@@ -310,7 +310,7 @@ func (c *Codec) Verify(ctx context.Context, token, typ, audience string) (Claims
 		return claims, fmt.Errorf("%w: header is not canonical base64url", ErrMalformed)
 	}
 	var h header
-	if err := strictUnmarshal(hbuf[:hn], &h); err != nil {
+	if err := strictUnmarshal(hbuf[:hn], &h, headerMember); err != nil {
 		return claims, fmt.Errorf("%w: header: %v", ErrMalformed, err)
 	}
 	if h.Typ != typ {
@@ -338,7 +338,7 @@ func (c *Codec) Verify(ctx context.Context, token, typ, audience string) (Claims
 	if !verify(k, token[:d2], sig) {
 		return claims, ErrSignature
 	}
-	if err := strictUnmarshal(payload, &claims); err != nil {
+	if err := strictUnmarshal(payload, &claims, claimMember); err != nil {
 		return Claims{}, fmt.Errorf("%w: claims: %v", ErrMalformed, err)
 	}
 	return claims, c.checkClaims(&claims, audience)
@@ -393,19 +393,26 @@ func verify(k *parsedKey, input string, sig []byte) bool {
 	return false
 }
 
-// strictUnmarshal decodes one JSON object, refusing duplicate members, unknown fields and trailing
-// data.
-func strictUnmarshal(data []byte, v any) error {
-	if err := jsonstrict.Object(data); err != nil {
+// strictUnmarshal decodes one JSON object, refusing duplicate and unknown members and trailing data.
+func strictUnmarshal(data []byte, v any, allowed func([]byte) bool) error {
+	if err := jsonstrict.Object(data, allowed); err != nil {
 		return err
 	}
-	dec := json.NewDecoder(strings.NewReader(string(data)))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		return err
+	return json.Unmarshal(data, v)
+}
+
+func headerMember(name []byte) bool {
+	switch string(name) {
+	case "alg", "kid", "typ":
+		return true
 	}
-	if dec.More() {
-		return errors.New("trailing data")
+	return false
+}
+
+func claimMember(name []byte) bool {
+	switch string(name) {
+	case "iss", "sub", "aud", "exp", "nbf", "iat", "jti", "tid", "idp", "sid", "fam", "scope":
+		return true
 	}
-	return nil
+	return false
 }
