@@ -11,6 +11,9 @@ trap 'rm -f "$out"' EXIT
 	go test -run '^$' -bench 'ClientCacheHit|Raw' -benchmem -count "$count" ./provider/
 	go test -run '^$' -bench 'PingPong|RoundTrip' -benchtime 3000x -benchmem -count "$count" ./provider/plugin/
 	go test -run '^$' -bench 'PluginStart' -benchtime 20x -benchmem -count 3 ./provider/plugin/
+	go test -run '^$' -bench 'SessionCacheHit|RawKeyed' -benchmem -count "$count" ./session/
+	go test -run '^$' -bench 'SessionMemory' -benchtime 1x -count 1 ./session/
+	go test -run '^$' -bench 'Verify|Sign|Raw|GolangJWT' -benchmem -count "$count" ./session/token/
 } | tee "$out" >&2
 
 # median ns/op of a benchmark across -count runs
@@ -24,6 +27,13 @@ pp=$(med BenchmarkUnixSocketPingPong); rt=$(med BenchmarkPluginRoundTrip); rtk=$
 start=$(med BenchmarkPluginStart); rss=$(field BenchmarkPluginStart plugin-rss-KiB)
 hitallocs=$(field BenchmarkClientCacheHit allocs/op); rtallocs=$(field BenchmarkPluginRoundTrip allocs/op)
 
+shit=$(med BenchmarkSessionCacheHit); shitp=$(med BenchmarkSessionCacheHitParallel); rawkh=$(med BenchmarkRawKeyedHashMapLookup)
+shitallocs=$(field BenchmarkSessionCacheHit allocs/op); mem=$(field BenchmarkSessionMemory bytes/session)
+vhs=$(med BenchmarkVerifyHS256); ved=$(med BenchmarkVerifyEdDSA); ves=$(med BenchmarkVerifyES256); vrs=$(med BenchmarkVerifyRS256)
+rawh=$(med BenchmarkRawHMACSHA256); rawed=$(med BenchmarkRawEd25519Verify)
+gjh=$(med BenchmarkGolangJWTVerifyHS256); gje=$(med BenchmarkGolangJWTVerifyEdDSA)
+shs=$(med BenchmarkSignHS256); sed25=$(med BenchmarkSignEdDSA); ses=$(med BenchmarkSignES256); srs=$(med BenchmarkSignRS256)
+
 table=$(cat <<TXT
 | Hot path | ns/op (median of $count) | allocs/op | Raw primitive, same run | ns/op | Ratio | Target |
 |---|---:|---:|---|---:|---:|---|
@@ -34,6 +44,15 @@ table=$(cat <<TXT
 | plugin round trip: SigningKeys (one EdDSA key) | $rtk | | two-process unix-socket ping-pong | $pp | $(ratio "$rtk" "$pp")× | |
 | plugin start (fork/exec, handshake, AutoMTLS, Configure) to first answer | $start | | | | | |
 | plugin resident memory after first call | ${rss} KiB | | | | | |
+| session cache hit (the interceptor's path) | $shit | $shitallocs | pooled HMAC-SHA-256 of the signed part + map lookup | $rawkh | $(ratio "$shit" "$rawkh")× | ≤ 1.2×, ≤ 2 allocs |
+| same, 2 goroutines in parallel | $shitp | | | | | |
+| memory per cached session at 100k sessions | ${mem} B | | | | | ≤ 1 KiB |
+| own token verify HS256 | $vhs | | raw HMAC-SHA-256 of the signing input | $rawh | $(ratio "$vhs" "$rawh")× | ≤ 3× |
+| own token verify HS256 | $vhs | | golang-jwt v5 verifying the same token | $gjh | $(ratio "$vhs" "$gjh")× | < 1× |
+| own token verify EdDSA | $ved | | raw ed25519.Verify | $rawed | $(ratio "$ved" "$rawed")× | ≤ 1.1× |
+| own token verify EdDSA | $ved | | golang-jwt v5 verifying the same token | $gje | $(ratio "$ved" "$gje")× | < 1× |
+| own token verify ES256 / RS256 | $ves / $vrs | | | | | |
+| own token sign HS256 / EdDSA / ES256 / RS256 | $shs / $sed25 / $ses / $srs | | | | | |
 TXT
 )
 if [ "${1:-}" = "--print" ]; then
