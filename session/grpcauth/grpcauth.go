@@ -81,7 +81,7 @@ func (g *guard) token(md metadata.MD) (string, error) {
 		if !ok || !strings.EqualFold(scheme, "bearer") || tok == "" {
 			return "", errors.New("authorization header is not a bearer token")
 		}
-		found = append(found, strings.TrimSpace(tok))
+		found = append(found, tok)
 	}
 	for _, h := range g.cfg.TokenHeaders {
 		found = append(found, md.Get(h)...)
@@ -93,6 +93,8 @@ func (g *guard) token(md metadata.MD) (string, error) {
 		return "", errors.New("more than one credential")
 	case len(found[0]) > g.cfg.MaxCredentialSize:
 		return "", errors.New("credential too large")
+	case strings.IndexFunc(found[0], func(r rune) bool { return r <= ' ' || r == 0x7f }) >= 0:
+		return "", errors.New("credential contains whitespace or control characters")
 	}
 	return found[0], nil
 }
