@@ -5,6 +5,7 @@
 #   - PostgreSQL on 127.0.0.1:5432, superuser "postgres" with trust authentication on loopback
 #     (Vault's database secrets engine creates and drops roles in it);
 #   - Redis on 127.0.0.1:6379 (the session store shared by replicas);
+#   - moto, the AWS emulator, in the machine's Python (checked: it cannot be installed from here);
 #   - a HashiCorp Vault binary built from internal/tools/vaultdev (tests start their own dev servers).
 # Progress goes to stderr; stdout carries only the export lines.
 set -euo pipefail
@@ -56,8 +57,18 @@ ensure_redis() {
 	log "Redis did not become ready"; exit 1
 }
 
+ensure_moto() {
+	# moto (the AWS emulator) comes with the machine's Python and cannot be installed from here.
+	if ! python3 -c 'import moto.server' 2>/dev/null; then
+		log "moto is missing: python3 -c 'import moto.server' fails; the AWS provider tests need it (moto 5.2.1)"
+		exit 1
+	fi
+	log "moto $(python3 -c 'import moto; print(moto.__version__)') is available"
+}
+
 ensure_postgres
 ensure_redis
+ensure_moto
 vault_bin=$(scripts/vault-dev.sh)
 log "Vault binary: $vault_bin"
 echo "export KEYFORT_VAULT_BIN='$vault_bin'"

@@ -10,6 +10,7 @@ import (
 
 	"github.com/keyfort/keyfort/provider"
 	"github.com/keyfort/keyfort/provider/plugin"
+	"github.com/keyfort/keyfort/providers/aws"
 	"github.com/keyfort/keyfort/providers/env"
 	"github.com/keyfort/keyfort/providers/memory"
 	"github.com/keyfort/keyfort/providers/vault"
@@ -17,6 +18,7 @@ import (
 
 // builtins lists every adapter this binary serves, explicitly (no init-time registration).
 var builtins = map[string]provider.Factory{
+	"aws":    aws.Factory,
 	"memory": memory.Factory,
 	"env":    env.Factory,
 	"vault":  vault.Factory,

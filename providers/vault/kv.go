@@ -2,7 +2,6 @@ package vault
 
 import (
 	"context"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -236,7 +235,7 @@ func (p *Provider) kvKeySet(ctx context.Context, location, path string) (provide
 		if err != nil {
 			return provider.KeySet{}, err
 		}
-		k, err := keyFromData(data)
+		k, err := provider.KeyFromFields(data)
 		if err != nil {
 			return provider.KeySet{}, provider.NewError(provider.ErrInvalidConfig, fmt.Sprintf("%s (version %d)", location, v.n), err)
 		}
@@ -260,47 +259,4 @@ func (p *Provider) kvKeySet(ctx context.Context, location, path string) (provide
 		return provider.KeySet{}, provider.NewError(provider.ErrNotFound, location, errors.New("no version is valid now (check not_before/not_after)"))
 	}
 	return ks, nil
-}
-
-// keyFromData parses one KV version: private_key (PEM) or secret (HS256), optional algorithm,
-// not_before and not_after (RFC 3339).
-func keyFromData(data map[string]any) (provider.Key, error) {
-	var alg provider.Algorithm
-	if a, _ := data["algorithm"].(string); a != "" {
-		var err error
-		if alg, err = provider.ParseAlgorithm(a); err != nil {
-			return provider.Key{}, err
-		}
-	}
-	var k provider.Key
-	var err error
-	switch {
-	case data["private_key"] != nil:
-		pemText, _ := data["private_key"].(string)
-		k, err = provider.ParseKey(alg, []byte(pemText))
-	case data["secret"] != nil:
-		s, _ := data["secret"].(string)
-		raw := []byte(s)
-		if rest, ok := strings.CutPrefix(s, "base64:"); ok {
-			if raw, err = base64.StdEncoding.DecodeString(rest); err != nil {
-				return provider.Key{}, errors.New("field secret has the base64: prefix but is not valid base64")
-			}
-		}
-		k, err = provider.ParseKey(provider.HS256, raw)
-	default:
-		return provider.Key{}, fmt.Errorf("want a private_key or secret field (fields: %v)", fieldNames(data))
-	}
-	if err != nil {
-		return provider.Key{}, err
-	}
-	for field, dst := range map[string]*time.Time{"not_before": &k.NotBefore, "not_after": &k.NotAfter} {
-		if s, _ := data[field].(string); s != "" {
-			t, perr := time.Parse(time.RFC3339, s)
-			if perr != nil {
-				return provider.Key{}, fmt.Errorf("field %s: want RFC 3339", field)
-			}
-			*dst = t
-		}
-	}
-	return k, nil
 }
