@@ -285,4 +285,3 @@ func headerKid(t *testing.T, tok string) string {
 	t.Helper()
 	return strings.Split(tok, ".")[0] + "|" + decodeHeader(t, tok)
 }
-
