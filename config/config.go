@@ -32,7 +32,7 @@ const DefaultGoogleIssuer = "https://accounts.google.com"
 
 // BuiltinTypes are the provider types served by provider-host. A binding may name one without
 // declaring it under providers; it then runs with empty settings.
-var BuiltinTypes = []string{"aws", "env", "memory", "vault"}
+var BuiltinTypes = []string{"aws", "env", "gcp", "memory", "vault"}
 
 // Kind is what a binding resolves to.
 type Kind string

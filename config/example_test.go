@@ -15,7 +15,7 @@ func ExampleLoad() {
 	fmt.Println(cfg)
 	// Output:
 	// keyfort: invalid configuration (1 problem):
-	//   - identity.secrets.session_signing (provider "hsm", location "session-signing"): unknown provider "hsm": declare it under providers (built-in types: [aws env memory vault])
+	//   - identity.secrets.session_signing (provider "hsm", location "session-signing"): unknown provider "hsm": declare it under providers (built-in types: [aws env gcp memory vault])
 	// <nil>
 }
 

@@ -12,6 +12,7 @@ import (
 	"github.com/keyfort/keyfort/provider/plugin"
 	"github.com/keyfort/keyfort/providers/aws"
 	"github.com/keyfort/keyfort/providers/env"
+	"github.com/keyfort/keyfort/providers/gcp"
 	"github.com/keyfort/keyfort/providers/memory"
 	"github.com/keyfort/keyfort/providers/vault"
 )
@@ -21,6 +22,7 @@ var builtins = map[string]provider.Factory{
 	"aws":    aws.Factory,
 	"memory": memory.Factory,
 	"env":    env.Factory,
+	"gcp":    gcp.Factory,
 	"vault":  vault.Factory,
 }
 
