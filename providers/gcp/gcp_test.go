@@ -20,7 +20,9 @@ import (
 	"go.uber.org/goleak"
 	"google.golang.org/api/option"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
 
 	"github.com/keyfort/keyfort/internal/hosttest"
 	"github.com/keyfort/keyfort/provider"
@@ -55,9 +57,9 @@ type emulator struct {
 	once   sync.Once
 }
 
-func startEmulator(t *testing.T) *emulator {
+func startEmulator(t *testing.T, opts ...grpc.ServerOption) *emulator {
 	t.Helper()
-	srv := grpc.NewServer()
+	srv := grpc.NewServer(opts...)
 	if err := gcpemulator.Register(srv); err != nil {
 		t.Fatal(err)
 	}
@@ -302,5 +304,36 @@ func TestRotationThroughSessionRefresh(t *testing.T) {
 	}
 	if _, err := m.VerifyAccess(ctx, first.AccessToken); err != nil {
 		t.Errorf("a token signed with the previous version: %v", err)
+	}
+}
+
+// TestIAMDenialAndDeadlines extends the emulator, on the wire, with what it lacks: an IAM denial for
+// one secret and a backend that never answers another in time.
+func TestIAMDenialAndDeadlines(t *testing.T) {
+	deny := func(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+		if r, ok := req.(*secretmanagerpb.AccessSecretVersionRequest); ok {
+			switch {
+			case strings.Contains(r.GetName(), "/secrets/forbidden/"):
+				return nil, status.Error(codes.PermissionDenied, "Permission 'secretmanager.versions.access' denied for resource")
+			case strings.Contains(r.GetName(), "/secrets/slow/"):
+				<-ctx.Done()
+				return nil, status.FromContextError(ctx.Err()).Err()
+			}
+		}
+		return h(ctx, req)
+	}
+	e := startEmulator(t, grpc.UnaryInterceptor(deny))
+	forbidden := e.create(t, "forbidden", "x")
+	slow := e.create(t, "slow", "x")
+	p := newProvider(t, e)
+	_, err := p.Secret(context.Background(), forbidden)
+	if !errors.Is(err, provider.ErrPermissionDenied) || !strings.Contains(err.Error(), "forbidden") {
+		t.Errorf("IAM denial: got %v, want ErrPermissionDenied naming the secret", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	_, err = p.Secret(ctx, slow)
+	if !errors.Is(err, provider.ErrUnavailable) || !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("a backend past the deadline: got %v, want ErrUnavailable wrapping DeadlineExceeded", err)
 	}
 }
