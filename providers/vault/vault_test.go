@@ -8,10 +8,13 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"errors"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -611,5 +614,56 @@ func TestTokenExpiringUnderALiveLease(t *testing.T) {
 	}
 	if _, err := p.Renew(ctx, creds.Lease); !errors.Is(err, provider.ErrNotFound) {
 		t.Errorf("renewing under an expired token: got %v, want ErrNotFound", err)
+	}
+}
+
+// TestKubernetesLogin runs the provider's Kubernetes login against a real Vault whose kubernetes auth
+// talks to a fake API server speaking the TokenReview API: no cluster runs here, but Vault and the
+// provider do what they would against one.
+func TestKubernetesLogin(t *testing.T) {
+	var reviews atomic.Int64
+	api := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/apis/authentication.k8s.io/v1/tokenreviews" {
+			http.NotFound(w, r)
+			return
+		}
+		reviews.Add(1)
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(map[string]any{
+			"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview",
+			"status": map[string]any{"authenticated": true, "audiences": []string{"https://kubernetes.default.svc"}, "user": map[string]any{
+				"username": "system:serviceaccount:identity:keyfort", "uid": "uid-1",
+				"groups": []string{"system:serviceaccounts", "system:serviceaccounts:identity"}}},
+		})
+	}))
+	defer api.Close()
+	srv := vaulttest.Start(t)
+	srv.Write(t, "sys/auth/kubernetes", map[string]any{"type": "kubernetes"})
+	srv.Write(t, "auth/kubernetes/config", map[string]any{"kubernetes_host": api.URL, "disable_local_ca_jwt": true})
+	srv.Write(t, "sys/policies/acl/read-app", map[string]any{"policy": `path "secret/data/app" { capabilities = ["read"] }`})
+	srv.Write(t, "auth/kubernetes/role/keyfort", map[string]any{"bound_service_account_names": "keyfort",
+		"bound_service_account_namespaces": "identity", "token_policies": "read-app", "token_ttl": "1h"})
+	srv.Write(t, "secret/data/app", map[string]any{"data": map[string]any{"value": "k8s-ok"}})
+	// A projected service account token as the kubelet writes it (Vault checks it through TokenReview).
+	iss := newIssuer(t)
+	saToken, err := jwt.Signed(iss.signer).Claims(map[string]any{
+		"iss": "https://kubernetes.default.svc", "sub": "system:serviceaccount:identity:keyfort",
+		"aud": []string{"https://kubernetes.default.svc"}, "exp": time.Now().Add(time.Hour).Unix(),
+		"iat": time.Now().Add(-time.Minute).Unix(), "nbf": time.Now().Add(-time.Minute).Unix(),
+		"kubernetes.io": map[string]any{"namespace": "identity", "serviceaccount": map[string]any{"name": "keyfort", "uid": "uid-1"}},
+	}).Serialize()
+	if err != nil {
+		t.Fatal(err)
+	}
+	jwtFile := t.TempDir() + "/token"
+	if err := os.WriteFile(jwtFile, []byte(saToken), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	p := newProvider(t, map[string]any{"address": srv.Addr, "auth": map[string]any{"method": "kubernetes", "role": "keyfort", "jwt_file": jwtFile}})
+	if s, err := p.Secret(context.Background(), "secret/app"); err != nil || s.Value.RevealString() != "k8s-ok" {
+		t.Errorf("got %v, %v", s, err)
+	}
+	if reviews.Load() == 0 {
+		t.Error("Vault never asked the API server to review the token")
 	}
 }
