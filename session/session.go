@@ -379,7 +379,7 @@ func NewCache(cfg CacheConfig) (*Cache, error) {
 		MaximumSize: cfg.MaxSessions,
 		Clock:       clockAdapter{now},
 		ExpiryCalculator: otter.ExpiryAccessingFunc(func(e otter.Entry[tokenKey, *Session]) time.Duration {
-			t := now()
+			t := e.SnapshotAt() // the time otter read for this operation: no second clock read
 			life := min(ttl-t.Sub(e.Value.CreatedAt), e.Value.Principal.ExpiresAt.Sub(t))
 			return max(min(idle, life), 0)
 		}),

@@ -15,6 +15,20 @@ const maxMembers = 64
 // values are checked for well-formedness only as far as skipping them needs; decode them afterwards
 // with encoding/json, which checks the rest.
 func Object(data []byte, allowed func(name []byte) bool) error {
+	if allowed == nil {
+		return Members(data, nil)
+	}
+	return Members(data, func(name, _ []byte) error {
+		if !allowed(name) {
+			return fmt.Errorf("unknown member %q", name)
+		}
+		return nil
+	})
+}
+
+// Members checks data like Object and calls member, when not nil, with each member's raw name and raw
+// value (a JSON string keeps its quotes); an error from member stops the walk and is returned.
+func Members(data []byte, member func(name, value []byte) error) error {
 	i := skipSpace(data, 0)
 	if i >= len(data) || data[i] != '{' {
 		return errors.New("not a JSON object")
@@ -45,17 +59,20 @@ func Object(data []byte, allowed func(name []byte) bool) error {
 		if n == maxMembers {
 			return errors.New("too many members")
 		}
-		if allowed != nil && !allowed(name) {
-			return fmt.Errorf("unknown member %q", name)
-		}
 		names[n] = name
 		n++
 		i = skipSpace(data, end)
 		if i >= len(data) || data[i] != ':' {
 			return errors.New("malformed JSON object")
 		}
-		if i, err = skipValue(data, skipSpace(data, i+1), 0); err != nil {
+		vstart := skipSpace(data, i+1)
+		if i, err = skipValue(data, vstart, 0); err != nil {
 			return err
+		}
+		if member != nil {
+			if err := member(name, data[vstart:i]); err != nil {
+				return err
+			}
 		}
 		i = skipSpace(data, i)
 		if i >= len(data) {

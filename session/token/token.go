@@ -13,8 +13,11 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"hash"
+	"io"
 	"fmt"
 	"math/big"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -119,6 +122,7 @@ type parsedKey struct {
 	kid     string
 	alg     provider.Algorithm
 	headers sync.Map // typ → base64url of {"alg":..,"kid":..,"typ":..}
+	macs    sync.Pool // HS256: hmac.New(sha256.New, secret), reused
 	pub     crypto.PublicKey
 	priv    crypto.Signer
 	secret  []byte
@@ -172,6 +176,8 @@ func (c *Codec) keySet(ctx context.Context) (*parsedSet, error) {
 				return nil, fmt.Errorf("token: kid %q: HS256 secret shorter than %d bytes", k.ID, provider.MinHMACKeyLen)
 			}
 			pk.secret = k.Private.Reveal()
+			secret := pk.secret
+			pk.macs.New = func() any { return hmac.New(sha256.New, secret) }
 		case provider.EdDSA, provider.ES256, provider.RS256:
 			pub, err := k.PublicKey()
 			if err != nil {
@@ -310,7 +316,7 @@ func (c *Codec) Verify(ctx context.Context, token, typ, audience string) (Claims
 		return claims, fmt.Errorf("%w: header is not canonical base64url", ErrMalformed)
 	}
 	var h header
-	if err := strictUnmarshal(hbuf[:hn], &h, headerMember); err != nil {
+	if err := decodeHeader(hbuf[:hn], &h); err != nil {
 		return claims, fmt.Errorf("%w: header: %v", ErrMalformed, err)
 	}
 	if h.Typ != typ {
@@ -327,18 +333,27 @@ func (c *Codec) Verify(ctx context.Context, token, typ, audience string) (Claims
 	if h.Alg != string(k.alg) {
 		return claims, fmt.Errorf("%w: header alg %q, key %q is %s", ErrAlgorithm, h.Alg, k.kid, k.alg)
 	}
-	payload, err := b64.DecodeString(token[d1+1 : d2])
+	var pbuf [1024]byte
+	payload := pbuf[:0]
+	if n := b64.DecodedLen(d2 - d1 - 1); n > len(pbuf) {
+		payload = make([]byte, 0, n)
+	}
+	payload, err = b64.AppendDecode(payload, []byte(token[d1+1:d2]))
 	if err != nil {
 		return claims, fmt.Errorf("%w: payload is not canonical base64url", ErrMalformed)
 	}
-	sig, err := b64.DecodeString(token[d2+1:])
+	var sbuf [512]byte
+	if b64.DecodedLen(len(token)-d2-1) > len(sbuf) {
+		return claims, fmt.Errorf("%w: signature too long", ErrMalformed)
+	}
+	sig, err := b64.AppendDecode(sbuf[:0], []byte(token[d2+1:]))
 	if err != nil {
 		return claims, fmt.Errorf("%w: signature is not canonical base64url", ErrMalformed)
 	}
 	if !verify(k, token[:d2], sig) {
 		return claims, ErrSignature
 	}
-	if err := strictUnmarshal(payload, &claims, claimMember); err != nil {
+	if err := decodeClaims(payload, &claims); err != nil {
 		return Claims{}, fmt.Errorf("%w: claims: %v", ErrMalformed, err)
 	}
 	return claims, c.checkClaims(&claims, audience)
@@ -370,10 +385,13 @@ func (c *Codec) checkClaims(cl *Claims, audience string) error {
 func verify(k *parsedKey, input string, sig []byte) bool {
 	switch k.alg {
 	case provider.HS256:
-		m := hmac.New(sha256.New, k.secret)
-		m.Write([]byte(input))
+		m := k.macs.Get().(hash.Hash)
+		m.Reset()
+		_, _ = io.WriteString(m, input)
 		var sum [sha256.Size]byte
-		return hmac.Equal(m.Sum(sum[:0]), sig)
+		ok := hmac.Equal(m.Sum(sum[:0]), sig)
+		k.macs.Put(m)
+		return ok
 	case provider.EdDSA:
 		return len(sig) == ed25519.SignatureSize && ed25519.Verify(k.pub.(ed25519.PublicKey), []byte(input), sig)
 	case provider.ES256:
@@ -393,26 +411,94 @@ func verify(k *parsedKey, input string, sig []byte) bool {
 	return false
 }
 
-// strictUnmarshal decodes one JSON object, refusing duplicate and unknown members and trailing data.
-func strictUnmarshal(data []byte, v any, allowed func([]byte) bool) error {
-	if err := jsonstrict.Object(data, allowed); err != nil {
-		return err
-	}
-	return json.Unmarshal(data, v)
+// decodeHeader decodes exactly alg, kid and typ, each a string, each at most once.
+func decodeHeader(data []byte, h *header) error {
+	return jsonstrict.Members(data, func(name, value []byte) error {
+		var dst *string
+		switch string(name) {
+		case "alg":
+			dst = &h.Alg
+		case "kid":
+			dst = &h.Kid
+		case "typ":
+			dst = &h.Typ
+		default:
+			return fmt.Errorf("unknown member %q", name)
+		}
+		s, err := jsonString(value)
+		if err != nil {
+			return fmt.Errorf("member %q: %w", name, err)
+		}
+		*dst = s
+		return nil
+	})
 }
 
-func headerMember(name []byte) bool {
-	switch string(name) {
-	case "alg", "kid", "typ":
-		return true
-	}
-	return false
+// decodeClaims decodes Keyfort's claims in one strict pass: known members only, each once, strings as
+// JSON strings and NumericDates as integers.
+func decodeClaims(data []byte, c *Claims) error {
+	return jsonstrict.Members(data, func(name, value []byte) error {
+		var dst *string
+		var num *int64
+		switch string(name) {
+		case "iss":
+			dst = &c.Issuer
+		case "sub":
+			dst = &c.Subject
+		case "aud":
+			dst = &c.Audience
+		case "jti":
+			dst = &c.ID
+		case "tid":
+			dst = &c.Tenant
+		case "idp":
+			dst = &c.IdP
+		case "sid":
+			dst = &c.SessionID
+		case "fam":
+			dst = &c.Family
+		case "scope":
+			dst = &c.Scope
+		case "exp":
+			num = &c.ExpiresAt
+		case "nbf":
+			num = &c.NotBefore
+		case "iat":
+			num = &c.IssuedAt
+		default:
+			return fmt.Errorf("unknown member %q", name)
+		}
+		if dst != nil {
+			s, err := jsonString(value)
+			if err != nil {
+				return fmt.Errorf("member %q: %w", name, err)
+			}
+			*dst = s
+			return nil
+		}
+		n, err := strconv.ParseInt(string(value), 10, 64)
+		if err != nil {
+			return fmt.Errorf("member %q: want an integer NumericDate", name)
+		}
+		*num = n
+		return nil
+	})
 }
 
-func claimMember(name []byte) bool {
-	switch string(name) {
-	case "iss", "sub", "aud", "exp", "nbf", "iat", "jti", "tid", "idp", "sid", "fam", "scope":
-		return true
+// jsonString decodes a JSON string, without encoding/json when it has no escapes.
+func jsonString(v []byte) (string, error) {
+	if len(v) < 2 || v[0] != '"' || v[len(v)-1] != '"' {
+		return "", errors.New("want a string")
 	}
-	return false
+	inner := v[1 : len(v)-1]
+	for _, b := range inner {
+		if b == '\\' || b < 0x20 {
+			var s string
+			if err := json.Unmarshal(v, &s); err != nil {
+				return "", errors.New("malformed string")
+			}
+			return s, nil
+		}
+	}
+	return string(inner), nil
 }
