@@ -13,9 +13,9 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"hash"
 	"io"
-	"fmt"
 	"math/big"
 	"strconv"
 	"strings"
@@ -121,7 +121,7 @@ type parsedSet struct {
 type parsedKey struct {
 	kid     string
 	alg     provider.Algorithm
-	headers sync.Map // typ → base64url of {"alg":..,"kid":..,"typ":..}
+	headers sync.Map  // typ → base64url of {"alg":..,"kid":..,"typ":..}
 	macs    sync.Pool // HS256: hmac.New(sha256.New, secret), reused
 	pub     crypto.PublicKey
 	priv    crypto.Signer
