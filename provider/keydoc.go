@@ -75,3 +75,47 @@ func KeyFromFields(fields map[string]any) (Key, error) {
 	}
 	return k, nil
 }
+
+// CredentialsFromFields builds credentials from named fields as secret stores hold them: username,
+// password and token are themselves; every other field becomes an extra field (non-string values as
+// their JSON). Errors name fields, never values.
+func CredentialsFromFields(role string, fields map[string]any) Credentials {
+	c := Credentials{Role: role, Extra: map[string]Sensitive{}}
+	for k, v := range fields {
+		s, ok := v.(string)
+		if !ok {
+			b, _ := json.Marshal(v)
+			s = string(b)
+		}
+		switch k {
+		case "username":
+			c.Username = s
+		case "password":
+			c.Password = SensitiveString(s)
+		case "token":
+			c.Token = SensitiveString(s)
+		default:
+			c.Extra[k] = SensitiveString(s)
+		}
+	}
+	return c
+}
+
+// CredentialsFromJSON parses a JSON object of credential fields (see CredentialsFromFields) and
+// requires a username with a password, or a token.
+func CredentialsFromJSON(role string, data []byte) (Credentials, error) {
+	var fields map[string]any
+	if err := json.Unmarshal(data, &fields); err != nil {
+		return Credentials{}, errors.New("credentials must be a JSON object (username and password, or token)")
+	}
+	c := CredentialsFromFields(role, fields)
+	if (c.Username == "" || c.Password.IsZero()) && c.Token.IsZero() {
+		names := make([]string, 0, len(fields))
+		for n := range fields {
+			names = append(names, n)
+		}
+		sort.Strings(names)
+		return Credentials{}, fmt.Errorf("credentials need username and password, or token (fields: %v)", names)
+	}
+	return c, nil
+}

@@ -9,8 +9,9 @@
 //		})
 //	}
 //
-// Run it three ways: against the adapter in process, over the plugin transport in the test process
-// (plugin.ServeInProcess), and against the built plugin binary (plugin.Launch). The suite checks key sets
+// RunAllWays runs it three ways from one description (Ways): against the adapter in process, over the
+// plugin transport in the test process (plugin.ServeInProcess), and against the built plugin binary
+// (plugin.Launch). The suite checks key sets
 // (active key present, kids unique, material signs and verifies), rotation visible to callers, missing
 // material as provider.ErrNotFound naming the location, cancelled and expired contexts, concurrent use,
 // credentials with renew and revoke, the closed provider, and that no secret value appears in any

@@ -244,28 +244,9 @@ func (p *Provider) Credentials(ctx context.Context, req provider.CredentialReque
 	if err != nil {
 		return provider.Credentials{}, err
 	}
-	var fields map[string]any
-	if err := json.Unmarshal(payload(out), &fields); err != nil {
-		return provider.Credentials{}, provider.NewError(provider.ErrInvalidConfig, req.Role, errors.New("credentials must be a JSON object (username, password, host, port, dbname, engine)"))
-	}
-	c := provider.Credentials{Role: req.Role, Extra: map[string]provider.Sensitive{}}
-	for k, v := range fields {
-		s, ok := v.(string)
-		if !ok {
-			b, _ := json.Marshal(v)
-			s = string(b)
-		}
-		switch k {
-		case "username":
-			c.Username = s
-		case "password":
-			c.Password = provider.SensitiveString(s)
-		default:
-			c.Extra[k] = provider.SensitiveString(s)
-		}
-	}
-	if c.Username == "" || c.Password.IsZero() {
-		return provider.Credentials{}, provider.NewError(provider.ErrInvalidConfig, req.Role, fmt.Errorf("credentials need username and password (fields: %v)", names(fields)))
+	c, err := provider.CredentialsFromJSON(req.Role, payload(out))
+	if err != nil {
+		return provider.Credentials{}, provider.NewError(provider.ErrInvalidConfig, req.Role, err)
 	}
 	return c, nil
 }

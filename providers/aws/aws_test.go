@@ -20,7 +20,6 @@ import (
 	"github.com/keyfort/keyfort/internal/hosttest"
 	"github.com/keyfort/keyfort/internal/mototest"
 	"github.com/keyfort/keyfort/provider"
-	"github.com/keyfort/keyfort/provider/plugin"
 	"github.com/keyfort/keyfort/provider/providertest"
 	"github.com/keyfort/keyfort/providers/aws"
 	"github.com/keyfort/keyfort/session"
@@ -91,53 +90,22 @@ func rds(user, pass string) string {
 	return string(b)
 }
 
-func conformance(t *testing.T, newProvider func(t *testing.T, s provider.Settings) provider.IdentitySecretMaterialProvider) {
+// TestConformance runs the suite in process, over the plugin transport and through provider-host.
+func TestConformance(t *testing.T) {
 	url, sm := moto(t)
 	create(t, sm, "keyfort/signing", pemKey(t, provider.ES256))
 	create(t, sm, "keyfort/app", `{"client_id":"`+secretValue+`","other":1}`)
 	create(t, sm, "keyfort/db", rds("orders_app", "pa55word-of-rds"))
-	settings := provider.NewSettings("aws", []byte(`{"endpoint":"`+url+`","region":"us-east-1"}`))
-	providertest.Run(t, providertest.Config{
-		NewProvider: func(t *testing.T) provider.IdentitySecretMaterialProvider { return newProvider(t, settings) },
-		KeySet:      "keyfort/signing",
-		Secret:      "keyfort/app#client_id", SecretValue: []byte(secretValue),
-		Credentials: "keyfort/db",
-		Missing:     "keyfort/nothing-here",
+	providertest.RunAllWays(t, providertest.Ways{
+		Name: "aws", Factory: aws.Factory, Binary: hosttest.ProviderHost(t), Args: []string{"plugin", "aws"},
+		Settings: provider.NewSettings("aws", []byte(`{"endpoint":"`+url+`","region":"us-east-1"}`)),
+	}, providertest.Config{
+		KeySet: "keyfort/signing", Secret: "keyfort/app#client_id", SecretValue: []byte(secretValue),
+		Credentials: "keyfort/db", Missing: "keyfort/nothing-here",
 		Rotate: func(_ context.Context, t *testing.T, _ provider.IdentitySecretMaterialProvider) error {
 			put(t, sm, "keyfort/signing", pemKey(t, provider.ES256)) // the new version is AWSCURRENT, the old AWSPREVIOUS
 			return nil
 		},
-	})
-}
-
-func TestConformanceInProcess(t *testing.T) {
-	conformance(t, func(t *testing.T, s provider.Settings) provider.IdentitySecretMaterialProvider {
-		p, err := aws.Factory(context.Background(), s)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return p
-	})
-}
-
-func TestConformanceOverPluginTransport(t *testing.T) {
-	conformance(t, func(t *testing.T, s provider.Settings) provider.IdentitySecretMaterialProvider {
-		p, err := plugin.ServeInProcess(context.Background(), plugin.InProcessConfig{Name: "aws", Factory: aws.Factory, Settings: s})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return p
-	})
-}
-
-func TestConformanceProviderHostBinary(t *testing.T) {
-	bin := hosttest.ProviderHost(t)
-	conformance(t, func(t *testing.T, s provider.Settings) provider.IdentitySecretMaterialProvider {
-		p, err := plugin.Launch(context.Background(), plugin.Config{Name: "aws", Path: bin, Args: []string{"plugin", "aws"}, Settings: s})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return p
 	})
 }
 

@@ -15,7 +15,6 @@ import (
 
 	"github.com/keyfort/keyfort/internal/hosttest"
 	"github.com/keyfort/keyfort/provider"
-	"github.com/keyfort/keyfort/provider/plugin"
 	"github.com/keyfort/keyfort/provider/providertest"
 	"github.com/keyfort/keyfort/providers/env"
 )
@@ -86,43 +85,17 @@ func setenv(t *testing.T) map[string]string {
 	return vars
 }
 
-func TestConformanceInProcess(t *testing.T) {
-	providertest.Run(t, conformance(func(t *testing.T) provider.IdentitySecretMaterialProvider {
-		setenv(t)
-		p, err := env.New(context.Background(), env.Config{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return p
-	}, true))
-}
-
-func TestConformanceOverPluginTransport(t *testing.T) {
-	providertest.Run(t, conformance(func(t *testing.T) provider.IdentitySecretMaterialProvider {
-		setenv(t)
-		p, err := plugin.ServeInProcess(context.Background(), plugin.InProcessConfig{Name: "env", Factory: env.Factory})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return p
-	}, true))
-}
-
-func TestConformanceProviderHostBinary(t *testing.T) {
-	bin := hosttest.ProviderHost(t)
-	providertest.Run(t, conformance(func(t *testing.T) provider.IdentitySecretMaterialProvider {
-		var environ []string
-		for k, v := range fixtureEnv(t) {
-			environ = append(environ, k+"="+v)
-		}
-		p, err := plugin.Launch(context.Background(), plugin.Config{
-			Name: "env", Path: bin, Args: []string{"plugin", "env"}, Env: environ,
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return p
-	}, false))
+// TestConformance runs the suite in process, over the plugin transport and through provider-host;
+// plugin processes inherit the test's environment.
+func TestConformance(t *testing.T) {
+	setenv(t)
+	providertest.RunAllWays(t, providertest.Ways{
+		Name: "env", Factory: env.Factory, Binary: hosttest.ProviderHost(t), Args: []string{"plugin", "env"},
+		ForBinary: func(c *providertest.Config) {
+			c.Rotate = nil
+			c.NoRotation = "a running plugin process's environment cannot be changed from the test; rotation is exercised in process"
+		},
+	}, conformance(nil, true))
 }
 
 func TestKeyFormats(t *testing.T) {

@@ -26,7 +26,6 @@ import (
 
 	"github.com/keyfort/keyfort/internal/hosttest"
 	"github.com/keyfort/keyfort/provider"
-	"github.com/keyfort/keyfort/provider/plugin"
 	"github.com/keyfort/keyfort/provider/providertest"
 	"github.com/keyfort/keyfort/providers/gcp"
 	"github.com/keyfort/keyfort/session"
@@ -121,53 +120,22 @@ func pemKey(t *testing.T, alg provider.Algorithm) string {
 
 const secretValue = "gcp secret value 33"
 
-func conformance(t *testing.T, newProvider func(t *testing.T, s provider.Settings) provider.IdentitySecretMaterialProvider) {
+// TestConformance runs the suite in process, over the plugin transport and through provider-host.
+func TestConformance(t *testing.T) {
 	e := startEmulator(t)
 	signing := e.create(t, "signing", pemKey(t, provider.EdDSA))
 	e.create(t, "app", `{"client_id":"`+secretValue+`"}`)
 	creds, _ := json.Marshal(map[string]any{"username": "svc", "password": "gcp-pa55word", "host": "10.0.0.5"})
 	e.create(t, "db", string(creds))
-	providertest.Run(t, providertest.Config{
-		NewProvider: func(t *testing.T) provider.IdentitySecretMaterialProvider { return newProvider(t, e.settings()) },
-		KeySet:      signing,
-		Secret:      project + "/secrets/app#client_id", SecretValue: []byte(secretValue),
-		Credentials: project + "/secrets/db",
-		Missing:     project + "/secrets/nothing-here",
+	providertest.RunAllWays(t, providertest.Ways{
+		Name: "gcp", Factory: gcp.Factory, Settings: e.settings(), Binary: hosttest.ProviderHost(t), Args: []string{"plugin", "gcp"},
+	}, providertest.Config{
+		KeySet: signing, Secret: project + "/secrets/app#client_id", SecretValue: []byte(secretValue),
+		Credentials: project + "/secrets/db", Missing: project + "/secrets/nothing-here",
 		Rotate: func(_ context.Context, t *testing.T, _ provider.IdentitySecretMaterialProvider) error {
 			e.add(t, signing, pemKey(t, provider.EdDSA))
 			return nil
 		},
-	})
-}
-
-func TestConformanceInProcess(t *testing.T) {
-	conformance(t, func(t *testing.T, s provider.Settings) provider.IdentitySecretMaterialProvider {
-		p, err := gcp.Factory(context.Background(), s)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return p
-	})
-}
-
-func TestConformanceOverPluginTransport(t *testing.T) {
-	conformance(t, func(t *testing.T, s provider.Settings) provider.IdentitySecretMaterialProvider {
-		p, err := plugin.ServeInProcess(context.Background(), plugin.InProcessConfig{Name: "gcp", Factory: gcp.Factory, Settings: s})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return p
-	})
-}
-
-func TestConformanceProviderHostBinary(t *testing.T) {
-	bin := hosttest.ProviderHost(t)
-	conformance(t, func(t *testing.T, s provider.Settings) provider.IdentitySecretMaterialProvider {
-		p, err := plugin.Launch(context.Background(), plugin.Config{Name: "gcp", Path: bin, Args: []string{"plugin", "gcp"}, Settings: s})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return p
 	})
 }
 

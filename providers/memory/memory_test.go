@@ -11,7 +11,6 @@ import (
 
 	"github.com/keyfort/keyfort/internal/hosttest"
 	"github.com/keyfort/keyfort/provider"
-	"github.com/keyfort/keyfort/provider/plugin"
 	"github.com/keyfort/keyfort/provider/providertest"
 	"github.com/keyfort/keyfort/providers/memory"
 )
@@ -37,16 +36,6 @@ var fixtureSettings = map[string]any{
 	"credentials":  map[string]any{"orders": map[string]any{"ttl": "10m", "extra": map[string]any{"host": "127.0.0.1"}}},
 }
 
-func conformance(newProvider func(t *testing.T) provider.IdentitySecretMaterialProvider) providertest.Config {
-	return providertest.Config{
-		NewProvider: newProvider,
-		KeySet:      "session-signing",
-		Secret:      "db-password", SecretValue: []byte("correct horse battery staple"),
-		Credentials: "orders",
-		Missing:     "no-such-material",
-	}
-}
-
 func settings(t *testing.T) provider.Settings {
 	t.Helper()
 	s, err := provider.SettingsFromMap("memory", fixtureSettings)
@@ -56,39 +45,15 @@ func settings(t *testing.T) provider.Settings {
 	return s
 }
 
-func TestConformanceInProcess(t *testing.T) {
-	providertest.Run(t, conformance(func(t *testing.T) provider.IdentitySecretMaterialProvider {
-		p, err := memory.Factory(context.Background(), settings(t))
-		if err != nil {
-			t.Fatal(err)
-		}
-		return p
-	}))
-}
-
-func TestConformanceOverPluginTransport(t *testing.T) {
-	providertest.Run(t, conformance(func(t *testing.T) provider.IdentitySecretMaterialProvider {
-		p, err := plugin.ServeInProcess(context.Background(), plugin.InProcessConfig{
-			Name: "memory", Factory: memory.Factory, Settings: settings(t),
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return p
-	}))
-}
-
-func TestConformanceProviderHostBinary(t *testing.T) {
-	bin := hosttest.ProviderHost(t)
-	providertest.Run(t, conformance(func(t *testing.T) provider.IdentitySecretMaterialProvider {
-		p, err := plugin.Launch(context.Background(), plugin.Config{
-			Name: "memory", Path: bin, Args: []string{"plugin", "memory"}, Settings: settings(t),
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return p
-	}))
+// TestConformance runs the suite in process, over the plugin transport and through provider-host.
+func TestConformance(t *testing.T) {
+	providertest.RunAllWays(t, providertest.Ways{
+		Name: "memory", Factory: memory.Factory, Settings: settings(t),
+		Binary: hosttest.ProviderHost(t), Args: []string{"plugin", "memory"},
+	}, providertest.Config{
+		KeySet: "session-signing", Secret: "db-password", SecretValue: []byte("correct horse battery staple"),
+		Credentials: "orders", Missing: "no-such-material",
+	})
 }
 
 func TestGenerateOnFirstUse(t *testing.T) {

@@ -47,23 +47,7 @@ func (p *Provider) Credentials(ctx context.Context, req provider.CredentialReque
 		}
 		return provider.Credentials{}, classify(location, "GET", path, err)
 	}
-	c := provider.Credentials{Role: location, Extra: map[string]provider.Sensitive{}}
-	for k, v := range s.Data {
-		str, ok := v.(string)
-		if !ok {
-			str = fmt.Sprint(v)
-		}
-		switch k {
-		case "username":
-			c.Username = str
-		case "password":
-			c.Password = provider.SensitiveString(str)
-		case "token":
-			c.Token = provider.SensitiveString(str)
-		default:
-			c.Extra[k] = provider.SensitiveString(str)
-		}
-	}
+	c := provider.CredentialsFromFields(location, s.Data)
 	if c.Username == "" && c.Token.IsZero() {
 		if sess != nil {
 			_ = sess.client.Auth().Token().RevokeSelfWithContext(context.WithoutCancel(ctx), "")

@@ -27,7 +27,6 @@ import (
 	"github.com/keyfort/keyfort/internal/pgtest"
 	"github.com/keyfort/keyfort/internal/vaulttest"
 	"github.com/keyfort/keyfort/provider"
-	"github.com/keyfort/keyfort/provider/plugin"
 	"github.com/keyfort/keyfort/provider/providertest"
 	"github.com/keyfort/keyfort/providers/vault"
 )
@@ -109,52 +108,22 @@ func rootSettings(srv *vaulttest.Server) map[string]any {
 	return map[string]any{"address": srv.Addr, "auth": map[string]any{"method": "token", "token": vaulttest.RootToken}}
 }
 
-func conformance(t *testing.T, newProvider func(t *testing.T, s provider.Settings) provider.IdentitySecretMaterialProvider) {
+// TestConformance runs the suite in process, over the plugin transport and through provider-host,
+// against a real Vault dev server (and PostgreSQL for dynamic credentials).
+func TestConformance(t *testing.T) {
 	srv := vaulttest.Start(t)
 	pgURL := pgtest.URL(t)
 	seed(t, srv, pgURL)
-	settings := settingsJSON(t, rootSettings(srv))
-	providertest.Run(t, providertest.Config{
-		NewProvider: func(t *testing.T) provider.IdentitySecretMaterialProvider { return newProvider(t, settings) },
-		KeySet:      "kv:secret/conformance/signing",
-		Secret:      "secret/conformance/secret#value", SecretValue: []byte(secretValue),
-		Credentials: "database/creds/conformance",
-		Missing:     "secret/nothing-here",
+	providertest.RunAllWays(t, providertest.Ways{
+		Name: "vault", Factory: vault.Factory, Settings: settingsJSON(t, rootSettings(srv)),
+		Binary: hosttest.ProviderHost(t), Args: []string{"plugin", "vault"},
+	}, providertest.Config{
+		KeySet: "kv:secret/conformance/signing", Secret: "secret/conformance/secret#value", SecretValue: []byte(secretValue),
+		Credentials: "database/creds/conformance", Missing: "secret/nothing-here",
 		Rotate: func(_ context.Context, t *testing.T, _ provider.IdentitySecretMaterialProvider) error {
 			srv.Write(t, "secret/data/conformance/signing", map[string]any{"data": map[string]any{"private_key": pemKey(t, provider.ES256)}})
 			return nil
 		},
-	})
-}
-
-func TestConformanceInProcess(t *testing.T) {
-	conformance(t, func(t *testing.T, s provider.Settings) provider.IdentitySecretMaterialProvider {
-		p, err := vault.Factory(context.Background(), s)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return p
-	})
-}
-
-func TestConformanceOverPluginTransport(t *testing.T) {
-	conformance(t, func(t *testing.T, s provider.Settings) provider.IdentitySecretMaterialProvider {
-		p, err := plugin.ServeInProcess(context.Background(), plugin.InProcessConfig{Name: "vault", Factory: vault.Factory, Settings: s})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return p
-	})
-}
-
-func TestConformanceProviderHostBinary(t *testing.T) {
-	bin := hosttest.ProviderHost(t)
-	conformance(t, func(t *testing.T, s provider.Settings) provider.IdentitySecretMaterialProvider {
-		p, err := plugin.Launch(context.Background(), plugin.Config{Name: "vault", Path: bin, Args: []string{"plugin", "vault"}, Settings: s})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return p
 	})
 }
 

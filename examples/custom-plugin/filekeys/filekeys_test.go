@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/pem"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -16,7 +17,6 @@ import (
 	"github.com/keyfort/keyfort/examples/custom-plugin/filekeys"
 	"github.com/keyfort/keyfort/internal/hosttest"
 	"github.com/keyfort/keyfort/provider"
-	"github.com/keyfort/keyfort/provider/plugin"
 	"github.com/keyfort/keyfort/provider/providertest"
 )
 
@@ -61,18 +61,19 @@ func must(t *testing.T, err error) {
 	}
 }
 
-func conformance(t *testing.T, start func(t *testing.T, dir string) provider.IdentitySecretMaterialProvider) {
-	dirs := map[provider.IdentitySecretMaterialProvider]string{}
-	providertest.Run(t, providertest.Config{
-		NewProvider: func(t *testing.T) provider.IdentitySecretMaterialProvider {
-			dir := fixtureDir(t)
-			p := start(t, dir)
-			dirs[p] = dir
-			return p
-		},
+// TestConformance runs the suite against the provider in process, over the plugin transport and
+// against the built example binary, all reading one fixture directory.
+func TestConformance(t *testing.T) {
+	dir := fixtureDir(t)
+	rotations := 1
+	providertest.RunAllWays(t, providertest.Ways{
+		Name: "files", Factory: filekeys.Factory, Settings: settings(dir),
+		Binary: hosttest.Build(t, "github.com/keyfort/keyfort/examples/custom-plugin"),
+	}, providertest.Config{
 		KeySet: "session", Secret: "db", SecretValue: []byte(secret), Missing: "nothing-here",
-		Rotate: func(_ context.Context, t *testing.T, p provider.IdentitySecretMaterialProvider) error {
-			writeKey(t, dirs[p], "0002.pem")
+		Rotate: func(_ context.Context, t *testing.T, _ provider.IdentitySecretMaterialProvider) error {
+			rotations++
+			writeKey(t, dir, fmt.Sprintf("%04d.pem", rotations))
 			return nil
 		},
 	})
@@ -80,31 +81,6 @@ func conformance(t *testing.T, start func(t *testing.T, dir string) provider.Ide
 
 func settings(dir string) provider.Settings {
 	return provider.NewSettings("files", []byte(`{"dir":"`+dir+`"}`))
-}
-
-func TestConformanceInProcess(t *testing.T) {
-	conformance(t, func(t *testing.T, dir string) provider.IdentitySecretMaterialProvider {
-		p, err := filekeys.New(context.Background(), filekeys.Config{Dir: dir})
-		must(t, err)
-		return p
-	})
-}
-
-func TestConformanceOverPluginTransport(t *testing.T) {
-	conformance(t, func(t *testing.T, dir string) provider.IdentitySecretMaterialProvider {
-		p, err := plugin.ServeInProcess(context.Background(), plugin.InProcessConfig{Name: "files", Factory: filekeys.Factory, Settings: settings(dir)})
-		must(t, err)
-		return p
-	})
-}
-
-func TestConformancePluginBinary(t *testing.T) {
-	bin := hosttest.Build(t, "github.com/keyfort/keyfort/examples/custom-plugin")
-	conformance(t, func(t *testing.T, dir string) provider.IdentitySecretMaterialProvider {
-		p, err := plugin.Launch(context.Background(), plugin.Config{Name: "files", Path: bin, Settings: settings(dir)})
-		must(t, err)
-		return p
-	})
 }
 
 // TestLoadedByConfigFile runs the plugin binary the way a user would: named in a configuration file,
