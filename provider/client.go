@@ -449,6 +449,11 @@ func fetchShared[T any](c *Client, ctx context.Context, mc *materialCache[T], op
 	fetch fetchFunc[T]) (T, error) {
 	var zero T
 	ch := c.flight.DoChan(op+"\x00"+name, func() (any, error) {
+		// A caller that missed just before another flight stored fresh material finds it here instead
+		// of asking the provider again.
+		if e := mc.get(name); e != nil && c.now().Sub(e.fetched) < c.refreshAt {
+			return e.val, nil
+		}
 		fctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 		defer cancel()
 		stop := context.AfterFunc(c.bgCtx, cancel)
