@@ -2,12 +2,14 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"log/slog"
 	"sort"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
@@ -47,7 +49,7 @@ func (k catalogKeys) Sign(ctx context.Context, kid string, payload []byte) ([]by
 	return cl.Sign(ctx, b.Location, kid, payload)
 }
 
-func newIdentityRuntime(ctx context.Context, cfg *config.Config, cat *catalog.Catalog, log *slog.Logger, reg prometheus.Registerer) (*identityRuntime, error) {
+func newIdentityRuntime(ctx context.Context, cfg *config.Config, cat *catalog.Catalog, log *slog.Logger, reg prometheus.Registerer, tlsCfg *tls.Config) (*identityRuntime, error) {
 	r := &identityRuntime{}
 	idps := map[string]*oidc.Verifier{}
 	for _, name := range sortedNames(cfg.OIDC) {
@@ -114,10 +116,14 @@ func newIdentityRuntime(ctx context.Context, cfg *config.Config, cat *catalog.Ca
 		"/keyfort.identity.v1.IdentityRuntimeService/EndIdentitySession",
 		"/grpc.health.v1.Health/*",
 	}}
-	r.grpc = grpc.NewServer(
+	opts := []grpc.ServerOption{
 		grpc.ChainUnaryInterceptor(grpcauth.UnaryServerInterceptor(guard)),
 		grpc.ChainStreamInterceptor(grpcauth.StreamServerInterceptor(guard)),
-	)
+	}
+	if tlsCfg != nil {
+		opts = append(opts, grpc.Creds(credentials.NewTLS(tlsCfg)))
+	}
+	r.grpc = grpc.NewServer(opts...)
 	identityrpc.Register(r.grpc, m, cache, log)
 	healthpb.RegisterHealthServer(r.grpc, health.NewServer())
 	return r, nil

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -25,6 +26,8 @@ func newServeCmd() *cobra.Command {
 		files    []string
 		httpAddr string
 		grpcAddr string
+		tlsCert  string
+		tlsKey   string
 		verbose  bool
 	)
 	cmd := &cobra.Command{
@@ -49,17 +52,38 @@ signing key and says so loudly; production: true forbids that.`,
 			log := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: level}))
 			ctx, stop := signalContext(0)
 			defer stop()
-			return serve(ctx, log, files, httpAddr, grpcAddr)
+			if (tlsCert == "") != (tlsKey == "") {
+				return fmt.Errorf("--tls-cert and --tls-key go together")
+			}
+			return serve(ctx, log, files, listeners{http: httpAddr, grpc: grpcAddr, cert: tlsCert, key: tlsKey})
 		},
 	}
 	cmd.Flags().StringArrayVarP(&files, "config", "c", nil, "configuration file (YAML, TOML or JSON); repeat to layer files")
 	cmd.Flags().StringVar(&httpAddr, "http-addr", "127.0.0.1:8080", "address for the JWKS, health and metrics endpoints")
 	cmd.Flags().StringVar(&grpcAddr, "grpc-addr", "127.0.0.1:9090", "address of the gRPC identity runtime service")
+	cmd.Flags().StringVar(&tlsCert, "tls-cert", "", "PEM certificate (chain) for both listeners; without it they serve plaintext")
+	cmd.Flags().StringVar(&tlsKey, "tls-key", "", "PEM private key of --tls-cert")
 	cmd.Flags().BoolVarP(&verbose, "verbose", "v", false, "debug logging")
 	return cmd
 }
 
-func serve(ctx context.Context, log *slog.Logger, files []string, httpAddr, grpcAddr string) error {
+// listeners are the addresses serve listens on, and the TLS certificate both use when set.
+type listeners struct {
+	http, grpc string
+	cert, key  string
+}
+
+func serve(ctx context.Context, log *slog.Logger, files []string, l listeners) error {
+	httpAddr, grpcAddr := l.http, l.grpc
+	var tlsCfg *tls.Config
+	if l.cert != "" {
+		cert, err := tls.LoadX509KeyPair(l.cert, l.key)
+		if err != nil {
+			log.Error("keyfort: --tls-cert/--tls-key", slog.String("error", err.Error()))
+			return exitCode(exitInvalidConfig)
+		}
+		tlsCfg = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	}
 	cfg, err := config.Load(config.Source{Files: files})
 	if err != nil {
 		log.Error(err.Error())
@@ -115,7 +139,7 @@ func serve(ctx context.Context, log *slog.Logger, files []string, httpAddr, grpc
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 
-	runtime, err := newIdentityRuntime(ctx, cfg, cat, log, reg)
+	runtime, err := newIdentityRuntime(ctx, cfg, cat, log, reg, tlsCfg)
 	if err != nil {
 		log.Error("keyfort: start-up failed", slog.String("error", err.Error()))
 		return exitCode(exitInvalidConfig)
@@ -126,13 +150,19 @@ func serve(ctx context.Context, log *slog.Logger, files []string, httpAddr, grpc
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", httpAddr, err)
 	}
+	scheme := "http://"
+	if tlsCfg != nil {
+		ln = tls.NewListener(ln, tlsCfg)
+		scheme = "https://"
+	}
 	gln, err := net.Listen("tcp", grpcAddr)
 	if err != nil {
 		_ = ln.Close()
 		return fmt.Errorf("listen on %s: %w", grpcAddr, err)
 	}
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
-	log.Info("keyfort: serving", slog.String("http", "http://"+ln.Addr().String()), slog.String("grpc", gln.Addr().String()),
+	log.Info("keyfort: serving", slog.String("http", scheme+ln.Addr().String()), slog.String("grpc", gln.Addr().String()),
+		slog.Bool("tls", tlsCfg != nil),
 		slog.Any("config", cfg.Sources), slog.Int("keys", len(cfg.Keys())), slog.Any("identity_providers", runtime.idps))
 	errc := make(chan error, 2)
 	go func() { errc <- srv.Serve(ln) }()
