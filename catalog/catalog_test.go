@@ -184,3 +184,26 @@ func (s *syncBuffer) Write(p []byte) (int, error) {
 	return s.b.Write(p)
 }
 func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
+
+func TestPerSessionCredentialsAreNotIssuedAtStart(t *testing.T) {
+	cfg := load(t, `
+providers:
+  dev: { type: memory, settings: { signing_keys: { s: {} } } }
+identity:
+  secrets: { session_signing: dev:s }
+  credentials:
+    orders: { provider: dev, location: only-with-identity, per_session: true }
+`)
+	cat, err := catalog.Open(context.Background(), cfg, catalog.Options{
+		InProcess: map[string]provider.Factory{"memory": memory.Factory}, Verify: true,
+	})
+	if err != nil {
+		t.Fatalf("a per-session binding failed start-up: %v", err)
+	}
+	defer cat.Close()
+	for _, r := range cat.Check(context.Background()) {
+		if r.Binding.Key == "identity.credentials.orders" && (!r.OK() || !strings.Contains(r.Detail, "per session")) {
+			t.Errorf("check: %s", r)
+		}
+	}
+}

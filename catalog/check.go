@@ -71,6 +71,10 @@ func (c *Catalog) checkKey(ctx context.Context, key string) CheckResult {
 			r.Detail += ", version " + s.Version
 		}
 	case config.KindCredentials:
+		if b.PerSession {
+			r.Detail = "credentials: issued per session with the caller's identity; not checked at start"
+			return r
+		}
 		cr, err := cl.Credentials(ctx, provider.CredentialRequest{Role: b.Location})
 		if err != nil {
 			r.Err = err

@@ -93,6 +93,9 @@ type Binding struct {
 	Provider string
 	Location string
 	Kind     Kind
+	// PerSession marks credentials issued only on a caller's behalf (with the caller's identity, e.g.
+	// Vault JWT auth): start-up checks cannot issue them and report them unchecked.
+	PerSession bool
 }
 
 // String renders the binding as "provider:location".
@@ -573,6 +576,7 @@ func isLongBinding(m map[string]any) bool {
 // binding parses "provider:location" or {provider, location, kind}.
 func (p *parser) binding(key string, v any, kind Kind) {
 	var prov, loc string
+	perSession := false
 	switch b := v.(type) {
 	case string:
 		var ok bool
@@ -588,6 +592,14 @@ func (p *parser) binding(key string, v any, kind Kind) {
 				prov, _ = b[f].(string)
 			case "location":
 				loc, _ = b[f].(string)
+			case "per_session":
+				ps, ok := asBool(b[f])
+				if !ok {
+					p.add(key+".per_session", prov, loc, "want true or false")
+				} else if kind != KindCredentials {
+					p.add(key+".per_session", prov, loc, "per_session applies to credentials under identity.credentials")
+				}
+				perSession = ps
 			case "kind":
 				k, _ := b[f].(string)
 				switch Kind(k) {
@@ -605,7 +617,7 @@ func (p *parser) binding(key string, v any, kind Kind) {
 					p.add(key+".kind", prov, loc, "want keyset or secret")
 				}
 			default:
-				p.add(key+"."+f, prov, loc, "unknown key (known: provider, location, kind)")
+				p.add(key+"."+f, prov, loc, "unknown key (known: provider, location, kind, per_session)")
 			}
 		}
 	default:
@@ -618,7 +630,7 @@ func (p *parser) binding(key string, v any, kind Kind) {
 	if loc == "" {
 		p.add(key, prov, "", "binding names no location")
 	}
-	p.cfg.Bindings[key] = Binding{Key: key, Provider: prov, Location: loc, Kind: kind}
+	p.cfg.Bindings[key] = Binding{Key: key, Provider: prov, Location: loc, Kind: kind, PerSession: perSession}
 }
 
 // resolveProviders checks that every binding names a provider, declaring built-ins implicitly, and
