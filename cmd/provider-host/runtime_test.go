@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"encoding/pem"
 	"os"
 	"strings"
 	"testing"
@@ -15,6 +16,8 @@ import (
 	"google.golang.org/grpc/status"
 
 	pb "github.com/keyfort/keyfort/internal/identitypb/v1"
+	"github.com/keyfort/keyfort/internal/redistest"
+	"github.com/keyfort/keyfort/provider"
 	"github.com/keyfort/keyfort/session/oidc/oidctest"
 )
 
@@ -136,4 +139,66 @@ func TestIdentityRuntimePolicyClosesIssueByDefault(t *testing.T) {
 	if _, err := rt.EvaluateIdentityPolicy(authed, &pb.EvaluateIdentityPolicyRequest{}); status.Code(err) != codes.Unauthenticated {
 		t.Errorf("after logout the access token still works: %v", err)
 	}
+}
+
+// TestTwoServeReplicasShareRedis runs two "provider-host serve" processes over one Redis, with one
+// signing key from the environment: a refresh on one spends the token for the other, and reuse on the
+// other revokes the session on both.
+func TestTwoServeReplicasShareRedis(t *testing.T) {
+	redistest.Client(t) // skips without Redis (fails in CI)
+	iss := oidctest.New(t)
+	k, err := provider.GenerateKey(provider.EdDSA, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := writeConfig(t, `
+identity:
+  secrets:
+    session_signing: env:KFSERVE_SIGNING
+    oidc:
+      google:
+        client_id: env:KFSERVE_CLIENT_ID
+        issuer: `+iss.URL+`
+  session:
+    issuer: https://keyfort.test
+    refresh_grace: -1s
+`)
+	env := []string{"PATH=" + os.Getenv("PATH"), "KFSERVE_CLIENT_ID=client-1",
+		"KFSERVE_SIGNING=" + string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: k.Private.Reveal()})),
+		"KEYFORT_IDENTITY__SESSION__REDIS_URL=" + redisURL(),
+	}
+	start := func() pb.IdentityRuntimeServiceClient {
+		_, log, _ := startServe(t, env, "--config", cfg, "--grpc-addr", "127.0.0.1:0")
+		i := strings.Index(log.String(), grpcAddrRe)
+		cc, err := grpc.NewClient(strings.Fields(log.String()[i+len(grpcAddrRe):])[0], grpc.WithTransportCredentials(insecure.NewCredentials()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = cc.Close() })
+		return pb.NewIdentityRuntimeServiceClient(cc)
+	}
+	a, b := start(), start()
+	ctx := context.Background()
+	started, err := a.StartIdentitySession(ctx, &pb.StartIdentitySessionRequest{IdentityProvider: "google",
+		ExternalToken: iss.Sign(t, "k1", iss.Claims("alice", "client-1"), nil)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	next, err := b.RefreshIdentitySession(ctx, &pb.RefreshIdentitySessionRequest{RefreshToken: started.GetTokens().GetRefreshToken()})
+	if err != nil {
+		t.Fatalf("refresh on the second replica: %v", err)
+	}
+	if _, err := a.RefreshIdentitySession(ctx, &pb.RefreshIdentitySessionRequest{RefreshToken: started.GetTokens().GetRefreshToken()}); status.Code(err) != codes.Unauthenticated {
+		t.Fatalf("reuse on the first replica: got %v", err)
+	}
+	if _, err := b.RefreshIdentitySession(ctx, &pb.RefreshIdentitySessionRequest{RefreshToken: next.GetTokens().GetRefreshToken()}); status.Code(err) != codes.Unauthenticated {
+		t.Errorf("after reuse on one replica the other still refreshes: %v", err)
+	}
+}
+
+func redisURL() string {
+	if u := os.Getenv("KEYFORT_REDIS_URL"); u != "" {
+		return u
+	}
+	return redistest.DefaultURL
 }
