@@ -52,7 +52,7 @@ go test -run '^$' -fuzz '^FuzzVerify$' -fuzztime 8s ./session/oidc/
 go test -run '^$' -fuzz '^FuzzToken$' -fuzztime 5s ./session/grpcauth/
 go test -run '^$' -fuzz '^FuzzObject$' -fuzztime 5s ./internal/jsonstrict/
 
-step "benchmarks: one iteration each"
-go test -run '^$' -bench . -benchtime 1x ./... >/dev/null
+step "benchmarks: one iteration each, so that they keep working"
+go test -run '^$' -bench . -benchtime 1x $(grep -rl --include='*_test.go' '^func Benchmark' . | xargs -n1 dirname | sort -u) >/dev/null
 
 step "all green"
