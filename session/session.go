@@ -104,9 +104,15 @@ type Session struct {
 	ctx   context.Context
 	end   context.CancelFunc
 	mu    sync.Mutex
-	sigs  []string // signatures verified for this signed part
+	sigs  atomic.Pointer[[]string] // signatures verified for this signed part (copy on write)
 	creds map[string]*leased
 	ended bool
+	// over is set when the session ends; the hot path reads it without a lock.
+	over atomic.Bool
+	// deadline is the absolute end (unix nanoseconds): the earlier of the cache TTL and the token's exp.
+	deadline int64
+	// touched is when otter last saw a read of this session (unix nanoseconds).
+	touched atomic.Int64
 	// checked is when the session was last revalidated (unix nanoseconds).
 	checked atomic.Int64
 }
@@ -243,9 +249,11 @@ func (s *Session) finish(reason string) {
 		return
 	}
 	s.ended = true
+	s.over.Store(true)
 	creds := s.creds
 	s.creds = nil
 	s.mu.Unlock()
+	s.cache.hotDelete(s.key, s)
 	s.end()
 	ctx, cancel := context.WithTimeout(context.Background(), s.cache.fetchTimeout)
 	defer cancel()
@@ -323,13 +331,19 @@ type Cache struct {
 	log          *slog.Logger
 	metrics      cacheMetrics
 	c            *otter.Cache[tokenKey, *Session]
-	now          func() time.Time
-	macs         sync.Pool
-	revalidator  Revalidator
-	revalidate   time.Duration
-	wg           sync.WaitGroup
-	closed       chan struct{}
-	closeOnce    sync.Once
+	hot          [hotShards]hotShard // sessions by key for the hit path, beside otter
+	ttl          time.Duration
+	touchEvery   time.Duration
+	// coarse is a clock for the hit path, advanced every coarseTick by a goroutine (nil Now only).
+	coarse      atomic.Int64
+	injected    bool
+	now         func() time.Time
+	macs        sync.Pool
+	revalidator Revalidator
+	revalidate  time.Duration
+	wg          sync.WaitGroup
+	closed      chan struct{}
+	closeOnce   sync.Once
 }
 
 type cacheMetrics struct {
@@ -370,9 +384,16 @@ func NewCache(cfg CacheConfig) (*Cache, error) {
 	c.revalidator, _ = cfg.Authenticator.(Revalidator)
 	c.revalidate = orDefault(cfg.Revalidate, 15*time.Second)
 	ttl, idle := cfg.TTL, cfg.IdleTimeout
+	c.ttl = ttl
+	// Hits tell otter of a session's use at most this often, so idle expiry is this coarse.
+	c.touchEvery = min(time.Second, idle/8)
 	c.now = cfg.Now
+	c.injected = cfg.Now != nil
 	if c.now == nil {
 		c.now = time.Now
+		c.coarse.Store(time.Now().UnixNano())
+		c.wg.Add(1)
+		go c.tick()
 	}
 	now := c.now
 	c.c = otter.Must(&otter.Options[tokenKey, *Session]{
@@ -384,6 +405,9 @@ func NewCache(cfg CacheConfig) (*Cache, error) {
 			return max(min(idle, life), 0)
 		}),
 		OnDeletion: func(e otter.DeletionEvent[tokenKey, *Session]) {
+			if e.Cause != otter.CauseReplacement {
+				c.hotDelete(e.Key, e.Value)
+			}
 			reason := "logout"
 			switch e.Cause {
 			case otter.CauseExpiration:
@@ -480,12 +504,19 @@ func (c *Cache) Get(ctx context.Context, raw string) (*Session, error) {
 		return nil, fmt.Errorf("%w: not a compact JWS", ErrUnauthenticated)
 	}
 	key := c.key(signed)
-	if s, ok := c.c.GetIfPresent(key); ok && s.knows(sig) {
-		if err := c.revalidateIfDue(ctx, s, key); err != nil {
-			return nil, err
+	if s := c.hotGet(key); s != nil && !s.over.Load() && s.knows(sig) {
+		now := c.nowNano()
+		if now < s.deadline {
+			if last := s.touched.Load(); now-last >= int64(c.touchEvery) && s.touched.CompareAndSwap(last, now) {
+				c.c.GetIfPresent(key) // keeps otter's idle expiry and eviction informed
+			}
+			if err := c.revalidateIfDue(ctx, s, key); err != nil {
+				return nil, err
+			}
+			c.metrics.hit.Inc()
+			return s, nil
 		}
-		c.metrics.hit.Inc()
-		return s, nil
+		c.c.Invalidate(key) // past its absolute end: end it now rather than at the next sweep
 	}
 	c.metrics.miss.Inc()
 	start := time.Now()
@@ -502,8 +533,75 @@ func (c *Cache) Get(ctx context.Context, raw string) (*Session, error) {
 		}
 		s.learn(sig)
 	}
+	if !s.over.Load() {
+		c.hotPut(key, s)
+	}
 	c.metrics.creation.Observe(time.Since(start).Seconds())
 	return s, nil
+}
+
+// coarseTick is the resolution of the hit path's clock.
+const coarseTick = 10 * time.Millisecond
+
+func (c *Cache) tick() {
+	defer c.wg.Done()
+	t := time.NewTicker(coarseTick)
+	defer t.Stop()
+	for {
+		select {
+		case <-c.closed:
+			return
+		case now := <-t.C:
+			c.coarse.Store(now.UnixNano())
+		}
+	}
+}
+
+// nowNano is the hit path's clock: the injected one, or the coarse one (within coarseTick).
+func (c *Cache) nowNano() int64 {
+	if c.injected {
+		return c.now().UnixNano()
+	}
+	return c.coarse.Load()
+}
+
+const hotShards = 64
+
+// hotShard is one shard of the hit path's index.
+type hotShard struct {
+	mu sync.RWMutex
+	m  map[tokenKey]*Session
+	_  [40]byte // keeps shards on separate cache lines
+}
+
+func (c *Cache) hotGet(k tokenKey) *Session {
+	sh := &c.hot[k[0]%hotShards]
+	sh.mu.RLock()
+	s := sh.m[k]
+	sh.mu.RUnlock()
+	return s
+}
+
+func (c *Cache) hotPut(k tokenKey, s *Session) {
+	sh := &c.hot[k[0]%hotShards]
+	sh.mu.Lock()
+	if sh.m == nil {
+		sh.m = map[tokenKey]*Session{}
+	}
+	sh.m[k] = s
+	sh.mu.Unlock()
+	if s.over.Load() { // ended while being put: do not keep it
+		c.hotDelete(k, s)
+	}
+}
+
+func (c *Cache) hotDelete(k tokenKey, s *Session) {
+	sh := &c.hot[k[0]%hotShards]
+	sh.mu.Lock()
+	if sh.m[k] == s {
+		delete(sh.m, k)
+	}
+	sh.mu.Unlock()
 }
 
 // revalidateIfDue asks the Revalidator again once per interval; a revoked session ends here.
@@ -547,18 +645,20 @@ func (c *Cache) create(ctx context.Context, key tokenKey, raw, sig string) (*Ses
 		return nil, err
 	}
 	sctx, end := context.WithCancel(context.Background())
-	s := &Session{ID: randomID(), Principal: p, CreatedAt: c.now(), key: key, cache: c, ctx: sctx, end: end,
-		sigs: []string{sig}, creds: map[string]*leased{}}
-	s.checked.Store(c.now().UnixNano())
+	created := c.now()
+	s := &Session{ID: randomID(), Principal: p, CreatedAt: created, key: key, cache: c, ctx: sctx, end: end,
+		creds: map[string]*leased{}}
+	s.sigs.Store(&[]string{sig})
+	s.deadline = min(created.Add(c.ttl).UnixNano(), p.ExpiresAt.UnixNano())
+	s.checked.Store(created.UnixNano())
+	s.touched.Store(created.UnixNano())
 	c.metrics.created.Inc()
 	return s, nil
 }
 
 func (s *Session) knows(sig string) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for _, known := range s.sigs {
-		if subtle.ConstantTimeCompare([]byte(known), []byte(sig)) == 1 {
+	for _, known := range *s.sigs.Load() {
+		if len(known) == len(sig) && subtle.ConstantTimeCompare([]byte(known), []byte(sig)) == 1 {
 			return true
 		}
 	}
@@ -568,8 +668,10 @@ func (s *Session) knows(sig string) bool {
 func (s *Session) learn(sig string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if len(s.sigs) < 4 {
-		s.sigs = append(s.sigs, sig)
+	old := *s.sigs.Load()
+	if len(old) < 4 {
+		next := append(append(make([]string, 0, len(old)+1), old...), sig)
+		s.sigs.Store(&next)
 	}
 }
 
