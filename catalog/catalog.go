@@ -5,9 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"os"
 	"os/exec"
-	"sort"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -76,7 +77,7 @@ func Open(ctx context.Context, cfg *config.Config, opts Options) (*Catalog, erro
 		return c, nil
 	}
 	var errs []error
-	for _, name := range sortedKeys(cfg.Providers) {
+	for _, name := range slices.Sorted(maps.Keys(cfg.Providers)) {
 		pc := cfg.Providers[name]
 		driver, err := start(ctx, pc, opts, log)
 		if err != nil {
@@ -249,7 +250,7 @@ func withKey(err error, b config.Binding) error {
 func (c *Catalog) Close() error {
 	c.closeOnce.Do(func() {
 		var errs []error
-		for _, name := range sortedKeys(c.clients) {
+		for _, name := range slices.Sorted(maps.Keys(c.clients)) {
 			if err := c.clients[name].Close(); err != nil {
 				errs = append(errs, err)
 			}
@@ -257,13 +258,4 @@ func (c *Catalog) Close() error {
 		c.closeErr = errors.Join(errs...)
 	})
 	return c.closeErr
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }

@@ -7,12 +7,9 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"sync"
 	"testing"
-
-	"go.uber.org/goleak"
 
 	"github.com/keyfort/keyfort/catalog"
 	"github.com/keyfort/keyfort/config"
@@ -22,18 +19,7 @@ import (
 	"github.com/keyfort/keyfort/providers/memory"
 )
 
-func TestMain(m *testing.M) {
-	code := m.Run()
-	hosttest.Cleanup()
-	if code == 0 {
-		runtime.GC() // see plugin.ServeInProcess
-		if err := goleak.Find(); err != nil {
-			println("goleak:", err.Error())
-			code = 1
-		}
-	}
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { hosttest.Main(m) }
 
 const cfgYAML = `
 providers:

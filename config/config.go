@@ -3,9 +3,11 @@ package config
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -254,7 +256,7 @@ func parse(raw map[string]any, sources []string) (*Config, error) {
 		Providers: map[string]Provider{}, Bindings: map[string]Binding{}, OIDC: map[string]OIDC{},
 		Sources: sources, empty: len(raw) == 0 && len(sources) == 0,
 	}}
-	for _, key := range sortedKeys(raw) {
+	for _, key := range slices.Sorted(maps.Keys(raw)) {
 		v := raw[key]
 		switch key {
 		case "production":
@@ -269,7 +271,7 @@ func parse(raw map[string]any, sources []string) (*Config, error) {
 				p.add(key, "", "", "want a map of provider names to provider settings")
 				continue
 			}
-			for _, name := range sortedKeys(m) {
+			for _, name := range slices.Sorted(maps.Keys(m)) {
 				p.provider(name, m[name])
 			}
 		case "identity":
@@ -310,7 +312,7 @@ func (p *parser) provider(name string, v any) {
 		}
 	}
 	pr := Provider{Name: name}
-	for _, field := range sortedKeys(m) {
+	for _, field := range slices.Sorted(maps.Keys(m)) {
 		fv := m[field]
 		fkey := key + "." + field
 		switch field {
@@ -397,7 +399,7 @@ func (p *parser) identity(v any) {
 		p.add("identity", "", "", "want a map with secrets and credentials")
 		return
 	}
-	for _, key := range sortedKeys(m) {
+	for _, key := range slices.Sorted(maps.Keys(m)) {
 		switch key {
 		case "secrets":
 			sm, ok := m[key].(map[string]any)
@@ -412,7 +414,7 @@ func (p *parser) identity(v any) {
 				p.add("identity.credentials", "", "", "want a map of roles to bindings")
 				continue
 			}
-			for _, role := range sortedKeys(cm) {
+			for _, role := range slices.Sorted(maps.Keys(cm)) {
 				p.binding("identity.credentials."+role, cm[role], KindCredentials)
 			}
 		case "session":
@@ -437,7 +439,7 @@ func (p *parser) sessionConfig(v any) {
 		return
 	}
 	sc := &p.cfg.Session
-	for _, k := range sortedKeys(m) {
+	for _, k := range slices.Sorted(maps.Keys(m)) {
 		key := "identity.session." + k
 		switch k {
 		case "issuer", "audience", "redis_url":
@@ -481,7 +483,7 @@ func (p *parser) policy(v any) {
 		p.add("identity.policy", "", "", "want a map with rules")
 		return
 	}
-	for _, k := range sortedKeys(m) {
+	for _, k := range slices.Sorted(maps.Keys(m)) {
 		if k != "rules" {
 			p.add("identity.policy."+k, "", "", "unknown key (known: rules)")
 			continue
@@ -499,7 +501,7 @@ func (p *parser) policy(v any) {
 				continue
 			}
 			var rule PolicyRule
-			for _, f := range sortedKeys(rm) {
+			for _, f := range slices.Sorted(maps.Keys(rm)) {
 				s, _ := rm[f].(string)
 				switch f {
 				case "subject":
@@ -525,7 +527,7 @@ func (p *parser) policy(v any) {
 }
 
 func (p *parser) secrets(prefix string, m map[string]any) {
-	for _, key := range sortedKeys(m) {
+	for _, key := range slices.Sorted(maps.Keys(m)) {
 		full := prefix + "." + key
 		v := m[key]
 		switch {
@@ -586,7 +588,7 @@ func (p *parser) binding(key string, v any, kind Kind) {
 			return
 		}
 	case map[string]any:
-		for _, f := range sortedKeys(b) {
+		for _, f := range slices.Sorted(maps.Keys(b)) {
 			switch f {
 			case "provider":
 				prov, _ = b[f].(string)
@@ -649,14 +651,14 @@ func (p *parser) resolveProviders() {
 		}
 		p.add(b.Key, b.Provider, b.Location, "unknown provider %q: declare it under providers (built-in types: %v)", b.Provider, BuiltinTypes)
 	}
-	for _, key := range sortedKeys(p.cfg.Bindings) {
+	for _, key := range slices.Sorted(maps.Keys(p.cfg.Bindings)) {
 		check(p.cfg.Bindings[key])
 	}
 	if p.cfg.Default != nil {
 		check(*p.cfg.Default)
 	}
 	if p.cfg.Production {
-		for _, name := range sortedKeys(p.cfg.Providers) {
+		for _, name := range slices.Sorted(maps.Keys(p.cfg.Providers)) {
 			if p.cfg.Providers[name].Type == "memory" {
 				p.add("providers."+name, name, "", "the memory provider is forbidden when production is true")
 			}
@@ -699,19 +701,10 @@ func normalizeKey(key string) string {
 // Keys returns every bound key, sorted, plus identity.secrets.session_signing when it resolves only
 // through the default binding.
 func (c *Config) Keys() []string {
-	keys := sortedKeys(c.Bindings)
+	keys := slices.Sorted(maps.Keys(c.Bindings))
 	if _, ok := c.Bindings["identity.secrets."+SessionSigningKey]; !ok && c.Default != nil {
 		keys = append([]string{"identity.secrets." + SessionSigningKey}, keys...)
 	}
-	return keys
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
 	return keys
 }
 

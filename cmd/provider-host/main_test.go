@@ -9,22 +9,10 @@ import (
 	"strings"
 	"testing"
 
-	"go.uber.org/goleak"
-
 	"github.com/keyfort/keyfort/internal/hosttest"
 )
 
-func TestMain(m *testing.M) {
-	code := m.Run()
-	hosttest.Cleanup()
-	if code == 0 {
-		if err := goleak.Find(); err != nil {
-			println("goleak:", err.Error())
-			code = 1
-		}
-	}
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { hosttest.Main(m) }
 
 type result struct {
 	stdout, stderr string

@@ -5,7 +5,8 @@ import (
 	"crypto/tls"
 	"fmt"
 	"log/slog"
-	"sort"
+	"maps"
+	"slices"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
@@ -52,7 +53,7 @@ func (k catalogKeys) Sign(ctx context.Context, kid string, payload []byte) ([]by
 func newIdentityRuntime(ctx context.Context, cfg *config.Config, cat *catalog.Catalog, log *slog.Logger, reg prometheus.Registerer, tlsCfg *tls.Config) (*identityRuntime, error) {
 	r := &identityRuntime{}
 	idps := map[string]*oidc.Verifier{}
-	for _, name := range sortedNames(cfg.OIDC) {
+	for _, name := range slices.Sorted(maps.Keys(cfg.OIDC)) {
 		idp := cfg.OIDC[name]
 		if idp.Issuer == "" {
 			return nil, fmt.Errorf("identity.secrets.oidc.%s.issuer is not set", name)
@@ -132,13 +133,4 @@ func newIdentityRuntime(ctx context.Context, cfg *config.Config, cat *catalog.Ca
 func (r *identityRuntime) close() {
 	_ = r.cache.Close()
 	_ = r.store.Close()
-}
-
-func sortedNames[V any](m map[string]V) []string {
-	names := make([]string, 0, len(m))
-	for n := range m {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	return names
 }

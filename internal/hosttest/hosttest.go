@@ -1,6 +1,7 @@
 package hosttest
 
 import (
+	"go.uber.org/goleak"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -62,4 +63,20 @@ func goBin() string {
 		return p
 	}
 	return "go"
+}
+
+// Main runs a test binary's tests, removes the binaries built for them, and fails the run when
+// goroutines leak. go-plugin's in-process mode leaves stdio pipes to the garbage collector (see
+// plugin.ServeInProcess), so it collects garbage before looking. Call it from TestMain.
+func Main(m interface{ Run() int }, ignore ...goleak.Option) {
+	code := m.Run()
+	Cleanup()
+	if code == 0 {
+		runtime.GC()
+		if err := goleak.Find(ignore...); err != nil {
+			println("goleak:", err.Error())
+			code = 1
+		}
+	}
+	os.Exit(code)
 }

@@ -8,34 +8,18 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
 
-	"go.uber.org/goleak"
-
 	"github.com/keyfort/keyfort/internal/hosttest"
 	"github.com/keyfort/keyfort/provider"
 	"github.com/keyfort/keyfort/provider/plugin"
 )
 
-func TestMain(m *testing.M) {
-	code := m.Run()
-	hosttest.Cleanup()
-	if code == 0 {
-		// go-plugin's test-mode Serve (behind plugin.ServeInProcess) leaves two stdio pipe writers
-		// unreachable but open; their finalizers close them, which ends the goroutines reading them.
-		runtime.GC()
-		if err := goleak.Find(); err != nil {
-			println("goleak:", err.Error())
-			code = 1
-		}
-	}
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { hosttest.Main(m) }
 
 var memorySettings = provider.NewSettings("mem", []byte(`{"signing_keys":{"signing":{"algorithm":"EdDSA"}},"secrets":{"s":"v"},"credentials":{"db":{"ttl":"1m"}}}`))
 

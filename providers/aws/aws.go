@@ -5,7 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"sort"
+	"maps"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -179,21 +180,12 @@ func jsonField(location string, data []byte, field string) ([]byte, error) {
 	}
 	v, ok := fields[field]
 	if !ok {
-		return nil, provider.NewError(provider.ErrNotFound, location, fmt.Errorf("no field %q (fields: %v)", field, names(fields)))
+		return nil, provider.NewError(provider.ErrNotFound, location, fmt.Errorf("no field %q (fields: %v)", field, slices.Sorted(maps.Keys(fields))))
 	}
 	if s, ok := v.(string); ok {
 		return []byte(s), nil
 	}
 	return json.Marshal(v)
-}
-
-func names(m map[string]any) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
 }
 
 // stages in the order of the key set: pending (newest, verify only), current (signs), previous.

@@ -5,8 +5,6 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"errors"
-	"os"
-	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -15,7 +13,6 @@ import (
 	awssdk "github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
-	"go.uber.org/goleak"
 
 	"github.com/keyfort/keyfort/internal/hosttest"
 	"github.com/keyfort/keyfort/internal/mototest"
@@ -29,17 +26,19 @@ import (
 )
 
 func TestMain(m *testing.M) {
-	code := m.Run()
-	mototest.Stop()
-	hosttest.Cleanup()
-	if code == 0 {
-		runtime.GC()
-		if err := goleak.Find(); err != nil {
-			println("goleak:", err.Error())
-			code = 1
-		}
-	}
-	os.Exit(code)
+	hosttest.Main(withCleanup{m, mototest.Stop})
+}
+
+// withCleanup runs a cleanup after the tests, before hosttest.Main looks for leaks.
+type withCleanup struct {
+	*testing.M
+	cleanup func()
+}
+
+func (w withCleanup) Run() int {
+	code := w.M.Run()
+	w.cleanup()
+	return code
 }
 
 // moto returns the emulator's endpoint, fresh, with the environment the SDK's standard chain reads.

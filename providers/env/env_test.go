@@ -7,11 +7,8 @@ import (
 	"encoding/pem"
 	"errors"
 	"os"
-	"runtime"
 	"strings"
 	"testing"
-
-	"go.uber.org/goleak"
 
 	"github.com/keyfort/keyfort/internal/hosttest"
 	"github.com/keyfort/keyfort/provider"
@@ -19,20 +16,7 @@ import (
 	"github.com/keyfort/keyfort/providers/env"
 )
 
-func TestMain(m *testing.M) {
-	code := m.Run()
-	hosttest.Cleanup()
-	if code == 0 {
-		// go-plugin's test-mode Serve (behind plugin.ServeInProcess) leaves two stdio pipe writers
-		// unreachable but open; their finalizers close them, which ends the goroutines reading them.
-		runtime.GC()
-		if err := goleak.Find(); err != nil {
-			println("goleak:", err.Error())
-			code = 1
-		}
-	}
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { hosttest.Main(m) }
 
 const secretValue = "s3cr3t value with spaces"
 

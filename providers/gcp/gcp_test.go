@@ -7,8 +7,6 @@ import (
 	"encoding/pem"
 	"errors"
 	"net"
-	"os"
-	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -35,16 +33,7 @@ import (
 )
 
 func TestMain(m *testing.M) {
-	code := m.Run()
-	hosttest.Cleanup()
-	if code == 0 {
-		runtime.GC()
-		if err := goleak.Find(goleak.IgnoreTopFunction("go.opencensus.io/stats/view.(*worker).start")); err != nil {
-			println("goleak:", err.Error())
-			code = 1
-		}
-	}
-	os.Exit(code)
+	hosttest.Main(m, goleak.IgnoreTopFunction("go.opencensus.io/stats/view.(*worker).start"))
 }
 
 // emulator serves the Secret Manager emulator on loopback (the real API over gRPC) and returns its

@@ -6,7 +6,8 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
-	"sort"
+	"maps"
+	"slices"
 	"sync"
 	"time"
 
@@ -108,7 +109,7 @@ func New(_ context.Context, cfg Config) (*Provider, error) {
 		}
 		p.generateAlg = alg
 	}
-	for _, name := range sortedKeys(cfg.SigningKeys) {
+	for _, name := range slices.Sorted(maps.Keys(cfg.SigningKeys)) {
 		algName := cfg.SigningKeys[name].Algorithm
 		if algName == "" {
 			algName = string(provider.EdDSA)
@@ -125,7 +126,7 @@ func New(_ context.Context, cfg Config) (*Provider, error) {
 	for name, v := range cfg.Secrets {
 		p.secrets[name] = provider.Secret{Name: name, Version: "1", Value: provider.SensitiveString(v), CreatedAt: p.now()}
 	}
-	for _, name := range sortedKeys(cfg.Credentials) {
+	for _, name := range slices.Sorted(maps.Keys(cfg.Credentials)) {
 		rc := cfg.Credentials[name]
 		r := role{username: rc.Username, password: rc.Password, ttl: time.Hour, extra: rc.Extra}
 		if (rc.Username == "") != (rc.Password == "") {
@@ -147,15 +148,6 @@ func New(_ context.Context, cfg Config) (*Provider, error) {
 		return nil, provider.NewError(provider.ErrInvalidConfig, "", errors.Join(problems...))
 	}
 	return p, nil
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }
 
 // generate adds a fresh key to set name (creating it) and makes it active. Callers hold p.mu or own p.

@@ -3,11 +3,7 @@ package memory_test
 import (
 	"context"
 	"encoding/json"
-	"os"
-	"runtime"
 	"testing"
-
-	"go.uber.org/goleak"
 
 	"github.com/keyfort/keyfort/internal/hosttest"
 	"github.com/keyfort/keyfort/provider"
@@ -15,20 +11,7 @@ import (
 	"github.com/keyfort/keyfort/providers/memory"
 )
 
-func TestMain(m *testing.M) {
-	code := m.Run()
-	hosttest.Cleanup()
-	if code == 0 {
-		// go-plugin's test-mode Serve (behind plugin.ServeInProcess) leaves two stdio pipe writers
-		// unreachable but open; their finalizers close them, which ends the goroutines reading them.
-		runtime.GC()
-		if err := goleak.Find(); err != nil {
-			println("goleak:", err.Error())
-			code = 1
-		}
-	}
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { hosttest.Main(m) }
 
 var fixtureSettings = map[string]any{
 	"signing_keys": map[string]any{"session-signing": map[string]any{"algorithm": "ES256"}},

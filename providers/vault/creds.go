@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
+	"slices"
 	"strings"
 	"time"
 
@@ -53,7 +55,7 @@ func (p *Provider) Credentials(ctx context.Context, req provider.CredentialReque
 			_ = sess.client.Auth().Token().RevokeSelfWithContext(context.WithoutCancel(ctx), "")
 		}
 		return provider.Credentials{}, provider.NewError(provider.ErrInvalidConfig, location,
-			fmt.Errorf("%s answered neither username nor token (fields: %v)", path, fieldNames(s.Data)))
+			fmt.Errorf("%s answered neither username nor token (fields: %v)", path, slices.Sorted(maps.Keys(s.Data))))
 	}
 	if s.LeaseID != "" {
 		ttl := time.Duration(s.LeaseDuration) * time.Second

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -143,12 +145,12 @@ func pickField(location string, data map[string]any, field string) ([]byte, erro
 			}
 		} else {
 			return nil, provider.NewError(provider.ErrInvalidArgument, location,
-				fmt.Errorf("the secret has fields %v; name one with #FIELD", fieldNames(data)))
+				fmt.Errorf("the secret has fields %v; name one with #FIELD", slices.Sorted(maps.Keys(data))))
 		}
 	}
 	v, ok := data[field]
 	if !ok {
-		return nil, provider.NewError(provider.ErrNotFound, location, fmt.Errorf("no field %q (fields: %v)", field, fieldNames(data)))
+		return nil, provider.NewError(provider.ErrNotFound, location, fmt.Errorf("no field %q (fields: %v)", field, slices.Sorted(maps.Keys(data))))
 	}
 	if s, ok := v.(string); ok {
 		return []byte(s), nil
@@ -158,15 +160,6 @@ func pickField(location string, data map[string]any, field string) ([]byte, erro
 		return nil, provider.NewError(provider.ErrInvalidConfig, location, fmt.Errorf("field %q is not representable", field))
 	}
 	return b, nil
-}
-
-func fieldNames(data map[string]any) []string {
-	names := make([]string, 0, len(data))
-	for k := range data {
-		names = append(names, k)
-	}
-	sort.Strings(names)
-	return names
 }
 
 // SigningKeys reads a key set from KV v2 versions or from Transit.

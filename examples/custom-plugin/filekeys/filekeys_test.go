@@ -7,10 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"runtime"
 	"testing"
-
-	"go.uber.org/goleak"
 
 	"github.com/keyfort/keyfort/catalog"
 	"github.com/keyfort/keyfort/config"
@@ -20,18 +17,7 @@ import (
 	"github.com/keyfort/keyfort/provider/providertest"
 )
 
-func TestMain(m *testing.M) {
-	code := m.Run()
-	hosttest.Cleanup()
-	if code == 0 {
-		runtime.GC() // see plugin.ServeInProcess
-		if err := goleak.Find(); err != nil {
-			println("goleak:", err.Error())
-			code = 1
-		}
-	}
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { hosttest.Main(m) }
 
 const secret = "file secret value 42"
 

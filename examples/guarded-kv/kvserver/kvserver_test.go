@@ -4,15 +4,12 @@ import (
 	"context"
 	"errors"
 	"net"
-	"os"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"go.uber.org/goleak"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
@@ -29,18 +26,7 @@ import (
 	"github.com/keyfort/keyfort/session/oidc/oidctest"
 )
 
-func TestMain(m *testing.M) {
-	code := m.Run()
-	hosttest.Cleanup()
-	if code == 0 {
-		runtime.GC()
-		if err := goleak.Find(); err != nil {
-			println("goleak:", err.Error())
-			code = 1
-		}
-	}
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { hosttest.Main(m) }
 
 // serve loads an example configuration as it ships, with the issuer overridden through the
 // environment as a deployment would, and runs the service.
