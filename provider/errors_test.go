@@ -72,3 +72,21 @@ func TestErrorMessageNamesProviderOnce(t *testing.T) {
 		}
 	}
 }
+
+func TestStaticLeases(t *testing.T) {
+	if l, err := provider.RenewStatic(provider.Lease{}, false); err != nil || !l.IsZero() {
+		t.Errorf("zero lease: got %v, %v", l, err)
+	}
+	if _, err := provider.RenewStatic(provider.Lease{ID: "x"}, false); !errors.Is(err, provider.ErrNotFound) {
+		t.Errorf("a lease from nowhere: got %v, want ErrNotFound", err)
+	}
+	if _, err := provider.RenewStatic(provider.Lease{}, true); !errors.Is(err, provider.ErrClosed) {
+		t.Errorf("closed: got %v", err)
+	}
+	if err := provider.RevokeStatic(provider.Lease{ID: "x"}, false); err != nil {
+		t.Errorf("revoke: %v", err)
+	}
+	if err := provider.RevokeStatic(provider.Lease{}, true); !errors.Is(err, provider.ErrClosed) {
+		t.Errorf("revoke when closed: got %v", err)
+	}
+}

@@ -119,3 +119,23 @@ func CredentialsFromJSON(role string, data []byte) (Credentials, error) {
 	}
 	return c, nil
 }
+
+// RenewStatic is Renew for providers whose credentials carry no lease: the zero lease of static
+// credentials is returned as is, any other lease is unknown, and a closed provider says so.
+func RenewStatic(l Lease, closed bool) (Lease, error) {
+	if closed {
+		return Lease{}, NewError(ErrClosed, l.ID, nil)
+	}
+	if l.IsZero() {
+		return l, nil
+	}
+	return Lease{}, NewError(ErrNotFound, l.ID, errors.New("this provider issues no leases"))
+}
+
+// RevokeStatic is Revoke for providers whose credentials carry no lease: nothing to do, unless closed.
+func RevokeStatic(l Lease, closed bool) error {
+	if closed {
+		return NewError(ErrClosed, l.ID, nil)
+	}
+	return nil
+}

@@ -269,23 +269,14 @@ func (p *Provider) Credentials(ctx context.Context, req provider.CredentialReque
 	return c, nil
 }
 
-// Renew returns static credentials' zero lease unchanged; the env provider issues no leases.
-func (p *Provider) Renew(ctx context.Context, l provider.Lease) (provider.Lease, error) {
-	if p.closed.Load() {
-		return provider.Lease{}, provider.NewError(provider.ErrClosed, l.ID, nil)
-	}
-	if l.IsZero() {
-		return l, nil
-	}
-	return provider.Lease{}, provider.NewError(provider.ErrNotFound, l.ID, errors.New("the env provider issues no leases"))
+// Renew returns static credentials' zero lease unchanged: the env provider issues no leases.
+func (p *Provider) Renew(_ context.Context, l provider.Lease) (provider.Lease, error) {
+	return provider.RenewStatic(l, p.closed.Load())
 }
 
 // Revoke does nothing: the env provider issues no leases.
-func (p *Provider) Revoke(ctx context.Context, l provider.Lease) error {
-	if p.closed.Load() {
-		return provider.NewError(provider.ErrClosed, l.ID, nil)
-	}
-	return nil
+func (p *Provider) Revoke(_ context.Context, l provider.Lease) error {
+	return provider.RevokeStatic(l, p.closed.Load())
 }
 
 // Health is nil while the provider is open.

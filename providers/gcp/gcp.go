@@ -281,21 +281,12 @@ func (p *Provider) Credentials(ctx context.Context, req provider.CredentialReque
 
 // Renew returns static credentials' zero lease unchanged: Secret Manager issues no leases.
 func (p *Provider) Renew(_ context.Context, l provider.Lease) (provider.Lease, error) {
-	if p.closed.Load() {
-		return provider.Lease{}, provider.NewError(provider.ErrClosed, l.ID, nil)
-	}
-	if l.IsZero() {
-		return l, nil
-	}
-	return provider.Lease{}, provider.NewError(provider.ErrNotFound, l.ID, errors.New("secret manager issues no leases"))
+	return provider.RenewStatic(l, p.closed.Load())
 }
 
 // Revoke does nothing: Secret Manager issues no leases.
-func (p *Provider) Revoke(context.Context, provider.Lease) error {
-	if p.closed.Load() {
-		return provider.NewError(provider.ErrClosed, "", nil)
-	}
-	return nil
+func (p *Provider) Revoke(_ context.Context, l provider.Lease) error {
+	return provider.RevokeStatic(l, p.closed.Load())
 }
 
 // Close closes the client.

@@ -140,16 +140,15 @@ func (p *Provider) Credentials(ctx context.Context, req provider.CredentialReque
 	return provider.Credentials{}, provider.NewError(provider.ErrUnimplemented, req.Role, errors.New("the files plugin serves no credentials"))
 }
 
-// Renew returns static credentials' zero lease; the plugin issues no leases.
+// Renew returns static credentials' zero lease unchanged: the files plugin issues no leases.
 func (p *Provider) Renew(_ context.Context, l provider.Lease) (provider.Lease, error) {
-	if l.IsZero() {
-		return l, nil
-	}
-	return provider.Lease{}, provider.NewError(provider.ErrNotFound, l.ID, errors.New("the files plugin issues no leases"))
+	return provider.RenewStatic(l, p.closed.Load())
 }
 
-// Revoke does nothing; the plugin issues no leases.
-func (p *Provider) Revoke(context.Context, provider.Lease) error { return nil }
+// Revoke does nothing: the files plugin issues no leases.
+func (p *Provider) Revoke(_ context.Context, l provider.Lease) error {
+	return provider.RevokeStatic(l, p.closed.Load())
+}
 
 // Close releases the directory.
 func (p *Provider) Close() error {
