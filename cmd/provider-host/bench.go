@@ -1,0 +1,850 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"maps"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/mattn/go-isatty"
+	"github.com/redis/go-redis/v9"
+	"github.com/spf13/cobra"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+
+	pb "github.com/keyfort/keyfort/internal/identitypb/v1"
+	kvpb "github.com/keyfort/keyfort/internal/kvexamplepb/v1"
+)
+
+// benchOptions are the flags of "provider-host bench".
+type benchOptions struct {
+	sessions    int
+	concurrency int
+	duration    time.Duration
+	replicas    int
+	redisURL    string
+	guardedBin  string
+	mix         string
+	jsonOut     string
+	progress    string
+	keepLogs    bool
+}
+
+func newBenchCmd() *cobra.Command {
+	o := benchOptions{}
+	cmd := &cobra.Command{
+		Use:   "bench [--sessions N] [--duration D] [--guarded-bin PATH] [--replicas R --redis-url URL]",
+		Short: "Load-test the identity runtime (and a guarded service) over gRPC with many concurrent sessions",
+		Long: `Stand up a complete deployment on loopback and drive it with many concurrent sessions:
+
+  - an OpenID Provider (EdDSA ID tokens) that the services trust as identity provider "google";
+  - R "provider-host serve" processes (this binary) sharing one session signing key through the env
+    provider, and, with R > 1, one Redis session store (--redis-url);
+  - with --guarded-bin, the guarded key-value example service (examples/guarded-kv), whose
+    interceptor turns each caller's ID token into a session with its own backend credentials.
+
+Phase 1 starts every session (StartIdentitySession). Phase 2 runs for --duration: each step takes a
+session and, by the weights of --mix, makes a guarded call (Put then Get on the guarded service with
+the session's ID token; without --guarded-bin, EvaluateIdentityPolicy on the runtime with its access
+token), refreshes it (RefreshIdentitySession, rotating the refresh token), or logs it out
+(EndIdentitySession; the next step starts it again with a new ID token). With R > 1 every call goes
+to a replica chosen at random, so refreshes and logouts routinely land on a replica other than the
+one that issued the token.
+
+It reports throughput and p50/p99/p99.9/max latency per operation, resident memory of each process,
+and with Redis the store commands per operation. Any failed call makes the exit status non-zero.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx, stop := signalContext(0)
+			defer stop()
+			rep, err := runBench(ctx, o, cmd.ErrOrStderr())
+			if rep != nil {
+				rep.print(cmd.OutOrStdout())
+				if o.jsonOut != "" {
+					body, _ := json.MarshalIndent(rep, "", "  ")
+					if werr := os.WriteFile(o.jsonOut, append(body, '\n'), 0o644); werr != nil && err == nil {
+						err = werr
+					}
+				}
+				if err == nil && rep.Errors > 0 {
+					return fmt.Errorf("%d of %d calls failed", rep.Errors, rep.Calls)
+				}
+			}
+			return err
+		},
+	}
+	f := cmd.Flags()
+	f.IntVar(&o.sessions, "sessions", 1000, "concurrent sessions to keep alive")
+	f.IntVar(&o.concurrency, "concurrency", 64, "calls in flight at once")
+	f.DurationVar(&o.duration, "duration", 30*time.Second, "length of the mixed phase")
+	f.IntVar(&o.replicas, "replicas", 1, "serve processes; more than one needs --redis-url")
+	f.StringVar(&o.redisURL, "redis-url", "", "Redis session store shared by the replicas (identity.session.redis_url)")
+	f.StringVar(&o.guardedBin, "guarded-bin", "", "built examples/guarded-kv binary to start and drive")
+	f.StringVar(&o.mix, "mix", "guarded=80,refresh=15,logout=5", "weights of the mixed phase's operations")
+	f.StringVar(&o.jsonOut, "json", "", "also write the report as JSON to this file")
+	f.StringVar(&o.progress, "progress", "auto", "progress bar: auto (when stderr is a terminal), always, lines (one line every 5s) or never")
+	f.BoolVar(&o.keepLogs, "keep-logs", false, "keep the services' logs and configuration (their directory is printed)")
+	return cmd
+}
+
+// Operations of the load.
+const (
+	opStart = iota
+	opGuarded
+	opRefresh
+	opLogout
+	numOps
+)
+
+var opNames = [numOps]string{"start", "guarded", "refresh", "logout"}
+
+// benchReport is what a run measured; it is printed and, with --json, written for scripts/loadtest.sh.
+type benchReport struct {
+	Sessions    int                  `json:"sessions"`
+	Concurrency int                  `json:"concurrency"`
+	Replicas    int                  `json:"replicas"`
+	Store       string               `json:"store"`
+	Guarded     bool                 `json:"guarded_service"`
+	Mix         string               `json:"mix"`
+	StartPhase  phaseReport          `json:"start_phase"`
+	MixedPhase  phaseReport          `json:"mixed_phase"`
+	Ops         map[string]*opReport `json:"ops"`
+	Calls       int64                `json:"calls"`
+	Errors      int64                `json:"errors"`
+	RSSKiB      map[string]int64     `json:"rss_kib,omitempty"`
+	// RedisCommandsPerCall is the Redis commands of the mixed phase over its runtime calls (guarded
+	// calls to the guarded service excluded: it keeps no state in Redis).
+	RedisCommandsPerCall float64 `json:"redis_commands_per_runtime_call,omitempty"`
+	CPUs                 int     `json:"cpus"`
+	Interrupted          bool    `json:"interrupted,omitempty"`
+
+	redisDelta   int64 // Redis commands in the mixed phase
+	guardedMixed int64 // guarded calls (all in the mixed phase)
+}
+
+type phaseReport struct {
+	Seconds    float64 `json:"seconds"`
+	Calls      int64   `json:"calls"`
+	Throughput float64 `json:"calls_per_second"`
+}
+
+type opReport struct {
+	Count      int64            `json:"count"`
+	Errors     int64            `json:"errors"`
+	Throughput float64          `json:"calls_per_second"`
+	P50ms      float64          `json:"p50_ms"`
+	P99ms      float64          `json:"p99_ms"`
+	P999ms     float64          `json:"p999_ms"`
+	MaxMs      float64          `json:"max_ms"`
+	ErrorCodes map[string]int64 `json:"error_codes,omitempty"`
+	FirstError string           `json:"first_error,omitempty"`
+}
+
+func parseMix(s string) ([numOps]int, error) {
+	var w [numOps]int
+	total := 0
+	for part := range strings.SplitSeq(s, ",") {
+		name, val, ok := strings.Cut(strings.TrimSpace(part), "=")
+		n, err := strconv.Atoi(val)
+		i := slices.Index(opNames[:], name)
+		if !ok || err != nil || n < 0 || i <= opStart {
+			return w, fmt.Errorf("--mix %q: want comma-separated guarded=N, refresh=N and logout=N", s)
+		}
+		w[i] = n
+		total += n
+	}
+	if total == 0 {
+		return w, fmt.Errorf("--mix %q: the weights add up to zero", s)
+	}
+	return w, nil
+}
+
+func (o benchOptions) validate() error {
+	switch {
+	case o.sessions < 1:
+		return errors.New("--sessions must be at least 1")
+	case o.concurrency < 1:
+		return errors.New("--concurrency must be at least 1")
+	case o.duration <= 0:
+		return errors.New("--duration must be positive")
+	case o.replicas < 1:
+		return errors.New("--replicas must be at least 1")
+	case o.replicas > 1 && o.redisURL == "":
+		return errors.New("--replicas > 1 needs --redis-url: replicas share sessions through Redis")
+	}
+	if !slices.Contains([]string{"auto", "always", "lines", "never"}, o.progress) {
+		return fmt.Errorf("--progress %q: want auto, always, lines or never", o.progress)
+	}
+	_, err := parseMix(o.mix)
+	return err
+}
+
+// benchUser is one simulated session; exactly one worker holds it at a time.
+type benchUser struct {
+	subject         string
+	nonce           uint64
+	ext             string // the ID token from the issuer
+	access, refresh string
+	started, put    bool
+}
+
+// benchTarget is the deployment under load.
+type benchTarget struct {
+	runtimes []pb.IdentityRuntimeServiceClient
+	kv       kvpb.KeyValueServiceClient
+	issuer   *benchIssuer
+}
+
+func (t *benchTarget) runtime(rng *rand.Rand) pb.IdentityRuntimeServiceClient {
+	return t.runtimes[rng.IntN(len(t.runtimes))]
+}
+
+// step runs one operation for u and returns which it was.
+func (t *benchTarget) step(ctx context.Context, rng *rand.Rand, u *benchUser, op int) error {
+	switch op {
+	case opStart:
+		u.nonce++
+		ext, err := t.issuer.mint(u.subject, u.nonce)
+		if err != nil {
+			return err
+		}
+		res, err := t.runtime(rng).StartIdentitySession(ctx, &pb.StartIdentitySessionRequest{
+			Subject: u.subject, Tenant: "bench", IdentityProvider: "google", ExternalToken: ext})
+		if err != nil {
+			return err
+		}
+		u.ext, u.access, u.refresh, u.started, u.put = ext, res.GetTokens().GetAccessToken(), res.GetTokens().GetRefreshToken(), true, false
+	case opRefresh:
+		res, err := t.runtime(rng).RefreshIdentitySession(ctx, &pb.RefreshIdentitySessionRequest{RefreshToken: u.refresh})
+		if err != nil {
+			return err
+		}
+		u.access, u.refresh = res.GetTokens().GetAccessToken(), res.GetTokens().GetRefreshToken()
+	case opLogout:
+		u.started = false
+		_, err := t.runtime(rng).EndIdentitySession(ctx, &pb.EndIdentitySessionRequest{Token: u.refresh})
+		return err
+	case opGuarded:
+		if t.kv == nil {
+			actx := metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+u.access)
+			_, err := t.runtime(rng).EvaluateIdentityPolicy(actx, &pb.EvaluateIdentityPolicyRequest{
+				Subject: u.subject, Tenant: "bench", Scope: "orders", Action: "read"})
+			return err
+		}
+		actx := metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+u.ext)
+		if !u.put {
+			if _, err := t.kv.Put(actx, &kvpb.PutRequest{Key: "k", Value: u.subject}); err != nil {
+				return err
+			}
+			u.put = true
+			return nil
+		}
+		res, err := t.kv.Get(actx, &kvpb.GetRequest{Key: "k"})
+		if err != nil {
+			return err
+		}
+		if res.GetValue() != u.subject {
+			return fmt.Errorf("guarded Get returned another session's value")
+		}
+	}
+	return nil
+}
+
+// benchWorker is one worker's private record of latencies and errors, merged at the end.
+type benchWorker struct {
+	lat   [numOps][]int64
+	errs  [numOps]map[string]int64
+	first [numOps]string
+}
+
+func (w *benchWorker) record(op int, d time.Duration, err error) {
+	if err == nil {
+		w.lat[op] = append(w.lat[op], int64(d))
+		return
+	}
+	if w.errs[op] == nil {
+		w.errs[op] = map[string]int64{}
+	}
+	code := "error"
+	if s, ok := status.FromError(err); ok {
+		code = s.Code().String()
+	}
+	w.errs[op][code]++
+	if w.first[op] == "" {
+		w.first[op] = err.Error()
+	}
+}
+
+// progress draws the bar (or lines) on out while a phase runs.
+type progress struct {
+	mode  string
+	out   io.Writer
+	done  atomic.Int64
+	fails atomic.Int64
+	stop  chan struct{}
+	wg    sync.WaitGroup
+}
+
+func newProgress(mode string, out io.Writer) *progress {
+	if mode == "auto" {
+		mode = "never"
+		if f, ok := out.(*os.File); ok && isatty.IsTerminal(f.Fd()) {
+			mode = "always"
+		}
+	}
+	return &progress{mode: mode, out: out}
+}
+
+// phase shows progress towards total calls (when total > 0) or towards the end of d.
+func (p *progress) begin(name string, total int64, d time.Duration) {
+	p.done.Store(0)
+	p.fails.Store(0)
+	p.stop = make(chan struct{})
+	if p.mode == "never" {
+		return
+	}
+	start := time.Now()
+	every := 200 * time.Millisecond
+	if p.mode == "lines" {
+		every = 5 * time.Second
+	}
+	p.wg.Go(func() {
+		t := time.NewTicker(every)
+		defer t.Stop()
+		for {
+			select {
+			case <-p.stop:
+				p.draw(name, total, d, start, true)
+				return
+			case <-t.C:
+				p.draw(name, total, d, start, false)
+			}
+		}
+	})
+}
+
+func (p *progress) draw(name string, total int64, d time.Duration, start time.Time, last bool) {
+	el := time.Since(start)
+	frac := 0.0
+	if total > 0 {
+		frac = float64(p.done.Load()) / float64(total)
+	} else {
+		frac = el.Seconds() / d.Seconds()
+	}
+	frac = min(max(frac, 0), 1)
+	const width = 30
+	bar := strings.Repeat("█", int(frac*width)) + strings.Repeat("░", width-int(frac*width))
+	rate := float64(p.done.Load()) / max(el.Seconds(), 1e-9)
+	line := fmt.Sprintf("%-6s %s %3.0f%% %6.1fs  %d calls  %.0f/s  %d errors", name, bar, frac*100, el.Seconds(), p.done.Load(), rate, p.fails.Load())
+	switch {
+	case p.mode == "lines":
+		fmt.Fprintln(p.out, line)
+	case last:
+		fmt.Fprintf(p.out, "\r%s\n", line)
+	default:
+		fmt.Fprintf(p.out, "\r%s", line)
+	}
+}
+
+func (p *progress) end() {
+	close(p.stop)
+	p.wg.Wait()
+}
+
+func runBench(ctx context.Context, o benchOptions, stderr io.Writer) (*benchReport, error) {
+	if err := o.validate(); err != nil {
+		return nil, err
+	}
+	weights, _ := parseMix(o.mix)
+	dep, err := startDeployment(ctx, o, stderr)
+	if err != nil {
+		return nil, err
+	}
+	defer dep.close()
+
+	users := make([]*benchUser, o.sessions)
+	for i := range users {
+		users[i] = &benchUser{subject: fmt.Sprintf("bench-user-%d", i)}
+	}
+	workers := make([]*benchWorker, o.concurrency)
+	for i := range workers {
+		workers[i] = &benchWorker{}
+	}
+	rep := &benchReport{Sessions: o.sessions, Concurrency: o.concurrency, Replicas: o.replicas, Store: "memory",
+		Guarded: o.guardedBin != "", Mix: o.mix, Ops: map[string]*opReport{}, CPUs: runtime.NumCPU()}
+	if o.redisURL != "" {
+		rep.Store = "redis"
+	}
+	bar := newProgress(o.progress, stderr)
+	queue := make(chan *benchUser, len(users))
+	for _, u := range users {
+		queue <- u
+	}
+	run := func(name string, total int64, d time.Duration, pick func(*rand.Rand, *benchUser) int, requeue bool) phaseReport {
+		bar.begin(name, total, d)
+		pctx := ctx
+		cancel := context.CancelFunc(func() {})
+		if d > 0 {
+			pctx, cancel = context.WithTimeout(ctx, d)
+		}
+		defer cancel()
+		start := time.Now()
+		var calls atomic.Int64
+		var wg sync.WaitGroup
+		for wi, w := range workers {
+			wg.Go(func() {
+				rng := rand.New(rand.NewPCG(uint64(wi), uint64(start.UnixNano())))
+				for pctx.Err() == nil {
+					var u *benchUser
+					if requeue {
+						select {
+						case u = <-queue:
+						case <-pctx.Done():
+							return
+						}
+					} else {
+						select {
+						case u = <-queue:
+						default:
+							return // every session started
+						}
+					}
+					op := pick(rng, u)
+					cctx, ccancel := context.WithTimeout(context.WithoutCancel(pctx), 30*time.Second)
+					t0 := time.Now()
+					err := dep.target.step(cctx, rng, u, op)
+					el := time.Since(t0)
+					ccancel()
+					w.record(op, el, err)
+					calls.Add(1)
+					bar.done.Add(1)
+					if err != nil {
+						bar.fails.Add(1)
+					}
+					if requeue {
+						queue <- u
+					}
+				}
+			})
+		}
+		wg.Wait()
+		bar.end()
+		el := time.Since(start)
+		return phaseReport{Seconds: el.Seconds(), Calls: calls.Load(), Throughput: float64(calls.Load()) / el.Seconds()}
+	}
+
+	rep.StartPhase = run("start", int64(len(users)), 0, func(*rand.Rand, *benchUser) int { return opStart }, false)
+	if ctx.Err() == nil {
+		for _, u := range users {
+			queue <- u
+		}
+		var total int
+		for _, w := range weights {
+			total += w
+		}
+		redisBefore := dep.redisCalls(ctx)
+		rep.MixedPhase = run("mixed", 0, o.duration, func(rng *rand.Rand, u *benchUser) int {
+			if !u.started {
+				return opStart
+			}
+			n := rng.IntN(total)
+			for op, w := range weights {
+				if n < w {
+					return op
+				}
+				n -= w
+			}
+			return opGuarded
+		}, true)
+		if redisBefore >= 0 {
+			if after := dep.redisCalls(context.WithoutCancel(ctx)); after >= redisBefore {
+				rep.redisDelta = after - redisBefore
+			}
+		}
+	}
+	rep.Interrupted = ctx.Err() != nil
+	rep.RSSKiB = dep.rss()
+	rep.merge(workers)
+	if rep.redisDelta > 0 {
+		runtimeCalls := rep.MixedPhase.Calls
+		if rep.Guarded {
+			runtimeCalls -= rep.guardedMixed
+		}
+		if runtimeCalls > 0 {
+			rep.RedisCommandsPerCall = float64(rep.redisDelta) / float64(runtimeCalls)
+		}
+	}
+	return rep, nil
+}
+
+func (r *benchReport) merge(workers []*benchWorker) {
+	elapsed := r.StartPhase.Seconds + r.MixedPhase.Seconds
+	for op := range numOps {
+		var all []int64
+		or := &opReport{}
+		for _, w := range workers {
+			all = append(all, w.lat[op]...)
+			for code, n := range w.errs[op] {
+				if or.ErrorCodes == nil {
+					or.ErrorCodes = map[string]int64{}
+				}
+				or.ErrorCodes[code] += n
+				or.Errors += n
+			}
+			if or.FirstError == "" {
+				or.FirstError = w.first[op]
+			}
+		}
+		if len(all) == 0 && or.Errors == 0 {
+			continue
+		}
+		slices.Sort(all)
+		or.Count = int64(len(all)) + or.Errors
+		if op == opStart {
+			// starts happen in both phases; the rate is over the whole run
+			or.Throughput = float64(or.Count) / elapsed
+		} else {
+			or.Throughput = float64(or.Count) / r.MixedPhase.Seconds
+		}
+		or.P50ms, or.P99ms, or.P999ms = quantileMs(all, 0.50), quantileMs(all, 0.99), quantileMs(all, 0.999)
+		if len(all) > 0 {
+			or.MaxMs = float64(all[len(all)-1]) / 1e6
+		}
+		r.Ops[opNames[op]] = or
+		r.Calls += or.Count
+		r.Errors += or.Errors
+		if op == opGuarded {
+			r.guardedMixed = or.Count
+		}
+	}
+}
+
+// quantileMs is the nearest-rank quantile q of sorted nanosecond samples, in milliseconds.
+func quantileMs(sorted []int64, q float64) float64 {
+	if len(sorted) == 0 {
+		return 0
+	}
+	i := int(float64(len(sorted))*q+0.999999) - 1
+	return float64(sorted[min(max(i, 0), len(sorted)-1)]) / 1e6
+}
+
+func (r *benchReport) print(out io.Writer) {
+	store := "in-memory session store"
+	if r.Store == "redis" {
+		store = "sessions shared through Redis"
+	}
+	target := "guarded calls: EvaluateIdentityPolicy on the runtime"
+	if r.Guarded {
+		target = "guarded calls: Put/Get on the guarded key-value service"
+	}
+	fmt.Fprintf(out, "keyfort bench: %d sessions, %d in flight, %d serve replica(s), %s, %s, mix %s, %d CPU(s)\n",
+		r.Sessions, r.Concurrency, r.Replicas, store, target, r.Mix, r.CPUs)
+	fmt.Fprintf(out, "  start phase: %d sessions in %.2fs (%.0f/s)\n", r.StartPhase.Calls, r.StartPhase.Seconds, r.StartPhase.Throughput)
+	fmt.Fprintf(out, "  mixed phase: %d calls in %.2fs (%.0f/s)\n", r.MixedPhase.Calls, r.MixedPhase.Seconds, r.MixedPhase.Throughput)
+	fmt.Fprintf(out, "  %-8s %9s %7s %9s %9s %9s %9s %9s\n", "op", "calls", "errors", "calls/s", "p50 ms", "p99 ms", "p99.9 ms", "max ms")
+	for _, name := range opNames {
+		or, ok := r.Ops[name]
+		if !ok {
+			continue
+		}
+		fmt.Fprintf(out, "  %-8s %9d %7d %9.0f %9.3f %9.3f %9.3f %9.3f\n", name, or.Count, or.Errors, or.Throughput, or.P50ms, or.P99ms, or.P999ms, or.MaxMs)
+		for _, code := range slices.Sorted(maps.Keys(or.ErrorCodes)) {
+			fmt.Fprintf(out, "           %s: %d\n", code, or.ErrorCodes[code])
+		}
+		if or.FirstError != "" {
+			fmt.Fprintf(out, "           first error: %s\n", or.FirstError)
+		}
+	}
+	if len(r.RSSKiB) > 0 {
+		var parts []string
+		for _, name := range slices.Sorted(maps.Keys(r.RSSKiB)) {
+			parts = append(parts, fmt.Sprintf("%s %.1f MiB", name, float64(r.RSSKiB[name])/1024))
+		}
+		fmt.Fprintf(out, "  resident memory at the end: %s\n", strings.Join(parts, ", "))
+	}
+	if r.RedisCommandsPerCall > 0 {
+		fmt.Fprintf(out, "  redis: %.2f commands per runtime call in the mixed phase\n", r.RedisCommandsPerCall)
+	}
+	if r.Interrupted {
+		fmt.Fprintln(out, "  interrupted: the figures cover the part that ran")
+	}
+}
+
+// deployment is the set of processes under load.
+type deployment struct {
+	dir      string
+	keep     bool
+	children []*benchChild
+	conns    []*grpc.ClientConn
+	target   *benchTarget
+	redis    *redis.Client
+}
+
+type benchChild struct {
+	name string
+	cmd  *exec.Cmd
+	addr string
+	done chan struct{}
+}
+
+var (
+	serveReady   = regexp.MustCompile(`grpc=(127\.0\.0\.1:\d+)`)
+	guardedReady = regexp.MustCompile(`guarded-kv: serving addr=(127\.0\.0\.1:\d+)`)
+)
+
+func startDeployment(ctx context.Context, o benchOptions, stderr io.Writer) (_ *deployment, err error) {
+	self, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
+	dir, err := os.MkdirTemp("", "keyfort-bench-")
+	if err != nil {
+		return nil, err
+	}
+	d := &deployment{dir: dir, keep: o.keepLogs, target: &benchTarget{}}
+	defer func() {
+		if err != nil {
+			d.close()
+		}
+	}()
+	const clientID = "keyfort-bench.apps.example"
+	d.target.issuer, err = startBenchIssuer(clientID)
+	if err != nil {
+		return nil, err
+	}
+	signing, err := benchSigningKeyPEM()
+	if err != nil {
+		return nil, err
+	}
+	cfg := fmt.Sprintf(`# written by provider-host bench
+providers:
+  shared:
+    type: env
+  dev:
+    type: memory
+    settings:
+      credentials: { kv: { ttl: 15m } }
+identity:
+  secrets:
+    session_signing: shared:BENCH_SESSION_SIGNING_KEY
+    oidc:
+      google:
+        client_id: shared:BENCH_GOOGLE_CLIENT_ID
+        issuer: %s
+  credentials:
+    kv_backend: dev:kv
+  session:
+    issuer: keyfort-bench
+    audience: bench-api
+%s  policy:
+    rules:
+      - { tenant: bench, action: read, effect: allow }
+`, d.target.issuer.url, redisLine(o.redisURL))
+	cfgPath := filepath.Join(dir, "keyfort.yaml")
+	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
+		return nil, err
+	}
+	var env []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "KEYFORT_") {
+			env = append(env, kv)
+		}
+	}
+	env = append(env, "BENCH_SESSION_SIGNING_KEY="+signing, "BENCH_GOOGLE_CLIENT_ID="+clientID, "KEYFORT_PROVIDER_HOST="+self)
+
+	for i := range o.replicas {
+		c, err := d.start(ctx, fmt.Sprintf("serve-%d", i), self, env, serveReady,
+			"serve", "--config", cfgPath, "--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0")
+		if err != nil {
+			return nil, err
+		}
+		cc, err := d.dial(c.addr)
+		if err != nil {
+			return nil, err
+		}
+		d.target.runtimes = append(d.target.runtimes, pb.NewIdentityRuntimeServiceClient(cc))
+	}
+	if o.guardedBin != "" {
+		c, err := d.start(ctx, "guarded", o.guardedBin, env, guardedReady, "--config", cfgPath, "--addr", "127.0.0.1:0")
+		if err != nil {
+			return nil, err
+		}
+		cc, err := d.dial(c.addr)
+		if err != nil {
+			return nil, err
+		}
+		d.target.kv = kvpb.NewKeyValueServiceClient(cc)
+	}
+	if o.redisURL != "" {
+		opt, err := redis.ParseURL(o.redisURL)
+		if err != nil {
+			return nil, fmt.Errorf("--redis-url: %w", err)
+		}
+		d.redis = redis.NewClient(opt)
+	}
+	if o.keepLogs {
+		fmt.Fprintf(stderr, "bench: configuration and logs in %s\n", dir)
+	}
+	return d, nil
+}
+
+func redisLine(url string) string {
+	if url == "" {
+		return ""
+	}
+	return fmt.Sprintf("    redis_url: %q\n", url)
+}
+
+func (d *deployment) dial(addr string) (*grpc.ClientConn, error) {
+	cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return nil, err
+	}
+	d.conns = append(d.conns, cc)
+	return cc, nil
+}
+
+// start runs a child process, logging its stderr to DIR/NAME.log, and waits for ready to match a
+// line of it (whose first group is the address it listens on).
+func (d *deployment) start(ctx context.Context, name, bin string, env []string, ready *regexp.Regexp, args ...string) (*benchChild, error) {
+	logPath := filepath.Join(d.dir, name+".log")
+	logFile, err := os.Create(logPath)
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(bin, args...)
+	cmd.Env = env
+	pipe, err := cmd.StderrPipe()
+	if err != nil {
+		_ = logFile.Close()
+		return nil, err
+	}
+	cmd.Stdout = logFile
+	if err := cmd.Start(); err != nil {
+		_ = logFile.Close()
+		return nil, fmt.Errorf("bench: start %s (%s): %w", name, bin, err)
+	}
+	c := &benchChild{name: name, cmd: cmd, done: make(chan struct{})}
+	d.children = append(d.children, c)
+	addr := make(chan string, 1)
+	go func() {
+		defer close(c.done)
+		defer logFile.Close()
+		sc := bufio.NewScanner(pipe)
+		sc.Buffer(make([]byte, 64<<10), 1<<20)
+		for sc.Scan() {
+			_, _ = fmt.Fprintln(logFile, sc.Text())
+			if m := ready.FindStringSubmatch(sc.Text()); m != nil {
+				select {
+				case addr <- m[1]:
+				default:
+				}
+			}
+		}
+		_ = cmd.Wait()
+	}()
+	timer := time.NewTimer(2 * time.Minute)
+	defer timer.Stop()
+	select {
+	case c.addr = <-addr:
+		return c, nil
+	case <-c.done:
+		tail, _ := os.ReadFile(logPath)
+		return nil, fmt.Errorf("bench: %s exited before serving (%s); its log:\n%s", name, cmd.ProcessState, lastLines(string(tail), 20))
+	case <-timer.C:
+		return nil, fmt.Errorf("bench: %s did not start serving within 2 minutes; its log is %s", name, logPath)
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+func lastLines(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	return strings.Join(lines[max(0, len(lines)-n):], "\n")
+}
+
+// redisCalls is the number of commands Redis has served (INFO commandstats, INFO itself excluded),
+// or -1 without Redis.
+func (d *deployment) redisCalls(ctx context.Context) int64 {
+	if d.redis == nil {
+		return -1
+	}
+	info, err := d.redis.Info(ctx, "commandstats").Result()
+	if err != nil {
+		return -1
+	}
+	var total int64
+	for line := range strings.SplitSeq(info, "\n") {
+		name, rest, ok := strings.Cut(strings.TrimSpace(line), ":calls=")
+		if !ok || name == "cmdstat_info" {
+			continue
+		}
+		n, _ := strconv.ParseInt(strings.SplitN(rest, ",", 2)[0], 10, 64)
+		total += n
+	}
+	return total
+}
+
+// rss is each child's resident set size in KiB (Linux; empty elsewhere).
+func (d *deployment) rss() map[string]int64 {
+	out := map[string]int64{}
+	for _, c := range d.children {
+		if c.cmd.Process == nil {
+			continue
+		}
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", c.cmd.Process.Pid))
+		if err != nil {
+			continue
+		}
+		for line := range strings.SplitSeq(string(b), "\n") {
+			if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+				n, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+				out[c.name] = n
+			}
+		}
+	}
+	return out
+}
+
+func (d *deployment) close() {
+	for _, cc := range d.conns {
+		_ = cc.Close()
+	}
+	for _, c := range d.children {
+		_ = c.cmd.Process.Signal(os.Interrupt)
+	}
+	for _, c := range d.children {
+		select {
+		case <-c.done:
+		case <-time.After(15 * time.Second):
+			_ = c.cmd.Process.Kill()
+			<-c.done
+		}
+	}
+	if d.target.issuer != nil {
+		d.target.issuer.close()
+	}
+	if d.redis != nil {
+		_ = d.redis.Close()
+	}
+	if !d.keep {
+		_ = os.RemoveAll(d.dir)
+	}
+}

@@ -1,0 +1,127 @@
+package main_test
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/keyfort/keyfort/internal/hosttest"
+	"github.com/keyfort/keyfort/internal/redistest"
+)
+
+// benchReport is the part of "provider-host bench --json" the tests read.
+type benchReport struct {
+	Sessions   int  `json:"sessions"`
+	Replicas   int  `json:"replicas"`
+	Guarded    bool `json:"guarded_service"`
+	StartPhase struct {
+		Calls int64 `json:"calls"`
+	} `json:"start_phase"`
+	MixedPhase struct {
+		Calls int64 `json:"calls"`
+	} `json:"mixed_phase"`
+	Ops map[string]struct {
+		Count      int64   `json:"count"`
+		Errors     int64   `json:"errors"`
+		Throughput float64 `json:"calls_per_second"`
+		P50ms      float64 `json:"p50_ms"`
+		P99ms      float64 `json:"p99_ms"`
+		P999ms     float64 `json:"p999_ms"`
+		MaxMs      float64 `json:"max_ms"`
+	} `json:"ops"`
+	Calls                int64            `json:"calls"`
+	Errors               int64            `json:"errors"`
+	RSSKiB               map[string]int64 `json:"rss_kib"`
+	RedisCommandsPerCall float64          `json:"redis_commands_per_runtime_call"`
+}
+
+func runBench(t *testing.T, args ...string) (benchReport, result) {
+	t.Helper()
+	out := filepath.Join(t.TempDir(), "report.json")
+	r := run(t, nil, append([]string{"bench", "--json", out, "--progress", "lines"}, args...)...)
+	var rep benchReport
+	if body, err := os.ReadFile(out); err == nil {
+		if err := json.Unmarshal(body, &rep); err != nil {
+			t.Fatalf("report: %v\n%s", err, body)
+		}
+	}
+	return rep, r
+}
+
+func checkOps(t *testing.T, rep benchReport, want ...string) {
+	t.Helper()
+	for _, op := range want {
+		o, ok := rep.Ops[op]
+		if !ok || o.Count == 0 {
+			t.Errorf("op %s: no calls in %+v", op, rep.Ops)
+			continue
+		}
+		if o.Errors != 0 {
+			t.Errorf("op %s: %d errors", op, o.Errors)
+		}
+		if !(0 < o.P50ms && o.P50ms <= o.P99ms && o.P99ms <= o.P999ms && o.P999ms <= o.MaxMs) || o.Throughput <= 0 {
+			t.Errorf("op %s: inconsistent figures %+v", op, o)
+		}
+	}
+}
+
+// The load generator stands up the runtime and the guarded example, drives every operation through
+// them over gRPC, and reports what it measured.
+func TestBenchDrivesRuntimeAndGuardedService(t *testing.T) {
+	guarded := hosttest.Build(t, "github.com/keyfort/keyfort/examples/guarded-kv")
+	rep, r := runBench(t, "--sessions", "40", "--concurrency", "4", "--duration", "1500ms", "--guarded-bin", guarded)
+	if r.code != 0 {
+		t.Fatalf("bench exited %d:\n%s\n%s", r.code, r.stdout, r.stderr)
+	}
+	if rep.Sessions != 40 || !rep.Guarded || rep.StartPhase.Calls != 40 || rep.MixedPhase.Calls == 0 || rep.Errors != 0 {
+		t.Errorf("report: %+v", rep)
+	}
+	checkOps(t, rep, "start", "guarded", "refresh", "logout")
+	if rep.RSSKiB["serve-0"] == 0 || rep.RSSKiB["guarded"] == 0 {
+		t.Errorf("no resident memory figures: %v", rep.RSSKiB)
+	}
+	for _, s := range []string{"guarded calls: Put/Get on the guarded key-value service", "p99.9 ms", "mixed ", "100%"} {
+		if !strings.Contains(r.stdout+r.stderr, s) {
+			t.Errorf("output lacks %q:\n%s\n%s", s, r.stdout, r.stderr)
+		}
+	}
+}
+
+// Two replicas share sessions through Redis: refreshes and logouts land on either one, and none
+// fails (a rotation seen by one replica is seen by the other).
+func TestBenchTwoReplicasShareRedis(t *testing.T) {
+	redistest.Client(t)
+	url := os.Getenv("KEYFORT_REDIS_URL")
+	if url == "" {
+		url = redistest.DefaultURL
+	}
+	rep, r := runBench(t, "--sessions", "30", "--concurrency", "4", "--duration", "1500ms",
+		"--replicas", "2", "--redis-url", url, "--mix", "guarded=40,refresh=50,logout=10")
+	if r.code != 0 {
+		t.Fatalf("bench exited %d:\n%s\n%s", r.code, r.stdout, r.stderr)
+	}
+	checkOps(t, rep, "start", "guarded", "refresh", "logout")
+	if rep.Replicas != 2 || rep.RedisCommandsPerCall <= 0 || rep.RSSKiB["serve-1"] == 0 {
+		t.Errorf("report: %+v", rep)
+	}
+}
+
+func TestBenchRefusesBadSetups(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--replicas", "2"}, "--replicas > 1 needs --redis-url"},
+		{[]string{"--mix", "guarded=1,steal=2"}, "--mix"},
+		{[]string{"--mix", "guarded=0"}, "add up to zero"},
+		{[]string{"--sessions", "0"}, "--sessions"},
+		{[]string{"--sessions", "2", "--duration", "1s", "--guarded-bin", "/bin/false"}, "guarded exited before serving"},
+	} {
+		_, r := runBench(t, tc.args...)
+		if r.code == 0 || !strings.Contains(r.stderr, tc.want) {
+			t.Errorf("bench %v: exit %d, want a failure naming %q:\n%s", tc.args, r.code, tc.want, r.stderr)
+		}
+	}
+}
