@@ -10,7 +10,6 @@ require (
 	github.com/aws/smithy-go v1.28.8
 	github.com/blackwell-systems/gcp-secret-manager-emulator v1.7.1
 	github.com/go-jose/go-jose/v4 v4.1.8
-	github.com/golang-jwt/jwt/v5 v5.3.1
 	github.com/google/go-cmp v0.7.0
 	github.com/hashicorp/go-hclog v1.6.3
 	github.com/hashicorp/go-plugin v1.8.0

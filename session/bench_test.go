@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/hmac"
 	"crypto/sha256"
+	"errors"
 	"fmt"
 	"hash"
 	"runtime"
@@ -12,7 +13,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/keyfort/keyfort/provider"
+	"github.com/keyfort/keyfort/providers/memory"
 	"github.com/keyfort/keyfort/session"
+	"github.com/keyfort/keyfort/session/token"
 )
 
 // acceptAll authenticates any token: the benchmarks measure the cache, not verification.
@@ -122,4 +126,116 @@ func BenchmarkSessionMemory(b *testing.B) {
 		_ = c.Close()
 		b.StartTimer()
 	}
+}
+
+// codecAuth authenticates Keyfort's own access tokens, as the runtime's interceptor does.
+type codecAuth struct{ c *token.Codec }
+
+func (a codecAuth) Authenticate(ctx context.Context, raw string) (session.Principal, error) {
+	cl, err := a.c.Verify(ctx, raw, token.TypeAccess, "api")
+	if err != nil {
+		return session.Principal{}, errors.Join(session.ErrUnauthenticated, err)
+	}
+	return session.Principal{Subject: cl.Subject, ExpiresAt: time.Unix(cl.ExpiresAt, 0), Identity: provider.SensitiveString(raw)}, nil
+}
+
+type missFixture struct {
+	codec  *token.Codec
+	creds  *provider.Client
+	tokens []string
+}
+
+// newMissFixture signs n distinct EdDSA access tokens and starts an in-process memory provider that
+// issues leased credentials for role "db".
+func newMissFixture(b *testing.B, n int) missFixture {
+	ctx := context.Background()
+	mem, err := memory.New(ctx, memory.Config{
+		SigningKeys: map[string]memory.KeySetConfig{"session": {Algorithm: "EdDSA"}},
+		Credentials: map[string]memory.CredentialsConfig{"db": {TTL: "1h"}}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	cl, err := provider.NewClient(mem, provider.ClientConfig{Name: "memory"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = cl.Close() })
+	codec, err := token.New(token.Config{Issuer: "https://keyfort.test", Keys: keysOf{cl}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	f := missFixture{codec: codec, creds: cl, tokens: make([]string, n)}
+	exp := time.Now().Add(time.Hour).Unix()
+	for i := range f.tokens {
+		if f.tokens[i], err = codec.Sign(ctx, token.TypeAccess, token.Claims{Subject: fmt.Sprintf("user-%d", i), Audience: "api", ExpiresAt: exp, ID: fmt.Sprint(i)}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	return f
+}
+
+type keysOf struct{ c *provider.Client }
+
+func (k keysOf) SigningKeys(ctx context.Context) (provider.KeySet, error) { return k.c.SigningKeys(ctx, "session") }
+
+// BenchmarkSessionMiss is a request whose session is not cached yet: verification of the token,
+// creation of the session and its first backend credentials from the provider (in process, so the
+// figure is Keyfort's cost, not a transport's); its parts alone beside it.
+func BenchmarkSessionMiss(b *testing.B) {
+	ctx := context.Background()
+	b.Run("total", func(b *testing.B) {
+		f := newMissFixture(b, b.N)
+		c, err := session.NewCache(session.CacheConfig{Authenticator: codecAuth{f.codec}, Credentials: memCreds{f.creds},
+			MaxSessions: 2 * b.N, IdleTimeout: time.Hour})
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { _ = c.Close() })
+		b.ReportAllocs()
+		b.ResetTimer()
+		for i := range b.N {
+			s, err := c.Get(ctx, f.tokens[i])
+			if err != nil {
+				b.Fatal(err)
+			}
+			if _, err := s.Credentials(ctx, "db"); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("part=verify", func(b *testing.B) {
+		f := newMissFixture(b, b.N)
+		b.ReportAllocs()
+		b.ResetTimer()
+		for i := range b.N {
+			if _, err := f.codec.Verify(ctx, f.tokens[i], token.TypeAccess, "api"); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("part=create", func(b *testing.B) {
+		f := newMissFixture(b, b.N)
+		c, err := session.NewCache(session.CacheConfig{Authenticator: acceptAll{}, MaxSessions: 2 * b.N, IdleTimeout: time.Hour})
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { _ = c.Close() })
+		b.ReportAllocs()
+		b.ResetTimer()
+		for i := range b.N {
+			if _, err := c.Get(ctx, f.tokens[i]); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("part=credentials", func(b *testing.B) {
+		f := newMissFixture(b, 1)
+		b.ReportAllocs()
+		b.ResetTimer()
+		for i := range b.N {
+			if _, err := f.creds.Credentials(ctx, provider.CredentialRequest{Role: "db", Identity: provider.SensitiveString(fmt.Sprint(i))}); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 }

@@ -67,6 +67,9 @@ type MemoryStore struct {
 	families   map[string]Family
 	tombstones map[string]time.Time
 	now        func() time.Time
+	// writes since the last gc; gc runs when they reach the entries it left (nextGC), so its cost
+	// is amortised O(1) per write (a scan per write made starting n sessions O(n²))
+	writes, nextGC int
 }
 
 // NewMemoryStore returns an empty MemoryStore; now is its clock for expiring entries (nil: time.Now).
@@ -83,7 +86,7 @@ var _ Store = (*MemoryStore)(nil)
 func (s *MemoryStore) CreateFamily(_ context.Context, f Family) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.gc()
+	s.maybeGC()
 	s.families[f.ID] = f
 	return nil
 }
@@ -142,6 +145,7 @@ func (s *MemoryStore) Family(_ context.Context, id string) (Family, error) {
 func (s *MemoryStore) Tombstone(_ context.Context, key string, until time.Time) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.maybeGC()
 	s.tombstones[key] = until
 	return nil
 }
@@ -156,6 +160,20 @@ func (s *MemoryStore) Tombstoned(_ context.Context, key string) (bool, error) {
 
 // Close implements Store.
 func (s *MemoryStore) Close() error { return nil }
+
+// gcMinWrites is the fewest writes between two collections.
+const gcMinWrites = 1024
+
+// maybeGC collects once the writes since the last collection reach the number of entries, so the
+// store holds at most about twice its live entries; callers hold s.mu.
+func (s *MemoryStore) maybeGC() {
+	s.writes++
+	if s.writes < max(gcMinWrites, s.nextGC) {
+		return
+	}
+	s.gc()
+	s.writes, s.nextGC = 0, len(s.families)+len(s.tombstones)
+}
 
 // gc drops expired families and tombstones; callers hold s.mu.
 func (s *MemoryStore) gc() {

@@ -3,13 +3,16 @@ package token_test
 import (
 	"context"
 	"crypto"
+	"crypto/ecdsa"
 	"crypto/ed25519"
 	"crypto/hmac"
+	"crypto/rand"
+	"crypto/rsa"
 	"crypto/sha256"
+	"encoding/base64"
+	"math/big"
 	"strings"
 	"testing"
-
-	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/keyfort/keyfort/provider"
 	"github.com/keyfort/keyfort/session/token"
@@ -92,30 +95,73 @@ func BenchmarkRawEd25519Verify(b *testing.B) {
 	}
 }
 
-// golang-jwt v5 verifying the same tokens with the same keys, for comparison in the same run.
-
-func benchGolangJWT(b *testing.B, alg provider.Algorithm, method jwt.SigningMethod) {
+func rawFixture(b *testing.B, alg provider.Algorithm) (input, sig []byte, k provider.Key) {
 	_, tok, k := benchToken(b, alg)
-	var key any
-	if alg == provider.HS256 {
-		key = k.Private.Reveal()
-	} else {
-		key, _ = k.PublicKey()
+	i := strings.LastIndexByte(tok, '.')
+	sig, err := base64.RawURLEncoding.DecodeString(tok[i+1:])
+	if err != nil {
+		b.Fatal(err)
 	}
-	parser := jwt.NewParser(jwt.WithValidMethods([]string{method.Alg()}), jwt.WithAudience("api"),
-		jwt.WithIssuer("https://keyfort.test"), jwt.WithExpirationRequired())
-	keyFunc := func(*jwt.Token) (any, error) { return key, nil }
+	return []byte(tok[:i]), sig, k
+}
+
+// BenchmarkRawECDSAP256Verify is SHA-256 of the signing input and ecdsa.Verify of its r||s.
+func BenchmarkRawECDSAP256Verify(b *testing.B) {
+	input, sig, k := rawFixture(b, provider.ES256)
+	pub, _ := k.PublicKey()
+	r, s := new(big.Int).SetBytes(sig[:32]), new(big.Int).SetBytes(sig[32:])
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, err := parser.Parse(tok, keyFunc); err != nil {
+		h := sha256.Sum256(input)
+		if !ecdsa.Verify(pub.(*ecdsa.PublicKey), h[:], r, s) {
+			b.Fatal("verify")
+		}
+	}
+}
+
+// BenchmarkRawRSAPKCS1v15Verify is SHA-256 of the signing input and rsa.VerifyPKCS1v15.
+func BenchmarkRawRSAPKCS1v15Verify(b *testing.B) {
+	input, sig, k := rawFixture(b, provider.RS256)
+	pub, _ := k.PublicKey()
+	b.ReportAllocs()
+	for b.Loop() {
+		h := sha256.Sum256(input)
+		if err := rsa.VerifyPKCS1v15(pub.(*rsa.PublicKey), crypto.SHA256, h[:], sig); err != nil {
 			b.Fatal(err)
 		}
 	}
 }
 
-func BenchmarkGolangJWTVerifyHS256(b *testing.B) {
-	benchGolangJWT(b, provider.HS256, jwt.SigningMethodHS256)
+// BenchmarkRawSign signs the signing input with each algorithm's primitive (HS256: a fresh HMAC).
+func BenchmarkRawSign(b *testing.B) {
+	for _, alg := range []provider.Algorithm{provider.HS256, provider.EdDSA, provider.ES256, provider.RS256} {
+		input, _, k := rawFixture(b, alg)
+		b.Run(string(alg), func(b *testing.B) {
+			b.ReportAllocs()
+			if alg == provider.HS256 {
+				for b.Loop() {
+					m := hmac.New(sha256.New, k.Private.Reveal())
+					m.Write(input)
+					_ = m.Sum(nil)
+				}
+				return
+			}
+			priv, _ := k.PrivateKey()
+			for b.Loop() {
+				var err error
+				switch alg {
+				case provider.EdDSA:
+					_, err = priv.Sign(nil, input, crypto.Hash(0))
+				default:
+					h := sha256.Sum256(input)
+					_, err = priv.Sign(rand.Reader, h[:], crypto.SHA256)
+				}
+				if err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
 }
-func BenchmarkGolangJWTVerifyEdDSA(b *testing.B) {
-	benchGolangJWT(b, provider.EdDSA, jwt.SigningMethodEdDSA)
-}
+
+// golang-jwt v5, go-jose v4 and jwx v3 on the same tokens: internal/benchcmp (its own module).
