@@ -176,7 +176,9 @@ func newMissFixture(b *testing.B, n int) missFixture {
 
 type keysOf struct{ c *provider.Client }
 
-func (k keysOf) SigningKeys(ctx context.Context) (provider.KeySet, error) { return k.c.SigningKeys(ctx, "session") }
+func (k keysOf) SigningKeys(ctx context.Context) (provider.KeySet, error) {
+	return k.c.SigningKeys(ctx, "session")
+}
 
 // BenchmarkSessionMiss is a request whose session is not cached yet: verification of the token,
 // creation of the session and its first backend credentials from the provider (in process, so the
