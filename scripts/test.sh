@@ -20,7 +20,7 @@ if [ -n "$unformatted" ]; then
 fi
 
 step "go mod tidy (library and tool modules)"
-for mod in . internal/tools/protogen internal/tools/vaultdev internal/e2e; do
+for mod in . internal/tools/protogen internal/tools/vaultdev internal/tools/loadplot internal/e2e internal/benchcmp; do
 	(cd "$mod" && cp go.mod /tmp/keyfort-go.mod.bak && cp go.sum /tmp/keyfort-go.sum.bak &&
 		go mod tidy &&
 		if ! diff -q go.mod /tmp/keyfort-go.mod.bak >/dev/null || ! diff -q go.sum /tmp/keyfort-go.sum.bak >/dev/null; then
@@ -31,7 +31,7 @@ done
 
 step "go vet"
 go vet ./...
-(cd internal/e2e && go vet ./...)
+for mod in internal/e2e internal/benchcmp internal/tools/loadplot; do (cd "$mod" && go vet ./...); done
 
 step "protobuf: regenerate and compare with the committed code"
 scripts/genproto.sh --check
@@ -54,7 +54,8 @@ go test -run '^$' -fuzz '^FuzzVerify$' -fuzztime 40000x ./session/oidc/
 go test -run '^$' -fuzz '^FuzzToken$' -fuzztime 40000x ./session/grpcauth/
 go test -run '^$' -fuzz '^FuzzObject$' -fuzztime 40000x ./internal/jsonstrict/
 
-step "benchmarks: one iteration each, so that they keep working"
-go test -run '^$' -bench . -benchtime 1x $(grep -rl --include='*_test.go' '^func Benchmark' . | xargs -n1 dirname | sort -u) >/dev/null
+step "benchmarks: one iteration each, so that they keep working (and the JWT libraries compared with)"
+go test -run '^$' -bench . -benchtime 1x $(grep -rl --include='*_test.go' '^func Benchmark' . | grep -v '^./internal/benchcmp/' | xargs -n1 dirname | sort -u) >/dev/null
+(cd internal/benchcmp && go test -count=1 -bench . -benchtime 1x ./... >/dev/null)
 
 step "all green"

@@ -5,7 +5,9 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"encoding/pem"
+	"fmt"
 	"os"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -201,4 +203,82 @@ func redisURL() string {
 		return u
 	}
 	return redistest.DefaultURL
+}
+
+// providerCalls sums keyfort_provider_calls_total and the cache hits from serve's /metrics.
+func providerCalls(t *testing.T, httpAddr string) (calls, hits float64) {
+	t.Helper()
+	_, body := get(t, "http://"+httpAddr+"/metrics")
+	for line := range strings.SplitSeq(body, "\n") {
+		fields := strings.Fields(line)
+		if len(fields) != 2 {
+			continue
+		}
+		v, err := strconv.ParseFloat(fields[1], 64)
+		if err != nil {
+			continue
+		}
+		switch {
+		case strings.HasPrefix(fields[0], "keyfort_provider_calls_total{"):
+			calls += v
+		case strings.HasPrefix(fields[0], "keyfort_provider_cache_requests_total{") && strings.Contains(fields[0], `result="hit"`):
+			hits += v
+		}
+	}
+	return calls, hits
+}
+
+// In the steady state, starting, refreshing and using sessions is served from the provider client's
+// cache: no call reaches the provider plugin process.
+func TestSteadyStateMakesNoProviderCalls(t *testing.T) {
+	iss := oidctest.New(t)
+	rt, httpAddr := startRuntime(t, iss, "", `
+  policy:
+    rules:
+      - { tenant: acme, action: read, effect: allow }
+`)
+	ctx := context.Background()
+	start := func(sub string) *pb.SessionTokens {
+		ext := iss.Sign(t, "k1", iss.Claims(sub, "client-123.apps.googleusercontent.com"), nil)
+		res, err := rt.StartIdentitySession(ctx, &pb.StartIdentitySessionRequest{Subject: sub, Tenant: "acme", IdentityProvider: "google", ExternalToken: ext})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res.GetTokens()
+	}
+	guarded := func(access string) {
+		authed := metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+access)
+		if res, err := rt.EvaluateIdentityPolicy(authed, &pb.EvaluateIdentityPolicyRequest{Tenant: "acme", Action: "read"}); err != nil || !res.GetAllowed() {
+			t.Fatalf("guarded call: %v, %v", res, err)
+		}
+	}
+	// warm-up: the first session, call and refresh
+	toks := start("warm")
+	guarded(toks.GetAccessToken())
+	if _, err := rt.RefreshIdentitySession(ctx, &pb.RefreshIdentitySessionRequest{RefreshToken: toks.GetRefreshToken()}); err != nil {
+		t.Fatal(err)
+	}
+	calls0, hits0 := providerCalls(t, httpAddr)
+
+	for i := range 5 {
+		toks := start(fmt.Sprintf("user-%d", i))
+		for range 40 {
+			guarded(toks.GetAccessToken())
+		}
+		for range 4 {
+			res, err := rt.RefreshIdentitySession(ctx, &pb.RefreshIdentitySessionRequest{RefreshToken: toks.GetRefreshToken()})
+			if err != nil {
+				t.Fatal(err)
+			}
+			toks = res.GetTokens()
+			guarded(toks.GetAccessToken())
+		}
+	}
+	calls1, hits1 := providerCalls(t, httpAddr)
+	if calls1 != calls0 {
+		t.Errorf("steady-state requests made %v provider calls, want 0", calls1-calls0)
+	}
+	if hits1-hits0 < 5+20 {
+		t.Errorf("only %v cache hits: the requests did not go through the provider client", hits1-hits0)
+	}
 }

@@ -152,7 +152,7 @@ func newPlot(title, ylabel string, curve []report, ss []series) (*plot.Plot, err
 		p.Legend.Add(s.name, line, points)
 	}
 	// headroom above the data for the legend, one line per series
-	p.Y.Min, p.Y.Max = 0, top*(1.15+0.09*float64(len(ss)))
+	p.Y.Min, p.Y.Max = 0, top*(1.2+0.12*float64(len(ss)))
 	return p, nil
 }
 
