@@ -55,7 +55,7 @@ go test -run '^$' -fuzz '^FuzzToken$' -fuzztime 40000x ./session/grpcauth/
 go test -run '^$' -fuzz '^FuzzObject$' -fuzztime 40000x ./internal/jsonstrict/
 
 step "benchmarks: one iteration each, so that they keep working (and the JWT libraries compared with)"
-go test -run '^$' -bench . -benchtime 1x $(grep -rl --include='*_test.go' '^func Benchmark' . | grep -v '^./internal/benchcmp/' | xargs -n1 dirname | sort -u) >/dev/null
+go test -short -run '^$' -bench . -benchtime 1x $(grep -rl --include='*_test.go' '^func Benchmark' . | grep -v '^./internal/benchcmp/' | xargs -n1 dirname | sort -u) >/dev/null
 (cd internal/benchcmp && go test -count=1 -bench . -benchtime 1x ./... >/dev/null)
 
 step "all green"

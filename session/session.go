@@ -5,17 +5,17 @@ import (
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
-	"crypto/subtle"
 	"encoding/base64"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"hash"
-	"io"
 	"log/slog"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/maypok86/otter/v2"
 	"github.com/prometheus/client_golang/prometheus"
@@ -379,7 +379,7 @@ func NewCache(cfg CacheConfig) (*Cache, error) {
 		c.store = NewMemoryStore(cfg.Now)
 	}
 	hashKey := cfg.HashKey
-	c.macs.New = func() any { return hmac.New(sha256.New, hashKey) }
+	c.macs.New = func() any { return &keyMAC{h: hmac.New(sha256.New, hashKey)} }
 	c.metrics = newCacheMetrics(cfg.Registerer)
 	c.revalidator, _ = cfg.Authenticator.(Revalidator)
 	c.revalidate = orDefault(cfg.Revalidate, 15*time.Second)
@@ -471,11 +471,21 @@ func (a clockAdapter) Tick(d time.Duration) <-chan time.Time { return time.Tick(
 
 // split returns the signed part and the signature of a compact JWS without verifying anything.
 func split(raw string) (signed, sig string, ok bool) {
-	i := strings.LastIndexByte(raw, '.')
-	if i <= 0 || strings.Count(raw, ".") != 2 {
+	// Forward IndexByte scans are vectorised; a LastIndexByte or Count over the token is not, and
+	// cost the hit path a tenth of its time.
+	i := strings.IndexByte(raw, '.')
+	if i <= 0 {
 		return "", "", false
 	}
-	return raw[:i], raw[i+1:], true
+	j := strings.IndexByte(raw[i+1:], '.')
+	if j < 0 {
+		return "", "", false
+	}
+	j += i + 1
+	if strings.IndexByte(raw[j+1:], '.') >= 0 {
+		return "", "", false
+	}
+	return raw[:j], raw[j+1:], true
 }
 
 // tokenKey is the keyed hash of a token's signed part.
@@ -486,13 +496,21 @@ func (k tokenKey) String() string { return base64.RawURLEncoding.EncodeToString(
 
 // key hashes signed with a pooled HMAC: no allocation on the request path.
 func (c *Cache) key(signed string) tokenKey {
-	h := c.macs.Get().(hash.Hash)
-	h.Reset()
-	_, _ = io.WriteString(h, signed)
-	var k tokenKey
-	h.Sum(k[:0])
-	c.macs.Put(h)
+	m := c.macs.Get().(*keyMAC)
+	m.h.Reset()
+	// The MAC reads the token's bytes in place: a []byte(signed) copy would be the hit path's only
+	// allocation. hmac's Write neither keeps nor modifies its argument.
+	_, _ = m.h.Write(unsafe.Slice(unsafe.StringData(signed), len(signed)))
+	k := tokenKey(m.h.Sum(m.sum[:0]))
+	c.macs.Put(m)
 	return k
+}
+
+// keyMAC is a pooled HMAC with a buffer for its sum: a sum into a local array would escape to the
+// heap through the hash.Hash interface.
+type keyMAC struct {
+	h   hash.Hash
+	sum [sha256.Size]byte
 }
 
 // Get returns the session of raw, creating it on a miss (full verification, tombstone check). A hit
@@ -658,11 +676,30 @@ func (c *Cache) create(ctx context.Context, key tokenKey, raw, sig string) (*Ses
 
 func (s *Session) knows(sig string) bool {
 	for _, known := range *s.sigs.Load() {
-		if len(known) == len(sig) && subtle.ConstantTimeCompare([]byte(known), []byte(sig)) == 1 {
+		if equalConstantTime(known, sig) {
 			return true
 		}
 	}
 	return false
+}
+
+// equalConstantTime reports whether a and b are equal in time that depends only on their length:
+// crypto/subtle.ConstantTimeCompare does the same a byte at a time, which on the hit path cost more
+// than the map lookup; this compares eight bytes at a time.
+func equalConstantTime(a, b string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	var diff uint64
+	i := 0
+	for ; i+8 <= len(a); i += 8 {
+		diff |= binary.LittleEndian.Uint64(unsafe.Slice(unsafe.StringData(a[i:]), 8)) ^
+			binary.LittleEndian.Uint64(unsafe.Slice(unsafe.StringData(b[i:]), 8))
+	}
+	for ; i < len(a); i++ {
+		diff |= uint64(a[i] ^ b[i])
+	}
+	return diff == 0
 }
 
 func (s *Session) learn(sig string) {
