@@ -1,6 +1,7 @@
 package grpcauth
 
 import (
+	"context"
 	"strings"
 	"testing"
 
@@ -23,7 +24,7 @@ func FuzzToken(f *testing.F) {
 		if prism != "" {
 			md.Append("x-prism-token", prism)
 		}
-		tok, err := g.token(md)
+		tok, err := g.token(metadata.NewIncomingContext(context.Background(), md))
 		if err != nil {
 			return
 		}

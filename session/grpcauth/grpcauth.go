@@ -73,35 +73,41 @@ func (g *guard) exempt(method string) bool {
 	return false
 }
 
-// token extracts the one credential of the call.
-func (g *guard) token(md metadata.MD) (string, error) {
-	var found []string
-	for _, v := range md.Get(g.cfg.BearerHeader) {
-		scheme, tok, ok := strings.Cut(v, " ")
-		if !ok || !strings.EqualFold(scheme, "bearer") || tok == "" {
+// token extracts the one credential of the call. It reads only the credential headers
+// (metadata.FromIncomingContext would copy every header of every call).
+func (g *guard) token(ctx context.Context) (string, error) {
+	var tok string
+	n := 0
+	for _, v := range metadata.ValueFromIncomingContext(ctx, g.cfg.BearerHeader) {
+		scheme, t, ok := strings.Cut(v, " ")
+		if !ok || !strings.EqualFold(scheme, "bearer") || t == "" {
 			return "", errors.New("authorization header is not a bearer token")
 		}
-		found = append(found, tok)
+		tok, n = t, n+1
 	}
 	for _, h := range g.cfg.TokenHeaders {
-		found = append(found, md.Get(h)...)
+		for _, t := range metadata.ValueFromIncomingContext(ctx, h) {
+			tok, n = t, n+1
+		}
 	}
 	switch {
-	case len(found) == 0:
+	case n == 0:
 		return "", errors.New("no credential")
-	case len(found) > 1:
+	case n > 1:
 		return "", errors.New("more than one credential")
-	case len(found[0]) > g.cfg.MaxCredentialSize:
+	case len(tok) > g.cfg.MaxCredentialSize:
 		return "", errors.New("credential too large")
-	case strings.IndexFunc(found[0], func(r rune) bool { return r <= ' ' || r == 0x7f }) >= 0:
-		return "", errors.New("credential contains whitespace or control characters")
+	case strings.IndexByte(tok, ' ') >= 0:
+		return "", errors.New("credential contains a space")
 	}
-	return found[0], nil
+	// No byte-by-byte scan for other characters: a cached session is found only by the exact signed
+	// part and signature of a token that was verified, and verification accepts nothing but
+	// base64url and dots. Such a scan cost a guarded call a fifth of its time.
+	return tok, nil
 }
 
 func (g *guard) authenticate(ctx context.Context, method string) (*session.Session, error) {
-	md, _ := metadata.FromIncomingContext(ctx)
-	tok, err := g.token(md)
+	tok, err := g.token(ctx)
 	if err == nil {
 		var s *session.Session
 		if s, err = g.cfg.Sessions.Get(ctx, tok); err == nil {

@@ -1,0 +1,128 @@
+package grpcauth_test
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"hash"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+	"unsafe"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/metadata"
+
+	"github.com/keyfort/keyfort/session"
+	"github.com/keyfort/keyfort/session/grpcauth"
+)
+
+// acceptAll authenticates any token: these benchmarks measure the interceptor on a cached session.
+type acceptAll struct{}
+
+func (acceptAll) Authenticate(context.Context, string) (session.Principal, error) {
+	return session.Principal{Subject: "s", ExpiresAt: time.Now().Add(time.Hour)}, nil
+}
+
+const benchToken = "eyJhbGciOiJFZERTQSIsImtpZCI6ImsxIiwidHlwIjoiYXQrand0In0." +
+	"eyJpc3MiOiJodHRwczovL2tleWZvcnQudGVzdCIsInN1YiI6ImFsaWNlIiwiYXVkIjoiYXBpIiwiZXhwIjoxODAwMDAwMDAwLCJpYXQiOjE3MDAwMDAwMDAsImp0aSI6ImoxIiwidGlkIjoiYWNtZSJ9." +
+	"c2lnbmF0dXJlLW9mLTY0LWJ5dGVzLXNpZ25hdHVyZS1vZi02NC1ieXRlcy1zaWduYXR1cmUtb2YtNjQtYnl0ZXMtc2lnbg"
+
+// incoming is a call's context as a gRPC server builds it: the headers grpc-go clients send, and
+// the bearer token.
+func incoming() context.Context {
+	return metadata.NewIncomingContext(context.Background(), metadata.MD{
+		":authority":           {"127.0.0.1:7070"},
+		"content-type":         {"application/grpc"},
+		"user-agent":           {"grpc-go/1.85.0"},
+		"grpc-accept-encoding": {"gzip"},
+		"authorization":        {"Bearer " + benchToken},
+	})
+}
+
+var info = &grpc.UnaryServerInfo{FullMethod: "/keyfort.example.kv.v1.KeyValueService/Get"}
+
+func handler(ctx context.Context, _ any) (any, error) {
+	if _, ok := session.FromContext(ctx); !ok {
+		return nil, context.Canceled
+	}
+	return nil, nil
+}
+
+// BenchmarkUnaryInterceptorHit is a guarded call on a cached session: credential header, keyed hash,
+// cache hit, the session put in the handler's context.
+func BenchmarkUnaryInterceptorHit(b *testing.B) {
+	c, err := session.NewCache(session.CacheConfig{Authenticator: acceptAll{}, IdleTimeout: time.Hour})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = c.Close() })
+	icpt := grpcauth.UnaryServerInterceptor(grpcauth.Config{Sessions: c})
+	ctx := incoming()
+	if _, err := icpt(ctx, nil, info, handler); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := icpt(ctx, nil, info, handler); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+type mac struct {
+	h   hash.Hash
+	sum [32]byte
+}
+
+func rawLimit(b *testing.B, withGRPC bool) {
+	key := []byte("0123456789abcdef0123456789abcdef")
+	pool := sync.Pool{New: func() any { return &mac{h: hmac.New(sha256.New, key)} }}
+	sum := func(signed string) [32]byte {
+		m := pool.Get().(*mac)
+		m.h.Reset()
+		m.h.Write(unsafe.Slice(unsafe.StringData(signed), len(signed)))
+		k := [32]byte(m.h.Sum(m.sum[:0]))
+		pool.Put(m)
+		return k
+	}
+	signed := benchToken[:strings.LastIndexByte(benchToken, '.')]
+	type ctxKey struct{}
+	sessions := map[[32]byte]*int{}
+	v := 1
+	sessions[sum(signed)] = &v
+	ctx := incoming()
+	b.ReportAllocs()
+	if !withGRPC {
+		for b.Loop() {
+			if sessions[sum(signed)] == nil {
+				b.Fatal("miss")
+			}
+		}
+		return
+	}
+	for b.Loop() {
+		vals := metadata.ValueFromIncomingContext(ctx, "authorization")
+		tok := strings.TrimPrefix(vals[0], "Bearer ")
+		s := sessions[sum(tok[:strings.LastIndexByte(tok, '.')])]
+		if s == nil {
+			b.Fatal("miss")
+		}
+		if _, err := func(ctx context.Context, _ any) (any, error) {
+			_ = ctx.Value(ctxKey{})
+			return nil, nil
+		}(context.WithValue(ctx, ctxKey{}, s), nil); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkRawKeyedHashMapLookup is the limit the issue names: a pooled HMAC-SHA-256 of the signed
+// part (in place, into a pooled buffer) and a map lookup.
+func BenchmarkRawKeyedHashMapLookup(b *testing.B) { rawLimit(b, false) }
+
+// BenchmarkRawInterceptorLimit adds what any gRPC interceptor must do around that: read the header
+// through grpc-go's metadata API (which copies what it returns) and hand the handler a context
+// value.
+func BenchmarkRawInterceptorLimit(b *testing.B) { rawLimit(b, true) }
