@@ -133,7 +133,7 @@ func start(ctx context.Context, pc config.Provider, opts Options, log *slog.Logg
 	}
 	if pc.Plugin != "" {
 		return plugin.Launch(ctx, plugin.Config{
-			Name: pc.Name, Path: pc.Plugin, Args: pc.Args, SHA256: pc.SHA256, Settings: settings, Logger: log,
+			Name: pc.Name, Path: pc.Plugin, Args: pc.Args, SHA256: pc.SHA256, Settings: settings, Logger: log, MaxProcs: pc.MaxProcs,
 		})
 	}
 	if f, ok := opts.InProcess[pc.Type]; ok {
@@ -144,7 +144,7 @@ func start(ctx context.Context, pc config.Provider, opts Options, log *slog.Logg
 		return nil, err
 	}
 	return plugin.Launch(ctx, plugin.Config{
-		Name: pc.Name, Path: bin, Args: []string{"plugin", pc.Type}, Settings: settings, Logger: log,
+		Name: pc.Name, Path: bin, Args: []string{"plugin", pc.Type}, Settings: settings, Logger: log, MaxProcs: pc.MaxProcs,
 	})
 }
 

@@ -84,6 +84,9 @@ type Provider struct {
 	Settings map[string]any
 	// Timeout, CacheTTL, StaleBudget configure the provider.Client (zero: default, negative: off).
 	Timeout, CacheTTL, StaleBudget time.Duration
+	// MaxProcs is the plugin process's GOMAXPROCS (max_procs: a number, or "all" for -1: Go's
+	// default); zero: 1 (see plugin.Config.MaxProcs).
+	MaxProcs int
 	// Implicit is true for a built-in that a binding named without declaring it.
 	Implicit bool
 }
@@ -356,8 +359,27 @@ func (p *parser) provider(name string, v any) {
 			default:
 				pr.StaleBudget = d
 			}
+		case "max_procs":
+			switch v := fv.(type) {
+			case string:
+				if n, err := strconv.Atoi(v); err == nil && n >= 1 {
+					pr.MaxProcs = n
+				} else if v == "all" {
+					pr.MaxProcs = -1
+				} else {
+					p.add(fkey, name, "", "want a number of CPUs (1 or more) or \"all\"")
+				}
+			case int, int64, float64:
+				n, _ := strconv.Atoi(fmt.Sprint(v))
+				if n < 1 {
+					p.add(fkey, name, "", "want a number of CPUs (1 or more) or \"all\"")
+				}
+				pr.MaxProcs = n
+			default:
+				p.add(fkey, name, "", "want a number of CPUs (1 or more) or \"all\"")
+			}
 		default:
-			p.add(fkey, name, "", "unknown key (known: type, plugin, args, sha256, settings, timeout, cache_ttl, stale_budget)")
+			p.add(fkey, name, "", "unknown key (known: type, plugin, args, sha256, settings, timeout, cache_ttl, stale_budget, max_procs)")
 		}
 	}
 	switch {

@@ -283,3 +283,40 @@ func FuzzLoadYAML(f *testing.F) {
 		}
 	})
 }
+
+func TestMaxProcs(t *testing.T) {
+	cfg, err := config.Load(config.Source{
+		Files: []string{write(t, "k.yaml", `
+providers:
+  a: { type: env, max_procs: 2 }
+  b: { type: env, max_procs: all }
+  c: { type: env }
+identity:
+  secrets:
+    session_signing: a:K
+`)},
+		Environ: []string{"KEYFORT_PROVIDERS__C__MAX_PROCS=3"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, want := range map[string]int{"a": 2, "b": -1, "c": 3} {
+		if got := cfg.Providers[name].MaxProcs; got != want {
+			t.Errorf("%s: max_procs %d, want %d", name, got, want)
+		}
+	}
+	_, err = config.Load(config.Source{Files: []string{write(t, "k.yaml", `
+providers:
+  a: { type: env, max_procs: 0 }
+  b: { type: env, max_procs: many }
+  c: { type: env, max_procs: 1.5 }
+identity:
+  secrets:
+    session_signing: a:K
+`)}})
+	for _, want := range []string{"providers.a.max_procs", "providers.b.max_procs", "providers.c.max_procs"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("got %v, want a problem naming %s", err, want)
+		}
+	}
+}

@@ -60,7 +60,8 @@ const secretSize = 64
 func BenchmarkUnixSocketPingPong(b *testing.B) {
 	sock := filepath.Join(b.TempDir(), "pp.sock")
 	cmd := exec.Command(os.Args[0])
-	cmd.Env = append(os.Environ(), pingPongChildEnv+"="+sock)
+	// the peer runs on one P, as plugin processes do by default (plugin.Config.MaxProcs)
+	cmd.Env = append(os.Environ(), pingPongChildEnv+"="+sock, "GOMAXPROCS=1")
 	if err := cmd.Start(); err != nil {
 		b.Fatal(err)
 	}

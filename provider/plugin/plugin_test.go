@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"io"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -301,5 +302,55 @@ func TestMissingCapabilityIsUnimplemented(t *testing.T) {
 	}
 	if err := p.Health(context.Background()); err != nil {
 		t.Errorf("Health of a plugin without a health check that answers: %v", err)
+	}
+}
+
+// processEnv reads a process's environment (Linux).
+func processEnv(t *testing.T, pid int) map[string]string {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/environ", pid))
+	if err != nil {
+		t.Skipf("no /proc here: %v", err)
+	}
+	env := map[string]string{}
+	for kv := range strings.SplitSeq(string(b), "\x00") {
+		if k, v, ok := strings.Cut(kv, "="); ok {
+			env[k] = v
+		}
+	}
+	return env
+}
+
+// Plugin processes run on one P unless told otherwise; Env overrides it, and MaxProcs < 0 leaves
+// the environment as inherited. The host's own GOMAXPROCS does not set theirs.
+func TestPluginGOMAXPROCS(t *testing.T) {
+	t.Setenv("GOMAXPROCS", "7")
+	for _, tc := range []struct {
+		name     string
+		maxProcs int
+		env      []string
+		want     string
+	}{
+		{"default", 0, nil, "1"},
+		{"explicit", 3, nil, "3"},
+		{"env overrides", 0, []string{"GOMAXPROCS=2"}, "2"},
+		{"go default", -1, nil, "7"}, // unset by Keyfort: the inherited value stands
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p, err := plugin.Launch(context.Background(), plugin.Config{
+				Name: "mem", Path: hosttest.ProviderHost(t), Args: []string{"plugin", "memory"}, Settings: benchSettings(),
+				MaxProcs: tc.maxProcs, Env: tc.env,
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer p.Close()
+			if got := processEnv(t, p.Pid())["GOMAXPROCS"]; got != tc.want {
+				t.Errorf("GOMAXPROCS=%q, want %q", got, tc.want)
+			}
+			if _, err := p.Secret(context.Background(), "s"); err != nil {
+				t.Errorf("the plugin does not answer: %v", err)
+			}
+		})
 	}
 }
