@@ -111,7 +111,7 @@ func rotate(f Family, presented, next string, now time.Time, grace time.Duration
 		f.Previous, f.RotatedAt = f.Current, now
 		f.Current, f.CurrentIssuedAt = next, now
 		return f, Rotated
-	case presented == f.Previous && f.Previous != "" && now.Sub(f.RotatedAt) <= grace:
+	case grace > 0 && presented == f.Previous && f.Previous != "" && now.Sub(f.RotatedAt) <= grace:
 		return f, Grace
 	default:
 		f.Revoked = true

@@ -103,10 +103,22 @@ func skipSpace(data []byte, i int) int {
 	return i
 }
 
+func isDelimiter(c byte) bool {
+	switch c {
+	case ',', '}', ']', ' ', '\t', '\r', '\n':
+		return true
+	}
+	return false
+}
+
 // skipString returns the index after the string starting at i.
 func skipString(data []byte, i int) (int, error) {
 	if i >= len(data) || data[i] != '"' {
 		return 0, errors.New("malformed JSON string")
+	}
+	// Fast path, vectorised: the next quote, with no backslash before it.
+	if q := bytes.IndexByte(data[i+1:], '"'); q >= 0 && bytes.IndexByte(data[i+1:i+1+q], '\\') < 0 {
+		return i + 1 + q + 1, nil
 	}
 	for i++; i < len(data); i++ {
 		switch data[i] {
@@ -170,7 +182,7 @@ func skipValue(data []byte, i, depth int) (int, error) {
 		}
 	default: // number, true, false, null: up to the next delimiter; encoding/json validates it later
 		start := i
-		for i < len(data) && !bytes.ContainsRune([]byte(",}] \t\r\n"), rune(data[i])) {
+		for i < len(data) && !isDelimiter(data[i]) {
 			i++
 		}
 		if i == start {

@@ -92,7 +92,7 @@ local outcome
 if presented == t['current'] then
   redis.call('HSET', KEYS[1], 'previous', t['current'], 'rotated', now, 'current', nxt, 'current_iat', now)
   outcome = 'rotated'
-elseif t['previous'] ~= '' and presented == t['previous'] and now - tonumber(t['rotated']) <= grace then
+elseif grace > 0 and t['previous'] ~= '' and presented == t['previous'] and now - tonumber(t['rotated']) <= grace then
   outcome = 'grace'
 else
   redis.call('HSET', KEYS[1], 'revoked', '1')
@@ -105,7 +105,10 @@ return out
 
 // Rotate implements session.Store.
 func (s *Store) Rotate(ctx context.Context, id, presented, next string, now time.Time, grace time.Duration) (session.Family, session.RotateOutcome, error) {
-	res, err := rotateScript.Run(ctx, s.rdb, []string{s.familyKey(id)}, presented, next, ms(now), grace.Milliseconds()).StringSlice()
+	// Zero grace is none (the script checks grace > 0): in milliseconds, "now - rotated <= 0" would
+	// let a reuse within the millisecond of the rotation pass as the grace case.
+	graceMs := grace.Milliseconds()
+	res, err := rotateScript.Run(ctx, s.rdb, []string{s.familyKey(id)}, presented, next, ms(now), graceMs).StringSlice()
 	if err != nil {
 		return session.Family{}, 0, wrap(err)
 	}

@@ -49,6 +49,18 @@ func RunStoreTests(t *testing.T, newStore func(t *testing.T) session.Store) {
 			t.Error("Family does not report the revocation")
 		}
 	})
+	t.Run("ZeroGraceIsNone", func(t *testing.T) {
+		// A reuse at the very instant of the rotation (stores that keep milliseconds see
+		// "now - rotated = 0") is still theft when there is no grace window.
+		s := open(t)
+		_ = s.CreateFamily(ctx, family("f0"))
+		if _, out, err := s.Rotate(ctx, "f0", "jti-1", "jti-2", now, 0); err != nil || out != session.Rotated {
+			t.Fatalf("rotation: got %v, %v", out, err)
+		}
+		if _, out, err := s.Rotate(ctx, "f0", "jti-1", "jti-x", now, 0); err != nil || out != session.Reuse {
+			t.Errorf("reuse in the same instant without grace: got %v, %v; want Reuse", out, err)
+		}
+	})
 	t.Run("OlderMemberIsReuse", func(t *testing.T) {
 		s := open(t)
 		_ = s.CreateFamily(ctx, family("f2"))

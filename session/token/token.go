@@ -15,13 +15,13 @@ import (
 	"errors"
 	"fmt"
 	"hash"
-	"io"
 	"math/big"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/keyfort/keyfort/internal/jsonstrict"
 	"github.com/keyfort/keyfort/provider"
@@ -177,7 +177,7 @@ func (c *Codec) keySet(ctx context.Context) (*parsedSet, error) {
 			}
 			pk.secret = k.Private.Reveal()
 			secret := pk.secret
-			pk.macs.New = func() any { return hmac.New(sha256.New, secret) }
+			pk.macs.New = func() any { return &pooledMAC{h: hmac.New(sha256.New, secret)} }
 		case provider.EdDSA, provider.ES256, provider.RS256:
 			pub, err := k.PublicKey()
 			if err != nil {
@@ -307,16 +307,18 @@ func (c *Codec) Verify(ctx context.Context, token, typ, audience string) (Claims
 	if d2 <= d1 || strings.IndexByte(token[d2+1:], '.') >= 0 {
 		return claims, fmt.Errorf("%w: want exactly three segments", ErrMalformed)
 	}
-	var hbuf [256]byte
-	if b64.DecodedLen(d1) > len(hbuf) {
+	bufs := verifyBufPool.Get().(*verifyBufs)
+	defer verifyBufPool.Put(bufs)
+	if b64.DecodedLen(d1) > len(bufs.header) {
 		return claims, fmt.Errorf("%w: header too long", ErrMalformed)
 	}
-	hn, err := b64.Decode(hbuf[:], []byte(token[:d1]))
+	hn, err := b64.Decode(bufs.header[:], bytesOf(token[:d1]))
 	if err != nil {
 		return claims, fmt.Errorf("%w: header is not canonical base64url", ErrMalformed)
 	}
+	// h's strings are views into bufs (no copies): they must not outlive this call.
 	var h header
-	if err := decodeHeader(hbuf[:hn], &h); err != nil {
+	if err := decodeHeader(bufs.header[:hn], &h); err != nil {
 		return claims, fmt.Errorf("%w: header: %v", ErrMalformed, err)
 	}
 	if h.Typ != typ {
@@ -333,12 +335,11 @@ func (c *Codec) Verify(ctx context.Context, token, typ, audience string) (Claims
 	if h.Alg != string(k.alg) {
 		return claims, fmt.Errorf("%w: header alg %q, key %q is %s", ErrAlgorithm, h.Alg, k.kid, k.alg)
 	}
-	var pbuf [1024]byte
-	payload := pbuf[:0]
-	if n := b64.DecodedLen(d2 - d1 - 1); n > len(pbuf) {
+	payload := bufs.payload[:0]
+	if n := b64.DecodedLen(d2 - d1 - 1); n > len(bufs.payload) {
 		payload = make([]byte, 0, n)
 	}
-	payload, err = b64.AppendDecode(payload, []byte(token[d1+1:d2]))
+	payload, err = b64.AppendDecode(payload, bytesOf(token[d1+1:d2]))
 	if err != nil {
 		return claims, fmt.Errorf("%w: payload is not canonical base64url", ErrMalformed)
 	}
@@ -346,14 +347,16 @@ func (c *Codec) Verify(ctx context.Context, token, typ, audience string) (Claims
 	if b64.DecodedLen(len(token)-d2-1) > len(sbuf) {
 		return claims, fmt.Errorf("%w: signature too long", ErrMalformed)
 	}
-	sig, err := b64.AppendDecode(sbuf[:0], []byte(token[d2+1:]))
+	sig, err := b64.AppendDecode(sbuf[:0], bytesOf(token[d2+1:]))
 	if err != nil {
 		return claims, fmt.Errorf("%w: signature is not canonical base64url", ErrMalformed)
 	}
 	if !verify(k, token[:d2], sig) {
 		return claims, ErrSignature
 	}
-	if err := decodeClaims(payload, &claims); err != nil {
+	// One copy of the payload, as a string; the claims' strings are views into it (they keep it
+	// alive, and nothing can change it).
+	if err := decodeClaims(bytesOf(string(payload)), &claims); err != nil {
 		return Claims{}, fmt.Errorf("%w: claims: %v", ErrMalformed, err)
 	}
 	return claims, c.checkClaims(&claims, audience)
@@ -385,15 +388,14 @@ func (c *Codec) checkClaims(cl *Claims, audience string) error {
 func verify(k *parsedKey, input string, sig []byte) bool {
 	switch k.alg {
 	case provider.HS256:
-		m := k.macs.Get().(hash.Hash)
-		m.Reset()
-		_, _ = io.WriteString(m, input)
-		var sum [sha256.Size]byte
-		ok := hmac.Equal(m.Sum(sum[:0]), sig)
+		m := k.macs.Get().(*pooledMAC)
+		m.h.Reset()
+		_, _ = m.h.Write(bytesOf(input))
+		ok := hmac.Equal(m.h.Sum(m.sum[:0]), sig)
 		k.macs.Put(m)
 		return ok
 	case provider.EdDSA:
-		return len(sig) == ed25519.SignatureSize && ed25519.Verify(k.pub.(ed25519.PublicKey), []byte(input), sig)
+		return len(sig) == ed25519.SignatureSize && ed25519.Verify(k.pub.(ed25519.PublicKey), bytesOf(input), sig)
 	case provider.ES256:
 		if len(sig) != 64 {
 			return false
@@ -485,7 +487,27 @@ func decodeClaims(data []byte, c *Claims) error {
 	})
 }
 
-// jsonString decodes a JSON string, without encoding/json when it has no escapes.
+// verifyBufs are Verify's decoding buffers, pooled: on the stack they escape (through the member
+// callbacks of jsonstrict) and cost an allocation of each per call.
+type verifyBufs struct {
+	header  [256]byte
+	payload [1024]byte
+}
+
+var verifyBufPool = sync.Pool{New: func() any { return new(verifyBufs) }}
+
+// pooledMAC is an HS256 key's HMAC with a buffer for its sum (a local array escapes through the
+// hash.Hash interface).
+type pooledMAC struct {
+	h   hash.Hash
+	sum [sha256.Size]byte
+}
+
+// bytesOf is s's bytes without a copy, for reading only: base64 decoding, hashing, JSON scanning.
+func bytesOf(s string) []byte { return unsafe.Slice(unsafe.StringData(s), len(s)) }
+
+// jsonString decodes a JSON string, without encoding/json when it has no escapes. Without escapes
+// the result is a view of v, not a copy: v must not change while the result lives.
 func jsonString(v []byte) (string, error) {
 	if len(v) < 2 || v[0] != '"' || v[len(v)-1] != '"' {
 		return "", errors.New("want a string")
@@ -500,5 +522,5 @@ func jsonString(v []byte) (string, error) {
 			return s, nil
 		}
 	}
-	return string(inner), nil
+	return unsafe.String(unsafe.SliceData(inner), len(inner)), nil
 }

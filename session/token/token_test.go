@@ -384,3 +384,40 @@ func TestShortHMACKeyRefused(t *testing.T) {
 		t.Errorf("got %v, want a refusal of the 16-byte HMAC key", err)
 	}
 }
+
+// Verify's claims share no memory with its pooled buffers: claims returned earlier stay intact while
+// other tokens are verified, concurrently too.
+func TestVerifiedClaimsAreStable(t *testing.T) {
+	src, _ := newKeys(t, provider.HS256)
+	c := newCodec(t, src)
+	ctx := context.Background()
+	sign := func(sub string) string {
+		cl := claims()
+		cl.Subject, cl.ID = sub, "jti-"+sub
+		tok, err := c.Sign(ctx, token.TypeAccess, cl)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tok
+	}
+	first, err := c.Verify(ctx, sign("alice"), token.TypeAccess, "api")
+	if err != nil {
+		t.Fatal(err)
+	}
+	other := sign("mallory-with-a-longer-subject")
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Go(func() {
+			for range 500 {
+				if _, err := c.Verify(ctx, other, token.TypeAccess, "api"); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if first.Subject != "alice" || first.ID != "jti-alice" || first.Tenant != "t1" || first.Audience != "api" {
+		t.Errorf("claims changed after other verifications: %+v", first)
+	}
+}
