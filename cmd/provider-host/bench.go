@@ -95,7 +95,7 @@ and with Redis the store commands per operation. Any failed call makes the exit 
 	f.IntVar(&o.concurrency, "concurrency", 64, "calls in flight at once")
 	f.DurationVar(&o.duration, "duration", 30*time.Second, "length of the mixed phase")
 	f.IntVar(&o.replicas, "replicas", 1, "serve processes; more than one needs --redis-url")
-	f.StringVar(&o.redisURL, "redis-url", "", "Redis session store shared by the replicas (identity.session.redis_url)")
+	f.StringVar(&o.redisURL, "redis-url", "", "Redis session store shared by the replicas (identity.session.redis_url); its command counts are read with INFO, so give it a Redis nothing else uses")
 	f.StringVar(&o.guardedBin, "guarded-bin", "", "built examples/guarded-kv binary to start and drive")
 	f.StringVar(&o.mix, "mix", "guarded=80,refresh=15,logout=5", "weights of the mixed phase's operations")
 	f.StringVar(&o.jsonOut, "json", "", "also write the report as JSON to this file")
