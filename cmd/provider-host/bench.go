@@ -45,7 +45,17 @@ type benchOptions struct {
 	jsonOut     string
 	progress    string
 	keepLogs    bool
+
+	// services started elsewhere, trusting an issuer that "provider-host bench issuer" serves
+	runtimeAddrs []string
+	guardedAddr  string
+	issuerURL    string
+	issuerKey    string
+	clientID     string
+	idp          string
 }
+
+func (o benchOptions) external() bool { return len(o.runtimeAddrs) > 0 }
 
 func newBenchCmd() *cobra.Command {
 	o := benchOptions{}
@@ -68,8 +78,13 @@ token), refreshes it (RefreshIdentitySession, rotating the refresh token), or lo
 to a replica chosen at random, so refreshes and logouts routinely land on a replica other than the
 one that issued the token.
 
-It reports throughput and p50/p99/p99.9/max latency per operation, resident memory of each process,
-and with Redis the store commands per operation. Any failed call makes the exit status non-zero.`,
+To drive services started elsewhere instead, run "provider-host bench issuer --key FILE" first, start
+them with identity.secrets.oidc.<idp>.issuer set to its URL, and pass --runtime-addr (repeat for
+replicas), optionally --guarded-addr, and --issuer-url, --issuer-key FILE and --client-id.
+
+It reports throughput and p50/p99/p99.9/max latency per operation, resident memory of each process it
+started, and with Redis the store commands per operation. Any failed call makes the exit status
+non-zero.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx, stop := signalContext(0)
@@ -101,6 +116,47 @@ and with Redis the store commands per operation. Any failed call makes the exit 
 	f.StringVar(&o.jsonOut, "json", "", "also write the report as JSON to this file")
 	f.StringVar(&o.progress, "progress", "auto", "progress bar: auto (when stderr is a terminal), always, lines (one line every 5s) or never")
 	f.BoolVar(&o.keepLogs, "keep-logs", false, "keep the services' logs and configuration (their directory is printed)")
+	f.StringArrayVar(&o.runtimeAddrs, "runtime-addr", nil, "drive the identity runtime already serving gRPC here (repeat for replicas) instead of starting one; needs --issuer-url, --issuer-key, --client-id")
+	f.StringVar(&o.guardedAddr, "guarded-addr", "", "with --runtime-addr: the guarded example service already serving here")
+	f.StringVar(&o.issuerURL, "issuer-url", "", "with --runtime-addr: the URL of \"provider-host bench issuer\", which the services trust")
+	f.StringVar(&o.issuerKey, "issuer-key", "", "with --runtime-addr: the key file that issuer serves")
+	f.StringVar(&o.clientID, "client-id", "", "with --runtime-addr: the audience of the ID tokens (identity.secrets.oidc.<idp>.client_id)")
+	f.StringVar(&o.idp, "idp", "google", "with --runtime-addr: the identity provider's name under identity.secrets.oidc")
+	cmd.AddCommand(newBenchIssuerCmd())
+	return cmd
+}
+
+func newBenchIssuerCmd() *cobra.Command {
+	var listen, keyFile string
+	cmd := &cobra.Command{
+		Use:   "issuer --key FILE [--listen ADDR]",
+		Short: "Serve the load generator's OpenID Provider, for services started before \"bench --runtime-addr\"",
+		Long: `Serve OpenID discovery and a JWKS for an Ed25519 key kept in --key (created there when missing),
+so that services started with identity.secrets.oidc.<idp>.issuer set to this URL accept the ID tokens
+that "provider-host bench --runtime-addr ... --issuer-key FILE" mints with the same key. It serves
+until interrupted. It signs nothing itself; anyone with the key file can mint tokens it vouches for,
+so use it only for load tests.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx, stop := signalContext(0)
+			defer stop()
+			priv, err := benchIssuerKey(keyFile, true)
+			if err != nil {
+				return err
+			}
+			iss, err := startBenchIssuer(listen, "", priv)
+			if err != nil {
+				return err
+			}
+			defer iss.close()
+			fmt.Fprintf(cmd.OutOrStdout(), "bench issuer: serving %s (key %s)\n", iss.url, keyFile)
+			<-ctx.Done()
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&listen, "listen", "127.0.0.1:7443", "address to serve on")
+	cmd.Flags().StringVar(&keyFile, "key", "", "Ed25519 key file (PKCS#8 PEM), created when missing")
+	_ = cmd.MarkFlagRequired("key")
 	return cmd
 }
 
@@ -134,6 +190,8 @@ type benchReport struct {
 	RedisCommandsPerCall float64 `json:"redis_commands_per_runtime_call,omitempty"`
 	CPUs                 int     `json:"cpus"`
 	Interrupted          bool    `json:"interrupted,omitempty"`
+	// External: the services were started elsewhere (--runtime-addr).
+	External bool `json:"external,omitempty"`
 
 	redisDelta   int64 // Redis commands in the mixed phase
 	guardedMixed int64 // guarded calls (all in the mixed phase)
@@ -186,8 +244,14 @@ func (o benchOptions) validate() error {
 		return errors.New("--duration must be positive")
 	case o.replicas < 1:
 		return errors.New("--replicas must be at least 1")
+	case o.external() && (o.issuerURL == "" || o.issuerKey == "" || o.clientID == ""):
+		return errors.New("--runtime-addr needs --issuer-url, --issuer-key and --client-id: the services must trust the ID tokens the load generator mints")
+	case o.external() && (o.replicas != 1 || o.guardedBin != ""):
+		return errors.New("--runtime-addr drives services started elsewhere: --replicas and --guarded-bin start them here; use --guarded-addr")
 	case o.replicas > 1 && o.redisURL == "":
 		return errors.New("--replicas > 1 needs --redis-url: replicas share sessions through Redis")
+	case !o.external() && (o.guardedAddr != "" || o.issuerURL != "" || o.issuerKey != "" || o.clientID != ""):
+		return errors.New("--guarded-addr, --issuer-url, --issuer-key and --client-id go with --runtime-addr")
 	}
 	if !slices.Contains([]string{"auto", "always", "lines", "never"}, o.progress) {
 		return fmt.Errorf("--progress %q: want auto, always, lines or never", o.progress)
@@ -207,6 +271,7 @@ type benchUser struct {
 
 // benchTarget is the deployment under load.
 type benchTarget struct {
+	idp      string
 	runtimes []pb.IdentityRuntimeServiceClient
 	kv       kvpb.KeyValueServiceClient
 	issuer   *benchIssuer
@@ -226,7 +291,7 @@ func (t *benchTarget) step(ctx context.Context, rng *rand.Rand, u *benchUser, op
 			return err
 		}
 		res, err := t.runtime(rng).StartIdentitySession(ctx, &pb.StartIdentitySessionRequest{
-			Subject: u.subject, Tenant: "bench", IdentityProvider: "google", ExternalToken: ext})
+			Subject: u.subject, Tenant: "bench", IdentityProvider: t.idp, ExternalToken: ext})
 		if err != nil {
 			return err
 		}
@@ -388,9 +453,12 @@ func runBench(ctx context.Context, o benchOptions, stderr io.Writer) (*benchRepo
 		workers[i] = &benchWorker{}
 	}
 	rep := &benchReport{Sessions: o.sessions, Concurrency: o.concurrency, Replicas: o.replicas, Store: "memory",
-		Guarded: o.guardedBin != "", Mix: o.mix, Ops: map[string]*opReport{}, CPUs: runtime.NumCPU()}
+		Guarded: o.guardedBin != "" || o.guardedAddr != "", Mix: o.mix, Ops: map[string]*opReport{}, CPUs: runtime.NumCPU()}
 	if o.redisURL != "" {
 		rep.Store = "redis"
+	}
+	if o.external() {
+		rep.Replicas, rep.Store, rep.External = len(o.runtimeAddrs), "external", true
 	}
 	bar := newProgress(o.progress, stderr)
 	queue := make(chan *benchUser, len(users))
@@ -547,8 +615,11 @@ func quantileMs(sorted []int64, q float64) float64 {
 
 func (r *benchReport) print(out io.Writer) {
 	store := "in-memory session store"
-	if r.Store == "redis" {
+	switch r.Store {
+	case "redis":
 		store = "sessions shared through Redis"
+	case "external":
+		store = "services started elsewhere"
 	}
 	target := "guarded calls: EvaluateIdentityPolicy on the runtime"
 	if r.Guarded {
@@ -618,14 +689,28 @@ func startDeployment(ctx context.Context, o benchOptions, stderr io.Writer) (_ *
 	if err != nil {
 		return nil, err
 	}
-	d := &deployment{dir: dir, keep: o.keepLogs, target: &benchTarget{}}
+	d := &deployment{dir: dir, keep: o.keepLogs, target: &benchTarget{idp: "google"}}
 	defer func() {
 		if err != nil {
 			d.close()
 		}
 	}()
+	if o.redisURL != "" {
+		opt, err := redis.ParseURL(o.redisURL)
+		if err != nil {
+			return nil, fmt.Errorf("--redis-url: %w", err)
+		}
+		d.redis = redis.NewClient(opt)
+	}
+	if o.external() {
+		return d, d.attach(o)
+	}
 	const clientID = "keyfort-bench.apps.example"
-	d.target.issuer, err = startBenchIssuer(clientID)
+	issuerKey, err := benchIssuerKey("", false)
+	if err != nil {
+		return nil, err
+	}
+	d.target.issuer, err = startBenchIssuer("127.0.0.1:0", clientID, issuerKey)
 	if err != nil {
 		return nil, err
 	}
@@ -692,17 +777,38 @@ identity:
 		}
 		d.target.kv = kvpb.NewKeyValueServiceClient(cc)
 	}
-	if o.redisURL != "" {
-		opt, err := redis.ParseURL(o.redisURL)
-		if err != nil {
-			return nil, fmt.Errorf("--redis-url: %w", err)
-		}
-		d.redis = redis.NewClient(opt)
-	}
 	if o.keepLogs {
 		fmt.Fprintf(stderr, "bench: configuration and logs in %s\n", dir)
 	}
 	return d, nil
+}
+
+// attach drives services started elsewhere, minting ID tokens with the key that the issuer they
+// trust serves.
+func (d *deployment) attach(o benchOptions) error {
+	key, err := benchIssuerKey(o.issuerKey, false)
+	if err != nil {
+		return fmt.Errorf("--issuer-key: %w", err)
+	}
+	if d.target.issuer, err = newBenchIssuer(o.issuerURL, o.clientID, key); err != nil {
+		return err
+	}
+	d.target.idp = o.idp
+	for _, addr := range o.runtimeAddrs {
+		cc, err := d.dial(addr)
+		if err != nil {
+			return err
+		}
+		d.target.runtimes = append(d.target.runtimes, pb.NewIdentityRuntimeServiceClient(cc))
+	}
+	if o.guardedAddr != "" {
+		cc, err := d.dial(o.guardedAddr)
+		if err != nil {
+			return err
+		}
+		d.target.kv = kvpb.NewKeyValueServiceClient(cc)
+	}
+	return nil
 }
 
 func redisLine(url string) string {

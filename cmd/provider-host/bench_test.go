@@ -1,9 +1,13 @@
 package main_test
 
 import (
+	"bufio"
 	"encoding/json"
+	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -16,6 +20,7 @@ type benchReport struct {
 	Sessions   int  `json:"sessions"`
 	Replicas   int  `json:"replicas"`
 	Guarded    bool `json:"guarded_service"`
+	External   bool `json:"external"`
 	StartPhase struct {
 		Calls int64 `json:"calls"`
 	} `json:"start_phase"`
@@ -118,10 +123,92 @@ func TestBenchRefusesBadSetups(t *testing.T) {
 		{[]string{"--mix", "guarded=0"}, "add up to zero"},
 		{[]string{"--sessions", "0"}, "--sessions"},
 		{[]string{"--sessions", "2", "--duration", "1s", "--guarded-bin", "/bin/false"}, "guarded exited before serving"},
+		{[]string{"--runtime-addr", "127.0.0.1:1"}, "needs --issuer-url, --issuer-key and --client-id"},
+		{[]string{"--runtime-addr", "127.0.0.1:1", "--issuer-url", "http://x", "--issuer-key", "k", "--client-id", "c", "--replicas", "2"}, "services started elsewhere"},
+		{[]string{"--guarded-addr", "127.0.0.1:1"}, "go with --runtime-addr"},
 	} {
 		_, r := runBench(t, tc.args...)
 		if r.code == 0 || !strings.Contains(r.stderr, tc.want) {
 			t.Errorf("bench %v: exit %d, want a failure naming %q:\n%s", tc.args, r.code, tc.want, r.stderr)
 		}
+	}
+}
+
+// startLogged runs bin with args and env, and returns the first submatch of ready in its combined
+// output (an address it prints when it serves).
+func startLogged(t *testing.T, bin string, env []string, ready *regexp.Regexp, args ...string) string {
+	t.Helper()
+	cmd := exec.Command(bin, args...)
+	cmd.Env = env
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stderr = cmd.Stdout
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	var log strings.Builder
+	sc := bufio.NewScanner(out)
+	for sc.Scan() {
+		log.WriteString(sc.Text() + "\n")
+		if m := ready.FindStringSubmatch(sc.Text()); m != nil {
+			go func() { _, _ = io.Copy(io.Discard, out) }()
+			return m[1]
+		}
+	}
+	t.Fatalf("%s %v never served:\n%s", bin, args, log.String())
+	return ""
+}
+
+// The load generator drives services started elsewhere: they trust "provider-host bench issuer",
+// and the generator mints ID tokens with the same key file.
+func TestBenchDrivesServicesStartedElsewhere(t *testing.T) {
+	host := hosttest.ProviderHost(t)
+	guarded := hosttest.Build(t, "github.com/keyfort/keyfort/examples/guarded-kv")
+	dir := t.TempDir()
+	keyFile := filepath.Join(dir, "issuer.pem")
+	env := []string{"PATH=" + os.Getenv("PATH"), "KEYFORT_PROVIDER_HOST=" + host}
+	issuerURL := startLogged(t, host, env, regexp.MustCompile(`serving (http://127\.0\.0\.1:\d+)`),
+		"bench", "issuer", "--key", keyFile, "--listen", "127.0.0.1:0")
+	cfg := writeConfig(t, `
+providers:
+  dev:
+    type: memory
+    settings:
+      signing_keys: { session: { algorithm: EdDSA } }
+      secrets: { client-id: load-test-client }
+      credentials: { kv: { ttl: 15m } }
+identity:
+  secrets:
+    session_signing: dev:session
+    oidc:
+      google: { client_id: dev:client-id, issuer: `+issuerURL+` }
+  credentials:
+    kv_backend: dev:kv
+`)
+	runtimeAddr := startLogged(t, host, env, regexp.MustCompile(`grpc=(127\.0\.0\.1:\d+)`),
+		"serve", "--config", cfg, "--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0")
+	guardedAddr := startLogged(t, guarded, env, regexp.MustCompile(`addr=(127\.0\.0\.1:\d+)`),
+		"--config", cfg, "--addr", "127.0.0.1:0")
+
+	external := []string{"--runtime-addr", runtimeAddr, "--guarded-addr", guardedAddr, "--issuer-url", issuerURL,
+		"--client-id", "load-test-client", "--sessions", "20", "--concurrency", "4", "--duration", "1s"}
+	rep, r := runBench(t, append(external, "--issuer-key", keyFile)...)
+	if r.code != 0 {
+		t.Fatalf("bench exited %d:\n%s\n%s", r.code, r.stdout, r.stderr)
+	}
+	checkOps(t, rep, "start", "guarded", "refresh", "logout")
+	if !rep.External || !rep.Guarded || len(rep.RSSKiB) != 0 {
+		t.Errorf("report: %+v", rep)
+	}
+
+	// Tokens minted with another key are refused by the services, and the run says so.
+	other := filepath.Join(dir, "other.pem")
+	_ = run(t, nil, "bench", "issuer", "--key", other, "--listen", "no-port") // creates the key, then cannot listen
+	rep, r = runBench(t, append(external, "--issuer-key", other, "--duration", "200ms")...)
+	if r.code == 0 || rep.Errors == 0 || !strings.Contains(r.stdout, "Unauthenticated") {
+		t.Errorf("a key the services do not trust: exit %d, %d errors:\n%s", r.code, rep.Errors, r.stdout)
 	}
 }
