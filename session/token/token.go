@@ -241,7 +241,14 @@ func (c *Codec) Sign(ctx context.Context, typ string, claims Claims) (string, er
 	}
 	k := ps.active
 	h := k.headerFor(typ)
-	buf := make([]byte, 0, len(h)+1+b64.EncodedLen(len(payload))+1+b64.EncodedLen(512))
+	sigLen := 512 // RS256 up to 4096-bit keys
+	switch k.alg {
+	case provider.HS256:
+		sigLen = sha256.Size
+	case provider.EdDSA, provider.ES256:
+		sigLen = 64
+	}
+	buf := make([]byte, 0, len(h)+1+b64.EncodedLen(len(payload))+1+b64.EncodedLen(sigLen))
 	buf = append(buf, h...)
 	buf = append(buf, '.')
 	buf = b64.AppendEncode(buf, payload)
@@ -257,9 +264,12 @@ func (c *Codec) Sign(ctx context.Context, typ string, claims Claims) (string, er
 func (c *Codec) sign(ctx context.Context, k *parsedKey, input []byte) ([]byte, error) {
 	switch {
 	case k.alg == provider.HS256:
-		m := hmac.New(sha256.New, k.secret)
-		m.Write(input)
-		return m.Sum(nil), nil
+		m := k.macs.Get().(*pooledMAC) // the key schedule done once per pooled MAC, not per token
+		m.h.Reset()
+		m.h.Write(input)
+		sig := m.h.Sum(make([]byte, 0, sha256.Size))
+		k.macs.Put(m)
+		return sig, nil
 	case k.priv == nil:
 		if c.signer == nil {
 			return nil, fmt.Errorf("token: kid %q has no private key and no remote signer is configured", k.kid)
