@@ -2,14 +2,12 @@ package session
 
 import (
 	"context"
-	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"hash"
 	"log/slog"
 	"strings"
 	"sync"
@@ -20,6 +18,7 @@ import (
 	"github.com/maypok86/otter/v2"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/keyfort/keyfort/internal/hmacpool"
 	"github.com/keyfort/keyfort/provider"
 )
 
@@ -338,7 +337,7 @@ type Cache struct {
 	coarse      atomic.Int64
 	injected    bool
 	now         func() time.Time
-	macs        sync.Pool
+	macs        *hmacpool.Pool
 	revalidator Revalidator
 	revalidate  time.Duration
 	wg          sync.WaitGroup
@@ -379,7 +378,7 @@ func NewCache(cfg CacheConfig) (*Cache, error) {
 		c.store = NewMemoryStore(cfg.Now)
 	}
 	hashKey := cfg.HashKey
-	c.macs.New = func() any { return &keyMAC{h: hmac.New(sha256.New, hashKey)} }
+	c.macs = hmacpool.New(hashKey)
 	c.metrics = newCacheMetrics(cfg.Registerer)
 	c.revalidator, _ = cfg.Authenticator.(Revalidator)
 	c.revalidate = orDefault(cfg.Revalidate, 15*time.Second)
@@ -494,24 +493,8 @@ type tokenKey [sha256.Size]byte
 // String is the key's form in stores.
 func (k tokenKey) String() string { return base64.RawURLEncoding.EncodeToString(k[:]) }
 
-// key hashes signed with a pooled HMAC: no allocation on the request path.
-func (c *Cache) key(signed string) tokenKey {
-	m := c.macs.Get().(*keyMAC)
-	m.h.Reset()
-	// The MAC reads the token's bytes in place: a []byte(signed) copy would be the hit path's only
-	// allocation. hmac's Write neither keeps nor modifies its argument.
-	_, _ = m.h.Write(unsafe.Slice(unsafe.StringData(signed), len(signed)))
-	k := tokenKey(m.h.Sum(m.sum[:0]))
-	c.macs.Put(m)
-	return k
-}
-
-// keyMAC is a pooled HMAC with a buffer for its sum: a sum into a local array would escape to the
-// heap through the hash.Hash interface.
-type keyMAC struct {
-	h   hash.Hash
-	sum [sha256.Size]byte
-}
+// key hashes signed with a pooled HMAC, reading it in place: no allocation on the request path.
+func (c *Cache) key(signed string) tokenKey { return tokenKey(c.macs.SumString(signed)) }
 
 // Get returns the session of raw, creating it on a miss (full verification, tombstone check). A hit
 // needs the same signed part and a signature already verified for it; another signature over the same

@@ -14,7 +14,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"hash"
 	"math/big"
 	"strconv"
 	"strings"
@@ -23,6 +22,7 @@ import (
 	"time"
 	"unsafe"
 
+	"github.com/keyfort/keyfort/internal/hmacpool"
 	"github.com/keyfort/keyfort/internal/jsonstrict"
 	"github.com/keyfort/keyfort/provider"
 )
@@ -121,8 +121,8 @@ type parsedSet struct {
 type parsedKey struct {
 	kid     string
 	alg     provider.Algorithm
-	headers sync.Map  // typ → base64url of {"alg":..,"kid":..,"typ":..}
-	macs    sync.Pool // HS256: hmac.New(sha256.New, secret), reused
+	headers sync.Map       // typ → base64url of {"alg":..,"kid":..,"typ":..}
+	macs    *hmacpool.Pool // HS256
 	pub     crypto.PublicKey
 	priv    crypto.Signer
 	secret  []byte
@@ -177,7 +177,7 @@ func (c *Codec) keySet(ctx context.Context) (*parsedSet, error) {
 			}
 			pk.secret = k.Private.Reveal()
 			secret := pk.secret
-			pk.macs.New = func() any { return &pooledMAC{h: hmac.New(sha256.New, secret)} }
+			pk.macs = hmacpool.New(secret)
 		case provider.EdDSA, provider.ES256, provider.RS256:
 			pub, err := k.PublicKey()
 			if err != nil {
@@ -264,12 +264,8 @@ func (c *Codec) Sign(ctx context.Context, typ string, claims Claims) (string, er
 func (c *Codec) sign(ctx context.Context, k *parsedKey, input []byte) ([]byte, error) {
 	switch {
 	case k.alg == provider.HS256:
-		m := k.macs.Get().(*pooledMAC) // the key schedule done once per pooled MAC, not per token
-		m.h.Reset()
-		m.h.Write(input)
-		sig := m.h.Sum(make([]byte, 0, sha256.Size))
-		k.macs.Put(m)
-		return sig, nil
+		sum := k.macs.Sum(input) // the key schedule done once per pooled MAC, not per token
+		return sum[:], nil
 	case k.priv == nil:
 		if c.signer == nil {
 			return nil, fmt.Errorf("token: kid %q has no private key and no remote signer is configured", k.kid)
@@ -398,12 +394,8 @@ func (c *Codec) checkClaims(cl *Claims, audience string) error {
 func verify(k *parsedKey, input string, sig []byte) bool {
 	switch k.alg {
 	case provider.HS256:
-		m := k.macs.Get().(*pooledMAC)
-		m.h.Reset()
-		_, _ = m.h.Write(bytesOf(input))
-		ok := hmac.Equal(m.h.Sum(m.sum[:0]), sig)
-		k.macs.Put(m)
-		return ok
+		sum := k.macs.SumString(input)
+		return hmac.Equal(sum[:], sig)
 	case provider.EdDSA:
 		return len(sig) == ed25519.SignatureSize && ed25519.Verify(k.pub.(ed25519.PublicKey), bytesOf(input), sig)
 	case provider.ES256:
@@ -505,13 +497,6 @@ type verifyBufs struct {
 }
 
 var verifyBufPool = sync.Pool{New: func() any { return new(verifyBufs) }}
-
-// pooledMAC is an HS256 key's HMAC with a buffer for its sum (a local array escapes through the
-// hash.Hash interface).
-type pooledMAC struct {
-	h   hash.Hash
-	sum [sha256.Size]byte
-}
 
 // bytesOf is s's bytes without a copy, for reading only: base64 decoding, hashing, JSON scanning.
 func bytesOf(s string) []byte { return unsafe.Slice(unsafe.StringData(s), len(s)) }

@@ -1,0 +1,27 @@
+//go:build !race
+
+// The race detector makes sync.Pool drop items at random, so allocation counts are checked without
+// it; scripts/test.sh runs these tests in a separate step.
+
+package session_test
+
+import (
+	"context"
+	"testing"
+)
+
+// A cache hit, the interceptor's steady state, allocates nothing.
+func TestCacheHitAllocatesNothing(t *testing.T) {
+	c := benchCache(t)
+	ctx := context.Background()
+	if _, err := c.Get(ctx, benchToken); err != nil {
+		t.Fatal(err)
+	}
+	if n := testing.AllocsPerRun(1000, func() {
+		if _, err := c.Get(ctx, benchToken); err != nil {
+			t.Fatal(err)
+		}
+	}); n != 0 {
+		t.Errorf("%v allocations per cache hit", n)
+	}
+}
