@@ -38,4 +38,3 @@ func TestSumMatchesHMAC(t *testing.T) {
 		t.Error("two keys give the same MAC")
 	}
 }
-
