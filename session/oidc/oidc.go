@@ -223,6 +223,13 @@ func (v *Verifier) refresh(ctx context.Context) error {
 		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), DefaultHTTPTimeout)
 		defer cancel()
 		v.mu.Lock()
+		// Callers check the rate limit before they get here; one that checked before another's
+		// fetch began would fetch again right after it. Checked again here, under the lock, the
+		// limit holds exactly.
+		if !v.lastTry.IsZero() && v.now().Sub(v.lastTry) < v.cfg.MinRefreshInterval {
+			v.mu.Unlock()
+			return nil, nil
+		}
 		v.lastTry = v.now()
 		v.fetches++
 		v.mu.Unlock()
