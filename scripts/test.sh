@@ -45,6 +45,9 @@ go test -race -count=1 -timeout 15m ./...
 step "allocation counts, without the race detector (it makes sync.Pool drop items at random)"
 go test -count=1 -run 'AllocatesNothing' ./...
 
+step "the load-curve plotter (internal/tools/loadplot, its own module)"
+(cd internal/tools/loadplot && go test -count=1 ./...)
+
 step "end to end against a real OpenID Provider (internal/e2e, its own module)"
 (cd internal/e2e && go test -race -count=1 ./...)
 
