@@ -227,11 +227,7 @@ func BenchmarkSessionMiss(b *testing.B) {
 	})
 	b.Run("part=create", func(b *testing.B) {
 		f := newMissFixture(b, b.N)
-		c, err := session.NewCache(session.CacheConfig{Authenticator: acceptAll{}, MaxSessions: 2 * b.N, IdleTimeout: time.Hour})
-		if err != nil {
-			b.Fatal(err)
-		}
-		b.Cleanup(func() { _ = c.Close() })
+		c := benchCache(b)
 		b.ReportAllocs()
 		b.ResetTimer()
 		for i := range b.N {

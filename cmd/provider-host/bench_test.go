@@ -1,11 +1,8 @@
 package main_test
 
 import (
-	"bufio"
 	"encoding/json"
-	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -134,34 +131,6 @@ func TestBenchRefusesBadSetups(t *testing.T) {
 	}
 }
 
-// startLogged runs bin with args and env, and returns the first submatch of ready in its combined
-// output (an address it prints when it serves).
-func startLogged(t *testing.T, bin string, env []string, ready *regexp.Regexp, args ...string) string {
-	t.Helper()
-	cmd := exec.Command(bin, args...)
-	cmd.Env = env
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd.Stderr = cmd.Stdout
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-	var log strings.Builder
-	sc := bufio.NewScanner(out)
-	for sc.Scan() {
-		log.WriteString(sc.Text() + "\n")
-		if m := ready.FindStringSubmatch(sc.Text()); m != nil {
-			go func() { _, _ = io.Copy(io.Discard, out) }()
-			return m[1]
-		}
-	}
-	t.Fatalf("%s %v never served:\n%s", bin, args, log.String())
-	return ""
-}
-
 // The load generator drives services started elsewhere: they trust "provider-host bench issuer",
 // and the generator mints ID tokens with the same key file.
 func TestBenchDrivesServicesStartedElsewhere(t *testing.T) {
@@ -170,7 +139,7 @@ func TestBenchDrivesServicesStartedElsewhere(t *testing.T) {
 	dir := t.TempDir()
 	keyFile := filepath.Join(dir, "issuer.pem")
 	env := []string{"PATH=" + os.Getenv("PATH"), "KEYFORT_PROVIDER_HOST=" + host}
-	issuerURL := startLogged(t, host, env, regexp.MustCompile(`serving (http://127\.0\.0\.1:\d+)`),
+	issuerURL, _, _ := startLogged(t, host, env, regexp.MustCompile(`serving (http://127\.0\.0\.1:\d+)`),
 		"bench", "issuer", "--key", keyFile, "--listen", "127.0.0.1:0")
 	cfg := writeConfig(t, `
 providers:
@@ -188,9 +157,9 @@ identity:
   credentials:
     kv_backend: dev:kv
 `)
-	runtimeAddr := startLogged(t, host, env, regexp.MustCompile(`grpc=(127\.0\.0\.1:\d+)`),
+	runtimeAddr, _, _ := startLogged(t, host, env, regexp.MustCompile(`grpc=(127\.0\.0\.1:\d+)`),
 		"serve", "--config", cfg, "--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0")
-	guardedAddr := startLogged(t, guarded, env, regexp.MustCompile(`addr=(127\.0\.0\.1:\d+)`),
+	guardedAddr, _, _ := startLogged(t, guarded, env, regexp.MustCompile(`addr=(127\.0\.0\.1:\d+)`),
 		"--config", cfg, "--addr", "127.0.0.1:0")
 
 	external := []string{"--runtime-addr", runtimeAddr, "--guarded-addr", guardedAddr, "--issuer-url", issuerURL,

@@ -20,26 +20,34 @@ var serving = regexp.MustCompile(`http=http://(127\.0\.0\.1:\d+)`)
 // startServe runs "provider-host serve" and returns its address and collected stderr.
 func startServe(t *testing.T, env []string, args ...string) (string, *strings.Builder, *exec.Cmd) {
 	t.Helper()
-	cmd := exec.Command(hosttest.ProviderHost(t), append([]string{"serve", "--http-addr", "127.0.0.1:0"}, args...)...)
+	return startLogged(t, hosttest.ProviderHost(t), env, serving, append([]string{"serve", "--http-addr", "127.0.0.1:0"}, args...)...)
+}
+
+// startLogged runs bin with args and env, waits for a line of its combined output to match ready,
+// and returns the first submatch (an address it serves on), the output so far and the process.
+func startLogged(t *testing.T, bin string, env []string, ready *regexp.Regexp, args ...string) (string, *strings.Builder, *exec.Cmd) {
+	t.Helper()
+	cmd := exec.Command(bin, args...)
 	cmd.Env = env
-	stderr, err := cmd.StderrPipe()
+	out, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
 	}
+	cmd.Stderr = cmd.Stdout
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
 	var log strings.Builder
-	sc := bufio.NewScanner(stderr)
+	sc := bufio.NewScanner(out)
 	for sc.Scan() {
 		log.WriteString(sc.Text() + "\n")
-		if m := serving.FindStringSubmatch(sc.Text()); m != nil {
-			go func() { _, _ = io.Copy(io.Discard, stderr) }()
+		if m := ready.FindStringSubmatch(sc.Text()); m != nil {
+			go func() { _, _ = io.Copy(io.Discard, out) }()
 			return m[1], &log, cmd
 		}
 	}
-	t.Fatalf("serve never listened:\n%s", log.String())
+	t.Fatalf("%s %v never served:\n%s", bin, args, log.String())
 	return "", nil, nil
 }
 
