@@ -12,7 +12,7 @@ trap 'rm -f "$out"' EXIT
 	go test -run '^$' -bench 'PingPong|RoundTrip' -benchtime 3000x -benchmem -count "$count" ./provider/plugin/
 	go test -run '^$' -bench 'PluginStart' -benchtime 20x -benchmem -count 3 ./provider/plugin/
 	go test -run '^$' -bench 'SessionCacheHit|RawKeyed' -benchmem -count "$count" ./session/
-	go test -run '^$' -bench 'Interceptor' -benchmem -count "$count" ./session/grpcauth/
+	go test -run '^$' -bench 'Interceptor|RawTapped' -benchmem -count "$count" ./session/grpcauth/
 	go test -run '^$' -bench 'SessionMiss|MemoryStoreCreateFamily' -benchtime 20000x -benchmem -count "$count" ./session/
 	go test -run '^$' -bench 'SessionMemory' -benchtime 1x -count 1 ./session/
 	go test -run '^$' -bench 'Verify|Sign|Raw' -benchmem -count "$count" ./session/token/
@@ -41,6 +41,7 @@ miss=$(med BenchmarkSessionMiss/total); missv=$(med BenchmarkSessionMiss/part=ve
 misscr=$(med BenchmarkSessionMiss/part=credentials); missallocs=$(field BenchmarkSessionMiss/total allocs/op)
 storew=$(med BenchmarkMemoryStoreCreateFamily)
 ihit=$(med BenchmarkUnaryInterceptorHit); iraw=$(med BenchmarkRawInterceptorLimit); ihitallocs=$(field BenchmarkUnaryInterceptorHit allocs/op)
+thit=$(med BenchmarkTappedInterceptorHit); traw=$(med BenchmarkRawTappedLimit); thitallocs=$(field BenchmarkTappedInterceptorHit allocs/op)
 
 # One row per algorithm and operation: Keyfort beside the three libraries, from internal/benchcmp.
 libs() { # $1 Verify|Sign, $2 algorithm
@@ -62,7 +63,9 @@ table=$(cat <<TXT
 | plugin resident memory after first call | ${rss} KiB | | | | | |
 | session cache hit (the interceptor's path) | $shit | $shitallocs | pooled HMAC-SHA-256 of the signed part + map lookup | $rawkh | $(ratio "$shit" "$rawkh")× | ≤ 1.2×, 0 allocs |
 | same, 2 goroutines in parallel | $shitp | | | | | |
-| unary interceptor on a cached session (header, cache hit, context) | $ihit | $ihitallocs | the same job with raw primitives: grpc metadata reads of the two credential headers, keyed hash, map lookup, context value | $iraw | $(ratio "$ihit" "$iraw")× | ≤ 1.2× |
+| guarded call on a cached session, tap handle + interceptor (\`Guard.ServerOptions\`) | $thit | $thitallocs | the same job with raw primitives: both credential headers read in place, keyed hash, map lookup, context value | $traw | $(ratio "$thit" "$traw")× | ≤ 1.2×, 1 alloc (the context value) |
+| | | | raw keyed hash + map lookup alone | $rawkh | $(ratio "$thit" "$rawkh")× | ≤ 1.2× |
+| unary interceptor alone on a cached session (no tap handle) | $ihit | $ihitallocs | the same job with raw primitives: grpc metadata reads of the two credential headers, keyed hash, map lookup, context value | $iraw | $(ratio "$ihit" "$iraw")× | |
 | | | | raw keyed hash + map lookup alone | $rawkh | $(ratio "$ihit" "$rawkh")× | |
 | memory per cached session at 100k / 1M sessions | ${mem} B / ${mem1m} B | | | | | ≤ 1 KiB at 1M |
 | session miss: verify + create + first credentials (in-process memory provider) | $miss | $missallocs | verify / create / credentials alone | $missv / $missc / $misscr | $(ratio "$miss" "$(awk -v a="$missv" -v b="$missc" -v c="$misscr" 'BEGIN {print a+b+c}')")× their sum | |

@@ -25,3 +25,18 @@ func TestCacheHitAllocatesNothing(t *testing.T) {
 		t.Errorf("%v allocations per cache hit", n)
 	}
 }
+
+// Peek, the tap handle's hit path, allocates nothing either.
+func TestCachePeekAllocatesNothing(t *testing.T) {
+	c := benchCache(t)
+	if _, err := c.Get(context.Background(), benchToken); err != nil {
+		t.Fatal(err)
+	}
+	if n := testing.AllocsPerRun(1000, func() {
+		if c.Peek(benchToken) == nil {
+			t.Fatal("no hit")
+		}
+	}); n != 0 {
+		t.Errorf("%v allocations per Peek", n)
+	}
+}

@@ -508,10 +508,8 @@ func (c *Cache) Get(ctx context.Context, raw string) (*Session, error) {
 	if s := c.hotGet(key); s != nil && !s.over.Load() && s.knows(sig) {
 		now := c.nowNano()
 		if now < s.deadline {
-			if last := s.touched.Load(); now-last >= int64(c.touchEvery) && s.touched.CompareAndSwap(last, now) {
-				c.c.GetIfPresent(key) // keeps otter's idle expiry and eviction informed
-			}
-			if err := c.revalidateIfDue(ctx, s, key); err != nil {
+			c.touch(s, key, now)
+			if err := c.revalidateIfDue(ctx, s, key, now); err != nil {
 				return nil, err
 			}
 			c.metrics.hit.Inc()
@@ -539,6 +537,43 @@ func (c *Cache) Get(ctx context.Context, raw string) (*Session, error) {
 	}
 	c.metrics.creation.Observe(time.Since(start).Seconds())
 	return s, nil
+}
+
+// Peek returns the live session raw is a cache hit for, or nil. Unlike Get it never blocks, creates,
+// asks the Revalidator or ends a session: a session past its absolute end or due for revalidation is
+// nil here and left to Get. It is the hit path for callers that must not wait, such as a gRPC tap
+// handle running on a connection's I/O goroutine (see grpcauth.Guard.TapHandle).
+func (c *Cache) Peek(raw string) *Session {
+	signed, sig, ok := split(raw)
+	if !ok {
+		return nil
+	}
+	key := c.key(signed)
+	s := c.hotGet(key)
+	if s == nil || s.over.Load() || !s.knows(sig) {
+		return nil
+	}
+	now := c.nowNano()
+	if now >= s.deadline || c.revalidationDue(s, now) {
+		return nil
+	}
+	c.touch(s, key, now)
+	c.metrics.hit.Inc()
+	return s
+}
+
+// Owns reports whether s is a session of c.
+func (c *Cache) Owns(s *Session) bool { return s != nil && s.cache == c }
+
+// Ended reports whether the session has ended.
+func (s *Session) Ended() bool { return s.over.Load() }
+
+// touch tells otter of a read at most once per touchEvery per session, which keeps its idle expiry
+// and eviction informed without paying for its read buffer on every hit.
+func (c *Cache) touch(s *Session, key tokenKey, now int64) {
+	if last := s.touched.Load(); now-last >= int64(c.touchEvery) && s.touched.CompareAndSwap(last, now) {
+		c.c.GetIfPresent(key)
+	}
 }
 
 // coarseTick is the resolution of the hit path's clock.
@@ -605,12 +640,17 @@ func (c *Cache) hotDelete(k tokenKey, s *Session) {
 	sh.mu.Unlock()
 }
 
+// revalidationDue reports whether s must be revalidated before it is served at now.
+func (c *Cache) revalidationDue(s *Session, now int64) bool {
+	return c.revalidator != nil && c.revalidate >= 0 && now-s.checked.Load() >= int64(c.revalidate)
+}
+
 // revalidateIfDue asks the Revalidator again once per interval; a revoked session ends here.
-func (c *Cache) revalidateIfDue(ctx context.Context, s *Session, key tokenKey) error {
-	if c.revalidator == nil || c.revalidate < 0 {
+// now is the hit path's clock reading.
+func (c *Cache) revalidateIfDue(ctx context.Context, s *Session, key tokenKey, now int64) error {
+	if !c.revalidationDue(s, now) {
 		return nil
 	}
-	now := c.now().UnixNano()
 	last := s.checked.Load()
 	if now-last < int64(c.revalidate) || !s.checked.CompareAndSwap(last, now) {
 		return nil
@@ -707,6 +747,12 @@ func (c *Cache) End(ctx context.Context, raw string, expiresAt time.Time) error 
 		if err := c.store.Tombstone(ctx, key.String(), expiresAt); err != nil {
 			return fmt.Errorf("%w: %v", ErrStoreUnavailable, err)
 		}
+	}
+	// Out of the hit path now, not when otter's deletion callback gets to it: the next call with
+	// this token is refused at once.
+	if s := c.hotGet(key); s != nil {
+		s.over.Store(true)
+		c.hotDelete(key, s)
 	}
 	c.c.Invalidate(key)
 	return nil

@@ -117,10 +117,7 @@ func newIdentityRuntime(ctx context.Context, cfg *config.Config, cat *catalog.Ca
 		"/keyfort.identity.v1.IdentityRuntimeService/EndIdentitySession",
 		"/grpc.health.v1.Health/*",
 	}}
-	opts := []grpc.ServerOption{
-		grpc.ChainUnaryInterceptor(grpcauth.UnaryServerInterceptor(guard)),
-		grpc.ChainStreamInterceptor(grpcauth.StreamServerInterceptor(guard)),
-	}
+	opts := grpcauth.New(guard).ServerOptions() // tap handle (fast path) and interceptors
 	if tlsCfg != nil {
 		opts = append(opts, grpc.Creds(credentials.NewTLS(tlsCfg)))
 	}

@@ -13,6 +13,7 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/tap"
 
 	"github.com/keyfort/keyfort/session"
 	"github.com/keyfort/keyfort/session/grpcauth"
@@ -71,9 +72,52 @@ func BenchmarkUnaryInterceptorHit(b *testing.B) {
 	}
 }
 
+// BenchmarkTappedInterceptorHit is the same guarded call with the tap handle in front
+// (Guard.ServerOptions): the tap handle reads the credential headers in place and puts the cached
+// session in the call's context; the interceptor takes it from there.
+func BenchmarkTappedInterceptorHit(b *testing.B) {
+	c, err := session.NewCache(session.CacheConfig{Authenticator: acceptAll{}, IdleTimeout: time.Hour})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = c.Close() })
+	g := grpcauth.New(grpcauth.Config{Sessions: c})
+	th, icpt := g.TapHandle(), g.UnaryServerInterceptor()
+	md, _ := metadata.FromIncomingContext(incoming())
+	base := context.Background()
+	if _, err := c.Get(base, benchToken); err != nil {
+		b.Fatal(err)
+	}
+	ti := &tap.Info{FullMethodName: info.FullMethod, Header: md}
+	b.ReportAllocs()
+	for b.Loop() {
+		ctx, err := th(base, ti)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := icpt(ctx, nil, info, handler); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
 type mac struct {
 	h   hash.Hash
 	sum [32]byte
+}
+
+// pooledMAC is the raw keyed hash: a pooled HMAC-SHA-256 reading its input in place.
+func pooledMAC() func(string) [32]byte {
+	key := []byte("0123456789abcdef0123456789abcdef")
+	pool := sync.Pool{New: func() any { return &mac{h: hmac.New(sha256.New, key)} }}
+	return func(signed string) [32]byte {
+		m := pool.Get().(*mac)
+		m.h.Reset()
+		m.h.Write(unsafe.Slice(unsafe.StringData(signed), len(signed)))
+		k := [32]byte(m.h.Sum(m.sum[:0]))
+		pool.Put(m)
+		return k
+	}
 }
 
 // BenchmarkRawInterceptorLimit is what any gRPC interceptor doing this job must do: read both
@@ -82,16 +126,7 @@ type mac struct {
 // of the signed part read in place, a map lookup, and a context value for the handler. (The bare
 // keyed hash + map lookup is BenchmarkRawKeyedHashMapLookup in package session.)
 func BenchmarkRawInterceptorLimit(b *testing.B) {
-	key := []byte("0123456789abcdef0123456789abcdef")
-	pool := sync.Pool{New: func() any { return &mac{h: hmac.New(sha256.New, key)} }}
-	sum := func(signed string) [32]byte {
-		m := pool.Get().(*mac)
-		m.h.Reset()
-		m.h.Write(unsafe.Slice(unsafe.StringData(signed), len(signed)))
-		k := [32]byte(m.h.Sum(m.sum[:0]))
-		pool.Put(m)
-		return k
-	}
+	sum := pooledMAC()
 	signed := benchToken[:strings.LastIndexByte(benchToken, '.')]
 	type ctxKey struct{}
 	sessions := map[[32]byte]*int{}
@@ -113,6 +148,38 @@ func BenchmarkRawInterceptorLimit(b *testing.B) {
 			_ = ctx.Value(ctxKey{})
 			return nil, nil
 		}(context.WithValue(ctx, ctxKey{}, s), nil); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkRawTappedLimit is the tapped path's job with raw primitives: both credential headers read
+// in place from the received metadata, a pooled HMAC-SHA-256 of the signed part, a map lookup, and a
+// context value for the handler.
+func BenchmarkRawTappedLimit(b *testing.B) {
+	sum := pooledMAC()
+	signed := benchToken[:strings.LastIndexByte(benchToken, '.')]
+	type ctxKey struct{}
+	sessions := map[[32]byte]*int{}
+	v := 1
+	sessions[sum(signed)] = &v
+	md, _ := metadata.FromIncomingContext(incoming())
+	base := context.Background()
+	b.ReportAllocs()
+	for b.Loop() {
+		vals := md["authorization"]
+		if len(md["x-prism-token"]) != 0 {
+			b.Fatal("two credentials")
+		}
+		tok := strings.TrimPrefix(vals[0], "Bearer ")
+		s := sessions[sum(tok[:strings.LastIndexByte(tok, '.')])]
+		if s == nil {
+			b.Fatal("miss")
+		}
+		if _, err := func(ctx context.Context, _ any) (any, error) {
+			_ = ctx.Value(ctxKey{})
+			return nil, nil
+		}(context.WithValue(base, ctxKey{}, s), nil); err != nil {
 			b.Fatal(err)
 		}
 	}

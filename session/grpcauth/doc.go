@@ -5,4 +5,8 @@
 // cancelled when its session ends. Failures are codes.Unauthenticated with a generic message; the
 // reason goes to the log, never to the caller. A disabled mode passes everything through, and method
 // selectors exempt methods (health checks, reflection).
+//
+// A Guard (New) also has a tap handle, a fast path run by grpc-go before the stream exists: for a
+// call on a cached session it reads the credential headers in place and hands the session to the
+// interceptors, which then skip their own lookup. Guard.ServerOptions installs all three.
 package grpcauth

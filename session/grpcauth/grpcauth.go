@@ -5,12 +5,15 @@ import (
 	"errors"
 	"log/slog"
 	"path"
+	"slices"
 	"strings"
+	"sync/atomic"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
+	"google.golang.org/grpc/tap"
 
 	"github.com/keyfort/keyfort/session"
 )
@@ -40,6 +43,9 @@ type Config struct {
 type guard struct {
 	cfg Config
 	log *slog.Logger
+	// tapped is set once the guard's tap handle exists: its interceptors then take a session the
+	// tap handle found instead of looking it up again.
+	tapped atomic.Bool
 }
 
 func newGuard(cfg Config) *guard {
@@ -48,6 +54,13 @@ func newGuard(cfg Config) *guard {
 	}
 	if cfg.TokenHeaders == nil {
 		cfg.TokenHeaders = []string{"x-prism-token"}
+	}
+	// gRPC metadata keys are lower case (HTTP/2 refuses upper-case header names), so the names are
+	// too: the tap handle reads the received headers by exact name.
+	cfg.BearerHeader = strings.ToLower(cfg.BearerHeader)
+	cfg.TokenHeaders = slices.Clone(cfg.TokenHeaders)
+	for i, h := range cfg.TokenHeaders {
+		cfg.TokenHeaders[i] = strings.ToLower(h)
 	}
 	if cfg.MaxCredentialSize <= 0 {
 		cfg.MaxCredentialSize = DefaultMaxCredentialSize
@@ -73,12 +86,19 @@ func (g *guard) exempt(method string) bool {
 	return false
 }
 
-// token extracts the one credential of the call. It reads only the credential headers
-// (metadata.FromIncomingContext would copy every header of every call).
+// token extracts the one credential of the call from its incoming metadata. It reads only the
+// credential headers (metadata.FromIncomingContext would copy every header of every call).
 func (g *guard) token(ctx context.Context) (string, error) {
+	return g.credential(func(key string) []string { return metadata.ValueFromIncomingContext(ctx, key) })
+}
+
+// credential applies the credential rules to the values of the credential headers, which values
+// returns by lower-case name. The interceptors and the tap handle share it, so the fast path cannot
+// accept what the interceptors refuse.
+func (g *guard) credential(values func(key string) []string) (string, error) {
 	var tok string
 	n := 0
-	for _, v := range metadata.ValueFromIncomingContext(ctx, g.cfg.BearerHeader) {
+	for _, v := range values(g.cfg.BearerHeader) {
 		scheme, t, ok := strings.Cut(v, " ")
 		if !ok || !strings.EqualFold(scheme, "bearer") || t == "" {
 			return "", errors.New("authorization header is not a bearer token")
@@ -86,7 +106,7 @@ func (g *guard) token(ctx context.Context) (string, error) {
 		tok, n = t, n+1
 	}
 	for _, h := range g.cfg.TokenHeaders {
-		for _, t := range metadata.ValueFromIncomingContext(ctx, h) {
+		for _, t := range values(h) {
 			tok, n = t, n+1
 		}
 	}
@@ -121,11 +141,76 @@ func (g *guard) authenticate(ctx context.Context, method string) (*session.Sessi
 	return nil, errUnauthenticated
 }
 
-// UnaryServerInterceptor guards unary calls.
-func UnaryServerInterceptor(cfg Config) grpc.UnaryServerInterceptor {
-	g := newGuard(cfg)
+// Guard is one configuration of the interceptors and of their fast path, the tap handle. The
+// simplest correct server uses all three:
+//
+//	srv := grpc.NewServer(grpcauth.New(cfg).ServerOptions()...)
+type Guard struct{ g *guard }
+
+// New returns a Guard for cfg.
+func New(cfg Config) *Guard { return &Guard{g: newGuard(cfg)} }
+
+// ServerOptions returns the server options that install the guard: its tap handle, and its unary and
+// stream interceptors (chained after any others). grpc-go allows one tap handle per server; a server
+// that needs its own installs the interceptors alone, or calls TapHandle from its own.
+func (gd *Guard) ServerOptions() []grpc.ServerOption {
+	return []grpc.ServerOption{
+		grpc.InTapHandle(gd.TapHandle()),
+		grpc.ChainUnaryInterceptor(gd.UnaryServerInterceptor()),
+		grpc.ChainStreamInterceptor(gd.StreamServerInterceptor()),
+	}
+}
+
+// TapHandle returns the guard's fast path: a grpc-go tap handle that, for a call whose credential
+// names a cached live session (session.Cache.Peek), puts the session in the call's context, where
+// the guard's interceptors take it. It reads the received headers in place, where the interceptors'
+// metadata API copies what it returns and scans every header for an absent one, so a guarded call
+// on a cached session costs the keyed hash, the lookup and the context value, and allocates only the
+// context value.
+//
+// It refuses nothing and never blocks (grpc-go runs it on the connection's I/O goroutine): a call it
+// finds no session for (no credential, several, a miss, a session due for revalidation) reaches the
+// interceptors unchanged, which create the session or refuse the call. It applies the same
+// credential rules as the interceptors, so it cannot accept what they refuse. It is an accelerator
+// for the interceptors, not a replacement: install them too.
+func (gd *Guard) TapHandle() tap.ServerInHandle {
+	g := gd.g
+	g.tapped.Store(true)
+	return func(ctx context.Context, info *tap.Info) (context.Context, error) {
+		if g.cfg.Disabled || g.exempt(info.FullMethodName) {
+			return ctx, nil
+		}
+		tok, err := g.credential(func(key string) []string { return info.Header[key] })
+		if err != nil {
+			return ctx, nil // the interceptor refuses it and logs why
+		}
+		if s := g.cfg.Sessions.Peek(tok); s != nil {
+			return session.NewContext(ctx, s), nil
+		}
+		return ctx, nil
+	}
+}
+
+// fromTap returns the session the guard's tap handle put in ctx, if it is still live.
+func (g *guard) fromTap(ctx context.Context) (*session.Session, bool) {
+	if !g.tapped.Load() {
+		return nil, false
+	}
+	s, ok := session.FromContext(ctx)
+	if !ok || !g.cfg.Sessions.Owns(s) || s.Ended() {
+		return nil, false
+	}
+	return s, true
+}
+
+// UnaryServerInterceptor returns the guard's unary interceptor.
+func (gd *Guard) UnaryServerInterceptor() grpc.UnaryServerInterceptor {
+	g := gd.g
 	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
 		if g.cfg.Disabled || g.exempt(info.FullMethod) {
+			return handler(ctx, req)
+		}
+		if _, ok := g.fromTap(ctx); ok {
 			return handler(ctx, req)
 		}
 		s, err := g.authenticate(ctx, info.FullMethod)
@@ -136,23 +221,39 @@ func UnaryServerInterceptor(cfg Config) grpc.UnaryServerInterceptor {
 	}
 }
 
-// StreamServerInterceptor guards streams; the stream's context ends when its session does.
-func StreamServerInterceptor(cfg Config) grpc.StreamServerInterceptor {
-	g := newGuard(cfg)
+// StreamServerInterceptor returns the guard's stream interceptor; the stream's context ends when its
+// session does.
+func (gd *Guard) StreamServerInterceptor() grpc.StreamServerInterceptor {
+	g := gd.g
 	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
 		if g.cfg.Disabled || g.exempt(info.FullMethod) {
 			return handler(srv, ss)
 		}
-		s, err := g.authenticate(ss.Context(), info.FullMethod)
-		if err != nil {
-			return err
+		ctx := ss.Context()
+		s, ok := g.fromTap(ctx)
+		if !ok {
+			var err error
+			if s, err = g.authenticate(ctx, info.FullMethod); err != nil {
+				return err
+			}
+			ctx = session.NewContext(ctx, s)
 		}
-		ctx, cancel := context.WithCancel(session.NewContext(ss.Context(), s))
+		ctx, cancel := context.WithCancel(ctx)
 		defer cancel()
 		stop := context.AfterFunc(s.Context(), cancel)
 		defer stop()
 		return handler(srv, &stream{ServerStream: ss, ctx: ctx})
 	}
+}
+
+// UnaryServerInterceptor guards unary calls: New(cfg).UnaryServerInterceptor().
+func UnaryServerInterceptor(cfg Config) grpc.UnaryServerInterceptor {
+	return New(cfg).UnaryServerInterceptor()
+}
+
+// StreamServerInterceptor guards streams: New(cfg).StreamServerInterceptor().
+func StreamServerInterceptor(cfg Config) grpc.StreamServerInterceptor {
+	return New(cfg).StreamServerInterceptor()
 }
 
 type stream struct {

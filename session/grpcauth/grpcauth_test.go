@@ -42,9 +42,26 @@ type server struct {
 	subject string // the subject the handler saw in its context
 }
 
-func start(t *testing.T, mut func(*grpcauth.Config)) *server { return startWith(t, nil, mut) }
+// wiring is how a server installs the guard: its interceptors alone, or with the tap handle in
+// front (Guard.ServerOptions). Every server test runs both ways.
+type wiring struct {
+	name   string
+	tapped bool
+}
 
-func startWith(t *testing.T, cacheMut func(*session.CacheConfig), mut func(*grpcauth.Config)) *server {
+var wirings = []wiring{{"interceptors", false}, {"tap+interceptors", true}}
+
+func eachWiring(t *testing.T, f func(t *testing.T, w wiring)) {
+	for _, w := range wirings {
+		t.Run(w.name, func(t *testing.T) { f(t, w) })
+	}
+}
+
+func start(t *testing.T, w wiring, mut func(*grpcauth.Config)) *server {
+	return startWith(t, w, nil, mut)
+}
+
+func startWith(t *testing.T, w wiring, cacheMut func(*session.CacheConfig), mut func(*grpcauth.Config)) *server {
 	t.Helper()
 	iss := oidctest.New(t)
 	v, err := oidc.New(context.Background(), oidc.Config{Issuer: iss.URL, Audience: "client-1"})
@@ -72,13 +89,18 @@ func startWith(t *testing.T, cacheMut func(*session.CacheConfig), mut func(*grpc
 			s.mu.Unlock()
 		}
 	}
-	srv := grpc.NewServer(
-		grpc.ChainUnaryInterceptor(grpcauth.UnaryServerInterceptor(cfg), func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
-			record(ctx)
-			return h(ctx, req)
-		}),
+	recorder := grpc.ChainUnaryInterceptor(func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+		record(ctx)
+		return h(ctx, req)
+	})
+	opts := []grpc.ServerOption{
+		grpc.ChainUnaryInterceptor(grpcauth.UnaryServerInterceptor(cfg)),
 		grpc.ChainStreamInterceptor(grpcauth.StreamServerInterceptor(cfg)),
-	)
+	}
+	if w.tapped {
+		opts = grpcauth.New(cfg).ServerOptions()
+	}
+	srv := grpc.NewServer(append(opts, recorder)...)
 	healthpb.RegisterHealthServer(srv, health.NewServer())
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -112,114 +134,122 @@ func call(t *testing.T, s *server, md ...string) error {
 }
 
 func TestCredentialsInMetadata(t *testing.T) {
-	s := start(t, nil)
-	tok := s.token(t)
-	tests := []struct {
-		name string
-		md   []string
-		want codes.Code
-	}{
-		{"bearer", []string{"authorization", "Bearer " + tok}, codes.OK},
-		{"bearer lower case", []string{"authorization", "bearer " + tok}, codes.OK},
-		{"x-prism-token", []string{"x-prism-token", tok}, codes.OK},
-		{"none", nil, codes.Unauthenticated},
-		{"basic auth", []string{"authorization", "Basic dXNlcjpwYXNz"}, codes.Unauthenticated},
-		{"two credentials", []string{"authorization", "Bearer " + tok, "x-prism-token", tok}, codes.Unauthenticated},
-		{"two bearer values", []string{"authorization", "Bearer " + tok, "authorization", "Bearer " + tok}, codes.Unauthenticated},
-		{"oversized", []string{"x-prism-token", strings.Repeat("a", grpcauth.DefaultMaxCredentialSize+1)}, codes.Unauthenticated},
-		{"forged", []string{"x-prism-token", tok[:len(tok)-4] + "AAAA"}, codes.Unauthenticated},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			err := call(t, s, tc.md...)
-			if got := status.Code(err); got != tc.want {
-				t.Fatalf("got %v (%v), want %v", got, err, tc.want)
-			}
-			if tc.want == codes.Unauthenticated && status.Convert(err).Message() != "unauthenticated" {
-				t.Errorf("message %q reveals internals; want the generic message", status.Convert(err).Message())
-			}
-		})
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.subject != "alice" {
-		t.Errorf("the handler saw subject %q in its context, want alice", s.subject)
-	}
+	eachWiring(t, func(t *testing.T, w wiring) {
+		s := start(t, w, nil)
+		tok := s.token(t)
+		tests := []struct {
+			name string
+			md   []string
+			want codes.Code
+		}{
+			{"bearer", []string{"authorization", "Bearer " + tok}, codes.OK},
+			{"bearer lower case", []string{"authorization", "bearer " + tok}, codes.OK},
+			{"x-prism-token", []string{"x-prism-token", tok}, codes.OK},
+			{"none", nil, codes.Unauthenticated},
+			{"basic auth", []string{"authorization", "Basic dXNlcjpwYXNz"}, codes.Unauthenticated},
+			{"two credentials", []string{"authorization", "Bearer " + tok, "x-prism-token", tok}, codes.Unauthenticated},
+			{"two bearer values", []string{"authorization", "Bearer " + tok, "authorization", "Bearer " + tok}, codes.Unauthenticated},
+			{"oversized", []string{"x-prism-token", strings.Repeat("a", grpcauth.DefaultMaxCredentialSize+1)}, codes.Unauthenticated},
+			{"forged", []string{"x-prism-token", tok[:len(tok)-4] + "AAAA"}, codes.Unauthenticated},
+		}
+		for _, tc := range tests {
+			t.Run(tc.name, func(t *testing.T) {
+				err := call(t, s, tc.md...)
+				if got := status.Code(err); got != tc.want {
+					t.Fatalf("got %v (%v), want %v", got, err, tc.want)
+				}
+				if tc.want == codes.Unauthenticated && status.Convert(err).Message() != "unauthenticated" {
+					t.Errorf("message %q reveals internals; want the generic message", status.Convert(err).Message())
+				}
+			})
+		}
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if s.subject != "alice" {
+			t.Errorf("the handler saw subject %q in its context, want alice", s.subject)
+		}
+	})
 }
 
 func TestExemptAndDisabled(t *testing.T) {
-	s := start(t, nil)
-	if _, err := s.client(t).List(context.Background(), &healthpb.HealthListRequest{}); status.Code(err) == codes.Unauthenticated {
-		t.Errorf("an exempt method needs a session: %v", err)
-	}
-	d := start(t, func(c *grpcauth.Config) { c.Disabled = true })
-	if err := call(t, d); err != nil {
-		t.Errorf("disabled mode: %v", err)
-	}
+	eachWiring(t, func(t *testing.T, w wiring) {
+		s := start(t, w, nil)
+		if _, err := s.client(t).List(context.Background(), &healthpb.HealthListRequest{}); status.Code(err) == codes.Unauthenticated {
+			t.Errorf("an exempt method needs a session: %v", err)
+		}
+		d := start(t, w, func(c *grpcauth.Config) { c.Disabled = true })
+		if err := call(t, d); err != nil {
+			t.Errorf("disabled mode: %v", err)
+		}
+	})
 }
 
 func TestStreamEndsWithItsSession(t *testing.T) {
-	s := start(t, nil)
-	tok := s.token(t)
-	ctx := metadata.AppendToOutgoingContext(context.Background(), "authorization", "Bearer "+tok)
-	stream, err := s.client(t).Watch(ctx, &healthpb.HealthCheckRequest{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := stream.Recv(); err != nil { // the first status: the stream is up and guarded
-		t.Fatal(err)
-	}
-	if err := s.cache.End(context.Background(), tok, time.Now().Add(time.Hour)); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() {
-		_, err := stream.Recv()
-		done <- err
-	}()
-	select {
-	case err := <-done:
-		if err == nil {
-			t.Error("the stream went on after its session ended")
+	eachWiring(t, func(t *testing.T, w wiring) {
+		s := start(t, w, nil)
+		tok := s.token(t)
+		ctx := metadata.AppendToOutgoingContext(context.Background(), "authorization", "Bearer "+tok)
+		stream, err := s.client(t).Watch(ctx, &healthpb.HealthCheckRequest{})
+		if err != nil {
+			t.Fatal(err)
 		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("the stream was not cancelled when its session ended")
-	}
-	if err := call(t, s, "authorization", "Bearer "+tok); status.Code(err) != codes.Unauthenticated {
-		t.Errorf("the logged-out token: got %v", err)
-	}
+		if _, err := stream.Recv(); err != nil { // the first status: the stream is up and guarded
+			t.Fatal(err)
+		}
+		if err := s.cache.End(context.Background(), tok, time.Now().Add(time.Hour)); err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan error, 1)
+		go func() {
+			_, err := stream.Recv()
+			done <- err
+		}()
+		select {
+		case err := <-done:
+			if err == nil {
+				t.Error("the stream went on after its session ended")
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("the stream was not cancelled when its session ended")
+		}
+		if err := call(t, s, "authorization", "Bearer "+tok); status.Code(err) != codes.Unauthenticated {
+			t.Errorf("the logged-out token: got %v", err)
+		}
+	})
 }
 
 // TestStreamEndsWhenItsSessionExpires: a session reaching its token's expiry in the middle of a
 // stream ends the stream.
 func TestStreamEndsWhenItsSessionExpires(t *testing.T) {
-	var mu sync.Mutex
-	now := time.Now()
-	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
-	s := startWith(t, func(c *session.CacheConfig) { c.Now = clock }, nil)
-	ctx := metadata.AppendToOutgoingContext(context.Background(), "authorization", "Bearer "+s.token(t))
-	stream, err := s.client(t).Watch(ctx, &healthpb.HealthCheckRequest{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := stream.Recv(); err != nil {
-		t.Fatal(err)
-	}
-	mu.Lock()
-	now = now.Add(2 * time.Hour) // past the token's exp (one hour)
-	mu.Unlock()
-	s.cache.CleanUp()
-	done := make(chan error, 1)
-	go func() {
-		_, err := stream.Recv()
-		done <- err
-	}()
-	select {
-	case err := <-done:
-		if err == nil {
-			t.Error("the stream went on after its session expired")
+	eachWiring(t, func(t *testing.T, w wiring) {
+		var mu sync.Mutex
+		now := time.Now()
+		clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+		s := startWith(t, w, func(c *session.CacheConfig) { c.Now = clock }, nil)
+		ctx := metadata.AppendToOutgoingContext(context.Background(), "authorization", "Bearer "+s.token(t))
+		stream, err := s.client(t).Watch(ctx, &healthpb.HealthCheckRequest{})
+		if err != nil {
+			t.Fatal(err)
 		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("the stream outlived its session")
-	}
+		if _, err := stream.Recv(); err != nil {
+			t.Fatal(err)
+		}
+		mu.Lock()
+		now = now.Add(2 * time.Hour) // past the token's exp (one hour)
+		mu.Unlock()
+		s.cache.CleanUp()
+		done := make(chan error, 1)
+		go func() {
+			_, err := stream.Recv()
+			done <- err
+		}()
+		select {
+		case err := <-done:
+			if err == nil {
+				t.Error("the stream went on after its session expired")
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("the stream outlived its session")
+		}
+	})
 }

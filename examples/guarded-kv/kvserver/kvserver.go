@@ -105,7 +105,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Server, error)
 		}
 		guard.Sessions = s.cache
 	}
-	s.grpc = grpc.NewServer(grpc.ChainUnaryInterceptor(grpcauth.UnaryServerInterceptor(guard)))
+	s.grpc = grpc.NewServer(grpcauth.New(guard).ServerOptions()...)
 	pb.RegisterKeyValueServiceServer(s.grpc, &handler{s: s})
 	return s, nil
 }
