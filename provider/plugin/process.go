@@ -139,6 +139,7 @@ func Launch(ctx context.Context, cfg Config) (*Process, error) {
 			AutoMTLS:         true,
 			StartTimeout:     startTimeout,
 			Logger:           newHCLogAdapter(log),
+			GRPCDialOptions:  dialOptions(),
 		})
 		inst, err := dispense(client)
 		if err != nil {

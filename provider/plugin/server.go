@@ -58,10 +58,13 @@ func serve(srv *server, opts []ServeOption) {
 	if o.logger == nil {
 		o.logger = hclog.New(&hclog.LoggerOptions{Output: os.Stderr, JSONFormat: true, Level: hclogLevel(o.logLevel)})
 	}
+	if o.test == nil {
+		go watchParent(context.Background(), srv, os.Getppid(), parentPoll, os.Exit)
+	}
 	goplugin.Serve(&goplugin.ServeConfig{
 		HandshakeConfig:  Handshake,
 		VersionedPlugins: versionedPlugins(srv),
-		GRPCServer:       goplugin.DefaultGRPCServer,
+		GRPCServer:       newGRPCServer,
 		Logger:           o.logger,
 		Test:             o.test,
 	})
