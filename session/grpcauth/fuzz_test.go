@@ -8,8 +8,9 @@ import (
 	"google.golang.org/grpc/metadata"
 )
 
-// FuzzToken feeds arbitrary header values to the credential extraction: it must never panic, and
-// whatever it accepts is a single value no larger than the bound, without the Bearer scheme.
+// FuzzToken feeds arbitrary header values to the credential extraction: it must never panic,
+// whatever it accepts is a single value no larger than the bound, without the Bearer scheme, and the
+// tap handle's reading of the received headers in place agrees with the interceptors' exactly.
 func FuzzToken(f *testing.F) {
 	f.Add("Bearer abc.def.ghi", "")
 	f.Add("", "abc.def.ghi")
@@ -25,6 +26,10 @@ func FuzzToken(f *testing.F) {
 			md.Append("x-prism-token", prism)
 		}
 		tok, err := g.token(metadata.NewIncomingContext(context.Background(), md))
+		tapTok, tapErr := g.credential(func(key string) []string { return md[key] })
+		if tok != tapTok || (err == nil) != (tapErr == nil) {
+			t.Fatalf("the tap handle read %q (%v), the interceptor %q (%v)", tapTok, tapErr, tok, err)
+		}
 		if err != nil {
 			return
 		}
