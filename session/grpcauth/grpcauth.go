@@ -46,6 +46,10 @@ type guard struct {
 	// tapped is set once the guard's tap handle exists: its interceptors then take a session the
 	// tap handle found instead of looking it up again.
 	tapped atomic.Bool
+	// the exemption selectors, sorted by compileExempt
+	exact    map[string]struct{}
+	prefixes []string
+	patterns []string
 }
 
 func newGuard(cfg Config) *guard {
@@ -66,6 +70,7 @@ func newGuard(cfg Config) *guard {
 		cfg.MaxCredentialSize = DefaultMaxCredentialSize
 	}
 	g := &guard{cfg: cfg, log: cfg.Logger}
+	g.compileExempt()
 	if g.log == nil {
 		g.log = slog.Default()
 	}
@@ -74,16 +79,39 @@ func newGuard(cfg Config) *guard {
 
 var errUnauthenticated = status.Error(codes.Unauthenticated, "unauthenticated")
 
+// exempt reports whether method matches an exemption selector. It runs on every guarded call (twice
+// with the tap handle), so selectors are sorted once into exact names (a map lookup), service globs
+// ("/pkg.Svc/*": a prefix and no further '/', as path.Match has it) and other patterns (path.Match).
 func (g *guard) exempt(method string) bool {
-	for _, sel := range g.cfg.Exempt {
-		if sel == method {
+	if _, ok := g.exact[method]; ok {
+		return true
+	}
+	for _, p := range g.prefixes {
+		if strings.HasPrefix(method, p) && strings.IndexByte(method[len(p):], '/') < 0 {
 			return true
 		}
+	}
+	for _, sel := range g.patterns {
 		if ok, _ := path.Match(sel, method); ok {
 			return true
 		}
 	}
 	return false
+}
+
+// compileExempt sorts the exemption selectors (see exempt).
+func (g *guard) compileExempt() {
+	g.exact = map[string]struct{}{}
+	for _, sel := range g.cfg.Exempt {
+		switch meta := strings.IndexAny(sel, `*?[\`); {
+		case meta < 0:
+			g.exact[sel] = struct{}{}
+		case meta == len(sel)-1 && sel[meta] == '*':
+			g.prefixes = append(g.prefixes, sel[:meta])
+		default:
+			g.patterns = append(g.patterns, sel)
+		}
+	}
 }
 
 // token extracts the one credential of the call from its incoming metadata. It reads only the
