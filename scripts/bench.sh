@@ -7,22 +7,32 @@ cd "$(dirname "$0")/.."
 count=${BENCH_COUNT:-5}
 out=$(mktemp)
 trap 'rm -f "$out"' EXIT
+# Rounds rather than -count: go test runs all counts of one benchmark before the next, so on a noisy
+# machine a benchmark and the raw primitive it is compared with would be measured minutes apart.
+# Each round measures every benchmark once; the medians are over rounds.
 {
-	go test -run '^$' -bench 'ClientCacheHit|Raw' -benchmem -count "$count" ./provider/
-	go test -run '^$' -bench 'PingPong|RoundTrip' -benchtime 3000x -benchmem -count "$count" ./provider/plugin/
-	go test -run '^$' -bench 'PluginStart' -benchtime 20x -benchmem -count 3 ./provider/plugin/
-	go test -run '^$' -bench 'SessionCacheHit|RawKeyed' -benchmem -count "$count" ./session/
-	go test -run '^$' -bench 'Interceptor|RawTapped' -benchmem -count "$count" ./session/grpcauth/
-	go test -run '^$' -bench 'SessionMiss|MemoryStoreCreateFamily' -benchtime 20000x -benchmem -count "$count" ./session/
+	for round in $(seq "$count"); do
+		echo "# round $round of $count"
+		go test -run '^$' -bench 'ClientCacheHit|Raw' -benchmem ./provider/
+		go test -run '^$' -bench 'PingPong|RoundTrip' -benchtime 3000x -benchmem ./provider/plugin/
+		go test -run '^$' -bench 'PluginStart' -benchtime 20x -benchmem ./provider/plugin/
+		go test -run '^$' -bench 'SessionCacheHit|RawKeyed' -benchmem ./session/
+		go test -run '^$' -bench 'Interceptor|RawTapped' -benchmem ./session/grpcauth/
+		go test -run '^$' -bench 'SessionMiss|MemoryStoreCreateFamily' -benchtime 20000x -benchmem ./session/
+		go test -run '^$' -bench 'Verify|Sign|Raw' -benchmem ./session/token/
+		(cd internal/benchcmp && go test -run '^$' -bench . -benchmem ./...)
+	done
 	go test -run '^$' -bench 'SessionMemory' -benchtime 1x -count 1 ./session/
-	go test -run '^$' -bench 'Verify|Sign|Raw' -benchmem -count "$count" ./session/token/
-	(cd internal/benchcmp && go test -run '^$' -bench . -benchmem -count "$count" ./...)
 } | tee "$out" >&2
 
 # median ns/op of a benchmark across -count runs
 med() { grep -E "^$1-[0-9]+ .*ns/op" "$out" | awk '{print $3}' | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 field() { grep -E "^$1-[0-9]+ .*ns/op" "$out" | tail -1 | awk -v u="$2" '{for (i=1;i<=NF;i++) if ($(i)==u) print $(i-1)}'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", a/b}'; }
+# median over rounds of the ratio of two benchmarks measured in the same round: steadier than the
+# ratio of the medians when the machine's speed drifts between rounds
+vals() { grep -E "^$1-[0-9]+ .*ns/op" "$out" | awk '{print $3}'; }
+pratio() { paste <(vals "$1") <(vals "$2") | awk 'NF == 2 {print $1/$2}' | sort -g | awk '{a[NR]=$1} END {printf "%.2f", a[int((NR+1)/2)]}'; }
 
 hit=$(med BenchmarkClientCacheHit); hitp=$(med BenchmarkClientCacheHitParallel)
 atomicmap=$(med BenchmarkRawAtomicMapLookup); rw=$(med BenchmarkRawRWMutexMapLookup); rwp=$(med BenchmarkRawRWMutexMapLookupParallel)
@@ -54,27 +64,27 @@ libs() { # $1 Verify|Sign, $2 algorithm
 table=$(cat <<TXT
 | Hot path | ns/op (median of $count) | allocs/op | Raw primitive, same run | ns/op | Ratio | Target |
 |---|---:|---:|---|---:|---:|---|
-| provider.Client cache hit (SigningKeys) | $hit | $hitallocs | map read behind atomic.Pointer | $atomicmap | $(ratio "$hit" "$atomicmap")× | ≤ 100 ns, 0 allocs |
-| same, 2 goroutines in parallel | $hitp | | map read behind sync.RWMutex, parallel | $rwp | $(ratio "$hitp" "$rwp")× | |
+| provider.Client cache hit (SigningKeys) | $hit | $hitallocs | map read behind atomic.Pointer | $atomicmap | $(pratio BenchmarkClientCacheHit BenchmarkRawAtomicMapLookup)× | ≤ 100 ns, 0 allocs |
+| same, 2 goroutines in parallel | $hitp | | map read behind sync.RWMutex, parallel | $rwp | $(pratio BenchmarkClientCacheHitParallel BenchmarkRawRWMutexMapLookupParallel)× | |
 | | | | map read behind sync.RWMutex | $rw | | |
-| plugin round trip: Secret (64-byte value), gRPC + AutoMTLS | $rt | $rtallocs | two-process unix-socket ping-pong, same sizes | $pp | $(ratio "$rt" "$pp")× | ≤ 2× |
-| plugin round trip: SigningKeys (one EdDSA key) | $rtk | | two-process unix-socket ping-pong | $pp | $(ratio "$rtk" "$pp")× | |
+| plugin round trip: Secret (64-byte value), gRPC + AutoMTLS | $rt | $rtallocs | two-process unix-socket ping-pong, same sizes | $pp | $(pratio BenchmarkPluginRoundTrip BenchmarkUnixSocketPingPong)× | ≤ 2× |
+| plugin round trip: SigningKeys (one EdDSA key) | $rtk | | two-process unix-socket ping-pong | $pp | $(pratio BenchmarkPluginRoundTripSigningKeys BenchmarkUnixSocketPingPong)× | |
 | plugin start (fork/exec, handshake, AutoMTLS, Configure) to first answer | $start | | | | | |
 | plugin resident memory after first call | ${rss} KiB | | | | | |
-| session cache hit (the interceptor's path) | $shit | $shitallocs | pooled HMAC-SHA-256 of the signed part + map lookup | $rawkh | $(ratio "$shit" "$rawkh")× | ≤ 1.2×, 0 allocs |
+| session cache hit (the interceptor's path) | $shit | $shitallocs | pooled HMAC-SHA-256 of the signed part + map lookup | $rawkh | $(pratio BenchmarkSessionCacheHit BenchmarkRawKeyedHashMapLookup)× | ≤ 1.2×, 0 allocs |
 | same, 2 goroutines in parallel | $shitp | | | | | |
-| guarded call on a cached session, tap handle + interceptor (\`Guard.ServerOptions\`) | $thit | $thitallocs | the same job with raw primitives: both credential headers read in place, keyed hash, map lookup, context value | $traw | $(ratio "$thit" "$traw")× | ≤ 1.2×, 1 alloc (the context value) |
-| | | | raw keyed hash + map lookup alone | $rawkh | $(ratio "$thit" "$rawkh")× | ≤ 1.2× |
-| unary interceptor alone on a cached session (no tap handle) | $ihit | $ihitallocs | the same job with raw primitives: grpc metadata reads of the two credential headers, keyed hash, map lookup, context value | $iraw | $(ratio "$ihit" "$iraw")× | |
-| | | | raw keyed hash + map lookup alone | $rawkh | $(ratio "$ihit" "$rawkh")× | |
+| guarded call on a cached session, tap handle + interceptor (\`Guard.ServerOptions\`) | $thit | $thitallocs | the same job with raw primitives: both credential headers read in place, keyed hash, map lookup, context value | $traw | $(pratio BenchmarkTappedInterceptorHit BenchmarkRawTappedLimit)× | ≤ 1.2×, 1 alloc (the context value) |
+| | | | raw keyed hash + map lookup alone | $rawkh | $(pratio BenchmarkTappedInterceptorHit BenchmarkRawKeyedHashMapLookup)× | ≤ 1.2× |
+| unary interceptor alone on a cached session (no tap handle) | $ihit | $ihitallocs | the same job with raw primitives: grpc metadata reads of the two credential headers, keyed hash, map lookup, context value | $iraw | $(pratio BenchmarkUnaryInterceptorHit BenchmarkRawInterceptorLimit)× | |
+| | | | raw keyed hash + map lookup alone | $rawkh | $(pratio BenchmarkUnaryInterceptorHit BenchmarkRawKeyedHashMapLookup)× | |
 | memory per cached session at 100k / 1M sessions | ${mem} B / ${mem1m} B | | | | | ≤ 1 KiB at 1M |
 | session miss: verify + create + first credentials (in-process memory provider) | $miss | $missallocs | verify / create / credentials alone | $missv / $missc / $misscr | $(ratio "$miss" "$(awk -v a="$missv" -v b="$missc" -v c="$misscr" 'BEGIN {print a+b+c}')")× their sum | |
 | session store write (memory) with 100k live families | $storew | | | | | O(1) |
-| own token verify HS256 | $vhs | $(field BenchmarkVerifyHS256 allocs/op) | raw HMAC-SHA-256 of the signing input (hmac.New, Write, Sum) | $rawh | $(ratio "$vhs" "$rawh")× | ≤ 3× |
-| | | | the floor: pooled HMAC reset, input read in place | $rawhp | $(ratio "$vhs" "$rawhp")× | |
-| own token verify EdDSA | $ved | | raw ed25519.Verify | $rawed | $(ratio "$ved" "$rawed")× | ≤ 1.1× |
-| own token verify ES256 | $ves | | raw SHA-256 + ecdsa.Verify | $rawes | $(ratio "$ves" "$rawes")× | |
-| own token verify RS256 | $vrs | | raw SHA-256 + rsa.VerifyPKCS1v15 | $rawrs | $(ratio "$vrs" "$rawrs")× | |
+| own token verify HS256 | $vhs | $(field BenchmarkVerifyHS256 allocs/op) | raw HMAC-SHA-256 of the signing input (hmac.New, Write, Sum) | $rawh | $(pratio BenchmarkVerifyHS256 BenchmarkRawHMACSHA256)× | ≤ 3× |
+| | | | the floor: pooled HMAC reset, input read in place | $rawhp | $(pratio BenchmarkVerifyHS256 BenchmarkRawHMACSHA256Pooled)× | |
+| own token verify EdDSA | $ved | | raw ed25519.Verify | $rawed | $(pratio BenchmarkVerifyEdDSA BenchmarkRawEd25519Verify)× | ≤ 1.1× |
+| own token verify ES256 | $ves | | raw SHA-256 + ecdsa.Verify | $rawes | $(pratio BenchmarkVerifyES256 BenchmarkRawECDSAP256Verify)× | |
+| own token verify RS256 | $vrs | | raw SHA-256 + rsa.VerifyPKCS1v15 | $rawrs | $(pratio BenchmarkVerifyRS256 BenchmarkRawRSAPKCS1v15Verify)× | |
 | own token sign HS256 / EdDSA / ES256 / RS256 | $shs / $sed25 / $ses / $srs | | raw primitive | $rshs / $rsed / $rses / $rsrs | $(ratio "$shs" "$rshs")× / $(ratio "$sed25" "$rsed")× / $(ratio "$ses" "$rses")× / $(ratio "$srs" "$rsrs")× | |
 $(for a in HS256 EdDSA ES256 RS256; do libs Verify "$a"; done)
 $(for a in HS256 EdDSA ES256 RS256; do libs Sign "$a"; done)
