@@ -139,7 +139,6 @@ func Launch(ctx context.Context, cfg Config) (*Process, error) {
 			AutoMTLS:         true,
 			StartTimeout:     startTimeout,
 			Logger:           newHCLogAdapter(log),
-			GRPCDialOptions:  dialOptions(),
 		})
 		inst, err := dispense(client)
 		if err != nil {

@@ -64,7 +64,7 @@ func serve(srv *server, opts []ServeOption) {
 	goplugin.Serve(&goplugin.ServeConfig{
 		HandshakeConfig:  Handshake,
 		VersionedPlugins: versionedPlugins(srv),
-		GRPCServer:       newGRPCServer,
+		GRPCServer:       goplugin.DefaultGRPCServer,
 		Logger:           o.logger,
 		Test:             o.test,
 	})
