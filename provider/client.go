@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"golang.org/x/sync/singleflight"
+
+	"github.com/keyfort/keyfort/internal/coarseclock"
 )
 
 // Defaults for [ClientConfig]'s zero values.
@@ -96,7 +98,7 @@ func NewClient(driver IdentitySecretMaterialProvider, cfg ClientConfig) (*Client
 	}
 	c.refreshAt = c.ttl * 3 / 4
 	if c.now == nil {
-		c.now = time.Now
+		coarseclock.Acquire() // released by Close
 	}
 	if c.log == nil {
 		c.log = slog.Default()
@@ -272,7 +274,7 @@ func (c *Client) RotateSigningKey(ctx context.Context, name string) (KeySet, err
 		return KeySet{}, err
 	}
 	if c.ttl > 0 {
-		c.keySets.put(name, &entry[KeySet]{val: ks, fetched: c.now()})
+		c.keySets.put(name, &entry[KeySet]{val: ks, fetched: c.nowNano()})
 	}
 	return ks, nil
 }
@@ -291,10 +293,22 @@ func (c *Client) Close() error {
 	}
 	c.bgStop()
 	c.bg.Wait()
+	if c.now == nil {
+		coarseclock.Release()
+	}
 	if err := c.driver.Close(); err != nil && !errors.Is(err, ErrClosed) {
 		return classify(err, c.name, "Close", "")
 	}
 	return nil
+}
+
+// nowNano is the cache's clock: the injected one, or the process's coarse clock (10 ms resolution:
+// cache ages are compared with TTLs of seconds to minutes, and time.Now was half of a cache hit).
+func (c *Client) nowNano() int64 {
+	if c.now != nil {
+		return c.now().UnixNano()
+	}
+	return coarseclock.NowNano()
 }
 
 func (c *Client) check(op, location string) error {
@@ -348,7 +362,7 @@ type materialCache[T any] struct {
 
 type entry[T any] struct {
 	val         T
-	fetched     time.Time
+	fetched     int64 // unix nanoseconds, by nowNano
 	refreshing  atomic.Bool
 	staleLogged atomic.Bool
 }
@@ -406,7 +420,7 @@ func lookup[T any](c *Client, ctx context.Context, mc *materialCache[T], op, nam
 	}
 	e := mc.get(name)
 	if e != nil {
-		age := c.now().Sub(e.fetched)
+		age := time.Duration(c.nowNano() - e.fetched)
 		if age < c.ttl {
 			if age >= c.refreshAt && e.refreshing.CompareAndSwap(false, true) {
 				mc.counters.refresh.Inc()
@@ -422,7 +436,7 @@ func lookup[T any](c *Client, ctx context.Context, mc *materialCache[T], op, nam
 		return v, nil
 	}
 	if e != nil && errors.Is(err, ErrUnavailable) && ctx.Err() == nil {
-		age := c.now().Sub(e.fetched)
+		age := time.Duration(c.nowNano() - e.fetched)
 		if c.staleBudget >= 0 && age < c.ttl+c.staleBudget {
 			mc.counters.stale.Inc()
 			if e.staleLogged.CompareAndSwap(false, true) {
@@ -451,7 +465,7 @@ func fetchShared[T any](c *Client, ctx context.Context, mc *materialCache[T], op
 	ch := c.flight.DoChan(op+"\x00"+name, func() (any, error) {
 		// A caller that missed just before another flight stored fresh material finds it here instead
 		// of asking the provider again.
-		if e := mc.get(name); e != nil && c.now().Sub(e.fetched) < c.refreshAt {
+		if e := mc.get(name); e != nil && time.Duration(c.nowNano()-e.fetched) < c.refreshAt {
 			return e.val, nil
 		}
 		fctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
@@ -465,7 +479,7 @@ func fetchShared[T any](c *Client, ctx context.Context, mc *materialCache[T], op
 		if c.closed.Load() {
 			return v, nil
 		}
-		mc.put(name, &entry[T]{val: v, fetched: c.now()})
+		mc.put(name, &entry[T]{val: v, fetched: c.nowNano()})
 		return v, nil
 	})
 	select {
