@@ -18,6 +18,7 @@ import (
 	"github.com/maypok86/otter/v2"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/keyfort/keyfort/internal/coarseclock"
 	"github.com/keyfort/keyfort/internal/hmacpool"
 	"github.com/keyfort/keyfort/provider"
 )
@@ -333,8 +334,7 @@ type Cache struct {
 	hot          [hotShards]hotShard // sessions by key for the hit path, beside otter
 	ttl          time.Duration
 	touchEvery   time.Duration
-	// coarse is a clock for the hit path, advanced every coarseTick by a goroutine (nil Now only).
-	coarse      atomic.Int64
+	// injected: Now was given; otherwise the hit path reads the coarse clock.
 	injected    bool
 	now         func() time.Time
 	macs        *hmacpool.Pool
@@ -390,9 +390,7 @@ func NewCache(cfg CacheConfig) (*Cache, error) {
 	c.injected = cfg.Now != nil
 	if c.now == nil {
 		c.now = time.Now
-		c.coarse.Store(time.Now().UnixNano())
-		c.wg.Add(1)
-		go c.tick()
+		coarseclock.Acquire() // released by Close
 	}
 	now := c.now
 	c.c = otter.Must(&otter.Options[tokenKey, *Session]{
@@ -576,29 +574,13 @@ func (c *Cache) touch(s *Session, key tokenKey, now int64) {
 	}
 }
 
-// coarseTick is the resolution of the hit path's clock.
-const coarseTick = 10 * time.Millisecond
-
-func (c *Cache) tick() {
-	defer c.wg.Done()
-	t := time.NewTicker(coarseTick)
-	defer t.Stop()
-	for {
-		select {
-		case <-c.closed:
-			return
-		case now := <-t.C:
-			c.coarse.Store(now.UnixNano())
-		}
-	}
-}
-
-// nowNano is the hit path's clock: the injected one, or the coarse one (within coarseTick).
+// nowNano is the hit path's clock: the injected one, or the process's coarse clock (within
+// coarseclock.Resolution).
 func (c *Cache) nowNano() int64 {
 	if c.injected {
 		return c.now().UnixNano()
 	}
-	return c.coarse.Load()
+	return coarseclock.NowNano()
 }
 
 const hotShards = 64
@@ -772,6 +754,9 @@ func (c *Cache) Close() error {
 		c.c.StopAllGoroutines()
 		c.c.InvalidateAll()
 		c.wg.Wait()
+		if !c.injected {
+			coarseclock.Release()
+		}
 	})
 	return nil
 }
