@@ -58,8 +58,13 @@ type Provider struct {
 	secrets     map[string]provider.Secret
 	roles       map[string]role
 	leases      map[string]lease
-	closed      bool
+	// sweepAt is the number of leases at which Credentials next drops the expired ones.
+	sweepAt int
+	closed  bool
 }
+
+// minSweep is the fewest leases at which expired ones are swept.
+const minSweep = 1024
 
 type role struct {
 	static   bool
@@ -285,8 +290,24 @@ func (p *Provider) Credentials(ctx context.Context, req provider.CredentialReque
 	now := p.now()
 	id := "memory/" + req.Role + "/" + randomString(12)
 	p.leases[id] = lease{role: req.Role, issuedAt: now, ttl: r.ttl}
+	p.sweepExpired(now)
 	c.Lease = provider.Lease{ID: id, TTL: r.ttl, IssuedAt: now, Renewable: true}
 	return c, nil
+}
+
+// sweepExpired drops expired leases once their number has doubled since the last sweep: callers
+// that never revoke (a long-running development process) do not make the map grow without bound,
+// at an amortised constant cost per issued lease.
+func (p *Provider) sweepExpired(now time.Time) {
+	if len(p.leases) < max(p.sweepAt, minSweep) {
+		return
+	}
+	for id, l := range p.leases {
+		if !now.Before(l.issuedAt.Add(l.ttl)) {
+			delete(p.leases, id)
+		}
+	}
+	p.sweepAt = 2 * len(p.leases)
 }
 
 // Renew restarts a live lease's TTL from now.

@@ -106,8 +106,12 @@ return out
 // Rotate implements session.Store.
 func (s *Store) Rotate(ctx context.Context, id, presented, next string, now time.Time, grace time.Duration) (session.Family, session.RotateOutcome, error) {
 	// Zero grace is none (the script checks grace > 0): in milliseconds, "now - rotated <= 0" would
-	// let a reuse within the millisecond of the rotation pass as the grace case.
+	// let a reuse within the millisecond of the rotation pass as the grace case. A grace under a
+	// millisecond is rounded up to one, so that it is a window here as in the in-memory store.
 	graceMs := grace.Milliseconds()
+	if grace > 0 && grace%time.Millisecond != 0 {
+		graceMs++
+	}
 	res, err := rotateScript.Run(ctx, s.rdb, []string{s.familyKey(id)}, presented, next, ms(now), graceMs).StringSlice()
 	if err != nil {
 		return session.Family{}, 0, wrap(err)

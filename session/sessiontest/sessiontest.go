@@ -61,6 +61,18 @@ func RunStoreTests(t *testing.T, newStore func(t *testing.T) session.Store) {
 			t.Errorf("reuse in the same instant without grace: got %v, %v; want Reuse", out, err)
 		}
 	})
+	t.Run("SubMillisecondGraceIsGrace", func(t *testing.T) {
+		// A grace window shorter than a store's time resolution is still a window (stores that keep
+		// milliseconds round it up), not none: every store treats one configuration the same.
+		s := open(t)
+		_ = s.CreateFamily(ctx, family("f1s"))
+		if _, out, err := s.Rotate(ctx, "f1s", "jti-1", "jti-2", now, 500*time.Microsecond); err != nil || out != session.Rotated {
+			t.Fatalf("rotation: got %v, %v", out, err)
+		}
+		if _, out, err := s.Rotate(ctx, "f1s", "jti-1", "jti-x", now, 500*time.Microsecond); err != nil || out != session.Grace {
+			t.Errorf("the predecessor in the same instant with a 500µs grace: got %v, %v; want Grace", out, err)
+		}
+	})
 	t.Run("OlderMemberIsReuse", func(t *testing.T) {
 		s := open(t)
 		_ = s.CreateFamily(ctx, family("f2"))
