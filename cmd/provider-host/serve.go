@@ -18,6 +18,7 @@ import (
 
 	"github.com/keyfort/keyfort/catalog"
 	"github.com/keyfort/keyfort/config"
+	"github.com/keyfort/keyfort/internal/harden"
 	"github.com/keyfort/keyfort/provider"
 )
 
@@ -29,6 +30,7 @@ func newServeCmd() *cobra.Command {
 		tlsCert  string
 		tlsKey   string
 		verbose  bool
+		cores    bool
 	)
 	cmd := &cobra.Command{
 		Use:   "serve [--config FILE]",
@@ -55,6 +57,12 @@ signing key and says so loudly; production: true forbids that.`,
 			if (tlsCert == "") != (tlsKey == "") {
 				return fmt.Errorf("--tls-cert and --tls-key go together")
 			}
+			if !cores {
+				// The process holds signing keys: no core file, no same-user debugger.
+				if err := harden.Process(); err != nil {
+					log.Warn("keyfort: could not keep secrets out of core dumps", slog.String("error", err.Error()))
+				}
+			}
 			return serve(ctx, log, files, listeners{http: httpAddr, grpc: grpcAddr, cert: tlsCert, key: tlsKey})
 		},
 	}
@@ -64,6 +72,7 @@ signing key and says so loudly; production: true forbids that.`,
 	cmd.Flags().StringVar(&tlsCert, "tls-cert", "", "PEM certificate (chain) for both listeners; without it they serve plaintext")
 	cmd.Flags().StringVar(&tlsKey, "tls-key", "", "PEM private key of --tls-cert")
 	cmd.Flags().BoolVarP(&verbose, "verbose", "v", false, "debug logging")
+	cmd.Flags().BoolVar(&cores, "allow-core-dumps", false, "leave core dumps and same-user debugging on (by default the process, which holds signing keys, is made non-dumpable)")
 	return cmd
 }
 

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"os"
 	"os/exec"
 	"regexp"
 	"strings"
@@ -107,6 +108,27 @@ func TestServeWithoutConfigurationWarnsAndPublishesJWKS(t *testing.T) {
 }
 
 func firstLine(s string) string { l, _, _ := strings.Cut(s, "\n"); return l }
+
+// TestServeKeepsSecretsOutOfCoreDumps: serve, which holds signing keys, sets its core size limit to
+// zero unless --allow-core-dumps.
+func TestServeKeepsSecretsOutOfCoreDumps(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{{nil, "0"}, {[]string{"--allow-core-dumps"}, ""}} {
+		_, _, cmd := startServe(t, nil, append([]string{"--grpc-addr", "127.0.0.1:0"}, tc.args...)...)
+		soft, hard := hosttest.CoreLimit(t, cmd.Process.Pid)
+		if tc.want != "" && (soft != tc.want || hard != tc.want) {
+			t.Errorf("serve %v: core size limit %s/%s, want %s/%s", tc.args, soft, hard, tc.want, tc.want)
+		}
+		if tc.want == "" {
+			mySoft, myHard := hosttest.CoreLimit(t, os.Getpid())
+			if soft != mySoft || hard != myHard {
+				t.Errorf("serve %v: core size limit %s/%s, want the inherited %s/%s", tc.args, soft, hard, mySoft, myHard)
+			}
+		}
+	}
+}
 
 func TestServeRefusesToStartWithMissingKey(t *testing.T) {
 	cfg := writeConfig(t, config)

@@ -1,7 +1,7 @@
 package hosttest
 
 import (
-	"go.uber.org/goleak"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -9,6 +9,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"go.uber.org/goleak"
 )
 
 var (
@@ -79,4 +81,27 @@ func Main(m interface{ Run() int }, ignore ...goleak.Option) {
 		}
 	}
 	os.Exit(code)
+}
+
+// CoreLimit returns the soft and hard core file size limits of process pid as /proc shows them
+// ("0", "unlimited", …); the test is skipped where there is no /proc.
+func CoreLimit(tb testing.TB, pid int) (soft, hard string) {
+	tb.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/limits", pid))
+	if err != nil {
+		if _, statErr := os.Stat("/proc/self/limits"); statErr != nil {
+			tb.Skipf("no /proc/PID/limits here: %v", err)
+		}
+		tb.Fatalf("hosttest: %v", err)
+	}
+	for line := range strings.SplitSeq(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(line, "Max core file size"); ok {
+			f := strings.Fields(rest)
+			if len(f) >= 2 {
+				return f[0], f[1]
+			}
+		}
+	}
+	tb.Fatalf("hosttest: no core limit in /proc/%d/limits", pid)
+	return "", ""
 }

@@ -92,3 +92,15 @@ func TestPluginExitsWhenItsHostIsKilled(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// TestPluginProcessesKeepSecretsOutOfCoreDumps: a plugin process sets its core size limit to zero
+// (and, on Linux, makes itself non-dumpable, which internal/harden tests).
+func TestPluginProcessesKeepSecretsOutOfCoreDumps(t *testing.T) {
+	p := launchMemory(t, plugin.Config{})
+	if _, err := p.SigningKeys(context.Background(), "signing"); err != nil {
+		t.Fatal(err)
+	}
+	if soft, hard := hosttest.CoreLimit(t, p.Pid()); soft != "0" || hard != "0" {
+		t.Errorf("plugin core size limit %s/%s, want 0/0", soft, hard)
+	}
+}

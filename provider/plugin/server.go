@@ -11,6 +11,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 	goplugin "github.com/hashicorp/go-plugin"
 
+	"github.com/keyfort/keyfort/internal/harden"
 	pb "github.com/keyfort/keyfort/internal/providerpb/v1"
 	"github.com/keyfort/keyfort/provider"
 )
@@ -19,10 +20,17 @@ import (
 type ServeOption func(*serveOptions)
 
 type serveOptions struct {
-	logLevel slog.Level
-	test     *goplugin.ServeTestConfig
-	logger   hclog.Logger
+	logLevel  slog.Level
+	test      *goplugin.ServeTestConfig
+	logger    hclog.Logger
+	coreDumps bool
 }
+
+// WithCoreDumps leaves core dumps and same-user debugging on, for debugging a plugin. By default a
+// plugin process, which holds secret material, sets its core size limit to zero and (on Linux) makes
+// itself non-dumpable, so that no core file and no unprivileged process of the same user can read
+// its memory.
+func WithCoreDumps() ServeOption { return func(o *serveOptions) { o.coreDumps = true } }
 
 // WithLogLevel sets the plugin's log level (default Info). Logs go to stderr as JSON that the host
 // re-emits through its own logger, so the plugin's lines appear in the host's log with their levels.
@@ -57,6 +65,11 @@ func serve(srv *server, opts []ServeOption) {
 	}
 	if o.logger == nil {
 		o.logger = hclog.New(&hclog.LoggerOptions{Output: os.Stderr, JSONFormat: true, Level: hclogLevel(o.logLevel)})
+	}
+	if o.test == nil && !o.coreDumps {
+		if err := harden.Process(); err != nil {
+			slog.Warn("keyfort: could not keep secrets out of core dumps", slog.String("error", err.Error()))
+		}
 	}
 	if o.test == nil {
 		go watchParent(context.Background(), srv, os.Getppid(), parentPoll, os.Exit)
