@@ -22,7 +22,9 @@ const orphanCloseTimeout = 10 * time.Second
 // PR_SET_PDEATHSIG, which follows the forking thread rather than the process.
 // It returns when ctx ends.
 func watchParent(ctx context.Context, srv *server, ppid int, poll time.Duration, exit func(code int)) {
-	if ppid <= 1 { // started by init or detached: there is no host to watch
+	// A parent of pid 1 is init, or a host that is the init of its container: when such a host
+	// dies, the kernel ends every process of its PID namespace, plugins included.
+	if ppid <= 1 {
 		return
 	}
 	t := time.NewTicker(poll)
