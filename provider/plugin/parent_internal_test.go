@@ -23,6 +23,13 @@ func TestOrphanClosesItsProviderAndExits(t *testing.T) {
 	exited := make(chan int, 1)
 	exit := func(code int) { exited <- code }
 
+	watchParent(ctx, srv, 1, time.Millisecond, exit) // init's child: returns at once, no exit
+	select {
+	case code := <-exited:
+		t.Fatalf("a child of pid 1 exited (%d)", code)
+	default:
+	}
+
 	done := make(chan struct{})
 	go func() { defer close(done); watchParent(ctx, srv, os.Getppid(), time.Millisecond, exit) }()
 	select {
