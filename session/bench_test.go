@@ -2,18 +2,14 @@ package session_test
 
 import (
 	"context"
-	"crypto/hmac"
-	"crypto/sha256"
 	"errors"
 	"fmt"
-	"hash"
 	"runtime"
 	"strings"
-	"sync"
 	"testing"
 	"time"
-	"unsafe"
 
+	"github.com/keyfort/keyfort/internal/rawbench"
 	"github.com/keyfort/keyfort/provider"
 	"github.com/keyfort/keyfort/providers/memory"
 	"github.com/keyfort/keyfort/session"
@@ -77,27 +73,14 @@ func BenchmarkSessionCacheHitParallel(b *testing.B) {
 // HMAC-SHA-256 of the same signed part, read in place and summed into a pooled buffer (so, like the
 // cache hit, it allocates nothing), and a map lookup.
 func BenchmarkRawKeyedHashMapLookup(b *testing.B) {
-	key := []byte("0123456789abcdef0123456789abcdef")
-	type mac struct {
-		h   hash.Hash
-		sum [32]byte
-	}
-	pool := sync.Pool{New: func() any { return &mac{h: hmac.New(sha256.New, key)} }}
+	keyed := rawbench.KeyedHash()
 	signed := benchToken[:strings.LastIndexByte(benchToken, '.')]
-	sum := func() [32]byte {
-		m := pool.Get().(*mac)
-		m.h.Reset()
-		m.h.Write(unsafe.Slice(unsafe.StringData(signed), len(signed)))
-		k := [32]byte(m.h.Sum(m.sum[:0]))
-		pool.Put(m)
-		return k
-	}
 	m := map[[32]byte]*int{}
 	v := 1
-	m[sum()] = &v
+	m[keyed(signed)] = &v
 	b.ReportAllocs()
 	for b.Loop() {
-		if m[sum()] == nil {
+		if m[keyed(signed)] == nil {
 			b.Fatal("miss")
 		}
 	}

@@ -2,19 +2,15 @@ package grpcauth_test
 
 import (
 	"context"
-	"crypto/hmac"
-	"crypto/sha256"
-	"hash"
 	"strings"
-	"sync"
 	"testing"
 	"time"
-	"unsafe"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/tap"
 
+	"github.com/keyfort/keyfort/internal/rawbench"
 	"github.com/keyfort/keyfort/session"
 	"github.com/keyfort/keyfort/session/grpcauth"
 )
@@ -101,22 +97,36 @@ func BenchmarkTappedInterceptorHit(b *testing.B) {
 	}
 }
 
-type mac struct {
-	h   hash.Hash
-	sum [32]byte
+// rawJob is what follows reading the credential headers in the raw benchmarks: the keyed hash of
+// the signed part, the map lookup, and a context value for the handler.
+type rawJob struct {
+	sum      func(string) [32]byte
+	sessions map[[32]byte]*int
 }
 
-// pooledMAC is the raw keyed hash: a pooled HMAC-SHA-256 reading its input in place.
-func pooledMAC() func(string) [32]byte {
-	key := []byte("0123456789abcdef0123456789abcdef")
-	pool := sync.Pool{New: func() any { return &mac{h: hmac.New(sha256.New, key)} }}
-	return func(signed string) [32]byte {
-		m := pool.Get().(*mac)
-		m.h.Reset()
-		m.h.Write(unsafe.Slice(unsafe.StringData(signed), len(signed)))
-		k := [32]byte(m.h.Sum(m.sum[:0]))
-		pool.Put(m)
-		return k
+type rawCtxKey struct{}
+
+func newRawJob() *rawJob {
+	j := &rawJob{sum: rawbench.KeyedHash(), sessions: map[[32]byte]*int{}}
+	v := 1
+	j.sessions[j.sum(benchToken[:strings.LastIndexByte(benchToken, '.')])] = &v
+	return j
+}
+
+func (j *rawJob) serve(b *testing.B, ctx context.Context, authorization []string, tokens int) {
+	if tokens != 0 {
+		b.Fatal("two credentials")
+	}
+	tok := strings.TrimPrefix(authorization[0], "Bearer ")
+	s := j.sessions[j.sum(tok[:strings.LastIndexByte(tok, '.')])]
+	if s == nil {
+		b.Fatal("miss")
+	}
+	if _, err := func(ctx context.Context, _ any) (any, error) {
+		_ = ctx.Value(rawCtxKey{})
+		return nil, nil
+	}(context.WithValue(ctx, rawCtxKey{}, s), nil); err != nil {
+		b.Fatal(err)
 	}
 }
 
@@ -126,30 +136,12 @@ func pooledMAC() func(string) [32]byte {
 // of the signed part read in place, a map lookup, and a context value for the handler. (The bare
 // keyed hash + map lookup is BenchmarkRawKeyedHashMapLookup in package session.)
 func BenchmarkRawInterceptorLimit(b *testing.B) {
-	sum := pooledMAC()
-	signed := benchToken[:strings.LastIndexByte(benchToken, '.')]
-	type ctxKey struct{}
-	sessions := map[[32]byte]*int{}
-	v := 1
-	sessions[sum(signed)] = &v
+	job := newRawJob()
 	ctx := incoming()
 	b.ReportAllocs()
 	for b.Loop() {
-		vals := metadata.ValueFromIncomingContext(ctx, "authorization")
-		if len(metadata.ValueFromIncomingContext(ctx, "x-prism-token")) != 0 {
-			b.Fatal("two credentials")
-		}
-		tok := strings.TrimPrefix(vals[0], "Bearer ")
-		s := sessions[sum(tok[:strings.LastIndexByte(tok, '.')])]
-		if s == nil {
-			b.Fatal("miss")
-		}
-		if _, err := func(ctx context.Context, _ any) (any, error) {
-			_ = ctx.Value(ctxKey{})
-			return nil, nil
-		}(context.WithValue(ctx, ctxKey{}, s), nil); err != nil {
-			b.Fatal(err)
-		}
+		job.serve(b, ctx, metadata.ValueFromIncomingContext(ctx, "authorization"),
+			len(metadata.ValueFromIncomingContext(ctx, "x-prism-token")))
 	}
 }
 
@@ -157,30 +149,11 @@ func BenchmarkRawInterceptorLimit(b *testing.B) {
 // in place from the received metadata, a pooled HMAC-SHA-256 of the signed part, a map lookup, and a
 // context value for the handler.
 func BenchmarkRawTappedLimit(b *testing.B) {
-	sum := pooledMAC()
-	signed := benchToken[:strings.LastIndexByte(benchToken, '.')]
-	type ctxKey struct{}
-	sessions := map[[32]byte]*int{}
-	v := 1
-	sessions[sum(signed)] = &v
+	job := newRawJob()
 	md, _ := metadata.FromIncomingContext(incoming())
 	base := context.Background()
 	b.ReportAllocs()
 	for b.Loop() {
-		vals := md["authorization"]
-		if len(md["x-prism-token"]) != 0 {
-			b.Fatal("two credentials")
-		}
-		tok := strings.TrimPrefix(vals[0], "Bearer ")
-		s := sessions[sum(tok[:strings.LastIndexByte(tok, '.')])]
-		if s == nil {
-			b.Fatal("miss")
-		}
-		if _, err := func(ctx context.Context, _ any) (any, error) {
-			_ = ctx.Value(ctxKey{})
-			return nil, nil
-		}(context.WithValue(base, ctxKey{}, s), nil); err != nil {
-			b.Fatal(err)
-		}
+		job.serve(b, base, md["authorization"], len(md["x-prism-token"]))
 	}
 }
