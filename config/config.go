@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -28,6 +29,11 @@ const EnvPrefix = "KEYFORT_"
 
 // SessionSigningKey is the logical key of the session token signing keys; it must resolve.
 const SessionSigningKey = "session_signing"
+
+// RedisPasswordKey is the logical key of the Redis store's password (optional). When bound, every new
+// connection of the store logs in with the value it resolves to, in place of the password in
+// identity.session.redis_url.
+const RedisPasswordKey = "redis_password"
 
 // DefaultGoogleIssuer is identity.secrets.oidc.google.issuer when not set.
 const DefaultGoogleIssuer = "https://accounts.google.com"
@@ -290,6 +296,9 @@ func parse(raw map[string]any, sources []string) (*Config, error) {
 				"not configured: bind it (e.g. \"vault:kv/identity/session-signing\") or set identity.secrets.default")
 		}
 	}
+	if _, ok := p.cfg.Bindings["identity.secrets."+RedisPasswordKey]; ok && p.cfg.Session.RedisURL == "" {
+		p.add("identity.secrets."+RedisPasswordKey, "", "", "bound, but identity.session.redis_url is not set: nothing would use it")
+	}
 	if p.cfg.Production && len(p.cfg.Bindings) == 0 && p.cfg.Default == nil {
 		p.add("production", "", "", "production is true but nothing is configured; the ephemeral signing key is forbidden in production")
 	}
@@ -476,8 +485,18 @@ func (p *parser) sessionConfig(v any) {
 				sc.Audience = s
 			default:
 				sc.RedisURL = s
-				if s != "" && !strings.HasPrefix(s, "redis://") && !strings.HasPrefix(s, "rediss://") {
+				if s == "" {
+					break
+				}
+				if !strings.HasPrefix(s, "redis://") && !strings.HasPrefix(s, "rediss://") {
 					p.add(key, "", "", "want a redis:// or rediss:// URL")
+				} else if _, err := url.Parse(s); err != nil {
+					// net/url's error repeats the URL, which may hold a password: keep only what is wrong.
+					var ue *url.Error
+					if errors.As(err, &ue) {
+						err = ue.Err
+					}
+					p.add(key, "", "", "not a URL: %v", err)
 				}
 			}
 		case "access_ttl", "refresh_ttl", "refresh_grace":

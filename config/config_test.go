@@ -266,6 +266,38 @@ identity: { secrets: { session_signing: "v:x" } }
 	}
 }
 
+// TestRedisSettings: a malformed redis_url is reported without repeating it (it may hold a password),
+// and a bound redis_password needs a redis_url to be of use.
+func TestRedisSettings(t *testing.T) {
+	load := func(body string, environ ...string) error {
+		_, err := config.Load(config.Source{Files: []string{write(t, "k.yaml", body)}, Environ: environ})
+		return err
+	}
+	err := load(`identity: { secrets: { session_signing: "memory:s" } }`,
+		"KEYFORT_IDENTITY__SESSION__REDIS_URL=redis://:SUPERSECRET@127.0.0.1:port/0")
+	if err == nil || !strings.Contains(err.Error(), "identity.session.redis_url") || !strings.Contains(err.Error(), "invalid port") {
+		t.Errorf("malformed redis_url: %v", err)
+	}
+	if err != nil && strings.Contains(err.Error(), "SUPERSECRET") {
+		t.Errorf("the error repeats the URL's password: %v", err)
+	}
+	err = load(`identity: { secrets: { session_signing: "memory:s", redis_password: "env:REDIS_PASSWORD" } }`)
+	if err == nil || !strings.Contains(err.Error(), "identity.secrets.redis_password") || !strings.Contains(err.Error(), "redis_url is not set") {
+		t.Errorf("redis_password without redis_url: %v", err)
+	}
+	cfg, err := config.Load(config.Source{Files: []string{write(t, "k.yaml", `
+identity:
+  secrets: { session_signing: "memory:s", redis_password: "env:REDIS_PASSWORD" }
+  session: { redis_url: "redis://keyfort@127.0.0.1:6379/0" }
+`)}, Environ: []string{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b, err := cfg.Resolve(config.RedisPasswordKey); err != nil || b.String() != "env:REDIS_PASSWORD" || b.Kind != config.KindSecret {
+		t.Errorf("redis_password resolves to %+v, %v", b, err)
+	}
+}
+
 func FuzzLoadYAML(f *testing.F) {
 	f.Add(yamlConfig)
 	f.Add("identity: { secrets: { session_signing: 'a:b' } }")

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"net/url"
 	"slices"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -50,6 +51,30 @@ func (k catalogKeys) Sign(ctx context.Context, kid string, payload []byte) ([]by
 	return cl.Sign(ctx, b.Location, kid, payload)
 }
 
+// redisCredentials serves the Redis store's password from identity.secrets.redis_password when it is
+// bound (nil otherwise): resolved once here, so that a missing password fails the start naming the
+// key, then through the provider client's cache for every new connection, so that a rotation in the
+// backend reaches the connections opened after it. The user name stays the URL's.
+func redisCredentials(ctx context.Context, cfg *config.Config, cat *catalog.Catalog) (func(context.Context) (string, string, error), error) {
+	if _, ok := cfg.Bindings["identity.secrets."+config.RedisPasswordKey]; !ok {
+		return nil, nil
+	}
+	if _, err := cat.Secret(ctx, config.RedisPasswordKey); err != nil {
+		return nil, fmt.Errorf("the Redis session store's password: %w", err)
+	}
+	var user string
+	if u, err := url.Parse(cfg.Session.RedisURL); err == nil && u.User != nil {
+		user = u.User.Username()
+	}
+	return func(ctx context.Context) (string, string, error) {
+		s, err := cat.Secret(ctx, config.RedisPasswordKey)
+		if err != nil {
+			return "", "", err
+		}
+		return user, s.Value.RevealString(), nil
+	}, nil
+}
+
 func newIdentityRuntime(ctx context.Context, cfg *config.Config, cat *catalog.Catalog, log *slog.Logger, reg prometheus.Registerer, tlsCfg *tls.Config) (*identityRuntime, error) {
 	r := &identityRuntime{}
 	idps := map[string]*oidc.Verifier{}
@@ -75,7 +100,11 @@ func newIdentityRuntime(ctx context.Context, cfg *config.Config, cat *catalog.Ca
 	}
 	var store session.Store = session.NewMemoryStore(nil)
 	if url := cfg.Session.RedisURL; url != "" {
-		rs, err := redisstore.New(ctx, redisstore.Config{URL: url})
+		creds, err := redisCredentials(ctx, cfg, cat)
+		if err != nil {
+			return nil, err
+		}
+		rs, err := redisstore.New(ctx, redisstore.Config{URL: url, Credentials: creds})
 		if err != nil {
 			return nil, fmt.Errorf("identity.session.redis_url: %w", err)
 		}

@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -48,17 +49,22 @@ identity:
     audience: api
 `+sessionExtra+extra)
 	httpAddr, log, _ := startServe(t, []string{"PATH=" + os.Getenv("PATH")}, "--config", cfg, "--grpc-addr", "127.0.0.1:0")
-	i := strings.Index(log.String(), grpcAddrRe)
+	return runtimeClient(t, log.String()), httpAddr
+}
+
+// runtimeClient returns a client of the identity runtime whose gRPC address serve's log names.
+func runtimeClient(t *testing.T, log string) pb.IdentityRuntimeServiceClient {
+	t.Helper()
+	i := strings.Index(log, grpcAddrRe)
 	if i < 0 {
 		t.Fatalf("no grpc address in the log:\n%s", log)
 	}
-	grpcAddr := strings.Fields(log.String()[i+len(grpcAddrRe):])[0]
-	cc, err := grpc.NewClient(grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	cc, err := grpc.NewClient(strings.Fields(log[i+len(grpcAddrRe):])[0], grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = cc.Close() })
-	return pb.NewIdentityRuntimeServiceClient(cc), httpAddr
+	return pb.NewIdentityRuntimeServiceClient(cc)
 }
 
 func TestIdentityRuntimeEndToEnd(t *testing.T) {
@@ -171,13 +177,7 @@ identity:
 	}
 	start := func() pb.IdentityRuntimeServiceClient {
 		_, log, _ := startServe(t, env, "--config", cfg, "--grpc-addr", "127.0.0.1:0")
-		i := strings.Index(log.String(), grpcAddrRe)
-		cc, err := grpc.NewClient(strings.Fields(log.String()[i+len(grpcAddrRe):])[0], grpc.WithTransportCredentials(insecure.NewCredentials()))
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = cc.Close() })
-		return pb.NewIdentityRuntimeServiceClient(cc)
+		return runtimeClient(t, log.String())
 	}
 	a, b := start(), start()
 	ctx := context.Background()
@@ -195,6 +195,61 @@ identity:
 	}
 	if _, err := b.RefreshIdentitySession(ctx, &pb.RefreshIdentitySessionRequest{RefreshToken: next.GetTokens().GetRefreshToken()}); status.Code(err) != codes.Unauthenticated {
 		t.Errorf("after reuse on one replica the other still refreshes: %v", err)
+	}
+}
+
+// TestServeRedisPasswordFromAProvider: with identity.secrets.redis_password bound, serve logs in to
+// Redis as the URL's user with the password the provider serves; a password that does not resolve
+// fails the start naming the key and its location, and no log line repeats the password.
+func TestServeRedisPasswordFromAProvider(t *testing.T) {
+	admin, _ := redistest.Client(t) // skips without Redis (fails in CI)
+	ctx := context.Background()
+	user, pw := "keyfort-serve-"+strconv.Itoa(os.Getpid()), "Serve-Pa55word-"+strconv.FormatInt(time.Now().UnixNano(), 36)
+	if err := admin.Do(ctx, "ACL", "SETUSER", user, "reset", "on", ">"+pw, "~keyfort:*", "+@all").Err(); err != nil {
+		t.Fatalf("ACL SETUSER: %v", err)
+	}
+	t.Cleanup(func() { admin.Do(context.Background(), "ACL", "DELUSER", user) })
+	iss := oidctest.New(t)
+	k, err := provider.GenerateKey(provider.EdDSA, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := writeConfig(t, `
+identity:
+  secrets:
+    session_signing: env:KFSERVE_SIGNING
+    redis_password: env:KFSERVE_REDIS_PASSWORD
+    oidc:
+      google:
+        client_id: env:KFSERVE_CLIENT_ID
+        issuer: `+iss.URL+`
+  session:
+    issuer: https://keyfort.test
+    redis_url: redis://`+user+`@`+admin.Options().Addr+`/0
+`)
+	env := []string{"PATH=" + os.Getenv("PATH"), "KFSERVE_CLIENT_ID=client-1",
+		"KFSERVE_SIGNING=" + string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: k.Private.Reveal()}))}
+
+	r := run(t, env, "serve", "--config", cfg, "--http-addr", "127.0.0.1:0", "--grpc-addr", "127.0.0.1:0")
+	if r.code != 1 || !strings.Contains(r.stderr, "identity.secrets.redis_password") || !strings.Contains(r.stderr, "KFSERVE_REDIS_PASSWORD") {
+		t.Fatalf("serve without the password: exit %d, want 1 naming the key and its location:\n%s", r.code, r.stderr)
+	}
+
+	_, log, _ := startServe(t, append(env, "KFSERVE_REDIS_PASSWORD="+pw), "--config", cfg, "--grpc-addr", "127.0.0.1:0")
+	rt := runtimeClient(t, log.String())
+	started, err := rt.StartIdentitySession(ctx, &pb.StartIdentitySessionRequest{IdentityProvider: "google",
+		ExternalToken: iss.Sign(t, "k1", iss.Claims("alice", "client-1"), nil)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := rt.RefreshIdentitySession(ctx, &pb.RefreshIdentitySessionRequest{RefreshToken: started.GetTokens().GetRefreshToken()}); err != nil {
+		t.Fatalf("refresh through the Redis store: %v", err)
+	}
+	if list, err := admin.Do(ctx, "CLIENT", "LIST").Text(); err != nil || !strings.Contains(list, "user="+user) {
+		t.Errorf("serve is not connected to Redis as %s: %v", user, err)
+	}
+	if strings.Contains(log.String()+r.stderr, pw) {
+		t.Error("a log line repeats the Redis password")
 	}
 }
 

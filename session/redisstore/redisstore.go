@@ -4,11 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/url"
 	"strconv"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/keyfort/keyfort/provider"
 	"github.com/keyfort/keyfort/session"
 )
 
@@ -23,8 +25,14 @@ var _ session.Store = (*Store)(nil)
 
 // Config configures a Store.
 type Config struct {
-	// URL is a redis:// or rediss:// URL (ignored when Client is set).
+	// URL is a redis:// or rediss:// URL (ignored when Client is set). Errors about it never repeat
+	// it: it may carry a password.
 	URL string
+	// Credentials, when set, gives the user name and password of every new connection in place of
+	// the URL's: serve the password from a secret provider, and a rotation reaches the connections
+	// opened after it without a restart. An error fails the connection (the store is then
+	// unavailable, and sessions fail closed). Ignored when Client is set.
+	Credentials func(ctx context.Context) (username, password string, err error)
 	// Client is an existing client; the Store does not close it.
 	Client redis.UniversalClient
 	// Prefix namespaces every key (default "keyfort:").
@@ -40,7 +48,10 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 	if s.rdb == nil {
 		opts, err := redis.ParseURL(cfg.URL)
 		if err != nil {
-			return nil, fmt.Errorf("redisstore: url: %w", err)
+			return nil, fmt.Errorf("%w: redisstore: url (not shown: it may hold a password): %v", provider.ErrInvalidConfig, redactURLError(err))
+		}
+		if cfg.Credentials != nil {
+			opts.CredentialsProviderContext = cfg.Credentials
 		}
 		s.rdb, s.owned = redis.NewClient(opts), true
 	}
@@ -51,6 +62,15 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 		return nil, fmt.Errorf("%w: redis: %v", session.ErrStoreUnavailable, err)
 	}
 	return s, nil
+}
+
+// redactURLError drops the URL that net/url repeats in its errors, keeping what is wrong with it.
+func redactURLError(err error) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		return ue.Err
+	}
+	return err
 }
 
 func (s *Store) familyKey(id string) string { return s.prefix + "fam:" + id }

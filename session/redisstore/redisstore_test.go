@@ -3,8 +3,11 @@ package redisstore_test
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 
 	"github.com/keyfort/keyfort/internal/redistest"
 	"github.com/keyfort/keyfort/provider"
@@ -100,5 +103,113 @@ func TestUnreachableRedisFailsLoudly(t *testing.T) {
 	_, err := redisstore.New(ctx, redisstore.Config{URL: "redis://127.0.0.1:1/0"})
 	if !errors.Is(err, session.ErrStoreUnavailable) {
 		t.Errorf("got %v, want ErrStoreUnavailable", err)
+	}
+}
+
+// TestURLErrorsDoNotRepeatThePassword: net/url repeats a URL it cannot parse, password and all; the
+// store's error says what is wrong and leaves the URL out.
+func TestURLErrorsDoNotRepeatThePassword(t *testing.T) {
+	for _, u := range []string{
+		"redis://keyfort:s3cret-pw@ho st:6379/0",
+		"redis://:s3cret-pw@127.0.0.1:port/0",
+		"redis://:s3cret-pw@127.0.0.1:6379/x",
+		"http://:s3cret-pw@127.0.0.1:6379",
+	} {
+		_, err := redisstore.New(context.Background(), redisstore.Config{URL: u})
+		if err == nil {
+			t.Fatalf("%d: no error", len(u))
+		}
+		if !errors.Is(err, provider.ErrInvalidConfig) {
+			t.Errorf("got %v, want ErrInvalidConfig", err)
+		}
+		if strings.Contains(err.Error(), "s3cret") {
+			t.Errorf("the error repeats the password: %v", err)
+		}
+		if !strings.Contains(err.Error(), "url") {
+			t.Errorf("the error does not say it is about the URL: %v", err)
+		}
+	}
+}
+
+// aclUser creates a Redis ACL user allowed only the test's keys, with password pw, and deletes it when
+// the test ends.
+func aclUser(t *testing.T, admin *redis.Client, prefix, pw string) string {
+	t.Helper()
+	ctx := context.Background()
+	user := strings.TrimSuffix(strings.ReplaceAll(prefix, ":", "-"), "-")
+	if err := admin.Do(ctx, "ACL", "SETUSER", user, "reset", "on", ">"+pw, "~"+prefix+"*", "+@all").Err(); err != nil {
+		t.Fatalf("ACL SETUSER: %v", err)
+	}
+	t.Cleanup(func() { admin.Do(context.Background(), "ACL", "DELUSER", user) })
+	return user
+}
+
+// TestCredentialsFromAProvider serves the Redis password from a secret provider: the store logs in
+// with it, a rotation (new password in Redis and in the provider) reaches the connections opened
+// after it without a new store, and a wrong or unavailable password fails closed with an error that
+// does not repeat it.
+func TestCredentialsFromAProvider(t *testing.T) {
+	ctx := context.Background()
+	admin, prefix := redistest.Client(t)
+	mem, err := memory.New(ctx, memory.Config{Secrets: map[string]string{"redis": "first-Pa55word"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer mem.Close()
+	user := aclUser(t, admin, prefix, "first-Pa55word")
+	creds := func(ctx context.Context) (string, string, error) {
+		s, err := mem.Secret(ctx, "redis")
+		if err != nil {
+			return "", "", err
+		}
+		return user, s.Value.RevealString(), nil
+	}
+	addr := admin.Options().Addr
+	st, err := redisstore.New(ctx, redisstore.Config{URL: "redis://" + addr + "/0", Prefix: prefix, Credentials: creds})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	fam := session.Family{ID: "f1", SessionID: "s1", Subject: "alice", Current: "r1", ExpiresAt: time.Now().Add(time.Hour)}
+	if err := st.CreateFamily(ctx, fam); err != nil {
+		t.Fatalf("as the ACL user: %v", err)
+	}
+	if list, err := admin.Do(ctx, "CLIENT", "LIST").Text(); err != nil || !strings.Contains(list, "user="+user) {
+		t.Fatalf("the store is not connected as %s: %q, %v", user, list, err)
+	}
+
+	// Rotate: Redis first, then the provider; drop the user's connections so that the store opens new ones.
+	if err := admin.Do(ctx, "ACL", "SETUSER", user, "resetpass", ">second-Pa55word").Err(); err != nil {
+		t.Fatal(err)
+	}
+	mem.SetSecret("redis", []byte("second-Pa55word"))
+	if err := admin.Do(ctx, "CLIENT", "KILL", "USER", user).Err(); err != nil {
+		t.Fatal(err)
+	}
+	var got session.Family
+	for range 3 { // a command on a connection killed under it fails once; the pool then redials
+		if got, err = st.Family(ctx, "f1"); err == nil {
+			break
+		}
+	}
+	if err != nil || got.Subject != "alice" {
+		t.Fatalf("after the rotation: %+v, %v", got, err)
+	}
+
+	// A wrong password and an unavailable secret both fail closed, naming no password.
+	mem.SetSecret("redis", []byte("wrong-Pa55word"))
+	_, err = redisstore.New(ctx, redisstore.Config{URL: "redis://" + addr + "/0", Prefix: prefix, Credentials: creds})
+	if !errors.Is(err, session.ErrStoreUnavailable) {
+		t.Errorf("wrong password: got %v, want ErrStoreUnavailable", err)
+	}
+	if err != nil && strings.Contains(err.Error(), "Pa55word") {
+		t.Errorf("the error repeats a password: %v", err)
+	}
+	_, err = redisstore.New(ctx, redisstore.Config{URL: "redis://" + addr + "/0", Prefix: prefix,
+		Credentials: func(context.Context) (string, string, error) {
+			return "", "", provider.NewError(provider.ErrUnavailable, "redis", errors.New("backend down"))
+		}})
+	if !errors.Is(err, session.ErrStoreUnavailable) {
+		t.Errorf("secret unavailable: got %v, want ErrStoreUnavailable", err)
 	}
 }
