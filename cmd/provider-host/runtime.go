@@ -32,6 +32,7 @@ type identityRuntime struct {
 	manager *session.Manager
 	cache   *session.Cache
 	store   session.Store
+	health  *health.Server
 	idps    []string
 }
 
@@ -152,7 +153,8 @@ func newIdentityRuntime(ctx context.Context, cfg *config.Config, cat *catalog.Ca
 	}
 	r.grpc = grpc.NewServer(opts...)
 	identityrpc.Register(r.grpc, m, cache, log)
-	healthpb.RegisterHealthServer(r.grpc, health.NewServer())
+	r.health = health.NewServer()
+	healthpb.RegisterHealthServer(r.grpc, r.health)
 	return r, nil
 }
 

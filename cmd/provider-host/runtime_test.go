@@ -55,6 +55,12 @@ identity:
 // runtimeClient returns a client of the identity runtime whose gRPC address serve's log names.
 func runtimeClient(t *testing.T, log string) pb.IdentityRuntimeServiceClient {
 	t.Helper()
+	return pb.NewIdentityRuntimeServiceClient(serveConn(t, log))
+}
+
+// serveConn returns a connection to the gRPC address serve's log names.
+func serveConn(t *testing.T, log string) *grpc.ClientConn {
+	t.Helper()
 	i := strings.Index(log, grpcAddrRe)
 	if i < 0 {
 		t.Fatalf("no grpc address in the log:\n%s", log)
@@ -64,7 +70,7 @@ func runtimeClient(t *testing.T, log string) pb.IdentityRuntimeServiceClient {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = cc.Close() })
-	return pb.NewIdentityRuntimeServiceClient(cc)
+	return cc
 }
 
 func TestIdentityRuntimeEndToEnd(t *testing.T) {

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -31,6 +32,7 @@ func newServeCmd() *cobra.Command {
 		tlsKey   string
 		verbose  bool
 		cores    bool
+		drain    time.Duration
 	)
 	cmd := &cobra.Command{
 		Use:   "serve [--config FILE]",
@@ -40,11 +42,15 @@ material is missing stops start-up with a non-zero exit naming it. Then serve ov
 
   /.well-known/jwks.json  public keys of identity.secrets.session_signing (never HS256 secrets)
   /healthz                the process is up
-  /readyz                 the signing keys resolve through their provider
+  /readyz                 the signing keys resolve through their provider (503 once shutting down)
   /metrics                Prometheus metrics (provider calls, errors, latency, cache hits)
 
 With no configuration at all (no --config, no KEYFORT_* variables) it runs on an ephemeral in-memory
-signing key and says so loudly; production: true forbids that.`,
+signing key and says so loudly; production: true forbids that.
+
+On SIGINT or SIGTERM it stops taking calls: /readyz and the gRPC health service turn to not serving,
+calls in flight finish within --shutdown-timeout (then the rest are cancelled), and the providers
+close, revoking the leases they issued.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			level := slog.LevelInfo
@@ -63,7 +69,7 @@ signing key and says so loudly; production: true forbids that.`,
 					log.Warn("keyfort: could not keep secrets out of core dumps", slog.String("error", err.Error()))
 				}
 			}
-			return serve(ctx, log, files, listeners{http: httpAddr, grpc: grpcAddr, cert: tlsCert, key: tlsKey})
+			return serve(ctx, log, files, listeners{http: httpAddr, grpc: grpcAddr, cert: tlsCert, key: tlsKey, drain: drain})
 		},
 	}
 	cmd.Flags().StringArrayVarP(&files, "config", "c", nil, "configuration file (YAML, TOML or JSON); repeat to layer files")
@@ -71,15 +77,18 @@ signing key and says so loudly; production: true forbids that.`,
 	cmd.Flags().StringVar(&grpcAddr, "grpc-addr", "127.0.0.1:9090", "address of the gRPC identity runtime service")
 	cmd.Flags().StringVar(&tlsCert, "tls-cert", "", "PEM certificate (chain) for both listeners; without it they serve plaintext")
 	cmd.Flags().StringVar(&tlsKey, "tls-key", "", "PEM private key of --tls-cert")
+	cmd.Flags().DurationVar(&drain, "shutdown-timeout", 10*time.Second, "on SIGTERM, how long calls in flight (and open streams) may take to finish before they are cancelled")
 	cmd.Flags().BoolVarP(&verbose, "verbose", "v", false, "debug logging")
 	cmd.Flags().BoolVar(&cores, "allow-core-dumps", false, "leave core dumps and same-user debugging on (by default the process, which holds signing keys, is made non-dumpable)")
 	return cmd
 }
 
-// listeners are the addresses serve listens on, and the TLS certificate both use when set.
+// listeners are the addresses serve listens on, the TLS certificate both use when set, and how long
+// a shutdown waits for calls in flight.
 type listeners struct {
 	http, grpc string
 	cert, key  string
+	drain      time.Duration
 }
 
 func serve(ctx context.Context, log *slog.Logger, files []string, l listeners) error {
@@ -139,7 +148,12 @@ func serve(ctx context.Context, log *slog.Logger, files []string, l listeners) e
 		_, _ = w.Write(body)
 	})
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = fmt.Fprintln(w, "ok") })
+	var draining atomic.Bool
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		if draining.Load() {
+			http.Error(w, "not ready: shutting down", http.StatusServiceUnavailable)
+			return
+		}
 		if _, err := cat.SigningKeys(r.Context(), config.SessionSigningKey); err != nil {
 			http.Error(w, "not ready: signing keys unavailable", http.StatusServiceUnavailable)
 			return
@@ -183,9 +197,25 @@ func serve(ctx context.Context, log *slog.Logger, files []string, l listeners) e
 		return err
 	case <-ctx.Done():
 	}
-	log.Info("keyfort: shutting down")
-	shutdownCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	log.Info("keyfort: shutting down: not ready any more, waiting for calls in flight", slog.Duration("timeout", l.drain))
+	// Load balancers see the readiness probe and the gRPC health service turn first; the HTTP
+	// server answers them until the gRPC calls have drained.
+	draining.Store(true)
+	runtime.health.Shutdown()
+	drained := make(chan struct{})
+	go func() { runtime.grpc.GracefulStop(); close(drained) }()
+	timer := time.NewTimer(l.drain)
+	defer timer.Stop()
+	select {
+	case <-drained:
+	case <-timer.C:
+		// GracefulStop waits for every stream, and a client's open stream (a health watch, say)
+		// never ends by itself.
+		log.Warn("keyfort: calls still in flight at the shutdown timeout: cancelling them", slog.Duration("timeout", l.drain))
+		runtime.grpc.Stop()
+		<-drained
+	}
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	runtime.grpc.GracefulStop()
 	return srv.Shutdown(shutdownCtx)
 }

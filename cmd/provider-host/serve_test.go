@@ -2,6 +2,7 @@ package main_test
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -12,6 +13,10 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"google.golang.org/grpc/codes"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/status"
 
 	"github.com/keyfort/keyfort/internal/hosttest"
 )
@@ -127,6 +132,48 @@ func TestServeKeepsSecretsOutOfCoreDumps(t *testing.T) {
 				t.Errorf("serve %v: core size limit %s/%s, want the inherited %s/%s", tc.args, soft, hard, mySoft, myHard)
 			}
 		}
+	}
+}
+
+// TestServeShutsDownWithinItsTimeout: on SIGTERM serve turns not ready (HTTP probe and gRPC health
+// service) while calls drain, and a stream that never ends by itself (a health watch) is cancelled at
+// --shutdown-timeout instead of holding the process forever.
+func TestServeShutsDownWithinItsTimeout(t *testing.T) {
+	httpAddr, log, cmd := startServe(t, []string{"PATH=" + os.Getenv("PATH")}, "--grpc-addr", "127.0.0.1:0", "--shutdown-timeout", "3s")
+	if code, _ := get(t, "http://"+httpAddr+"/readyz"); code != http.StatusOK {
+		t.Fatalf("readyz before shutdown: %d", code)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute) // a hang guard
+	defer cancel()
+	watch, err := healthpb.NewHealthClient(serveConn(t, log.String())).Watch(ctx, &healthpb.HealthCheckRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r, err := watch.Recv(); err != nil || r.GetStatus() != healthpb.HealthCheckResponse_SERVING {
+		t.Fatalf("health before shutdown: %v, %v", r, err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if r, err := watch.Recv(); err != nil || r.GetStatus() != healthpb.HealthCheckResponse_NOT_SERVING {
+		t.Fatalf("health after SIGTERM: %v, %v", r, err)
+	}
+	// The watch is still open, so the drain lasts until the timeout and HTTP still answers.
+	if code, body := get(t, "http://"+httpAddr+"/readyz"); code != http.StatusServiceUnavailable || !strings.Contains(body, "shutting down") {
+		t.Errorf("readyz while draining: %d %q, want 503", code, body)
+	}
+	if _, err := watch.Recv(); status.Code(err) != codes.Unavailable {
+		t.Errorf("the open stream at the shutdown timeout: %v, want it cancelled", err)
+	}
+	select {
+	case err := <-exited:
+		if err != nil {
+			t.Errorf("serve exited with %v, want 0", err)
+		}
+	case <-ctx.Done():
+		t.Fatal("serve did not exit after its shutdown timeout")
 	}
 }
 
