@@ -3,6 +3,9 @@ package plugin
 import (
 	"context"
 
+	"google.golang.org/grpc"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
 	pb "github.com/keyfort/keyfort/internal/providerpb/v1"
 	"github.com/keyfort/keyfort/provider"
 )
@@ -11,7 +14,16 @@ import (
 // and knows nothing of processes (that is [Process]'s job).
 type rpcClient struct {
 	rpc  pb.ProviderServiceClient
+	conn *grpc.ClientConn
 	caps map[pb.Capability]bool
+}
+
+// alive asks the plugin's gRPC server, not its provider, whether it answers: go-plugin serves the
+// standard health service in every plugin. A slow backend does not fail it; a frozen or wedged
+// process does.
+func (c *rpcClient) alive(ctx context.Context) error {
+	_, err := healthpb.NewHealthClient(c.conn).Check(ctx, &healthpb.HealthCheckRequest{Service: "plugin"})
+	return err
 }
 
 func (c *rpcClient) configure(ctx context.Context, settings provider.Settings) error {
@@ -85,7 +97,11 @@ func (c *rpcClient) RotateSigningKey(ctx context.Context, name string) (provider
 	return keySetIn(resp.GetKeySet()), nil
 }
 
-func (c *rpcClient) Close() error {
-	_, err := c.rpc.Close(context.Background(), &pb.CloseRequest{})
+// Close asks the plugin to close its provider.
+func (c *rpcClient) Close() error { return c.closeWithin(context.Background()) }
+
+// closeWithin asks the plugin to close its provider, waiting at most as long as ctx allows.
+func (c *rpcClient) closeWithin(ctx context.Context) error {
+	_, err := c.rpc.Close(ctx, &pb.CloseRequest{})
 	return err
 }

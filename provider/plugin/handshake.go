@@ -43,7 +43,7 @@ func (p *grpcPlugin) GRPCServer(_ *goplugin.GRPCBroker, s *grpc.Server) error {
 }
 
 func (p *grpcPlugin) GRPCClient(_ context.Context, _ *goplugin.GRPCBroker, cc *grpc.ClientConn) (any, error) {
-	return &rpcClient{rpc: pb.NewProviderServiceClient(cc)}, nil
+	return &rpcClient{rpc: pb.NewProviderServiceClient(cc), conn: cc}, nil
 }
 
 var _ goplugin.GRPCPlugin = (*grpcPlugin)(nil)

@@ -80,7 +80,7 @@ func ServeInProcess(ctx context.Context, cfg InProcessConfig) (*Process, error) 
 				return false
 			}
 		}
-		inst.kill = func() {
+		inst.stop = func() {
 			client.Kill()
 			stop()
 			<-done
@@ -88,7 +88,7 @@ func ServeInProcess(ctx context.Context, cfg InProcessConfig) (*Process, error) 
 		cctx, cancel := context.WithTimeout(context.Background(), DefaultStartTimeout)
 		defer cancel()
 		if err := inst.rpc.configure(cctx, cfg.Settings); err != nil {
-			inst.kill()
+			inst.kill(killGrace)
 			return nil, fromStatus(err)
 		}
 		return inst, nil

@@ -76,6 +76,82 @@ func TestCrashedPluginIsRestarted(t *testing.T) {
 	}
 }
 
+// gone reports whether process pid has exited and been reaped, waiting a little for the reaping.
+func gone(pid int) bool {
+	for range 500 {
+		if syscall.Kill(pid, 0) == syscall.ESRCH {
+			return true
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return false
+}
+
+// TestFrozenPluginIsReplaced stops the plugin process (SIGSTOP: alive, answering nothing). A call
+// runs into its deadline; the liveness probe that follows gets no answer either, so the frozen
+// process is killed and the next call, already waiting on it, is served by a fresh one.
+func TestFrozenPluginIsReplaced(t *testing.T) {
+	p := launchMemory(t, plugin.Config{ProbeTimeout: 300 * time.Millisecond})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute) // a hang guard
+	defer cancel()
+	if _, err := p.Secret(ctx, "s"); err != nil {
+		t.Fatal(err)
+	}
+	frozen := p.Pid()
+	if err := syscall.Kill(frozen, syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = syscall.Kill(frozen, syscall.SIGKILL) })
+	short, cancelShort := context.WithTimeout(ctx, 300*time.Millisecond)
+	defer cancelShort()
+	if _, err := p.Secret(short, "s"); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("a call to the frozen plugin: got %v, want a deadline error", err)
+	}
+	s, err := p.Secret(ctx, "s")
+	if err != nil {
+		t.Fatalf("the call after the freeze: %v", err)
+	}
+	if s.Value.RevealString() != "v" {
+		t.Errorf("the fresh plugin was not configured")
+	}
+	if got := p.Restarts(); got != 1 {
+		t.Errorf("restarts: got %d, want 1", got)
+	}
+	if p.Pid() == frozen {
+		t.Error("the frozen process still serves")
+	}
+	if !gone(frozen) {
+		t.Error("the frozen process was not killed")
+	}
+}
+
+// TestCloseOfAFrozenPluginIsBounded: Close asks the plugin to close its provider and waits at most
+// the close timeout; a frozen plugin is then killed instead of holding the host's shutdown forever.
+func TestCloseOfAFrozenPluginIsBounded(t *testing.T) {
+	p := launchMemory(t, plugin.Config{CloseTimeout: 300 * time.Millisecond})
+	if _, err := p.Secret(context.Background(), "s"); err != nil {
+		t.Fatal(err)
+	}
+	frozen := p.Pid()
+	if err := syscall.Kill(frozen, syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = syscall.Kill(frozen, syscall.SIGKILL) })
+	closed := make(chan error, 1)
+	go func() { closed <- p.Close() }()
+	select {
+	case err := <-closed:
+		if !errors.Is(err, provider.ErrUnavailable) {
+			t.Errorf("Close of a frozen plugin: got %v, want ErrUnavailable", err)
+		}
+	case <-time.After(time.Minute): // a hang guard, not a timing assertion
+		t.Fatal("Close of a frozen plugin did not return")
+	}
+	if !gone(frozen) {
+		t.Error("the frozen process was not killed")
+	}
+}
+
 // TestRestartBacksOff makes the restart itself fail (the binary is gone), sees a loud ErrUnavailable,
 // and sees recovery once the binary is back and the backoff has passed.
 func TestRestartBacksOff(t *testing.T) {
@@ -257,6 +333,12 @@ func TestDeadlineCrossesTheBoundary(t *testing.T) {
 	}
 	if d := rec.deadline.Sub(deadline); d > 50*time.Millisecond || d < -50*time.Millisecond {
 		t.Errorf("plugin deadline %v differs from the caller's %v by %v", rec.deadline, deadline, d)
+	}
+	// The liveness probe that followed found the plugin answering (its provider was slow, not the
+	// plugin): no restart. Close waits for the probe.
+	_ = p.Close()
+	if got := p.Restarts(); got != 0 {
+		t.Errorf("a slow call restarted the plugin %d times", got)
 	}
 }
 

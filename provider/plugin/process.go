@@ -15,6 +15,8 @@ import (
 	"time"
 
 	goplugin "github.com/hashicorp/go-plugin"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	pb "github.com/keyfort/keyfort/internal/providerpb/v1"
 	"github.com/keyfort/keyfort/provider"
@@ -25,6 +27,10 @@ const (
 	DefaultStartTimeout = 30 * time.Second
 	DefaultMinBackoff   = 100 * time.Millisecond
 	DefaultMaxBackoff   = 30 * time.Second
+	DefaultProbeTimeout = 5 * time.Second
+	DefaultCloseTimeout = 30 * time.Second
+	// killGrace is how long go-plugin's graceful stop may take before the process is killed.
+	killGrace = 2 * time.Second
 	// maxAttempts bounds how often an idempotent call is tried on fresh processes.
 	maxAttempts = 3
 )
@@ -56,6 +62,14 @@ type Config struct {
 	// MinBackoff and MaxBackoff bound the wait between failed restarts, doubling from one to the other.
 	// Zero: [DefaultMinBackoff], [DefaultMaxBackoff].
 	MinBackoff, MaxBackoff time.Duration
+	// ProbeTimeout bounds the liveness probe that follows a call whose deadline expired in the
+	// plugin: a plugin whose gRPC server does not answer within it (a stopped, frozen or wedged
+	// process) is killed and replaced. A slow backend does not fail the probe. Zero:
+	// [DefaultProbeTimeout].
+	ProbeTimeout time.Duration
+	// CloseTimeout bounds Close's request that the plugin close its provider (which revokes what it
+	// leased); after it the process is killed. Zero: [DefaultCloseTimeout].
+	CloseTimeout time.Duration
 }
 
 // pluginEnv is the host's environment, then GOMAXPROCS (unless maxProcs < 0), then extra; a later
@@ -78,7 +92,9 @@ type Process struct {
 	log   *slog.Logger
 	start func() (*instance, error)
 
-	minBackoff, maxBackoff time.Duration
+	minBackoff, maxBackoff     time.Duration
+	probeTimeout, closeTimeout time.Duration
+	probes                     sync.WaitGroup
 
 	mu         sync.Mutex
 	cur        *instance
@@ -99,10 +115,31 @@ var (
 )
 
 type instance struct {
-	rpc    *rpcClient
-	exited func() bool
-	kill   func()
-	pid    int
+	rpc     *rpcClient
+	exited  func() bool
+	stop    func()      // go-plugin's stop: asks the plugin to exit, then kills it
+	process *os.Process // for a kill that a frozen plugin cannot hold up
+	pid     int
+	probing atomic.Bool
+}
+
+// kill stops the plugin process, giving it grace to exit by itself. go-plugin's stop asks the plugin
+// over gRPC first and waits for the answer with no deadline, so a frozen process would hold it
+// forever: past the grace the process is killed, which ends that wait.
+func (inst *instance) kill(grace time.Duration) {
+	done := make(chan struct{})
+	go func() { inst.stop(); close(done) }()
+	t := time.NewTimer(grace)
+	defer t.Stop()
+	select {
+	case <-done:
+		return
+	case <-t.C:
+	}
+	if inst.process != nil {
+		_ = inst.process.Kill() // os.Process signals through a pidfd: never another process
+	}
+	<-done
 }
 
 // Launch starts the plugin binary, checks its handshake (and its digest when pinned), configures it and
@@ -145,15 +182,18 @@ func Launch(ctx context.Context, cfg Config) (*Process, error) {
 			client.Kill()
 			return nil, err
 		}
+		inst.process = cmd.Process
 		cctx, cancel := context.WithTimeout(context.Background(), startTimeout)
 		defer cancel()
 		if err := inst.rpc.configure(cctx, cfg.Settings); err != nil {
-			client.Kill()
+			inst.kill(killGrace)
 			return nil, fromStatus(err)
 		}
 		return inst, nil
 	}
 	p := newProcess(cfg.Name, log, start, cfg.MinBackoff, cfg.MaxBackoff)
+	p.probeTimeout = orDefault(cfg.ProbeTimeout, DefaultProbeTimeout)
+	p.closeTimeout = orDefault(cfg.CloseTimeout, DefaultCloseTimeout)
 	if _, err := p.get(ctx); err != nil {
 		return nil, err
 	}
@@ -173,7 +213,7 @@ func dispense(client *goplugin.Client) (*instance, error) {
 	if !ok {
 		return nil, provider.NewError(provider.ErrInternal, "", fmt.Errorf("plugin dispensed %T", raw))
 	}
-	inst := &instance{rpc: rc, exited: client.Exited, kill: client.Kill}
+	inst := &instance{rpc: rc, exited: client.Exited, stop: client.Kill}
 	if rc := client.ReattachConfig(); rc != nil {
 		inst.pid = rc.Pid
 	}
@@ -194,8 +234,10 @@ func classifyStartError(err error) error {
 func newProcess(name string, log *slog.Logger, start func() (*instance, error), minB, maxB time.Duration) *Process {
 	return &Process{
 		name: name, log: log, start: start,
-		minBackoff: orDefault(minB, DefaultMinBackoff),
-		maxBackoff: orDefault(maxB, DefaultMaxBackoff),
+		minBackoff:   orDefault(minB, DefaultMinBackoff),
+		maxBackoff:   orDefault(maxB, DefaultMaxBackoff),
+		probeTimeout: DefaultProbeTimeout,
+		closeTimeout: DefaultCloseTimeout,
 	}
 }
 
@@ -234,7 +276,7 @@ func (p *Process) get(ctx context.Context) (*instance, error) {
 		}
 		if p.cur != nil {
 			p.log.Warn("keyfort: plugin process exited; restarting", slog.Int("pid", p.cur.pid))
-			p.cur.kill()
+			p.cur.kill(killGrace)
 			p.cur = nil
 			p.restarts.Add(1)
 		}
@@ -287,7 +329,7 @@ func (p *Process) get(ctx context.Context) (*instance, error) {
 		}
 		if p.closed {
 			p.mu.Unlock()
-			inst.kill()
+			inst.kill(killGrace)
 			return nil, provider.NewError(provider.ErrClosed, "", nil)
 		}
 		p.failures = 0
@@ -299,16 +341,39 @@ func (p *Process) get(ctx context.Context) (*instance, error) {
 	}
 }
 
-// drop forgets inst after a transport failure, so the next get starts a fresh process.
-func (p *Process) drop(inst *instance) {
+// drop forgets inst after a failure, so that the next get starts a fresh process, and stops it
+// (with grace to exit by itself, or none when it stopped answering). Calls still in flight on it
+// fail as a transport failure, and idempotent ones are retried on the fresh process.
+func (p *Process) drop(inst *instance, why string, grace time.Duration) {
 	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.cur == inst {
-		p.log.Warn("keyfort: plugin connection failed; restarting the plugin", slog.Int("pid", inst.pid))
-		inst.kill()
-		p.cur = nil
-		p.restarts.Add(1)
+	if p.cur != inst {
+		p.mu.Unlock()
+		return
 	}
+	p.log.Warn("keyfort: "+why+"; restarting the plugin", slog.Int("pid", inst.pid))
+	p.cur = nil
+	p.restarts.Add(1)
+	p.mu.Unlock()
+	inst.kill(grace)
+}
+
+// suspect probes inst after a call's deadline expired in it, once at a time: a plugin whose gRPC
+// server does not answer within the probe timeout is frozen or wedged, and is replaced.
+func (p *Process) suspect(inst *instance) {
+	if !inst.probing.CompareAndSwap(false, true) {
+		return
+	}
+	p.probes.Add(1)
+	go func() {
+		defer p.probes.Done()
+		defer inst.probing.Store(false)
+		ctx, cancel := context.WithTimeout(context.Background(), p.probeTimeout)
+		defer cancel()
+		if err := inst.rpc.alive(ctx); err == nil || inst.exited() {
+			return // it answers (the call was slow, not the plugin), or it died and get restarts it
+		}
+		p.drop(inst, fmt.Sprintf("plugin process did not answer a liveness probe within %s", p.probeTimeout), 0)
+	}()
 }
 
 // do runs fn on a live instance. Transport failures drop the instance; idempotent calls are then
@@ -327,10 +392,16 @@ func (p *Process) do(ctx context.Context, idempotent bool, fn func(*rpcClient) e
 		if err == nil {
 			return nil
 		}
-		if ctx.Err() != nil || !isTransportFailure(err) {
+		if ctx.Err() != nil {
+			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+				p.suspect(inst)
+			}
 			return fromStatus(err)
 		}
-		p.drop(inst)
+		if !isTransportFailure(err) {
+			return fromStatus(err)
+		}
+		p.drop(inst, "plugin connection failed", killGrace)
 		lastErr = err
 		if !idempotent || attempt >= maxAttempts {
 			return provider.NewError(provider.ErrUnavailable, "", fmt.Errorf("plugin process failed: %w", err))
@@ -409,7 +480,8 @@ func (p *Process) RotateSigningKey(ctx context.Context, name string) (ks provide
 	return ks, err
 }
 
-// Close asks the plugin to close its provider, then stops the process. It is idempotent.
+// Close asks the plugin to close its provider (waiting up to the close timeout), then stops the
+// process. It is idempotent.
 func (p *Process) Close() error {
 	p.mu.Lock()
 	if p.closed {
@@ -420,14 +492,23 @@ func (p *Process) Close() error {
 	inst := p.cur
 	p.cur = nil
 	p.mu.Unlock()
+	defer p.probes.Wait()
 	if inst == nil {
 		return nil
 	}
 	var err error
 	if !inst.exited() {
-		err = inst.rpc.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), p.closeTimeout)
+		err = inst.rpc.closeWithin(ctx)
+		cancel()
+		if status.Code(err) == codes.DeadlineExceeded {
+			p.log.Error("keyfort: plugin did not close its provider within the close timeout; killing it",
+				slog.Int("pid", inst.pid), slog.Duration("timeout", p.closeTimeout))
+			inst.kill(0)
+			return provider.NewError(provider.ErrUnavailable, "", fmt.Errorf("plugin did not close within %s", p.closeTimeout))
+		}
 	}
-	inst.kill()
+	inst.kill(killGrace)
 	if err != nil && !isTransportFailure(err) {
 		return fromStatus(err)
 	}
