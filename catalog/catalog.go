@@ -131,9 +131,11 @@ func start(ctx context.Context, pc config.Provider, opts Options, log *slog.Logg
 	if err != nil {
 		return nil, err
 	}
+	onRestart := func(reason string) { opts.Metrics.Restarted(pc.Name, reason) }
 	if pc.Plugin != "" {
 		return plugin.Launch(ctx, plugin.Config{
 			Name: pc.Name, Path: pc.Plugin, Args: pc.Args, SHA256: pc.SHA256, Settings: settings, Logger: log, MaxProcs: pc.MaxProcs,
+			OnRestart: onRestart,
 		})
 	}
 	if f, ok := opts.InProcess[pc.Type]; ok {
@@ -145,6 +147,7 @@ func start(ctx context.Context, pc config.Provider, opts Options, log *slog.Logg
 	}
 	return plugin.Launch(ctx, plugin.Config{
 		Name: pc.Name, Path: bin, Args: []string{"plugin", pc.Type}, Settings: settings, Logger: log, MaxProcs: pc.MaxProcs,
+		OnRestart: onRestart,
 	})
 }
 

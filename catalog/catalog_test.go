@@ -7,9 +7,14 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/keyfort/keyfort/catalog"
 	"github.com/keyfort/keyfort/config"
@@ -84,6 +89,81 @@ func TestOpenThroughProviderHost(t *testing.T) {
 		if !r.OK() {
 			t.Errorf("check: %s", r)
 		}
+	}
+}
+
+// childPIDs returns the processes this test process started.
+func childPIDs(t *testing.T) []int {
+	t.Helper()
+	tasks, _ := filepath.Glob("/proc/self/task/*/children")
+	var pids []int
+	for _, f := range tasks {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			continue
+		}
+		for _, f := range strings.Fields(string(b)) {
+			if pid, err := strconv.Atoi(f); err == nil {
+				pids = append(pids, pid)
+			}
+		}
+	}
+	return pids
+}
+
+// TestPluginRestartsAreCounted: a plugin process that dies is restarted, and
+// keyfort_provider_restarts_total counts it for its provider.
+func TestPluginRestartsAreCounted(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	metrics, err := provider.NewMetrics(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := load(t, `
+providers:
+  dev: { type: memory, cache_ttl: -1s, settings: { secrets: { s: v } } }
+identity: { secrets: { session_signing: "dev:signing", s: "dev:s" } }
+`)
+	before := childPIDs(t)
+	cat, err := catalog.Open(context.Background(), cfg, catalog.Options{HostBinary: hosttest.ProviderHost(t), Metrics: metrics})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cat.Close()
+	var plugins []int
+	for _, pid := range childPIDs(t) {
+		if !slices.Contains(before, pid) {
+			plugins = append(plugins, pid)
+		}
+	}
+	if len(plugins) != 1 {
+		t.Fatalf("plugin processes: got %v, want one", plugins)
+	}
+	if err := syscall.Kill(plugins[0], syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cat.Secret(context.Background(), "s"); err != nil {
+		t.Fatalf("after the crash: %v", err)
+	}
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var restarts float64
+	for _, f := range families {
+		if f.GetName() != "keyfort_provider_restarts_total" {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "provider" && l.GetValue() == "dev" {
+					restarts += m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	if restarts != 1 {
+		t.Errorf("keyfort_provider_restarts_total{provider=\"dev\"}: got %v, want 1", restarts)
 	}
 }
 

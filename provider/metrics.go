@@ -14,6 +14,7 @@ type Metrics struct {
 	errors  *prometheus.CounterVec
 	latency *prometheus.HistogramVec
 	cache   *prometheus.CounterVec
+	restart *prometheus.CounterVec
 }
 
 // NewMetrics creates the collectors and registers them with reg when reg is not nil. Registering twice
@@ -37,12 +38,17 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Namespace: "keyfort", Subsystem: "provider", Name: "cache_requests_total",
 			Help: "Material cache lookups by result: hit, miss, stale (served past TTL while the backend was unavailable), refresh (early background refresh started).",
 		}, []string{"provider", "material", "result"}),
+		restart: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "keyfort", Subsystem: "provider", Name: "restarts_total",
+			Help: "Plugin processes replaced, by reason: exited (it died), connection (its connection broke), unresponsive (it answered no liveness probe).",
+		}, []string{"provider", "reason"}),
 	}
 	if reg != nil {
 		m.calls = register(reg, m.calls)
 		m.errors = register(reg, m.errors)
 		m.latency = register(reg, m.latency)
 		m.cache = register(reg, m.cache)
+		m.restart = register(reg, m.restart)
 	}
 	return m, nil
 }
@@ -61,7 +67,15 @@ func register[C prometheus.Collector](reg prometheus.Registerer, c C) C {
 
 // Collectors returns every collector, for registering with a registry of the caller's choosing.
 func (m *Metrics) Collectors() []prometheus.Collector {
-	return []prometheus.Collector{m.calls, m.errors, m.latency, m.cache}
+	return []prometheus.Collector{m.calls, m.errors, m.latency, m.cache, m.restart}
+}
+
+// Restarted counts a plugin process of provider instance providerName replaced for reason (exited,
+// connection, unresponsive). The plugin transport reports it through plugin.Config.OnRestart.
+func (m *Metrics) Restarted(providerName, reason string) {
+	if m != nil {
+		m.restart.WithLabelValues(providerName, reason).Inc()
+	}
 }
 
 // cacheCounters are resolved once per client and material so that a cache hit costs one atomic add.

@@ -46,7 +46,8 @@ func launchMemory(t *testing.T, cfg plugin.Config) *plugin.Process {
 // TestCrashedPluginIsRestarted kills the plugin process mid-use and sees the next call succeed on a
 // fresh process.
 func TestCrashedPluginIsRestarted(t *testing.T) {
-	p := launchMemory(t, plugin.Config{})
+	var reasons []string
+	p := launchMemory(t, plugin.Config{OnRestart: func(r string) { reasons = append(reasons, r) }})
 	ctx := context.Background()
 	if _, err := p.SigningKeys(ctx, "signing"); err != nil {
 		t.Fatal(err)
@@ -67,6 +68,10 @@ func TestCrashedPluginIsRestarted(t *testing.T) {
 	}
 	if got := p.Restarts(); got != 1 {
 		t.Errorf("restarts: got %d, want 1", got)
+	}
+	// Which the host sees first, the exit or the broken connection, is a race; either is one restart.
+	if len(reasons) != 1 || (reasons[0] != "exited" && reasons[0] != "connection") {
+		t.Errorf("OnRestart reasons: got %q, want one of exited or connection", reasons)
 	}
 	if p.Pid() == pid || p.Pid() == 0 {
 		t.Errorf("pid after restart: got %d, old %d", p.Pid(), pid)
@@ -91,7 +96,15 @@ func gone(pid int) bool {
 // runs into its deadline; the liveness probe that follows gets no answer either, so the frozen
 // process is killed and the next call, already waiting on it, is served by a fresh one.
 func TestFrozenPluginIsReplaced(t *testing.T) {
-	p := launchMemory(t, plugin.Config{ProbeTimeout: 300 * time.Millisecond})
+	var (
+		mu      sync.Mutex
+		reasons []string
+	)
+	p := launchMemory(t, plugin.Config{ProbeTimeout: 300 * time.Millisecond, OnRestart: func(r string) {
+		mu.Lock()
+		defer mu.Unlock()
+		reasons = append(reasons, r)
+	}})
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute) // a hang guard
 	defer cancel()
 	if _, err := p.Secret(ctx, "s"); err != nil {
@@ -120,6 +133,11 @@ func TestFrozenPluginIsReplaced(t *testing.T) {
 	if p.Pid() == frozen {
 		t.Error("the frozen process still serves")
 	}
+	mu.Lock()
+	if len(reasons) != 1 || reasons[0] != "unresponsive" {
+		t.Errorf("OnRestart reasons: got %q, want [unresponsive]", reasons)
+	}
+	mu.Unlock()
 	if !gone(frozen) {
 		t.Error("the frozen process was not killed")
 	}

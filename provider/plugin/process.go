@@ -67,6 +67,10 @@ type Config struct {
 	// process) is killed and replaced. A slow backend does not fail the probe. Zero:
 	// [DefaultProbeTimeout].
 	ProbeTimeout time.Duration
+	// OnRestart, when set, is called each time a plugin process is replaced, with the reason:
+	// "exited" (it died), "connection" (its connection broke), "unresponsive" (it answered no
+	// liveness probe). provider.Metrics.Restarted counts them.
+	OnRestart func(reason string)
 	// CloseTimeout bounds Close's request that the plugin close its provider (which revokes what it
 	// leased); after it the process is killed. Zero: [DefaultCloseTimeout].
 	CloseTimeout time.Duration
@@ -95,6 +99,7 @@ type Process struct {
 	minBackoff, maxBackoff     time.Duration
 	probeTimeout, closeTimeout time.Duration
 	probes                     sync.WaitGroup
+	onRestart                  func(reason string)
 
 	mu         sync.Mutex
 	cur        *instance
@@ -194,6 +199,7 @@ func Launch(ctx context.Context, cfg Config) (*Process, error) {
 	p := newProcess(cfg.Name, log, start, cfg.MinBackoff, cfg.MaxBackoff)
 	p.probeTimeout = orDefault(cfg.ProbeTimeout, DefaultProbeTimeout)
 	p.closeTimeout = orDefault(cfg.CloseTimeout, DefaultCloseTimeout)
+	p.onRestart = cfg.OnRestart
 	if _, err := p.get(ctx); err != nil {
 		return nil, err
 	}
@@ -278,7 +284,7 @@ func (p *Process) get(ctx context.Context) (*instance, error) {
 			p.log.Warn("keyfort: plugin process exited; restarting", slog.Int("pid", p.cur.pid))
 			p.cur.kill(killGrace)
 			p.cur = nil
-			p.restarts.Add(1)
+			p.restarted("exited")
 		}
 		if ch := p.starting; ch != nil {
 			p.mu.Unlock()
@@ -344,7 +350,7 @@ func (p *Process) get(ctx context.Context) (*instance, error) {
 // drop forgets inst after a failure, so that the next get starts a fresh process, and stops it
 // (with grace to exit by itself, or none when it stopped answering). Calls still in flight on it
 // fail as a transport failure, and idempotent ones are retried on the fresh process.
-func (p *Process) drop(inst *instance, why string, grace time.Duration) {
+func (p *Process) drop(inst *instance, reason, why string, grace time.Duration) {
 	p.mu.Lock()
 	if p.cur != inst {
 		p.mu.Unlock()
@@ -352,9 +358,16 @@ func (p *Process) drop(inst *instance, why string, grace time.Duration) {
 	}
 	p.log.Warn("keyfort: "+why+"; restarting the plugin", slog.Int("pid", inst.pid))
 	p.cur = nil
-	p.restarts.Add(1)
+	p.restarted(reason)
 	p.mu.Unlock()
 	inst.kill(grace)
+}
+
+func (p *Process) restarted(reason string) {
+	p.restarts.Add(1)
+	if p.onRestart != nil {
+		p.onRestart(reason)
+	}
 }
 
 // suspect probes inst after a call's deadline expired in it, once at a time: a plugin whose gRPC
@@ -372,7 +385,7 @@ func (p *Process) suspect(inst *instance) {
 		if err := inst.rpc.alive(ctx); err == nil || inst.exited() {
 			return // it answers (the call was slow, not the plugin), or it died and get restarts it
 		}
-		p.drop(inst, fmt.Sprintf("plugin process did not answer a liveness probe within %s", p.probeTimeout), 0)
+		p.drop(inst, "unresponsive", fmt.Sprintf("plugin process did not answer a liveness probe within %s", p.probeTimeout), 0)
 	}()
 }
 
@@ -401,7 +414,7 @@ func (p *Process) do(ctx context.Context, idempotent bool, fn func(*rpcClient) e
 		if !isTransportFailure(err) {
 			return fromStatus(err)
 		}
-		p.drop(inst, "plugin connection failed", killGrace)
+		p.drop(inst, "connection", "plugin connection failed", killGrace)
 		lastErr = err
 		if !idempotent || attempt >= maxAttempts {
 			return provider.NewError(provider.ErrUnavailable, "", fmt.Errorf("plugin process failed: %w", err))
