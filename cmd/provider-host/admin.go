@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/url"
 	"os"
 	"os/signal"
 	"strings"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/keyfort/keyfort/catalog"
 	"github.com/keyfort/keyfort/config"
+	"github.com/keyfort/keyfort/session/redisstore"
 )
 
 // Exit statuses of the admin commands.
@@ -86,6 +88,9 @@ func newCheckCmd() *cobra.Command {
 		Long: `Load the configuration, start its providers and resolve every configured key: key sets, secrets
 and credentials (whose leases are revoked at once). One line per key; no secret value is printed.
 
+With identity.session.redis_url set, it also connects to the Redis session store (logging in with
+identity.secrets.redis_password when bound) and reports it on a line of its own.
+
 Exit status: 0 when every key resolves, 1 when any fails, 2 when the configuration is invalid.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -107,6 +112,13 @@ Exit status: 0 when every key resolves, 1 when any fails, 2 when the configurati
 					failed++
 				}
 			}
+			if cat.Config().Session.RedisURL != "" {
+				line, ok := checkSessionStore(ctx, cat)
+				fmt.Fprintln(out, line)
+				if !ok {
+					failed++
+				}
+			}
 			if failed > 0 {
 				fmt.Fprintf(out, "%d key(s) failing\n", failed)
 				return exitCode(exitFailing)
@@ -116,6 +128,32 @@ Exit status: 0 when every key resolves, 1 when any fails, 2 when the configurati
 	}
 	f.register(cmd)
 	return cmd
+}
+
+// checkSessionStore connects to the Redis session store as serve would, and renders one check line.
+// The URL is shown without its password.
+func checkSessionStore(ctx context.Context, cat *catalog.Catalog) (string, bool) {
+	cfg := cat.Config()
+	shown := "redis"
+	if u, err := url.Parse(cfg.Session.RedisURL); err == nil {
+		shown = u.Redacted()
+	}
+	line := func(err error) (string, bool) {
+		if err != nil {
+			return fmt.Sprintf("FAIL identity.session.redis_url  %s  %v", shown, err), false
+		}
+		return fmt.Sprintf("ok   identity.session.redis_url  %s  connected", shown), true
+	}
+	creds, err := redisCredentials(ctx, cfg, cat)
+	if err != nil {
+		return line(err)
+	}
+	st, err := redisstore.New(ctx, redisstore.Config{URL: cfg.Session.RedisURL, Credentials: creds})
+	if err != nil {
+		return line(err)
+	}
+	_ = st.Close()
+	return line(nil)
 }
 
 func newGetCmd() *cobra.Command {

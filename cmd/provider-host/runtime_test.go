@@ -241,6 +241,19 @@ identity:
 		t.Fatalf("serve without the password: exit %d, want 1 naming the key and its location:\n%s", r.code, r.stderr)
 	}
 
+	// check connects to the store as serve would: a wrong password fails it, naming no password.
+	r = run(t, append(env, "KFSERVE_REDIS_PASSWORD=wrong-"+pw), "check", "--config", cfg)
+	if r.code != 1 || !strings.Contains(r.stdout, "FAIL identity.session.redis_url  redis://"+user+"@") {
+		t.Errorf("check with a wrong Redis password: exit %d, want 1 and a failing store line:\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	if strings.Contains(r.stdout+r.stderr, pw) {
+		t.Error("check printed the Redis password")
+	}
+	r = run(t, append(env, "KFSERVE_REDIS_PASSWORD="+pw), "check", "--config", cfg)
+	if r.code != 0 || !strings.Contains(r.stdout, "ok   identity.session.redis_url  redis://"+user+"@") {
+		t.Errorf("check with the Redis password: exit %d, want 0 and a store line:\n%s%s", r.code, r.stdout, r.stderr)
+	}
+
 	_, log, _ := startServe(t, append(env, "KFSERVE_REDIS_PASSWORD="+pw), "--config", cfg, "--grpc-addr", "127.0.0.1:0")
 	rt := runtimeClient(t, log.String())
 	started, err := rt.StartIdentitySession(ctx, &pb.StartIdentitySessionRequest{IdentityProvider: "google",
