@@ -122,6 +122,13 @@ type SessionConfig struct {
 	RefreshGrace time.Duration
 	// RedisURL selects the Redis store shared by replicas; empty: in memory (one replica).
 	RedisURL string
+	// RedisTLS configures a rediss:// connection beyond the system's roots (identity.session.redis_tls).
+	RedisTLS RedisTLS
+}
+
+// RedisTLS names the files of the Redis store's TLS connection.
+type RedisTLS struct {
+	CAFile, ServerName, CertFile, KeyFile string
 }
 
 // PolicyRule is one guardrail rule; fields are globs, empty matches anything.
@@ -499,6 +506,8 @@ func (p *parser) sessionConfig(v any) {
 					p.add(key, "", "", "not a URL: %v", err)
 				}
 			}
+		case "redis_tls":
+			p.redisTLS(key, m[k])
 		case "access_ttl", "refresh_ttl", "refresh_grace":
 			d, err := asDuration(m[k])
 			if err != nil {
@@ -513,8 +522,42 @@ func (p *parser) sessionConfig(v any) {
 				sc.RefreshGrace = d
 			}
 		default:
-			p.add(key, "", "", "unknown key (known: issuer, audience, access_ttl, refresh_ttl, refresh_grace, redis_url)")
+			p.add(key, "", "", "unknown key (known: issuer, audience, access_ttl, refresh_ttl, refresh_grace, redis_url, redis_tls)")
 		}
+	}
+	if sc.RedisTLS != (RedisTLS{}) && !strings.HasPrefix(sc.RedisURL, "rediss://") {
+		p.add("identity.session.redis_tls", "", "", "set, but identity.session.redis_url is not a rediss:// URL")
+	}
+}
+
+func (p *parser) redisTLS(key string, v any) {
+	m, ok := v.(map[string]any)
+	if !ok {
+		p.add(key, "", "", "want a map (ca_file, server_name, cert_file, key_file)")
+		return
+	}
+	t := &p.cfg.Session.RedisTLS
+	for _, k := range slices.Sorted(maps.Keys(m)) {
+		s, ok := m[k].(string)
+		if !ok {
+			p.add(key+"."+k, "", "", "want a string")
+			continue
+		}
+		switch k {
+		case "ca_file":
+			t.CAFile = s
+		case "server_name":
+			t.ServerName = s
+		case "cert_file":
+			t.CertFile = s
+		case "key_file":
+			t.KeyFile = s
+		default:
+			p.add(key+"."+k, "", "", "unknown key (known: ca_file, server_name, cert_file, key_file)")
+		}
+	}
+	if (t.CertFile == "") != (t.KeyFile == "") {
+		p.add(key, "", "", "cert_file and key_file go together")
 	}
 }
 

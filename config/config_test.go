@@ -296,6 +296,37 @@ identity:
 	if b, err := cfg.Resolve(config.RedisPasswordKey); err != nil || b.String() != "env:REDIS_PASSWORD" || b.Kind != config.KindSecret {
 		t.Errorf("redis_password resolves to %+v, %v", b, err)
 	}
+
+	cfg, err = config.Load(config.Source{Files: []string{write(t, "k.yaml", `
+identity:
+  secrets: { session_signing: "memory:s" }
+  session:
+    redis_url: "rediss://redis.internal:6380/0"
+    redis_tls: { ca_file: /etc/ssl/redis-ca.pem, server_name: redis.internal, cert_file: c.pem, key_file: k.pem }
+`)}, Environ: []string{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := config.RedisTLS{CAFile: "/etc/ssl/redis-ca.pem", ServerName: "redis.internal", CertFile: "c.pem", KeyFile: "k.pem"}
+	if diff := cmp.Diff(want, cfg.Session.RedisTLS); diff != "" {
+		t.Errorf("redis_tls (-want +got):\n%s", diff)
+	}
+	err = load(`
+identity:
+  secrets: { session_signing: "memory:s" }
+  session:
+    redis_url: "redis://127.0.0.1:6379/0"
+    redis_tls: { ca_file: ca.pem, key_file: k.pem, cipher: x }
+`)
+	for _, want := range []string{
+		"identity.session.redis_tls: set, but identity.session.redis_url is not a rediss:// URL",
+		"identity.session.redis_tls: cert_file and key_file go together",
+		"identity.session.redis_tls.cipher: unknown key",
+	} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("bad redis_tls: got %v, want it to say %q", err, want)
+		}
+	}
 }
 
 func FuzzLoadYAML(f *testing.F) {

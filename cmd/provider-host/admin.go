@@ -148,7 +148,7 @@ func checkSessionStore(ctx context.Context, cat *catalog.Catalog) (string, bool)
 	if err != nil {
 		return line(err)
 	}
-	st, err := redisstore.New(ctx, redisstore.Config{URL: cfg.Session.RedisURL, Credentials: creds})
+	st, err := redisstore.New(ctx, redisStoreConfig(cfg, creds))
 	if err != nil {
 		return line(err)
 	}

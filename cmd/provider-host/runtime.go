@@ -76,6 +76,13 @@ func redisCredentials(ctx context.Context, cfg *config.Config, cat *catalog.Cata
 	}, nil
 }
 
+// redisStoreConfig is the Redis store's configuration as serve and check use it.
+func redisStoreConfig(cfg *config.Config, creds func(context.Context) (string, string, error)) redisstore.Config {
+	t := cfg.Session.RedisTLS
+	return redisstore.Config{URL: cfg.Session.RedisURL, Credentials: creds,
+		TLS: redisstore.TLS{CAFile: t.CAFile, ServerName: t.ServerName, CertFile: t.CertFile, KeyFile: t.KeyFile}}
+}
+
 func newIdentityRuntime(ctx context.Context, cfg *config.Config, cat *catalog.Catalog, log *slog.Logger, reg prometheus.Registerer, tlsCfg *tls.Config) (*identityRuntime, error) {
 	r := &identityRuntime{}
 	idps := map[string]*oidc.Verifier{}
@@ -105,7 +112,7 @@ func newIdentityRuntime(ctx context.Context, cfg *config.Config, cat *catalog.Ca
 		if err != nil {
 			return nil, err
 		}
-		rs, err := redisstore.New(ctx, redisstore.Config{URL: url, Credentials: creds})
+		rs, err := redisstore.New(ctx, redisStoreConfig(cfg, creds))
 		if err != nil {
 			return nil, fmt.Errorf("identity.session.redis_url: %w", err)
 		}

@@ -20,6 +20,7 @@ import (
 
 	pb "github.com/keyfort/keyfort/internal/identitypb/v1"
 	"github.com/keyfort/keyfort/internal/redistest"
+	"github.com/keyfort/keyfort/internal/testpki"
 	"github.com/keyfort/keyfort/provider"
 	"github.com/keyfort/keyfort/session/oidc/oidctest"
 )
@@ -269,6 +270,41 @@ identity:
 	}
 	if strings.Contains(log.String()+r.stderr, pw) {
 		t.Error("a log line repeats the Redis password")
+	}
+}
+
+// TestCheckAndServeRedisOverTLS: with identity.session.redis_tls naming a private CA and a client
+// certificate, check and serve reach a Redis that speaks only TLS and requires client certificates;
+// without the client certificate check reports the store failing.
+func TestCheckAndServeRedisOverTLS(t *testing.T) {
+	ca := testpki.New(t)
+	addr := redistest.StartTLS(t, ca, true)
+	cert, key := ca.Client(t)
+	k, err := provider.GenerateKey(provider.EdDSA, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body := `
+identity:
+  secrets: { session_signing: env:KFSERVE_SIGNING }
+  session:
+    redis_url: rediss://` + addr + `/0
+    redis_tls: { ca_file: ` + ca.CertFile + `%s }
+`
+	env := []string{"PATH=" + os.Getenv("PATH"),
+		"KFSERVE_SIGNING=" + string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: k.Private.Reveal()}))}
+	r := run(t, env, "check", "--config", writeConfig(t, fmt.Sprintf(body, "")))
+	if r.code != 1 || !strings.Contains(r.stdout, "FAIL identity.session.redis_url  rediss://"+addr) {
+		t.Errorf("check without a client certificate: exit %d, want 1 and a failing store line:\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	cfg := writeConfig(t, fmt.Sprintf(body, ", cert_file: "+cert+", key_file: "+key))
+	r = run(t, env, "check", "--config", cfg)
+	if r.code != 0 || !strings.Contains(r.stdout, "ok   identity.session.redis_url  rediss://"+addr) {
+		t.Errorf("check with TLS: exit %d, want 0 and a store line:\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	httpAddr, _, _ := startServe(t, env, "--config", cfg, "--grpc-addr", "127.0.0.1:0")
+	if code, _ := get(t, "http://"+httpAddr+"/readyz"); code != 200 {
+		t.Errorf("serve over a TLS Redis store: readyz %d", code)
 	}
 }
 

@@ -2,9 +2,12 @@ package redisstore
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"net/url"
+	"os"
 	"strconv"
 	"time"
 
@@ -33,10 +36,61 @@ type Config struct {
 	// opened after it without a restart. An error fails the connection (the store is then
 	// unavailable, and sessions fail closed). Ignored when Client is set.
 	Credentials func(ctx context.Context) (username, password string, err error)
+	// TLS configures the connection of a rediss:// URL beyond the system's roots (a private CA, a
+	// client certificate). Ignored when Client is set.
+	TLS TLS
 	// Client is an existing client; the Store does not close it.
 	Client redis.UniversalClient
 	// Prefix namespaces every key (default "keyfort:").
 	Prefix string
+}
+
+// TLS names the files of a TLS connection to Redis. The zero value: the system's roots, the URL's
+// host as the server name, no client certificate.
+type TLS struct {
+	// CAFile is a PEM bundle of the CAs that sign the server's certificate, in place of the
+	// system's (managed Redis services often use a private CA).
+	CAFile string
+	// ServerName is the name the server's certificate must carry (default: the URL's host).
+	ServerName string
+	// CertFile and KeyFile are a client certificate and its key (PEM), for servers that require
+	// one (Redis's tls-auth-clients).
+	CertFile, KeyFile string
+}
+
+func (t TLS) isZero() bool { return t == TLS{} }
+
+// config builds the client's TLS configuration; errors name the file, never its content.
+func (t TLS) config(base *tls.Config) (*tls.Config, error) {
+	c := &tls.Config{MinVersion: tls.VersionTLS12}
+	if base != nil {
+		c.ServerName = base.ServerName
+	}
+	if t.ServerName != "" {
+		c.ServerName = t.ServerName
+	}
+	if t.CAFile != "" {
+		data, err := os.ReadFile(t.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("TLS CA file: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(data) {
+			return nil, fmt.Errorf("TLS CA file %s: no PEM certificate in it", t.CAFile)
+		}
+		c.RootCAs = pool
+	}
+	if (t.CertFile == "") != (t.KeyFile == "") {
+		return nil, errors.New("TLS client certificate: the certificate and key files go together")
+	}
+	if t.CertFile != "" {
+		cert, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("TLS client certificate %s: %w", t.CertFile, err)
+		}
+		c.Certificates = []tls.Certificate{cert}
+	}
+	return c, nil
 }
 
 // New connects (checking with PING) and returns a Store.
@@ -52,6 +106,14 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 		}
 		if cfg.Credentials != nil {
 			opts.CredentialsProviderContext = cfg.Credentials
+		}
+		if !cfg.TLS.isZero() {
+			if opts.TLSConfig == nil {
+				return nil, fmt.Errorf("%w: redisstore: TLS settings need a rediss:// URL", provider.ErrInvalidConfig)
+			}
+			if opts.TLSConfig, err = cfg.TLS.config(opts.TLSConfig); err != nil {
+				return nil, fmt.Errorf("%w: redisstore: %v", provider.ErrInvalidConfig, err)
+			}
 		}
 		s.rdb, s.owned = redis.NewClient(opts), true
 	}

@@ -10,6 +10,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/keyfort/keyfort/internal/redistest"
+	"github.com/keyfort/keyfort/internal/testpki"
 	"github.com/keyfort/keyfort/provider"
 	"github.com/keyfort/keyfort/providers/memory"
 	"github.com/keyfort/keyfort/session"
@@ -211,5 +212,59 @@ func TestCredentialsFromAProvider(t *testing.T) {
 		}})
 	if !errors.Is(err, session.ErrStoreUnavailable) {
 		t.Errorf("secret unavailable: got %v, want ErrStoreUnavailable", err)
+	}
+}
+
+// TestTLS connects over TLS to a Redis server whose certificate comes from a private CA and which
+// requires client certificates: without the CA the server is not trusted, without a client
+// certificate it refuses the connection, with both the store works; the errors name files, not
+// their content.
+func TestTLS(t *testing.T) {
+	ca := testpki.New(t)
+	addr := redistest.StartTLS(t, ca, true)
+	ctx := context.Background()
+	url := "rediss://" + addr + "/0"
+	clientCert, clientKey := ca.Client(t)
+
+	_, err := redisstore.New(ctx, redisstore.Config{URL: url, TLS: redisstore.TLS{CertFile: clientCert, KeyFile: clientKey}})
+	if !errors.Is(err, session.ErrStoreUnavailable) || !strings.Contains(err.Error(), "certificate") {
+		t.Errorf("without the private CA: got %v, want an untrusted certificate", err)
+	}
+	_, err = redisstore.New(ctx, redisstore.Config{URL: url, TLS: redisstore.TLS{CAFile: ca.CertFile}})
+	if !errors.Is(err, session.ErrStoreUnavailable) {
+		t.Errorf("without a client certificate: got %v, want ErrStoreUnavailable", err)
+	}
+	st, err := redisstore.New(ctx, redisstore.Config{URL: url, Prefix: "keyfort-tls-test:",
+		TLS: redisstore.TLS{CAFile: ca.CertFile, CertFile: clientCert, KeyFile: clientKey}})
+	if err != nil {
+		t.Fatalf("with the CA and a client certificate: %v", err)
+	}
+	defer st.Close()
+	fam := session.Family{ID: "f1", SessionID: "s1", Subject: "alice", Current: "r1", ExpiresAt: time.Now().Add(time.Hour)}
+	if err := st.CreateFamily(ctx, fam); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := st.Family(ctx, "f1"); err != nil || got.Subject != "alice" {
+		t.Errorf("over TLS: %+v, %v", got, err)
+	}
+
+	for _, tc := range []struct {
+		name string
+		url  string
+		tls  redisstore.TLS
+		want string
+	}{
+		{"plaintext URL", "redis://" + addr + "/0", redisstore.TLS{CAFile: ca.CertFile}, "rediss://"},
+		{"missing CA file", url, redisstore.TLS{CAFile: ca.CertFile + ".missing"}, ".missing"},
+		{"not a CA file", url, redisstore.TLS{CAFile: clientKey}, "no PEM certificate"},
+		{"key without certificate", url, redisstore.TLS{CAFile: ca.CertFile, KeyFile: clientKey}, "go together"},
+	} {
+		_, err := redisstore.New(ctx, redisstore.Config{URL: tc.url, TLS: tc.tls})
+		if !errors.Is(err, provider.ErrInvalidConfig) || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: got %v, want ErrInvalidConfig mentioning %q", tc.name, err, tc.want)
+		}
+		if err != nil && strings.Contains(err.Error(), "PRIVATE KEY") {
+			t.Errorf("%s: the error quotes a key file: %v", tc.name, err)
+		}
 	}
 }
