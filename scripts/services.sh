@@ -4,7 +4,8 @@
 #   eval "$(scripts/services.sh)"
 #   - PostgreSQL on 127.0.0.1:5432, superuser "postgres" with trust authentication on loopback
 #     (Vault's database secrets engine creates and drops roles in it);
-#   - Redis on 127.0.0.1:6379 (the session store shared by replicas);
+#   - Redis on 127.0.0.1:6379 (the session store shared by replicas), and the redis-server binary
+#     (TLS tests start their own);
 #   - moto, the AWS emulator, in the machine's Python (checked: it cannot be installed from here);
 #   - a HashiCorp Vault binary built from internal/tools/vaultdev (tests start their own dev servers).
 # Progress goes to stderr; stdout carries only the export lines.
@@ -40,14 +41,16 @@ ensure_postgres() {
 }
 
 ensure_redis() {
-	if command -v redis-cli >/dev/null 2>&1 && redis-cli -h 127.0.0.1 -p 6379 ping 2>/dev/null | grep -q PONG; then
-		log "Redis is running on 127.0.0.1:6379"
-		return
-	fi
+	# The binary is needed even when a Redis already answers: the TLS tests start a redis-server of
+	# their own (internal/redistest.StartTLS).
 	if ! command -v redis-server >/dev/null 2>&1; then
 		log "installing Redis from Debian's packages"
 		as_root apt-get update -qq >&2
 		DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq redis-server redis-tools >&2
+	fi
+	if command -v redis-cli >/dev/null 2>&1 && redis-cli -h 127.0.0.1 -p 6379 ping 2>/dev/null | grep -q PONG; then
+		log "Redis is running on 127.0.0.1:6379"
+		return
 	fi
 	log "starting Redis"
 	mkdir -p "${TMPDIR:-/tmp}/keyfort-redis"
