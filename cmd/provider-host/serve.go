@@ -75,7 +75,7 @@ close, revoking the leases they issued.`,
 	cmd.Flags().StringArrayVarP(&files, "config", "c", nil, "configuration file (YAML, TOML or JSON); repeat to layer files")
 	cmd.Flags().StringVar(&httpAddr, "http-addr", "127.0.0.1:8080", "address for the JWKS, health and metrics endpoints")
 	cmd.Flags().StringVar(&grpcAddr, "grpc-addr", "127.0.0.1:9090", "address of the gRPC identity runtime service")
-	cmd.Flags().StringVar(&tlsCert, "tls-cert", "", "PEM certificate (chain) for both listeners; without it they serve plaintext")
+	cmd.Flags().StringVar(&tlsCert, "tls-cert", "", "PEM certificate (chain) for both listeners, reloaded when the files change; without it they serve plaintext")
 	cmd.Flags().StringVar(&tlsKey, "tls-key", "", "PEM private key of --tls-cert")
 	cmd.Flags().DurationVar(&drain, "shutdown-timeout", 10*time.Second, "on SIGTERM, how long calls in flight (and open streams) may take to finish before they are cancelled")
 	cmd.Flags().BoolVarP(&verbose, "verbose", "v", false, "debug logging")
@@ -95,12 +95,12 @@ func serve(ctx context.Context, log *slog.Logger, files []string, l listeners) e
 	httpAddr, grpcAddr := l.http, l.grpc
 	var tlsCfg *tls.Config
 	if l.cert != "" {
-		cert, err := tls.LoadX509KeyPair(l.cert, l.key)
+		certs, err := newCertReloader(l.cert, l.key, log)
 		if err != nil {
 			log.Error("keyfort: --tls-cert/--tls-key", slog.String("error", err.Error()))
 			return exitCode(exitInvalidConfig)
 		}
-		tlsCfg = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+		tlsCfg = certs.tlsConfig()
 	}
 	cfg, err := config.Load(config.Source{Files: files})
 	if err != nil {

@@ -1,0 +1,97 @@
+package main
+
+import (
+	"crypto/tls"
+	"log/slog"
+	"os"
+	"sync"
+	"time"
+)
+
+// certReloader serves serve's TLS certificate from its files and picks up a rotation (cert-manager,
+// an ACME client, a Vault agent template rewriting them) at the next handshake, without a restart.
+// Each handshake compares the files' size and modification time with those of the pair it serves
+// (two stats); when they changed it loads the pair again. A pair that does not load (a rotation
+// caught between the certificate and the key being written) is logged and the previous one served
+// until the files change again.
+type certReloader struct {
+	certFile, keyFile string
+	log               *slog.Logger
+
+	mu     sync.Mutex
+	cert   *tls.Certificate
+	stamp  [2]fileStamp
+	failed [2]fileStamp // the stamps of the last pair that did not load, so it is logged once
+}
+
+type fileStamp struct {
+	size int64
+	mod  time.Time
+}
+
+func stampOf(path string) (fileStamp, error) {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return fileStamp{}, err
+	}
+	return fileStamp{size: fi.Size(), mod: fi.ModTime()}, nil
+}
+
+// newCertReloader loads the pair once; an error here stops start-up.
+func newCertReloader(certFile, keyFile string, log *slog.Logger) (*certReloader, error) {
+	r := &certReloader{certFile: certFile, keyFile: keyFile, log: log}
+	stamp, err := r.stamps()
+	if err != nil {
+		return nil, err
+	}
+	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		return nil, err
+	}
+	r.cert, r.stamp = &cert, stamp
+	return r, nil
+}
+
+func (r *certReloader) stamps() ([2]fileStamp, error) {
+	c, err := stampOf(r.certFile)
+	if err != nil {
+		return [2]fileStamp{}, err
+	}
+	k, err := stampOf(r.keyFile)
+	if err != nil {
+		return [2]fileStamp{}, err
+	}
+	return [2]fileStamp{c, k}, nil
+}
+
+// GetCertificate implements tls.Config.GetCertificate.
+func (r *certReloader) GetCertificate(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	stamp, err := r.stamps()
+	if err != nil || stamp == r.stamp || stamp == r.failed {
+		return r.cert, nil
+	}
+	cert, err := tls.LoadX509KeyPair(r.certFile, r.keyFile)
+	if err != nil {
+		r.failed = stamp
+		r.log.Warn("keyfort: the TLS certificate files changed but do not load; serving the previous pair",
+			slog.String("cert", r.certFile), slog.String("key", r.keyFile), slog.String("error", err.Error()))
+		return r.cert, nil
+	}
+	r.cert, r.stamp, r.failed = &cert, stamp, [2]fileStamp{}
+	r.log.Info("keyfort: TLS certificate reloaded", slog.String("cert", r.certFile), slog.String("expires", certExpiry(&cert)))
+	return r.cert, nil
+}
+
+func certExpiry(c *tls.Certificate) string {
+	if c.Leaf == nil {
+		return "unknown"
+	}
+	return c.Leaf.NotAfter.UTC().Format(time.RFC3339)
+}
+
+// tlsConfig is serve's server TLS configuration around the reloader.
+func (r *certReloader) tlsConfig() *tls.Config {
+	return &tls.Config{GetCertificate: r.GetCertificate, MinVersion: tls.VersionTLS12}
+}
