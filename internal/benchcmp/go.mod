@@ -2,6 +2,8 @@ module github.com/keyfort/keyfort/internal/benchcmp
 
 go 1.26.0
 
+toolchain go1.26.10
+
 require (
 	github.com/go-jose/go-jose/v4 v4.1.8
 	github.com/golang-jwt/jwt/v5 v5.3.1

@@ -2,6 +2,8 @@ module github.com/keyfort/keyfort/internal/e2e
 
 go 1.26.0
 
+toolchain go1.26.10
+
 require (
 	github.com/keyfort/keyfort v0.0.0
 	github.com/zitadel/oidc/v3 v3.51.17

@@ -2,6 +2,8 @@ module github.com/keyfort/keyfort/internal/tools/loadplot
 
 go 1.26
 
+toolchain go1.26.10
+
 require gonum.org/v1/plot v0.17.0
 
 require (

@@ -2,6 +2,8 @@ module github.com/keyfort/keyfort/internal/tools/protogen
 
 go 1.26
 
+toolchain go1.26.10
+
 require (
 	github.com/bufbuild/buf v1.71.0
 	google.golang.org/grpc/cmd/protoc-gen-go-grpc v1.6.2
