@@ -69,7 +69,8 @@ type Config struct {
 	ProbeTimeout time.Duration
 	// OnRestart, when set, is called each time a plugin process is replaced, with the reason:
 	// "exited" (it died), "connection" (its connection broke), "unresponsive" (it answered no
-	// liveness probe). provider.Metrics.Restarted counts them.
+	// liveness probe). provider.Metrics.Restarted counts them. It runs under the Process's lock:
+	// keep it short, and do not call the Process from it.
 	OnRestart func(reason string)
 	// CloseTimeout bounds Close's request that the plugin close its provider (which revokes what it
 	// leased); after it the process is killed. Zero: [DefaultCloseTimeout].
