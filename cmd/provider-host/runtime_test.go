@@ -162,10 +162,6 @@ func TestIdentityRuntimePolicyClosesIssueByDefault(t *testing.T) {
 func TestTwoServeReplicasShareRedis(t *testing.T) {
 	redistest.Client(t) // skips without Redis (fails in CI)
 	iss := oidctest.New(t)
-	k, err := provider.GenerateKey(provider.EdDSA, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
 	cfg := writeConfig(t, `
 identity:
   secrets:
@@ -179,7 +175,7 @@ identity:
     refresh_grace: -1s
 `)
 	env := []string{"PATH=" + os.Getenv("PATH"), "KFSERVE_CLIENT_ID=client-1",
-		"KFSERVE_SIGNING=" + string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: k.Private.Reveal()})),
+		signingKeyEnv(t),
 		"KEYFORT_IDENTITY__SESSION__REDIS_URL=" + redisURL(),
 	}
 	start := func() pb.IdentityRuntimeServiceClient {
@@ -211,16 +207,9 @@ identity:
 func TestServeRedisPasswordFromAProvider(t *testing.T) {
 	admin, _ := redistest.Client(t) // skips without Redis (fails in CI)
 	ctx := context.Background()
-	user, pw := "keyfort-serve-"+strconv.Itoa(os.Getpid()), "Serve-Pa55word-"+strconv.FormatInt(time.Now().UnixNano(), 36)
-	if err := admin.Do(ctx, "ACL", "SETUSER", user, "reset", "on", ">"+pw, "~keyfort:*", "+@all").Err(); err != nil {
-		t.Fatalf("ACL SETUSER: %v", err)
-	}
-	t.Cleanup(func() { admin.Do(context.Background(), "ACL", "DELUSER", user) })
+	pw := "Serve-Pa55word-" + strconv.FormatInt(time.Now().UnixNano(), 36)
+	user := redistest.ACLUser(t, admin, "keyfort-serve-"+strconv.Itoa(os.Getpid()), "keyfort:*", pw)
 	iss := oidctest.New(t)
-	k, err := provider.GenerateKey(provider.EdDSA, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
 	cfg := writeConfig(t, `
 identity:
   secrets:
@@ -235,7 +224,7 @@ identity:
     redis_url: redis://`+user+`@`+admin.Options().Addr+`/0
 `)
 	env := []string{"PATH=" + os.Getenv("PATH"), "KFSERVE_CLIENT_ID=client-1",
-		"KFSERVE_SIGNING=" + string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: k.Private.Reveal()}))}
+		signingKeyEnv(t)}
 
 	r := run(t, env, "serve", "--config", cfg, "--http-addr", "127.0.0.1:0", "--grpc-addr", "127.0.0.1:0")
 	if r.code != 1 || !strings.Contains(r.stderr, "identity.secrets.redis_password") || !strings.Contains(r.stderr, "KFSERVE_REDIS_PASSWORD") {
@@ -280,10 +269,6 @@ func TestCheckAndServeRedisOverTLS(t *testing.T) {
 	ca := testpki.New(t)
 	addr := redistest.StartTLS(t, ca, true)
 	cert, key := ca.Client(t)
-	k, err := provider.GenerateKey(provider.EdDSA, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
 	body := `
 identity:
   secrets: { session_signing: env:KFSERVE_SIGNING }
@@ -292,7 +277,7 @@ identity:
     redis_tls: { ca_file: ` + ca.CertFile + `%s }
 `
 	env := []string{"PATH=" + os.Getenv("PATH"),
-		"KFSERVE_SIGNING=" + string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: k.Private.Reveal()}))}
+		signingKeyEnv(t)}
 	r := run(t, env, "check", "--config", writeConfig(t, fmt.Sprintf(body, "")))
 	if r.code != 1 || !strings.Contains(r.stdout, "FAIL identity.session.redis_url  rediss://"+addr) {
 		t.Errorf("check without a client certificate: exit %d, want 1 and a failing store line:\n%s%s", r.code, r.stdout, r.stderr)
@@ -306,6 +291,17 @@ identity:
 	if code, _ := get(t, "http://"+httpAddr+"/readyz"); code != 200 {
 		t.Errorf("serve over a TLS Redis store: readyz %d", code)
 	}
+}
+
+// signingKeyEnv is KFSERVE_SIGNING=<a fresh EdDSA private key, PEM>, for configurations that bind
+// session_signing to env:KFSERVE_SIGNING.
+func signingKeyEnv(t *testing.T) string {
+	t.Helper()
+	k, err := provider.GenerateKey(provider.EdDSA, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return "KFSERVE_SIGNING=" + string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: k.Private.Reveal()}))
 }
 
 func redisURL() string {

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -48,4 +49,17 @@ func Client(tb testing.TB) (*redis.Client, string) {
 		_ = c.Close()
 	})
 	return c, prefix
+}
+
+// ACLUser creates a Redis ACL user on the server of admin with password pw, allowed only the keys
+// matching keys (a glob), and deletes it when the test ends. The user's name derives from name.
+func ACLUser(tb testing.TB, admin *redis.Client, name, keys, pw string) string {
+	tb.Helper()
+	user := strings.TrimSuffix(strings.ReplaceAll(name, ":", "-"), "-")
+	ctx := context.Background()
+	if err := admin.Do(ctx, "ACL", "SETUSER", user, "reset", "on", ">"+pw, "~"+keys, "+@all").Err(); err != nil {
+		tb.Fatalf("ACL SETUSER: %v", err)
+	}
+	tb.Cleanup(func() { admin.Do(context.Background(), "ACL", "DELUSER", user) })
+	return user
 }

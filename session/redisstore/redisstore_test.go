@@ -7,8 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/redis/go-redis/v9"
-
 	"github.com/keyfort/keyfort/internal/redistest"
 	"github.com/keyfort/keyfort/internal/testpki"
 	"github.com/keyfort/keyfort/provider"
@@ -132,19 +130,6 @@ func TestURLErrorsDoNotRepeatThePassword(t *testing.T) {
 	}
 }
 
-// aclUser creates a Redis ACL user allowed only the test's keys, with password pw, and deletes it when
-// the test ends.
-func aclUser(t *testing.T, admin *redis.Client, prefix, pw string) string {
-	t.Helper()
-	ctx := context.Background()
-	user := strings.TrimSuffix(strings.ReplaceAll(prefix, ":", "-"), "-")
-	if err := admin.Do(ctx, "ACL", "SETUSER", user, "reset", "on", ">"+pw, "~"+prefix+"*", "+@all").Err(); err != nil {
-		t.Fatalf("ACL SETUSER: %v", err)
-	}
-	t.Cleanup(func() { admin.Do(context.Background(), "ACL", "DELUSER", user) })
-	return user
-}
-
 // TestCredentialsFromAProvider serves the Redis password from a secret provider: the store logs in
 // with it, a rotation (new password in Redis and in the provider) reaches the connections opened
 // after it without a new store, and a wrong or unavailable password fails closed with an error that
@@ -157,7 +142,7 @@ func TestCredentialsFromAProvider(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer mem.Close()
-	user := aclUser(t, admin, prefix, "first-Pa55word")
+	user := redistest.ACLUser(t, admin, prefix, prefix+"*", "first-Pa55word")
 	creds := func(ctx context.Context) (string, string, error) {
 		s, err := mem.Secret(ctx, "redis")
 		if err != nil {
