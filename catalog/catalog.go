@@ -135,7 +135,7 @@ func start(ctx context.Context, pc config.Provider, opts Options, log *slog.Logg
 	if pc.Plugin != "" {
 		return plugin.Launch(ctx, plugin.Config{
 			Name: pc.Name, Path: pc.Plugin, Args: pc.Args, SHA256: pc.SHA256, Settings: settings, Logger: log, MaxProcs: pc.MaxProcs,
-			OnRestart: onRestart,
+			OnRestart: onRestart, ProbeTimeout: pc.ProbeTimeout, CloseTimeout: pc.CloseTimeout,
 		})
 	}
 	if f, ok := opts.InProcess[pc.Type]; ok {
@@ -147,7 +147,7 @@ func start(ctx context.Context, pc config.Provider, opts Options, log *slog.Logg
 	}
 	return plugin.Launch(ctx, plugin.Config{
 		Name: pc.Name, Path: bin, Args: []string{"plugin", pc.Type}, Settings: settings, Logger: log, MaxProcs: pc.MaxProcs,
-		OnRestart: onRestart,
+		OnRestart: onRestart, ProbeTimeout: pc.ProbeTimeout, CloseTimeout: pc.CloseTimeout,
 	})
 }
 

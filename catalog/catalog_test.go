@@ -111,25 +111,32 @@ func childPIDs(t *testing.T) []int {
 	return pids
 }
 
-// TestPluginRestartsAreCounted: a plugin process that dies is restarted, and
-// keyfort_provider_restarts_total counts it for its provider.
-func TestPluginRestartsAreCounted(t *testing.T) {
+// openWithPlugin opens a catalog of cfgYAML with metrics on a registry of its own, and returns it
+// with the registry and the pid of the one plugin process it started.
+func openWithPlugin(t *testing.T, cfgYAML string) (*catalog.Catalog, *prometheus.Registry, int) {
+	t.Helper()
+	return openWithPluginLogged(t, cfgYAML, nil)
+}
+
+// openWithPluginLogged is openWithPlugin with the catalog's log written to log (nil: the default).
+func openWithPluginLogged(t *testing.T, cfgYAML string, log *syncBuffer) (*catalog.Catalog, *prometheus.Registry, int) {
+	t.Helper()
+	var logger *slog.Logger
+	if log != nil {
+		logger = slog.New(slog.NewTextHandler(log, nil))
+	}
 	reg := prometheus.NewRegistry()
 	metrics, err := provider.NewMetrics(reg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := load(t, `
-providers:
-  dev: { type: memory, cache_ttl: -1s, settings: { secrets: { s: v } } }
-identity: { secrets: { session_signing: "dev:signing", s: "dev:s" } }
-`)
+	cfg := load(t, cfgYAML)
 	before := childPIDs(t)
-	cat, err := catalog.Open(context.Background(), cfg, catalog.Options{HostBinary: hosttest.ProviderHost(t), Metrics: metrics})
+	cat, err := catalog.Open(context.Background(), cfg, catalog.Options{HostBinary: hosttest.ProviderHost(t), Metrics: metrics, Logger: logger})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer cat.Close()
+	t.Cleanup(func() { _ = cat.Close() })
 	var plugins []int
 	for _, pid := range childPIDs(t) {
 		if !slices.Contains(before, pid) {
@@ -139,31 +146,102 @@ identity: { secrets: { session_signing: "dev:signing", s: "dev:s" } }
 	if len(plugins) != 1 {
 		t.Fatalf("plugin processes: got %v, want one", plugins)
 	}
-	if err := syscall.Kill(plugins[0], syscall.SIGKILL); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := cat.Secret(context.Background(), "s"); err != nil {
-		t.Fatalf("after the crash: %v", err)
-	}
+	return cat, reg, plugins[0]
+}
+
+// restarts sums keyfort_provider_restarts_total for provider name and, when not empty, reason.
+func restarts(t *testing.T, reg *prometheus.Registry, name, reason string) float64 {
+	t.Helper()
 	families, err := reg.Gather()
 	if err != nil {
 		t.Fatal(err)
 	}
-	var restarts float64
+	var n float64
 	for _, f := range families {
 		if f.GetName() != "keyfort_provider_restarts_total" {
 			continue
 		}
 		for _, m := range f.GetMetric() {
+			labels := map[string]string{}
 			for _, l := range m.GetLabel() {
-				if l.GetName() == "provider" && l.GetValue() == "dev" {
-					restarts += m.GetCounter().GetValue()
-				}
+				labels[l.GetName()] = l.GetValue()
+			}
+			if labels["provider"] == name && (reason == "" || labels["reason"] == reason) {
+				n += m.GetCounter().GetValue()
 			}
 		}
 	}
-	if restarts != 1 {
-		t.Errorf("keyfort_provider_restarts_total{provider=\"dev\"}: got %v, want 1", restarts)
+	return n
+}
+
+// TestPluginRestartsAreCounted: a plugin process that dies is restarted, and
+// keyfort_provider_restarts_total counts it for its provider.
+func TestPluginRestartsAreCounted(t *testing.T) {
+	cat, reg, pid := openWithPlugin(t, `
+providers:
+  dev: { type: memory, cache_ttl: -1s, settings: { secrets: { s: v } } }
+identity: { secrets: { session_signing: "dev:signing", s: "dev:s" } }
+`)
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cat.Secret(context.Background(), "s"); err != nil {
+		t.Fatalf("after the crash: %v", err)
+	}
+	if got := restarts(t, reg, "dev", ""); got != 1 {
+		t.Errorf("keyfort_provider_restarts_total{provider=\"dev\"}: got %v, want 1", got)
+	}
+}
+
+// TestFrozenPluginIsReplacedThroughConfiguration: probe_timeout and close_timeout reach the plugin's
+// supervision. A frozen plugin (SIGSTOP) fails a call at the provider's timeout, the liveness probe
+// (of the configured timeout) finds it unresponsive and replaces it, and calls succeed again; a
+// replacement frozen in turn is killed at the configured close timeout when the catalog closes.
+func TestFrozenPluginIsReplacedThroughConfiguration(t *testing.T) {
+	var log syncBuffer
+	cat, reg, pid := openWithPluginLogged(t, `
+providers:
+  dev: { type: memory, cache_ttl: -1s, timeout: 300ms, probe_timeout: 234ms, close_timeout: 345ms, settings: { secrets: { s: v } } }
+identity: { secrets: { session_signing: "dev:signing", s: "dev:s" } }
+`, &log)
+	if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = syscall.Kill(pid, syscall.SIGKILL) })
+	ctx := context.Background()
+	if _, err := cat.Secret(ctx, "s"); !errors.Is(err, provider.ErrUnavailable) {
+		t.Fatalf("a call to the frozen plugin: got %v, want ErrUnavailable", err)
+	}
+	var err error
+	for range 100 { // each call is bounded by the provider's 300ms timeout
+		if _, err = cat.Secret(ctx, "s"); err == nil {
+			break
+		}
+	}
+	if err != nil {
+		t.Fatalf("the frozen plugin was not replaced: %v", err)
+	}
+	if got := restarts(t, reg, "dev", "unresponsive"); got != 1 {
+		t.Errorf("restarts by reason unresponsive: got %v, want 1", got)
+	}
+	if !strings.Contains(log.String(), "did not answer a liveness probe within 234ms") {
+		t.Errorf("the probe did not use the configured probe_timeout:\n%s", log.String())
+	}
+	fresh := 0
+	for _, p := range childPIDs(t) {
+		if p != pid {
+			fresh = p
+		}
+	}
+	if fresh == 0 {
+		t.Fatal("no replacement plugin process")
+	}
+	if err := syscall.Kill(fresh, syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = syscall.Kill(fresh, syscall.SIGKILL) })
+	if err := cat.Close(); err == nil || !strings.Contains(err.Error(), "did not close within 345ms") {
+		t.Errorf("closing a frozen plugin: got %v, want the configured close_timeout", err)
 	}
 }
 

@@ -90,6 +90,9 @@ type Provider struct {
 	Settings map[string]any
 	// Timeout, CacheTTL, StaleBudget configure the provider.Client (zero: default, negative: off).
 	Timeout, CacheTTL, StaleBudget time.Duration
+	// ProbeTimeout and CloseTimeout configure the plugin process's supervision (zero: default; see
+	// plugin.Config).
+	ProbeTimeout, CloseTimeout time.Duration
 	// MaxProcs is the plugin process's GOMAXPROCS (max_procs: a number, or "all" for -1: Go's
 	// default); zero: 1 (see plugin.Config.MaxProcs).
 	MaxProcs int
@@ -375,6 +378,19 @@ func (p *parser) provider(name string, v any) {
 			default:
 				pr.StaleBudget = d
 			}
+		case "probe_timeout", "close_timeout":
+			d, err := asDuration(fv)
+			if err == nil && d < 0 {
+				err = errors.New("want a positive duration")
+			}
+			if err != nil {
+				p.add(fkey, name, "", "%v", err)
+			}
+			if field == "probe_timeout" {
+				pr.ProbeTimeout = d
+			} else {
+				pr.CloseTimeout = d
+			}
 		case "max_procs":
 			switch v := fv.(type) {
 			case string:
@@ -395,7 +411,7 @@ func (p *parser) provider(name string, v any) {
 				p.add(fkey, name, "", "want a number of CPUs (1 or more) or \"all\"")
 			}
 		default:
-			p.add(fkey, name, "", "unknown key (known: type, plugin, args, sha256, settings, timeout, cache_ttl, stale_budget, max_procs)")
+			p.add(fkey, name, "", "unknown key (known: type, plugin, args, sha256, settings, timeout, cache_ttl, stale_budget, max_procs, probe_timeout, close_timeout)")
 		}
 	}
 	switch {

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 
@@ -380,6 +381,30 @@ identity:
 	for _, want := range []string{"providers.a.max_procs", "providers.b.max_procs", "providers.c.max_procs"} {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("got %v, want a problem naming %s", err, want)
+		}
+	}
+}
+
+func TestSupervisionTimeouts(t *testing.T) {
+	cfg, err := config.Load(config.Source{Files: []string{write(t, "k.yaml", `
+providers:
+  a: { type: env, probe_timeout: 2s, close_timeout: 1m }
+identity: { secrets: { session_signing: a:K } }
+`)}, Environ: []string{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a := cfg.Providers["a"]; a.ProbeTimeout != 2*time.Second || a.CloseTimeout != time.Minute {
+		t.Errorf("probe_timeout %v, close_timeout %v; want 2s, 1m", a.ProbeTimeout, a.CloseTimeout)
+	}
+	_, err = config.Load(config.Source{Files: []string{write(t, "k.yaml", `
+providers:
+  a: { type: env, probe_timeout: -1s, close_timeout: soon }
+identity: { secrets: { session_signing: a:K } }
+`)}, Environ: []string{}})
+	for _, want := range []string{"providers.a.probe_timeout", "providers.a.close_timeout"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("got %v, want a problem at %s", err, want)
 		}
 	}
 }
