@@ -553,27 +553,30 @@ func (p *parser) redisTLS(key string, v any) {
 		return
 	}
 	t := &p.cfg.Session.RedisTLS
-	for _, k := range slices.Sorted(maps.Keys(m)) {
-		s, ok := m[k].(string)
-		if !ok {
-			p.add(key+"."+k, "", "", "want a string")
-			continue
-		}
-		switch k {
-		case "ca_file":
-			t.CAFile = s
-		case "server_name":
-			t.ServerName = s
-		case "cert_file":
-			t.CertFile = s
-		case "key_file":
-			t.KeyFile = s
-		default:
-			p.add(key+"."+k, "", "", "unknown key (known: ca_file, server_name, cert_file, key_file)")
-		}
-	}
+	p.stringFields(key, m, map[string]*string{
+		"ca_file": &t.CAFile, "server_name": &t.ServerName, "cert_file": &t.CertFile, "key_file": &t.KeyFile,
+	})
 	if (t.CertFile == "") != (t.KeyFile == "") {
 		p.add(key, "", "", "cert_file and key_file go together")
+	}
+}
+
+// stringFields reads the members of m (the map at key) into fields, by name. A member fields does not
+// name, or whose value is not a string, is a problem: a number or a boolean written without quotes
+// is refused rather than read as an empty string.
+func (p *parser) stringFields(key string, m map[string]any, fields map[string]*string) {
+	for _, f := range slices.Sorted(maps.Keys(m)) {
+		dst, ok := fields[f]
+		if !ok {
+			p.add(key+"."+f, "", "", "unknown key (known: %s)", strings.Join(slices.Sorted(maps.Keys(fields)), ", "))
+			continue
+		}
+		s, ok := m[f].(string)
+		if !ok {
+			p.add(key+"."+f, "", "", "want a string (quote numbers and booleans)")
+			continue
+		}
+		*dst = s
 	}
 }
 
@@ -601,23 +604,12 @@ func (p *parser) policy(v any) {
 				continue
 			}
 			var rule PolicyRule
-			for _, f := range slices.Sorted(maps.Keys(rm)) {
-				s, _ := rm[f].(string)
-				switch f {
-				case "subject":
-					rule.Subject = s
-				case "tenant":
-					rule.Tenant = s
-				case "scope":
-					rule.Scope = s
-				case "action":
-					rule.Action = s
-				case "effect":
-					rule.Effect = s
-				default:
-					p.add(key+"."+f, "", "", "unknown key (known: subject, tenant, scope, action, effect)")
-				}
-			}
+			// An empty field matches anything: a value that is not a string must be refused, not
+			// read as empty (an unquoted numeric subject would have allowed every subject).
+			p.stringFields(key, rm, map[string]*string{
+				"subject": &rule.Subject, "tenant": &rule.Tenant, "scope": &rule.Scope,
+				"action": &rule.Action, "effect": &rule.Effect,
+			})
 			if rule.Effect != "allow" && rule.Effect != "deny" {
 				p.add(key+".effect", "", "", "want allow or deny")
 			}

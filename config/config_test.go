@@ -408,3 +408,39 @@ identity: { secrets: { session_signing: a:K } }
 		}
 	}
 }
+
+// TestPolicyRulesAreStrings: an empty rule field matches anything, so a value that is not a string
+// (a numeric subject written without quotes, as Google's are) must be refused, not read as empty.
+func TestPolicyRulesAreStrings(t *testing.T) {
+	cfg, err := config.Load(config.Source{Files: []string{write(t, "k.yaml", `
+identity:
+  secrets: { session_signing: "memory:s" }
+  policy:
+    rules:
+      - { subject: "110169484474386276334", action: "keyfort:issue_token", effect: allow }
+`)}, Environ: []string{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []config.PolicyRule{{Subject: "110169484474386276334", Action: "keyfort:issue_token", Effect: "allow"}}
+	if diff := cmp.Diff(want, cfg.Policy); diff != "" {
+		t.Errorf("rules (-want +got):\n%s", diff)
+	}
+	_, err = config.Load(config.Source{Files: []string{write(t, "k.yaml", `
+identity:
+  secrets: { session_signing: "memory:s" }
+  policy:
+    rules:
+      - { subject: 110169484474386276334, action: "keyfort:issue_token", effect: allow }
+      - { tenant: true, effect: allow, verb: x }
+`)}, Environ: []string{}})
+	for _, want := range []string{
+		"identity.policy.rules.0.subject: want a string",
+		"identity.policy.rules.1.tenant: want a string",
+		"identity.policy.rules.1.verb: unknown key (known: action, effect, scope, subject, tenant)",
+	} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("got %v, want it to say %q", err, want)
+		}
+	}
+}
