@@ -204,10 +204,7 @@ providers:
   dev: { type: memory, cache_ttl: -1s, timeout: 300ms, probe_timeout: 234ms, close_timeout: 345ms, settings: { secrets: { s: v } } }
 identity: { secrets: { session_signing: "dev:signing", s: "dev:s" } }
 `, &log)
-	if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = syscall.Kill(pid, syscall.SIGKILL) })
+	hosttest.Freeze(t, pid)
 	ctx := context.Background()
 	if _, err := cat.Secret(ctx, "s"); !errors.Is(err, provider.ErrUnavailable) {
 		t.Fatalf("a call to the frozen plugin: got %v, want ErrUnavailable", err)
@@ -236,10 +233,7 @@ identity: { secrets: { session_signing: "dev:signing", s: "dev:s" } }
 	if fresh == 0 {
 		t.Fatal("no replacement plugin process")
 	}
-	if err := syscall.Kill(fresh, syscall.SIGSTOP); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = syscall.Kill(fresh, syscall.SIGKILL) })
+	hosttest.Freeze(t, fresh)
 	if err := cat.Close(); err == nil || !strings.Contains(err.Error(), "did not close within 345ms") {
 		t.Errorf("closing a frozen plugin: got %v, want the configured close_timeout", err)
 	}

@@ -111,10 +111,7 @@ func TestFrozenPluginIsReplaced(t *testing.T) {
 		t.Fatal(err)
 	}
 	frozen := p.Pid()
-	if err := syscall.Kill(frozen, syscall.SIGSTOP); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = syscall.Kill(frozen, syscall.SIGKILL) })
+	hosttest.Freeze(t, frozen)
 	short, cancelShort := context.WithTimeout(ctx, 300*time.Millisecond)
 	defer cancelShort()
 	if _, err := p.Secret(short, "s"); !errors.Is(err, context.DeadlineExceeded) {
@@ -151,10 +148,7 @@ func TestCloseOfAFrozenPluginIsBounded(t *testing.T) {
 		t.Fatal(err)
 	}
 	frozen := p.Pid()
-	if err := syscall.Kill(frozen, syscall.SIGSTOP); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = syscall.Kill(frozen, syscall.SIGKILL) })
+	hosttest.Freeze(t, frozen)
 	closed := make(chan error, 1)
 	go func() { closed <- p.Close() }()
 	select {
