@@ -51,8 +51,9 @@ type Config struct {
 	// AccessTTL, RefreshTTL and RefreshGrace default to DefaultAccessTTL, DefaultRefreshTTL and
 	// DefaultRefreshGrace.
 	AccessTTL, RefreshTTL, RefreshGrace time.Duration
-	// HashKey keys the hashes that identify tokens in stores (32 random bytes shared by replicas;
-	// default: random per process, which suits one replica).
+	// HashKey keys the hashes that identify tokens in stores (at least 32 random bytes, the same for
+	// every replica). Default: the Store's when it is a HashKeyHolder (MemoryStore and
+	// redisstore.Store are), so replicas sharing a store agree without configuration.
 	HashKey []byte
 	// Policy is the guardrail EvaluatePolicy applies.
 	Policy Policy
@@ -103,10 +104,7 @@ func NewManager(cfg Config) (*Manager, error) {
 	if cfg.RefreshGrace < 0 {
 		cfg.RefreshGrace = 0
 	}
-	if cfg.HashKey == nil {
-		cfg.HashKey = make([]byte, 32)
-		_, _ = rand.Read(cfg.HashKey)
-	} else if len(cfg.HashKey) < 32 {
+	if cfg.HashKey != nil && len(cfg.HashKey) < 32 {
 		return nil, errors.New("session: HashKey must be at least 32 bytes")
 	}
 	m := &Manager{cfg: cfg, store: cfg.Store, log: cfg.Logger, now: cfg.Now}
@@ -119,6 +117,7 @@ func NewManager(cfg Config) (*Manager, error) {
 	if m.store == nil {
 		m.store = NewMemoryStore(m.now)
 	}
+	m.cfg.HashKey = hashKeyOf(cfg.HashKey, m.store)
 	codec, err := token.New(token.Config{Issuer: cfg.Issuer, Keys: cfg.Keys, Signer: cfg.Signer, Now: m.now})
 	if err != nil {
 		return nil, err
@@ -171,13 +170,19 @@ func (m *Manager) StartSession(ctx context.Context, req StartRequest) (Tokens, e
 	if req.Subject != "" && req.Subject != ext.Subject {
 		return Tokens{}, unauthenticated("subject does not match the external token's sub")
 	}
-	if t, _ := m.store.Tombstoned(ctx, m.TokenKey(ext.SignedPart)); t {
+	origin := m.TokenKey(ext.SignedPart)
+	dead, err := m.store.Tombstoned(ctx, origin)
+	if err != nil {
+		return Tokens{}, fmt.Errorf("%w: %v", ErrStoreUnavailable, err)
+	}
+	if dead {
 		return Tokens{}, unauthenticated("external token was logged out")
 	}
 	now := m.now()
 	f := Family{
 		ID: randomID(), SessionID: randomID(), Subject: ext.Subject, Tenant: req.Tenant, IdP: req.IdP, Scope: req.Scope,
 		Current: randomID(), CurrentIssuedAt: now, ExpiresAt: now.Add(m.cfg.RefreshTTL),
+		Origin: origin, OriginExpiresAt: ext.ExpiresAt,
 	}
 	if err := m.store.CreateFamily(ctx, f); err != nil {
 		return Tokens{}, fmt.Errorf("%w: %v", ErrStoreUnavailable, err)
@@ -257,7 +262,8 @@ func (m *Manager) VerifyAccess(ctx context.Context, accessToken string) (token.C
 }
 
 // Logout ends the session of an access or refresh token: its family is revoked, so neither it nor
-// any token of the family works again.
+// any token of the family works again, and the external token that started it is tombstoned until
+// it expires, so it cannot start a session again.
 func (m *Manager) Logout(ctx context.Context, anyToken string) error {
 	cl, err := m.codec.Verify(ctx, anyToken, token.TypeAccess, m.cfg.Audience)
 	if err != nil {
@@ -268,8 +274,19 @@ func (m *Manager) Logout(ctx context.Context, anyToken string) error {
 	if cl.Family == "" {
 		return unauthenticated("token belongs to no session")
 	}
+	f, err := m.store.Family(ctx, cl.Family)
+	if err != nil {
+		return fmt.Errorf("%w: %v", ErrStoreUnavailable, err)
+	}
 	if err := m.store.RevokeFamily(ctx, cl.Family); err != nil {
 		return fmt.Errorf("%w: %v", ErrStoreUnavailable, err)
+	}
+	// The external token that started the session cannot start another one, on any replica, nor
+	// open a session with a Cache that shares the store (a guarded service accepting it).
+	if f.Origin != "" && m.now().Before(f.OriginExpiresAt) {
+		if err := m.store.Tombstone(ctx, f.Origin, f.OriginExpiresAt); err != nil {
+			return fmt.Errorf("%w: %v", ErrStoreUnavailable, err)
+		}
 	}
 	return nil
 }

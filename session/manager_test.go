@@ -25,11 +25,12 @@ func (c *clock) Now() time.Time          { c.mu.Lock(); defer c.mu.Unlock(); ret
 func (c *clock) Advance(d time.Duration) { c.mu.Lock(); c.t = c.t.Add(d); c.mu.Unlock() }
 
 type fixture struct {
-	m     *session.Manager
-	iss   *oidctest.Issuer
-	clk   *clock
-	keys  *provider.Client
-	store session.Store
+	m      *session.Manager
+	iss    *oidctest.Issuer
+	clk    *clock
+	keys   *provider.Client
+	store  session.Store
+	google *oidc.Verifier
 }
 
 // newFixture wires a Manager to the memory provider (through provider.Client, as in production) and a
@@ -65,7 +66,7 @@ func newFixture(t *testing.T, store session.Store) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &fixture{m: m, iss: iss, clk: clk, keys: keys, store: m.Store()}
+	return &fixture{m: m, iss: iss, clk: clk, keys: keys, store: m.Store(), google: google}
 }
 
 func (f *fixture) start(t *testing.T, sub string) session.Tokens {
@@ -215,6 +216,7 @@ func (failing) Rotate(context.Context, string, string, string, time.Time, time.D
 func (failing) Family(context.Context, string) (session.Family, error) {
 	return session.Family{}, errDown
 }
+func (failing) Tombstoned(context.Context, string) (bool, error) { return false, errDown }
 
 func TestStoreFailuresFailClosed(t *testing.T) {
 	mem := session.NewMemoryStore(nil)
@@ -231,6 +233,17 @@ func TestStoreFailuresFailClosed(t *testing.T) {
 	}
 	if _, err := broken.VerifyAccess(context.Background(), toks.AccessToken); !errors.Is(err, session.ErrStoreUnavailable) {
 		t.Errorf("access check with the store down: got %v, want ErrStoreUnavailable", err)
+	}
+	broken, err = session.NewManager(session.Config{Issuer: "https://keyfort.test", Audience: "api",
+		Keys:  token.KeySourceFunc(func(ctx context.Context) (provider.KeySet, error) { return f.keys.SigningKeys(ctx, "session") }),
+		IdPs:  map[string]*oidc.Verifier{"google": f.google},
+		Store: failing{mem}, Now: f.clk.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ext := f.iss.Sign(t, "k1", f.iss.Claims("alice", "client-123.apps.googleusercontent.com"), nil)
+	if _, err := broken.StartSession(context.Background(), session.StartRequest{IdP: "google", ExternalToken: ext}); !errors.Is(err, session.ErrStoreUnavailable) {
+		t.Errorf("start with the tombstone check failing: got %v, want ErrStoreUnavailable (it must fail closed)", err)
 	}
 }
 

@@ -296,7 +296,10 @@ type CacheConfig struct {
 	Authenticator Authenticator
 	// Credentials issues per-session backend credentials (optional).
 	Credentials CredentialSource
-	// Store keeps tombstones of ended tokens (default: in memory; with several replicas, the shared store).
+	// Store keeps tombstones of ended tokens (default: in memory; with several replicas, the shared
+	// store). With a Store configured, a cached session of an external token (one with no Family) is
+	// also checked against its tombstones every Revalidate, so an End on another replica, or a
+	// Manager's Logout of the session this token started, ends it here too.
 	Store Store
 	// MaxSessions bounds the cache (default 100000); the least valuable sessions are evicted and end.
 	MaxSessions int
@@ -304,16 +307,18 @@ type CacheConfig struct {
 	TTL time.Duration
 	// IdleTimeout ends a session unused for that long (default 15m).
 	IdleTimeout time.Duration
-	// HashKey keys the token hashes (default: random per process).
+	// HashKey keys the token hashes (at least 32 bytes). Default: the Store's when it is a
+	// HashKeyHolder (MemoryStore and redisstore.Store are), so every Cache and Manager sharing a store
+	// finds the tombstones the others write; else random.
 	HashKey []byte
 	// FetchTimeout bounds credential fetches and revocations (default 10s).
 	FetchTimeout time.Duration
 	// Registerer receives the metrics (optional). Logger: nil means slog.Default().
 	Registerer prometheus.Registerer
 	Logger     *slog.Logger
-	// Revalidate is how often a cached session is checked again with an Authenticator that is a
-	// Revalidator (default 15s; negative: never), so a revocation on any replica takes effect here
-	// within that time.
+	// Revalidate is how often a cached session is checked again (default 15s; negative: never): with
+	// an Authenticator that is a Revalidator, and against the configured Store's tombstones, so a
+	// revocation on any replica takes effect here within that time.
 	Revalidate time.Duration
 	// Now is the clock of TTL and idle expiry; nil: time.Now.
 	Now func() time.Time
@@ -340,9 +345,12 @@ type Cache struct {
 	macs        *hmacpool.Pool
 	revalidator Revalidator
 	revalidate  time.Duration
-	wg          sync.WaitGroup
-	closed      chan struct{}
-	closeOnce   sync.Once
+	// sharedStore: the Store was configured (others may write its tombstones); recheck: sessions
+	// are revalidated every revalidate.
+	sharedStore, recheck bool
+	wg                   sync.WaitGroup
+	closed               chan struct{}
+	closeOnce            sync.Once
 }
 
 type cacheMetrics struct {
@@ -366,22 +374,22 @@ func NewCache(cfg CacheConfig) (*Cache, error) {
 	cfg.TTL = orDefault(cfg.TTL, time.Hour)
 	cfg.IdleTimeout = orDefault(cfg.IdleTimeout, 15*time.Minute)
 	cfg.FetchTimeout = orDefault(cfg.FetchTimeout, 10*time.Second)
-	if cfg.HashKey == nil {
-		cfg.HashKey = randomKey()
-	}
-	c := &Cache{auth: cfg.Authenticator, creds: cfg.Credentials, store: cfg.Store, hashKey: cfg.HashKey,
+	c := &Cache{auth: cfg.Authenticator, creds: cfg.Credentials, store: cfg.Store,
 		fetchTimeout: cfg.FetchTimeout, log: cfg.Logger, closed: make(chan struct{})}
 	if c.log == nil {
 		c.log = slog.Default()
 	}
 	if c.store == nil {
 		c.store = NewMemoryStore(cfg.Now)
+	} else {
+		c.sharedStore = true // tombstones written elsewhere (another replica, a Manager) can appear
 	}
-	hashKey := cfg.HashKey
-	c.macs = hmacpool.New(hashKey)
+	c.hashKey = hashKeyOf(cfg.HashKey, c.store)
+	c.macs = hmacpool.New(c.hashKey)
 	c.metrics = newCacheMetrics(cfg.Registerer)
 	c.revalidator, _ = cfg.Authenticator.(Revalidator)
 	c.revalidate = orDefault(cfg.Revalidate, 15*time.Second)
+	c.recheck = c.revalidate >= 0 && (c.revalidator != nil || c.sharedStore)
 	ttl, idle := cfg.TTL, cfg.IdleTimeout
 	c.ttl = ttl
 	// Hits tell otter of a session's use at most this often, so idle expiry is this coarse.
@@ -624,10 +632,30 @@ func (c *Cache) hotDelete(k tokenKey, s *Session) {
 
 // revalidationDue reports whether s must be revalidated before it is served at now.
 func (c *Cache) revalidationDue(s *Session, now int64) bool {
-	return c.revalidator != nil && c.revalidate >= 0 && now-s.checked.Load() >= int64(c.revalidate)
+	return c.recheck && now-s.checked.Load() >= int64(c.revalidate)
 }
 
-// revalidateIfDue asks the Revalidator again once per interval; a revoked session ends here.
+// revalidateSession asks the Revalidator, and for a session of an external token (no Family: a
+// Keyfort token's revocation is its family's) the shared store's tombstones.
+func (c *Cache) revalidateSession(ctx context.Context, s *Session, key tokenKey) error {
+	if c.revalidator != nil {
+		if err := c.revalidator.Revalidate(ctx, s.Principal); err != nil {
+			return err
+		}
+	}
+	if c.sharedStore && s.Principal.Family == "" {
+		dead, err := c.store.Tombstoned(ctx, key.String())
+		if err != nil {
+			return fmt.Errorf("%w: %v", ErrStoreUnavailable, err)
+		}
+		if dead {
+			return fmt.Errorf("%w: token was logged out", ErrUnauthenticated)
+		}
+	}
+	return nil
+}
+
+// revalidateIfDue revalidates s once per interval; a revoked session ends here.
 // now is the hit path's clock reading.
 func (c *Cache) revalidateIfDue(ctx context.Context, s *Session, key tokenKey, now int64) error {
 	if !c.revalidationDue(s, now) {
@@ -637,7 +665,7 @@ func (c *Cache) revalidateIfDue(ctx context.Context, s *Session, key tokenKey, n
 	if now-last < int64(c.revalidate) || !s.checked.CompareAndSwap(last, now) {
 		return nil
 	}
-	if err := c.revalidator.Revalidate(ctx, s.Principal); err != nil {
+	if err := c.revalidateSession(ctx, s, key); err != nil {
 		if errors.Is(err, ErrUnauthenticated) {
 			c.c.Invalidate(key)
 		} else {

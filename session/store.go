@@ -26,6 +26,11 @@ type Family struct {
 	RotatedAt time.Time
 	Revoked   bool
 	ExpiresAt time.Time
+	// Origin is the tombstone key (the keyed hash of the signed part) of the external token that
+	// started the family, valid until OriginExpiresAt: a logout tombstones it, so that token cannot
+	// start another session. Empty for families started otherwise.
+	Origin          string
+	OriginExpiresAt time.Time
 }
 
 // RotateOutcome is what Store.Rotate did.
@@ -61,12 +66,36 @@ type Store interface {
 	Close() error
 }
 
+// HashKeyHolder is the optional capability of a Store that holds the key of the token hashes it is
+// given (tombstones, a family's Origin). A Manager or Cache configured without a HashKey uses its
+// store's, so that every one of them sharing the store, on any replica, computes the same hash for one
+// token, and a tombstone written by one is found by all. MemoryStore and redisstore.Store hold one.
+type HashKeyHolder interface {
+	// HashKey returns the key (at least 32 bytes); it never changes for the store's life.
+	HashKey() []byte
+}
+
+// hashKeyOf is the hash key a Manager or Cache uses: its own when configured, else its store's,
+// else a random one (which suits a cache whose tombstones stay in this process).
+func hashKeyOf(configured []byte, store Store) []byte {
+	if configured != nil {
+		return configured
+	}
+	if h, ok := store.(HashKeyHolder); ok {
+		if k := h.HashKey(); len(k) >= 32 {
+			return k
+		}
+	}
+	return randomKey()
+}
+
 // MemoryStore is the single-replica Store. It is safe for concurrent use.
 type MemoryStore struct {
 	mu         sync.Mutex
 	families   map[string]Family
 	tombstones map[string]time.Time
 	now        func() time.Time
+	hashKey    []byte
 	// writes since the last gc; gc runs when they reach the entries it left (nextGC), so its cost
 	// is amortised O(1) per write (a scan per write made starting n sessions O(n²))
 	writes, nextGC int
@@ -77,8 +106,11 @@ func NewMemoryStore(now func() time.Time) *MemoryStore {
 	if now == nil {
 		now = time.Now
 	}
-	return &MemoryStore{families: map[string]Family{}, tombstones: map[string]time.Time{}, now: now}
+	return &MemoryStore{families: map[string]Family{}, tombstones: map[string]time.Time{}, now: now, hashKey: randomKey()}
 }
+
+// HashKey implements HashKeyHolder: a random key of this store.
+func (s *MemoryStore) HashKey() []byte { return s.hashKey }
 
 var _ Store = (*MemoryStore)(nil)
 

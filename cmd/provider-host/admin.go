@@ -144,11 +144,11 @@ func checkSessionStore(ctx context.Context, cat *catalog.Catalog) (string, bool)
 		}
 		return fmt.Sprintf("ok   identity.session.redis_url  %s  connected", shown), true
 	}
-	creds, err := redisCredentials(ctx, cfg, cat)
+	c, err := redisstore.Configured(ctx, cfg, cat)
 	if err != nil {
 		return line(err)
 	}
-	st, err := redisstore.New(ctx, redisStoreConfig(cfg, creds))
+	st, err := redisstore.New(ctx, c)
 	if err != nil {
 		return line(err)
 	}

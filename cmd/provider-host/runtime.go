@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
-	"net/url"
 	"slices"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -52,37 +51,6 @@ func (k catalogKeys) Sign(ctx context.Context, kid string, payload []byte) ([]by
 	return cl.Sign(ctx, b.Location, kid, payload)
 }
 
-// redisCredentials serves the Redis store's password from identity.secrets.redis_password when it is
-// bound (nil otherwise): resolved once here, so that a missing password fails the start naming the
-// key, then through the provider client's cache for every new connection, so that a rotation in the
-// backend reaches the connections opened after it. The user name stays the URL's.
-func redisCredentials(ctx context.Context, cfg *config.Config, cat *catalog.Catalog) (func(context.Context) (string, string, error), error) {
-	if _, ok := cfg.Bindings["identity.secrets."+config.RedisPasswordKey]; !ok {
-		return nil, nil
-	}
-	if _, err := cat.Secret(ctx, config.RedisPasswordKey); err != nil {
-		return nil, fmt.Errorf("the Redis session store's password: %w", err)
-	}
-	var user string
-	if u, err := url.Parse(cfg.Session.RedisURL); err == nil && u.User != nil {
-		user = u.User.Username()
-	}
-	return func(ctx context.Context) (string, string, error) {
-		s, err := cat.Secret(ctx, config.RedisPasswordKey)
-		if err != nil {
-			return "", "", err
-		}
-		return user, s.Value.RevealString(), nil
-	}, nil
-}
-
-// redisStoreConfig is the Redis store's configuration as serve and check use it.
-func redisStoreConfig(cfg *config.Config, creds func(context.Context) (string, string, error)) redisstore.Config {
-	t := cfg.Session.RedisTLS
-	return redisstore.Config{URL: cfg.Session.RedisURL, Credentials: creds,
-		TLS: redisstore.TLS{CAFile: t.CAFile, ServerName: t.ServerName, CertFile: t.CertFile, KeyFile: t.KeyFile}}
-}
-
 func newIdentityRuntime(ctx context.Context, cfg *config.Config, cat *catalog.Catalog, log *slog.Logger, reg prometheus.Registerer, tlsCfg *tls.Config) (*identityRuntime, error) {
 	r := &identityRuntime{}
 	idps := map[string]*oidc.Verifier{}
@@ -108,13 +76,9 @@ func newIdentityRuntime(ctx context.Context, cfg *config.Config, cat *catalog.Ca
 	}
 	var store session.Store = session.NewMemoryStore(nil)
 	if url := cfg.Session.RedisURL; url != "" {
-		creds, err := redisCredentials(ctx, cfg, cat)
+		rs, err := redisstore.OpenConfigured(ctx, cfg, cat)
 		if err != nil {
 			return nil, err
-		}
-		rs, err := redisstore.New(ctx, redisStoreConfig(cfg, creds))
-		if err != nil {
-			return nil, fmt.Errorf("identity.session.redis_url: %w", err)
 		}
 		store = rs
 	}

@@ -157,8 +157,9 @@ func TestIdentityRuntimePolicyClosesIssueByDefault(t *testing.T) {
 }
 
 // TestTwoServeReplicasShareRedis runs two "provider-host serve" processes over one Redis, with one
-// signing key from the environment: a refresh on one spends the token for the other, and reuse on the
-// other revokes the session on both.
+// signing key from the environment: a refresh on one spends the token for the other, reuse on the
+// other revokes the session on both, and a logout on one keeps its ID token from starting a session
+// on the other.
 func TestTwoServeReplicasShareRedis(t *testing.T) {
 	redistest.Client(t) // skips without Redis (fails in CI)
 	iss := oidctest.New(t)
@@ -176,7 +177,7 @@ identity:
 `)
 	env := []string{"PATH=" + os.Getenv("PATH"), "KFSERVE_CLIENT_ID=client-1",
 		signingKeyEnv(t),
-		"KEYFORT_IDENTITY__SESSION__REDIS_URL=" + redisURL(),
+		"KEYFORT_IDENTITY__SESSION__REDIS_URL=" + redistest.URL(),
 	}
 	start := func() pb.IdentityRuntimeServiceClient {
 		_, log, _ := startServe(t, env, "--config", cfg, "--grpc-addr", "127.0.0.1:0")
@@ -198,6 +199,20 @@ identity:
 	}
 	if _, err := b.RefreshIdentitySession(ctx, &pb.RefreshIdentitySessionRequest{RefreshToken: next.GetTokens().GetRefreshToken()}); status.Code(err) != codes.Unauthenticated {
 		t.Errorf("after reuse on one replica the other still refreshes: %v", err)
+	}
+
+	// A logout on one replica: the ID token that started the session cannot start another on the
+	// other (the replicas hash it alike with the key they share through Redis).
+	bobID := iss.Sign(t, "k1", iss.Claims("bob", "client-1"), nil)
+	bob, err := b.StartIdentitySession(ctx, &pb.StartIdentitySessionRequest{IdentityProvider: "google", ExternalToken: bobID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.EndIdentitySession(ctx, &pb.EndIdentitySessionRequest{Token: bob.GetTokens().GetAccessToken()}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.StartIdentitySession(ctx, &pb.StartIdentitySessionRequest{IdentityProvider: "google", ExternalToken: bobID}); status.Code(err) != codes.Unauthenticated {
+		t.Errorf("after a logout on one replica, its ID token started a session on the other: %v", err)
 	}
 }
 
@@ -302,13 +317,6 @@ func signingKeyEnv(t *testing.T) string {
 		t.Fatal(err)
 	}
 	return "KFSERVE_SIGNING=" + string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: k.Private.Reveal()}))
-}
-
-func redisURL() string {
-	if u := os.Getenv("KEYFORT_REDIS_URL"); u != "" {
-		return u
-	}
-	return redistest.DefaultURL
 }
 
 // providerCalls sums keyfort_provider_calls_total and the cache hits from serve's /metrics.

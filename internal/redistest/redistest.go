@@ -15,14 +15,19 @@ import (
 // DefaultURL is the server .ci/run provides.
 const DefaultURL = "redis://127.0.0.1:6379/0"
 
+// URL is the test server's URL: KEYFORT_REDIS_URL, else DefaultURL.
+func URL() string {
+	if u := os.Getenv("KEYFORT_REDIS_URL"); u != "" {
+		return u
+	}
+	return DefaultURL
+}
+
 // Client returns a client to the test server and a key prefix unique to this test; keys under the
 // prefix are deleted when the test ends.
 func Client(tb testing.TB) (*redis.Client, string) {
 	tb.Helper()
-	url := os.Getenv("KEYFORT_REDIS_URL")
-	if url == "" {
-		url = DefaultURL
-	}
+	url := URL()
 	opts, err := redis.ParseURL(url)
 	if err != nil {
 		tb.Fatalf("KEYFORT_REDIS_URL: %v", err)

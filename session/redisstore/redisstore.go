@@ -2,6 +2,7 @@ package redisstore
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -19,12 +20,16 @@ import (
 
 // Store is a session.Store in Redis.
 type Store struct {
-	rdb    redis.UniversalClient
-	prefix string
-	owned  bool
+	rdb     redis.UniversalClient
+	prefix  string
+	owned   bool
+	hashKey []byte
 }
 
-var _ session.Store = (*Store)(nil)
+var (
+	_ session.Store         = (*Store)(nil)
+	_ session.HashKeyHolder = (*Store)(nil)
+)
 
 // Config configures a Store.
 type Config struct {
@@ -123,8 +128,45 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 		}
 		return nil, fmt.Errorf("%w: redis: %v", session.ErrStoreUnavailable, err)
 	}
+	if err := s.loadHashKey(ctx); err != nil {
+		if s.owned {
+			_ = s.rdb.Close()
+		}
+		return nil, err
+	}
 	return s, nil
 }
+
+// hashKeySize is the size of the hash key the first Store creates.
+const hashKeySize = 32
+
+// loadHashKey reads the hash key every Store on this Redis (and prefix) shares, creating it on first
+// use: the first replica's random key wins (SET NX), and every replica then reads that one.
+func (s *Store) loadHashKey(ctx context.Context) error {
+	fresh := make([]byte, hashKeySize)
+	if _, err := rand.Read(fresh); err != nil {
+		return err
+	}
+	key := s.prefix + "hash-key"
+	if err := s.rdb.SetNX(ctx, key, fresh, 0).Err(); err != nil {
+		return fmt.Errorf("%w: redis: creating %s: %v", session.ErrStoreUnavailable, key, err)
+	}
+	got, err := s.rdb.Get(ctx, key).Bytes()
+	if err != nil {
+		return fmt.Errorf("%w: redis: reading %s: %v", session.ErrStoreUnavailable, key, err)
+	}
+	if len(got) < hashKeySize {
+		return fmt.Errorf("%w: redisstore: %s holds %d bytes, want at least %d (delete it to have a new one made; the tombstones made with it are then forgotten)",
+			provider.ErrInvalidConfig, key, len(got), hashKeySize)
+	}
+	s.hashKey = got
+	return nil
+}
+
+// HashKey implements session.HashKeyHolder: the key every Store on this Redis and prefix shares
+// (the key "<prefix>hash-key", made by the first Store), so that Managers and Caches of every replica
+// hash one token to one tombstone.
+func (s *Store) HashKey() []byte { return s.hashKey }
 
 // redactURLError drops the URL that net/url repeats in its errors, keeping what is wrong with it.
 func redactURLError(err error) error {
@@ -148,6 +190,7 @@ func (s *Store) CreateFamily(ctx context.Context, f session.Family) error {
 			"session": f.SessionID, "subject": f.Subject, "tenant": f.Tenant, "idp": f.IdP, "scope": f.Scope,
 			"current": f.Current, "current_iat": ms(f.CurrentIssuedAt), "previous": f.Previous,
 			"rotated": ms(f.RotatedAt), "revoked": boolStr(f.Revoked), "expires": ms(f.ExpiresAt),
+			"origin": f.Origin, "origin_exp": ms(f.OriginExpiresAt),
 		})
 		p.PExpireAt(ctx, key, f.ExpiresAt)
 		return nil
@@ -228,6 +271,7 @@ func decode(id string, m map[string]string) session.Family {
 		ID: id, SessionID: m["session"], Subject: m["subject"], Tenant: m["tenant"], IdP: m["idp"], Scope: m["scope"],
 		Current: m["current"], CurrentIssuedAt: at("current_iat"), Previous: m["previous"], RotatedAt: at("rotated"),
 		Revoked: m["revoked"] == "1", ExpiresAt: at("expires"),
+		Origin: m["origin"], OriginExpiresAt: at("origin_exp"),
 	}
 }
 

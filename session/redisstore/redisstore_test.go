@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -47,14 +48,13 @@ func TestTwoReplicasAgree(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	hashKey := []byte("shared-hash-key-of-32-bytes-long")
 	replica := func() *session.Manager {
 		store, err := redisstore.New(ctx, redisstore.Config{Client: rdb, Prefix: prefix})
 		if err != nil {
 			t.Fatal(err)
 		}
 		m, err := session.NewManager(session.Config{
-			Issuer: "https://keyfort.test", Audience: "api", HashKey: hashKey, Store: store,
+			Issuer: "https://keyfort.test", Audience: "api", Store: store, // no HashKey: the store's
 			Keys: token.KeySourceFunc(func(ctx context.Context) (provider.KeySet, error) { return keys.SigningKeys(ctx, "session") }),
 			IdPs: map[string]*oidc.Verifier{"google": google}, RefreshGrace: -1,
 		})
@@ -87,12 +87,65 @@ func TestTwoReplicasAgree(t *testing.T) {
 		t.Errorf("access on the other replica after theft: got %v", err)
 	}
 
-	u := start("bob")
+	bobID := iss.Sign(t, "k1", iss.Claims("bob", "client-1"), nil)
+	u, err := a.StartSession(ctx, session.StartRequest{IdP: "google", ExternalToken: bobID})
+	if err != nil {
+		t.Fatal(err)
+	}
 	if err := b.Logout(ctx, u.AccessToken); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := a.VerifyAccess(ctx, u.AccessToken); !errors.Is(err, session.ErrUnauthenticated) {
 		t.Errorf("logout on one replica, access on the other: got %v", err)
+	}
+	if _, err := a.StartSession(ctx, session.StartRequest{IdP: "google", ExternalToken: bobID}); !errors.Is(err, session.ErrUnauthenticated) {
+		t.Errorf("logout on one replica, the same ID token starts a session on the other: got %v", err)
+	}
+}
+
+// TestStoresShareTheHashKey: every Store on one Redis and prefix reads the key the first one made,
+// even when many start at once; another prefix is another key.
+func TestStoresShareTheHashKey(t *testing.T) {
+	ctx := context.Background()
+	rdb, prefix := redistest.Client(t)
+	const n = 8
+	keys := make(chan string, n)
+	var wg sync.WaitGroup
+	for range n {
+		wg.Go(func() {
+			s, err := redisstore.New(ctx, redisstore.Config{Client: rdb, Prefix: prefix})
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			keys <- string(s.HashKey())
+		})
+	}
+	wg.Wait()
+	close(keys)
+	first := <-keys
+	if len(first) < 32 {
+		t.Fatalf("hash key of %d bytes", len(first))
+	}
+	for k := range keys {
+		if k != first {
+			t.Fatal("two Stores on one Redis and prefix hold different hash keys")
+		}
+	}
+	other, err := redisstore.New(ctx, redisstore.Config{Client: rdb, Prefix: prefix + "other:"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(other.HashKey()) == first {
+		t.Error("another prefix shares the hash key")
+	}
+	// A damaged key fails the start loudly, naming it.
+	if err := rdb.Set(ctx, prefix+"bad:hash-key", "short", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	_, err = redisstore.New(ctx, redisstore.Config{Client: rdb, Prefix: prefix + "bad:"})
+	if !errors.Is(err, provider.ErrInvalidConfig) || !strings.Contains(err.Error(), prefix+"bad:hash-key") {
+		t.Errorf("a short hash key: got %v", err)
 	}
 }
 

@@ -109,6 +109,40 @@ func RunStoreTests(t *testing.T, newStore func(t *testing.T) session.Store) {
 			t.Errorf("rotation at expiry: got %v", out)
 		}
 	})
+	t.Run("FamilyKeepsEveryField", func(t *testing.T) {
+		s := open(t)
+		want := family("f6")
+		want.Scope = "orders:read"
+		want.Origin = "origin-hash"
+		want.OriginExpiresAt = now.Add(30 * time.Minute)
+		if err := s.CreateFamily(ctx, want); err != nil {
+			t.Fatal(err)
+		}
+		got, err := s.Family(ctx, "f6")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.SessionID != want.SessionID || got.Subject != want.Subject || got.Tenant != want.Tenant ||
+			got.IdP != want.IdP || got.Scope != want.Scope || got.Current != want.Current ||
+			!got.CurrentIssuedAt.Equal(want.CurrentIssuedAt) || !got.ExpiresAt.Equal(want.ExpiresAt) ||
+			got.Origin != want.Origin || !got.OriginExpiresAt.Equal(want.OriginExpiresAt) || got.Revoked {
+			t.Errorf("Family returned %+v, want %+v", got, want)
+		}
+	})
+	t.Run("HashKey", func(t *testing.T) {
+		s := open(t)
+		h, ok := s.(session.HashKeyHolder)
+		if !ok {
+			t.Skip("the store holds no hash key (optional)")
+		}
+		k := h.HashKey()
+		if len(k) < 32 {
+			t.Fatalf("HashKey is %d bytes, want at least 32", len(k))
+		}
+		if string(h.HashKey()) != string(k) {
+			t.Error("HashKey changed between two calls")
+		}
+	})
 	t.Run("Tombstones", func(t *testing.T) {
 		s := open(t)
 		if err := s.Tombstone(ctx, "k1", time.Now().Add(time.Minute)); err != nil {

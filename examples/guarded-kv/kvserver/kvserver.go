@@ -21,6 +21,7 @@ import (
 	"github.com/keyfort/keyfort/session"
 	"github.com/keyfort/keyfort/session/grpcauth"
 	"github.com/keyfort/keyfort/session/oidc"
+	"github.com/keyfort/keyfort/session/redisstore"
 )
 
 // BackendRole is the credentials role the service uses for its backend (identity.credentials.kv_backend).
@@ -35,6 +36,9 @@ type Options struct {
 	// HostBinary is the provider-host binary for built-in providers (see catalog.Options).
 	HostBinary string
 	Logger     *slog.Logger
+	// Revalidate is how often a cached session is checked against the shared store (default 15s;
+	// see session.CacheConfig.Revalidate).
+	Revalidate time.Duration
 }
 
 // Server is the running service.
@@ -42,6 +46,7 @@ type Server struct {
 	grpc  *grpc.Server
 	cat   *catalog.Catalog
 	cache *session.Cache
+	store session.Store // the shared Redis store when identity.session.redis_url is set
 
 	mu   sync.Mutex
 	data map[string]string
@@ -91,7 +96,20 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Server, error)
 			_ = cat.Close()
 			return nil, err
 		}
+		// With identity.session.redis_url set, tombstones live in the Redis that provider-host serve
+		// uses: a logout on any replica of this service, or of the runtime session this token
+		// started (EndIdentitySession), ends the session here too.
+		var store session.Store
+		if cfg.Session.RedisURL != "" {
+			rs, err := redisstore.OpenConfigured(ctx, cfg, cat)
+			if err != nil {
+				_ = cat.Close()
+				return nil, err
+			}
+			store, s.store = rs, rs
+		}
 		s.cache, err = session.NewCache(session.CacheConfig{
+			Store: store, Revalidate: opts.Revalidate,
 			Authenticator: oidcAuth{v},
 			Credentials: session.CredentialsFunc(func(ctx context.Context, role string, id provider.Sensitive) (provider.Credentials, session.Leaser, error) {
 				cr, cl, err := cat.Credentials(ctx, role, id)
@@ -100,6 +118,9 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Server, error)
 			Logger: log,
 		})
 		if err != nil {
+			if store != nil {
+				_ = store.Close()
+			}
 			_ = cat.Close()
 			return nil, err
 		}
@@ -127,6 +148,9 @@ func (s *Server) Close() {
 	s.grpc.Stop()
 	if s.cache != nil {
 		_ = s.cache.Close()
+	}
+	if s.store != nil {
+		_ = s.store.Close()
 	}
 	_ = s.cat.Close()
 }

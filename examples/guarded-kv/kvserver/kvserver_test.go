@@ -28,11 +28,11 @@ import (
 
 func TestMain(m *testing.M) { hosttest.Main(m) }
 
-// serve loads an example configuration as it ships, with the issuer overridden through the
-// environment as a deployment would, and runs the service.
-func serve(t *testing.T, file, issuer string, opts kvserver.Options) (*kvserver.Server, pb.KeyValueServiceClient) {
+// serve loads an example configuration as it ships, with the issuer (and env, KEYFORT_ variables)
+// overridden through the environment as a deployment would, and runs the service.
+func serve(t *testing.T, file, issuer string, opts kvserver.Options, env ...string) (*kvserver.Server, pb.KeyValueServiceClient) {
 	t.Helper()
-	var environ []string
+	environ := env
 	if issuer != "" {
 		environ = append(environ, "KEYFORT_IDENTITY__SECRETS__OIDC__GOOGLE__ISSUER="+issuer)
 	}

@@ -1,0 +1,139 @@
+package kvserver_test
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+
+	"github.com/keyfort/keyfort/examples/guarded-kv/kvserver"
+	"github.com/keyfort/keyfort/internal/hosttest"
+	identitypb "github.com/keyfort/keyfort/internal/identitypb/v1"
+	pb "github.com/keyfort/keyfort/internal/kvexamplepb/v1"
+	"github.com/keyfort/keyfort/internal/redistest"
+	"github.com/keyfort/keyfort/provider"
+	"github.com/keyfort/keyfort/session/oidc/oidctest"
+)
+
+var servingGRPC = regexp.MustCompile(`grpc=(127\.0\.0\.1:\d+)`)
+
+// startRuntime runs provider-host serve (the identity runtime) with config file cfg and env, and
+// returns a client of its gRPC service.
+func startRuntime(t *testing.T, cfg string, env []string) identitypb.IdentityRuntimeServiceClient {
+	t.Helper()
+	cmd := exec.Command(hosttest.ProviderHost(t), "serve", "--config", cfg, "--http-addr", "127.0.0.1:0", "--grpc-addr", "127.0.0.1:0")
+	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH")}, env...)
+	out, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stdout = io.Discard
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	var log strings.Builder
+	sc := bufio.NewScanner(out)
+	for sc.Scan() {
+		log.WriteString(sc.Text() + "\n")
+		if m := servingGRPC.FindStringSubmatch(sc.Text()); m != nil {
+			go func() { _, _ = io.Copy(io.Discard, out) }()
+			cc, err := grpc.NewClient(m[1], grpc.WithTransportCredentials(insecure.NewCredentials()))
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { _ = cc.Close() })
+			return identitypb.NewIdentityRuntimeServiceClient(cc)
+		}
+	}
+	t.Fatalf("serve did not start:\n%s", log.String())
+	return nil
+}
+
+// TestLogoutAtTheRuntimeEndsGuardedSessions: the guarded service and provider-host serve share
+// Redis (identity.session.redis_url). A caller starts a runtime session with their ID token and uses
+// the guarded service with the same token; EndIdentitySession at the runtime then ends the guarded
+// session too (within its revalidation interval), revoking its backend credentials, and the ID token
+// cannot open a session there again.
+func TestLogoutAtTheRuntimeEndsGuardedSessions(t *testing.T) {
+	redistest.Client(t) // skips without Redis (fails in CI)
+	iss := oidctest.New(t)
+	const aud = "client-123.apps.googleusercontent.com"
+	t.Setenv("GOOGLE_CLIENT_ID", aud)
+	srv, kv := serve(t, "auth-enabled.yaml", iss.URL, kvserver.Options{Revalidate: 200 * time.Millisecond},
+		"KEYFORT_IDENTITY__SESSION__REDIS_URL="+redistest.URL())
+
+	runtimeCfg := filepath.Join(t.TempDir(), "runtime.yaml")
+	if err := os.WriteFile(runtimeCfg, []byte(`
+providers:
+  memory:
+    settings:
+      signing_keys: { session: { algorithm: EdDSA } }
+identity:
+  secrets:
+    session_signing: memory:session
+    oidc:
+      google:
+        client_id: env:GOOGLE_CLIENT_ID
+        issuer: `+iss.URL+`
+  session:
+    redis_url: `+redistest.URL()+`
+`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	rt := startRuntime(t, runtimeCfg, []string{"GOOGLE_CLIENT_ID=" + aud})
+
+	ctx := context.Background()
+	idToken := iss.Sign(t, "k1", iss.Claims("alice", aud), nil)
+	started, err := rt.StartIdentitySession(ctx, &identitypb.StartIdentitySessionRequest{IdentityProvider: "google", ExternalToken: idToken})
+	if err != nil {
+		t.Fatal(err)
+	}
+	put, err := kv.Put(bearer(idToken), &pb.PutRequest{Key: "a", Value: "1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := rt.EndIdentitySession(ctx, &identitypb.EndIdentitySessionRequest{Token: started.GetTokens().GetAccessToken()}); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		_, err := kv.Get(bearer(idToken), &pb.GetRequest{Key: "a"})
+		if status.Code(err) == codes.Unauthenticated {
+			break
+		}
+		if err != nil || time.Now().After(deadline) {
+			t.Fatalf("the guarded session outlived the runtime's logout: %v", err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	cl, _ := srv.Catalog().Client("memory")
+	lease := provider.Lease{ID: put.GetBackendLease(), TTL: time.Minute, IssuedAt: time.Now(), Renewable: true}
+	for {
+		if _, err := cl.Renew(ctx, lease); errors.Is(err, provider.ErrNotFound) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the guarded session's lease was not revoked")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if _, err := kv.Put(bearer(idToken), &pb.PutRequest{Key: "b", Value: "2"}); status.Code(err) != codes.Unauthenticated {
+		t.Errorf("the logged-out ID token opened a new guarded session: %v", err)
+	}
+	if _, err := rt.StartIdentitySession(ctx, &identitypb.StartIdentitySessionRequest{IdentityProvider: "google", ExternalToken: idToken}); status.Code(err) != codes.Unauthenticated {
+		t.Errorf("the logged-out ID token started a runtime session: %v", err)
+	}
+}

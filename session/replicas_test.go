@@ -1,0 +1,150 @@
+package session_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/keyfort/keyfort/provider"
+	"github.com/keyfort/keyfort/session"
+	"github.com/keyfort/keyfort/session/oidc"
+	"github.com/keyfort/keyfort/session/token"
+)
+
+const googleAud = "client-123.apps.googleusercontent.com"
+
+// TestLogoutTombstonesTheExternalToken: after a logout, the external token that started the session
+// cannot start another one (a replay of a captured ID token), while a new login can.
+func TestLogoutTombstonesTheExternalToken(t *testing.T) {
+	f := newFixture(t, nil)
+	ctx := context.Background()
+	ext := f.iss.Sign(t, "k1", f.iss.Claims("alice", googleAud), nil)
+	toks, err := f.m.StartSession(ctx, session.StartRequest{IdP: "google", ExternalToken: ext})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.m.StartSession(ctx, session.StartRequest{IdP: "google", ExternalToken: ext}); err != nil {
+		t.Fatalf("before the logout one external token may start a second session: %v", err)
+	}
+	if err := f.m.Logout(ctx, toks.RefreshToken); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.m.StartSession(ctx, session.StartRequest{IdP: "google", ExternalToken: ext}); !errors.Is(err, session.ErrUnauthenticated) {
+		t.Errorf("the logged-out external token started a session: got %v, want ErrUnauthenticated", err)
+	}
+	claims := f.iss.Claims("alice", googleAud)
+	claims["nonce"] = "second-login"
+	fresh := f.iss.Sign(t, "k1", claims, nil)
+	if _, err := f.m.StartSession(ctx, session.StartRequest{IdP: "google", ExternalToken: fresh}); err != nil {
+		t.Errorf("a new login after the logout: %v", err)
+	}
+}
+
+// TestReplicasShareTombstonesWithoutConfiguredKey: Managers and Caches configured with no HashKey
+// over one store (two replicas, or the runtime and a guarded service) hash one token alike, so a
+// logout on one reaches the others: a cache of another replica ends its session of the token at its
+// next revalidation and refuses to start it again, and a Manager's Logout ends the sessions a guarded
+// service keeps for the external token that started it.
+func TestReplicasShareTombstonesWithoutConfiguredKey(t *testing.T) {
+	shared := session.NewMemoryStore(nil)
+	f := newFixture(t, shared)
+	ctx := context.Background()
+	v, err := oidc.New(ctx, oidc.Config{Issuer: f.iss.URL, Audience: googleAud})
+	if err != nil {
+		t.Fatal(err)
+	}
+	newCache := func() *session.Cache {
+		c, err := session.NewCache(session.CacheConfig{Authenticator: &oidcAuth{v: v}, Store: shared,
+			Now: f.clk.Now, Revalidate: 10 * time.Second})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = c.Close() })
+		return c
+	}
+	a, b := newCache(), newCache()
+
+	ext := f.iss.Sign(t, "k1", f.iss.Claims("bob", googleAud), nil)
+	sa, err := a.Get(ctx, ext)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sb, err := b.Get(ctx, ext)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.End(ctx, ext, time.Now().Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	waitDone(t, sa)
+	if _, err := b.Get(ctx, ext); err != nil {
+		t.Fatalf("within the revalidation interval the other replica still serves: %v", err)
+	}
+	f.clk.Advance(11 * time.Second)
+	if _, err := b.Get(ctx, ext); !errors.Is(err, session.ErrUnauthenticated) {
+		t.Fatalf("after the interval the other replica: got %v, want ErrUnauthenticated", err)
+	}
+	waitDone(t, sb)
+	if _, err := newCache().Get(ctx, ext); !errors.Is(err, session.ErrUnauthenticated) {
+		t.Errorf("a third replica started a session of the ended token: %v", err)
+	}
+	if _, err := f.m.StartSession(ctx, session.StartRequest{IdP: "google", ExternalToken: ext}); !errors.Is(err, session.ErrUnauthenticated) {
+		t.Errorf("the Manager started a session of a token a Cache ended: %v", err)
+	}
+
+	// The other way: a guarded service keeps a session of the external token; the runtime's logout
+	// of the Keyfort session it started ends it.
+	ext2 := f.iss.Sign(t, "k1", f.iss.Claims("carol", googleAud), nil)
+	toks, err := f.m.StartSession(ctx, session.StartRequest{IdP: "google", ExternalToken: ext2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	guarded, err := a.Get(ctx, ext2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.m.Logout(ctx, toks.AccessToken); err != nil {
+		t.Fatal(err)
+	}
+	f.clk.Advance(11 * time.Second)
+	if _, err := a.Get(ctx, ext2); !errors.Is(err, session.ErrUnauthenticated) {
+		t.Errorf("the guarded session of a logged-out login: got %v, want ErrUnauthenticated", err)
+	}
+	waitDone(t, guarded)
+}
+
+// TestConfiguredHashKeyWins: an explicit HashKey is used over the store's, so two caches that
+// configure different keys do not see each other's tombstones (and a short key is refused).
+func TestConfiguredHashKeyWins(t *testing.T) {
+	shared := session.NewMemoryStore(nil)
+	f := newFixture(t, shared)
+	ctx := context.Background()
+	v, err := oidc.New(ctx, oidc.Config{Issuer: f.iss.URL, Audience: googleAud})
+	if err != nil {
+		t.Fatal(err)
+	}
+	newCache := func(key string) *session.Cache {
+		c, err := session.NewCache(session.CacheConfig{Authenticator: &oidcAuth{v: v}, Store: shared, HashKey: []byte(key)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = c.Close() })
+		return c
+	}
+	a, b := newCache("key-a-key-a-key-a-key-a-key-a-32"), newCache("key-b-key-b-key-b-key-b-key-b-32")
+	ext := f.iss.Sign(t, "k1", f.iss.Claims("dave", googleAud), nil)
+	if err := a.End(ctx, ext, time.Now().Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Get(ctx, ext); !errors.Is(err, session.ErrUnauthenticated) {
+		t.Errorf("the cache that ended the token: got %v", err)
+	}
+	if _, err := b.Get(ctx, ext); err != nil {
+		t.Errorf("a cache with another configured key must not find the tombstone: %v", err)
+	}
+	if _, err := session.NewManager(session.Config{Issuer: "x", HashKey: []byte("short"),
+		Keys: token.KeySourceFunc(func(context.Context) (provider.KeySet, error) { return provider.KeySet{}, nil })}); err == nil {
+		t.Error("a HashKey under 32 bytes was accepted")
+	}
+}
