@@ -2,6 +2,8 @@ package main
 
 import (
 	"crypto/tls"
+	"crypto/x509"
+	"fmt"
 	"log/slog"
 	"os"
 	"sync"
@@ -94,4 +96,75 @@ func certExpiry(c *tls.Certificate) string {
 // tlsConfig is serve's server TLS configuration around the reloader.
 func (r *certReloader) tlsConfig() *tls.Config {
 	return &tls.Config{GetCertificate: r.GetCertificate, MinVersion: tls.VersionTLS12}
+}
+
+// clientCAReloader serves the pool of CAs that client certificates of the gRPC listener must chain
+// to, from a PEM bundle that it reads again when the file changes (one stat per handshake), like the
+// certificate pair. A bundle that does not load is logged and the previous pool kept.
+type clientCAReloader struct {
+	file string
+	log  *slog.Logger
+
+	mu     sync.Mutex
+	pool   *x509.CertPool
+	stamp  fileStamp
+	failed fileStamp
+}
+
+// loadCAPool reads a PEM bundle; errors name the file, never its content.
+func loadCAPool(file string) (*x509.CertPool, error) {
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return nil, err
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(data) {
+		return nil, fmt.Errorf("%s: no PEM certificate in it", file)
+	}
+	return pool, nil
+}
+
+func newClientCAReloader(file string, log *slog.Logger) (*clientCAReloader, error) {
+	stamp, err := stampOf(file)
+	if err != nil {
+		return nil, err
+	}
+	pool, err := loadCAPool(file)
+	if err != nil {
+		return nil, err
+	}
+	return &clientCAReloader{file: file, log: log, pool: pool, stamp: stamp}, nil
+}
+
+func (r *clientCAReloader) current() *x509.CertPool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	stamp, err := stampOf(r.file)
+	if err != nil || stamp == r.stamp || stamp == r.failed {
+		return r.pool
+	}
+	pool, err := loadCAPool(r.file)
+	if err != nil {
+		r.failed = stamp
+		r.log.Warn("keyfort: the client CA file changed but does not load; keeping the previous CAs",
+			slog.String("file", r.file), slog.String("error", err.Error()))
+		return r.pool
+	}
+	r.pool, r.stamp, r.failed = pool, stamp, fileStamp{}
+	r.log.Info("keyfort: client CAs reloaded", slog.String("file", r.file))
+	return r.pool
+}
+
+// mutualTLS returns base (serve's server configuration) requiring, at each handshake, a client
+// certificate that chains to the current CAs.
+func (r *clientCAReloader) mutualTLS(base *tls.Config) *tls.Config {
+	c := base.Clone()
+	c.ClientAuth = tls.RequireAndVerifyClientCert
+	c.GetConfigForClient = func(*tls.ClientHelloInfo) (*tls.Config, error) {
+		per := base.Clone()
+		per.ClientAuth = tls.RequireAndVerifyClientCert
+		per.ClientCAs = r.current()
+		return per, nil
+	}
+	return c
 }

@@ -30,6 +30,7 @@ func newServeCmd() *cobra.Command {
 		grpcAddr string
 		tlsCert  string
 		tlsKey   string
+		clientCA string
 		verbose  bool
 		cores    bool
 		drain    time.Duration
@@ -63,13 +64,16 @@ close, revoking the leases they issued.`,
 			if (tlsCert == "") != (tlsKey == "") {
 				return fmt.Errorf("--tls-cert and --tls-key go together")
 			}
+			if clientCA != "" && tlsCert == "" {
+				return fmt.Errorf("--tls-client-ca needs --tls-cert and --tls-key")
+			}
 			if !cores {
 				// The process holds signing keys: no core file, no same-user debugger.
 				if err := harden.Process(); err != nil {
 					log.Warn("keyfort: could not keep secrets out of core dumps", slog.String("error", err.Error()))
 				}
 			}
-			return serve(ctx, log, files, listeners{http: httpAddr, grpc: grpcAddr, cert: tlsCert, key: tlsKey, drain: drain})
+			return serve(ctx, log, files, listeners{http: httpAddr, grpc: grpcAddr, cert: tlsCert, key: tlsKey, clientCA: clientCA, drain: drain})
 		},
 	}
 	cmd.Flags().StringArrayVarP(&files, "config", "c", nil, "configuration file (YAML, TOML or JSON); repeat to layer files")
@@ -77,6 +81,7 @@ close, revoking the leases they issued.`,
 	cmd.Flags().StringVar(&grpcAddr, "grpc-addr", "127.0.0.1:9090", "address of the gRPC identity runtime service")
 	cmd.Flags().StringVar(&tlsCert, "tls-cert", "", "PEM certificate (chain) for both listeners, reloaded when the files change; without it they serve plaintext")
 	cmd.Flags().StringVar(&tlsKey, "tls-key", "", "PEM private key of --tls-cert")
+	cmd.Flags().StringVar(&clientCA, "tls-client-ca", "", "PEM bundle of CAs: the gRPC listener then requires a client certificate that chains to one (mutual TLS; reloaded when the file changes). The HTTP endpoints do not ask for one")
 	cmd.Flags().DurationVar(&drain, "shutdown-timeout", 10*time.Second, "on SIGTERM, how long calls in flight (and open streams) may take to finish before they are cancelled")
 	cmd.Flags().BoolVarP(&verbose, "verbose", "v", false, "debug logging")
 	cmd.Flags().BoolVar(&cores, "allow-core-dumps", false, "leave core dumps and same-user debugging on (by default the process, which holds signing keys, is made non-dumpable)")
@@ -88,6 +93,7 @@ close, revoking the leases they issued.`,
 type listeners struct {
 	http, grpc string
 	cert, key  string
+	clientCA   string // CAs of the gRPC listener's client certificates (mutual TLS); needs cert
 	drain      time.Duration
 }
 
@@ -101,6 +107,15 @@ func serve(ctx context.Context, log *slog.Logger, files []string, l listeners) e
 			return exitCode(exitInvalidConfig)
 		}
 		tlsCfg = certs.tlsConfig()
+	}
+	grpcTLS := tlsCfg
+	if l.clientCA != "" {
+		cas, err := newClientCAReloader(l.clientCA, log)
+		if err != nil {
+			log.Error("keyfort: --tls-client-ca", slog.String("error", err.Error()))
+			return exitCode(exitInvalidConfig)
+		}
+		grpcTLS = cas.mutualTLS(tlsCfg)
 	}
 	cfg, err := config.Load(config.Source{Files: files})
 	if err != nil {
@@ -162,7 +177,7 @@ func serve(ctx context.Context, log *slog.Logger, files []string, l listeners) e
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 
-	runtime, err := newIdentityRuntime(ctx, cfg, cat, log, reg, tlsCfg)
+	runtime, err := newIdentityRuntime(ctx, cfg, cat, log, reg, grpcTLS)
 	if err != nil {
 		log.Error("keyfort: start-up failed", slog.String("error", err.Error()))
 		return exitCode(exitInvalidConfig)
@@ -185,7 +200,7 @@ func serve(ctx context.Context, log *slog.Logger, files []string, l listeners) e
 	}
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	log.Info("keyfort: serving", slog.String("http", scheme+ln.Addr().String()), slog.String("grpc", gln.Addr().String()),
-		slog.Bool("tls", tlsCfg != nil),
+		slog.Bool("tls", tlsCfg != nil), slog.Bool("grpc_client_certs", l.clientCA != ""),
 		slog.Any("config", cfg.Sources), slog.Int("keys", len(cfg.Keys())), slog.Any("identity_providers", runtime.idps))
 	errc := make(chan error, 2)
 	go func() { errc <- srv.Serve(ln) }()

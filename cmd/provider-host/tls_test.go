@@ -26,11 +26,11 @@ import (
 
 var servingTLS = regexp.MustCompile(`http=https://(127\.0\.0\.1:\d+) grpc=(127\.0\.0\.1:\d+)`)
 
-// startServeTLS runs serve with --tls-cert and --tls-key and returns its HTTP and gRPC addresses.
-func startServeTLS(t *testing.T, certFile, keyFile string) (httpAddr, grpcAddr string) {
+// startServeTLS runs serve with --tls-cert, --tls-key and extra flags and returns its HTTP and gRPC addresses.
+func startServeTLS(t *testing.T, certFile, keyFile string, extra ...string) (httpAddr, grpcAddr string) {
 	t.Helper()
-	cmd := exec.Command(hosttest.ProviderHost(t), "serve", "--http-addr", "127.0.0.1:0", "--grpc-addr", "127.0.0.1:0",
-		"--tls-cert", certFile, "--tls-key", keyFile)
+	cmd := exec.Command(hosttest.ProviderHost(t), append([]string{"serve", "--http-addr", "127.0.0.1:0", "--grpc-addr", "127.0.0.1:0",
+		"--tls-cert", certFile, "--tls-key", keyFile}, extra...)...)
 	cmd.Env = []string{"PATH=" + os.Getenv("PATH")}
 	stderr, _ := cmd.StderrPipe()
 	if err := cmd.Start(); err != nil {
@@ -138,5 +138,104 @@ func TestServeReloadsRotatedCertificate(t *testing.T) {
 	replaceFile(t, third, certFile) // its key is not written yet: the pair does not match
 	if got := servedSerial(t, httpAddr, ca.Pool()); got != rotated {
 		t.Errorf("with a half-written rotation: serial %s served, want the previous %s", got, rotated)
+	}
+}
+
+// healthOver calls the gRPC health service at addr with TLS configuration c.
+func healthOver(t *testing.T, addr string, c *tls.Config) error {
+	t.Helper()
+	cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(credentials.NewTLS(c)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cc.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_, err = healthpb.NewHealthClient(cc).Check(ctx, &healthpb.HealthCheckRequest{})
+	return err
+}
+
+func clientCert(t *testing.T, ca *testpki.CA) []tls.Certificate {
+	t.Helper()
+	certFile, keyFile := ca.Client(t)
+	c, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return []tls.Certificate{c}
+}
+
+// TestServeMutualTLS: with --tls-client-ca the gRPC listener serves only clients whose certificate
+// chains to those CAs (none, or one of another CA, is refused at the handshake), the HTTP endpoints
+// still answer without one, and a rotated CA bundle takes effect at the next connection.
+func TestServeMutualTLS(t *testing.T) {
+	serverCA, clientCA, otherCA := testpki.New(t), testpki.New(t), testpki.New(t)
+	certFile, keyFile := serverCA.Server(t)
+	caFile := filepath.Join(t.TempDir(), "client-ca.pem")
+	replaceFile(t, clientCA.CertFile, caFile)
+	httpAddr, grpcAddr := startServeTLS(t, certFile, keyFile, "--tls-client-ca", caFile)
+	roots := serverCA.Pool()
+
+	good := clientCert(t, clientCA)
+	if err := healthOver(t, grpcAddr, &tls.Config{RootCAs: roots, Certificates: good}); err != nil {
+		t.Fatalf("a client certificate of the configured CA: %v", err)
+	}
+	if err := healthOver(t, grpcAddr, &tls.Config{RootCAs: roots}); err == nil {
+		t.Error("a client without a certificate was served")
+	}
+	stranger := clientCert(t, otherCA)
+	if err := healthOver(t, grpcAddr, &tls.Config{RootCAs: roots, Certificates: stranger}); err == nil {
+		t.Error("a client certificate of another CA was served")
+	}
+	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots}}}
+	resp, err := hc.Get("https://" + httpAddr + "/healthz")
+	if err != nil {
+		t.Fatalf("HTTP without a client certificate: %v", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Errorf("/healthz: %d", resp.StatusCode)
+	}
+
+	// Rotate the bundle to the other CA: its clients are served from the next connection, the
+	// first CA's are not; a bundle that does not load keeps the CAs in service.
+	replaceFile(t, otherCA.CertFile, caFile)
+	if err := healthOver(t, grpcAddr, &tls.Config{RootCAs: roots, Certificates: stranger}); err != nil {
+		t.Errorf("after the rotation, a certificate of the new CA: %v", err)
+	}
+	if err := healthOver(t, grpcAddr, &tls.Config{RootCAs: roots, Certificates: good}); err == nil {
+		t.Error("after the rotation, a certificate of the old CA was still served")
+	}
+	if err := os.WriteFile(caFile, []byte("not a certificate"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := healthOver(t, grpcAddr, &tls.Config{RootCAs: roots, Certificates: stranger}); err != nil {
+		t.Errorf("with a broken bundle on disk the previous CAs must stay in service: %v", err)
+	}
+}
+
+// TestServeClientCAFlags: --tls-client-ca without a server certificate, or naming a file that is not
+// a CA bundle, stops start-up naming the flag.
+func TestServeClientCAFlags(t *testing.T) {
+	ca := testpki.New(t)
+	certFile, keyFile := ca.Server(t)
+	bad := filepath.Join(t.TempDir(), "bad.pem")
+	if err := os.WriteFile(bad, []byte("nothing"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for name, args := range map[string][]string{
+		"no server certificate": {"serve", "--tls-client-ca", ca.CertFile},
+		"not a bundle":          {"serve", "--tls-cert", certFile, "--tls-key", keyFile, "--tls-client-ca", bad},
+	} {
+		cmd := exec.Command(hosttest.ProviderHost(t), append(args, "--http-addr", "127.0.0.1:0", "--grpc-addr", "127.0.0.1:0")...)
+		cmd.Env = []string{"PATH=" + os.Getenv("PATH")}
+		out, err := cmd.CombinedOutput()
+		if err == nil {
+			t.Errorf("%s: serve started", name)
+			continue
+		}
+		if !strings.Contains(string(out), "--tls-client-ca") {
+			t.Errorf("%s: the error does not name the flag:\n%s", name, out)
+		}
 	}
 }
