@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/vault/api"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/keyfort/keyfort/provider"
 )
@@ -111,8 +112,11 @@ func (p *Provider) Health(ctx context.Context) error {
 	return nil
 }
 
+// closeConcurrency is how many session revocations Close runs at once.
+const closeConcurrency = 16
+
 // Close stops token maintenance, revokes every per-session token (and so their leases) and the
-// provider's own login token.
+// provider's own login token, within a budget of 10 seconds.
 func (p *Provider) Close() error {
 	if !p.closed.CompareAndSwap(false, true) {
 		return nil
@@ -125,19 +129,33 @@ func (p *Provider) Close() error {
 	leases := p.sessions
 	p.sessions = map[string]*session{}
 	p.mu.Unlock()
-	var errs []error
-	sessions := make(map[*session]bool, len(leases))
+	bySession := make(map[*session][]string, len(leases))
 	for id, s := range leases {
-		sessions[s] = true
-		// Synchronous revocation, so that the credentials are dead when Close returns; the session
-		// token's revocation below catches anything this misses.
-		_ = p.client.Sys().RevokeWithContext(ctx, id)
+		bySession[s] = append(bySession[s], id)
 	}
-	for s := range sessions {
-		if err := revokeSession(ctx, s); err != nil {
-			errs = append(errs, classify("session", "PUT", "auth/token/revoke-self", err))
-		}
+	// Sessions are revoked concurrently (closeConcurrency at a time), so that thousands of them fit
+	// in the budget; within a session, its leases first, synchronously, so that the credentials are
+	// dead when Close returns, then its token, whose revocation catches anything this missed.
+	var (
+		errMu sync.Mutex
+		errs  []error
+		g     errgroup.Group
+	)
+	g.SetLimit(closeConcurrency)
+	for s, ids := range bySession {
+		g.Go(func() error {
+			for _, id := range ids {
+				_ = p.client.Sys().RevokeWithContext(ctx, id)
+			}
+			if err := revokeSession(ctx, s); err != nil {
+				errMu.Lock()
+				errs = append(errs, classify("session", "PUT", "auth/token/revoke-self", err))
+				errMu.Unlock()
+			}
+			return nil
+		})
 	}
+	_ = g.Wait()
 	if p.loggedIn {
 		if err := p.client.Auth().Token().RevokeSelfWithContext(ctx, ""); err != nil {
 			errs = append(errs, classify("login", "PUT", "auth/token/revoke-self", err))

@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -441,6 +442,8 @@ func TestLeaseCappedByTokenLife(t *testing.T) {
 	}
 }
 
+// TestCloseRevokesSessionLeases: Close revokes every session's leases and token, so none of the
+// credentials it issued can log in to PostgreSQL after it returns.
 func TestCloseRevokesSessionLeases(t *testing.T) {
 	srv := vaulttest.Start(t)
 	pgURL := pgtest.URL(t)
@@ -454,17 +457,27 @@ func TestCloseRevokesSessionLeases(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	creds, err := p.Credentials(ctx, provider.CredentialRequest{Role: "database/creds/app", Identity: provider.SensitiveString(iss.token(t, "carol"))})
-	if err != nil {
-		t.Fatal(err)
+	// More sessions than Close revokes at once, one with two leases.
+	var issued []provider.Credentials
+	for i := range 20 {
+		id := provider.SensitiveString(iss.token(t, fmt.Sprintf("user-%d", i)))
+		for range 1 + i/19 {
+			creds, err := p.Credentials(ctx, provider.CredentialRequest{Role: "database/creds/app", Identity: id})
+			if err != nil {
+				t.Fatal(err)
+			}
+			issued = append(issued, creds)
+		}
 	}
 	if err := p.Close(); err != nil {
 		t.Fatal(err)
 	}
-	userURL := strings.Replace(pgURL, "postgres@", creds.Username+":"+creds.Password.RevealString()+"@", 1)
-	if conn, err := pgx.Connect(ctx, userURL); err == nil {
-		_ = conn.Close(ctx)
-		t.Error("a session's credentials survive the provider's shutdown")
+	for _, creds := range issued {
+		userURL := strings.Replace(pgURL, "postgres@", creds.Username+":"+creds.Password.RevealString()+"@", 1)
+		if conn, err := pgx.Connect(ctx, userURL); err == nil {
+			_ = conn.Close(ctx)
+			t.Errorf("the credentials of %s survive the provider's shutdown", creds.Username)
+		}
 	}
 }
 
