@@ -79,7 +79,7 @@ func Open(ctx context.Context, cfg *config.Config, opts Options) (*Catalog, erro
 	var errs []error
 	for _, name := range slices.Sorted(maps.Keys(cfg.Providers)) {
 		pc := cfg.Providers[name]
-		driver, err := start(ctx, pc, opts, log)
+		driver, err := start(ctx, cfg, pc, opts, log)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("provider %q: %w", name, err))
 			continue
@@ -126,7 +126,7 @@ func (e *MissingError) Error() string {
 // Is makes errors.Is(err, provider.ErrNotFound) true.
 func (e *MissingError) Is(target error) bool { return target == provider.ErrNotFound }
 
-func start(ctx context.Context, pc config.Provider, opts Options, log *slog.Logger) (provider.IdentitySecretMaterialProvider, error) {
+func start(ctx context.Context, cfg *config.Config, pc config.Provider, opts Options, log *slog.Logger) (provider.IdentitySecretMaterialProvider, error) {
 	settings, err := provider.SettingsFromMap(pc.Name, pc.Settings)
 	if err != nil {
 		return nil, err
@@ -135,6 +135,7 @@ func start(ctx context.Context, pc config.Provider, opts Options, log *slog.Logg
 	if pc.Plugin != "" {
 		return plugin.Launch(ctx, plugin.Config{
 			Name: pc.Name, Path: pc.Plugin, Args: pc.Args, SHA256: pc.SHA256, Settings: settings, Logger: log, MaxProcs: pc.MaxProcs,
+			Environ: pluginEnviron(cfg, pc),
 			OnRestart: onRestart, ProbeTimeout: pc.ProbeTimeout, CloseTimeout: pc.CloseTimeout,
 		})
 	}
@@ -147,6 +148,7 @@ func start(ctx context.Context, pc config.Provider, opts Options, log *slog.Logg
 	}
 	return plugin.Launch(ctx, plugin.Config{
 		Name: pc.Name, Path: bin, Args: []string{"plugin", pc.Type}, Settings: settings, Logger: log, MaxProcs: pc.MaxProcs,
+		Environ: pluginEnviron(cfg, pc),
 		OnRestart: onRestart, ProbeTimeout: pc.ProbeTimeout, CloseTimeout: pc.CloseTimeout,
 	})
 }

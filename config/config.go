@@ -96,6 +96,11 @@ type Provider struct {
 	// MaxProcs is the plugin process's GOMAXPROCS (max_procs: a number, or "all" for -1: Go's
 	// default); zero: 1 (see plugin.Config.MaxProcs).
 	MaxProcs int
+	// InheritEnv names the host's environment variables the plugin process receives beyond the
+	// baseline (PATH, HOME, TZ, proxies, CA locations, Go runtime settings) and its type's own (see
+	// docs/configuration.md): names, or prefixes ending in "*"; "*" alone passes the host's whole
+	// environment.
+	InheritEnv []string
 	// Implicit is true for a built-in that a binding named without declaring it.
 	Implicit bool
 }
@@ -261,6 +266,9 @@ func (e *ValidationError) Is(target error) bool { return target == provider.ErrI
 
 var providerName = regexp.MustCompile(`^[a-z][a-z0-9_-]{0,62}$`)
 
+// envPattern is an inherit_env entry: a variable name, a prefix ending in "*", or "*".
+var envPattern = regexp.MustCompile(`^(\*|[A-Za-z_][A-Za-z0-9_]*\*?)$`)
+
 type parser struct {
 	problems []Problem
 	cfg      *Config
@@ -353,6 +361,29 @@ func (p *parser) provider(name string, v any) {
 			default:
 				p.add(fkey, name, "", "want a list of strings")
 			}
+		case "inherit_env":
+			var list []string
+			switch a := fv.(type) {
+			case []any:
+				for _, x := range a {
+					xs, ok := x.(string)
+					if !ok {
+						p.add(fkey, name, "", "want a list of variable names or prefixes ending in *")
+						break
+					}
+					list = append(list, xs)
+				}
+			case string: // from the environment: names separated by spaces or commas
+				list = strings.FieldsFunc(a, func(r rune) bool { return r == ' ' || r == ',' })
+			default:
+				p.add(fkey, name, "", "want a list of variable names or prefixes ending in *")
+			}
+			for _, pat := range list {
+				if !envPattern.MatchString(pat) {
+					p.add(fkey, name, "", "%q is not a variable name, a prefix ending in *, or *", pat)
+				}
+			}
+			pr.InheritEnv = list
 		case "sha256":
 			pr.SHA256 = strings.ToLower(fmt.Sprint(fv))
 			if len(pr.SHA256) != 64 || strings.Trim(pr.SHA256, "0123456789abcdef") != "" {
@@ -411,7 +442,7 @@ func (p *parser) provider(name string, v any) {
 				p.add(fkey, name, "", "want a number of CPUs (1 or more) or \"all\"")
 			}
 		default:
-			p.add(fkey, name, "", "unknown key (known: type, plugin, args, sha256, settings, timeout, cache_ttl, stale_budget, max_procs, probe_timeout, close_timeout)")
+			p.add(fkey, name, "", "unknown key (known: type, plugin, args, sha256, settings, timeout, cache_ttl, stale_budget, max_procs, probe_timeout, close_timeout, inherit_env)")
 		}
 	}
 	switch {

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -441,6 +442,35 @@ identity:
 	} {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("got %v, want it to say %q", err, want)
+		}
+	}
+}
+
+func TestInheritEnv(t *testing.T) {
+	cfg, err := config.Load(config.Source{Files: []string{write(t, "k.yaml", `
+providers:
+  a: { type: env, inherit_env: [APP_*, EXTRA] }
+identity: { secrets: { session_signing: a:K } }
+`)}, Environ: []string{"KEYFORT_PROVIDERS__B__TYPE=env", "KEYFORT_PROVIDERS__B__INHERIT_ENV=X_*,Y Z"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := cfg.Providers["a"].InheritEnv; !slices.Equal(got, []string{"APP_*", "EXTRA"}) {
+		t.Errorf("inherit_env from the file: %v", got)
+	}
+	if got := cfg.Providers["b"].InheritEnv; !slices.Equal(got, []string{"X_*", "Y", "Z"}) {
+		t.Errorf("inherit_env from the environment: %v", got)
+	}
+	_, err = config.Load(config.Source{Files: []string{write(t, "k.yaml", `
+providers:
+  a: { type: env, inherit_env: ["A*B"] }
+  b: { type: env, inherit_env: [1] }
+  c: { type: env, inherit_env: {x: y} }
+identity: { secrets: { session_signing: a:K } }
+`)}, Environ: []string{}})
+	for _, want := range []string{"providers.a.inherit_env", "providers.b.inherit_env", "providers.c.inherit_env"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("got %v, want a problem at %s", err, want)
 		}
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -450,5 +451,18 @@ func TestPluginGOMAXPROCS(t *testing.T) {
 				t.Errorf("the plugin does not answer: %v", err)
 			}
 		})
+	}
+}
+
+func TestFilterEnv(t *testing.T) {
+	environ := []string{"PATH=/bin", "HOME=/root", "LC_ALL=C", "VAULT_TOKEN=s", "VAULT_ADDR=http://v",
+		"AWS_SECRET_ACCESS_KEY=s", "APP_KEY=k", "APP_KEY_PREVIOUS=p", "APPLE=no", "broken"}
+	got := plugin.FilterEnv(environ, []string{"VAULT_*", "APP_KEY", "APP_KEY_*"})
+	want := []string{"PATH=/bin", "HOME=/root", "LC_ALL=C", "VAULT_TOKEN=s", "VAULT_ADDR=http://v", "APP_KEY=k", "APP_KEY_PREVIOUS=p"}
+	if !slices.Equal(got, want) {
+		t.Errorf("FilterEnv: got %v, want %v", got, want)
+	}
+	if got := plugin.FilterEnv(environ, nil); !slices.Equal(got, []string{"PATH=/bin", "HOME=/root", "LC_ALL=C"}) {
+		t.Errorf("baseline only: got %v", got)
 	}
 }

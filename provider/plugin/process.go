@@ -9,7 +9,6 @@ import (
 	"log/slog"
 	"os"
 	"os/exec"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -47,8 +46,10 @@ type Config struct {
 	SHA256 string
 	// Settings are sent to the plugin's Configure call after every start.
 	Settings provider.Settings
-	// Env is added to the plugin's environment (which otherwise is the host's); it can override
-	// GOMAXPROCS.
+	// Environ is the plugin's environment ("K=V") before GOMAXPROCS and Env. Nil: the host's whole
+	// environment. FilterEnv makes a least-privilege one (catalog.Open does, per provider).
+	Environ []string
+	// Env is added to the plugin's environment; it can override GOMAXPROCS.
 	Env []string
 	// MaxProcs is the plugin process's GOMAXPROCS. Zero: 1 — a provider plugin relays calls to a
 	// backend, and with one P the hand-offs between gRPC's goroutines on every call happen on one
@@ -75,16 +76,6 @@ type Config struct {
 	// CloseTimeout bounds Close's request that the plugin close its provider (which revokes what it
 	// leased); after it the process is killed. Zero: [DefaultCloseTimeout].
 	CloseTimeout time.Duration
-}
-
-// pluginEnv is the host's environment, then GOMAXPROCS (unless maxProcs < 0), then extra; a later
-// entry wins over an earlier one of the same name.
-func pluginEnv(maxProcs int, extra []string) []string {
-	env := os.Environ()
-	if maxProcs >= 0 {
-		env = append(env, "GOMAXPROCS="+strconv.Itoa(max(maxProcs, 1)))
-	}
-	return append(env, extra...)
 }
 
 // Process is a supervised plugin process, seen as an [provider.IdentitySecretMaterialProvider] with every
@@ -171,7 +162,7 @@ func Launch(ctx context.Context, cfg Config) (*Process, error) {
 	startTimeout := orDefault(cfg.StartTimeout, DefaultStartTimeout)
 	start := func() (*instance, error) {
 		cmd := exec.Command(cfg.Path, cfg.Args...)
-		cmd.Env = pluginEnv(cfg.MaxProcs, cfg.Env)
+		cmd.Env = pluginEnv(cfg.Environ, cfg.MaxProcs, cfg.Env)
 		client := goplugin.NewClient(&goplugin.ClientConfig{
 			SkipHostEnv:      true, // pluginEnv has it, so that GOMAXPROCS is ours, not the host's
 			HandshakeConfig:  Handshake,
