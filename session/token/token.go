@@ -336,7 +336,16 @@ func (c *Codec) Verify(ctx context.Context, token, typ, audience string) (Claims
 	}
 	k := ps.byKID[h.Kid]
 	if k == nil {
-		return claims, fmt.Errorf("%w: kid %q", ErrUnknownKey, h.Kid)
+		// A remote key set may not have the signer's newest key yet: refresh it once (rate-limited).
+		if r, ok := c.keys.(Refresher); ok && r.Refresh(ctx) == nil {
+			if ps, err = c.keySet(ctx); err != nil {
+				return claims, err
+			}
+			k = ps.byKID[h.Kid]
+		}
+		if k == nil {
+			return claims, fmt.Errorf("%w: kid %q", ErrUnknownKey, h.Kid)
+		}
 	}
 	if h.Alg != string(k.alg) {
 		return claims, fmt.Errorf("%w: header alg %q, key %q is %s", ErrAlgorithm, h.Alg, k.kid, k.alg)

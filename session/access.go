@@ -1,0 +1,100 @@
+package session
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/keyfort/keyfort/provider"
+	"github.com/keyfort/keyfort/session/token"
+)
+
+// AccessVerifierConfig configures an AccessVerifier.
+type AccessVerifierConfig struct {
+	// Issuer and Audience are the runtime's (identity.session.issuer and .audience; the audience
+	// defaults to the issuer, as the runtime's does).
+	Issuer, Audience string
+	// Keys verify the tokens: token.NewJWKSKeys on the runtime's /.well-known/jwks.json gives public
+	// keys only, so the verifying service holds no private key.
+	Keys token.KeySource
+	// Store is the runtime's shared store (its Redis): with it, a session whose family was revoked
+	// (logout, refresh-token theft) is refused, and a Cache revalidates the sessions it keeps. Nil:
+	// a token is good until it expires (access tokens live 15 minutes at most).
+	Store Store
+	// Now is the clock; nil: time.Now.
+	Now func() time.Time
+}
+
+// AccessVerifier authenticates Keyfort access tokens in a service other than the runtime that
+// issued them: a guarded service whose callers present the access token StartIdentitySession gave
+// them. It is a Cache's Authenticator and Revalidator. It is safe for concurrent use.
+type AccessVerifier struct {
+	codec    *token.Codec
+	audience string
+	store    Store
+}
+
+var (
+	_ Authenticator = (*AccessVerifier)(nil)
+	_ Revalidator   = (*AccessVerifier)(nil)
+)
+
+// NewAccessVerifier returns an AccessVerifier.
+func NewAccessVerifier(cfg AccessVerifierConfig) (*AccessVerifier, error) {
+	if cfg.Issuer == "" || cfg.Keys == nil {
+		return nil, errors.New("session: AccessVerifierConfig needs Issuer and Keys")
+	}
+	if cfg.Audience == "" {
+		cfg.Audience = cfg.Issuer
+	}
+	codec, err := token.New(token.Config{Issuer: cfg.Issuer, Keys: cfg.Keys, Now: cfg.Now})
+	if err != nil {
+		return nil, err
+	}
+	return &AccessVerifier{codec: codec, audience: cfg.Audience, store: cfg.Store}, nil
+}
+
+// Authenticate implements Authenticator: the token's signature, type (access), issuer, audience
+// and validity, and, with a Store, that its session was not ended.
+func (a *AccessVerifier) Authenticate(ctx context.Context, raw string) (Principal, error) {
+	cl, err := a.codec.Verify(ctx, raw, token.TypeAccess, a.audience)
+	if err != nil {
+		if errors.Is(err, token.ErrUnknownKey) || isTokenError(err) {
+			return Principal{}, unauthenticated("access token: %v", err)
+		}
+		return Principal{}, err // the key set is unavailable: not the caller's fault
+	}
+	p := Principal{Subject: cl.Subject, Tenant: cl.Tenant, IdP: cl.IdP, Scope: cl.Scope,
+		ExpiresAt: time.Unix(cl.ExpiresAt, 0), Identity: provider.SensitiveString(raw), Family: cl.Family}
+	if err := a.Revalidate(ctx, p); err != nil {
+		return Principal{}, err
+	}
+	return p, nil
+}
+
+// Revalidate implements Revalidator: with a Store, whether the session family of p was revoked.
+func (a *AccessVerifier) Revalidate(ctx context.Context, p Principal) error {
+	if a.store == nil || p.Family == "" {
+		return nil
+	}
+	f, err := a.store.Family(ctx, p.Family)
+	if err != nil {
+		return fmt.Errorf("%w: %v", ErrStoreUnavailable, err)
+	}
+	if f.Revoked {
+		return unauthenticated("session revoked")
+	}
+	return nil
+}
+
+// isTokenError reports whether err is the token's fault (any of token's Err* reasons).
+func isTokenError(err error) bool {
+	for _, reason := range []error{token.ErrMalformed, token.ErrAlgorithm, token.ErrSignature, token.ErrExpired,
+		token.ErrNotYetValid, token.ErrWrongType, token.ErrWrongIssuer, token.ErrWrongAudience} {
+		if errors.Is(err, reason) {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,206 @@
+package session_test
+
+import (
+	"context"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/keyfort/keyfort/session"
+	"github.com/keyfort/keyfort/session/token"
+)
+
+// jwksServer publishes the fixture's signing keys as the runtime does (public keys only), counting
+// requests; down makes it answer 503.
+type jwksServer struct {
+	*httptest.Server
+	hits atomic.Int64
+	down atomic.Bool
+}
+
+func newJWKSServer(t *testing.T, f *fixture) *jwksServer {
+	t.Helper()
+	s := &jwksServer{}
+	s.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.hits.Add(1)
+		if s.down.Load() {
+			http.Error(w, "down", http.StatusServiceUnavailable)
+			return
+		}
+		ks, err := f.keys.SigningKeys(r.Context(), "session")
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		body, _ := ks.PublicJWKS()
+		_, _ = w.Write(body)
+	}))
+	t.Cleanup(s.Close)
+	return s
+}
+
+func newAccessVerifier(t *testing.T, f *fixture, url string, store session.Store) (*session.AccessVerifier, *token.JWKSKeys) {
+	t.Helper()
+	keys, err := token.NewJWKSKeys(context.Background(), token.JWKSConfig{URL: url, Now: f.clk.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	av, err := session.NewAccessVerifier(session.AccessVerifierConfig{Issuer: "https://keyfort.test", Audience: "api",
+		Keys: keys, Store: store, Now: f.clk.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return av, keys
+}
+
+// withKid replaces the kid of a token's header (the signature no longer matches; the kid is looked
+// up first).
+func withKid(t *testing.T, tok, kid string) string {
+	t.Helper()
+	parts := strings.Split(tok, ".")
+	h := fmt.Sprintf(`{"alg":"EdDSA","kid":%q,"typ":"at+jwt"}`, kid)
+	return base64.RawURLEncoding.EncodeToString([]byte(h)) + "." + parts[1] + "." + parts[2]
+}
+
+// TestAccessVerifierWithPublicKeysOnly: a service that verifies Keyfort access tokens with the
+// runtime's JWKS (no private key) and its shared store accepts the runtime's access tokens and
+// nothing else, follows a key rotation, bounds the fetches a flood of unknown kids causes, and sees
+// a logout.
+func TestAccessVerifierWithPublicKeysOnly(t *testing.T) {
+	shared := session.NewMemoryStore(nil)
+	f := newFixture(t, shared)
+	ctx := context.Background()
+	srv := newJWKSServer(t, f)
+	av, keys := newAccessVerifier(t, f, srv.URL, shared)
+	set, _ := keys.SigningKeys(ctx)
+	for _, k := range set.Keys {
+		if !k.Private.IsZero() {
+			t.Fatalf("the JWKS key source holds private material for kid %s", k.ID)
+		}
+	}
+
+	toks := f.start(t, "alice")
+	p, err := av.Authenticate(ctx, toks.AccessToken)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Subject != "alice" || p.Tenant != "acme" || p.Family == "" || p.Identity.RevealString() != toks.AccessToken {
+		t.Errorf("principal: %+v", p)
+	}
+	if _, err := av.Authenticate(ctx, toks.RefreshToken); !errors.Is(err, session.ErrUnauthenticated) {
+		t.Errorf("a refresh token as an access token: got %v", err)
+	}
+	bare, _, err := f.m.IssueToken(ctx, session.IssueRequest{Subject: "svc"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := av.Authenticate(ctx, bare); err != nil {
+		t.Errorf("a bare access token (no session): %v", err)
+	}
+
+	// Rotation: the new key signs tokens the verifier has not seen; it fetches the set once.
+	if _, err := f.keys.RotateSigningKey(ctx, "session"); err != nil {
+		t.Fatal(err)
+	}
+	f.clk.Advance(time.Minute) // past the fetch rate limit, within the set's max age
+	before := srv.hits.Load()
+	rotated, err := f.m.RefreshSession(ctx, toks.RefreshToken)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := av.Authenticate(ctx, rotated.AccessToken); err != nil {
+		t.Fatalf("a token of the rotated key: %v", err)
+	}
+	if got := srv.hits.Load() - before; got != 1 {
+		t.Errorf("rotation cost %d fetches, want 1", got)
+	}
+
+	// A flood of made-up kids within the rate limit costs no fetch.
+	before = srv.hits.Load()
+	for i := range 50 {
+		if _, err := av.Authenticate(ctx, withKid(t, rotated.AccessToken, fmt.Sprintf("made-up-%d", i))); !errors.Is(err, session.ErrUnauthenticated) {
+			t.Fatalf("unknown kid: got %v", err)
+		}
+	}
+	if got := srv.hits.Load() - before; got != 0 {
+		t.Errorf("a flood of unknown kids right after a fetch caused %d fetches", got)
+	}
+	f.clk.Advance(time.Minute)
+	for i := range 50 {
+		_, _ = av.Authenticate(ctx, withKid(t, rotated.AccessToken, fmt.Sprintf("later-%d", i)))
+	}
+	if got := srv.hits.Load() - before; got != 1 {
+		t.Errorf("a flood of unknown kids after the interval caused %d fetches, want 1", got)
+	}
+
+	// The JWKS down past the set's max age: one fetch is tried, and the last good set keeps
+	// verifying.
+	srv.down.Store(true)
+	f.clk.Advance(time.Hour)
+	later, _, err := f.m.IssueToken(ctx, session.IssueRequest{Subject: "svc"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	before = srv.hits.Load()
+	if _, err := av.Authenticate(ctx, later); err != nil {
+		t.Errorf("with the JWKS down, the last good set: %v", err)
+	}
+	if got := srv.hits.Load() - before; got != 1 {
+		t.Errorf("an old set with the JWKS down: %d fetches tried, want 1", got)
+	}
+	srv.down.Store(false)
+
+	// Logout at the runtime: the verifier refuses the session's tokens, and a Cache ends its
+	// session at the next revalidation.
+	fresh := f.start(t, "bob")
+	cache, err := session.NewCache(session.CacheConfig{Authenticator: av, Store: shared, Now: f.clk.Now, Revalidate: 10 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cache.Close()
+	s, err := cache.Get(ctx, fresh.AccessToken)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.m.Logout(ctx, fresh.RefreshToken); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := av.Authenticate(ctx, fresh.AccessToken); !errors.Is(err, session.ErrUnauthenticated) {
+		t.Errorf("after the logout: got %v", err)
+	}
+	f.clk.Advance(11 * time.Second)
+	if _, err := cache.Get(ctx, fresh.AccessToken); !errors.Is(err, session.ErrUnauthenticated) {
+		t.Errorf("the cached session after the logout: got %v", err)
+	}
+	waitDone(t, s)
+}
+
+// TestJWKSKeysRefusals: an unreachable JWKS, one that is not https, or one without a usable key
+// (HS256 secrets are never published) is an error at construction; an oversized one too.
+func TestJWKSKeysRefusals(t *testing.T) {
+	ctx := context.Background()
+	empty := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		_, _ = w.Write([]byte(`{"keys":[{"kty":"oct","k":"c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0LXNlY3JldA","kid":"h","alg":"HS256"}]}`))
+	}))
+	defer empty.Close()
+	huge := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		_, _ = w.Write([]byte(`{"keys":[` + strings.Repeat(" ", 2<<20) + `]}`))
+	}))
+	defer huge.Close()
+	for name, url := range map[string]string{
+		"unreachable": "http://127.0.0.1:1/jwks",
+		"not https":   "http://keyfort.example/jwks",
+		"no key":      empty.URL,
+		"oversized":   huge.URL,
+	} {
+		if _, err := token.NewJWKSKeys(ctx, token.JWKSConfig{URL: url}); err == nil {
+			t.Errorf("%s: no error", name)
+		}
+	}
+}

@@ -1,0 +1,224 @@
+package token
+
+import (
+	"context"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/go-jose/go-jose/v4"
+	"golang.org/x/sync/singleflight"
+
+	"github.com/keyfort/keyfort/provider"
+)
+
+// Refresher is the optional capability of a KeySource whose set can lag behind the signer's (a
+// remote JWKS): Verify asks it to refresh once when a token names a kid it does not know.
+type Refresher interface {
+	Refresh(ctx context.Context) error
+}
+
+// Defaults of JWKSConfig's zero values.
+const (
+	DefaultJWKSMaxAge             = 5 * time.Minute
+	DefaultJWKSMinRefreshInterval = 10 * time.Second
+	DefaultJWKSMaxSize            = 1 << 20
+)
+
+// ErrRefreshLimited is returned by JWKSKeys.Refresh called again within MinRefreshInterval.
+var ErrRefreshLimited = errors.New("token: JWKS refreshed too recently")
+
+// JWKSConfig configures JWKSKeys.
+type JWKSConfig struct {
+	// URL is the key set's address: the runtime's /.well-known/jwks.json. https, or http on loopback.
+	URL string
+	// HTTPClient fetches it; default: a client with a 10s timeout that follows no redirect.
+	HTTPClient *http.Client
+	// MaxAge is how long a fetched set is used before the next call fetches it again (default 5m);
+	// a failed fetch keeps the last good set.
+	MaxAge time.Duration
+	// MinRefreshInterval is the least time between two fetches asked for by unknown kids (default
+	// 10s): a flood of tokens with made-up kids costs at most one fetch per interval.
+	MinRefreshInterval time.Duration
+	// MaxSize caps the response (default 1 MiB).
+	MaxSize int64
+	// Now is the clock; nil: time.Now.
+	Now func() time.Time
+}
+
+// JWKSKeys is a KeySource of public keys fetched from a JWKS URL: what a service that only
+// verifies Keyfort's tokens needs, without access to the signing provider (and so to private
+// keys). It publishes EdDSA, ES256 and RS256 keys with a kid (HS256 keys are never in a JWKS: a
+// service that shares an HS256 secret must be given it by its provider). It is safe for concurrent
+// use.
+type JWKSKeys struct {
+	cfg    JWKSConfig
+	now    func() time.Time
+	flight singleflight.Group
+
+	mu        sync.RWMutex
+	set       provider.KeySet
+	fetchedAt time.Time
+	lastTry   time.Time
+	fetches   int
+}
+
+var (
+	_ KeySource = (*JWKSKeys)(nil)
+	_ Refresher = (*JWKSKeys)(nil)
+)
+
+// NewJWKSKeys fetches the key set once; an unreachable URL, or a set without a usable key, is an
+// error here.
+func NewJWKSKeys(ctx context.Context, cfg JWKSConfig) (*JWKSKeys, error) {
+	if !strings.HasPrefix(cfg.URL, "https://") && !isLoopbackHTTP(cfg.URL) {
+		return nil, fmt.Errorf("token: JWKS URL %q is not https", cfg.URL)
+	}
+	if cfg.HTTPClient == nil {
+		cfg.HTTPClient = &http.Client{Timeout: 10 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error {
+			return http.ErrUseLastResponse
+		}}
+	}
+	if cfg.MaxAge <= 0 {
+		cfg.MaxAge = DefaultJWKSMaxAge
+	}
+	if cfg.MinRefreshInterval <= 0 {
+		cfg.MinRefreshInterval = DefaultJWKSMinRefreshInterval
+	}
+	if cfg.MaxSize <= 0 {
+		cfg.MaxSize = DefaultJWKSMaxSize
+	}
+	j := &JWKSKeys{cfg: cfg, now: cfg.Now}
+	if j.now == nil {
+		j.now = time.Now
+	}
+	if err := j.fetch(ctx); err != nil {
+		return nil, err
+	}
+	return j, nil
+}
+
+func isLoopbackHTTP(u string) bool {
+	return strings.HasPrefix(u, "http://127.0.0.1:") || strings.HasPrefix(u, "http://localhost:") || strings.HasPrefix(u, "http://[::1]:")
+}
+
+// SigningKeys implements KeySource: the last fetched set, fetched again first when it is older than
+// MaxAge (the last good set is served when that fails).
+func (j *JWKSKeys) SigningKeys(ctx context.Context) (provider.KeySet, error) {
+	j.mu.RLock()
+	set, age, last := j.set, j.now().Sub(j.fetchedAt), j.lastTry
+	j.mu.RUnlock()
+	if age > j.cfg.MaxAge && j.now().Sub(last) >= j.cfg.MinRefreshInterval {
+		if err := j.fetch(ctx); err == nil {
+			j.mu.RLock()
+			set = j.set
+			j.mu.RUnlock()
+		}
+	}
+	return set, nil
+}
+
+// Refresh implements Refresher: fetch the set now, unless a fetch was tried within
+// MinRefreshInterval (ErrRefreshLimited).
+func (j *JWKSKeys) Refresh(ctx context.Context) error {
+	j.mu.RLock()
+	last := j.lastTry
+	j.mu.RUnlock()
+	if j.now().Sub(last) < j.cfg.MinRefreshInterval {
+		return ErrRefreshLimited
+	}
+	return j.fetch(ctx)
+}
+
+// Fetches reports how many fetches were made.
+func (j *JWKSKeys) Fetches() int {
+	j.mu.RLock()
+	defer j.mu.RUnlock()
+	return j.fetches
+}
+
+// fetch gets the set once for all concurrent callers; on failure the last good set stays.
+func (j *JWKSKeys) fetch(ctx context.Context) error {
+	ch := j.flight.DoChan("jwks", func() (any, error) {
+		j.mu.Lock()
+		if j.fetches > 0 && j.now().Sub(j.lastTry) < j.cfg.MinRefreshInterval {
+			j.mu.Unlock()
+			return nil, ErrRefreshLimited // another caller's fetch just ended
+		}
+		j.lastTry = j.now()
+		j.fetches++
+		j.mu.Unlock()
+		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		defer cancel()
+		set, err := j.get(fctx)
+		if err != nil {
+			return nil, fmt.Errorf("token: JWKS at %s: %w", j.cfg.URL, err)
+		}
+		j.mu.Lock()
+		j.set, j.fetchedAt = set, j.now()
+		j.mu.Unlock()
+		return nil, nil
+	})
+	select {
+	case r := <-ch:
+		return r.Err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (j *JWKSKeys) get(ctx context.Context) (provider.KeySet, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, j.cfg.URL, nil)
+	if err != nil {
+		return provider.KeySet{}, err
+	}
+	req.Header.Set("Accept", "application/jwk-set+json, application/json")
+	resp, err := j.cfg.HTTPClient.Do(req)
+	if err != nil {
+		return provider.KeySet{}, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return provider.KeySet{}, fmt.Errorf("HTTP %d", resp.StatusCode)
+	}
+	body, err := io.ReadAll(io.LimitReader(resp.Body, j.cfg.MaxSize+1))
+	if err != nil {
+		return provider.KeySet{}, err
+	}
+	if int64(len(body)) > j.cfg.MaxSize {
+		return provider.KeySet{}, fmt.Errorf("response larger than %d bytes", j.cfg.MaxSize)
+	}
+	var raw jose.JSONWebKeySet
+	if err := json.Unmarshal(body, &raw); err != nil {
+		return provider.KeySet{}, errors.New("malformed JWKS")
+	}
+	set := provider.KeySet{Name: j.cfg.URL}
+	for _, k := range raw.Keys {
+		if k.KeyID == "" || (k.Use != "" && k.Use != "sig") || !k.IsPublic() || !k.Valid() {
+			continue
+		}
+		der, err := x509.MarshalPKIXPublicKey(k.Key)
+		if err != nil {
+			continue
+		}
+		key := provider.Key{ID: k.KeyID, Algorithm: provider.Algorithm(k.Algorithm), Public: der}
+		if _, err := key.PublicKey(); err != nil { // the algorithm must be Keyfort's and match the key
+			continue
+		}
+		if _, dup := set.Lookup(key.ID); dup {
+			continue
+		}
+		set.Keys = append(set.Keys, key)
+	}
+	if len(set.Keys) == 0 {
+		return provider.KeySet{}, errors.New("no usable signing key (EdDSA, ES256 or RS256 with a kid)")
+	}
+	set.ActiveID = set.Keys[0].ID // verification only: any key of the set
+	return set, nil
+}
