@@ -9,6 +9,7 @@ import (
 	"io"
 	"maps"
 	"math/rand/v2"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -110,7 +111,7 @@ non-zero.`,
 	f.IntVar(&o.concurrency, "concurrency", 64, "calls in flight at once")
 	f.DurationVar(&o.duration, "duration", 30*time.Second, "length of the mixed phase")
 	f.IntVar(&o.replicas, "replicas", 1, "serve processes; more than one needs --redis-url")
-	f.StringVar(&o.redisURL, "redis-url", "", "Redis session store shared by the replicas (identity.session.redis_url); its command counts are read with INFO, so give it a Redis nothing else uses")
+	f.StringVar(&o.redisURL, "redis-url", "", "Redis session store shared by the replicas (identity.session.redis_url); the replicas' store commands are read from their metrics (with --runtime-addr, from Redis's INFO, which counts every client)")
 	f.StringVar(&o.guardedBin, "guarded-bin", "", "built examples/guarded-kv binary to start and drive")
 	f.StringVar(&o.mix, "mix", "guarded=80,refresh=15,logout=5", "weights of the mixed phase's operations")
 	f.StringVar(&o.jsonOut, "json", "", "also write the report as JSON to this file")
@@ -665,18 +666,21 @@ type deployment struct {
 	children []*benchChild
 	conns    []*grpc.ClientConn
 	target   *benchTarget
-	redis    *redis.Client
+	redis    *redis.Client // external mode: Redis, for INFO commandstats
+	// storeMetrics: the serve replicas started here use Redis; their /metrics count its commands.
+	storeMetrics bool
 }
 
 type benchChild struct {
 	name string
 	cmd  *exec.Cmd
-	addr string
+	addr string // the address to dial: the ready pattern's last group
+	http string // serve's HTTP address (metrics): the first of two groups
 	done chan struct{}
 }
 
 var (
-	serveReady   = regexp.MustCompile(`grpc=(127\.0\.0\.1:\d+)`)
+	serveReady   = regexp.MustCompile(`http=http://(127\.0\.0\.1:\d+) grpc=(127\.0\.0\.1:\d+)`)
 	guardedReady = regexp.MustCompile(`guarded-kv: serving addr=(127\.0\.0\.1:\d+)`)
 )
 
@@ -695,16 +699,18 @@ func startDeployment(ctx context.Context, o benchOptions, stderr io.Writer) (_ *
 			d.close()
 		}
 	}()
-	if o.redisURL != "" {
-		opt, err := redis.ParseURL(o.redisURL)
-		if err != nil {
-			return nil, fmt.Errorf("--redis-url: %w", err)
-		}
-		d.redis = redis.NewClient(opt)
-	}
 	if o.external() {
+		if o.redisURL != "" {
+			// Services started elsewhere: their store commands are Redis's own count.
+			opt, err := redis.ParseURL(o.redisURL)
+			if err != nil {
+				return nil, fmt.Errorf("--redis-url: %w", err)
+			}
+			d.redis = redis.NewClient(opt)
+		}
 		return d, d.attach(o)
 	}
+	d.storeMetrics = o.redisURL != ""
 	const clientID = "keyfort-bench.apps.example"
 	issuerKey, err := benchIssuerKey("", false)
 	if err != nil {
@@ -849,7 +855,7 @@ func (d *deployment) start(ctx context.Context, name, bin string, env []string, 
 	}
 	c := &benchChild{name: name, cmd: cmd, done: make(chan struct{})}
 	d.children = append(d.children, c)
-	addr := make(chan string, 1)
+	addr := make(chan []string, 1)
 	go func() {
 		defer close(c.done)
 		defer logFile.Close()
@@ -859,7 +865,7 @@ func (d *deployment) start(ctx context.Context, name, bin string, env []string, 
 			_, _ = fmt.Fprintln(logFile, sc.Text())
 			if m := ready.FindStringSubmatch(sc.Text()); m != nil {
 				select {
-				case addr <- m[1]:
+				case addr <- m[1:]:
 				default:
 				}
 			}
@@ -869,7 +875,11 @@ func (d *deployment) start(ctx context.Context, name, bin string, env []string, 
 	timer := time.NewTimer(2 * time.Minute)
 	defer timer.Stop()
 	select {
-	case c.addr = <-addr:
+	case groups := <-addr:
+		c.addr = groups[len(groups)-1]
+		if len(groups) > 1 {
+			c.http = groups[0]
+		}
 		return c, nil
 	case <-c.done:
 		tail, _ := os.ReadFile(logPath)
@@ -886,9 +896,26 @@ func lastLines(s string, n int) string {
 	return strings.Join(lines[max(0, len(lines)-n):], "\n")
 }
 
-// redisCalls is the number of commands Redis has served (INFO commandstats, INFO itself excluded),
-// or -1 without Redis.
+// redisCalls is the number of Redis commands the runtime has sent, or -1 when it cannot be known:
+// for replicas started here, the sum of their keyfort_session_store_commands_total (what the
+// guarded service sends to the same Redis is not in it); for services started elsewhere, the
+// commands Redis has served (INFO commandstats, INFO itself excluded), which counts every client of
+// that Redis.
 func (d *deployment) redisCalls(ctx context.Context) int64 {
+	if d.storeMetrics {
+		var total int64
+		for _, c := range d.children {
+			if c.http == "" {
+				continue
+			}
+			n, err := storeCommands(ctx, "http://"+c.http+"/metrics")
+			if err != nil {
+				return -1
+			}
+			total += n
+		}
+		return total
+	}
 	if d.redis == nil {
 		return -1
 	}
@@ -906,6 +933,37 @@ func (d *deployment) redisCalls(ctx context.Context) int64 {
 		total += n
 	}
 	return total
+}
+
+// storeCommands sums keyfort_session_store_commands_total in the Prometheus text at url.
+func storeCommands(ctx context.Context, url string) (int64, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return 0, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return 0, fmt.Errorf("%s: HTTP %d", url, resp.StatusCode)
+	}
+	var total float64
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		if !strings.HasPrefix(line, "keyfort_session_store_commands_total{") {
+			continue
+		}
+		v, err := strconv.ParseFloat(line[strings.LastIndexByte(line, ' ')+1:], 64)
+		if err != nil {
+			return 0, fmt.Errorf("%s: %q", url, line)
+		}
+		total += v
+	}
+	return int64(total), sc.Err()
 }
 
 // rss is each child's resident set size in KiB (Linux; empty elsewhere).

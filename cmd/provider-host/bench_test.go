@@ -95,10 +95,7 @@ func TestBenchDrivesRuntimeAndGuardedService(t *testing.T) {
 // fails (a rotation seen by one replica is seen by the other).
 func TestBenchTwoReplicasShareRedis(t *testing.T) {
 	redistest.Client(t)
-	url := os.Getenv("KEYFORT_REDIS_URL")
-	if url == "" {
-		url = redistest.DefaultURL
-	}
+	url := redistest.URL()
 	rep, r := runBench(t, "--sessions", "30", "--concurrency", "4", "--duration", "1500ms",
 		"--replicas", "2", "--redis-url", url, "--mix", "guarded=40,refresh=50,logout=10")
 	if r.code != 0 {

@@ -76,9 +76,14 @@ func newIdentityRuntime(ctx context.Context, cfg *config.Config, cat *catalog.Ca
 	}
 	var store session.Store = session.NewMemoryStore(nil)
 	if url := cfg.Session.RedisURL; url != "" {
-		rs, err := redisstore.OpenConfigured(ctx, cfg, cat)
+		rc, err := redisstore.Configured(ctx, cfg, cat)
 		if err != nil {
 			return nil, err
+		}
+		rc.Registerer = reg
+		rs, err := redisstore.New(ctx, rc)
+		if err != nil {
+			return nil, fmt.Errorf("identity.session.redis_url: %w", err)
 		}
 		store = rs
 	}

@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/keyfort/keyfort/provider"
@@ -48,6 +49,10 @@ type Config struct {
 	Client redis.UniversalClient
 	// Prefix namespaces every key (default "keyfort:").
 	Prefix string
+	// Registerer, when set, receives the store's metrics: keyfort_session_store_commands_total and
+	// command_errors_total by command, and round_trip_seconds. Ignored when Client is set (a
+	// client the Store does not own keeps its hooks).
+	Registerer prometheus.Registerer
 }
 
 // TLS names the files of a TLS connection to Redis. The zero value: the system's roots, the URL's
@@ -121,6 +126,16 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 			}
 		}
 		s.rdb, s.owned = redis.NewClient(opts), true
+	}
+	if cfg.Registerer != nil && s.owned {
+		h, err := newMetricsHook(cfg.Registerer)
+		if err != nil {
+			if s.owned {
+				_ = s.rdb.Close()
+			}
+			return nil, fmt.Errorf("redisstore: metrics: %w", err)
+		}
+		s.rdb.AddHook(h)
 	}
 	if err := s.rdb.Ping(ctx).Err(); err != nil {
 		if s.owned {

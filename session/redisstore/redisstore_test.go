@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/keyfort/keyfort/internal/redistest"
 	"github.com/keyfort/keyfort/internal/testpki"
 	"github.com/keyfort/keyfort/provider"
@@ -305,4 +307,63 @@ func TestTLS(t *testing.T) {
 			t.Errorf("%s: the error quotes a key file: %v", tc.name, err)
 		}
 	}
+}
+
+// TestMetrics: with a Registerer the store counts its commands by name and times its round trips;
+// two stores share one registry's collectors.
+func TestMetrics(t *testing.T) {
+	ctx := context.Background()
+	_, prefix := redistest.Client(t)
+	reg := prometheus.NewRegistry()
+	open := func() *redisstore.Store {
+		s, err := redisstore.New(ctx, redisstore.Config{URL: redistest.URL(), Prefix: prefix, Registerer: reg})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = s.Close() })
+		return s
+	}
+	s := open()
+	open() // a second store on the registry shares its collectors
+	before := commandCount(t, reg, "hgetall")
+	_ = s.CreateFamily(ctx, session.Family{ID: "m1", Current: "a", ExpiresAt: time.Now().Add(time.Minute)})
+	if _, err := s.Family(ctx, "m1"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Family(ctx, "m2"); err != nil {
+		t.Fatal(err)
+	}
+	if got := commandCount(t, reg, "hgetall") - before; got != 2 {
+		t.Errorf("hgetall counted %v times, want 2", got)
+	}
+	if got := commandCount(t, reg, "hset"); got < 1 {
+		t.Errorf("hset (in a transaction) counted %v times", got)
+	}
+	mfs, _ := reg.Gather()
+	for _, mf := range mfs {
+		if mf.GetName() == "keyfort_session_store_round_trip_seconds" && mf.GetMetric()[0].GetHistogram().GetSampleCount() < 3 {
+			t.Errorf("round trips: %v", mf)
+		}
+	}
+}
+
+func commandCount(t *testing.T, reg *prometheus.Registry, command string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != "keyfort_session_store_commands_total" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "command" && l.GetValue() == command {
+					return m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	return 0
 }
