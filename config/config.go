@@ -120,10 +120,13 @@ type Binding struct {
 // String renders the binding as "provider:location".
 func (b Binding) String() string { return b.Provider + ":" + b.Location }
 
+// DefaultIssuer is the iss of Keyfort's tokens when identity.session.issuer is not set.
+const DefaultIssuer = "keyfort"
+
 // SessionConfig configures sessions and Keyfort's own tokens. Zero durations mean the session
 // library's defaults.
 type SessionConfig struct {
-	Issuer       string // iss of Keyfort's tokens (default "keyfort")
+	Issuer       string // iss of Keyfort's tokens (empty: DefaultIssuer; see TokenIssuer)
 	Audience     string // aud of access tokens (default the issuer)
 	AccessTTL    time.Duration
 	RefreshTTL   time.Duration
@@ -132,6 +135,14 @@ type SessionConfig struct {
 	RedisURL string
 	// RedisTLS configures a rediss:// connection beyond the system's roots (identity.session.redis_tls).
 	RedisTLS RedisTLS
+}
+
+// TokenIssuer is the iss of Keyfort's tokens: Issuer, or DefaultIssuer.
+func (s SessionConfig) TokenIssuer() string {
+	if s.Issuer == "" {
+		return DefaultIssuer
+	}
+	return s.Issuer
 }
 
 // RedisTLS names the files of the Redis store's TLS connection.

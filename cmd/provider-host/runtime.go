@@ -88,10 +88,7 @@ func newIdentityRuntime(ctx context.Context, cfg *config.Config, cat *catalog.Ca
 		store = rs
 	}
 	r.store = store
-	issuer := cfg.Session.Issuer
-	if issuer == "" {
-		issuer = "keyfort"
-	}
+	issuer := cfg.Session.TokenIssuer()
 	var rules []session.Rule
 	for _, pr := range cfg.Policy {
 		rules = append(rules, session.Rule{Subject: pr.Subject, Tenant: pr.Tenant, Scope: pr.Scope, Action: pr.Action, Effect: pr.Effect})

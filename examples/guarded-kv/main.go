@@ -19,15 +19,16 @@ func main() {
 		cfgFile = flag.String("config", "", "Keyfort configuration file")
 		addr    = flag.String("addr", "127.0.0.1:7070", "gRPC listen address")
 		noAuth  = flag.Bool("auth-disabled", false, "serve without authentication (development only)")
+		jwks    = flag.String("runtime-jwks", "", "accept Keyfort access tokens verified with this JWKS URL (provider-host serve's /.well-known/jwks.json) instead of ID tokens")
 	)
 	flag.Parse()
-	if err := run(*cfgFile, *addr, *noAuth); err != nil {
+	if err := run(*cfgFile, *addr, kvserver.Options{AuthDisabled: *noAuth, RuntimeJWKS: *jwks}); err != nil {
 		fmt.Fprintln(os.Stderr, "guarded-kv:", err)
 		os.Exit(1)
 	}
 }
 
-func run(cfgFile, addr string, noAuth bool) error {
+func run(cfgFile, addr string, opts kvserver.Options) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	var files []string
@@ -38,7 +39,7 @@ func run(cfgFile, addr string, noAuth bool) error {
 	if err != nil {
 		return err
 	}
-	srv, err := kvserver.New(ctx, cfg, kvserver.Options{AuthDisabled: noAuth})
+	srv, err := kvserver.New(ctx, cfg, opts)
 	if err != nil {
 		return err
 	}
@@ -47,7 +48,7 @@ func run(cfgFile, addr string, noAuth bool) error {
 	if err != nil {
 		return err
 	}
-	slog.Info("guarded-kv: serving", slog.String("addr", l.Addr().String()), slog.Bool("auth", !noAuth))
+	slog.Info("guarded-kv: serving", slog.String("addr", l.Addr().String()), slog.Bool("auth", !opts.AuthDisabled), slog.Bool("keyfort_tokens", opts.RuntimeJWKS != ""))
 	go func() { <-ctx.Done(); srv.Close() }()
 	return srv.Serve(l)
 }

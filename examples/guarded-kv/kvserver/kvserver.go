@@ -22,6 +22,7 @@ import (
 	"github.com/keyfort/keyfort/session/grpcauth"
 	"github.com/keyfort/keyfort/session/oidc"
 	"github.com/keyfort/keyfort/session/redisstore"
+	"github.com/keyfort/keyfort/session/token"
 )
 
 // BackendRole is the credentials role the service uses for its backend (identity.credentials.kv_backend).
@@ -39,6 +40,10 @@ type Options struct {
 	// Revalidate is how often a cached session is checked against the shared store (default 15s;
 	// see session.CacheConfig.Revalidate).
 	Revalidate time.Duration
+	// RuntimeJWKS, when set, is the JWKS URL of the identity runtime (provider-host serve's
+	// /.well-known/jwks.json): the service then accepts Keyfort's own access tokens, verified with
+	// those public keys for identity.session.issuer and .audience, instead of ID tokens.
+	RuntimeJWKS string
 }
 
 // Server is the running service.
@@ -77,25 +82,6 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Server, error)
 	s := &Server{cat: cat, data: map[string]string{}, log: log}
 	guard := grpcauth.Config{Disabled: opts.AuthDisabled, Logger: log}
 	if !opts.AuthDisabled {
-		idp := opts.IdP
-		if idp == "" {
-			idp = "google"
-		}
-		oc, ok := cfg.OIDC[idp]
-		if !ok {
-			_ = cat.Close()
-			return nil, fmt.Errorf("authentication is enabled but identity.secrets.oidc.%s is not configured", idp)
-		}
-		clientID, err := cat.Secret(ctx, "oidc."+idp+".client_id")
-		if err != nil {
-			_ = cat.Close()
-			return nil, err
-		}
-		v, err := oidc.New(ctx, oidc.Config{Issuer: oc.Issuer, Audience: clientID.Value.RevealString()})
-		if err != nil {
-			_ = cat.Close()
-			return nil, err
-		}
 		// With identity.session.redis_url set, tombstones live in the Redis that provider-host serve
 		// uses: a logout on any replica of this service, or of the runtime session this token
 		// started (EndIdentitySession), ends the session here too.
@@ -108,9 +94,17 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Server, error)
 			}
 			store, s.store = rs, rs
 		}
+		auth, err := authenticator(ctx, cfg, cat, store, opts)
+		if err != nil {
+			if store != nil {
+				_ = store.Close()
+			}
+			_ = cat.Close()
+			return nil, err
+		}
 		s.cache, err = session.NewCache(session.CacheConfig{
 			Store: store, Revalidate: opts.Revalidate,
-			Authenticator: oidcAuth{v},
+			Authenticator: auth,
 			Credentials: session.CredentialsFunc(func(ctx context.Context, role string, id provider.Sensitive) (provider.Credentials, session.Leaser, error) {
 				cr, cl, err := cat.Credentials(ctx, role, id)
 				return cr, cl, err
@@ -129,6 +123,36 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Server, error)
 	s.grpc = grpc.NewServer(grpcauth.New(guard).ServerOptions()...)
 	pb.RegisterKeyValueServiceServer(s.grpc, &handler{s: s})
 	return s, nil
+}
+
+// authenticator verifies the callers' tokens: Keyfort access tokens with the runtime's JWKS when
+// opts.RuntimeJWKS is set, else ID tokens of the identity provider opts.IdP.
+func authenticator(ctx context.Context, cfg *config.Config, cat *catalog.Catalog, store session.Store, opts Options) (session.Authenticator, error) {
+	if opts.RuntimeJWKS != "" {
+		keys, err := token.NewJWKSKeys(ctx, token.JWKSConfig{URL: opts.RuntimeJWKS})
+		if err != nil {
+			return nil, err
+		}
+		return session.NewAccessVerifier(session.AccessVerifierConfig{Issuer: cfg.Session.TokenIssuer(),
+			Audience: cfg.Session.Audience, Keys: keys, Store: store})
+	}
+	idp := opts.IdP
+	if idp == "" {
+		idp = "google"
+	}
+	oc, ok := cfg.OIDC[idp]
+	if !ok {
+		return nil, fmt.Errorf("authentication is enabled but identity.secrets.oidc.%s is not configured", idp)
+	}
+	clientID, err := cat.Secret(ctx, "oidc."+idp+".client_id")
+	if err != nil {
+		return nil, err
+	}
+	v, err := oidc.New(ctx, oidc.Config{Issuer: oc.Issuer, Audience: clientID.Value.RevealString()})
+	if err != nil {
+		return nil, err
+	}
+	return oidcAuth{v}, nil
 }
 
 // Serve serves on l until Close.

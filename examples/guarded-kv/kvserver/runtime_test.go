@@ -27,11 +27,11 @@ import (
 	"github.com/keyfort/keyfort/session/oidc/oidctest"
 )
 
-var servingGRPC = regexp.MustCompile(`grpc=(127\.0\.0\.1:\d+)`)
+var serving = regexp.MustCompile(`http=http://(127\.0\.0\.1:\d+) grpc=(127\.0\.0\.1:\d+)`)
 
 // startRuntime runs provider-host serve (the identity runtime) with config file cfg and env, and
-// returns a client of its gRPC service.
-func startRuntime(t *testing.T, cfg string, env []string) identitypb.IdentityRuntimeServiceClient {
+// returns a client of its gRPC service and its HTTP address.
+func startRuntime(t *testing.T, cfg string, env []string) (identitypb.IdentityRuntimeServiceClient, string) {
 	t.Helper()
 	cmd := exec.Command(hosttest.ProviderHost(t), "serve", "--config", cfg, "--http-addr", "127.0.0.1:0", "--grpc-addr", "127.0.0.1:0")
 	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH")}, env...)
@@ -48,18 +48,43 @@ func startRuntime(t *testing.T, cfg string, env []string) identitypb.IdentityRun
 	sc := bufio.NewScanner(out)
 	for sc.Scan() {
 		log.WriteString(sc.Text() + "\n")
-		if m := servingGRPC.FindStringSubmatch(sc.Text()); m != nil {
+		if m := serving.FindStringSubmatch(sc.Text()); m != nil {
 			go func() { _, _ = io.Copy(io.Discard, out) }()
-			cc, err := grpc.NewClient(m[1], grpc.WithTransportCredentials(insecure.NewCredentials()))
+			cc, err := grpc.NewClient(m[2], grpc.WithTransportCredentials(insecure.NewCredentials()))
 			if err != nil {
 				t.Fatal(err)
 			}
 			t.Cleanup(func() { _ = cc.Close() })
-			return identitypb.NewIdentityRuntimeServiceClient(cc)
+			return identitypb.NewIdentityRuntimeServiceClient(cc), m[1]
 		}
 	}
 	t.Fatalf("serve did not start:\n%s", log.String())
-	return nil
+	return nil, ""
+}
+
+// writeRuntimeConfig writes serve's configuration: a memory signing key, Google (played by the
+// issuer at issuerURL) and the test Redis.
+func writeRuntimeConfig(t *testing.T, issuerURL string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "runtime.yaml")
+	if err := os.WriteFile(p, []byte(`
+providers:
+  memory:
+    settings:
+      signing_keys: { session: { algorithm: EdDSA } }
+identity:
+  secrets:
+    session_signing: memory:session
+    oidc:
+      google:
+        client_id: env:GOOGLE_CLIENT_ID
+        issuer: `+issuerURL+`
+  session:
+    redis_url: `+redistest.URL()+`
+`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
 }
 
 // TestLogoutAtTheRuntimeEndsGuardedSessions: the guarded service and provider-host serve share
@@ -75,25 +100,7 @@ func TestLogoutAtTheRuntimeEndsGuardedSessions(t *testing.T) {
 	srv, kv := serve(t, "auth-enabled.yaml", iss.URL, kvserver.Options{Revalidate: 200 * time.Millisecond},
 		"KEYFORT_IDENTITY__SESSION__REDIS_URL="+redistest.URL())
 
-	runtimeCfg := filepath.Join(t.TempDir(), "runtime.yaml")
-	if err := os.WriteFile(runtimeCfg, []byte(`
-providers:
-  memory:
-    settings:
-      signing_keys: { session: { algorithm: EdDSA } }
-identity:
-  secrets:
-    session_signing: memory:session
-    oidc:
-      google:
-        client_id: env:GOOGLE_CLIENT_ID
-        issuer: `+iss.URL+`
-  session:
-    redis_url: `+redistest.URL()+`
-`), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	rt := startRuntime(t, runtimeCfg, []string{"GOOGLE_CLIENT_ID=" + aud})
+	rt, _ := startRuntime(t, writeRuntimeConfig(t, iss.URL), []string{"GOOGLE_CLIENT_ID=" + aud})
 
 	ctx := context.Background()
 	idToken := iss.Sign(t, "k1", iss.Claims("alice", aud), nil)
@@ -135,5 +142,63 @@ identity:
 	}
 	if _, err := rt.StartIdentitySession(ctx, &identitypb.StartIdentitySessionRequest{IdentityProvider: "google", ExternalToken: idToken}); status.Code(err) != codes.Unauthenticated {
 		t.Errorf("the logged-out ID token started a runtime session: %v", err)
+	}
+}
+
+// TestKeyfortAccessTokens: with RuntimeJWKS the service accepts the access tokens the runtime
+// issues (verified with its published public keys; ID tokens are refused), gives each session its
+// own backend credentials, and ends the session when the runtime ends it, revoking them.
+func TestKeyfortAccessTokens(t *testing.T) {
+	redistest.Client(t) // skips without Redis (fails in CI)
+	iss := oidctest.New(t)
+	const aud = "client-123.apps.googleusercontent.com"
+	t.Setenv("GOOGLE_CLIENT_ID", aud)
+	rt, httpAddr := startRuntime(t, writeRuntimeConfig(t, iss.URL), []string{"GOOGLE_CLIENT_ID=" + aud})
+	srv, kv := serve(t, "auth-enabled.yaml", iss.URL, kvserver.Options{Revalidate: 200 * time.Millisecond,
+		RuntimeJWKS: "http://" + httpAddr + "/.well-known/jwks.json"},
+		"KEYFORT_IDENTITY__SESSION__REDIS_URL="+redistest.URL())
+
+	ctx := context.Background()
+	idToken := iss.Sign(t, "k1", iss.Claims("alice", aud), nil)
+	started, err := rt.StartIdentitySession(ctx, &identitypb.StartIdentitySessionRequest{IdentityProvider: "google", ExternalToken: idToken})
+	if err != nil {
+		t.Fatal(err)
+	}
+	access := started.GetTokens().GetAccessToken()
+	if _, err := kv.Put(bearer(idToken), &pb.PutRequest{Key: "a", Value: "1"}); status.Code(err) != codes.Unauthenticated {
+		t.Errorf("an ID token where Keyfort access tokens are expected: got %v", err)
+	}
+	put, err := kv.Put(bearer(access), &pb.PutRequest{Key: "a", Value: "1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := kv.Get(bearer(access), &pb.GetRequest{Key: "a"})
+	if err != nil || got.GetSubject() != "alice" || got.GetBackendUser() != put.GetBackendUser() {
+		t.Errorf("Get in the same session: %v, %v", got, err)
+	}
+	if _, err := rt.EndIdentitySession(ctx, &identitypb.EndIdentitySessionRequest{Token: access}); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		_, err := kv.Get(bearer(access), &pb.GetRequest{Key: "a"})
+		if status.Code(err) == codes.Unauthenticated {
+			break
+		}
+		if err != nil || time.Now().After(deadline) {
+			t.Fatalf("the session outlived the runtime's logout: %v", err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	cl, _ := srv.Catalog().Client("memory")
+	lease := provider.Lease{ID: put.GetBackendLease(), TTL: time.Minute, IssuedAt: time.Now(), Renewable: true}
+	for {
+		if _, err := cl.Renew(ctx, lease); errors.Is(err, provider.ErrNotFound) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the session's lease was not revoked")
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
