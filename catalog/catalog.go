@@ -135,7 +135,7 @@ func start(ctx context.Context, cfg *config.Config, pc config.Provider, opts Opt
 	if pc.Plugin != "" {
 		return plugin.Launch(ctx, plugin.Config{
 			Name: pc.Name, Path: pc.Plugin, Args: pc.Args, SHA256: pc.SHA256, Settings: settings, Logger: log, MaxProcs: pc.MaxProcs,
-			Environ: pluginEnviron(cfg, pc),
+			Environ:   pluginEnviron(cfg, pc),
 			OnRestart: onRestart, ProbeTimeout: pc.ProbeTimeout, CloseTimeout: pc.CloseTimeout,
 		})
 	}
@@ -148,7 +148,7 @@ func start(ctx context.Context, cfg *config.Config, pc config.Provider, opts Opt
 	}
 	return plugin.Launch(ctx, plugin.Config{
 		Name: pc.Name, Path: bin, Args: []string{"plugin", pc.Type}, Settings: settings, Logger: log, MaxProcs: pc.MaxProcs,
-		Environ: pluginEnviron(cfg, pc),
+		Environ:   pluginEnviron(cfg, pc),
 		OnRestart: onRestart, ProbeTimeout: pc.ProbeTimeout, CloseTimeout: pc.CloseTimeout,
 	})
 }
