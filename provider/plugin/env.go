@@ -14,7 +14,7 @@ var BaselineEnv = []string{
 	"PATH", "HOME", "USER", "LOGNAME", "TMPDIR", "TZ", "LANG", "LC_*",
 	"SSL_CERT_FILE", "SSL_CERT_DIR",
 	"HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "no_proxy",
-	"GODEBUG", "GOTRACEBACK", "GOGC", "GOMEMLIMIT", "GORACE", "GOCOVERDIR",
+	"GODEBUG", "GOTRACEBACK", "GOGC", "GOMEMLIMIT", "GORACE", "GOCOVERDIR", "GRPC_GO_*",
 }
 
 // FilterEnv returns the entries of environ ("K=V") whose name is in BaselineEnv or matches one of
