@@ -131,6 +131,9 @@ type SessionConfig struct {
 	AccessTTL    time.Duration
 	RefreshTTL   time.Duration
 	RefreshGrace time.Duration
+	// Revalidate is how often a cached session is checked against the store (session.CacheConfig:
+	// zero 15s, negative never).
+	Revalidate time.Duration
 	// RedisURL selects the Redis store shared by replicas; empty: in memory (one replica).
 	RedisURL string
 	// RedisTLS configures a rediss:// connection beyond the system's roots (identity.session.redis_tls).
@@ -566,7 +569,7 @@ func (p *parser) sessionConfig(v any) {
 			}
 		case "redis_tls":
 			p.redisTLS(key, m[k])
-		case "access_ttl", "refresh_ttl", "refresh_grace":
+		case "access_ttl", "refresh_ttl", "refresh_grace", "revalidate":
 			d, err := asDuration(m[k])
 			if err != nil {
 				p.add(key, "", "", "%v", err)
@@ -576,11 +579,13 @@ func (p *parser) sessionConfig(v any) {
 				sc.AccessTTL = d
 			case "refresh_ttl":
 				sc.RefreshTTL = d
+			case "revalidate":
+				sc.Revalidate = d
 			default:
 				sc.RefreshGrace = d
 			}
 		default:
-			p.add(key, "", "", "unknown key (known: issuer, audience, access_ttl, refresh_ttl, refresh_grace, redis_url, redis_tls)")
+			p.add(key, "", "", "unknown key (known: issuer, audience, access_ttl, refresh_ttl, refresh_grace, revalidate, redis_url, redis_tls)")
 		}
 	}
 	if sc.RedisTLS != (RedisTLS{}) && !strings.HasPrefix(sc.RedisURL, "rediss://") {

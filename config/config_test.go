@@ -474,3 +474,29 @@ identity: { secrets: { session_signing: a:K } }
 		}
 	}
 }
+
+func TestSessionDurations(t *testing.T) {
+	cfg, err := config.Load(config.Source{Files: []string{write(t, "k.yaml", `
+identity:
+  secrets: { session_signing: env:K }
+  session: { access_ttl: 5m, refresh_ttl: 1h, refresh_grace: 2s, revalidate: 1m }
+`)}, Environ: []string{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := cfg.Session
+	if s.AccessTTL != 5*time.Minute || s.RefreshTTL != time.Hour || s.RefreshGrace != 2*time.Second || s.Revalidate != time.Minute {
+		t.Errorf("session durations: %+v", s)
+	}
+	if s.TokenIssuer() != config.DefaultIssuer {
+		t.Errorf("default issuer: %q", s.TokenIssuer())
+	}
+	_, err = config.Load(config.Source{Files: []string{write(t, "k.yaml", `
+identity:
+  secrets: { session_signing: env:K }
+  session: { revalidate: often }
+`)}, Environ: []string{}})
+	if err == nil || !strings.Contains(err.Error(), "identity.session.revalidate") {
+		t.Errorf("a malformed revalidate: %v", err)
+	}
+}

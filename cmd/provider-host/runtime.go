@@ -108,7 +108,8 @@ func newIdentityRuntime(ctx context.Context, cfg *config.Config, cat *catalog.Ca
 		return nil, fmt.Errorf("the session signing key cannot sign: %w", err)
 	}
 	r.manager = m
-	cache, err := session.NewCache(session.CacheConfig{Authenticator: m, Store: store, Registerer: reg, Logger: log})
+	cache, err := session.NewCache(session.CacheConfig{Authenticator: m, Store: store, Registerer: reg, Logger: log,
+		Revalidate: cfg.Session.Revalidate})
 	if err != nil {
 		_ = store.Close()
 		return nil, err

@@ -1,6 +1,7 @@
 package kvserver
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -37,8 +38,8 @@ type Options struct {
 	// HostBinary is the provider-host binary for built-in providers (see catalog.Options).
 	HostBinary string
 	Logger     *slog.Logger
-	// Revalidate is how often a cached session is checked against the shared store (default 15s;
-	// see session.CacheConfig.Revalidate).
+	// Revalidate is how often a cached session is checked against the shared store (default:
+	// identity.session.revalidate, else 15s; see session.CacheConfig.Revalidate).
 	Revalidate time.Duration
 	// RuntimeJWKS, when set, is the JWKS URL of the identity runtime (provider-host serve's
 	// /.well-known/jwks.json): the service then accepts Keyfort's own access tokens, verified with
@@ -103,7 +104,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Server, error)
 			return nil, err
 		}
 		s.cache, err = session.NewCache(session.CacheConfig{
-			Store: store, Revalidate: opts.Revalidate,
+			Store: store, Revalidate: cmp.Or(opts.Revalidate, cfg.Session.Revalidate),
 			Authenticator: auth,
 			Credentials: session.CredentialsFunc(func(ctx context.Context, role string, id provider.Sensitive) (provider.Credentials, session.Leaser, error) {
 				cr, cl, err := cat.Credentials(ctx, role, id)
