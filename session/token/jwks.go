@@ -108,18 +108,15 @@ func isLoopbackHTTP(u string) bool {
 	return strings.HasPrefix(u, "http://127.0.0.1:") || strings.HasPrefix(u, "http://localhost:") || strings.HasPrefix(u, "http://[::1]:")
 }
 
-// SigningKeys implements KeySource: the last fetched set, fetched again first when it is older than
-// MaxAge (the last good set is served when that fails).
-func (j *JWKSKeys) SigningKeys(ctx context.Context) (provider.KeySet, error) {
+// SigningKeys implements KeySource: the last fetched set, at once. A set older than MaxAge is
+// fetched again in the background (the caller does not wait for it; the last good set stays when
+// it fails); a token signed with a key the set lacks asks for a fetch through Refresh.
+func (j *JWKSKeys) SigningKeys(context.Context) (provider.KeySet, error) {
 	j.mu.RLock()
 	set, age, last := j.set, j.now().Sub(j.fetchedAt), j.lastTry
 	j.mu.RUnlock()
 	if age > j.cfg.MaxAge && j.now().Sub(last) >= j.cfg.MinRefreshInterval {
-		if err := j.fetch(ctx); err == nil {
-			j.mu.RLock()
-			set = j.set
-			j.mu.RUnlock()
-		}
+		go func() { _ = j.fetch(context.Background()) }()
 	}
 	return set, nil
 }
