@@ -81,6 +81,13 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Server, error)
 		return nil, err
 	}
 	s := &Server{cat: cat, data: map[string]string{}, log: log}
+	fail := func(err error) (*Server, error) {
+		if s.store != nil {
+			_ = s.store.Close()
+		}
+		_ = cat.Close()
+		return nil, err
+	}
 	guard := grpcauth.Config{Disabled: opts.AuthDisabled, Logger: log}
 	if !opts.AuthDisabled {
 		// With identity.session.redis_url set, tombstones live in the Redis that provider-host serve
@@ -90,18 +97,13 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Server, error)
 		if cfg.Session.RedisURL != "" {
 			rs, err := redisstore.OpenConfigured(ctx, cfg, cat)
 			if err != nil {
-				_ = cat.Close()
-				return nil, err
+				return fail(err)
 			}
 			store, s.store = rs, rs
 		}
 		auth, err := authenticator(ctx, cfg, cat, store, opts)
 		if err != nil {
-			if store != nil {
-				_ = store.Close()
-			}
-			_ = cat.Close()
-			return nil, err
+			return fail(err)
 		}
 		s.cache, err = session.NewCache(session.CacheConfig{
 			Store: store, Revalidate: cmp.Or(opts.Revalidate, cfg.Session.Revalidate),
@@ -113,11 +115,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Server, error)
 			Logger: log,
 		})
 		if err != nil {
-			if store != nil {
-				_ = store.Close()
-			}
-			_ = cat.Close()
-			return nil, err
+			return fail(err)
 		}
 		guard.Sessions = s.cache
 	}
