@@ -1,7 +1,6 @@
 package main_test
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"io"
@@ -29,32 +28,11 @@ func startServe(t *testing.T, env []string, args ...string) (string, *strings.Bu
 	return startLogged(t, hosttest.ProviderHost(t), env, serving, append([]string{"serve", "--http-addr", "127.0.0.1:0"}, args...)...)
 }
 
-// startLogged runs bin with args and env, waits for a line of its combined output to match ready,
-// and returns the first submatch (an address it serves on), the output so far and the process.
+// startLogged runs bin (see hosttest.StartLogged) and returns the first submatch of ready.
 func startLogged(t *testing.T, bin string, env []string, ready *regexp.Regexp, args ...string) (string, *strings.Builder, *exec.Cmd) {
 	t.Helper()
-	cmd := exec.Command(bin, args...)
-	cmd.Env = env
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd.Stderr = cmd.Stdout
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-	var log strings.Builder
-	sc := bufio.NewScanner(out)
-	for sc.Scan() {
-		log.WriteString(sc.Text() + "\n")
-		if m := ready.FindStringSubmatch(sc.Text()); m != nil {
-			go func() { _, _ = io.Copy(io.Discard, out) }()
-			return m[1], &log, cmd
-		}
-	}
-	t.Fatalf("%s %v never served:\n%s", bin, args, log.String())
-	return "", nil, nil
+	m, log, cmd := hosttest.StartLogged(t, bin, env, ready, args...)
+	return m[0], log, cmd
 }
 
 func get(t *testing.T, url string) (int, string) {

@@ -2,7 +2,6 @@ package kvserver_test
 
 import (
 	"context"
-	"errors"
 	"net"
 	"path/filepath"
 	"strings"
@@ -104,18 +103,7 @@ func TestAuthEnabled(t *testing.T) {
 	if err := srv.End(context.Background(), tok, time.Now().Add(time.Hour)); err != nil {
 		t.Fatal(err)
 	}
-	cl, _ := srv.Catalog().Client("memory")
-	lease := provider.Lease{ID: put.GetBackendLease(), TTL: time.Minute, IssuedAt: time.Now(), Renewable: true}
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		if _, err := cl.Renew(context.Background(), lease); errors.Is(err, provider.ErrNotFound) {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the session's lease was not revoked at logout")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	waitRevoked(t, srv, put.GetBackendLease())
 	if _, err := kv.Get(bearer(tok), &pb.GetRequest{Key: "a"}); status.Code(err) != codes.Unauthenticated {
 		t.Errorf("replay after logout: got %v", err)
 	}

@@ -1,15 +1,11 @@
 package kvserver_test
 
 import (
-	"bufio"
 	"context"
 	"errors"
-	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
-	"strings"
 	"testing"
 	"time"
 
@@ -33,33 +29,48 @@ var serving = regexp.MustCompile(`http=http://(127\.0\.0\.1:\d+) grpc=(127\.0\.0
 // returns a client of its gRPC service and its HTTP address.
 func startRuntime(t *testing.T, cfg string, env []string) (identitypb.IdentityRuntimeServiceClient, string) {
 	t.Helper()
-	cmd := exec.Command(hosttest.ProviderHost(t), "serve", "--config", cfg, "--http-addr", "127.0.0.1:0", "--grpc-addr", "127.0.0.1:0")
-	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH")}, env...)
-	out, err := cmd.StderrPipe()
+	m, _, _ := hosttest.StartLogged(t, hosttest.ProviderHost(t), append([]string{"PATH=" + os.Getenv("PATH")}, env...), serving,
+		"serve", "--config", cfg, "--http-addr", "127.0.0.1:0", "--grpc-addr", "127.0.0.1:0")
+	cc, err := grpc.NewClient(m[1], grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd.Stdout = io.Discard
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-	var log strings.Builder
-	sc := bufio.NewScanner(out)
-	for sc.Scan() {
-		log.WriteString(sc.Text() + "\n")
-		if m := serving.FindStringSubmatch(sc.Text()); m != nil {
-			go func() { _, _ = io.Copy(io.Discard, out) }()
-			cc, err := grpc.NewClient(m[2], grpc.WithTransportCredentials(insecure.NewCredentials()))
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { _ = cc.Close() })
-			return identitypb.NewIdentityRuntimeServiceClient(cc), m[1]
+	t.Cleanup(func() { _ = cc.Close() })
+	return identitypb.NewIdentityRuntimeServiceClient(cc), m[0]
+}
+
+// waitEnded waits until tok is refused (its session ended) and the backend lease is revoked.
+func waitEnded(t *testing.T, srv *kvserver.Server, kv pb.KeyValueServiceClient, tok, leaseID string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		_, err := kv.Get(bearer(tok), &pb.GetRequest{Key: "a"})
+		if status.Code(err) == codes.Unauthenticated {
+			break
 		}
+		if err != nil || time.Now().After(deadline) {
+			t.Fatalf("the session outlived the runtime's logout: %v", err)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
-	t.Fatalf("serve did not start:\n%s", log.String())
-	return nil, ""
+	waitRevoked(t, srv, leaseID)
+}
+
+// waitRevoked waits until the memory provider no longer knows the lease.
+func waitRevoked(t *testing.T, srv *kvserver.Server, leaseID string) {
+	t.Helper()
+	cl, _ := srv.Catalog().Client("memory")
+	lease := provider.Lease{ID: leaseID, TTL: time.Minute, IssuedAt: time.Now(), Renewable: true}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if _, err := cl.Renew(context.Background(), lease); errors.Is(err, provider.ErrNotFound) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the session's lease was not revoked")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 // writeRuntimeConfig writes serve's configuration: a memory signing key, Google (played by the
@@ -115,28 +126,7 @@ func TestLogoutAtTheRuntimeEndsGuardedSessions(t *testing.T) {
 	if _, err := rt.EndIdentitySession(ctx, &identitypb.EndIdentitySessionRequest{Token: started.GetTokens().GetAccessToken()}); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		_, err := kv.Get(bearer(idToken), &pb.GetRequest{Key: "a"})
-		if status.Code(err) == codes.Unauthenticated {
-			break
-		}
-		if err != nil || time.Now().After(deadline) {
-			t.Fatalf("the guarded session outlived the runtime's logout: %v", err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	cl, _ := srv.Catalog().Client("memory")
-	lease := provider.Lease{ID: put.GetBackendLease(), TTL: time.Minute, IssuedAt: time.Now(), Renewable: true}
-	for {
-		if _, err := cl.Renew(ctx, lease); errors.Is(err, provider.ErrNotFound) {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the guarded session's lease was not revoked")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	waitEnded(t, srv, kv, idToken, put.GetBackendLease())
 	if _, err := kv.Put(bearer(idToken), &pb.PutRequest{Key: "b", Value: "2"}); status.Code(err) != codes.Unauthenticated {
 		t.Errorf("the logged-out ID token opened a new guarded session: %v", err)
 	}
@@ -179,26 +169,5 @@ func TestKeyfortAccessTokens(t *testing.T) {
 	if _, err := rt.EndIdentitySession(ctx, &identitypb.EndIdentitySessionRequest{Token: access}); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		_, err := kv.Get(bearer(access), &pb.GetRequest{Key: "a"})
-		if status.Code(err) == codes.Unauthenticated {
-			break
-		}
-		if err != nil || time.Now().After(deadline) {
-			t.Fatalf("the session outlived the runtime's logout: %v", err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	cl, _ := srv.Catalog().Client("memory")
-	lease := provider.Lease{ID: put.GetBackendLease(), TTL: time.Minute, IssuedAt: time.Now(), Renewable: true}
-	for {
-		if _, err := cl.Renew(ctx, lease); errors.Is(err, provider.ErrNotFound) {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the session's lease was not revoked")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	waitEnded(t, srv, kv, access, put.GetBackendLease())
 }
