@@ -79,6 +79,8 @@ type Tokens struct {
 	AccessExpiresAt  time.Time
 	RefreshToken     string
 	RefreshExpiresAt time.Time
+	// Subject, Tenant and IdP are the session's (for the caller's records and audit logs).
+	Subject, Tenant, IdP string
 }
 
 // StartRequest asks for a session on the strength of an external identity token.
@@ -212,7 +214,7 @@ func (m *Manager) issue(ctx context.Context, f Family) (Tokens, error) {
 		return Tokens{}, err
 	}
 	return Tokens{SessionID: f.SessionID, AccessToken: access, AccessExpiresAt: accessExp,
-		RefreshToken: refresh, RefreshExpiresAt: f.ExpiresAt}, nil
+		RefreshToken: refresh, RefreshExpiresAt: f.ExpiresAt, Subject: f.Subject, Tenant: f.Tenant, IdP: f.IdP}, nil
 }
 
 // RefreshSession checks the refresh token's signature and expiry and rotates it: the answer carries a
@@ -265,30 +267,41 @@ func (m *Manager) VerifyAccess(ctx context.Context, accessToken string) (token.C
 // any token of the family works again, and the external token that started it is tombstoned until
 // it expires, so it cannot start a session again.
 func (m *Manager) Logout(ctx context.Context, anyToken string) error {
+	_, err := m.EndSession(ctx, anyToken)
+	return err
+}
+
+// EndSession is Logout, returning the family it ended (its session id, subject, tenant and identity
+// provider, for the caller's records).
+func (m *Manager) EndSession(ctx context.Context, anyToken string) (Family, error) {
 	cl, err := m.codec.Verify(ctx, anyToken, token.TypeAccess, m.cfg.Audience)
 	if err != nil {
 		if cl, err = m.codec.Verify(ctx, anyToken, token.TypeRefresh, RefreshAudience); err != nil {
-			return unauthenticated("logout: %v", err)
+			return Family{}, unauthenticated("logout: %v", err)
 		}
 	}
 	if cl.Family == "" {
-		return unauthenticated("token belongs to no session")
+		return Family{}, unauthenticated("token belongs to no session")
 	}
 	f, err := m.store.Family(ctx, cl.Family)
 	if err != nil {
-		return fmt.Errorf("%w: %v", ErrStoreUnavailable, err)
+		return Family{}, fmt.Errorf("%w: %v", ErrStoreUnavailable, err)
 	}
 	if err := m.store.RevokeFamily(ctx, cl.Family); err != nil {
-		return fmt.Errorf("%w: %v", ErrStoreUnavailable, err)
+		return Family{}, fmt.Errorf("%w: %v", ErrStoreUnavailable, err)
 	}
 	// The external token that started the session cannot start another one, on any replica, nor
 	// open a session with a Cache that shares the store (a guarded service accepting it).
 	if f.Origin != "" && m.now().Before(f.OriginExpiresAt) {
 		if err := m.store.Tombstone(ctx, f.Origin, f.OriginExpiresAt); err != nil {
-			return fmt.Errorf("%w: %v", ErrStoreUnavailable, err)
+			return Family{}, fmt.Errorf("%w: %v", ErrStoreUnavailable, err)
 		}
 	}
-	return nil
+	if f.SessionID == "" { // already gone from the store (expired): what the token says
+		f = Family{ID: cl.Family, SessionID: cl.SessionID, Subject: cl.Subject, Tenant: cl.Tenant, IdP: cl.IdP}
+	}
+	f.Revoked = true
+	return f, nil
 }
 
 // IssueRequest asks for a bare access token (the compatibility path: no session, no refresh).

@@ -173,8 +173,18 @@ func TestLogoutEndsTheSession(t *testing.T) {
 	f := newFixture(t, nil)
 	ctx := context.Background()
 	toks := f.start(t, "alice")
-	if err := f.m.Logout(ctx, toks.AccessToken); err != nil {
+	if toks.Subject != "alice" || toks.Tenant != "acme" || toks.IdP != "google" {
+		t.Errorf("tokens describe the session as %q/%q/%q", toks.Subject, toks.Tenant, toks.IdP)
+	}
+	ended, err := f.m.EndSession(ctx, toks.AccessToken)
+	if err != nil {
 		t.Fatal(err)
+	}
+	if ended.SessionID != toks.SessionID || ended.Subject != "alice" || !ended.Revoked {
+		t.Errorf("EndSession returned %+v", ended)
+	}
+	if err := f.m.Logout(ctx, toks.AccessToken); err != nil {
+		t.Errorf("a second logout of an ended session: %v", err)
 	}
 	if _, err := f.m.VerifyAccess(ctx, toks.AccessToken); !errors.Is(err, session.ErrUnauthenticated) {
 		t.Errorf("access after logout: got %v", err)

@@ -126,7 +126,7 @@ func newIdentityRuntime(ctx context.Context, cfg *config.Config, cat *catalog.Ca
 		opts = append(opts, grpc.Creds(credentials.NewTLS(tlsCfg)))
 	}
 	r.grpc = grpc.NewServer(opts...)
-	identityrpc.Register(r.grpc, m, cache, log)
+	identityrpc.Register(r.grpc, m, identityrpc.Options{Sessions: cache, Logger: log, Registerer: reg})
 	r.health = health.NewServer()
 	healthpb.RegisterHealthServer(r.grpc, r.health)
 	return r, nil

@@ -18,6 +18,7 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
+	"github.com/keyfort/keyfort/internal/hosttest"
 	pb "github.com/keyfort/keyfort/internal/identitypb/v1"
 	"github.com/keyfort/keyfort/internal/redistest"
 	"github.com/keyfort/keyfort/internal/testpki"
@@ -30,6 +31,13 @@ var grpcAddrRe = `grpc=`
 // startRuntime runs "provider-host serve" with a memory signing key and a test OIDC issuer standing
 // in for Google, and returns a client of its identity runtime service and its HTTP address.
 func startRuntime(t *testing.T, iss *oidctest.Issuer, sessionExtra, extra string) (pb.IdentityRuntimeServiceClient, string) {
+	t.Helper()
+	rt, httpAddr, _ := startRuntimeLogged(t, iss, sessionExtra, extra)
+	return rt, httpAddr
+}
+
+// startRuntimeLogged is startRuntime, also returning serve's log (still growing).
+func startRuntimeLogged(t *testing.T, iss *oidctest.Issuer, sessionExtra, extra string) (pb.IdentityRuntimeServiceClient, string, *hosttest.Log) {
 	t.Helper()
 	cfg := writeConfig(t, `
 providers:
@@ -50,7 +58,7 @@ identity:
     audience: api
 `+sessionExtra+extra)
 	httpAddr, log, _ := startServe(t, []string{"PATH=" + os.Getenv("PATH")}, "--config", cfg, "--grpc-addr", "127.0.0.1:0")
-	return runtimeClient(t, log.String()), httpAddr
+	return runtimeClient(t, log.String()), httpAddr, log
 }
 
 // runtimeClient returns a client of the identity runtime whose gRPC address serve's log names.
@@ -394,5 +402,81 @@ func TestSteadyStateMakesNoProviderCalls(t *testing.T) {
 	}
 	if hits1-hits0 < 5+20 {
 		t.Errorf("only %v cache hits: the requests did not go through the provider client", hits1-hits0)
+	}
+}
+
+// TestAuditRecordsAndCallMetrics: every call that starts, refreshes or ends a session or issues a
+// token leaves one audit record naming the event, the outcome, the session and the caller's
+// address, never a token; refusals are recorded too, and every call is counted by method and
+// outcome.
+func TestAuditRecordsAndCallMetrics(t *testing.T) {
+	iss := oidctest.New(t)
+	rt, httpAddr, log := startRuntimeLogged(t, iss, "    refresh_grace: -1s\n", "")
+	ctx := context.Background()
+	ext := iss.Sign(t, "k1", iss.Claims("alice", "client-123.apps.googleusercontent.com"), nil)
+	started, err := rt.StartIdentitySession(ctx, &pb.StartIdentitySessionRequest{Tenant: "acme", IdentityProvider: "google", ExternalToken: ext})
+	if err != nil {
+		t.Fatal(err)
+	}
+	toks := started.GetTokens()
+	next, err := rt.RefreshIdentitySession(ctx, &pb.RefreshIdentitySessionRequest{RefreshToken: toks.GetRefreshToken()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	authed := metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+next.GetTokens().GetAccessToken())
+	_, _ = rt.IssueIdentityToken(authed, &pb.IssueIdentityTokenRequest{Subject: "batch-job"}) // no rule: denied
+	_, _ = rt.RefreshIdentitySession(ctx, &pb.RefreshIdentitySessionRequest{RefreshToken: toks.GetRefreshToken()}) // reuse
+	second, err := rt.StartIdentitySession(ctx, &pb.StartIdentitySessionRequest{IdentityProvider: "google",
+		ExternalToken: iss.Sign(t, "k1", iss.Claims("bob", "client-123.apps.googleusercontent.com"), nil)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := rt.EndIdentitySession(ctx, &pb.EndIdentitySessionRequest{Token: second.GetTokens().GetAccessToken()}); err != nil {
+		t.Fatal(err)
+	}
+	_, _ = rt.StartIdentitySession(ctx, &pb.StartIdentitySessionRequest{IdentityProvider: "google", ExternalToken: "not-a-token"})
+
+	want := []string{
+		"event=session.start outcome=ok session=" + toks.GetSessionId() + " subject=alice tenant=acme idp=google peer=127.0.0.1:",
+		"event=session.refresh outcome=ok session=" + toks.GetSessionId() + " subject=alice",
+		"event=session.refresh outcome=refresh_reuse",
+		"event=token.issue outcome=permission_denied subject=alice tenant=acme for_subject=batch-job",
+		"event=session.end outcome=ok session=" + second.GetTokens().GetSessionId() + " subject=bob",
+		"event=session.start outcome=unauthenticated idp=google",
+	}
+	var text string
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		text = log.String()
+		missing := ""
+		for _, w := range want {
+			if !strings.Contains(text, w) {
+				missing = w
+				break
+			}
+		}
+		if missing == "" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no audit record with %q in serve's log:\n%s", missing, text)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	for _, tok := range []string{ext, toks.GetAccessToken(), toks.GetRefreshToken(), next.GetTokens().GetRefreshToken(), second.GetTokens().GetAccessToken()} {
+		if strings.Contains(text, tok) || strings.Contains(text, strings.Split(tok, ".")[2]) {
+			t.Fatal("serve's log carries a token")
+		}
+	}
+	_, metrics := get(t, "http://"+httpAddr+"/metrics")
+	for _, w := range []string{
+		`keyfort_identity_calls_total{method="StartIdentitySession",outcome="ok"} 2`,
+		`keyfort_identity_calls_total{method="StartIdentitySession",outcome="unauthenticated"} 1`,
+		`keyfort_identity_calls_total{method="RefreshIdentitySession",outcome="refresh_reuse"} 1`,
+		`keyfort_identity_calls_total{method="EndIdentitySession",outcome="ok"} 1`,
+	} {
+		if !strings.Contains(metrics, w) {
+			t.Errorf("metrics lack %s", w)
+		}
 	}
 }

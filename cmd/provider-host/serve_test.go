@@ -23,13 +23,13 @@ import (
 var serving = regexp.MustCompile(`http=http://(127\.0\.0\.1:\d+)`)
 
 // startServe runs "provider-host serve" and returns its address and collected stderr.
-func startServe(t *testing.T, env []string, args ...string) (string, *strings.Builder, *exec.Cmd) {
+func startServe(t *testing.T, env []string, args ...string) (string, *hosttest.Log, *exec.Cmd) {
 	t.Helper()
 	return startLogged(t, hosttest.ProviderHost(t), env, serving, append([]string{"serve", "--http-addr", "127.0.0.1:0"}, args...)...)
 }
 
 // startLogged runs bin (see hosttest.StartLogged) and returns the first submatch of ready.
-func startLogged(t *testing.T, bin string, env []string, ready *regexp.Regexp, args ...string) (string, *strings.Builder, *exec.Cmd) {
+func startLogged(t *testing.T, bin string, env []string, ready *regexp.Regexp, args ...string) (string, *hosttest.Log, *exec.Cmd) {
 	t.Helper()
 	m, log, cmd := hosttest.StartLogged(t, bin, env, ready, args...)
 	return m[0], log, cmd

@@ -2,17 +2,37 @@ package hosttest
 
 import (
 	"bufio"
-	"io"
 	"os/exec"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 )
 
+// Log is a child process's output, still growing while the process runs. It is safe for
+// concurrent use.
+type Log struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *Log) add(line string) {
+	l.mu.Lock()
+	l.b.WriteString(line + "\n")
+	l.mu.Unlock()
+}
+
+// String returns the output so far.
+func (l *Log) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
 // StartLogged runs bin with args and env, waits for a line of its combined output to match ready,
-// and returns ready's submatches (the addresses it serves on), the output so far and the process,
-// which is killed when the test ends.
-func StartLogged(tb testing.TB, bin string, env []string, ready *regexp.Regexp, args ...string) ([]string, *strings.Builder, *exec.Cmd) {
+// and returns ready's submatches (the addresses it serves on), its output (collected until it
+// exits) and the process, which is killed when the test ends.
+func StartLogged(tb testing.TB, bin string, env []string, ready *regexp.Regexp, args ...string) ([]string, *Log, *exec.Cmd) {
 	tb.Helper()
 	cmd := exec.Command(bin, args...)
 	cmd.Env = env
@@ -25,13 +45,18 @@ func StartLogged(tb testing.TB, bin string, env []string, ready *regexp.Regexp, 
 		tb.Fatal(err)
 	}
 	tb.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-	var log strings.Builder
+	log := &Log{}
 	sc := bufio.NewScanner(out)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
 	for sc.Scan() {
-		log.WriteString(sc.Text() + "\n")
+		log.add(sc.Text())
 		if m := ready.FindStringSubmatch(sc.Text()); m != nil {
-			go func() { _, _ = io.Copy(io.Discard, out) }()
-			return m[1:], &log, cmd
+			go func() {
+				for sc.Scan() {
+					log.add(sc.Text())
+				}
+			}()
+			return m[1:], log, cmd
 		}
 	}
 	tb.Fatalf("%s %v never served:\n%s", bin, args, log.String())

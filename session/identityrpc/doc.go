@@ -1,5 +1,7 @@
 // Package identityrpc serves session.Manager as the gRPC service keyfort.identity.v1.IdentityRuntimeService
 // (StartIdentitySession, RefreshIdentitySession, EndIdentitySession, IssueIdentityToken,
 // EvaluateIdentityPolicy). Token failures are codes.Unauthenticated with a generic message (the reason
-// goes to the log); store failures are codes.Unavailable: the service fails closed.
+// goes to the log); store failures are codes.Unavailable: the service fails closed. Every call that
+// starts, refreshes or ends a session or issues a token leaves an audit record (Options.Audit), and
+// every call is counted by method and outcome (keyfort_identity_calls_total).
 package identityrpc

@@ -6,8 +6,11 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -15,37 +18,109 @@ import (
 	"github.com/keyfort/keyfort/session"
 )
 
+// Options configure the service.
+type Options struct {
+	// Sessions, when not nil, is the cache of the server's own interceptors: EndIdentitySession ends
+	// the token's cached session there at once.
+	Sessions *session.Cache
+	// Logger receives the reasons of refused calls; nil: slog.Default().
+	Logger *slog.Logger
+	// Audit receives one record ("keyfort: audit") per call that starts, refreshes or ends a
+	// session or issues a token, granted or refused: the event, the outcome, the session's subject,
+	// tenant, identity provider and id, and the caller's address and client-certificate subject
+	// (mutual TLS). Never a token. Nil: Logger.
+	Audit *slog.Logger
+	// Registerer receives keyfort_identity_calls_total{method, outcome}; nil: no metrics.
+	Registerer prometheus.Registerer
+}
+
 // Server implements the service over a Manager.
 type Server struct {
 	pb.UnimplementedIdentityRuntimeServiceServer
 	m        *session.Manager
 	sessions *session.Cache
 	log      *slog.Logger
+	audit    *slog.Logger
+	calls    *prometheus.CounterVec
 }
 
-// Register registers the service on s. sessions, when not nil, is the cache of the server's own
-// interceptors: EndIdentitySession ends the token's cached session there at once.
-func Register(s grpc.ServiceRegistrar, m *session.Manager, sessions *session.Cache, log *slog.Logger) *Server {
-	if log == nil {
-		log = slog.Default()
+// Register registers the service on s.
+func Register(s grpc.ServiceRegistrar, m *session.Manager, opts Options) *Server {
+	srv := &Server{m: m, sessions: opts.Sessions, log: opts.Logger, audit: opts.Audit,
+		calls: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "keyfort", Subsystem: "identity",
+			Name: "calls_total", Help: "Identity runtime calls by method and outcome (ok, unauthenticated, refresh_reuse, permission_denied, invalid_argument, unavailable)."},
+			[]string{"method", "outcome"})}
+	if srv.log == nil {
+		srv.log = slog.Default()
 	}
-	srv := &Server{m: m, sessions: sessions, log: log}
+	if srv.audit == nil {
+		srv.audit = srv.log
+	}
+	if opts.Registerer != nil {
+		_ = opts.Registerer.Register(srv.calls)
+	}
 	pb.RegisterIdentityRuntimeServiceServer(s, srv)
 	return srv
 }
 
-func (s *Server) fail(op string, err error) error {
-	s.log.Info("keyfort: identity call refused", slog.String("op", op), slog.String("reason", err.Error()))
+// outcome names what happened to a call, for the audit record and the metric.
+func outcome(err error) string {
 	switch {
+	case err == nil:
+		return "ok"
+	case errors.Is(err, session.ErrRefreshReuse):
+		return "refresh_reuse"
 	case errors.Is(err, session.ErrStoreUnavailable):
-		return status.Error(codes.Unavailable, "session store unavailable")
+		return "unavailable"
 	case errors.Is(err, session.ErrUnknownIdP):
-		return status.Error(codes.InvalidArgument, "unknown identity provider")
-	case errors.Is(err, session.ErrUnauthenticated), errors.Is(err, session.ErrRefreshReuse):
-		return status.Error(codes.Unauthenticated, "unauthenticated")
+		return "invalid_argument"
+	case errors.Is(err, session.ErrUnauthenticated):
+		return "unauthenticated"
 	default:
-		return status.Error(codes.Unavailable, "identity runtime unavailable")
+		return "unavailable"
 	}
+}
+
+// statusOf is the status a refused call answers with: generic messages, the reason stays in the log.
+func statusOf(err error) error {
+	switch outcome(err) {
+	case "invalid_argument":
+		return status.Error(codes.InvalidArgument, "unknown identity provider")
+	case "unauthenticated", "refresh_reuse":
+		return status.Error(codes.Unauthenticated, "unauthenticated")
+	case "unavailable":
+		if errors.Is(err, session.ErrStoreUnavailable) {
+			return status.Error(codes.Unavailable, "session store unavailable")
+		}
+	}
+	return status.Error(codes.Unavailable, "identity runtime unavailable")
+}
+
+// record counts a call and, for an audited event, writes its audit record; attrs describe the
+// session (never a token). A refusal's reason is logged too.
+func (s *Server) record(ctx context.Context, method, event, result string, err error, attrs ...slog.Attr) {
+	s.calls.WithLabelValues(method, result).Inc()
+	if err != nil {
+		s.log.Info("keyfort: identity call refused", slog.String("op", method), slog.String("reason", err.Error()))
+	}
+	if event == "" {
+		return
+	}
+	attrs = append([]slog.Attr{slog.String("event", event), slog.String("outcome", result)}, attrs...)
+	if p, ok := peer.FromContext(ctx); ok {
+		if p.Addr != nil {
+			attrs = append(attrs, slog.String("peer", p.Addr.String()))
+		}
+		if ti, ok := p.AuthInfo.(credentials.TLSInfo); ok && len(ti.State.PeerCertificates) > 0 {
+			attrs = append(attrs, slog.String("client_cert", ti.State.PeerCertificates[0].Subject.String()))
+		}
+	}
+	s.audit.LogAttrs(ctx, slog.LevelInfo, "keyfort: audit", attrs...)
+}
+
+func sessionAttrs(sessionID, subject, tenant, idp string) []slog.Attr {
+	return []slog.Attr{slog.String("session", sessionID), slog.String("subject", subject),
+		slog.String("tenant", tenant), slog.String("idp", idp)}
 }
 
 func tokensOut(t session.Tokens) *pb.SessionTokens {
@@ -55,36 +130,45 @@ func tokensOut(t session.Tokens) *pb.SessionTokens {
 
 // StartIdentitySession implements the service.
 func (s *Server) StartIdentitySession(ctx context.Context, req *pb.StartIdentitySessionRequest) (*pb.StartIdentitySessionResponse, error) {
+	const method, event = "StartIdentitySession", "session.start"
 	if req.GetIdentityProvider() == "" || req.GetExternalToken() == "" {
+		s.record(ctx, method, event, "invalid_argument", nil, slog.String("idp", req.GetIdentityProvider()))
 		return nil, status.Error(codes.InvalidArgument, "identity_provider and external_token are required")
 	}
 	t, err := s.m.StartSession(ctx, session.StartRequest{Subject: req.GetSubject(), Tenant: req.GetTenant(),
 		IdP: req.GetIdentityProvider(), ExternalToken: req.GetExternalToken(), Scope: req.GetScope()})
 	if err != nil {
-		return nil, s.fail("StartIdentitySession", err)
+		s.record(ctx, method, event, outcome(err), err, slog.String("idp", req.GetIdentityProvider()), slog.String("tenant", req.GetTenant()))
+		return nil, statusOf(err)
 	}
+	s.record(ctx, method, event, "ok", nil, sessionAttrs(t.SessionID, t.Subject, t.Tenant, t.IdP)...)
 	return &pb.StartIdentitySessionResponse{Tokens: tokensOut(t)}, nil
 }
 
 // RefreshIdentitySession implements the service.
 func (s *Server) RefreshIdentitySession(ctx context.Context, req *pb.RefreshIdentitySessionRequest) (*pb.RefreshIdentitySessionResponse, error) {
+	const method, event = "RefreshIdentitySession", "session.refresh"
 	t, err := s.m.RefreshSession(ctx, req.GetRefreshToken())
 	if err != nil {
-		return nil, s.fail("RefreshIdentitySession", err)
+		s.record(ctx, method, event, outcome(err), err)
+		return nil, statusOf(err)
 	}
+	s.record(ctx, method, event, "ok", nil, sessionAttrs(t.SessionID, t.Subject, t.Tenant, t.IdP)...)
 	return &pb.RefreshIdentitySessionResponse{Tokens: tokensOut(t)}, nil
 }
 
 // EndIdentitySession implements the service.
 func (s *Server) EndIdentitySession(ctx context.Context, req *pb.EndIdentitySessionRequest) (*pb.EndIdentitySessionResponse, error) {
-	if err := s.m.Logout(ctx, req.GetToken()); err != nil {
-		return nil, s.fail("EndIdentitySession", err)
+	const method, event = "EndIdentitySession", "session.end"
+	f, err := s.m.EndSession(ctx, req.GetToken())
+	if err == nil && s.sessions != nil {
+		err = s.sessions.End(ctx, req.GetToken(), time.Now().Add(session.DefaultRefreshTTL))
 	}
-	if s.sessions != nil {
-		if err := s.sessions.End(ctx, req.GetToken(), time.Now().Add(session.DefaultRefreshTTL)); err != nil {
-			return nil, s.fail("EndIdentitySession", err)
-		}
+	if err != nil {
+		s.record(ctx, method, event, outcome(err), err)
+		return nil, statusOf(err)
 	}
+	s.record(ctx, method, event, "ok", nil, sessionAttrs(f.SessionID, f.Subject, f.Tenant, f.IdP)...)
 	return &pb.EndIdentitySessionResponse{}, nil
 }
 
@@ -95,17 +179,22 @@ const IssueAction = "keyfort:issue_token"
 // interceptor guards this method) whose subject and tenant the policy allows IssueAction for the
 // requested scope; with the default-deny policy the method is closed.
 func (s *Server) IssueIdentityToken(ctx context.Context, req *pb.IssueIdentityTokenRequest) (*pb.IssueIdentityTokenResponse, error) {
+	const method, event = "IssueIdentityToken", "token.issue"
 	if req.GetSubject() == "" {
+		s.record(ctx, method, event, "invalid_argument", nil)
 		return nil, status.Error(codes.InvalidArgument, "subject is required")
 	}
 	caller, ok := session.FromContext(ctx)
 	if !ok {
+		s.record(ctx, method, event, "unauthenticated", nil, slog.String("for_subject", req.GetSubject()))
 		return nil, status.Error(codes.Unauthenticated, "unauthenticated")
 	}
+	who := []slog.Attr{slog.String("subject", caller.Principal.Subject), slog.String("tenant", caller.Principal.Tenant),
+		slog.String("for_subject", req.GetSubject()), slog.String("for_tenant", req.GetTenant()), slog.String("scope", req.GetScope())}
 	d := s.m.EvaluatePolicy(session.PolicyRequest{Subject: caller.Principal.Subject, Tenant: caller.Principal.Tenant,
 		Scope: req.GetScope(), Action: IssueAction})
 	if !d.Allowed {
-		s.log.Info("keyfort: IssueIdentityToken denied by policy", slog.String("caller", caller.Principal.Subject), slog.String("reason", d.Reason))
+		s.record(ctx, method, event, "permission_denied", nil, append(who, slog.String("reason", d.Reason))...)
 		return nil, status.Error(codes.PermissionDenied, "not allowed to issue tokens")
 	}
 	var ttl time.Duration
@@ -114,13 +203,16 @@ func (s *Server) IssueIdentityToken(ctx context.Context, req *pb.IssueIdentityTo
 	}
 	tok, exp, err := s.m.IssueToken(ctx, session.IssueRequest{Subject: req.GetSubject(), Tenant: req.GetTenant(), Scope: req.GetScope(), TTL: ttl})
 	if err != nil {
-		return nil, s.fail("IssueIdentityToken", err)
+		s.record(ctx, method, event, outcome(err), err, who...)
+		return nil, statusOf(err)
 	}
+	s.record(ctx, method, event, "ok", nil, append(who, slog.Time("expires", exp))...)
 	return &pb.IssueIdentityTokenResponse{AccessToken: tok, ExpiresAt: timestamppb.New(exp)}, nil
 }
 
-// EvaluateIdentityPolicy implements the service.
-func (s *Server) EvaluateIdentityPolicy(_ context.Context, req *pb.EvaluateIdentityPolicyRequest) (*pb.EvaluateIdentityPolicyResponse, error) {
+// EvaluateIdentityPolicy implements the service (counted, not audited: it grants nothing).
+func (s *Server) EvaluateIdentityPolicy(ctx context.Context, req *pb.EvaluateIdentityPolicyRequest) (*pb.EvaluateIdentityPolicyResponse, error) {
 	d := s.m.EvaluatePolicy(session.PolicyRequest{Subject: req.GetSubject(), Tenant: req.GetTenant(), Scope: req.GetScope(), Action: req.GetAction()})
+	s.record(ctx, "EvaluateIdentityPolicy", "", "ok", nil)
 	return &pb.EvaluateIdentityPolicyResponse{Allowed: d.Allowed, Reason: d.Reason}, nil
 }
