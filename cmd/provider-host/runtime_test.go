@@ -424,7 +424,7 @@ func TestAuditRecordsAndCallMetrics(t *testing.T) {
 		t.Fatal(err)
 	}
 	authed := metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+next.GetTokens().GetAccessToken())
-	_, _ = rt.IssueIdentityToken(authed, &pb.IssueIdentityTokenRequest{Subject: "batch-job"}) // no rule: denied
+	_, _ = rt.IssueIdentityToken(authed, &pb.IssueIdentityTokenRequest{Subject: "batch-job"})                      // no rule: denied
 	_, _ = rt.RefreshIdentitySession(ctx, &pb.RefreshIdentitySessionRequest{RefreshToken: toks.GetRefreshToken()}) // reuse
 	second, err := rt.StartIdentitySession(ctx, &pb.StartIdentitySessionRequest{IdentityProvider: "google",
 		ExternalToken: iss.Sign(t, "k1", iss.Claims("bob", "client-123.apps.googleusercontent.com"), nil)})
