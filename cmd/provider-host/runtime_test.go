@@ -442,7 +442,7 @@ func TestAuditRecordsAndCallMetrics(t *testing.T) {
 		"event=session.refresh outcome=refresh_reuse",
 		"event=token.issue outcome=permission_denied subject=alice tenant=acme for_subject=batch-job",
 		"event=session.end outcome=ok session=" + second.GetTokens().GetSessionId() + " subject=bob",
-		"event=session.start outcome=unauthenticated idp=google",
+		`event=session.start outcome=unauthenticated idp=google tenant="" reason="unauthenticated: external token: malformed token`,
 	}
 	var text string
 	deadline := time.Now().Add(5 * time.Second)

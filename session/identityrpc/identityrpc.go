@@ -23,7 +23,7 @@ type Options struct {
 	// Sessions, when not nil, is the cache of the server's own interceptors: EndIdentitySession ends
 	// the token's cached session there at once.
 	Sessions *session.Cache
-	// Logger receives the reasons of refused calls; nil: slog.Default().
+	// Logger receives the reasons of refused calls that are not audited; nil: slog.Default().
 	Logger *slog.Logger
 	// Audit receives one record ("keyfort: audit") per call that starts, refreshes or ends a
 	// session or issues a token, granted or refused: the event, the outcome, the session's subject,
@@ -97,16 +97,19 @@ func statusOf(err error) error {
 }
 
 // record counts a call and, for an audited event, writes its audit record; attrs describe the
-// session (never a token). A refusal's reason is logged too.
+// session (never a token), and a refusal's reason (which never quotes a token) joins them.
 func (s *Server) record(ctx context.Context, method, event, result string, err error, attrs ...slog.Attr) {
 	s.calls.WithLabelValues(method, result).Inc()
-	if err != nil {
-		s.log.Info("keyfort: identity call refused", slog.String("op", method), slog.String("reason", err.Error()))
-	}
 	if event == "" {
+		if err != nil {
+			s.log.Info("keyfort: identity call refused", slog.String("op", method), slog.String("reason", err.Error()))
+		}
 		return
 	}
 	attrs = append([]slog.Attr{slog.String("event", event), slog.String("outcome", result)}, attrs...)
+	if err != nil {
+		attrs = append(attrs, slog.String("reason", err.Error()))
+	}
 	if p, ok := peer.FromContext(ctx); ok {
 		if p.Addr != nil {
 			attrs = append(attrs, slog.String("peer", p.Addr.String()))
