@@ -132,10 +132,16 @@ func start(ctx context.Context, cfg *config.Config, pc config.Provider, opts Opt
 		return nil, err
 	}
 	onRestart := func(reason string) { opts.Metrics.Restarted(pc.Name, reason) }
+	environ := pluginEnviron(cfg, pc)
+	if environ == nil && !slices.Contains(pc.InheritEnv, "*") {
+		log.Warn("keyfort: an env provider serves identity.secrets.default with no location and no prefix, so its plugin "+
+			"process receives the host's whole environment; give the default a location (env:app/secrets) or the provider a prefix",
+			slog.String("provider", pc.Name))
+	}
 	if pc.Plugin != "" {
 		return plugin.Launch(ctx, plugin.Config{
 			Name: pc.Name, Path: pc.Plugin, Args: pc.Args, SHA256: pc.SHA256, Settings: settings, Logger: log, MaxProcs: pc.MaxProcs,
-			Environ:   pluginEnviron(cfg, pc),
+			Environ:   environ,
 			OnRestart: onRestart, ProbeTimeout: pc.ProbeTimeout, CloseTimeout: pc.CloseTimeout,
 		})
 	}
@@ -148,7 +154,7 @@ func start(ctx context.Context, cfg *config.Config, pc config.Provider, opts Opt
 	}
 	return plugin.Launch(ctx, plugin.Config{
 		Name: pc.Name, Path: bin, Args: []string{"plugin", pc.Type}, Settings: settings, Logger: log, MaxProcs: pc.MaxProcs,
-		Environ:   pluginEnviron(cfg, pc),
+		Environ:   environ,
 		OnRestart: onRestart, ProbeTimeout: pc.ProbeTimeout, CloseTimeout: pc.CloseTimeout,
 	})
 }

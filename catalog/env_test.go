@@ -1,8 +1,11 @@
 package catalog_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"log/slog"
+	"strings"
 	"testing"
 
 	"github.com/keyfort/keyfort/catalog"
@@ -112,5 +115,33 @@ identity:
 	cl, _ := cat.Client("env")
 	if _, err := cl.Secret(ctx, "KFOTHER_SECRET"); !errors.Is(err, provider.ErrNotFound) {
 		t.Errorf("a variable outside the default's location: got %v, want ErrNotFound", err)
+	}
+}
+
+// TestEnvDefaultWithoutLocationWarns: an env provider serving the default binding with no location
+// and no prefix may be asked for any variable, so its process gets the whole environment, and the
+// start says so.
+func TestEnvDefaultWithoutLocationWarns(t *testing.T) {
+	host := hosttest.ProviderHost(t)
+	t.Setenv("SESSION_SIGNING", "0123456789abcdef0123456789abcdef")
+	t.Setenv("KFOTHER_SECRET", "other-value")
+	var logs bytes.Buffer
+	cat, err := catalog.Open(context.Background(), load(t, `
+providers:
+  env: { type: env }
+identity:
+  secrets:
+    default: "env:"
+`), catalog.Options{HostBinary: host, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cat.Close()
+	if !strings.Contains(logs.String(), "receives the host's whole environment") || !strings.Contains(logs.String(), "provider=env") {
+		t.Errorf("no warning:\n%s", logs.String())
+	}
+	cl, _ := cat.Client("env")
+	if _, err := cl.Secret(context.Background(), "KFOTHER_SECRET"); err != nil {
+		t.Errorf("the default's reach is the whole environment: %v", err)
 	}
 }
