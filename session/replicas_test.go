@@ -3,6 +3,7 @@ package session_test
 import (
 	"context"
 	"errors"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -146,5 +147,54 @@ func TestConfiguredHashKeyWins(t *testing.T) {
 	if _, err := session.NewManager(session.Config{Issuer: "x", HashKey: []byte("short"),
 		Keys: token.KeySourceFunc(func(context.Context) (provider.KeySet, error) { return provider.KeySet{}, nil })}); err == nil {
 		t.Error("a HashKey under 32 bytes was accepted")
+	}
+}
+
+// flaky is a store whose tombstone reads fail while down is set, like an unreachable Redis.
+type flaky struct {
+	*session.MemoryStore
+	down atomic.Bool
+}
+
+func (s *flaky) Tombstoned(ctx context.Context, key string) (bool, error) {
+	if s.down.Load() {
+		return false, errDown
+	}
+	return s.MemoryStore.Tombstoned(ctx, key)
+}
+
+// TestRevalidationFailsClosedAndRecovers: with the shared store unreachable, a cached session of an
+// external token is refused (ErrStoreUnavailable) once its revalidation is due, and served again,
+// the same session, when the store answers.
+func TestRevalidationFailsClosedAndRecovers(t *testing.T) {
+	store := &flaky{MemoryStore: session.NewMemoryStore(nil)}
+	f := newFixture(t, store.MemoryStore)
+	ctx := context.Background()
+	v, err := oidc.New(ctx, oidc.Config{Issuer: f.iss.URL, Audience: googleAud})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := session.NewCache(session.CacheConfig{Authenticator: &oidcAuth{v: v}, Store: store, Now: f.clk.Now, Revalidate: 10 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ext := f.iss.Sign(t, "k1", f.iss.Claims("erin", googleAud), nil)
+	s, err := c.Get(ctx, ext)
+	if err != nil {
+		t.Fatal(err)
+	}
+	store.down.Store(true)
+	if _, err := c.Get(ctx, ext); err != nil {
+		t.Fatalf("before the revalidation is due, the store is not asked: %v", err)
+	}
+	f.clk.Advance(11 * time.Second)
+	if _, err := c.Get(ctx, ext); !errors.Is(err, session.ErrStoreUnavailable) {
+		t.Fatalf("revalidation with the store down: got %v, want ErrStoreUnavailable", err)
+	}
+	store.down.Store(false)
+	again, err := c.Get(ctx, ext)
+	if err != nil || again != s {
+		t.Fatalf("after the store recovers: got %v, %v; want the same session", again, err)
 	}
 }
