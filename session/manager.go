@@ -217,6 +217,17 @@ func (m *Manager) issue(ctx context.Context, f Family) (Tokens, error) {
 		RefreshToken: refresh, RefreshExpiresAt: f.ExpiresAt, Subject: f.Subject, Tenant: f.Tenant, IdP: f.IdP}, nil
 }
 
+// ReuseError is RefreshSession's error when a spent refresh token was presented again: errors.Is
+// it ErrRefreshReuse, and it names the session whose family was revoked (for audit records).
+type ReuseError struct {
+	Family, SessionID, Subject, Tenant, IdP string
+}
+
+func (e *ReuseError) Error() string { return ErrRefreshReuse.Error() }
+
+// Unwrap makes errors.Is(err, ErrRefreshReuse) true.
+func (e *ReuseError) Unwrap() error { return ErrRefreshReuse }
+
 // RefreshSession checks the refresh token's signature and expiry and rotates it: the answer carries a
 // new refresh token, and the presented one is spent. Presenting a spent refresh token again revokes
 // the whole family (theft), except for the immediate predecessor within the grace window, which gets
@@ -239,7 +250,7 @@ func (m *Manager) RefreshSession(ctx context.Context, refreshToken string) (Toke
 	case Reuse:
 		m.log.Warn("keyfort: refresh token reuse; session family revoked",
 			slog.String("family", cl.Family), slog.String("subject", cl.Subject), slog.String("session", cl.SessionID))
-		return Tokens{}, ErrRefreshReuse
+		return Tokens{}, &ReuseError{Family: cl.Family, SessionID: cl.SessionID, Subject: cl.Subject, Tenant: cl.Tenant, IdP: cl.IdP}
 	default:
 		return Tokens{}, unauthenticated("session revoked or expired")
 	}

@@ -439,7 +439,7 @@ func TestAuditRecordsAndCallMetrics(t *testing.T) {
 	want := []string{
 		"event=session.start outcome=ok session=" + toks.GetSessionId() + " subject=alice tenant=acme idp=google peer=127.0.0.1:",
 		"event=session.refresh outcome=ok session=" + toks.GetSessionId() + " subject=alice",
-		"event=session.refresh outcome=refresh_reuse",
+		"event=session.refresh outcome=refresh_reuse session=" + toks.GetSessionId() + " subject=alice tenant=acme idp=google",
 		"event=token.issue outcome=permission_denied subject=alice tenant=acme for_subject=batch-job",
 		"event=session.end outcome=ok session=" + second.GetTokens().GetSessionId() + " subject=bob",
 		`event=session.start outcome=unauthenticated idp=google tenant="" reason="unauthenticated: external token: malformed token`,

@@ -153,7 +153,12 @@ func (s *Server) RefreshIdentitySession(ctx context.Context, req *pb.RefreshIden
 	const method, event = "RefreshIdentitySession", "session.refresh"
 	t, err := s.m.RefreshSession(ctx, req.GetRefreshToken())
 	if err != nil {
-		s.record(ctx, method, event, outcome(err), err)
+		var reuse *session.ReuseError
+		var attrs []slog.Attr
+		if errors.As(err, &reuse) { // theft: name the session that was revoked
+			attrs = sessionAttrs(reuse.SessionID, reuse.Subject, reuse.Tenant, reuse.IdP)
+		}
+		s.record(ctx, method, event, outcome(err), err, attrs...)
 		return nil, statusOf(err)
 	}
 	s.record(ctx, method, event, "ok", nil, sessionAttrs(t.SessionID, t.Subject, t.Tenant, t.IdP)...)
