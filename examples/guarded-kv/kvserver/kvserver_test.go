@@ -113,9 +113,37 @@ func TestAuthEnabled(t *testing.T) {
 // Vault's JWT auth (which fetches the issuer's JWKS over HTTP) for a session token that reads dynamic
 // PostgreSQL credentials; ending the session drops the PostgreSQL role.
 func TestAuthEnabledVault(t *testing.T) {
+	v, pgURL := startVault(t)
+	iss := oidctest.New(t)
+	v.Write(t, "auth/jwt/config", map[string]any{"jwks_url": iss.URL + "/jwks", "bound_issuer": iss.URL})
+	v.Write(t, "auth/jwt/role/keyfort-sessions", map[string]any{"role_type": "jwt", "user_claim": "sub",
+		"bound_audiences": []string{"client-123.apps.googleusercontent.com"}, "token_policies": []string{"kv"}, "token_type": "service"})
+	t.Setenv("GOOGLE_CLIENT_ID", "client-123.apps.googleusercontent.com")
+	srv, kv := serve(t, "auth-enabled-vault.yaml", iss.URL, kvserver.Options{})
+	tok := iss.Sign(t, "k1", iss.Claims("alice", "client-123.apps.googleusercontent.com"), nil)
+	put, err := kv.Put(bearer(tok), &pb.PutRequest{Key: "a", Value: "1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	role := pgRole(t, pgURL, put.GetBackendUser())
+	if !role.exists() {
+		t.Fatalf("backend user %q is not a PostgreSQL role made by Vault", put.GetBackendUser())
+	}
+	if err := srv.End(ctx, tok, time.Now().Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	role.waitGone()
+}
+
+// startVault starts a Vault dev server with the example's session signing key in KV, the database
+// secrets engine on the test PostgreSQL (role kv), JWT auth enabled and the policy "kv"; it sets
+// VAULT_ADDR and VAULT_TOKEN, and returns the server and PostgreSQL's URL. The caller configures JWT
+// auth (auth/jwt/config) and its role keyfort-sessions.
+func startVault(t *testing.T) (*vaulttest.Server, string) {
+	t.Helper()
 	v := vaulttest.Start(t)
 	pgURL := pgtest.URL(t)
-	iss := oidctest.New(t)
 	signing, _ := provider.GenerateKey(provider.EdDSA, nil)
 	v.Write(t, "secret/data/identity/session-signing", map[string]any{"data": map[string]any{
 		"private_key": string(pemOf(signing))}})
@@ -129,40 +157,42 @@ func TestAuthEnabledVault(t *testing.T) {
 		"creation_statements":   `CREATE ROLE "{{name}}" WITH LOGIN PASSWORD '{{password}}' VALID UNTIL '{{expiration}}';`,
 		"revocation_statements": `DROP ROLE IF EXISTS "{{name}}";`})
 	v.Write(t, "sys/auth/jwt", map[string]any{"type": "jwt"})
-	v.Write(t, "auth/jwt/config", map[string]any{"jwks_url": iss.URL + "/jwks", "bound_issuer": iss.URL})
 	v.Write(t, "sys/policies/acl/kv", map[string]any{"policy": `path "database/creds/kv" { capabilities = ["read"] }`})
-	v.Write(t, "auth/jwt/role/keyfort-sessions", map[string]any{"role_type": "jwt", "user_claim": "sub",
-		"bound_audiences": []string{"client-123.apps.googleusercontent.com"}, "token_policies": []string{"kv"}, "token_type": "service"})
 	t.Setenv("VAULT_ADDR", v.Addr)
 	t.Setenv("VAULT_TOKEN", vaulttest.RootToken)
-	t.Setenv("GOOGLE_CLIENT_ID", "client-123.apps.googleusercontent.com")
-	srv, kv := serve(t, "auth-enabled-vault.yaml", iss.URL, kvserver.Options{})
-	tok := iss.Sign(t, "k1", iss.Claims("alice", "client-123.apps.googleusercontent.com"), nil)
-	put, err := kv.Put(bearer(tok), &pb.PutRequest{Key: "a", Value: "1"})
+	return v, pgURL
+}
+
+// postgresRole watches one PostgreSQL role.
+type postgresRole struct {
+	t     *testing.T
+	admin *pgx.Conn
+	name  string
+}
+
+func pgRole(t *testing.T, pgURL, name string) postgresRole {
+	t.Helper()
+	admin, err := pgx.Connect(context.Background(), pgURL)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx := context.Background()
-	admin, err := pgx.Connect(ctx, pgURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer admin.Close(ctx)
-	exists := func() bool {
-		var n int
-		_ = admin.QueryRow(ctx, `SELECT count(*) FROM pg_roles WHERE rolname = $1`, put.GetBackendUser()).Scan(&n)
-		return n == 1
-	}
-	if !exists() {
-		t.Fatalf("backend user %q is not a PostgreSQL role made by Vault", put.GetBackendUser())
-	}
-	if err := srv.End(ctx, tok, time.Now().Add(time.Hour)); err != nil {
-		t.Fatal(err)
-	}
+	t.Cleanup(func() { _ = admin.Close(context.Background()) })
+	return postgresRole{t: t, admin: admin, name: name}
+}
+
+func (r postgresRole) exists() bool {
+	var n int
+	_ = r.admin.QueryRow(context.Background(), `SELECT count(*) FROM pg_roles WHERE rolname = $1`, r.name).Scan(&n)
+	return n == 1
+}
+
+// waitGone waits until Vault has dropped the role (its lease was revoked).
+func (r postgresRole) waitGone() {
+	r.t.Helper()
 	deadline := time.Now().Add(15 * time.Second)
-	for exists() {
+	for r.exists() {
 		if time.Now().After(deadline) {
-			t.Fatal("the session's PostgreSQL role survived the end of the session")
+			r.t.Fatal("the session's PostgreSQL role survived the end of the session")
 		}
 		time.Sleep(50 * time.Millisecond)
 	}

@@ -42,6 +42,13 @@ func startRuntime(t *testing.T, cfg string, env []string) (identitypb.IdentityRu
 // waitEnded waits until tok is refused (its session ended) and the backend lease is revoked.
 func waitEnded(t *testing.T, srv *kvserver.Server, kv pb.KeyValueServiceClient, tok, leaseID string) {
 	t.Helper()
+	waitRefused(t, kv, tok)
+	waitRevoked(t, srv, leaseID)
+}
+
+// waitRefused calls with tok until the service refuses it.
+func waitRefused(t *testing.T, kv pb.KeyValueServiceClient, tok string) {
+	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		_, err := kv.Get(bearer(tok), &pb.GetRequest{Key: "a"})
@@ -53,7 +60,6 @@ func waitEnded(t *testing.T, srv *kvserver.Server, kv pb.KeyValueServiceClient, 
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	waitRevoked(t, srv, leaseID)
 }
 
 // waitRevoked waits until the memory provider no longer knows the lease.
@@ -170,4 +176,45 @@ func TestKeyfortAccessTokens(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitEnded(t, srv, kv, access, put.GetBackendLease())
+}
+
+// TestKeyfortTokensThroughVault is the whole chain with Keyfort as the issuer: the runtime starts a
+// session from an ID token; the guarded service accepts the runtime's access token (RuntimeJWKS) and
+// exchanges it through Vault's JWT auth, which trusts the runtime's published JWKS, for a Vault
+// token that reads dynamic PostgreSQL credentials; ending the session at the runtime ends the
+// guarded session and Vault drops the PostgreSQL role.
+func TestKeyfortTokensThroughVault(t *testing.T) {
+	redistest.Client(t) // skips without Redis (fails in CI)
+	v, pgURL := startVault(t)
+	iss := oidctest.New(t)
+	const aud = "client-123.apps.googleusercontent.com"
+	t.Setenv("GOOGLE_CLIENT_ID", aud)
+	rt, httpAddr := startRuntime(t, writeRuntimeConfig(t, iss.URL), []string{"GOOGLE_CLIENT_ID=" + aud})
+	jwks := "http://" + httpAddr + "/.well-known/jwks.json"
+	v.Write(t, "auth/jwt/config", map[string]any{"jwks_url": jwks, "bound_issuer": "keyfort", "jwt_supported_algs": []string{"EdDSA"}})
+	v.Write(t, "auth/jwt/role/keyfort-sessions", map[string]any{"role_type": "jwt", "user_claim": "sub",
+		"bound_audiences": []string{"keyfort"}, "token_policies": []string{"kv"}, "token_type": "service"})
+	_, kv := serve(t, "auth-enabled-vault.yaml", iss.URL, kvserver.Options{Revalidate: 200 * time.Millisecond, RuntimeJWKS: jwks},
+		"KEYFORT_IDENTITY__SESSION__REDIS_URL="+redistest.URL())
+
+	ctx := context.Background()
+	started, err := rt.StartIdentitySession(ctx, &identitypb.StartIdentitySessionRequest{IdentityProvider: "google",
+		ExternalToken: iss.Sign(t, "k1", iss.Claims("alice", aud), nil)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	access := started.GetTokens().GetAccessToken()
+	put, err := kv.Put(bearer(access), &pb.PutRequest{Key: "a", Value: "1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	role := pgRole(t, pgURL, put.GetBackendUser())
+	if !role.exists() {
+		t.Fatalf("backend user %q is not a PostgreSQL role made by Vault", put.GetBackendUser())
+	}
+	if _, err := rt.EndIdentitySession(ctx, &identitypb.EndIdentitySessionRequest{Token: access}); err != nil {
+		t.Fatal(err)
+	}
+	waitRefused(t, kv, access) // the guarded session learns of the logout at its next call
+	role.waitGone()
 }
