@@ -7,9 +7,11 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net/url"
 	"os"
 	"os/signal"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -81,7 +83,10 @@ func signalContext(timeout time.Duration) (context.Context, context.CancelFunc) 
 }
 
 func newCheckCmd() *cobra.Command {
-	var f configFlags
+	var (
+		f    configFlags
+		idps bool
+	)
 	cmd := &cobra.Command{
 		Use:   "check --config FILE",
 		Short: "Resolve every configured key and report each as ok or failing",
@@ -89,7 +94,9 @@ func newCheckCmd() *cobra.Command {
 and credentials (whose leases are revoked at once). One line per key; no secret value is printed.
 
 With identity.session.redis_url set, it also connects to the Redis session store (logging in with
-identity.secrets.redis_password when bound) and reports it on a line of its own.
+identity.secrets.redis_password when bound), and with --identity-providers it fetches each identity
+provider's discovery document and key set (identity.secrets.oidc.NAME.issuer) as serve does at
+start-up; each is a line of its own.
 
 Exit status: 0 when every key resolves, 1 when any fails, 2 when the configuration is invalid.`,
 		Args: cobra.NoArgs,
@@ -112,6 +119,16 @@ Exit status: 0 when every key resolves, 1 when any fails, 2 when the configurati
 					failed++
 				}
 			}
+			for _, name := range slices.Sorted(maps.Keys(cat.Config().OIDC)) {
+				if !idps {
+					break
+				}
+				line, ok := checkIdentityProvider(ctx, cat, name)
+				fmt.Fprintln(out, line)
+				if !ok {
+					failed++
+				}
+			}
 			if cat.Config().Session.RedisURL != "" {
 				line, ok := checkSessionStore(ctx, cat)
 				fmt.Fprintln(out, line)
@@ -127,7 +144,19 @@ Exit status: 0 when every key resolves, 1 when any fails, 2 when the configurati
 		},
 	}
 	f.register(cmd)
+	cmd.Flags().BoolVar(&idps, "identity-providers", false, "also fetch each identity provider's discovery document and key set, as serve does at start-up (needs network access to them)")
 	return cmd
+}
+
+// checkIdentityProvider fetches an identity provider's discovery document and key set as serve
+// would at start-up, and renders one check line.
+func checkIdentityProvider(ctx context.Context, cat *catalog.Catalog, name string) (string, bool) {
+	key := "identity.secrets.oidc." + name + ".issuer"
+	issuer := cat.Config().OIDC[name].Issuer
+	if _, err := identityProvider(ctx, cat, name); err != nil {
+		return fmt.Sprintf("FAIL %s  %s  %v", key, issuer, err), false
+	}
+	return fmt.Sprintf("ok   %s  %s  discovery and key set fetched", key, issuer), true
 }
 
 // checkSessionStore connects to the Redis session store as serve would, and renders one check line.

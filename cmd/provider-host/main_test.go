@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/keyfort/keyfort/internal/hosttest"
+	"github.com/keyfort/keyfort/session/oidc/oidctest"
 )
 
 func TestMain(m *testing.M) { hosttest.Main(m) }
@@ -66,7 +67,9 @@ identity:
 
 func TestCheckNamesTheMissingKey(t *testing.T) {
 	cfg := writeConfig(t, config)
-	r := run(t, nil, "check", "--config", cfg)
+	iss := oidctest.New(t)
+	issuerEnv := "KEYFORT_IDENTITY__SECRETS__OIDC__GOOGLE__ISSUER=" + iss.URL
+	r := run(t, []string{issuerEnv}, "check", "--identity-providers", "--config", cfg)
 	if r.code != 1 {
 		t.Fatalf("exit code: got %d, want 1\n%s%s", r.code, r.stdout, r.stderr)
 	}
@@ -75,7 +78,8 @@ func TestCheckNamesTheMissingKey(t *testing.T) {
 		"not found",
 		"ok   identity.secrets.session_signing  dev:session-signing",
 		"ok   identity.credentials.orders  dev:orders",
-		"1 key(s) failing",
+		"FAIL identity.secrets.oidc.google.issuer  " + iss.URL + "  identity provider \"google\"", // no client id to check it with
+		"2 key(s) failing",
 	} {
 		if !strings.Contains(r.stdout, want) {
 			t.Errorf("output lacks %q:\n%s", want, r.stdout)
@@ -84,9 +88,21 @@ func TestCheckNamesTheMissingKey(t *testing.T) {
 	if strings.Contains(r.stdout+r.stderr, "the-api-key-value-1234") {
 		t.Error("check printed a secret value")
 	}
-	r = run(t, []string{"KFCMD_GOOGLE_CLIENT_ID=abc.apps.googleusercontent.com"}, "check", "--config", cfg)
-	if r.code != 0 {
+	r = run(t, []string{issuerEnv, "KFCMD_GOOGLE_CLIENT_ID=abc.apps.googleusercontent.com"}, "check", "--identity-providers", "--config", cfg)
+	if r.code != 0 || !strings.Contains(r.stdout, "ok   identity.secrets.oidc.google.issuer  "+iss.URL+"  discovery and key set fetched") {
 		t.Errorf("with every key present: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	// An identity provider that does not answer fails the check before a rollout would; without
+	// --identity-providers (a pipeline with no route to it) it is not asked.
+	r = run(t, []string{"KEYFORT_IDENTITY__SECRETS__OIDC__GOOGLE__ISSUER=http://127.0.0.1:1", "KFCMD_GOOGLE_CLIENT_ID=abc.apps.googleusercontent.com"},
+		"check", "--identity-providers", "--config", cfg)
+	if r.code != 1 || !strings.Contains(r.stdout, "FAIL identity.secrets.oidc.google.issuer  http://127.0.0.1:1  identity provider \"google\": oidc: discovery") {
+		t.Errorf("an unreachable identity provider: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	r = run(t, []string{"KEYFORT_IDENTITY__SECRETS__OIDC__GOOGLE__ISSUER=http://127.0.0.1:1", "KFCMD_GOOGLE_CLIENT_ID=abc.apps.googleusercontent.com"},
+		"check", "--config", cfg)
+	if r.code != 0 || strings.Contains(r.stdout, ".issuer") {
+		t.Errorf("without --identity-providers: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
 }
 

@@ -51,25 +51,35 @@ func (k catalogKeys) Sign(ctx context.Context, kid string, payload []byte) ([]by
 	return cl.Sign(ctx, b.Location, kid, payload)
 }
 
+// identityProvider fetches the discovery document and key set of the configured identity provider
+// name (identity.secrets.oidc.NAME) and returns its verifier, as serve uses it and check tries it.
+func identityProvider(ctx context.Context, cat *catalog.Catalog, name string) (*oidc.Verifier, error) {
+	idp := cat.Config().OIDC[name]
+	if idp.Issuer == "" {
+		return nil, fmt.Errorf("identity.secrets.oidc.%s.issuer is not set", name)
+	}
+	clientID, err := cat.Secret(ctx, "oidc."+name+".client_id")
+	if err != nil {
+		return nil, fmt.Errorf("identity provider %q: %w", name, err)
+	}
+	oc := oidc.Config{Issuer: idp.Issuer, Audience: clientID.Value.RevealString()}
+	if idp.Issuer == oidc.GoogleIssuer {
+		oc.AlternateIssuers = []string{"accounts.google.com"}
+	}
+	v, err := oidc.New(ctx, oc)
+	if err != nil {
+		return nil, fmt.Errorf("identity provider %q: %w", name, err)
+	}
+	return v, nil
+}
+
 func newIdentityRuntime(ctx context.Context, cfg *config.Config, cat *catalog.Catalog, log *slog.Logger, reg prometheus.Registerer, tlsCfg *tls.Config) (*identityRuntime, error) {
 	r := &identityRuntime{}
 	idps := map[string]*oidc.Verifier{}
 	for _, name := range slices.Sorted(maps.Keys(cfg.OIDC)) {
-		idp := cfg.OIDC[name]
-		if idp.Issuer == "" {
-			return nil, fmt.Errorf("identity.secrets.oidc.%s.issuer is not set", name)
-		}
-		clientID, err := cat.Secret(ctx, "oidc."+name+".client_id")
+		v, err := identityProvider(ctx, cat, name)
 		if err != nil {
-			return nil, fmt.Errorf("identity provider %q: %w", name, err)
-		}
-		oc := oidc.Config{Issuer: idp.Issuer, Audience: clientID.Value.RevealString()}
-		if idp.Issuer == oidc.GoogleIssuer {
-			oc.AlternateIssuers = []string{"accounts.google.com"}
-		}
-		v, err := oidc.New(ctx, oc)
-		if err != nil {
-			return nil, fmt.Errorf("identity provider %q: %w", name, err)
+			return nil, err
 		}
 		idps[name] = v
 		r.idps = append(r.idps, name)
