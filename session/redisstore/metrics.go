@@ -65,8 +65,10 @@ func (h *metricsHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 	return func(ctx context.Context, cmd redis.Cmder) error {
 		start := time.Now()
 		err := next(ctx, cmd)
-		h.latency.Observe(time.Since(start).Seconds())
-		h.count(cmd)
+		if name, ok := counted(cmd); ok {
+			h.latency.Observe(time.Since(start).Seconds())
+			h.count(name, err)
+		}
 		return err
 	}
 }
@@ -75,18 +77,40 @@ func (h *metricsHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.
 	return func(ctx context.Context, cmds []redis.Cmder) error {
 		start := time.Now()
 		err := next(ctx, cmds)
-		h.latency.Observe(time.Since(start).Seconds())
+		observed := false
 		for _, cmd := range cmds {
-			h.count(cmd)
+			name, ok := counted(cmd)
+			if !ok {
+				continue
+			}
+			if !observed {
+				h.latency.Observe(time.Since(start).Seconds())
+				observed = true
+			}
+			cerr := cmd.Err()
+			if cerr == nil && len(cmds) == 1 {
+				cerr = err
+			}
+			h.count(name, cerr)
 		}
 		return err
 	}
 }
 
-func (h *metricsHook) count(cmd redis.Cmder) {
+// counted names a command the store sent; the connection handshake's (HELLO, AUTH, SELECT, CLIENT
+// SETINFO, which older servers refuse and go-redis ignores) are not the store's.
+func counted(cmd redis.Cmder) (string, bool) {
 	name := strings.ToLower(cmd.Name())
+	switch name {
+	case "hello", "auth", "select", "client":
+		return name, false
+	}
+	return name, true
+}
+
+func (h *metricsHook) count(name string, err error) {
 	h.commands.WithLabelValues(name).Inc()
-	if err := cmd.Err(); err != nil && !errors.Is(err, redis.Nil) {
+	if err != nil && !errors.Is(err, redis.Nil) {
 		h.errors.WithLabelValues(name).Inc()
 	}
 }

@@ -3,6 +3,7 @@ package redisstore_test
 import (
 	"context"
 	"errors"
+	"net/url"
 	"strings"
 	"sync"
 	"testing"
@@ -345,16 +346,49 @@ func TestMetrics(t *testing.T) {
 			t.Errorf("round trips: %v", mf)
 		}
 	}
+
+	// A command Redis refuses (an ACL user allowed the hash key only) is a counted error; a missing
+	// family is not.
+	rdb, _ := redistest.Client(t)
+	user := redistest.ACLUser(t, rdb, prefix+"metrics", prefix+"hash-key", "metrics-pw")
+	u, _ := url.Parse(redistest.URL())
+	u.User = url.UserPassword(user, "metrics-pw")
+	errReg := prometheus.NewRegistry()
+	limited, err := redisstore.New(ctx, redisstore.Config{URL: u.String(), Prefix: prefix, Registerer: errReg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer limited.Close()
+	if _, err := limited.Family(ctx, "m1"); !errors.Is(err, session.ErrStoreUnavailable) {
+		t.Fatalf("a family outside the user's keys: got %v", err)
+	}
+	if got := counterValue(t, errReg, "keyfort_session_store_command_errors_total", "hgetall"); got != 1 {
+		t.Errorf("refused hgetall counted %v times as an error, want 1", got)
+	}
+	if got := counterValue(t, reg, "keyfort_session_store_command_errors_total", "hgetall"); got != 0 {
+		t.Errorf("a missing family counted as an error (%v)", got)
+	}
+	for _, handshake := range []string{"hello", "client", "auth"} {
+		if got := counterValue(t, errReg, "keyfort_session_store_commands_total", handshake); got != 0 {
+			t.Errorf("the connection handshake's %s counted as the store's (%v)", handshake, got)
+		}
+	}
 }
 
 func commandCount(t *testing.T, reg *prometheus.Registry, command string) float64 {
+	t.Helper()
+	return counterValue(t, reg, "keyfort_session_store_commands_total", command)
+}
+
+// counterValue is the value of counter name with label command in reg (0 when absent).
+func counterValue(t *testing.T, reg *prometheus.Registry, name, command string) float64 {
 	t.Helper()
 	mfs, err := reg.Gather()
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, mf := range mfs {
-		if mf.GetName() != "keyfort_session_store_commands_total" {
+		if mf.GetName() != name {
 			continue
 		}
 		for _, m := range mf.GetMetric() {
