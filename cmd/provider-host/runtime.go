@@ -51,6 +51,9 @@ func (k catalogKeys) Sign(ctx context.Context, kid string, payload []byte) ([]by
 	return cl.Sign(ctx, b.Location, kid, payload)
 }
 
+// maxRuntimeMessage bounds a request to the identity runtime.
+const maxRuntimeMessage = 256 << 10
+
 // identityProvider fetches the discovery document and key set of the configured identity provider
 // name (identity.secrets.oidc.NAME) and returns its verifier, as serve uses it and check tries it.
 func identityProvider(ctx context.Context, cat *catalog.Catalog, name string) (*oidc.Verifier, error) {
@@ -131,7 +134,10 @@ func newIdentityRuntime(ctx context.Context, cfg *config.Config, cat *catalog.Ca
 		"/keyfort.identity.v1.IdentityRuntimeService/EndIdentitySession",
 		"/grpc.health.v1.Health/*",
 	}}
-	opts := grpcauth.New(guard).ServerOptions() // tap handle (fast path) and interceptors
+	opts := grpcauth.New(guard).ServerOptions() // header bound, tap handle (fast path) and interceptors
+	// The runtime's requests carry a token or two (each capped at 16 KiB before parsing): a message
+	// far above that is refused before it is read into memory (grpc-go's default is 4 MiB).
+	opts = append(opts, grpc.MaxRecvMsgSize(maxRuntimeMessage))
 	if tlsCfg != nil {
 		opts = append(opts, grpc.Creds(credentials.NewTLS(tlsCfg)))
 	}

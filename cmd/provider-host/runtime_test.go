@@ -141,6 +141,10 @@ func TestIdentityRuntimeEndToEnd(t *testing.T) {
 	if _, err := rt.StartIdentitySession(ctx, &pb.StartIdentitySessionRequest{IdentityProvider: "google", ExternalToken: bad}); status.Code(err) != codes.Unauthenticated {
 		t.Errorf("a token for another audience: got %v", err)
 	}
+	huge := strings.Repeat("a", 300<<10)
+	if _, err := rt.StartIdentitySession(ctx, &pb.StartIdentitySessionRequest{IdentityProvider: "google", ExternalToken: huge}); status.Code(err) != codes.ResourceExhausted {
+		t.Errorf("a 300 KiB request: got %v, want ResourceExhausted before it is read", err)
+	}
 }
 
 func TestIdentityRuntimePolicyClosesIssueByDefault(t *testing.T) {

@@ -21,6 +21,11 @@ import (
 // DefaultMaxCredentialSize bounds a credential header value.
 const DefaultMaxCredentialSize = 16 << 10
 
+// DefaultMaxHeaderListSize bounds all of a call's headers together (Guard.ServerOptions): room for a
+// credential of DefaultMaxCredentialSize and the usual headers, where HTTP/2's default lets a client
+// make the server read 16 MiB of headers before any check.
+const DefaultMaxHeaderListSize = 64 << 10
+
 // Config configures the interceptors.
 type Config struct {
 	// Sessions finds and creates sessions. Required unless Disabled.
@@ -36,6 +41,9 @@ type Config struct {
 	Exempt []string
 	// MaxCredentialSize bounds a credential value (default DefaultMaxCredentialSize).
 	MaxCredentialSize int
+	// MaxHeaderListSize bounds a call's headers together, at the transport (default
+	// DefaultMaxHeaderListSize; Guard.ServerOptions installs it).
+	MaxHeaderListSize uint32
 	// Logger receives the reasons of refusals; nil: slog.Default().
 	Logger *slog.Logger
 }
@@ -68,6 +76,9 @@ func newGuard(cfg Config) *guard {
 	}
 	if cfg.MaxCredentialSize <= 0 {
 		cfg.MaxCredentialSize = DefaultMaxCredentialSize
+	}
+	if cfg.MaxHeaderListSize == 0 {
+		cfg.MaxHeaderListSize = DefaultMaxHeaderListSize
 	}
 	g := &guard{cfg: cfg, log: cfg.Logger}
 	g.compileExempt()
@@ -178,11 +189,13 @@ type Guard struct{ g *guard }
 // New returns a Guard for cfg.
 func New(cfg Config) *Guard { return &Guard{g: newGuard(cfg)} }
 
-// ServerOptions returns the server options that install the guard: its tap handle, and its unary and
-// stream interceptors (chained after any others). grpc-go allows one tap handle per server; a server
+// ServerOptions returns the server options that install the guard: the bound on a call's headers
+// (Config.MaxHeaderListSize; a later grpc.MaxHeaderListSize overrides it), its tap handle, and its
+// unary and stream interceptors (chained after any others). grpc-go allows one tap handle per server; a server
 // that needs its own installs the interceptors alone, or calls TapHandle from its own.
 func (gd *Guard) ServerOptions() []grpc.ServerOption {
 	return []grpc.ServerOption{
+		grpc.MaxHeaderListSize(gd.g.cfg.MaxHeaderListSize),
 		grpc.InTapHandle(gd.TapHandle()),
 		grpc.ChainUnaryInterceptor(gd.UnaryServerInterceptor()),
 		grpc.ChainStreamInterceptor(gd.StreamServerInterceptor()),

@@ -247,3 +247,21 @@ func streamEnds(t *testing.T, stream grpc.ServerStreamingClient[healthpb.HealthC
 		t.Fatalf("the stream outlived its session, which %s", why)
 	}
 }
+
+// TestHeaderListBounded: Guard.ServerOptions bounds a call's headers together at the transport, so a
+// client cannot make the server read megabytes of metadata; calls within the bound are served, and
+// the server keeps serving after refusing one.
+func TestHeaderListBounded(t *testing.T) {
+	s := start(t, wiring{name: "tap+interceptors", tapped: true}, nil)
+	tok := s.token(t)
+	if err := call(t, s, "authorization", "Bearer "+tok, "x-padding", strings.Repeat("p", 32<<10)); err != nil {
+		t.Fatalf("32 KiB of headers: %v", err)
+	}
+	err := call(t, s, "authorization", "Bearer "+tok, "x-padding", strings.Repeat("p", grpcauth.DefaultMaxHeaderListSize))
+	if status.Code(err) == codes.OK {
+		t.Fatal("headers above the bound were served")
+	}
+	if err := call(t, s, "authorization", "Bearer "+tok); err != nil {
+		t.Errorf("after a refused call: %v", err)
+	}
+}
