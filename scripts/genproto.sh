@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Regenerates the protobuf code under internal/*pb from proto/ with pinned tools (buf,
+# Regenerates the protobuf code (internal/*pb, api/identity) from proto/ with pinned tools (buf,
 # protoc-gen-go, protoc-gen-go-grpc; versions in internal/tools/protogen/go.mod).
 #   scripts/genproto.sh          regenerate
 #   scripts/genproto.sh --check  regenerate into a scratch copy and fail if the committed code differs
@@ -13,16 +13,26 @@ mkdir -p "$bin"
 	google.golang.org/protobuf/cmd/protoc-gen-go \
 	google.golang.org/grpc/cmd/protoc-gen-go-grpc)
 
-# Each proto package keyfort/<name>/v1 is generated into internal/<name>pb/v1 (package <name>v1).
+# Each proto package keyfort/<name>/v1 is generated into internal/<name>pb/v1 (package <name>v1),
+# except the identity runtime's, whose client users import: api/identity/v1.
+outdir() {
+	case "$1" in
+	identity) echo api/identity/v1 ;;
+	*) echo "internal/$1pb/v1" ;;
+	esac
+}
+packages() { for dir in proto/keyfort/*/v1; do basename "$(dirname "$dir")"; done; }
+
 gen() { # $1: output root
 	rm -rf "$1/internal/gen"
 	"$bin/buf" lint
 	"$bin/buf" generate --template buf.gen.yaml -o "$1"
 	for dir in "$1"/internal/gen/keyfort/*/v1; do
 		name=$(basename "$(dirname "$dir")")
-		mkdir -p "$1/internal/${name}pb/v1"
-		rm -f "$1/internal/${name}pb/v1/"*.pb.go
-		mv "$dir"/*.go "$1/internal/${name}pb/v1/"
+		out="$1/$(outdir "$name")"
+		mkdir -p "$out"
+		rm -f "$out/"*.pb.go
+		mv "$dir"/*.go "$out/"
 	done
 	rm -rf "$1/internal/gen"
 }
@@ -32,8 +42,9 @@ if [ "${1:-}" = "--check" ]; then
 	trap 'rm -rf "$tmp"' EXIT
 	gen "$tmp"
 	stale=0
-	for dir in "$tmp"/internal/*pb/v1; do
-		rel=${dir#"$tmp/"}
+	for name in $(packages); do
+		rel=$(outdir "$name")
+		dir="$tmp/$rel"
 		if ! diff -u <(cat "$rel"/*.pb.go 2>/dev/null) <(cat "$dir"/*.pb.go) ||
 			[ "$(cd "$rel" 2>/dev/null && ls *.pb.go)" != "$(cd "$dir" && ls *.pb.go)" ]; then
 			stale=1

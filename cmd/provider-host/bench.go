@@ -30,7 +30,7 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
-	pb "github.com/keyfort/keyfort/internal/identitypb/v1"
+	pb "github.com/keyfort/keyfort/api/identity/v1"
 	kvpb "github.com/keyfort/keyfort/internal/kvexamplepb/v1"
 )
 

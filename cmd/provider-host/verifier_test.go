@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	pb "github.com/keyfort/keyfort/internal/identitypb/v1"
+	pb "github.com/keyfort/keyfort/api/identity/v1"
 	"github.com/keyfort/keyfort/internal/redistest"
 	"github.com/keyfort/keyfort/session"
 	"github.com/keyfort/keyfort/session/oidc/oidctest"

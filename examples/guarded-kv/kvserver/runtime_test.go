@@ -14,9 +14,9 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
+	identitypb "github.com/keyfort/keyfort/api/identity/v1"
 	"github.com/keyfort/keyfort/examples/guarded-kv/kvserver"
 	"github.com/keyfort/keyfort/internal/hosttest"
-	identitypb "github.com/keyfort/keyfort/internal/identitypb/v1"
 	pb "github.com/keyfort/keyfort/internal/kvexamplepb/v1"
 	"github.com/keyfort/keyfort/internal/redistest"
 	"github.com/keyfort/keyfort/provider"

@@ -681,7 +681,7 @@ const file_keyfort_identity_v1_identity_proto_rawDesc = "" +
 	"\x16RefreshIdentitySession\x122.keyfort.identity.v1.RefreshIdentitySessionRequest\x1a3.keyfort.identity.v1.RefreshIdentitySessionResponse\x12u\n" +
 	"\x12EndIdentitySession\x12..keyfort.identity.v1.EndIdentitySessionRequest\x1a/.keyfort.identity.v1.EndIdentitySessionResponse\x12u\n" +
 	"\x12IssueIdentityToken\x12..keyfort.identity.v1.IssueIdentityTokenRequest\x1a/.keyfort.identity.v1.IssueIdentityTokenResponse\x12\x81\x01\n" +
-	"\x16EvaluateIdentityPolicy\x122.keyfort.identity.v1.EvaluateIdentityPolicyRequest\x1a3.keyfort.identity.v1.EvaluateIdentityPolicyResponseB>Z<github.com/keyfort/keyfort/internal/identitypb/v1;identityv1b\x06proto3"
+	"\x16EvaluateIdentityPolicy\x122.keyfort.identity.v1.EvaluateIdentityPolicyRequest\x1a3.keyfort.identity.v1.EvaluateIdentityPolicyResponseB7Z5github.com/keyfort/keyfort/api/identity/v1;identityv1b\x06proto3"
 
 var (
 	file_keyfort_identity_v1_identity_proto_rawDescOnce sync.Once
