@@ -15,6 +15,26 @@ import (
 
 const googleAud = "client-123.apps.googleusercontent.com"
 
+// externalCache is a Cache of ID tokens of f's issuer (a guarded service) over store, with mut
+// applied to its configuration; it is closed when the test ends.
+func externalCache(t *testing.T, f *fixture, store session.Store, mut func(*session.CacheConfig)) *session.Cache {
+	t.Helper()
+	v, err := oidc.New(context.Background(), oidc.Config{Issuer: f.iss.URL, Audience: googleAud})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := session.CacheConfig{Authenticator: &oidcAuth{v: v}, Store: store}
+	if mut != nil {
+		mut(&cfg)
+	}
+	c, err := session.NewCache(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Close() })
+	return c
+}
+
 // TestLogoutTombstonesTheExternalToken: after a logout, the external token that started the session
 // cannot start another one (a replay of a captured ID token), while a new login can.
 func TestLogoutTombstonesTheExternalToken(t *testing.T) {
@@ -51,18 +71,8 @@ func TestReplicasShareTombstonesWithoutConfiguredKey(t *testing.T) {
 	shared := session.NewMemoryStore(nil)
 	f := newFixture(t, shared)
 	ctx := context.Background()
-	v, err := oidc.New(ctx, oidc.Config{Issuer: f.iss.URL, Audience: googleAud})
-	if err != nil {
-		t.Fatal(err)
-	}
 	newCache := func() *session.Cache {
-		c, err := session.NewCache(session.CacheConfig{Authenticator: &oidcAuth{v: v}, Store: shared,
-			Now: f.clk.Now, Revalidate: 10 * time.Second})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = c.Close() })
-		return c
+		return externalCache(t, f, shared, func(c *session.CacheConfig) { c.Now, c.Revalidate = f.clk.Now, 10*time.Second })
 	}
 	a, b := newCache(), newCache()
 
@@ -121,17 +131,8 @@ func TestConfiguredHashKeyWins(t *testing.T) {
 	shared := session.NewMemoryStore(nil)
 	f := newFixture(t, shared)
 	ctx := context.Background()
-	v, err := oidc.New(ctx, oidc.Config{Issuer: f.iss.URL, Audience: googleAud})
-	if err != nil {
-		t.Fatal(err)
-	}
 	newCache := func(key string) *session.Cache {
-		c, err := session.NewCache(session.CacheConfig{Authenticator: &oidcAuth{v: v}, Store: shared, HashKey: []byte(key)})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = c.Close() })
-		return c
+		return externalCache(t, f, shared, func(c *session.CacheConfig) { c.HashKey = []byte(key) })
 	}
 	a, b := newCache("key-a-key-a-key-a-key-a-key-a-32"), newCache("key-b-key-b-key-b-key-b-key-b-32")
 	ext := f.iss.Sign(t, "k1", f.iss.Claims("dave", googleAud), nil)
@@ -170,15 +171,7 @@ func TestRevalidationFailsClosedAndRecovers(t *testing.T) {
 	store := &flaky{MemoryStore: session.NewMemoryStore(nil)}
 	f := newFixture(t, store.MemoryStore)
 	ctx := context.Background()
-	v, err := oidc.New(ctx, oidc.Config{Issuer: f.iss.URL, Audience: googleAud})
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := session.NewCache(session.CacheConfig{Authenticator: &oidcAuth{v: v}, Store: store, Now: f.clk.Now, Revalidate: 10 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := externalCache(t, f, store, func(c *session.CacheConfig) { c.Now, c.Revalidate = f.clk.Now, 10*time.Second })
 	ext := f.iss.Sign(t, "k1", f.iss.Claims("erin", googleAud), nil)
 	s, err := c.Get(ctx, ext)
 	if err != nil {
