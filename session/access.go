@@ -3,7 +3,6 @@ package session
 import (
 	"context"
 	"errors"
-	"fmt"
 	"time"
 
 	"github.com/keyfort/keyfort/provider"
@@ -75,17 +74,10 @@ func (a *AccessVerifier) Authenticate(ctx context.Context, raw string) (Principa
 
 // Revalidate implements Revalidator: with a Store, whether the session family of p was revoked.
 func (a *AccessVerifier) Revalidate(ctx context.Context, p Principal) error {
-	if a.store == nil || p.Family == "" {
+	if a.store == nil {
 		return nil
 	}
-	f, err := a.store.Family(ctx, p.Family)
-	if err != nil {
-		return fmt.Errorf("%w: %v", ErrStoreUnavailable, err)
-	}
-	if f.Revoked {
-		return unauthenticated("session revoked")
-	}
-	return nil
+	return familyLive(ctx, a.store, p.Family)
 }
 
 // isTokenError reports whether err is the token's fault (any of token's Err* reasons).

@@ -262,16 +262,24 @@ func (m *Manager) VerifyAccess(ctx context.Context, accessToken string) (token.C
 	if err != nil {
 		return cl, unauthenticated("access token: %v", err)
 	}
-	if cl.Family != "" {
-		f, err := m.store.Family(ctx, cl.Family)
-		if err != nil {
-			return cl, fmt.Errorf("%w: %v", ErrStoreUnavailable, err)
-		}
-		if f.Revoked {
-			return cl, unauthenticated("session revoked")
-		}
+	return cl, familyLive(ctx, m.store, cl.Family)
+}
+
+// familyLive fails with ErrUnauthenticated when the session family was revoked (logout, theft) or is
+// gone, and with ErrStoreUnavailable when the store cannot say; an empty family (a bare token) is
+// live.
+func familyLive(ctx context.Context, store Store, family string) error {
+	if family == "" {
+		return nil
 	}
-	return cl, nil
+	f, err := store.Family(ctx, family)
+	if err != nil {
+		return fmt.Errorf("%w: %v", ErrStoreUnavailable, err)
+	}
+	if f.Revoked {
+		return unauthenticated("session revoked")
+	}
+	return nil
 }
 
 // Logout ends the session of an access or refresh token: its family is revoked, so neither it nor

@@ -43,17 +43,7 @@ type Revalidator interface {
 
 // Revalidate reports whether the session family of p was revoked: *Manager is a Revalidator.
 func (m *Manager) Revalidate(ctx context.Context, p Principal) error {
-	if p.Family == "" {
-		return nil
-	}
-	f, err := m.store.Family(ctx, p.Family)
-	if err != nil {
-		return fmt.Errorf("%w: %v", ErrStoreUnavailable, err)
-	}
-	if f.Revoked {
-		return unauthenticated("session revoked")
-	}
-	return nil
+	return familyLive(ctx, m.store, p.Family)
 }
 
 // Authenticator fully verifies a token (signature, claims) and names its caller.

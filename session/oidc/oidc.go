@@ -12,7 +12,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"slices"
 	"strings"
@@ -22,6 +21,7 @@ import (
 	"github.com/go-jose/go-jose/v4"
 	"golang.org/x/sync/singleflight"
 
+	"github.com/keyfort/keyfort/internal/capfetch"
 	"github.com/keyfort/keyfort/internal/jsonstrict"
 )
 
@@ -146,9 +146,7 @@ func New(ctx context.Context, cfg Config) (*Verifier, error) {
 		c.JWKSMaxAge = DefaultJWKSMaxAge
 	}
 	if c.HTTPClient == nil {
-		c.HTTPClient = &http.Client{Timeout: DefaultHTTPTimeout, CheckRedirect: func(*http.Request, []*http.Request) error {
-			return http.ErrUseLastResponse
-		}}
+		c.HTTPClient = capfetch.Client(DefaultHTTPTimeout)
 	}
 	if len(c.Algorithms) == 0 {
 		c.Algorithms = []string{"RS256", "ES256", "EdDSA"}
@@ -176,7 +174,7 @@ func New(ctx context.Context, cfg Config) (*Verifier, error) {
 	if disc.Issuer != c.Issuer {
 		return nil, fmt.Errorf("oidc: discovery at %s names issuer %q, want %q", discURL, disc.Issuer, c.Issuer)
 	}
-	if !strings.HasPrefix(disc.JWKSURI, "https://") && !isLoopback(disc.JWKSURI) {
+	if !capfetch.Allowed(disc.JWKSURI) {
 		return nil, fmt.Errorf("oidc: jwks_uri %q is not https", disc.JWKSURI)
 	}
 	v.jwksURI = disc.JWKSURI
@@ -186,30 +184,10 @@ func New(ctx context.Context, cfg Config) (*Verifier, error) {
 	return v, nil
 }
 
-func isLoopback(u string) bool {
-	return strings.HasPrefix(u, "http://127.0.0.1:") || strings.HasPrefix(u, "http://localhost:") || strings.HasPrefix(u, "http://[::1]:")
-}
-
 func (v *Verifier) getJSON(ctx context.Context, url string, out any) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Accept", "application/json")
-	resp, err := v.cfg.HTTPClient.Do(req)
+	body, err := capfetch.Get(ctx, v.cfg.HTTPClient, url, "application/json", v.cfg.MaxDocumentSize)
 	if err != nil {
 		return fmt.Errorf("%w: %v", ErrUnavailable, err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("%w: HTTP %d", ErrUnavailable, resp.StatusCode)
-	}
-	body, err := io.ReadAll(io.LimitReader(resp.Body, v.cfg.MaxDocumentSize+1))
-	if err != nil {
-		return fmt.Errorf("%w: %v", ErrUnavailable, err)
-	}
-	if int64(len(body)) > v.cfg.MaxDocumentSize {
-		return fmt.Errorf("%w: response larger than %d bytes", ErrUnavailable, v.cfg.MaxDocumentSize)
 	}
 	if err := json.Unmarshal(body, out); err != nil {
 		return fmt.Errorf("%w: malformed JSON", ErrUnavailable)

@@ -6,15 +6,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
-	"strings"
 	"sync"
 	"time"
 
 	"github.com/go-jose/go-jose/v4"
 	"golang.org/x/sync/singleflight"
 
+	"github.com/keyfort/keyfort/internal/capfetch"
 	"github.com/keyfort/keyfort/provider"
 )
 
@@ -77,13 +76,11 @@ var (
 // NewJWKSKeys fetches the key set once; an unreachable URL, or a set without a usable key, is an
 // error here.
 func NewJWKSKeys(ctx context.Context, cfg JWKSConfig) (*JWKSKeys, error) {
-	if !strings.HasPrefix(cfg.URL, "https://") && !isLoopbackHTTP(cfg.URL) {
+	if !capfetch.Allowed(cfg.URL) {
 		return nil, fmt.Errorf("token: JWKS URL %q is not https", cfg.URL)
 	}
 	if cfg.HTTPClient == nil {
-		cfg.HTTPClient = &http.Client{Timeout: 10 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error {
-			return http.ErrUseLastResponse
-		}}
+		cfg.HTTPClient = capfetch.Client(10 * time.Second)
 	}
 	if cfg.MaxAge <= 0 {
 		cfg.MaxAge = DefaultJWKSMaxAge
@@ -102,10 +99,6 @@ func NewJWKSKeys(ctx context.Context, cfg JWKSConfig) (*JWKSKeys, error) {
 		return nil, err
 	}
 	return j, nil
-}
-
-func isLoopbackHTTP(u string) bool {
-	return strings.HasPrefix(u, "http://127.0.0.1:") || strings.HasPrefix(u, "http://localhost:") || strings.HasPrefix(u, "http://[::1]:")
 }
 
 // SigningKeys implements KeySource: the last fetched set, at once. A set older than MaxAge is
@@ -171,25 +164,9 @@ func (j *JWKSKeys) fetch(ctx context.Context) error {
 }
 
 func (j *JWKSKeys) get(ctx context.Context) (provider.KeySet, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, j.cfg.URL, nil)
+	body, err := capfetch.Get(ctx, j.cfg.HTTPClient, j.cfg.URL, "application/jwk-set+json, application/json", j.cfg.MaxSize)
 	if err != nil {
 		return provider.KeySet{}, err
-	}
-	req.Header.Set("Accept", "application/jwk-set+json, application/json")
-	resp, err := j.cfg.HTTPClient.Do(req)
-	if err != nil {
-		return provider.KeySet{}, err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return provider.KeySet{}, fmt.Errorf("HTTP %d", resp.StatusCode)
-	}
-	body, err := io.ReadAll(io.LimitReader(resp.Body, j.cfg.MaxSize+1))
-	if err != nil {
-		return provider.KeySet{}, err
-	}
-	if int64(len(body)) > j.cfg.MaxSize {
-		return provider.KeySet{}, fmt.Errorf("response larger than %d bytes", j.cfg.MaxSize)
 	}
 	var raw jose.JSONWebKeySet
 	if err := json.Unmarshal(body, &raw); err != nil {
