@@ -8,6 +8,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"log/slog"
 	"strings"
 	"sync"
@@ -99,6 +100,8 @@ type Session struct {
 	ended bool
 	// over is set when the session ends; the hot path reads it without a lock.
 	over atomic.Bool
+	// revoked is set when a revocation (the store's feed, or a revalidation that found one) ends it.
+	revoked atomic.Bool
 	// deadline is the absolute end (unix nanoseconds): the earlier of the cache TTL and the token's exp.
 	deadline int64
 	// touched is when otter last saw a read of this session (unix nanoseconds).
@@ -312,6 +315,13 @@ type CacheConfig struct {
 	Revalidate time.Duration
 	// Now is the clock of TTL and idle expiry; nil: time.Now.
 	Now func() time.Time
+	// IgnoreRevocationFeed keeps the Cache off its Store's RevocationFeed. By default a Cache whose
+	// configured Store has one subscribes to it and ends the sessions a revocation concerns (a
+	// family revoked, a token tombstoned, by any replica) at once, with their leases; Revalidate
+	// stays the backstop for events the feed loses, and a Resync (the feed reconnected) makes every
+	// session due for revalidation at its next call. With the feed, a negative Revalidate means
+	// "only after a Resync".
+	IgnoreRevocationFeed bool
 }
 
 // Cache keeps sessions keyed by a keyed hash of their token's signed part, so every encoding of one
@@ -338,9 +348,14 @@ type Cache struct {
 	// sharedStore: the Store was configured (others may write its tombstones); recheck: sessions
 	// are revalidated every revalidate.
 	sharedStore, recheck bool
-	wg                   sync.WaitGroup
-	closed               chan struct{}
-	closeOnce            sync.Once
+	// feedStop ends the subscription to the store's RevocationFeed (nil: none); fams indexes the
+	// sessions of each family while there is one.
+	feedStop  func()
+	fams      [hotShards]famShard
+	famSeed   maphash.Seed
+	wg        sync.WaitGroup
+	closed    chan struct{}
+	closeOnce sync.Once
 }
 
 type cacheMetrics struct {
@@ -349,6 +364,7 @@ type cacheMetrics struct {
 	ended    *prometheus.CounterVec
 	creation prometheus.Histogram
 	renewals *prometheus.CounterVec
+	events   *prometheus.CounterVec
 	hit      prometheus.Counter
 	miss     prometheus.Counter
 }
@@ -379,6 +395,13 @@ func NewCache(cfg CacheConfig) (*Cache, error) {
 	c.metrics = newCacheMetrics(cfg.Registerer)
 	c.revalidator, _ = cfg.Authenticator.(Revalidator)
 	c.revalidate = orDefault(cfg.Revalidate, 15*time.Second)
+	feed, _ := cfg.Store.(RevocationFeed)
+	if cfg.IgnoreRevocationFeed {
+		feed = nil
+	}
+	if feed != nil && c.revalidate < 0 {
+		c.revalidate = neverInterval // only a Resync makes sessions due
+	}
 	c.recheck = c.revalidate >= 0 && (c.revalidator != nil || c.sharedStore)
 	ttl, idle := cfg.TTL, cfg.IdleTimeout
 	c.ttl = ttl
@@ -402,8 +425,12 @@ func NewCache(cfg CacheConfig) (*Cache, error) {
 		OnDeletion: func(e otter.DeletionEvent[tokenKey, *Session]) {
 			if e.Cause != otter.CauseReplacement {
 				c.hotDelete(e.Key, e.Value)
+				c.unindexFamily(e.Value)
 			}
 			reason := "logout"
+			if e.Value.revoked.Load() {
+				reason = "revoked"
+			}
 			switch e.Cause {
 			case otter.CauseExpiration:
 				reason = "expired"
@@ -426,6 +453,9 @@ func NewCache(cfg CacheConfig) (*Cache, error) {
 			go func() { defer c.wg.Done(); fn() }()
 		},
 	})
+	if feed != nil {
+		c.subscribe(feed, cfg.FetchTimeout)
+	}
 	return c, nil
 }
 
@@ -436,14 +466,16 @@ func newCacheMetrics(reg prometheus.Registerer) cacheMetrics {
 		created: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "keyfort", Subsystem: "session",
 			Name: "created_total", Help: "Sessions created."}),
 		ended: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "keyfort", Subsystem: "session",
-			Name: "ended_total", Help: "Sessions ended, by reason (logout, expired, evicted, shutdown)."}, []string{"reason"}),
+			Name: "ended_total", Help: "Sessions ended, by reason (logout, revoked, expired, evicted, shutdown)."}, []string{"reason"}),
 		creation: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: "keyfort", Subsystem: "session",
 			Name: "creation_duration_seconds", Help: "Latency of creating a session (token verification) on a cache miss."}),
 		renewals: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "keyfort", Subsystem: "session",
 			Name: "lease_renewals_total", Help: "Session credential lease renewals by result (renewed, replaced, failed)."}, []string{"result"}),
+		events: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "keyfort", Subsystem: "session",
+			Name: "revocation_events_total", Help: "Events of the store's revocation feed received, by kind (family, token, resync)."}, []string{"kind"}),
 	}
 	if reg != nil {
-		for _, col := range []prometheus.Collector{m.lookups, m.created, m.ended, m.creation, m.renewals} {
+		for _, col := range []prometheus.Collector{m.lookups, m.created, m.ended, m.creation, m.renewals, m.events} {
 			_ = reg.Register(col)
 		}
 	}
@@ -527,6 +559,10 @@ func (c *Cache) Get(ctx context.Context, raw string) (*Session, error) {
 			return nil, err
 		}
 		s.learn(sig)
+	}
+	if c.revokedWhileCreated(s) {
+		c.endKey(key)
+		return nil, fmt.Errorf("%w: session revoked", ErrUnauthenticated)
 	}
 	if !s.over.Load() {
 		c.hotPut(key, s)
@@ -657,7 +693,7 @@ func (c *Cache) revalidateIfDue(ctx context.Context, s *Session, key tokenKey, n
 	}
 	if err := c.revalidateSession(ctx, s, key); err != nil {
 		if errors.Is(err, ErrUnauthenticated) {
-			c.c.Invalidate(key)
+			c.endKey(key)
 		} else {
 			s.checked.Store(last) // try again on the next call
 		}
@@ -693,6 +729,7 @@ func (c *Cache) create(ctx context.Context, key tokenKey, raw, sig string) (*Ses
 	s.deadline = min(created.Add(c.ttl).UnixNano(), p.ExpiresAt.UnixNano())
 	s.checked.Store(created.UnixNano())
 	s.touched.Store(created.UnixNano())
+	c.indexFamily(s)
 	c.metrics.created.Inc()
 	return s, nil
 }
@@ -768,6 +805,9 @@ func (c *Cache) Len() int { return c.c.EstimatedSize() }
 // Close ends every session (revoking their leases) and stops the cache's goroutines.
 func (c *Cache) Close() error {
 	c.closeOnce.Do(func() {
+		if c.feedStop != nil {
+			c.feedStop()
+		}
 		close(c.closed)
 		c.c.StopAllGoroutines()
 		c.c.InvalidateAll()

@@ -3,6 +3,7 @@ package session
 import (
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestEqualConstantTime(t *testing.T) {
@@ -37,5 +38,29 @@ func TestSplitNeedsExactlyThreeSegments(t *testing.T) {
 		if got != want {
 			t.Errorf("split(%q) = %q, want %q", raw, got, want)
 		}
+	}
+}
+
+// TestRecentRevocationsAreForgotten: a shard remembers revocations for recentWindow and then drops
+// them, so its memory follows the revocation rate, not the time the cache has run.
+func TestRecentRevocationsAreForgotten(t *testing.T) {
+	var sh famShard
+	t0 := int64(1_000_000_000_000)
+	sh.remember(recentKey{"f1", false}, t0)
+	sh.remember(recentKey{"t1", true}, t0+int64(time.Second))
+	if !sh.revokedRecently(recentKey{"f1", false}, t0+int64(30*time.Second)) || sh.revokedRecently(recentKey{"f1", true}, t0) {
+		t.Fatal("a family revocation is not remembered, or is taken for a token's")
+	}
+	later := t0 + int64(recentWindow) + int64(2*time.Second)
+	if sh.revokedRecently(recentKey{"f1", false}, later) {
+		t.Error("a revocation is remembered past the window")
+	}
+	sh.remember(recentKey{"f2", false}, later)
+	if len(sh.recent) != 1 || len(sh.order) != 1 {
+		t.Errorf("old entries were not dropped: %d remembered, %d in order", len(sh.recent), len(sh.order))
+	}
+	sh.remember(recentKey{"f2", false}, later+1) // again: one entry
+	if len(sh.order) != 1 || !sh.revokedRecently(recentKey{"f2", false}, later+1) {
+		t.Errorf("a repeated revocation: %d in order", len(sh.order))
 	}
 }

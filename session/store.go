@@ -75,6 +75,35 @@ type HashKeyHolder interface {
 	HashKey() []byte
 }
 
+// Revocation is one event of a RevocationFeed: a family revoked, a token tombstoned, or (Resync) a
+// gap in the feed. Exactly one field is set. Neither identifier is secret: family IDs are random
+// handles, token keys keyed hashes.
+type Revocation struct {
+	// Family is the ID of a family revoked (logout, refresh-token reuse).
+	Family string
+	// Token is the tombstone key (see Store.Tombstone) of a token ended.
+	Token string
+	// Resync reports that events may have been lost (the feed's connection dropped and was made
+	// again): a subscriber cannot know what it missed and must check what it holds.
+	Resync bool
+}
+
+// RevocationFeed is the optional capability of a Store that tells its subscribers, as they happen,
+// of the revocations any client of the store makes (RevokeFamily, a Rotate that found reuse,
+// Tombstone), on any replica. A Cache subscribes to its Store's feed and ends the sessions an event
+// concerns at once, with their leases, instead of at its next revalidation. MemoryStore and
+// redisstore.Store have one.
+//
+// Delivery is at most once: an event can be lost (then a Resync follows when the feed can tell), so
+// subscribers keep revalidating as a backstop.
+type RevocationFeed interface {
+	// SubscribeRevocations calls fn for every event from now until stop is called. Events reach fn
+	// one at a time, in the order the store applied them; fn must not block (it may run on the
+	// revoking caller's goroutine). ctx bounds the subscription's set-up only. An error means no
+	// subscription (for instance a Redis user not allowed the feed's channel).
+	SubscribeRevocations(ctx context.Context, fn func(Revocation)) (stop func(), err error)
+}
+
 // hashKeyOf is the hash key a Manager or Cache uses: its own when configured, else its store's,
 // else a random one (which suits a cache whose tombstones stay in this process).
 func hashKeyOf(configured []byte, store Store) []byte {
@@ -99,6 +128,11 @@ type MemoryStore struct {
 	// writes since the last gc; gc runs when they reach the entries it left (nextGC), so its cost
 	// is amortised O(1) per write (a scan per write made starting n sessions O(n²))
 	writes, nextGC int
+
+	// subscribers of the revocation feed, by subscription number; subMu orders deliveries
+	subMu   sync.Mutex
+	subs    map[uint64]func(Revocation)
+	nextSub uint64
 }
 
 // NewMemoryStore returns an empty MemoryStore; now is its clock for expiring entries (nil: time.Now).
@@ -112,7 +146,40 @@ func NewMemoryStore(now func() time.Time) *MemoryStore {
 // HashKey implements HashKeyHolder: a random key of this store.
 func (s *MemoryStore) HashKey() []byte { return s.hashKey }
 
-var _ Store = (*MemoryStore)(nil)
+var (
+	_ Store          = (*MemoryStore)(nil)
+	_ RevocationFeed = (*MemoryStore)(nil)
+)
+
+// SubscribeRevocations implements RevocationFeed: events reach fn synchronously, on the goroutine
+// of the call that revoked, after the store has applied it.
+func (s *MemoryStore) SubscribeRevocations(_ context.Context, fn func(Revocation)) (func(), error) {
+	s.subMu.Lock()
+	defer s.subMu.Unlock()
+	if s.subs == nil {
+		s.subs = map[uint64]func(Revocation){}
+	}
+	s.nextSub++
+	id := s.nextSub
+	s.subs[id] = fn
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			s.subMu.Lock()
+			delete(s.subs, id)
+			s.subMu.Unlock()
+		})
+	}, nil
+}
+
+// publish delivers r to every subscriber; callers do not hold s.mu.
+func (s *MemoryStore) publish(r Revocation) {
+	s.subMu.Lock()
+	defer s.subMu.Unlock()
+	for _, fn := range s.subs {
+		fn(r)
+	}
+}
 
 // CreateFamily implements Store.
 func (s *MemoryStore) CreateFamily(_ context.Context, f Family) error {
@@ -126,13 +193,17 @@ func (s *MemoryStore) CreateFamily(_ context.Context, f Family) error {
 // Rotate implements Store.
 func (s *MemoryStore) Rotate(_ context.Context, id, presented, next string, now time.Time, grace time.Duration) (Family, RotateOutcome, error) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	f, ok := s.families[id]
 	if !ok || f.Revoked || !now.Before(f.ExpiresAt) {
+		s.mu.Unlock()
 		return f, Revoked, nil
 	}
 	f, outcome := rotate(f, presented, next, now, grace)
 	s.families[id] = f
+	s.mu.Unlock()
+	if outcome == Reuse {
+		s.publish(Revocation{Family: id})
+	}
 	return f, outcome, nil
 }
 
@@ -154,10 +225,14 @@ func rotate(f Family, presented, next string, now time.Time, grace time.Duration
 // RevokeFamily implements Store.
 func (s *MemoryStore) RevokeFamily(_ context.Context, id string) error {
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	if f, ok := s.families[id]; ok {
+	f, ok := s.families[id]
+	if ok {
 		f.Revoked = true
 		s.families[id] = f
+	}
+	s.mu.Unlock()
+	if ok {
+		s.publish(Revocation{Family: id})
 	}
 	return nil
 }
@@ -176,9 +251,10 @@ func (s *MemoryStore) Family(_ context.Context, id string) (Family, error) {
 // Tombstone implements Store.
 func (s *MemoryStore) Tombstone(_ context.Context, key string, until time.Time) error {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	s.maybeGC()
 	s.tombstones[key] = until
+	s.mu.Unlock()
+	s.publish(Revocation{Token: key})
 	return nil
 }
 

@@ -57,14 +57,24 @@ func Client(tb testing.TB) (*redis.Client, string) {
 }
 
 // ACLUser creates a Redis ACL user on the server of admin with password pw, allowed only the keys
-// matching keys (a glob), and deletes it when the test ends. The user's name derives from name.
-func ACLUser(tb testing.TB, admin *redis.Client, name, keys, pw string) string {
+// matching keys (a glob) and no pub/sub channel but those of rules (such as "&keyfort:revocations"),
+// and deletes it when the test ends. The user's name derives from name.
+func ACLUser(tb testing.TB, admin *redis.Client, name, keys, pw string, rules ...string) string {
 	tb.Helper()
 	user := strings.TrimSuffix(strings.ReplaceAll(name, ":", "-"), "-")
 	ctx := context.Background()
-	if err := admin.Do(ctx, "ACL", "SETUSER", user, "reset", "on", ">"+pw, "~"+keys, "+@all").Err(); err != nil {
+	args := append([]any{"ACL", "SETUSER", user, "reset", "on", ">" + pw, "~" + keys, "+@all"}, toAny(rules)...)
+	if err := admin.Do(ctx, args...).Err(); err != nil {
 		tb.Fatalf("ACL SETUSER: %v", err)
 	}
 	tb.Cleanup(func() { admin.Do(context.Background(), "ACL", "DELUSER", user) })
 	return user
+}
+
+func toAny(ss []string) []any {
+	out := make([]any, len(ss))
+	for i, s := range ss {
+		out[i] = s
+	}
+	return out
 }

@@ -25,11 +25,15 @@ type Store struct {
 	prefix  string
 	owned   bool
 	hashKey []byte
+	// channel carries the revocation feed; publish is empty when the Redis user may not publish
+	// on it (ACL), which turns the feed off rather than failing every revocation.
+	channel, publish string
 }
 
 var (
-	_ session.Store         = (*Store)(nil)
-	_ session.HashKeyHolder = (*Store)(nil)
+	_ session.Store          = (*Store)(nil)
+	_ session.HashKeyHolder  = (*Store)(nil)
+	_ session.RevocationFeed = (*Store)(nil)
 )
 
 // Config configures a Store.
@@ -149,6 +153,12 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 		}
 		return nil, err
 	}
+	if err := s.probeFeed(ctx); err != nil {
+		if s.owned {
+			_ = s.rdb.Close()
+		}
+		return nil, err
+	}
 	return s, nil
 }
 
@@ -224,6 +234,7 @@ func boolStr(b bool) string {
 var rotateScript = redis.NewScript(`
 local f = redis.call('HGETALL', KEYS[1])
 if #f == 0 then return {'revoked'} end
+-- ARGV[5] is the feed's channel (empty: no feed), ARGV[6] the family's ID
 local t = {}
 for i = 1, #f, 2 do t[f[i]] = f[i+1] end
 local presented, nxt, now, grace = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
@@ -236,6 +247,7 @@ elseif grace > 0 and t['previous'] ~= '' and presented == t['previous'] and now 
   outcome = 'grace'
 else
   redis.call('HSET', KEYS[1], 'revoked', '1')
+  if ARGV[5] ~= '' then redis.call('PUBLISH', ARGV[5], 'f:' .. ARGV[6]) end
   outcome = 'reuse'
 end
 local out = redis.call('HGETALL', KEYS[1])
@@ -252,7 +264,7 @@ func (s *Store) Rotate(ctx context.Context, id, presented, next string, now time
 	if grace > 0 && grace%time.Millisecond != 0 {
 		graceMs++
 	}
-	res, err := rotateScript.Run(ctx, s.rdb, []string{s.familyKey(id)}, presented, next, ms(now), graceMs).StringSlice()
+	res, err := rotateScript.Run(ctx, s.rdb, []string{s.familyKey(id)}, presented, next, ms(now), graceMs, s.publish, id).StringSlice()
 	if err != nil {
 		return session.Family{}, 0, wrap(err)
 	}
@@ -290,13 +302,18 @@ func decode(id string, m map[string]string) session.Family {
 	}
 }
 
+// revokeScript revokes a family and announces it on the feed. HSET only on an existing family: a
+// revocation must not resurrect an expired key without a TTL.
+var revokeScript = redis.NewScript(`
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('HSET', KEYS[1], 'revoked', '1')
+if ARGV[1] ~= '' then redis.call('PUBLISH', ARGV[1], 'f:' .. ARGV[2]) end
+return 1
+`)
+
 // RevokeFamily implements session.Store.
 func (s *Store) RevokeFamily(ctx context.Context, id string) error {
-	key := s.familyKey(id)
-	// HSET only on an existing family: a revocation must not resurrect an expired key without a TTL.
-	err := s.rdb.Eval(ctx, `if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('HSET', KEYS[1], 'revoked', '1') end return 1`,
-		[]string{key}).Err()
-	return wrap(err)
+	return wrap(revokeScript.Run(ctx, s.rdb, []string{s.familyKey(id)}, s.publish, id).Err())
 }
 
 // Family implements session.Store.
@@ -311,13 +328,21 @@ func (s *Store) Family(ctx context.Context, id string) (session.Family, error) {
 	return decode(id, m), nil
 }
 
+// tombstoneScript writes a tombstone and announces it on the feed, in one round trip.
+var tombstoneScript = redis.NewScript(`
+redis.call('SET', KEYS[1], '1', 'PX', ARGV[1])
+if ARGV[2] ~= '' then redis.call('PUBLISH', ARGV[2], 't:' .. ARGV[3]) end
+return 1
+`)
+
 // Tombstone implements session.Store.
 func (s *Store) Tombstone(ctx context.Context, key string, until time.Time) error {
 	ttl := time.Until(until)
 	if ttl <= 0 {
 		return nil
 	}
-	return wrap(s.rdb.Set(ctx, s.tombKey(key), "1", ttl).Err())
+	ttlMs := max(ttl.Milliseconds(), 1)
+	return wrap(tombstoneScript.Run(ctx, s.rdb, []string{s.tombKey(key)}, ttlMs, s.publish, key).Err())
 }
 
 // Tombstoned implements session.Store.

@@ -186,4 +186,85 @@ func RunStoreTests(t *testing.T, newStore func(t *testing.T) session.Store) {
 			t.Errorf("%d of %d concurrent rotations rotated, want exactly 1", rotated, n)
 		}
 	})
+	t.Run("RevocationFeed", func(t *testing.T) {
+		s := open(t)
+		feed, ok := s.(session.RevocationFeed)
+		if !ok {
+			t.Skip("the store has no revocation feed")
+		}
+		runFeedTests(t, s, feed, family)
+	})
+}
+
+// runFeedTests checks a store's RevocationFeed: each revocation is announced once, in order, and
+// nothing after the subscription stops.
+func runFeedTests(t *testing.T, s session.Store, feed session.RevocationFeed, family func(string) session.Family) {
+	ctx := context.Background()
+	events := make(chan session.Revocation, 16)
+	stop, err := feed.SubscribeRevocations(ctx, func(r session.Revocation) {
+		if !r.Resync { // a reconnection may come at any time; it is not what is tested here
+			events <- r
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stop()
+	next := func(what string) session.Revocation {
+		t.Helper()
+		select {
+		case r := <-events:
+			return r
+		case <-time.After(10 * time.Second):
+			t.Fatalf("no event for %s", what)
+			return session.Revocation{}
+		}
+	}
+	for _, id := range []string{"fr1", "fr2"} {
+		if err := s.CreateFamily(ctx, family(id)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.RevokeFamily(ctx, "no-such-family"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.RevokeFamily(ctx, "fr1"); err != nil {
+		t.Fatal(err)
+	}
+	if r := next("RevokeFamily"); r != (session.Revocation{Family: "fr1"}) {
+		t.Errorf("after RevokeFamily(fr1) (an unknown family revoked first): got %+v", r)
+	}
+	now := time.Now()
+	if _, out, err := s.Rotate(ctx, "fr2", "jti-1", "jti-2", now, time.Minute); err != nil || out != session.Rotated {
+		t.Fatalf("rotate: %v, %v", out, err)
+	}
+	if _, out, err := s.Rotate(ctx, "fr2", "jti-0", "jti-3", now, time.Minute); err != nil || out != session.Reuse {
+		t.Fatalf("reuse: %v, %v", out, err)
+	}
+	if r := next("a Rotate that found reuse"); r != (session.Revocation{Family: "fr2"}) {
+		t.Errorf("after reuse in fr2 (a rotation first): got %+v", r)
+	}
+	if err := s.Tombstone(ctx, "tk1", time.Now().Add(time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	if r := next("Tombstone"); r != (session.Revocation{Token: "tk1"}) {
+		t.Errorf("after Tombstone(tk1): got %+v", r)
+	}
+	stop()
+	stop() // idempotent
+	if err := s.RevokeFamily(ctx, "fr2"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Tombstone(ctx, "tk2", time.Now().Add(time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	// A store that kept delivering would have done so by the time a round trip to it returns.
+	if _, err := s.Tombstoned(ctx, "tk2"); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case r := <-events:
+		t.Errorf("an event after stop: %+v", r)
+	default:
+	}
 }

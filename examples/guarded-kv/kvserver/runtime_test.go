@@ -39,11 +39,13 @@ func startRuntime(t *testing.T, cfg string, env []string) (identitypb.IdentityRu
 	return identitypb.NewIdentityRuntimeServiceClient(cc), m[0]
 }
 
-// waitEnded waits until tok is refused (its session ended) and the backend lease is revoked.
+// waitEnded waits until the backend lease is revoked and tok is refused (its session ended).
 func waitEnded(t *testing.T, srv *kvserver.Server, kv pb.KeyValueServiceClient, tok, leaseID string) {
 	t.Helper()
-	waitRefused(t, kv, tok)
+	// The lease first, with no call in between: the tests run the service with an hour between
+	// revalidations, so only the store's revocation feed can have ended the session.
 	waitRevoked(t, srv, leaseID)
+	waitRefused(t, kv, tok)
 }
 
 // waitRefused calls with tok until the service refuses it.
@@ -107,14 +109,14 @@ identity:
 // TestLogoutAtTheRuntimeEndsGuardedSessions: the guarded service and provider-host serve share
 // Redis (identity.session.redis_url). A caller starts a runtime session with their ID token and uses
 // the guarded service with the same token; EndIdentitySession at the runtime then ends the guarded
-// session too (within its revalidation interval), revoking its backend credentials, and the ID token
-// cannot open a session there again.
+// session too, at once (the Redis revocation feed; its revalidation is an hour away), revoking its
+// backend credentials, and the ID token cannot open a session there again.
 func TestLogoutAtTheRuntimeEndsGuardedSessions(t *testing.T) {
 	redistest.Client(t) // skips without Redis (fails in CI)
 	iss := oidctest.New(t)
 	const aud = "client-123.apps.googleusercontent.com"
 	t.Setenv("GOOGLE_CLIENT_ID", aud)
-	srv, kv := serve(t, "auth-enabled.yaml", iss.URL, kvserver.Options{Revalidate: 200 * time.Millisecond},
+	srv, kv := serve(t, "auth-enabled.yaml", iss.URL, kvserver.Options{Revalidate: time.Hour},
 		"KEYFORT_IDENTITY__SESSION__REDIS_URL="+redistest.URL())
 
 	rt, _ := startRuntime(t, writeRuntimeConfig(t, iss.URL), []string{"GOOGLE_CLIENT_ID=" + aud})
@@ -150,7 +152,7 @@ func TestKeyfortAccessTokens(t *testing.T) {
 	const aud = "client-123.apps.googleusercontent.com"
 	t.Setenv("GOOGLE_CLIENT_ID", aud)
 	rt, httpAddr := startRuntime(t, writeRuntimeConfig(t, iss.URL), []string{"GOOGLE_CLIENT_ID=" + aud})
-	srv, kv := serve(t, "auth-enabled.yaml", iss.URL, kvserver.Options{Revalidate: 200 * time.Millisecond,
+	srv, kv := serve(t, "auth-enabled.yaml", iss.URL, kvserver.Options{Revalidate: time.Hour,
 		RuntimeJWKS: "http://" + httpAddr + "/.well-known/jwks.json"},
 		"KEYFORT_IDENTITY__SESSION__REDIS_URL="+redistest.URL())
 
@@ -194,7 +196,7 @@ func TestKeyfortTokensThroughVault(t *testing.T) {
 	v.Write(t, "auth/jwt/config", map[string]any{"jwks_url": jwks, "bound_issuer": "keyfort", "jwt_supported_algs": []string{"EdDSA"}})
 	v.Write(t, "auth/jwt/role/keyfort-sessions", map[string]any{"role_type": "jwt", "user_claim": "sub",
 		"bound_audiences": []string{"keyfort"}, "token_policies": []string{"kv"}, "token_type": "service"})
-	_, kv := serve(t, "auth-enabled-vault.yaml", iss.URL, kvserver.Options{Revalidate: 200 * time.Millisecond, RuntimeJWKS: jwks},
+	_, kv := serve(t, "auth-enabled-vault.yaml", iss.URL, kvserver.Options{Revalidate: time.Hour, RuntimeJWKS: jwks},
 		"KEYFORT_IDENTITY__SESSION__REDIS_URL="+redistest.URL())
 
 	ctx := context.Background()
@@ -215,6 +217,6 @@ func TestKeyfortTokensThroughVault(t *testing.T) {
 	if _, err := rt.EndIdentitySession(ctx, &identitypb.EndIdentitySessionRequest{Token: access}); err != nil {
 		t.Fatal(err)
 	}
-	waitRefused(t, kv, access) // the guarded session learns of the logout at its next call
-	role.waitGone()
+	role.waitGone() // with no call in between: the revocation feed ended the guarded session
+	waitRefused(t, kv, access)
 }

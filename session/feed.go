@@ -1,0 +1,210 @@
+package session
+
+import (
+	"context"
+	"encoding/base64"
+	"hash/maphash"
+	"log/slog"
+	"math"
+	"slices"
+	"sync"
+	"time"
+)
+
+// neverInterval is the revalidation interval of a Cache told never to revalidate while it follows a
+// revocation feed: only a Resync (which sets checked to forcedCheck) makes a session due.
+const neverInterval = time.Duration(1 << 62)
+
+// forcedCheck is the checked time of a session a Resync made due: far enough in the past that
+// now-forcedCheck reaches any interval, neverInterval included, without overflowing.
+const forcedCheck = math.MinInt64 / 2
+
+// recentWindow is how long a revocation is remembered for sessions whose creation was under way
+// when its event came (see Cache.revokedWhileCreated); later, revalidation is the backstop.
+const recentWindow = time.Minute
+
+// famShard is one shard of the index of sessions by family, and of the revocations received in the
+// last recentWindow (families and tokens alike, sharded by their ID).
+type famShard struct {
+	mu     sync.Mutex
+	m      map[string][]tokenKey
+	recent map[recentKey]int64 // unix nanoseconds of receipt
+	order  []recentKey         // receipt order, for pruning
+	_      [16]byte            // keeps shards on separate cache lines
+}
+
+// recentKey names a revoked family (token false) or token (token true, id the tombstone key).
+type recentKey struct {
+	id    string
+	token bool
+}
+
+// remember records a revocation and forgets those older than recentWindow; callers hold sh.mu.
+func (sh *famShard) remember(k recentKey, now int64) {
+	if sh.recent == nil {
+		sh.recent = map[recentKey]int64{}
+	}
+	for len(sh.order) > 0 {
+		first := sh.order[0]
+		if t, ok := sh.recent[first]; ok && now-t < int64(recentWindow) {
+			break
+		}
+		delete(sh.recent, first)
+		sh.order = sh.order[1:]
+	}
+	if _, ok := sh.recent[k]; !ok {
+		sh.order = append(sh.order, k)
+	}
+	sh.recent[k] = now
+}
+
+// revokedRecently reports whether k was revoked within recentWindow; callers hold sh.mu.
+func (sh *famShard) revokedRecently(k recentKey, now int64) bool {
+	t, ok := sh.recent[k]
+	return ok && now-t < int64(recentWindow)
+}
+
+// subscribe follows the store's revocation feed. A feed that cannot be subscribed to leaves the
+// cache on revalidation alone, with a warning: a Redis user without the channel's permission must
+// not stop a service that worked before the feed existed.
+func (c *Cache) subscribe(feed RevocationFeed, timeout time.Duration) {
+	c.famSeed = maphash.MakeSeed()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	stop, err := feed.SubscribeRevocations(ctx, c.onRevocation)
+	if err != nil {
+		c.log.Warn("keyfort: the session store's revocation feed is unavailable; revocations by other replicas take effect at revalidation only",
+			slog.Duration("revalidate", c.revalidateForLog()), slog.String("error", err.Error()))
+		if c.revalidate == neverInterval {
+			c.recheck = false
+		}
+		return
+	}
+	c.feedStop = stop
+}
+
+func (c *Cache) revalidateForLog() time.Duration {
+	if c.revalidate == neverInterval || !c.recheck {
+		return -1
+	}
+	return c.revalidate
+}
+
+// onRevocation ends the sessions an event concerns. It runs on the feed's goroutine (or the
+// revoking caller's, for a MemoryStore) and does not block: the sessions' leases are revoked on the
+// cache's deletion goroutines.
+func (c *Cache) onRevocation(r Revocation) {
+	switch {
+	case r.Resync:
+		c.metrics.events.WithLabelValues("resync").Inc()
+		c.resync()
+	case r.Token != "":
+		c.metrics.events.WithLabelValues("token").Inc()
+		var k tokenKey
+		if n, err := base64.RawURLEncoding.Decode(k[:], []byte(r.Token)); err == nil && n == len(k) {
+			sh := c.shardOf(r.Token)
+			sh.mu.Lock()
+			sh.remember(recentKey{r.Token, true}, time.Now().UnixNano())
+			sh.mu.Unlock()
+			c.endKey(k)
+		}
+	case r.Family != "":
+		c.metrics.events.WithLabelValues("family").Inc()
+		sh := c.shardOf(r.Family)
+		sh.mu.Lock()
+		sh.remember(recentKey{r.Family, false}, time.Now().UnixNano())
+		keys := slices.Clone(sh.m[r.Family])
+		sh.mu.Unlock()
+		for _, k := range keys {
+			c.endKey(k)
+		}
+	}
+}
+
+// endKey ends the session of k as revoked: out of the hit path at once, then out of the cache
+// (whose deletion callback revokes its leases).
+func (c *Cache) endKey(k tokenKey) {
+	if s := c.hotGet(k); s != nil {
+		s.revoked.Store(true)
+		s.over.Store(true)
+		c.hotDelete(k, s)
+	}
+	if s, ok := c.c.GetEntryQuietly(k); ok {
+		s.Value.revoked.Store(true)
+	}
+	c.c.Invalidate(k)
+}
+
+// revokedWhileCreated reports whether an event revoked s (its family or its token) while it was
+// being created: after its store checks, before it was in the cache and the family index, where
+// the event's handler would not find it. It is called once s is in both, so an event received
+// later finds it there: between the two, no revocation is missed.
+func (c *Cache) revokedWhileCreated(s *Session) bool {
+	if c.feedStop == nil {
+		return false
+	}
+	now := time.Now().UnixNano()
+	if f := s.Principal.Family; f != "" {
+		sh := c.shardOf(f)
+		sh.mu.Lock()
+		hit := sh.revokedRecently(recentKey{f, false}, now)
+		sh.mu.Unlock()
+		if hit {
+			return true
+		}
+	}
+	tk := s.key.String()
+	sh := c.shardOf(tk)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	return sh.revokedRecently(recentKey{tk, true}, now)
+}
+
+// resync makes every cached session due for revalidation at its next call: events were lost.
+func (c *Cache) resync() {
+	if !c.recheck {
+		return
+	}
+	for i := range c.hot {
+		sh := &c.hot[i]
+		sh.mu.RLock()
+		for _, s := range sh.m {
+			s.checked.Store(forcedCheck)
+		}
+		sh.mu.RUnlock()
+	}
+}
+
+func (c *Cache) shardOf(family string) *famShard {
+	return &c.fams[maphash.String(c.famSeed, family)%hotShards]
+}
+
+// indexFamily records s under its family, while the cache follows a feed.
+func (c *Cache) indexFamily(s *Session) {
+	if c.feedStop == nil || s.Principal.Family == "" {
+		return
+	}
+	sh := c.shardOf(s.Principal.Family)
+	sh.mu.Lock()
+	if sh.m == nil {
+		sh.m = map[string][]tokenKey{}
+	}
+	sh.m[s.Principal.Family] = append(sh.m[s.Principal.Family], s.key)
+	sh.mu.Unlock()
+}
+
+// unindexFamily forgets s when it leaves the cache.
+func (c *Cache) unindexFamily(s *Session) {
+	if c.feedStop == nil || s.Principal.Family == "" {
+		return
+	}
+	sh := c.shardOf(s.Principal.Family)
+	sh.mu.Lock()
+	keys := slices.DeleteFunc(sh.m[s.Principal.Family], func(k tokenKey) bool { return k == s.key })
+	if len(keys) == 0 {
+		delete(sh.m, s.Principal.Family)
+	} else {
+		sh.m[s.Principal.Family] = keys
+	}
+	sh.mu.Unlock()
+}

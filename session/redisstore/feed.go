@@ -1,0 +1,106 @@
+package redisstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/keyfort/keyfort/session"
+)
+
+// feedChannel is the revocation feed's channel, after the Store's prefix.
+const feedChannel = "revocations"
+
+// probePayload is what probeFeed publishes; subscribers ignore it.
+const probePayload = "p:"
+
+// feedHealthCheck is how often an idle subscription is pinged: a connection that died without a
+// word is found within about this time (plus go-redis's ping timeout), and its replacement
+// delivers a Resync.
+const feedHealthCheck = 5 * time.Second
+
+// probeFeed finds out whether this Redis user may publish on the feed's channel. Redis 7 gives new
+// ACL users no channel by default (acl-pubsub-default resetchannels): a user allowed the store's
+// keys but not the channel keeps working as before, without the feed, rather than failing every
+// revocation on a PUBLISH it may not make.
+func (s *Store) probeFeed(ctx context.Context) error {
+	s.channel = s.prefix + feedChannel
+	err := s.rdb.Publish(ctx, s.channel, probePayload).Err()
+	switch {
+	case err == nil:
+		s.publish = s.channel
+		return nil
+	case isNoPerm(err):
+		return nil
+	default:
+		return wrap(err)
+	}
+}
+
+func isNoPerm(err error) bool {
+	var re redis.Error
+	return errors.As(err, &re) && strings.HasPrefix(re.Error(), "NOPERM")
+}
+
+// SubscribeRevocations implements session.RevocationFeed over Redis pub/sub on the channel
+// "<prefix>revocations": every Store on this Redis and prefix publishes there (in the same script
+// as the write it announces) and hears every other. The subscription has a connection of its own,
+// pinged when idle; after go-redis makes it again, fn gets a Resync, since Redis pub/sub keeps
+// nothing for a subscriber that was away.
+func (s *Store) SubscribeRevocations(ctx context.Context, fn func(session.Revocation)) (func(), error) {
+	if s.publish == "" {
+		return nil, fmt.Errorf("%w: redis: this user may not publish on the channel %q (ACL: allow &%s)",
+			session.ErrStoreUnavailable, s.channel, s.channel)
+	}
+	ps := s.rdb.Subscribe(ctx, s.channel)
+	msg, err := ps.Receive(ctx)
+	if err == nil {
+		if _, ok := msg.(*redis.Subscription); !ok {
+			err = fmt.Errorf("unexpected reply %T to SUBSCRIBE", msg)
+		}
+	}
+	if err != nil {
+		_ = ps.Close()
+		return nil, fmt.Errorf("%w: redis: subscribing to %q: %v", session.ErrStoreUnavailable, s.channel, err)
+	}
+	ch := ps.ChannelWithSubscriptions(redis.WithChannelSize(1024), redis.WithChannelHealthCheckInterval(feedHealthCheck))
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for m := range ch {
+			switch m := m.(type) {
+			case *redis.Subscription:
+				if m.Kind == "subscribe" { // the connection was made again: events may be lost
+					fn(session.Revocation{Resync: true})
+				}
+			case *redis.Message:
+				if r, ok := parseEvent(m.Payload); ok {
+					fn(r)
+				}
+			}
+		}
+	}()
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			_ = ps.Close()
+			<-done
+		})
+	}, nil
+}
+
+// parseEvent reads a feed payload: "f:" and a family ID, or "t:" and a tombstone key.
+func parseEvent(p string) (session.Revocation, bool) {
+	switch {
+	case len(p) > 2 && strings.HasPrefix(p, "f:"):
+		return session.Revocation{Family: p[2:]}, true
+	case len(p) > 2 && strings.HasPrefix(p, "t:"):
+		return session.Revocation{Token: p[2:]}, true
+	}
+	return session.Revocation{}, false
+}
