@@ -42,6 +42,7 @@ hitallocs=$(field BenchmarkClientCacheHit allocs/op); rtallocs=$(field Benchmark
 
 shit=$(med BenchmarkSessionCacheHit); shitp=$(med BenchmarkSessionCacheHitParallel); rawkh=$(med BenchmarkRawKeyedHashMapLookup)
 shitallocs=$(field BenchmarkSessionCacheHit allocs/op); mem=$(field 'BenchmarkSessionMemory/sessions=100000' bytes/session); mem1m=$(field 'BenchmarkSessionMemory/sessions=1000000' bytes/session)
+memf=$(field 'BenchmarkSessionMemory/sessions=100000,feed' bytes/session); memf1m=$(field 'BenchmarkSessionMemory/sessions=1000000,feed' bytes/session)
 vhs=$(med BenchmarkVerifyHS256); ved=$(med BenchmarkVerifyEdDSA); ves=$(med BenchmarkVerifyES256); vrs=$(med BenchmarkVerifyRS256)
 rawh=$(med BenchmarkRawHMACSHA256); rawhp=$(med BenchmarkRawHMACSHA256Pooled); rawed=$(med BenchmarkRawEd25519Verify)
 rawes=$(med BenchmarkRawECDSAP256Verify); rawrs=$(med BenchmarkRawRSAPKCS1v15Verify)
@@ -78,6 +79,7 @@ table=$(cat <<TXT
 | unary interceptor alone on a cached session (no tap handle) | $ihit | $ihitallocs | the same job with raw primitives: grpc metadata reads of the two credential headers, keyed hash, map lookup, context value | $iraw | $(pratio BenchmarkUnaryInterceptorHit BenchmarkRawInterceptorLimit)× | |
 | | | | raw keyed hash + map lookup alone | $rawkh | $(pratio BenchmarkUnaryInterceptorHit BenchmarkRawKeyedHashMapLookup)× | |
 | memory per cached session at 100k / 1M sessions | ${mem} B / ${mem1m} B | | | | | ≤ 1 KiB at 1M |
+| the same, sessions of refresh families in a cache on a revocation feed (family index) | ${memf} B / ${memf1m} B | | | | | ≤ 1 KiB at 1M |
 | session miss: verify + create + first credentials (in-process memory provider) | $miss | $missallocs | verify / create / credentials alone | $missv / $missc / $misscr | $(ratio "$miss" "$(awk -v a="$missv" -v b="$missc" -v c="$misscr" 'BEGIN {print a+b+c}')")× their sum | |
 | session store write (memory) with 100k live families | $storew | | | | | O(1) |
 | own token verify HS256 | $vhs | $(field BenchmarkVerifyHS256 allocs/op) | raw HMAC-SHA-256 of the signing input (hmac.New, Write, Sum) | $rawh | $(pratio BenchmarkVerifyHS256 BenchmarkRawHMACSHA256)× | ≤ 3× |

@@ -26,11 +26,14 @@ const recentWindow = time.Minute
 // famShard is one shard of the index of sessions by family, and of the revocations received in the
 // last recentWindow (families and tokens alike, sharded by their ID).
 type famShard struct {
-	mu     sync.Mutex
-	m      map[string][]tokenKey
+	mu sync.Mutex
+	// m holds a session of each family, more the others of families with several (a session per
+	// access token in use: a few at most). Two maps keep the common case at one pointer.
+	m      map[string]*Session
+	more   map[string][]*Session
 	recent map[recentKey]int64 // unix nanoseconds of receipt
 	order  []recentKey         // receipt order, for pruning
-	_      [16]byte            // keeps shards on separate cache lines
+	_      [8]byte             // keeps shards on separate cache lines
 }
 
 // recentKey names a revoked family (token false) or token (token true, id the tombstone key).
@@ -113,7 +116,13 @@ func (c *Cache) onRevocation(r Revocation) {
 		sh := c.shardOf(r.Family)
 		sh.mu.Lock()
 		sh.remember(recentKey{r.Family, false}, time.Now().UnixNano())
-		keys := slices.Clone(sh.m[r.Family])
+		var keys []tokenKey
+		if s := sh.m[r.Family]; s != nil {
+			keys = append(keys, s.key)
+		}
+		for _, s := range sh.more[r.Family] {
+			keys = append(keys, s.key)
+		}
 		sh.mu.Unlock()
 		for _, k := range keys {
 			c.endKey(k)
@@ -125,12 +134,12 @@ func (c *Cache) onRevocation(r Revocation) {
 // (whose deletion callback revokes its leases).
 func (c *Cache) endKey(k tokenKey) {
 	if s := c.hotGet(k); s != nil {
-		s.revoked.Store(true)
+		s.markRevoked()
 		s.over.Store(true)
 		c.hotDelete(k, s)
 	}
-	if s, ok := c.c.GetEntryQuietly(k); ok {
-		s.Value.revoked.Store(true)
+	if e, ok := c.c.GetEntryQuietly(k); ok {
+		e.Value.markRevoked()
 	}
 	c.c.Invalidate(k)
 }
@@ -185,12 +194,17 @@ func (c *Cache) indexFamily(s *Session) {
 		return
 	}
 	sh := c.shardOf(s.Principal.Family)
+	f := s.Principal.Family
 	sh.mu.Lock()
+	defer sh.mu.Unlock()
 	if sh.m == nil {
-		sh.m = map[string][]tokenKey{}
+		sh.m, sh.more = map[string]*Session{}, map[string][]*Session{}
 	}
-	sh.m[s.Principal.Family] = append(sh.m[s.Principal.Family], s.key)
-	sh.mu.Unlock()
+	if _, ok := sh.m[f]; ok {
+		sh.more[f] = append(sh.more[f], s)
+	} else {
+		sh.m[f] = s
+	}
 }
 
 // unindexFamily forgets s when it leaves the cache.
@@ -199,12 +213,29 @@ func (c *Cache) unindexFamily(s *Session) {
 		return
 	}
 	sh := c.shardOf(s.Principal.Family)
+	f := s.Principal.Family
 	sh.mu.Lock()
-	keys := slices.DeleteFunc(sh.m[s.Principal.Family], func(k tokenKey) bool { return k == s.key })
-	if len(keys) == 0 {
-		delete(sh.m, s.Principal.Family)
+	defer sh.mu.Unlock()
+	rest := sh.more[f]
+	if sh.m[f] == s {
+		if len(rest) == 0 {
+			delete(sh.m, f)
+			return
+		}
+		sh.m[f], rest = rest[len(rest)-1], rest[:len(rest)-1]
 	} else {
-		sh.m[s.Principal.Family] = keys
+		rest = slices.DeleteFunc(rest, func(o *Session) bool { return o == s })
 	}
-	sh.mu.Unlock()
+	if len(rest) == 0 {
+		delete(sh.more, f)
+	} else {
+		sh.more[f] = rest
+	}
+}
+
+// markRevoked records that a revocation ends s, for the reason its end is counted under.
+func (s *Session) markRevoked() {
+	s.mu.Lock()
+	s.revoked = true
+	s.mu.Unlock()
 }

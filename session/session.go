@@ -98,10 +98,11 @@ type Session struct {
 	sigs  atomic.Pointer[[]string] // signatures verified for this signed part (copy on write)
 	creds map[string]*leased
 	ended bool
+	// revoked is set (under mu) when a revocation (the store's feed, or a revalidation that found
+	// one) ends the session; beside ended, it takes no room of its own.
+	revoked bool
 	// over is set when the session ends; the hot path reads it without a lock.
 	over atomic.Bool
-	// revoked is set when a revocation (the store's feed, or a revalidation that found one) ends it.
-	revoked atomic.Bool
 	// deadline is the absolute end (unix nanoseconds): the earlier of the cache TTL and the token's exp.
 	deadline int64
 	// touched is when otter last saw a read of this session (unix nanoseconds).
@@ -428,7 +429,7 @@ func NewCache(cfg CacheConfig) (*Cache, error) {
 				c.unindexFamily(e.Value)
 			}
 			reason := "logout"
-			if e.Value.revoked.Load() {
+			if e.Value.wasRevoked() {
 				reason = "revoked"
 			}
 			switch e.Cause {
@@ -817,4 +818,10 @@ func (c *Cache) Close() error {
 		}
 	})
 	return nil
+}
+
+func (s *Session) wasRevoked() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.revoked
 }
