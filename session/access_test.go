@@ -51,6 +51,7 @@ func newAccessVerifier(t *testing.T, f *fixture, url string, store session.Store
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { _ = keys.Close() })
 	av, err := session.NewAccessVerifier(session.AccessVerifierConfig{Issuer: "https://keyfort.test", Audience: "api",
 		Keys: keys, Store: store, Now: f.clk.Now})
 	if err != nil {
@@ -211,5 +212,59 @@ func TestJWKSKeysRefusals(t *testing.T) {
 		if _, err := token.NewJWKSKeys(ctx, token.JWKSConfig{URL: url}); err == nil {
 			t.Errorf("%s: no error", name)
 		}
+	}
+}
+
+// TestJWKSKeysClose: Close cancels a background fetch hung on an unresponsive JWKS server rather than
+// waiting out its timeout, starts no other, and leaves the last set serving.
+func TestJWKSKeysClose(t *testing.T) {
+	f := newFixture(t, nil)
+	ctx := context.Background()
+	jwks := newJWKSServer(t, f)
+	hung := make(chan struct{})
+	release := make(chan struct{})
+	defer close(release)
+	blocking := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if jwks.hits.Load() > 0 { // the first request is served; later ones hang
+			close(hung)
+			select {
+			case <-release:
+			case <-r.Context().Done():
+			}
+			return
+		}
+		jwks.Config.Handler.ServeHTTP(w, r)
+	}))
+	defer blocking.Close()
+	keys, err := token.NewJWKSKeys(ctx, token.JWKSConfig{URL: blocking.URL, Now: f.clk.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.clk.Advance(10 * time.Minute) // past MaxAge: the next call fetches in the background
+	if _, err := keys.SigningKeys(ctx); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-hung:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no background fetch")
+	}
+	closed := make(chan struct{})
+	go func() { _ = keys.Close(); close(closed) }()
+	select {
+	case <-closed:
+	case <-time.After(5 * time.Second): // the fetch's own timeout is 10s
+		t.Fatal("Close waits for the hung fetch instead of cancelling it")
+	}
+	f.clk.Advance(10 * time.Minute)
+	set, err := keys.SigningKeys(ctx)
+	if err != nil || len(set.Keys) == 0 {
+		t.Errorf("after Close, the last set: %v, %v", set, err)
+	}
+	if err := keys.Refresh(ctx); !errors.Is(err, token.ErrJWKSClosed) {
+		t.Errorf("Refresh after Close: got %v, want ErrJWKSClosed", err)
+	}
+	if n := keys.Fetches(); n != 2 {
+		t.Errorf("%d fetches, want 2 (none after Close)", n)
 	}
 }

@@ -29,6 +29,7 @@ func TestGuardedServiceVerifiesRuntimeTokens(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer keys.Close()
 	store, err := redisstore.New(ctx, redisstore.Config{URL: redistest.URL()})
 	if err != nil {
 		t.Fatal(err)

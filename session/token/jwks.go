@@ -66,6 +66,13 @@ type JWKSKeys struct {
 	fetchedAt time.Time
 	lastTry   time.Time
 	fetches   int
+
+	// life is cancelled by Close; background fetches run under it and bg counts them.
+	life   context.Context
+	cancel context.CancelFunc
+	bgMu   sync.Mutex
+	bg     sync.WaitGroup
+	closed bool
 }
 
 var (
@@ -95,10 +102,36 @@ func NewJWKSKeys(ctx context.Context, cfg JWKSConfig) (*JWKSKeys, error) {
 	if j.now == nil {
 		j.now = time.Now
 	}
+	j.life, j.cancel = context.WithCancel(context.Background())
 	if err := j.fetch(ctx); err != nil {
+		j.cancel()
 		return nil, err
 	}
 	return j, nil
+}
+
+// ErrJWKSClosed is Refresh's error after Close.
+var ErrJWKSClosed = errors.New("token: JWKS key source closed")
+
+// Close stops the source: a fetch in flight is cancelled and waited for, and none starts again.
+// SigningKeys keeps returning the last fetched set.
+func (j *JWKSKeys) Close() error {
+	j.bgMu.Lock()
+	j.closed = true
+	j.bgMu.Unlock()
+	j.cancel()
+	j.bg.Wait()
+	return nil
+}
+
+// background runs fn on a goroutine Close waits for, unless the source is closed.
+func (j *JWKSKeys) background(fn func()) {
+	j.bgMu.Lock()
+	defer j.bgMu.Unlock()
+	if j.closed {
+		return
+	}
+	j.bg.Go(fn)
 }
 
 // SigningKeys implements KeySource: the last fetched set, at once. A set older than MaxAge is
@@ -109,7 +142,7 @@ func (j *JWKSKeys) SigningKeys(context.Context) (provider.KeySet, error) {
 	set, age, last := j.set, j.now().Sub(j.fetchedAt), j.lastTry
 	j.mu.RUnlock()
 	if age > j.cfg.MaxAge && j.now().Sub(last) >= j.cfg.MinRefreshInterval {
-		go func() { _ = j.fetch(context.Background()) }()
+		j.background(func() { _ = j.fetch(j.life) })
 	}
 	return set, nil
 }
@@ -117,6 +150,9 @@ func (j *JWKSKeys) SigningKeys(context.Context) (provider.KeySet, error) {
 // Refresh implements Refresher: fetch the set now, unless a fetch was tried within
 // MinRefreshInterval (ErrRefreshLimited).
 func (j *JWKSKeys) Refresh(ctx context.Context) error {
+	if j.life.Err() != nil {
+		return ErrJWKSClosed
+	}
 	j.mu.RLock()
 	last := j.lastTry
 	j.mu.RUnlock()
@@ -144,7 +180,9 @@ func (j *JWKSKeys) fetch(ctx context.Context) error {
 		j.lastTry = j.now()
 		j.fetches++
 		j.mu.Unlock()
-		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		// Under the source's life, not the first caller's context: the fetch is every waiting
+		// caller's, and only Close (or the timeout) ends it.
+		fctx, cancel := context.WithTimeout(j.life, 10*time.Second)
 		defer cancel()
 		set, err := j.get(fctx)
 		if err != nil {

@@ -52,7 +52,8 @@ type Server struct {
 	grpc  *grpc.Server
 	cat   *catalog.Catalog
 	cache *session.Cache
-	store session.Store // the shared Redis store when identity.session.redis_url is set
+	store session.Store   // the shared Redis store when identity.session.redis_url is set
+	jwks  *token.JWKSKeys // the runtime's key set when Options.RuntimeJWKS is set
 
 	mu   sync.Mutex
 	data map[string]string
@@ -82,6 +83,9 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Server, error)
 	}
 	s := &Server{cat: cat, data: map[string]string{}, log: log}
 	fail := func(err error) (*Server, error) {
+		if s.jwks != nil {
+			_ = s.jwks.Close()
+		}
 		if s.store != nil {
 			_ = s.store.Close()
 		}
@@ -101,10 +105,11 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Server, error)
 			}
 			store, s.store = rs, rs
 		}
-		auth, err := authenticator(ctx, cfg, cat, store, opts)
+		auth, jwks, err := authenticator(ctx, cfg, cat, store, opts)
 		if err != nil {
 			return fail(err)
 		}
+		s.jwks = jwks
 		s.cache, err = session.NewCache(session.CacheConfig{
 			Store: store, Revalidate: cmp.Or(opts.Revalidate, cfg.Session.Revalidate),
 			Authenticator: auth,
@@ -126,14 +131,20 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Server, error)
 
 // authenticator verifies the callers' tokens: Keyfort access tokens with the runtime's JWKS when
 // opts.RuntimeJWKS is set, else ID tokens of the identity provider opts.IdP.
-func authenticator(ctx context.Context, cfg *config.Config, cat *catalog.Catalog, store session.Store, opts Options) (session.Authenticator, error) {
+// The JWKS key source, when there is one, is returned for Close.
+func authenticator(ctx context.Context, cfg *config.Config, cat *catalog.Catalog, store session.Store, opts Options) (session.Authenticator, *token.JWKSKeys, error) {
 	if opts.RuntimeJWKS != "" {
 		keys, err := token.NewJWKSKeys(ctx, token.JWKSConfig{URL: opts.RuntimeJWKS})
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
-		return session.NewAccessVerifier(session.AccessVerifierConfig{Issuer: cfg.Session.TokenIssuer(),
+		av, err := session.NewAccessVerifier(session.AccessVerifierConfig{Issuer: cfg.Session.TokenIssuer(),
 			Audience: cfg.Session.Audience, Keys: keys, Store: store})
+		if err != nil {
+			_ = keys.Close()
+			return nil, nil, err
+		}
+		return av, keys, nil
 	}
 	idp := opts.IdP
 	if idp == "" {
@@ -141,17 +152,17 @@ func authenticator(ctx context.Context, cfg *config.Config, cat *catalog.Catalog
 	}
 	oc, ok := cfg.OIDC[idp]
 	if !ok {
-		return nil, fmt.Errorf("authentication is enabled but identity.secrets.oidc.%s is not configured", idp)
+		return nil, nil, fmt.Errorf("authentication is enabled but identity.secrets.oidc.%s is not configured", idp)
 	}
 	clientID, err := cat.Secret(ctx, "oidc."+idp+".client_id")
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	v, err := oidc.New(ctx, oidc.Config{Issuer: oc.Issuer, Audience: clientID.Value.RevealString()})
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return oidcAuth{v}, nil
+	return oidcAuth{v}, nil, nil
 }
 
 // Serve serves on l until Close.
@@ -171,6 +182,9 @@ func (s *Server) Close() {
 	s.grpc.Stop()
 	if s.cache != nil {
 		_ = s.cache.Close()
+	}
+	if s.jwks != nil {
+		_ = s.jwks.Close()
 	}
 	if s.store != nil {
 		_ = s.store.Close()
