@@ -3,9 +3,13 @@ package main
 import (
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"log/slog"
+	"net/url"
 	"os"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 )
@@ -156,8 +160,12 @@ func (r *clientCAReloader) current() *x509.CertPool {
 }
 
 // mutualTLS returns base (serve's server configuration) requiring, at each handshake, a client
-// certificate that chains to the current CAs.
-func (r *clientCAReloader) mutualTLS(base *tls.Config) *tls.Config {
+// certificate that chains to the current CAs and, with an allow-list, carries an allowed identity.
+func (r *clientCAReloader) mutualTLS(base *tls.Config, allow *clientAllowList) *tls.Config {
+	if allow != nil {
+		base = base.Clone()
+		base.VerifyConnection = allow.verify(r.log)
+	}
 	c := base.Clone()
 	c.ClientAuth = tls.RequireAndVerifyClientCert
 	c.GetConfigForClient = func(*tls.ClientHelloInfo) (*tls.Config, error) {
@@ -167,4 +175,85 @@ func (r *clientCAReloader) mutualTLS(base *tls.Config) *tls.Config {
 		return per, nil
 	}
 	return c
+}
+
+// clientAllowList is --tls-client-allow: the identities a client certificate of the gRPC listener
+// must carry, beyond chaining to the client CAs. A value with "://" is a URI SAN (a SPIFFE ID):
+// exact, or, ending in "/*", any URI under that path; any other value is a DNS SAN, exact (case
+// does not matter).
+type clientAllowList struct {
+	uris, prefixes, dns []string
+}
+
+// parseClientAllowList checks every value; errors name the value (an identity, not a secret).
+func parseClientAllowList(values []string) (*clientAllowList, error) {
+	if len(values) == 0 {
+		return nil, nil
+	}
+	a := &clientAllowList{}
+	for _, v := range values {
+		if strings.Contains(v, "://") {
+			base, prefix := strings.CutSuffix(v, "/*")
+			u, err := url.Parse(base)
+			if err != nil || u.Scheme == "" || u.Host == "" || strings.Contains(base, "*") || u.RawQuery != "" || u.Fragment != "" {
+				return nil, fmt.Errorf("%q is not a URI SAN (scheme://host/path, optionally ending in /*)", v)
+			}
+			if prefix {
+				a.prefixes = append(a.prefixes, base+"/")
+			} else {
+				a.uris = append(a.uris, v)
+			}
+			continue
+		}
+		if v == "" || strings.ContainsAny(v, "*/ ") {
+			return nil, fmt.Errorf("%q is not a DNS name (wildcards are not supported) or a URI", v)
+		}
+		a.dns = append(a.dns, strings.ToLower(v))
+	}
+	return a, nil
+}
+
+// allows reports whether the leaf certificate carries an allowed identity.
+func (a *clientAllowList) allows(c *x509.Certificate) bool {
+	for _, u := range c.URIs {
+		s := u.String()
+		if slices.Contains(a.uris, s) {
+			return true
+		}
+		for _, p := range a.prefixes {
+			if len(s) > len(p) && strings.HasPrefix(s, p) {
+				return true
+			}
+		}
+	}
+	for _, d := range c.DNSNames {
+		if slices.Contains(a.dns, strings.ToLower(d)) {
+			return true
+		}
+	}
+	return false
+}
+
+// errClientNotAllowed fails a handshake whose client certificate is not on the allow-list.
+var errClientNotAllowed = errors.New("client certificate identity not allowed")
+
+// verify is a tls.Config.VerifyConnection for the server: after the chain is verified, the leaf
+// must be allowed. A refusal is logged with the certificate's identities (never a key).
+func (a *clientAllowList) verify(log *slog.Logger) func(tls.ConnectionState) error {
+	return func(cs tls.ConnectionState) error {
+		if len(cs.PeerCertificates) == 0 {
+			return errClientNotAllowed
+		}
+		leaf := cs.PeerCertificates[0]
+		if a.allows(leaf) {
+			return nil
+		}
+		uris := make([]string, len(leaf.URIs))
+		for i, u := range leaf.URIs {
+			uris[i] = u.String()
+		}
+		log.Warn("keyfort: gRPC client refused: its certificate is not on --tls-client-allow",
+			slog.String("subject", leaf.Subject.String()), slog.Any("uri_sans", uris), slog.Any("dns_sans", leaf.DNSNames))
+		return errClientNotAllowed
+	}
 }

@@ -31,6 +31,7 @@ func newServeCmd() *cobra.Command {
 		tlsCert  string
 		tlsKey   string
 		clientCA string
+		allow    []string
 		verbose  bool
 		cores    bool
 		drain    time.Duration
@@ -67,13 +68,20 @@ close, revoking the leases they issued.`,
 			if clientCA != "" && tlsCert == "" {
 				return fmt.Errorf("--tls-client-ca needs --tls-cert and --tls-key")
 			}
+			if len(allow) > 0 && clientCA == "" {
+				return fmt.Errorf("--tls-client-allow needs --tls-client-ca")
+			}
+			allowList, err := parseClientAllowList(allow)
+			if err != nil {
+				return fmt.Errorf("--tls-client-allow: %w", err)
+			}
 			if !cores {
 				// The process holds signing keys: no core file, no same-user debugger.
 				if err := harden.Process(); err != nil {
 					log.Warn("keyfort: could not keep secrets out of core dumps", slog.String("error", err.Error()))
 				}
 			}
-			return serve(ctx, log, files, listeners{http: httpAddr, grpc: grpcAddr, cert: tlsCert, key: tlsKey, clientCA: clientCA, drain: drain})
+			return serve(ctx, log, files, listeners{http: httpAddr, grpc: grpcAddr, cert: tlsCert, key: tlsKey, clientCA: clientCA, allow: allowList, drain: drain})
 		},
 	}
 	cmd.Flags().StringArrayVarP(&files, "config", "c", nil, "configuration file (YAML, TOML or JSON); repeat to layer files")
@@ -82,6 +90,7 @@ close, revoking the leases they issued.`,
 	cmd.Flags().StringVar(&tlsCert, "tls-cert", "", "PEM certificate (chain) for both listeners, reloaded when the files change; without it they serve plaintext")
 	cmd.Flags().StringVar(&tlsKey, "tls-key", "", "PEM private key of --tls-cert")
 	cmd.Flags().StringVar(&clientCA, "tls-client-ca", "", "PEM bundle of CAs: the gRPC listener then requires a client certificate that chains to one (mutual TLS; reloaded when the file changes). The HTTP endpoints do not ask for one")
+	cmd.Flags().StringArrayVar(&allow, "tls-client-allow", nil, "with --tls-client-ca, an identity a client certificate must carry (repeat for several): a URI SAN such as a SPIFFE ID, exact or ending in /* for any under that path, or a DNS SAN")
 	cmd.Flags().DurationVar(&drain, "shutdown-timeout", 10*time.Second, "on SIGTERM, how long calls in flight (and open streams) may take to finish before they are cancelled")
 	cmd.Flags().BoolVarP(&verbose, "verbose", "v", false, "debug logging")
 	cmd.Flags().BoolVar(&cores, "allow-core-dumps", false, "leave core dumps and same-user debugging on (by default the process, which holds signing keys, is made non-dumpable)")
@@ -93,7 +102,8 @@ close, revoking the leases they issued.`,
 type listeners struct {
 	http, grpc string
 	cert, key  string
-	clientCA   string // CAs of the gRPC listener's client certificates (mutual TLS); needs cert
+	clientCA   string           // CAs of the gRPC listener's client certificates (mutual TLS); needs cert
+	allow      *clientAllowList // identities a client certificate must carry (nil: any of the CAs)
 	drain      time.Duration
 }
 
@@ -115,7 +125,7 @@ func serve(ctx context.Context, log *slog.Logger, files []string, l listeners) e
 			log.Error("keyfort: --tls-client-ca", slog.String("error", err.Error()))
 			return exitCode(exitInvalidConfig)
 		}
-		grpcTLS = cas.mutualTLS(tlsCfg)
+		grpcTLS = cas.mutualTLS(tlsCfg, l.allow)
 	}
 	cfg, err := config.Load(config.Source{Files: files})
 	if err != nil {
@@ -200,7 +210,7 @@ func serve(ctx context.Context, log *slog.Logger, files []string, l listeners) e
 	}
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	log.Info("keyfort: serving", slog.String("http", scheme+ln.Addr().String()), slog.String("grpc", gln.Addr().String()),
-		slog.Bool("tls", tlsCfg != nil), slog.Bool("grpc_client_certs", l.clientCA != ""),
+		slog.Bool("tls", tlsCfg != nil), slog.Bool("grpc_client_certs", l.clientCA != ""), slog.Bool("grpc_client_allow_list", l.allow != nil),
 		slog.Any("config", cfg.Sources), slog.Int("keys", len(cfg.Keys())), slog.Any("identity_providers", runtime.idps))
 	errc := make(chan error, 2)
 	go func() { errc <- srv.Serve(ln) }()

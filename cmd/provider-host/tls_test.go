@@ -215,7 +215,8 @@ func TestServeMutualTLS(t *testing.T) {
 }
 
 // TestServeClientCAFlags: --tls-client-ca without a server certificate, or naming a file that is not
-// a CA bundle, stops start-up naming the flag.
+// a CA bundle, and --tls-client-allow without client CAs or with a value it cannot match, stop
+// start-up naming the flag.
 func TestServeClientCAFlags(t *testing.T) {
 	ca := testpki.New(t)
 	certFile, keyFile := ca.Server(t)
@@ -226,6 +227,10 @@ func TestServeClientCAFlags(t *testing.T) {
 	for name, args := range map[string][]string{
 		"no server certificate": {"serve", "--tls-client-ca", ca.CertFile},
 		"not a bundle":          {"serve", "--tls-cert", certFile, "--tls-key", keyFile, "--tls-client-ca", bad},
+		"an allow-list without client CAs": {"serve", "--tls-cert", certFile, "--tls-key", keyFile,
+			"--tls-client-allow", "gateway.internal"},
+		"a wildcard DNS name on the allow-list": {"serve", "--tls-cert", certFile, "--tls-key", keyFile,
+			"--tls-client-ca", ca.CertFile, "--tls-client-allow", "*.internal"},
 	} {
 		cmd := exec.Command(hosttest.ProviderHost(t), append(args, "--http-addr", "127.0.0.1:0", "--grpc-addr", "127.0.0.1:0")...)
 		cmd.Env = []string{"PATH=" + os.Getenv("PATH")}
@@ -234,8 +239,56 @@ func TestServeClientCAFlags(t *testing.T) {
 			t.Errorf("%s: serve started", name)
 			continue
 		}
-		if !strings.Contains(string(out), "--tls-client-ca") {
+		if !strings.Contains(string(out), "--tls-client-ca") && !strings.Contains(string(out), "--tls-client-allow") {
 			t.Errorf("%s: the error does not name the flag:\n%s", name, out)
 		}
+	}
+}
+
+// TestServeClientAllowList: with --tls-client-allow, a client certificate of the configured CA is
+// served only when it carries an allowed identity (a SPIFFE ID exactly, one under an allowed path,
+// or a DNS name); the others are refused at the handshake, and the refusal is logged with the
+// certificate's identities.
+func TestServeClientAllowList(t *testing.T) {
+	serverCA, clientCA := testpki.New(t), testpki.New(t)
+	certFile, keyFile := serverCA.Server(t)
+	addrs, log, _ := hosttest.StartLogged(t, hosttest.ProviderHost(t), []string{"PATH=" + os.Getenv("PATH")}, servingTLS,
+		"serve", "--http-addr", "127.0.0.1:0", "--grpc-addr", "127.0.0.1:0", "--tls-cert", certFile, "--tls-key", keyFile,
+		"--tls-client-ca", clientCA.CertFile,
+		"--tls-client-allow", "spiffe://keyfort.test/ns/prod/sa/gateway",
+		"--tls-client-allow", "spiffe://keyfort.test/ns/ops/*",
+		"--tls-client-allow", "gateway.internal")
+	grpcAddr := addrs[1]
+	roots := serverCA.Pool()
+	with := func(uris, dns []string) *tls.Config {
+		certFile, keyFile := clientCA.ClientWith(t, uris, dns)
+		c, err := tls.LoadX509KeyPair(certFile, keyFile)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return &tls.Config{RootCAs: roots, Certificates: []tls.Certificate{c}}
+	}
+	for name, c := range map[string]*tls.Config{
+		"the gateway's SPIFFE ID":   with([]string{"spiffe://keyfort.test/ns/prod/sa/gateway"}, nil),
+		"a SPIFFE ID under ns/ops":  with([]string{"spiffe://keyfort.test/ns/ops/sa/runner"}, nil),
+		"an allowed DNS name":       with(nil, []string{"gateway.internal"}),
+		"one allowed among several": with([]string{"spiffe://keyfort.test/ns/dev/sa/x", "spiffe://keyfort.test/ns/prod/sa/gateway"}, nil),
+	} {
+		if err := healthOver(t, grpcAddr, c); err != nil {
+			t.Errorf("%s: refused: %v", name, err)
+		}
+	}
+	for name, c := range map[string]*tls.Config{
+		"another SPIFFE ID":           with([]string{"spiffe://keyfort.test/ns/prod/sa/batch"}, nil),
+		"another trust domain":        with([]string{"spiffe://evil.test/ns/prod/sa/gateway"}, nil),
+		"a name under an allowed one": with(nil, []string{"x.gateway.internal"}),
+		"no identity at all":          {RootCAs: roots, Certificates: clientCert(t, clientCA)},
+	} {
+		if err := healthOver(t, grpcAddr, c); err == nil {
+			t.Errorf("%s: served", name)
+		}
+	}
+	if !strings.Contains(log.String(), "not on --tls-client-allow") || !strings.Contains(log.String(), "spiffe://keyfort.test/ns/prod/sa/batch") {
+		t.Errorf("the refusals are not logged with the certificate's identity:\n%s", log.String())
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"encoding/pem"
 	"math/big"
 	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"sync/atomic"
@@ -64,6 +65,22 @@ func (ca *CA) Client(t testing.TB) (certFile, keyFile string) {
 	t.Helper()
 	return ca.issue(t, "client", &x509.Certificate{Subject: pkix.Name{CommonName: "keyfort test client"},
 		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}})
+}
+
+// ClientWith issues a client certificate carrying the URI SANs uris (SPIFFE IDs, say) and the DNS
+// SANs dns, and returns its files.
+func (ca *CA) ClientWith(t testing.TB, uris, dns []string) (certFile, keyFile string) {
+	t.Helper()
+	tmpl := &x509.Certificate{Subject: pkix.Name{CommonName: "keyfort test workload"}, DNSNames: dns,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}
+	for _, u := range uris {
+		parsed, err := url.Parse(u)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tmpl.URIs = append(tmpl.URIs, parsed)
+	}
+	return ca.issue(t, "client", tmpl)
 }
 
 func (ca *CA) issue(t testing.TB, name string, tmpl *x509.Certificate) (string, string) {
