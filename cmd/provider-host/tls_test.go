@@ -16,10 +16,13 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/status"
 
+	pb "github.com/keyfort/keyfort/api/identity/v1"
 	"github.com/keyfort/keyfort/internal/hosttest"
 	"github.com/keyfort/keyfort/internal/testpki"
 )
@@ -288,7 +291,36 @@ func TestServeClientAllowList(t *testing.T) {
 			t.Errorf("%s: served", name)
 		}
 	}
+	// The runtime's audit records name the caller's certificate and SPIFFE ID.
+	cc, err := grpc.NewClient(grpcAddr, grpc.WithTransportCredentials(credentials.NewTLS(with([]string{"spiffe://keyfort.test/ns/prod/sa/gateway"}, nil))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cc.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_, err = pb.NewIdentityRuntimeServiceClient(cc).StartIdentitySession(ctx,
+		&pb.StartIdentitySessionRequest{IdentityProvider: "google", ExternalToken: "not.a.token"})
+	if status.Code(err) != codes.Unauthenticated && status.Code(err) != codes.InvalidArgument {
+		t.Errorf("StartIdentitySession with a junk token: %v", err)
+	}
+	waitLog(t, log, `client_uri=spiffe://keyfort.test/ns/prod/sa/gateway`)
+	if !strings.Contains(log.String(), `client_cert="CN=keyfort test workload"`) {
+		t.Errorf("the audit record does not name the client certificate:\n%s", log.String())
+	}
 	if !strings.Contains(log.String(), "not on --tls-client-allow") || !strings.Contains(log.String(), "spiffe://keyfort.test/ns/prod/sa/batch") {
 		t.Errorf("the refusals are not logged with the certificate's identity:\n%s", log.String())
 	}
+}
+
+// waitLog waits for want in a child's output.
+func waitLog(t *testing.T, log *hosttest.Log, want string) {
+	t.Helper()
+	for range 500 {
+		if strings.Contains(log.String(), want) {
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Fatalf("%q never logged:\n%s", want, log.String())
 }

@@ -115,7 +115,11 @@ func (s *Server) record(ctx context.Context, method, event, result string, err e
 			attrs = append(attrs, slog.String("peer", p.Addr.String()))
 		}
 		if ti, ok := p.AuthInfo.(credentials.TLSInfo); ok && len(ti.State.PeerCertificates) > 0 {
-			attrs = append(attrs, slog.String("client_cert", ti.State.PeerCertificates[0].Subject.String()))
+			leaf := ti.State.PeerCertificates[0]
+			attrs = append(attrs, slog.String("client_cert", leaf.Subject.String()))
+			if len(leaf.URIs) > 0 { // the workload's SPIFFE ID, when it has one
+				attrs = append(attrs, slog.String("client_uri", leaf.URIs[0].String()))
+			}
 		}
 	}
 	s.audit.LogAttrs(ctx, slog.LevelInfo, "keyfort: audit", attrs...)
