@@ -19,6 +19,7 @@ import (
 	"github.com/keyfort/keyfort/catalog"
 	"github.com/keyfort/keyfort/config"
 	"github.com/keyfort/keyfort/internal/hosttest"
+	"github.com/keyfort/keyfort/internal/metrictest"
 	"github.com/keyfort/keyfort/provider"
 	"github.com/keyfort/keyfort/providers/env"
 	"github.com/keyfort/keyfort/providers/memory"
@@ -152,26 +153,11 @@ func openWithPluginLogged(t *testing.T, cfgYAML string, log *syncBuffer) (*catal
 // restarts sums keyfort_provider_restarts_total for provider name and, when not empty, reason.
 func restarts(t *testing.T, reg *prometheus.Registry, name, reason string) float64 {
 	t.Helper()
-	families, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
+	labels := map[string]string{"provider": name}
+	if reason != "" {
+		labels["reason"] = reason
 	}
-	var n float64
-	for _, f := range families {
-		if f.GetName() != "keyfort_provider_restarts_total" {
-			continue
-		}
-		for _, m := range f.GetMetric() {
-			labels := map[string]string{}
-			for _, l := range m.GetLabel() {
-				labels[l.GetName()] = l.GetValue()
-			}
-			if labels["provider"] == name && (reason == "" || labels["reason"] == reason) {
-				n += m.GetCounter().GetValue()
-			}
-		}
-	}
-	return n
+	return metrictest.Counter(t, reg, "keyfort_provider_restarts_total", labels)
 }
 
 // TestPluginRestartsAreCounted: a plugin process that dies is restarted, and

@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/keyfort/keyfort/internal/metrictest"
 	"github.com/keyfort/keyfort/provider"
 	"github.com/keyfort/keyfort/providers/memory"
 )
@@ -135,25 +136,7 @@ func TestCacheHitMakesNoProviderCall(t *testing.T) {
 
 func cacheCount(t *testing.T, reg *prometheus.Registry, result string) float64 {
 	t.Helper()
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, mf := range mfs {
-		if mf.GetName() != "keyfort_provider_cache_requests_total" {
-			continue
-		}
-		for _, m := range mf.GetMetric() {
-			labels := map[string]string{}
-			for _, l := range m.GetLabel() {
-				labels[l.GetName()] = l.GetValue()
-			}
-			if labels["result"] == result && labels["material"] == "signing_keys" {
-				return m.GetCounter().GetValue()
-			}
-		}
-	}
-	return 0
+	return metrictest.Counter(t, reg, "keyfort_provider_cache_requests_total", map[string]string{"result": result, "material": "signing_keys"})
 }
 
 func TestCacheExpiresAfterTTL(t *testing.T) {

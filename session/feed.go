@@ -188,15 +188,25 @@ func (c *Cache) shardOf(family string) *famShard {
 	return &c.fams[maphash.String(c.famSeed, family)%hotShards]
 }
 
-// indexFamily records s under its family, while the cache follows a feed.
-func (c *Cache) indexFamily(s *Session) {
+// familyShard locks and returns the index shard of s's family, or nil when s is not indexed (no
+// family, or no feed to follow).
+func (c *Cache) familyShard(s *Session) *famShard {
 	if c.feedStop == nil || s.Principal.Family == "" {
-		return
+		return nil
 	}
 	sh := c.shardOf(s.Principal.Family)
-	f := s.Principal.Family
 	sh.mu.Lock()
+	return sh
+}
+
+// indexFamily records s under its family, while the cache follows a feed.
+func (c *Cache) indexFamily(s *Session) {
+	sh := c.familyShard(s)
+	if sh == nil {
+		return
+	}
 	defer sh.mu.Unlock()
+	f := s.Principal.Family
 	if sh.m == nil {
 		sh.m, sh.more = map[string]*Session{}, map[string][]*Session{}
 	}
@@ -209,13 +219,12 @@ func (c *Cache) indexFamily(s *Session) {
 
 // unindexFamily forgets s when it leaves the cache.
 func (c *Cache) unindexFamily(s *Session) {
-	if c.feedStop == nil || s.Principal.Family == "" {
+	sh := c.familyShard(s)
+	if sh == nil {
 		return
 	}
-	sh := c.shardOf(s.Principal.Family)
-	f := s.Principal.Family
-	sh.mu.Lock()
 	defer sh.mu.Unlock()
+	f := s.Principal.Family
 	rest := sh.more[f]
 	if sh.m[f] == s {
 		if len(rest) == 0 {

@@ -11,8 +11,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/keyfort/keyfort/internal/metrictest"
 	"github.com/keyfort/keyfort/provider"
 	"github.com/keyfort/keyfort/providers/memory"
 	"github.com/keyfort/keyfort/session"
@@ -102,11 +102,11 @@ func TestRevocationFeedEndsSessionsAtOnce(t *testing.T) {
 	waitDone(t, s2)
 
 	revoked := func(reg *prometheus.Registry) float64 {
-		return testutil.ToFloat64(mustCollector(t, reg, "keyfort_session_ended_total", "revoked"))
+		return metrictest.Counter(t, reg, "keyfort_session_ended_total", map[string]string{"reason": "revoked"})
 	}
 	waitFor(t, "b's ended_total{reason=revoked} to count its session", func() bool { return revoked(reg) == 1 })
 	waitFor(t, "k's ended_total{reason=revoked} to count three sessions", func() bool { return revoked(regK) == 3 })
-	if n := testutil.ToFloat64(mustCollector(t, regK, "keyfort_session_revocation_events_total", "family")); n != 2 {
+	if n := metrictest.Counter(t, regK, "keyfort_session_revocation_events_total", map[string]string{"kind": "family"}); n != 2 {
 		t.Errorf("family events: %v, want 2 (a logout, a reuse)", n)
 	}
 }
@@ -201,28 +201,6 @@ func TestRevocationFeedUnavailable(t *testing.T) {
 	if _, err := b.Get(ctx, ext); !errors.Is(err, session.ErrUnauthenticated) {
 		t.Fatalf("after the interval: got %v, want ErrUnauthenticated", err)
 	}
-}
-
-// mustCollector returns the counter of a vector metric with one label value.
-func mustCollector(t *testing.T, reg *prometheus.Registry, name, label string) prometheus.Collector {
-	t.Helper()
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-		for _, m := range mf.GetMetric() {
-			for _, l := range m.GetLabel() {
-				if l.GetValue() == label {
-					return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "x", Help: "x"}, m.GetCounter().GetValue)
-				}
-			}
-		}
-	}
-	return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "x", Help: "x"}, func() float64 { return 0 })
 }
 
 // waitFor polls cond until it holds (work that runs off the calling goroutine).

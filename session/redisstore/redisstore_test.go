@@ -11,6 +11,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/keyfort/keyfort/internal/metrictest"
 	"github.com/keyfort/keyfort/internal/redistest"
 	"github.com/keyfort/keyfort/internal/testpki"
 	"github.com/keyfort/keyfort/provider"
@@ -383,21 +384,5 @@ func commandCount(t *testing.T, reg *prometheus.Registry, command string) float6
 // counterValue is the value of counter name with label command in reg (0 when absent).
 func counterValue(t *testing.T, reg *prometheus.Registry, name, command string) float64 {
 	t.Helper()
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-		for _, m := range mf.GetMetric() {
-			for _, l := range m.GetLabel() {
-				if l.GetName() == "command" && l.GetValue() == command {
-					return m.GetCounter().GetValue()
-				}
-			}
-		}
-	}
-	return 0
+	return metrictest.Counter(t, reg, name, map[string]string{"command": command})
 }
