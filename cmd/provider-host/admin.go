@@ -8,7 +8,6 @@ import (
 	"io"
 	"log/slog"
 	"maps"
-	"net/url"
 	"os"
 	"os/signal"
 	"slices"
@@ -163,10 +162,7 @@ func checkIdentityProvider(ctx context.Context, cat *catalog.Catalog, name strin
 // The URL is shown without its password.
 func checkSessionStore(ctx context.Context, cat *catalog.Catalog) (string, bool) {
 	cfg := cat.Config()
-	shown := "redis"
-	if u, err := url.Parse(cfg.Session.RedisURL); err == nil {
-		shown = u.Redacted()
-	}
+	shown := redisstore.RedactedURL(cfg.Session.RedisURL)
 	line := func(err error) (string, bool) {
 		if err != nil {
 			return fmt.Sprintf("FAIL identity.session.redis_url  %s  %v", shown, err), false

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
@@ -235,7 +236,7 @@ func TestServeRedisPasswordFromAProvider(t *testing.T) {
 	admin, _ := redistest.Client(t) // skips without Redis (fails in CI)
 	ctx := context.Background()
 	pw := "Serve-Pa55word-" + strconv.FormatInt(time.Now().UnixNano(), 36)
-	user := redistest.ACLUser(t, admin, "keyfort-serve-"+strconv.Itoa(os.Getpid()), "keyfort:*", pw)
+	user := redistest.ACLUser(t, admin, "keyfort-serve-"+strconv.Itoa(os.Getpid()), "keyfort:*", pw, "&keyfort:revocations")
 	iss := oidctest.New(t)
 	cfg := writeConfig(t, `
 identity:
@@ -286,6 +287,84 @@ identity:
 	}
 	if strings.Contains(log.String()+r.stderr, pw) {
 		t.Error("a log line repeats the Redis password")
+	}
+	if strings.Contains(log.String(), "revocation feed is unavailable") {
+		t.Errorf("a user allowed the channel has no revocation feed:\n%s", log.String())
+	}
+}
+
+// TestServeThroughSentinel: with identity.session.redis_url naming a master through Redis Sentinel
+// (and the data nodes' user in the URL, its password from a provider), check connects and serve
+// keeps its sessions across a failover: a session started before the master is failed over
+// refreshes after it, on the promoted replica.
+func TestServeThroughSentinel(t *testing.T) {
+	sen := redistest.StartSentinel(t)
+	ctx := context.Background()
+	pw := "Sentinel-Pa55word-" + strconv.FormatInt(time.Now().UnixNano(), 36)
+	var user string
+	for _, addr := range []string{sen.Master, sen.Replica} { // ACLs are not replicated
+		admin := redis.NewClient(&redis.Options{Addr: addr})
+		t.Cleanup(func() { _ = admin.Close() })
+		user = redistest.ACLUser(t, admin, "keyfort-sentinel", "keyfort:*", pw, "&keyfort:revocations")
+	}
+	iss := oidctest.New(t)
+	cfg := writeConfig(t, `
+identity:
+  secrets:
+    session_signing: env:KFSERVE_SIGNING
+    redis_password: env:KFSERVE_REDIS_PASSWORD
+    oidc:
+      google:
+        client_id: env:KFSERVE_CLIENT_ID
+        issuer: `+iss.URL+`
+  session:
+    issuer: https://keyfort.test
+    refresh_grace: 0s
+    redis_url: "`+sen.URL+`&username=`+user+`"
+`)
+	env := []string{"PATH=" + os.Getenv("PATH"), "KFSERVE_CLIENT_ID=client-1", "KFSERVE_REDIS_PASSWORD=" + pw, signingKeyEnv(t)}
+	r := run(t, env, "check", "--config", cfg)
+	if r.code != 0 || !strings.Contains(r.stdout, "ok   identity.session.redis_url  redis://"+sen.Addr) {
+		t.Fatalf("check through the Sentinel: exit %d:\n%s%s", r.code, r.stdout, r.stderr)
+	}
+
+	_, log, _ := startServe(t, env, "--config", cfg, "--grpc-addr", "127.0.0.1:0")
+	rt := runtimeClient(t, log.String())
+	started, err := rt.StartIdentitySession(ctx, &pb.StartIdentitySessionRequest{IdentityProvider: "google",
+		ExternalToken: iss.Sign(t, "k1", iss.Claims("alice", "client-1"), nil)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The family must be on the replica before it is promoted (replication is asynchronous).
+	master := redis.NewClient(&redis.Options{Addr: sen.Master})
+	defer master.Close()
+	if err := master.Set(ctx, "keyfort-sentinel-sync", "1", time.Minute).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := master.Do(ctx, "WAIT", 1, 5000).Int(); err != nil || n < 1 {
+		t.Fatalf("WAIT: %d, %v", n, err)
+	}
+	sen.Failover(t)
+	var refreshed *pb.RefreshIdentitySessionResponse
+	for range 100 { // calls during the switch fail closed (Unavailable); the client retries
+		refreshed, err = rt.RefreshIdentitySession(ctx, &pb.RefreshIdentitySessionRequest{RefreshToken: started.GetTokens().GetRefreshToken()})
+		if status.Code(err) != codes.Unavailable {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if err != nil {
+		t.Fatalf("refresh after the failover: %v\n%s", err, log.String())
+	}
+	if _, err := rt.RefreshIdentitySession(ctx, &pb.RefreshIdentitySessionRequest{RefreshToken: refreshed.GetTokens().GetRefreshToken()}); err != nil {
+		t.Errorf("a second refresh on the new master: %v", err)
+	}
+	if strings.Contains(log.String()+r.stdout+r.stderr, pw) {
+		t.Error("a log line repeats the Redis password")
+	}
+	// go-redis's own lines (here, the switch to the new master) are in serve's structured log.
+	if !strings.Contains(log.String(), "component=redis") {
+		t.Errorf("go-redis's log lines are not routed through serve's log:\n%s", log.String())
 	}
 }
 

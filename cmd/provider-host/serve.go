@@ -21,6 +21,7 @@ import (
 	"github.com/keyfort/keyfort/config"
 	"github.com/keyfort/keyfort/internal/harden"
 	"github.com/keyfort/keyfort/provider"
+	"github.com/keyfort/keyfort/session/redisstore"
 )
 
 func newServeCmd() *cobra.Command {
@@ -108,6 +109,7 @@ type listeners struct {
 }
 
 func serve(ctx context.Context, log *slog.Logger, files []string, l listeners) error {
+	redisstore.RouteClientLogs(log) // go-redis's reconnection and failover lines, in serve's log
 	httpAddr, grpcAddr := l.http, l.grpc
 	var tlsCfg *tls.Config
 	if l.cert != "" {

@@ -34,8 +34,13 @@ func Configured(ctx context.Context, cfg *config.Config, secrets SecretSource) (
 		return Config{}, fmt.Errorf("the Redis session store's password: %w", err)
 	}
 	var user string
-	if u, err := url.Parse(cfg.Session.RedisURL); err == nil && u.User != nil {
-		user = u.User.Username()
+	if u, err := url.Parse(cfg.Session.RedisURL); err == nil {
+		switch {
+		case IsSentinelURL(cfg.Session.RedisURL): // the URL's user is the Sentinels'
+			user = u.Query().Get("username")
+		case u.User != nil:
+			user = u.User.Username()
+		}
 	}
 	out.Credentials = func(ctx context.Context) (string, string, error) {
 		s, err := secrets.Secret(ctx, config.RedisPasswordKey)

@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"os"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -38,8 +39,11 @@ var (
 
 // Config configures a Store.
 type Config struct {
-	// URL is a redis:// or rediss:// URL (ignored when Client is set). Errors about it never repeat
-	// it: it may carry a password.
+	// URL is a redis:// or rediss:// URL (ignored when Client is set). With master_name in its
+	// query it reaches the master through Redis Sentinel, following failovers: the host is a
+	// Sentinel's, more are added with addr (redis://s1:26379/0?master_name=NAME&addr=s2:26379),
+	// the URL's user and password are the Sentinels', and the username and password parameters
+	// (or Credentials) the data nodes'. Errors about it never repeat it: it may carry a password.
 	URL string
 	// Credentials, when set, gives the user name and password of every new connection in place of
 	// the URL's: serve the password from a secret provider, and a rotation reaches the connections
@@ -114,22 +118,11 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 		s.prefix = "keyfort:"
 	}
 	if s.rdb == nil {
-		opts, err := redis.ParseURL(cfg.URL)
+		c, err := newClient(cfg)
 		if err != nil {
-			return nil, fmt.Errorf("%w: redisstore: url (not shown: it may hold a password): %v", provider.ErrInvalidConfig, redactURLError(err))
+			return nil, err
 		}
-		if cfg.Credentials != nil {
-			opts.CredentialsProviderContext = cfg.Credentials
-		}
-		if !cfg.TLS.isZero() {
-			if opts.TLSConfig == nil {
-				return nil, fmt.Errorf("%w: redisstore: TLS settings need a rediss:// URL", provider.ErrInvalidConfig)
-			}
-			if opts.TLSConfig, err = cfg.TLS.config(opts.TLSConfig); err != nil {
-				return nil, fmt.Errorf("%w: redisstore: %v", provider.ErrInvalidConfig, err)
-			}
-		}
-		s.rdb, s.owned = redis.NewClient(opts), true
+		s.rdb, s.owned = c, true
 	}
 	if cfg.Registerer != nil && s.owned {
 		h, err := newMetricsHook(cfg.Registerer)
@@ -160,6 +153,72 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 		return nil, err
 	}
 	return s, nil
+}
+
+// IsSentinelURL reports whether url names a master through Redis Sentinel: a master_name in its
+// query (go-redis's failover URL).
+func IsSentinelURL(u string) bool {
+	parsed, err := url.Parse(u)
+	return err == nil && parsed.Query().Has("master_name")
+}
+
+// RedactedURL is u fit to show: the password of its user and every query parameter whose name
+// holds "password" (a Sentinel URL's data-node password) replaced by "xxxxx".
+func RedactedURL(u string) string {
+	parsed, err := url.Parse(u)
+	if err != nil {
+		return "redis"
+	}
+	q := parsed.Query()
+	for k := range q {
+		if strings.Contains(strings.ToLower(k), "password") {
+			q.Set(k, "xxxxx")
+		}
+	}
+	parsed.RawQuery = q.Encode()
+	return parsed.Redacted()
+}
+
+// newClient makes the client of cfg.URL: a failover client through Sentinel when the URL names a
+// master (redis://SENTINEL:26379/0?master_name=NAME&addr=SENTINEL2:26379, the URL's user and
+// password the Sentinels', username and password query parameters the data nodes'), else a client
+// of the one server.
+func newClient(cfg Config) (*redis.Client, error) {
+	invalid := func(err error) error {
+		return fmt.Errorf("%w: redisstore: url (not shown: it may hold a password): %v", provider.ErrInvalidConfig, redactURLError(err))
+	}
+	var tlsConfig **tls.Config
+	var build func() *redis.Client
+	if IsSentinelURL(cfg.URL) {
+		opts, err := redis.ParseFailoverURL(cfg.URL)
+		if err != nil {
+			return nil, invalid(err)
+		}
+		if cfg.Credentials != nil {
+			opts.CredentialsProviderContext = cfg.Credentials
+		}
+		tlsConfig, build = &opts.TLSConfig, func() *redis.Client { return redis.NewFailoverClient(opts) }
+	} else {
+		opts, err := redis.ParseURL(cfg.URL)
+		if err != nil {
+			return nil, invalid(err)
+		}
+		if cfg.Credentials != nil {
+			opts.CredentialsProviderContext = cfg.Credentials
+		}
+		tlsConfig, build = &opts.TLSConfig, func() *redis.Client { return redis.NewClient(opts) }
+	}
+	if !cfg.TLS.isZero() {
+		if *tlsConfig == nil {
+			return nil, fmt.Errorf("%w: redisstore: TLS settings need a rediss:// URL", provider.ErrInvalidConfig)
+		}
+		c, err := cfg.TLS.config(*tlsConfig)
+		if err != nil {
+			return nil, fmt.Errorf("%w: redisstore: %v", provider.ErrInvalidConfig, err)
+		}
+		*tlsConfig = c
+	}
+	return build(), nil
 }
 
 // hashKeySize is the size of the hash key the first Store creates.

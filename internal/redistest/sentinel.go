@@ -1,0 +1,140 @@
+package redistest
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// SentinelMaster is the master name the Sentinel of StartSentinel monitors.
+const SentinelMaster = "keyfort-test"
+
+// Sentinel is a Redis master, its replica and a Sentinel watching them, each a redis-server of its
+// own on 127.0.0.1, stopped when the test ends.
+type Sentinel struct {
+	// URL is the store URL that reaches the master through the Sentinel (go-redis's failover URL:
+	// the Sentinel's address, master_name in the query).
+	URL string
+	// Master and Replica are the data nodes' addresses as started (a failover swaps their roles).
+	Master, Replica string
+	// Addr is the Sentinel's address.
+	Addr string
+}
+
+// StartSentinel starts a master, a replica of it and a Sentinel monitoring them. Without a
+// redis-server binary the test is skipped (it fails where KEYFORT_REQUIRE_SERVERS=1).
+func StartSentinel(tb testing.TB) *Sentinel {
+	tb.Helper()
+	bin, err := exec.LookPath("redis-server")
+	if err != nil {
+		if os.Getenv("KEYFORT_REQUIRE_SERVERS") == "1" {
+			tb.Fatalf("redis-server: %v", err)
+		}
+		tb.Skipf("no redis-server binary: %v", err)
+	}
+	dir := tb.TempDir()
+	start := func(name string, args ...string) string {
+		port := freePort(tb)
+		d := filepath.Join(dir, name)
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			tb.Fatal(err)
+		}
+		cmd := exec.Command(bin, append(args, "--port", port, "--bind", "127.0.0.1", "--dir", d,
+			"--logfile", filepath.Join(d, "redis.log"))...)
+		if err := cmd.Start(); err != nil {
+			tb.Fatal(err)
+		}
+		tb.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+		addr := net.JoinHostPort("127.0.0.1", port)
+		waitPing(tb, addr, filepath.Join(d, "redis.log"))
+		return addr
+	}
+	s := &Sentinel{}
+	s.Master = start("master", "--save", "", "--appendonly", "no")
+	mh, mp, _ := net.SplitHostPort(s.Master)
+	s.Replica = start("replica", "--save", "", "--appendonly", "no", "--replicaof", mh, mp)
+	conf := filepath.Join(dir, "sentinel.conf")
+	if err := os.WriteFile(conf, fmt.Appendf(nil, "sentinel monitor %s %s %s 1\n"+
+		"sentinel down-after-milliseconds %s 1000\nsentinel failover-timeout %s 10000\n",
+		SentinelMaster, mh, mp, SentinelMaster, SentinelMaster), 0o600); err != nil {
+		tb.Fatal(err)
+	}
+	s.Addr = start("sentinel", conf, "--sentinel")
+	s.URL = "redis://" + s.Addr + "/0?master_name=" + SentinelMaster
+	// The Sentinel knows the replica once the master has told it (its INFO every 10s at first).
+	s.waitReplicas(tb, 1)
+	return s
+}
+
+// Failover makes the Sentinel promote the replica, and waits until it names the new master.
+func (s *Sentinel) Failover(tb testing.TB) string {
+	tb.Helper()
+	c := redis.NewSentinelClient(&redis.Options{Addr: s.Addr})
+	defer c.Close()
+	ctx := context.Background()
+	before, err := c.GetMasterAddrByName(ctx, SentinelMaster).Result()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if err := c.Failover(ctx, SentinelMaster).Err(); err != nil {
+		tb.Fatalf("SENTINEL FAILOVER: %v", err)
+	}
+	for range 300 {
+		now, err := c.GetMasterAddrByName(ctx, SentinelMaster).Result()
+		if err == nil && now[1] != before[1] {
+			return net.JoinHostPort(now[0], now[1])
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	tb.Fatal("the Sentinel never named a new master")
+	return ""
+}
+
+func (s *Sentinel) waitReplicas(tb testing.TB, n int) {
+	tb.Helper()
+	c := redis.NewSentinelClient(&redis.Options{Addr: s.Addr})
+	defer c.Close()
+	for range 600 {
+		if r, err := c.Replicas(context.Background(), SentinelMaster).Result(); err == nil && len(r) >= n {
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	tb.Fatalf("the Sentinel never saw %d replica(s)", n)
+}
+
+func freePort(tb testing.TB) string {
+	tb.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer l.Close()
+	_, port, _ := net.SplitHostPort(l.Addr().String())
+	return port
+}
+
+func waitPing(tb testing.TB, addr, logFile string) {
+	tb.Helper()
+	c := redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1})
+	defer c.Close()
+	var err error
+	for range 200 {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		err = c.Ping(ctx).Err()
+		cancel()
+		if err == nil {
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	log, _ := os.ReadFile(logFile)
+	tb.Fatalf("redis-server on %s did not answer: %v\n%s", addr, err, log)
+}
