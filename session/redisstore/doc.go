@@ -1,5 +1,10 @@
 // Package redisstore is the session.Store for several replicas: refresh-token families and
 // tombstones in Redis (github.com/redis/go-redis/v9). Rotation is one Lua script, so two replicas
 // presented the same refresh token at once cannot both rotate it. Keys expire with what they hold.
+//
+// A Store is a session.RevocationFeed: each revocation is published on "<prefix>revocations" by the
+// script that makes it, and every replica's Cache ends the sessions it concerns at once. A URL with
+// master_name reaches the master through Redis Sentinel and follows its failovers.
+//
 // A Store is safe for concurrent use.
 package redisstore
