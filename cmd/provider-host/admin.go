@@ -19,6 +19,7 @@ import (
 
 	"github.com/keyfort/keyfort/catalog"
 	"github.com/keyfort/keyfort/config"
+	"github.com/keyfort/keyfort/session"
 	"github.com/keyfort/keyfort/session/redisstore"
 )
 
@@ -164,10 +165,7 @@ func checkSessionStore(ctx context.Context, cat *catalog.Catalog) (string, bool)
 	cfg := cat.Config()
 	shown := redisstore.RedactedURL(cfg.Session.RedisURL)
 	line := func(err error) (string, bool) {
-		if err != nil {
-			return fmt.Sprintf("FAIL identity.session.redis_url  %s  %v", shown, err), false
-		}
-		return fmt.Sprintf("ok   identity.session.redis_url  %s  connected", shown), true
+		return fmt.Sprintf("FAIL identity.session.redis_url  %s  %v", shown, err), false
 	}
 	c, err := redisstore.Configured(ctx, cfg, cat)
 	if err != nil {
@@ -177,8 +175,17 @@ func checkSessionStore(ctx context.Context, cat *catalog.Catalog) (string, bool)
 	if err != nil {
 		return line(err)
 	}
-	_ = st.Close()
-	return line(nil)
+	defer st.Close()
+	// The revocation feed as every replica's cache would subscribe to it: without it (a Redis user
+	// without the channel) the store works, and revocations reach other replicas at revalidation.
+	feed := "revocation feed on"
+	stop, err := st.SubscribeRevocations(ctx, func(session.Revocation) {})
+	if err != nil {
+		feed = "revocation feed OFF: " + err.Error()
+	} else {
+		stop()
+	}
+	return fmt.Sprintf("ok   identity.session.redis_url  %s  connected, %s", shown, feed), true
 }
 
 func newGetCmd() *cobra.Command {

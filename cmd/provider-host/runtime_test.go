@@ -268,8 +268,16 @@ identity:
 		t.Error("check printed the Redis password")
 	}
 	r = run(t, append(env, "KFSERVE_REDIS_PASSWORD="+pw), "check", "--config", cfg)
-	if r.code != 0 || !strings.Contains(r.stdout, "ok   identity.session.redis_url  redis://"+user+"@") {
-		t.Errorf("check with the Redis password: exit %d, want 0 and a store line:\n%s%s", r.code, r.stdout, r.stderr)
+	if r.code != 0 || !strings.Contains(r.stdout, "ok   identity.session.redis_url  redis://"+user+"@") ||
+		!strings.Contains(r.stdout, "connected, revocation feed on") {
+		t.Errorf("check with the Redis password: exit %d, want 0 and a store line with the feed on:\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	// A user without the feed's channel: the store works, and check says the feed is off and why.
+	nochan := redistest.ACLUser(t, admin, "keyfort-serve-nochan-"+strconv.Itoa(os.Getpid()), "keyfort:*", pw)
+	nochanCfg := strings.Replace(string(mustRead(t, cfg)), "redis://"+user+"@", "redis://"+nochan+"@", 1)
+	r = run(t, append(env, "KFSERVE_REDIS_PASSWORD="+pw), "check", "--config", writeConfig(t, nochanCfg))
+	if r.code != 0 || !strings.Contains(r.stdout, "revocation feed OFF") || !strings.Contains(r.stdout, "&keyfort:revocations") {
+		t.Errorf("check as a user without the channel: exit %d, want 0 and the feed off naming the ACL rule:\n%s%s", r.code, r.stdout, r.stderr)
 	}
 
 	_, log, _ := startServe(t, append(env, "KFSERVE_REDIS_PASSWORD="+pw), "--config", cfg, "--grpc-addr", "127.0.0.1:0")
@@ -562,4 +570,13 @@ func TestAuditRecordsAndCallMetrics(t *testing.T) {
 			t.Errorf("metrics lack %s", w)
 		}
 	}
+}
+
+func mustRead(t *testing.T, path string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }
