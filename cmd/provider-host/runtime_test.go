@@ -327,7 +327,6 @@ identity:
         issuer: `+iss.URL+`
   session:
     issuer: https://keyfort.test
-    refresh_grace: 0s
     redis_url: "`+sen.URL+`&username=`+user+`"
 `)
 	env := []string{"PATH=" + os.Getenv("PATH"), "KFSERVE_CLIENT_ID=client-1", "KFSERVE_REDIS_PASSWORD=" + pw, signingKeyEnv(t)}
@@ -579,4 +578,52 @@ func mustRead(t *testing.T, path string) []byte {
 		t.Fatal(err)
 	}
 	return b
+}
+
+// TestServeOnRedisCluster: with identity.session.redis_url naming a Redis Cluster (cluster=true),
+// check connects with the revocation feed on, and serve keeps its sessions there: a session starts
+// and refreshes, and reuse of the spent refresh token is caught.
+func TestServeOnRedisCluster(t *testing.T) {
+	url, _ := redistest.StartCluster(t)
+	ctx := context.Background()
+	iss := oidctest.New(t)
+	cfg := writeConfig(t, `
+identity:
+  secrets:
+    session_signing: env:KFSERVE_SIGNING
+    oidc:
+      google:
+        client_id: env:KFSERVE_CLIENT_ID
+        issuer: `+iss.URL+`
+  session:
+    issuer: https://keyfort.test
+    redis_url: "`+url+`"
+`)
+	env := []string{"PATH=" + os.Getenv("PATH"), "KFSERVE_CLIENT_ID=client-1", signingKeyEnv(t)}
+	r := run(t, env, "check", "--config", cfg)
+	if r.code != 0 || !strings.Contains(r.stdout, "connected, revocation feed on") {
+		t.Fatalf("check on the cluster: exit %d:\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	_, log, _ := startServe(t, env, "--config", cfg, "--grpc-addr", "127.0.0.1:0")
+	rt := runtimeClient(t, log.String())
+	started, err := rt.StartIdentitySession(ctx, &pb.StartIdentitySessionRequest{IdentityProvider: "google",
+		ExternalToken: iss.Sign(t, "k1", iss.Claims("alice", "client-1"), nil)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok := started.GetTokens().GetRefreshToken()
+	for range 2 {
+		next, err := rt.RefreshIdentitySession(ctx, &pb.RefreshIdentitySessionRequest{RefreshToken: tok})
+		if err != nil {
+			t.Fatalf("refresh on the cluster: %v", err)
+		}
+		tok = next.GetTokens().GetRefreshToken()
+	}
+	// The first token, two rotations back (past the grace of the immediate predecessor): theft.
+	if _, err := rt.RefreshIdentitySession(ctx, &pb.RefreshIdentitySessionRequest{RefreshToken: started.GetTokens().GetRefreshToken()}); status.Code(err) != codes.Unauthenticated {
+		t.Errorf("reuse of a spent refresh token on the cluster: got %v, want Unauthenticated", err)
+	}
+	if _, err := rt.RefreshIdentitySession(ctx, &pb.RefreshIdentitySessionRequest{RefreshToken: tok}); status.Code(err) != codes.Unauthenticated {
+		t.Errorf("the family after the reuse: got %v, want Unauthenticated (revoked)", err)
+	}
 }

@@ -4,7 +4,8 @@
 //
 // A Store is a session.RevocationFeed: each revocation is published on "<prefix>revocations" by the
 // script that makes it, and every replica's Cache ends the sessions it concerns at once. A URL with
-// master_name reaches the master through Redis Sentinel and follows its failovers.
+// master_name reaches the master through Redis Sentinel and follows its failovers; one with
+// cluster=true reaches a Redis Cluster (each script touches one key, so none crosses slots).
 //
 // A Store is safe for concurrent use.
 package redisstore

@@ -43,7 +43,9 @@ type Config struct {
 	// query it reaches the master through Redis Sentinel, following failovers: the host is a
 	// Sentinel's, more are added with addr (redis://s1:26379/0?master_name=NAME&addr=s2:26379),
 	// the URL's user and password are the Sentinels', and the username and password parameters
-	// (or Credentials) the data nodes'. Errors about it never repeat it: it may carry a password.
+	// (or Credentials) the data nodes'. With cluster=true it reaches a Redis Cluster, from the URL's
+	// node and those of addr (redis://n1:6379?cluster=true&addr=n2:6379). Errors about it never
+	// repeat it: it may carry a password.
 	URL string
 	// Credentials, when set, gives the user name and password of every new connection in place of
 	// the URL's: serve the password from a secret provider, and a rotation reaches the connections
@@ -162,6 +164,22 @@ func IsSentinelURL(u string) bool {
 	return err == nil && parsed.Query().Has("master_name")
 }
 
+// clusterURL reports whether u names a Redis Cluster (cluster=true in its query) and returns it
+// without that parameter, which is Keyfort's and not go-redis's.
+func clusterURL(u string) (string, bool) {
+	parsed, err := url.Parse(u)
+	if err != nil {
+		return u, false
+	}
+	q := parsed.Query()
+	if q.Get("cluster") != "true" {
+		return u, false
+	}
+	q.Del("cluster")
+	parsed.RawQuery = q.Encode()
+	return parsed.String(), true
+}
+
 // RedactedURL is u fit to show: the password of its user and every query parameter whose name
 // holds "password" (a Sentinel URL's data-node password) replaced by "xxxxx".
 func RedactedURL(u string) string {
@@ -181,15 +199,25 @@ func RedactedURL(u string) string {
 
 // newClient makes the client of cfg.URL: a failover client through Sentinel when the URL names a
 // master (redis://SENTINEL:26379/0?master_name=NAME&addr=SENTINEL2:26379, the URL's user and
-// password the Sentinels', username and password query parameters the data nodes'), else a client
-// of the one server.
-func newClient(cfg Config) (*redis.Client, error) {
+// password the Sentinels', username and password query parameters the data nodes'), a cluster
+// client when it says cluster=true (redis://NODE:6379?cluster=true&addr=NODE2:6379, the nodes to
+// start from; the others are discovered), else a client of the one server.
+func newClient(cfg Config) (redis.UniversalClient, error) {
 	invalid := func(err error) error {
 		return fmt.Errorf("%w: redisstore: url (not shown: it may hold a password): %v", provider.ErrInvalidConfig, redactURLError(err))
 	}
 	var tlsConfig **tls.Config
-	var build func() *redis.Client
-	if IsSentinelURL(cfg.URL) {
+	var build func() redis.UniversalClient
+	if u, ok := clusterURL(cfg.URL); ok {
+		opts, err := redis.ParseClusterURL(u)
+		if err != nil {
+			return nil, invalid(err)
+		}
+		if cfg.Credentials != nil {
+			opts.CredentialsProviderContext = cfg.Credentials
+		}
+		tlsConfig, build = &opts.TLSConfig, func() redis.UniversalClient { return redis.NewClusterClient(opts) }
+	} else if IsSentinelURL(cfg.URL) {
 		opts, err := redis.ParseFailoverURL(cfg.URL)
 		if err != nil {
 			return nil, invalid(err)
@@ -197,7 +225,7 @@ func newClient(cfg Config) (*redis.Client, error) {
 		if cfg.Credentials != nil {
 			opts.CredentialsProviderContext = cfg.Credentials
 		}
-		tlsConfig, build = &opts.TLSConfig, func() *redis.Client { return redis.NewFailoverClient(opts) }
+		tlsConfig, build = &opts.TLSConfig, func() redis.UniversalClient { return redis.NewFailoverClient(opts) }
 	} else {
 		opts, err := redis.ParseURL(cfg.URL)
 		if err != nil {
@@ -206,7 +234,7 @@ func newClient(cfg Config) (*redis.Client, error) {
 		if cfg.Credentials != nil {
 			opts.CredentialsProviderContext = cfg.Credentials
 		}
-		tlsConfig, build = &opts.TLSConfig, func() *redis.Client { return redis.NewClient(opts) }
+		tlsConfig, build = &opts.TLSConfig, func() redis.UniversalClient { return redis.NewClient(opts) }
 	}
 	if !cfg.TLS.isZero() {
 		if *tlsConfig == nil {
