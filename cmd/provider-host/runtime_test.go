@@ -342,15 +342,7 @@ identity:
 	if err != nil {
 		t.Fatal(err)
 	}
-	// The family must be on the replica before it is promoted (replication is asynchronous).
-	master := redis.NewClient(&redis.Options{Addr: sen.Master})
-	defer master.Close()
-	if err := master.Set(ctx, "keyfort-sentinel-sync", "1", time.Minute).Err(); err != nil {
-		t.Fatal(err)
-	}
-	if n, err := master.Do(ctx, "WAIT", 1, 5000).Int(); err != nil || n < 1 {
-		t.Fatalf("WAIT: %d, %v", n, err)
-	}
+	sen.SyncReplica(t) // the family must be on the replica before it is promoted
 	sen.Failover(t)
 	var refreshed *pb.RefreshIdentitySessionResponse
 	for range 100 { // calls during the switch fail closed (Unavailable); the client retries

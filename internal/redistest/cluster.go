@@ -19,13 +19,7 @@ import (
 // a redis-server binary the test is skipped (it fails where KEYFORT_REQUIRE_SERVERS=1).
 func StartCluster(tb testing.TB) (url string, nodes []string) {
 	tb.Helper()
-	bin, err := exec.LookPath("redis-server")
-	if err != nil {
-		if os.Getenv("KEYFORT_REQUIRE_SERVERS") == "1" {
-			tb.Fatalf("redis-server: %v", err)
-		}
-		tb.Skipf("no redis-server binary: %v", err)
-	}
+	bin := serverBin(tb)
 	dir := tb.TempDir()
 	for range 3 {
 		port := freePort(tb)

@@ -32,13 +32,7 @@ type Sentinel struct {
 // redis-server binary the test is skipped (it fails where KEYFORT_REQUIRE_SERVERS=1).
 func StartSentinel(tb testing.TB) *Sentinel {
 	tb.Helper()
-	bin, err := exec.LookPath("redis-server")
-	if err != nil {
-		if os.Getenv("KEYFORT_REQUIRE_SERVERS") == "1" {
-			tb.Fatalf("redis-server: %v", err)
-		}
-		tb.Skipf("no redis-server binary: %v", err)
-	}
+	bin := serverBin(tb)
 	dir := tb.TempDir()
 	start := func(name string, args ...string) string {
 		port := freePort(tb)
@@ -137,4 +131,34 @@ func waitPing(tb testing.TB, addr, logFile string) {
 	}
 	log, _ := os.ReadFile(logFile)
 	tb.Fatalf("redis-server on %s did not answer: %v\n%s", addr, err, log)
+}
+
+// serverBin is the redis-server binary the helpers start. Without one the test is skipped (it fails
+// where KEYFORT_REQUIRE_SERVERS=1: .ci/run installs Redis).
+func serverBin(tb testing.TB) string {
+	tb.Helper()
+	bin, err := exec.LookPath("redis-server")
+	if err != nil {
+		if os.Getenv("KEYFORT_REQUIRE_SERVERS") == "1" {
+			tb.Fatalf("redis-server: %v", err)
+		}
+		tb.Skipf("no redis-server binary: %v", err)
+	}
+	return bin
+}
+
+// SyncReplica waits until the replica holds every write the master has acknowledged so far
+// (replication is asynchronous): a write of its own on the master, once the replica acknowledges it
+// (WAIT), carries all before it. Call it before a Failover that must not lose them.
+func (s *Sentinel) SyncReplica(tb testing.TB) {
+	tb.Helper()
+	ctx := context.Background()
+	master := redis.NewClient(&redis.Options{Addr: s.Master})
+	defer master.Close()
+	if err := master.Set(ctx, "keyfort-sentinel-test:sync", "1", time.Minute).Err(); err != nil {
+		tb.Fatal(err)
+	}
+	if n, err := master.Do(ctx, "WAIT", 1, 5000).Int(); err != nil || n < 1 {
+		tb.Fatalf("WAIT: %d replica(s) acknowledged, %v", n, err)
+	}
 }

@@ -20,13 +20,7 @@ import (
 // where KEYFORT_REQUIRE_SERVERS=1: .ci/run installs Redis).
 func StartTLS(tb testing.TB, ca *testpki.CA, clientCerts bool) string {
 	tb.Helper()
-	bin, err := exec.LookPath("redis-server")
-	if err != nil {
-		if os.Getenv("KEYFORT_REQUIRE_SERVERS") == "1" {
-			tb.Fatalf("redis-server: %v", err)
-		}
-		tb.Skipf("no redis-server binary: %v", err)
-	}
+	bin := serverBin(tb)
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		tb.Fatal(err)

@@ -6,8 +6,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/redis/go-redis/v9"
-
 	"github.com/keyfort/keyfort/internal/redistest"
 	"github.com/keyfort/keyfort/session"
 	"github.com/keyfort/keyfort/session/redisstore"
@@ -44,16 +42,7 @@ func TestSentinel(t *testing.T) {
 		if err := s.CreateFamily(ctx, fam); err != nil {
 			t.Fatal(err)
 		}
-		// The write must reach the replica before it is promoted (replication is asynchronous):
-		// a later write on the master, once acknowledged by the replica (WAIT), carries it.
-		master := redis.NewClient(&redis.Options{Addr: sen.Master})
-		defer master.Close()
-		if err := master.Set(ctx, "keyfort-sentinel-test:sync", "1", time.Minute).Err(); err != nil {
-			t.Fatal(err)
-		}
-		if n, err := master.Do(ctx, "WAIT", 1, 5000).Int(); err != nil || n < 1 {
-			t.Fatalf("WAIT: %d replicas, %v", n, err)
-		}
+		sen.SyncReplica(t) // the family must be on the replica before it is promoted
 		promoted := sen.Failover(t)
 		if promoted != sen.Replica {
 			t.Fatalf("the Sentinel promoted %s, want the replica %s", promoted, sen.Replica)
