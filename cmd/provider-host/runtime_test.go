@@ -238,19 +238,7 @@ func TestServeRedisPasswordFromAProvider(t *testing.T) {
 	pw := "Serve-Pa55word-" + strconv.FormatInt(time.Now().UnixNano(), 36)
 	user := redistest.ACLUser(t, admin, "keyfort-serve-"+strconv.Itoa(os.Getpid()), "keyfort:*", pw, "&keyfort:revocations")
 	iss := oidctest.New(t)
-	cfg := writeConfig(t, `
-identity:
-  secrets:
-    session_signing: env:KFSERVE_SIGNING
-    redis_password: env:KFSERVE_REDIS_PASSWORD
-    oidc:
-      google:
-        client_id: env:KFSERVE_CLIENT_ID
-        issuer: `+iss.URL+`
-  session:
-    issuer: https://keyfort.test
-    redis_url: redis://`+user+`@`+admin.Options().Addr+`/0
-`)
+	cfg := redisRuntimeConfig(t, iss.URL, "redis://"+user+"@"+admin.Options().Addr+"/0", true)
 	env := []string{"PATH=" + os.Getenv("PATH"), "KFSERVE_CLIENT_ID=client-1",
 		signingKeyEnv(t)}
 
@@ -316,19 +304,7 @@ func TestServeThroughSentinel(t *testing.T) {
 		user = redistest.ACLUser(t, admin, "keyfort-sentinel", "keyfort:*", pw, "&keyfort:revocations")
 	}
 	iss := oidctest.New(t)
-	cfg := writeConfig(t, `
-identity:
-  secrets:
-    session_signing: env:KFSERVE_SIGNING
-    redis_password: env:KFSERVE_REDIS_PASSWORD
-    oidc:
-      google:
-        client_id: env:KFSERVE_CLIENT_ID
-        issuer: `+iss.URL+`
-  session:
-    issuer: https://keyfort.test
-    redis_url: "`+sen.URL+`&username=`+user+`"
-`)
+	cfg := redisRuntimeConfig(t, iss.URL, sen.URL+"&username="+user, true)
 	env := []string{"PATH=" + os.Getenv("PATH"), "KFSERVE_CLIENT_ID=client-1", "KFSERVE_REDIS_PASSWORD=" + pw, signingKeyEnv(t)}
 	r := run(t, env, "check", "--config", cfg)
 	if r.code != 0 || !strings.Contains(r.stdout, "ok   identity.session.redis_url  redis://"+sen.Addr) {
@@ -579,18 +555,7 @@ func TestServeOnRedisCluster(t *testing.T) {
 	url, _ := redistest.StartCluster(t)
 	ctx := context.Background()
 	iss := oidctest.New(t)
-	cfg := writeConfig(t, `
-identity:
-  secrets:
-    session_signing: env:KFSERVE_SIGNING
-    oidc:
-      google:
-        client_id: env:KFSERVE_CLIENT_ID
-        issuer: `+iss.URL+`
-  session:
-    issuer: https://keyfort.test
-    redis_url: "`+url+`"
-`)
+	cfg := redisRuntimeConfig(t, iss.URL, url, false)
 	env := []string{"PATH=" + os.Getenv("PATH"), "KFSERVE_CLIENT_ID=client-1", signingKeyEnv(t)}
 	r := run(t, env, "check", "--config", cfg)
 	if r.code != 0 || !strings.Contains(r.stdout, "connected, revocation feed on") {
@@ -618,4 +583,27 @@ identity:
 	if _, err := rt.RefreshIdentitySession(ctx, &pb.RefreshIdentitySessionRequest{RefreshToken: tok}); status.Code(err) != codes.Unauthenticated {
 		t.Errorf("the family after the reuse: got %v, want Unauthenticated (revoked)", err)
 	}
+}
+
+// redisRuntimeConfig writes serve's configuration with its signing key, Google client ID and (with
+// password) Redis password from the environment (KFSERVE_*), Google at issuer, and the session store
+// at redisURL.
+func redisRuntimeConfig(t *testing.T, issuer, redisURL string, password bool) string {
+	t.Helper()
+	pw := ""
+	if password {
+		pw = "\n    redis_password: env:KFSERVE_REDIS_PASSWORD"
+	}
+	return writeConfig(t, fmt.Sprintf(`
+identity:
+  secrets:
+    session_signing: env:KFSERVE_SIGNING%s
+    oidc:
+      google:
+        client_id: env:KFSERVE_CLIENT_ID
+        issuer: %s
+  session:
+    issuer: https://keyfort.test
+    redis_url: %q
+`, pw, issuer, redisURL))
 }
