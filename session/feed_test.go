@@ -28,7 +28,8 @@ func TestRevocationFeedEndsSessionsAtOnce(t *testing.T) {
 	ctx := context.Background()
 	reg := prometheus.NewRegistry()
 	hour := func(c *session.CacheConfig) { c.Revalidate = time.Hour }
-	a := externalCache(t, f, shared, hour)
+	regA := prometheus.NewRegistry()
+	a := externalCache(t, f, shared, func(c *session.CacheConfig) { hour(c); c.Registerer = regA })
 	b := externalCache(t, f, shared, func(c *session.CacheConfig) { hour(c); c.Registerer = reg })
 
 	ext := f.iss.Sign(t, "k1", f.iss.Claims("bob", googleAud), nil)
@@ -105,6 +106,14 @@ func TestRevocationFeedEndsSessionsAtOnce(t *testing.T) {
 		return metrictest.Counter(t, reg, "keyfort_session_ended_total", map[string]string{"reason": "revoked"})
 	}
 	waitFor(t, "b's ended_total{reason=revoked} to count its session", func() bool { return revoked(reg) == 1 })
+	// The cache that ended the token counts a logout, though its own tombstone came back to it
+	// through the feed.
+	waitFor(t, "a's ended_total{reason=logout}", func() bool {
+		return metrictest.Counter(t, regA, "keyfort_session_ended_total", map[string]string{"reason": "logout"}) == 1
+	})
+	if n := revoked(regA); n != 0 {
+		t.Errorf("a's own End counted as %v revocation(s)", n)
+	}
 	waitFor(t, "k's ended_total{reason=revoked} to count three sessions", func() bool { return revoked(regK) == 3 })
 	if n := metrictest.Counter(t, regK, "keyfort_session_revocation_events_total", map[string]string{"kind": "family"}); n != 2 {
 		t.Errorf("family events: %v, want 2 (a logout, a reuse)", n)

@@ -99,8 +99,9 @@ type Session struct {
 	creds map[string]*leased
 	ended bool
 	// revoked is set (under mu) when a revocation (the store's feed, or a revalidation that found
-	// one) ends the session; beside ended, it takes no room of its own.
-	revoked bool
+	// one) ends the session, loggedOut when this cache's End does (its own tombstone comes back
+	// through the feed: still a logout). Beside ended, they take no room of their own.
+	revoked, loggedOut bool
 	// over is set when the session ends; the hot path reads it without a lock.
 	over atomic.Bool
 	// deadline is the absolute end (unix nanoseconds): the earlier of the cache TTL and the token's exp.
@@ -781,14 +782,21 @@ func (c *Cache) End(ctx context.Context, raw string, expiresAt time.Time) error 
 		return fmt.Errorf("%w: not a compact JWS", ErrUnauthenticated)
 	}
 	key := c.key(signed)
+	s := c.hotGet(key)
+	if s != nil {
+		s.markLoggedOut(true)
+	}
 	if c.store != nil {
 		if err := c.store.Tombstone(ctx, key.String(), expiresAt); err != nil {
+			if s != nil {
+				s.markLoggedOut(false)
+			}
 			return fmt.Errorf("%w: %v", ErrStoreUnavailable, err)
 		}
 	}
 	// Out of the hit path now, not when otter's deletion callback gets to it: the next call with
 	// this token is refused at once.
-	if s := c.hotGet(key); s != nil {
+	if s != nil {
 		s.over.Store(true)
 		c.hotDelete(key, s)
 	}
@@ -820,8 +828,15 @@ func (c *Cache) Close() error {
 	return nil
 }
 
+// wasRevoked reports whether a revocation, not this cache's End, ended s.
 func (s *Session) wasRevoked() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.revoked
+	return s.revoked && !s.loggedOut
+}
+
+func (s *Session) markLoggedOut(on bool) {
+	s.mu.Lock()
+	s.loggedOut = on
+	s.mu.Unlock()
 }

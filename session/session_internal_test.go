@@ -4,6 +4,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unsafe"
 )
 
 func TestEqualConstantTime(t *testing.T) {
@@ -62,5 +63,14 @@ func TestRecentRevocationsAreForgotten(t *testing.T) {
 	sh.remember(recentKey{"f2", false}, later+1) // again: one entry
 	if len(sh.order) != 1 || !sh.revokedRecently(recentKey{"f2", false}, later+1) {
 		t.Errorf("a repeated revocation: %d in order", len(sh.order))
+	}
+}
+
+// TestSessionFitsItsSizeClass: a Session is 288 bytes, exactly one of Go's allocation size classes;
+// a field more would put it in the 320-byte class and cost every cached session 32 bytes (the
+// memory benchmark's figure), so growing it must be a decision, not an accident.
+func TestSessionFitsItsSizeClass(t *testing.T) {
+	if n := unsafe.Sizeof(Session{}); n > 288 {
+		t.Errorf("Session is %d bytes: past the 288-byte size class (see performance.md, memory per session)", n)
 	}
 }
