@@ -104,6 +104,11 @@ func (c *Cache) onRevocation(r Revocation) {
 	case r.Token != "":
 		c.metrics.events.WithLabelValues("token").Inc()
 		var k tokenKey
+		// The length first: Decode writes as much as the input holds, and anyone who may publish
+		// on the channel chooses the input.
+		if base64.RawURLEncoding.DecodedLen(len(r.Token)) != len(k) {
+			return
+		}
 		if n, err := base64.RawURLEncoding.Decode(k[:], []byte(r.Token)); err == nil && n == len(k) {
 			sh := c.shardOf(r.Token)
 			sh.mu.Lock()

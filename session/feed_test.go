@@ -169,8 +169,10 @@ func TestRevocationFeedResync(t *testing.T) {
 	}
 	waitDone(t, sb)
 
-	// Events the cache cannot use are ignored: a token key that is not one, an unknown family.
+	// Events the cache cannot use are ignored: a token key that is not one (too short, too long for
+	// a key: anyone allowed the channel chooses them), an unknown family.
 	held.deliver(session.Revocation{Token: "not base64!"})
+	held.deliver(session.Revocation{Token: strings.Repeat("QUFB", 64)})
 	held.deliver(session.Revocation{Family: "unknown"})
 }
 
