@@ -268,13 +268,7 @@ func TestServeRedisPasswordFromAProvider(t *testing.T) {
 		t.Errorf("check as a user without the channel: exit %d, want 0 and the feed off naming the ACL rule:\n%s%s", r.code, r.stdout, r.stderr)
 	}
 
-	_, log, _ := startServe(t, append(env, "KFSERVE_REDIS_PASSWORD="+pw), "--config", cfg, "--grpc-addr", "127.0.0.1:0")
-	rt := runtimeClient(t, log.String())
-	started, err := rt.StartIdentitySession(ctx, &pb.StartIdentitySessionRequest{IdentityProvider: "google",
-		ExternalToken: iss.Sign(t, "k1", iss.Claims("alice", "client-1"), nil)})
-	if err != nil {
-		t.Fatal(err)
-	}
+	rt, log, started := serveAndStart(t, append(env, "KFSERVE_REDIS_PASSWORD="+pw), cfg, iss)
 	if _, err := rt.RefreshIdentitySession(ctx, &pb.RefreshIdentitySessionRequest{RefreshToken: started.GetTokens().GetRefreshToken()}); err != nil {
 		t.Fatalf("refresh through the Redis store: %v", err)
 	}
@@ -311,16 +305,11 @@ func TestServeThroughSentinel(t *testing.T) {
 		t.Fatalf("check through the Sentinel: exit %d:\n%s%s", r.code, r.stdout, r.stderr)
 	}
 
-	_, log, _ := startServe(t, env, "--config", cfg, "--grpc-addr", "127.0.0.1:0")
-	rt := runtimeClient(t, log.String())
-	started, err := rt.StartIdentitySession(ctx, &pb.StartIdentitySessionRequest{IdentityProvider: "google",
-		ExternalToken: iss.Sign(t, "k1", iss.Claims("alice", "client-1"), nil)})
-	if err != nil {
-		t.Fatal(err)
-	}
+	rt, log, started := serveAndStart(t, env, cfg, iss)
 	sen.SyncReplica(t) // the family must be on the replica before it is promoted
 	sen.Failover(t)
 	var refreshed *pb.RefreshIdentitySessionResponse
+	var err error
 	for range 100 { // calls during the switch fail closed (Unavailable); the client retries
 		refreshed, err = rt.RefreshIdentitySession(ctx, &pb.RefreshIdentitySessionRequest{RefreshToken: started.GetTokens().GetRefreshToken()})
 		if status.Code(err) != codes.Unavailable {
@@ -561,13 +550,7 @@ func TestServeOnRedisCluster(t *testing.T) {
 	if r.code != 0 || !strings.Contains(r.stdout, "connected, revocation feed on") {
 		t.Fatalf("check on the cluster: exit %d:\n%s%s", r.code, r.stdout, r.stderr)
 	}
-	_, log, _ := startServe(t, env, "--config", cfg, "--grpc-addr", "127.0.0.1:0")
-	rt := runtimeClient(t, log.String())
-	started, err := rt.StartIdentitySession(ctx, &pb.StartIdentitySessionRequest{IdentityProvider: "google",
-		ExternalToken: iss.Sign(t, "k1", iss.Claims("alice", "client-1"), nil)})
-	if err != nil {
-		t.Fatal(err)
-	}
+	rt, _, started := serveAndStart(t, env, cfg, iss)
 	tok := started.GetTokens().GetRefreshToken()
 	for range 2 {
 		next, err := rt.RefreshIdentitySession(ctx, &pb.RefreshIdentitySessionRequest{RefreshToken: tok})
@@ -606,4 +589,18 @@ identity:
     issuer: https://keyfort.test
     redis_url: %q
 `, pw, issuer, redisURL))
+}
+
+// serveAndStart runs serve with env and the configuration file cfg, and starts a session for alice
+// with an ID token of iss (audience client-1).
+func serveAndStart(t *testing.T, env []string, cfg string, iss *oidctest.Issuer) (pb.IdentityRuntimeServiceClient, *hosttest.Log, *pb.StartIdentitySessionResponse) {
+	t.Helper()
+	_, log, _ := startServe(t, env, "--config", cfg, "--grpc-addr", "127.0.0.1:0")
+	rt := runtimeClient(t, log.String())
+	started, err := rt.StartIdentitySession(context.Background(), &pb.StartIdentitySessionRequest{IdentityProvider: "google",
+		ExternalToken: iss.Sign(t, "k1", iss.Claims("alice", "client-1"), nil)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rt, log, started
 }
