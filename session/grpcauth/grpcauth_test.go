@@ -206,6 +206,34 @@ func TestStreamEndsWithItsSession(t *testing.T) {
 	})
 }
 
+// TestStreamEndsWhenAnotherReplicaEndsItsSession: a replica's open stream ends when another
+// replica, sharing the session store, ends the token's session (its revocation feed), though the
+// stream's server would not revalidate the session for an hour.
+func TestStreamEndsWhenAnotherReplicaEndsItsSession(t *testing.T) {
+	eachWiring(t, func(t *testing.T, w wiring) {
+		shared := session.NewMemoryStore(nil)
+		s := startWith(t, w, func(c *session.CacheConfig) { c.Store, c.Revalidate = shared, time.Hour }, nil)
+		other, err := session.NewCache(session.CacheConfig{Authenticator: auth{}, Store: shared})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = other.Close() })
+		tok := s.token(t)
+		ctx := metadata.AppendToOutgoingContext(context.Background(), "authorization", "Bearer "+tok)
+		stream, err := s.client(t).Watch(ctx, &healthpb.HealthCheckRequest{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := stream.Recv(); err != nil {
+			t.Fatal(err)
+		}
+		if err := other.End(context.Background(), tok, time.Now().Add(time.Hour)); err != nil {
+			t.Fatal(err)
+		}
+		streamEnds(t, stream, "was ended by another replica")
+	})
+}
+
 // TestStreamEndsWhenItsSessionExpires: a session reaching its token's expiry in the middle of a
 // stream ends the stream.
 func TestStreamEndsWhenItsSessionExpires(t *testing.T) {
