@@ -236,6 +236,11 @@ func newClient(cfg Config) (redis.UniversalClient, error) {
 		}
 		tlsConfig, build = &opts.TLSConfig, func() redis.UniversalClient { return redis.NewClient(opts) }
 	}
+	if *tlsConfig != nil && (*tlsConfig).InsecureSkipVerify {
+		// go-redis reads skip_verify=true from the URL; an unverified Redis would be handed every
+		// refresh-token family and tombstone, so it is refused rather than obeyed.
+		return nil, fmt.Errorf("%w: redisstore: url: skip_verify is refused (trust a private CA with identity.session.redis_tls ca_file instead)", provider.ErrInvalidConfig)
+	}
 	if !cfg.TLS.isZero() {
 		if *tlsConfig == nil {
 			return nil, fmt.Errorf("%w: redisstore: TLS settings need a rediss:// URL", provider.ErrInvalidConfig)

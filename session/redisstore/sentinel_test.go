@@ -2,11 +2,13 @@ package redisstore_test
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/keyfort/keyfort/internal/redistest"
+	"github.com/keyfort/keyfort/provider"
 	"github.com/keyfort/keyfort/session"
 	"github.com/keyfort/keyfort/session/redisstore"
 	"github.com/keyfort/keyfort/session/sessiontest"
@@ -99,6 +101,21 @@ func TestRedactedURL(t *testing.T) {
 		}
 		if strings.Contains(got, "Pa55") {
 			t.Errorf("%q shows a password", got)
+		}
+	}
+}
+
+// TestSkipVerifyRefused: go-redis would turn TLS verification off for skip_verify=true in the URL;
+// the store refuses such a URL, whatever the topology, before connecting.
+func TestSkipVerifyRefused(t *testing.T) {
+	for _, u := range []string{
+		"rediss://127.0.0.1:1/0?skip_verify=true",
+		"rediss://127.0.0.1:1/0?master_name=m&skip_verify=true",
+		"rediss://127.0.0.1:1?cluster=true&skip_verify=true",
+	} {
+		_, err := redisstore.New(context.Background(), redisstore.Config{URL: u})
+		if !errors.Is(err, provider.ErrInvalidConfig) || !strings.Contains(err.Error(), "skip_verify") {
+			t.Errorf("%s: got %v, want ErrInvalidConfig naming skip_verify", u, err)
 		}
 	}
 }
