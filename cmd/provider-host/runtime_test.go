@@ -541,7 +541,7 @@ func mustRead(t *testing.T, path string) []byte {
 // check connects with the revocation feed on, and serve keeps its sessions there: a session starts
 // and refreshes, and reuse of the spent refresh token is caught.
 func TestServeOnRedisCluster(t *testing.T) {
-	url, _ := redistest.StartCluster(t)
+	url := redistest.StartCluster(t).URL
 	ctx := context.Background()
 	iss := oidctest.New(t)
 	cfg := redisRuntimeConfig(t, iss.URL, url, false)

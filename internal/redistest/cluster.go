@@ -13,15 +13,29 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// StartCluster starts a Redis Cluster of three masters (each a redis-server of its own on
-// 127.0.0.1, a third of the hash slots each), waits until it is healthy, and returns the store URL
-// that reaches it (cluster=true, every node as a seed). The nodes stop when the test ends. Without
-// a redis-server binary the test is skipped (it fails where KEYFORT_REQUIRE_SERVERS=1).
-func StartCluster(tb testing.TB) (url string, nodes []string) {
+// Cluster is a Redis Cluster of three masters (each a redis-server of its own on 127.0.0.1, a
+// third of the hash slots each) and, when asked for, a replica of each. The nodes stop when the
+// test ends.
+type Cluster struct {
+	// URL is the store URL that reaches it (cluster=true, every master as a seed).
+	URL string
+	// Masters are the masters' addresses; Replicas[i] replicates Masters[i] (when there are
+	// replicas).
+	Masters, Replicas []string
+}
+
+// StartCluster starts a cluster of three masters and waits until it is healthy. Without a
+// redis-server binary the test is skipped (it fails where KEYFORT_REQUIRE_SERVERS=1).
+func StartCluster(tb testing.TB) *Cluster { return startCluster(tb, false) }
+
+// StartClusterWithReplicas is StartCluster with a replica of each master, for failovers.
+func StartClusterWithReplicas(tb testing.TB) *Cluster { return startCluster(tb, true) }
+
+func startCluster(tb testing.TB, replicas bool) *Cluster {
 	tb.Helper()
 	bin := serverBin(tb)
 	dir := tb.TempDir()
-	for range 3 {
+	node := func() string {
 		port := freePort(tb)
 		d := filepath.Join(dir, "node"+port)
 		if err := os.MkdirAll(d, 0o700); err != nil {
@@ -36,45 +50,91 @@ func StartCluster(tb testing.TB) (url string, nodes []string) {
 		tb.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
 		addr := net.JoinHostPort("127.0.0.1", port)
 		waitPing(tb, addr, filepath.Join(d, "redis.log"))
-		nodes = append(nodes, addr)
+		return addr
+	}
+	c := &Cluster{}
+	for range 3 {
+		c.Masters = append(c.Masters, node())
 	}
 	ctx := context.Background()
+	do := func(addr string, args ...any) *redis.Cmd {
+		cl := redis.NewClient(&redis.Options{Addr: addr})
+		defer cl.Close()
+		return cl.Do(ctx, args...)
+	}
+	meet := func(addr string) {
+		h, p, _ := net.SplitHostPort(addr)
+		if err := do(c.Masters[0], "CLUSTER", "MEET", h, p).Err(); err != nil {
+			tb.Fatalf("CLUSTER MEET %s: %v", addr, err)
+		}
+	}
 	const slots = 16384
-	for i, addr := range nodes {
-		c := redis.NewClient(&redis.Options{Addr: addr})
-		from, to := i*slots/3, (i+1)*slots/3-1
-		if err := c.Do(ctx, "CLUSTER", "ADDSLOTSRANGE", from, to).Err(); err != nil {
-			_ = c.Close()
+	for i, addr := range c.Masters {
+		if err := do(addr, "CLUSTER", "ADDSLOTSRANGE", i*slots/3, (i+1)*slots/3-1).Err(); err != nil {
 			tb.Fatalf("CLUSTER ADDSLOTSRANGE on %s: %v", addr, err)
 		}
 		if i > 0 {
-			h, p, _ := net.SplitHostPort(addr)
-			first := redis.NewClient(&redis.Options{Addr: nodes[0]})
-			err := first.Do(ctx, "CLUSTER", "MEET", h, p).Err()
-			_ = first.Close()
-			if err != nil {
-				_ = c.Close()
-				tb.Fatalf("CLUSTER MEET %s: %v", addr, err)
-			}
+			meet(addr)
 		}
-		_ = c.Close()
 	}
-	for _, addr := range nodes {
-		c := redis.NewClient(&redis.Options{Addr: addr})
+	all := c.Masters
+	if replicas {
+		for _, m := range c.Masters {
+			id, err := do(m, "CLUSTER", "MYID").Text()
+			if err != nil {
+				tb.Fatal(err)
+			}
+			r := node()
+			meet(r)
+			// A replica can follow its master once it has heard of it through the cluster bus.
+			var rerr error
+			for range 200 {
+				if rerr = do(r, "CLUSTER", "REPLICATE", id).Err(); rerr == nil {
+					break
+				}
+				time.Sleep(50 * time.Millisecond)
+			}
+			if rerr != nil {
+				tb.Fatalf("CLUSTER REPLICATE on %s: %v", r, rerr)
+			}
+			c.Replicas = append(c.Replicas, r)
+		}
+		all = append(append([]string(nil), c.Masters...), c.Replicas...)
+	}
+	known := "cluster_known_nodes:" + map[bool]string{false: "3", true: "6"}[replicas]
+	for _, addr := range all {
 		ok := false
 		for range 400 {
-			info, err := c.ClusterInfo(ctx).Result()
-			if err == nil && strings.Contains(info, "cluster_state:ok") && strings.Contains(info, "cluster_known_nodes:3") {
+			info, err := do(addr, "CLUSTER", "INFO").Text()
+			if err == nil && strings.Contains(info, "cluster_state:ok") && strings.Contains(info, known) {
 				ok = true
 				break
 			}
 			time.Sleep(50 * time.Millisecond)
 		}
-		_ = c.Close()
 		if !ok {
 			tb.Fatalf("the cluster never became healthy at %s", addr)
 		}
 	}
-	url = "redis://" + nodes[0] + "?cluster=true&addr=" + nodes[1] + "&addr=" + nodes[2]
-	return url, nodes
+	c.URL = "redis://" + c.Masters[0] + "?cluster=true&addr=" + c.Masters[1] + "&addr=" + c.Masters[2]
+	return c
+}
+
+// Failover promotes Replicas[i] in place of Masters[i] (CLUSTER FAILOVER, coordinated with the
+// master, so no acknowledged write is lost) and waits until the replica reports itself master.
+func (c *Cluster) Failover(tb testing.TB, i int) {
+	tb.Helper()
+	ctx := context.Background()
+	r := redis.NewClient(&redis.Options{Addr: c.Replicas[i]})
+	defer r.Close()
+	if err := r.Do(ctx, "CLUSTER", "FAILOVER").Err(); err != nil {
+		tb.Fatalf("CLUSTER FAILOVER on %s: %v", c.Replicas[i], err)
+	}
+	for range 400 {
+		if role, err := r.Do(ctx, "ROLE").Slice(); err == nil && len(role) > 0 && role[0] == "master" {
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	tb.Fatalf("%s never became master", c.Replicas[i])
 }

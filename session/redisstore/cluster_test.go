@@ -19,7 +19,8 @@ import (
 // spread over the nodes' slots, and every revocation, whichever node holds its key, reaches the
 // other store's feed.
 func TestCluster(t *testing.T) {
-	url, nodes := redistest.StartCluster(t)
+	cl := redistest.StartCluster(t)
+	url, nodes := cl.URL, cl.Masters
 	ctx := context.Background()
 	open := func(t *testing.T, prefix string) *redisstore.Store {
 		s, err := redisstore.New(ctx, redisstore.Config{URL: url, Prefix: prefix})
@@ -71,4 +72,63 @@ func TestCluster(t *testing.T) {
 			t.Errorf("the families are on %d node(s): the test did not spread them over the cluster", holding)
 		}
 	})
+}
+
+// TestClusterFailover: in a cluster whose masters have replicas, a master is failed over (its
+// replica promoted by the cluster, CLUSTER FAILOVER): the store follows the slots to the new master
+// (go-redis's MOVED handling), every family written before is there, rotation works, and the
+// revocation feed still carries events.
+func TestClusterFailover(t *testing.T) {
+	cl := redistest.StartClusterWithReplicas(t)
+	ctx := context.Background()
+	prefix := uniqueName("kf-cluster:") + ":"
+	s, err := redisstore.New(ctx, redisstore.Config{URL: cl.URL, Prefix: prefix})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ch := events(t, s)
+	// Families until a few live on the master to be failed over (keys hash to slots).
+	m0 := redis.NewClient(&redis.Options{Addr: cl.Masters[0]})
+	defer m0.Close()
+	n := 0
+	for on0 := 0; on0 < 3; n++ {
+		if n == 300 {
+			t.Fatal("no family hashed to the first master's slots")
+		}
+		if err := s.CreateFamily(ctx, session.Family{ID: fmt.Sprintf("fam-%d", n), Current: "j1", ExpiresAt: time.Now().Add(time.Hour)}); err != nil {
+			t.Fatal(err)
+		}
+		keys, err := m0.Keys(ctx, prefix+"fam:*").Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		on0 = len(keys)
+	}
+	cl.Failover(t, 0)
+	for i := range n {
+		id := fmt.Sprintf("fam-%d", i)
+		var f session.Family
+		for range 100 { // a call may meet the switch; go-redis follows the MOVED that comes after
+			if f, err = s.Family(ctx, id); err == nil {
+				break
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		if err != nil || f.Revoked || f.Current != "j1" {
+			t.Fatalf("family %s after the failover: %+v, %v", id, f, err)
+		}
+		if _, out, err := s.Rotate(ctx, id, "j1", "j2", time.Now(), time.Second); err != nil || out != session.Rotated {
+			t.Fatalf("rotation of %s after the failover: %v, %v", id, out, err)
+		}
+	}
+	if err := s.RevokeFamily(ctx, "fam-0"); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		r := nextEvent(t, ch, "a revocation after the failover")
+		if r.Family == "fam-0" {
+			return
+		}
+	}
 }
