@@ -76,6 +76,7 @@ func (c *Cache) subscribe(feed RevocationFeed, timeout time.Duration) {
 	defer cancel()
 	stop, err := feed.SubscribeRevocations(ctx, c.onRevocation)
 	if err != nil {
+		c.metrics.feed.Set(0)
 		c.log.Warn("keyfort: the session store's revocation feed is unavailable; revocations by other replicas take effect at revalidation only",
 			slog.Duration("revalidate", c.revalidateForLog()), slog.String("error", err.Error()))
 		if c.revalidate == neverInterval {
@@ -84,6 +85,7 @@ func (c *Cache) subscribe(feed RevocationFeed, timeout time.Duration) {
 		return
 	}
 	c.feedStop = stop
+	c.metrics.feed.Set(1)
 }
 
 func (c *Cache) revalidateForLog() time.Duration {

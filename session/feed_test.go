@@ -191,10 +191,17 @@ func TestRevocationFeedUnavailable(t *testing.T) {
 	f := newFixture(t, shared)
 	ctx := context.Background()
 	var logs bytes.Buffer
-	a := externalCache(t, f, shared, nil)
+	regA, regB := prometheus.NewRegistry(), prometheus.NewRegistry()
+	a := externalCache(t, f, shared, func(c *session.CacheConfig) { c.Registerer = regA })
 	b := externalCache(t, f, failingFeed{shared}, func(c *session.CacheConfig) {
 		c.Now, c.Revalidate, c.Logger = f.clk.Now, 10*time.Second, slog.New(slog.NewTextHandler(&logs, nil))
+		c.Registerer = regB
 	})
+	const subscribed = "keyfort_session_revocation_feed_subscribed"
+	if metrictest.Counter(t, regA, subscribed, nil) != 1 || metrictest.Counter(t, regB, subscribed, nil) != 0 {
+		t.Errorf("%s: %v on the cache that follows the feed (want 1), %v on the one that could not (want 0)",
+			subscribed, metrictest.Counter(t, regA, subscribed, nil), metrictest.Counter(t, regB, subscribed, nil))
+	}
 	if !strings.Contains(logs.String(), "revocation feed is unavailable") || !strings.Contains(logs.String(), "revalidate=10s") {
 		t.Errorf("no warning naming the fallback: %q", logs.String())
 	}

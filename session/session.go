@@ -367,6 +367,7 @@ type cacheMetrics struct {
 	creation prometheus.Histogram
 	renewals *prometheus.CounterVec
 	events   *prometheus.CounterVec
+	feed     prometheus.Gauge
 	hit      prometheus.Counter
 	miss     prometheus.Counter
 }
@@ -475,9 +476,11 @@ func newCacheMetrics(reg prometheus.Registerer) cacheMetrics {
 			Name: "lease_renewals_total", Help: "Session credential lease renewals by result (renewed, replaced, failed)."}, []string{"result"}),
 		events: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "keyfort", Subsystem: "session",
 			Name: "revocation_events_total", Help: "Events of the store's revocation feed received, by kind (family, token, resync)."}, []string{"kind"}),
+		feed: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "keyfort", Subsystem: "session",
+			Name: "revocation_feed_subscribed", Help: "1 when the cache follows its store's revocation feed; 0 when it does not (no feed, or one that could not be subscribed to: revocations by other replicas then wait for revalidation)."}),
 	}
 	if reg != nil {
-		for _, col := range []prometheus.Collector{m.lookups, m.created, m.ended, m.creation, m.renewals, m.events} {
+		for _, col := range []prometheus.Collector{m.lookups, m.created, m.ended, m.creation, m.renewals, m.events, m.feed} {
 			_ = reg.Register(col)
 		}
 	}

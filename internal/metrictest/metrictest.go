@@ -6,8 +6,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// Counter sums the counters named name in reg whose labels include every pair of labels (all of
-// them when labels is empty); 0 when there is none.
+// Counter sums the counters (or gauges) named name in reg whose labels include every pair of labels
+// (all of them when labels is empty); 0 when there is none.
 func Counter(tb testing.TB, reg prometheus.Gatherer, name string, labels map[string]string) float64 {
 	tb.Helper()
 	families, err := reg.Gather()
@@ -32,7 +32,7 @@ func Counter(tb testing.TB, reg prometheus.Gatherer, name string, labels map[str
 				}
 			}
 			if match {
-				n += m.GetCounter().GetValue()
+				n += m.GetCounter().GetValue() + m.GetGauge().GetValue() // each nil-safe: one is 0
 			}
 		}
 	}

@@ -28,6 +28,12 @@ func TestCounter(t *testing.T) {
 			t.Errorf("%v: got %v, want %v", tc.labels, got, tc.want)
 		}
 	}
+	g := prometheus.NewGauge(prometheus.GaugeOpts{Name: "up", Help: "h"})
+	reg.MustRegister(g)
+	g.Set(1)
+	if got := metrictest.Counter(t, reg, "up", nil); got != 1 {
+		t.Errorf("a gauge: got %v, want 1", got)
+	}
 	if got := metrictest.Counter(t, reg, "absent_total", nil); got != 0 {
 		t.Errorf("an absent counter: %v", got)
 	}
