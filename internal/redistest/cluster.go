@@ -2,9 +2,8 @@ package redistest
 
 import (
 	"context"
+	"fmt"
 	"net"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -35,22 +34,12 @@ func startCluster(tb testing.TB, replicas bool) *Cluster {
 	tb.Helper()
 	bin := serverBin(tb)
 	dir := tb.TempDir()
+	n := 0
 	node := func() string {
-		port := freePort(tb)
-		d := filepath.Join(dir, "node"+port)
-		if err := os.MkdirAll(d, 0o700); err != nil {
-			tb.Fatal(err)
-		}
-		cmd := exec.Command(bin, "--port", port, "--bind", "127.0.0.1", "--dir", d, "--logfile", filepath.Join(d, "redis.log"),
-			"--save", "", "--appendonly", "no", "--cluster-enabled", "yes", "--cluster-config-file", filepath.Join(d, "nodes.conf"),
-			"--cluster-node-timeout", "2000")
-		if err := cmd.Start(); err != nil {
-			tb.Fatal(err)
-		}
-		tb.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-		addr := net.JoinHostPort("127.0.0.1", port)
-		waitPing(tb, addr, filepath.Join(d, "redis.log"))
-		return addr
+		n++
+		d := filepath.Join(dir, fmt.Sprintf("node%d", n))
+		return startServer(tb, bin, d, "--save", "", "--appendonly", "no", "--cluster-enabled", "yes",
+			"--cluster-config-file", filepath.Join(d, "nodes.conf"), "--cluster-node-timeout", "2000")
 	}
 	c := &Cluster{}
 	for range 3 {

@@ -35,20 +35,7 @@ func StartSentinel(tb testing.TB) *Sentinel {
 	bin := serverBin(tb)
 	dir := tb.TempDir()
 	start := func(name string, args ...string) string {
-		port := freePort(tb)
-		d := filepath.Join(dir, name)
-		if err := os.MkdirAll(d, 0o700); err != nil {
-			tb.Fatal(err)
-		}
-		cmd := exec.Command(bin, append(args, "--port", port, "--bind", "127.0.0.1", "--dir", d,
-			"--logfile", filepath.Join(d, "redis.log"))...)
-		if err := cmd.Start(); err != nil {
-			tb.Fatal(err)
-		}
-		tb.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-		addr := net.JoinHostPort("127.0.0.1", port)
-		waitPing(tb, addr, filepath.Join(d, "redis.log"))
-		return addr
+		return startServer(tb, bin, filepath.Join(dir, name), args...)
 	}
 	s := &Sentinel{}
 	s.Master = start("master", "--save", "", "--appendonly", "no")
@@ -161,4 +148,23 @@ func (s *Sentinel) SyncReplica(tb testing.TB) {
 	if n, err := master.Do(ctx, "WAIT", 1, 5000).Int(); err != nil || n < 1 {
 		tb.Fatalf("WAIT: %d replica(s) acknowledged, %v", n, err)
 	}
+}
+
+// startServer starts a redis-server with args on a free port of 127.0.0.1, its files in dir, waits
+// until it answers, and returns its address; it is killed when the test ends.
+func startServer(tb testing.TB, bin, dir string, args ...string) string {
+	tb.Helper()
+	port := freePort(tb)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		tb.Fatal(err)
+	}
+	logFile := filepath.Join(dir, "redis.log")
+	cmd := exec.Command(bin, append(args, "--port", port, "--bind", "127.0.0.1", "--dir", dir, "--logfile", logFile)...)
+	if err := cmd.Start(); err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	addr := net.JoinHostPort("127.0.0.1", port)
+	waitPing(tb, addr, logFile)
+	return addr
 }

@@ -14,12 +14,8 @@ import (
 
 	"github.com/keyfort/keyfort/internal/redistest"
 	"github.com/keyfort/keyfort/provider"
-	"github.com/keyfort/keyfort/providers/memory"
 	"github.com/keyfort/keyfort/session"
-	"github.com/keyfort/keyfort/session/oidc"
-	"github.com/keyfort/keyfort/session/oidc/oidctest"
 	"github.com/keyfort/keyfort/session/redisstore"
-	"github.com/keyfort/keyfort/session/token"
 )
 
 // storeURL is the test server's URL with the client name set (to find the store's connections in
@@ -220,18 +216,8 @@ func TestFeedNeedsTheChannelPermission(t *testing.T) {
 func TestLogoutEndsSessionsOnOtherReplicasAtOnce(t *testing.T) {
 	ctx := context.Background()
 	_, prefix := redistest.Client(t)
-	mem, err := memory.New(ctx, memory.Config{SigningKeys: map[string]memory.KeySetConfig{"session": {}},
-		Credentials: map[string]memory.CredentialsConfig{"db": {TTL: "1h"}}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	keys, _ := provider.NewClient(mem, provider.ClientConfig{Name: "memory"})
-	defer keys.Close()
-	iss := oidctest.New(t)
-	google, err := oidc.New(ctx, oidc.Config{Issuer: iss.URL, Audience: "client-1"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	f := newReplicaFixture(t)
+	keys, iss := f.keys, f.iss
 	type replica struct {
 		m *session.Manager
 		c *session.Cache
@@ -242,14 +228,7 @@ func TestLogoutEndsSessionsOnOtherReplicasAtOnce(t *testing.T) {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { _ = store.Close() })
-		m, err := session.NewManager(session.Config{
-			Issuer: "https://keyfort.test", Audience: "api", Store: store,
-			Keys: token.KeySourceFunc(func(ctx context.Context) (provider.KeySet, error) { return keys.SigningKeys(ctx, "session") }),
-			IdPs: map[string]*oidc.Verifier{"google": google},
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
+		m := f.manager(t, store, nil)
 		c, err := session.NewCache(session.CacheConfig{Authenticator: m, Store: store, Revalidate: time.Hour,
 			Credentials: session.CredentialsFunc(func(ctx context.Context, role string, id provider.Sensitive) (provider.Credentials, session.Leaser, error) {
 				cr, err := keys.Credentials(ctx, provider.CredentialRequest{Role: role, Identity: id})

@@ -41,31 +41,14 @@ func TestStoreContract(t *testing.T) {
 func TestTwoReplicasAgree(t *testing.T) {
 	ctx := context.Background()
 	rdb, prefix := redistest.Client(t)
-	mem, err := memory.New(ctx, memory.Config{SigningKeys: map[string]memory.KeySetConfig{"session": {}}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	keys, _ := provider.NewClient(mem, provider.ClientConfig{Name: "memory"})
-	defer keys.Close()
-	iss := oidctest.New(t)
-	google, err := oidc.New(ctx, oidc.Config{Issuer: iss.URL, Audience: "client-1"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	f := newReplicaFixture(t)
+	iss := f.iss
 	replica := func() *session.Manager {
 		store, err := redisstore.New(ctx, redisstore.Config{Client: rdb, Prefix: prefix})
 		if err != nil {
 			t.Fatal(err)
 		}
-		m, err := session.NewManager(session.Config{
-			Issuer: "https://keyfort.test", Audience: "api", Store: store, // no HashKey: the store's
-			Keys: token.KeySourceFunc(func(ctx context.Context) (provider.KeySet, error) { return keys.SigningKeys(ctx, "session") }),
-			IdPs: map[string]*oidc.Verifier{"google": google}, RefreshGrace: -1,
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return m
+		return f.manager(t, store, func(c *session.Config) { c.RefreshGrace = -1 })
 	}
 	a, b := replica(), replica()
 	start := func(sub string) session.Tokens {
@@ -385,4 +368,49 @@ func commandCount(t *testing.T, reg *prometheus.Registry, command string) float6
 func counterValue(t *testing.T, reg *prometheus.Registry, name, command string) float64 {
 	t.Helper()
 	return metrictest.Counter(t, reg, name, map[string]string{"command": command})
+}
+
+// replicaFixture is what replicas share besides their store: a memory provider serving the session
+// key set and leased "db" credentials, and an OpenID issuer the Managers trust as "google".
+type replicaFixture struct {
+	keys   *provider.Client
+	iss    *oidctest.Issuer
+	google *oidc.Verifier
+}
+
+func newReplicaFixture(t *testing.T) *replicaFixture {
+	t.Helper()
+	ctx := context.Background()
+	mem, err := memory.New(ctx, memory.Config{SigningKeys: map[string]memory.KeySetConfig{"session": {}},
+		Credentials: map[string]memory.CredentialsConfig{"db": {TTL: "1h"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys, err := provider.NewClient(mem, provider.ClientConfig{Name: "memory"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = keys.Close() })
+	iss := oidctest.New(t)
+	google, err := oidc.New(ctx, oidc.Config{Issuer: iss.URL, Audience: "client-1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &replicaFixture{keys: keys, iss: iss, google: google}
+}
+
+// manager is a replica's Manager over store (no HashKey: the store's), with mut applied.
+func (f *replicaFixture) manager(t *testing.T, store session.Store, mut func(*session.Config)) *session.Manager {
+	t.Helper()
+	cfg := session.Config{Issuer: "https://keyfort.test", Audience: "api", Store: store,
+		Keys: token.KeySourceFunc(func(ctx context.Context) (provider.KeySet, error) { return f.keys.SigningKeys(ctx, "session") }),
+		IdPs: map[string]*oidc.Verifier{"google": f.google}}
+	if mut != nil {
+		mut(&cfg)
+	}
+	m, err := session.NewManager(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
 }
