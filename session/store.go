@@ -94,8 +94,9 @@ type Revocation struct {
 // concerns at once, with their leases, instead of at its next revalidation. MemoryStore and
 // redisstore.Store have one.
 //
-// Delivery is at most once: an event can be lost (then a Resync follows when the feed can tell), so
-// subscribers keep revalidating as a backstop.
+// Delivery is at most once: an event can be lost (then a Resync follows when the feed can tell: a
+// subscription made again, a subscriber too slow for the feed's queue), so subscribers keep
+// revalidating as a backstop.
 type RevocationFeed interface {
 	// SubscribeRevocations calls fn for every event from now until stop is called. Events reach fn
 	// one at a time, in the order the store applied them; fn must not block (it may run on the

@@ -24,6 +24,10 @@ const probePayload = "p:"
 // delivers a Resync.
 const feedHealthCheck = 5 * time.Second
 
+// feedQueue is how many events may wait for a slow subscriber before they are dropped (and a
+// Resync is delivered instead), in go-redis's channel and again in the Store's own queue.
+const feedQueue = 1024
+
 // probeFeed finds out whether this Redis user may publish on the feed's channel. Redis 7 gives new
 // ACL users no channel by default (acl-pubsub-default resetchannels): a user allowed the store's
 // keys but not the channel keeps working as before, without the feed, rather than failing every
@@ -51,7 +55,8 @@ func isNoPerm(err error) bool {
 // "<prefix>revocations": every Store on this Redis and prefix publishes there (in the same script
 // as the write it announces) and hears every other. The subscription has a connection of its own,
 // pinged when idle; after go-redis makes it again, fn gets a Resync, since Redis pub/sub keeps
-// nothing for a subscriber that was away.
+// nothing for a subscriber that was away. fn is called on one goroutine, one event at a time; a
+// subscriber that falls more than a queue of events behind loses the excess and gets a Resync.
 func (s *Store) SubscribeRevocations(ctx context.Context, fn func(session.Revocation)) (func(), error) {
 	if s.publish == "" {
 		return nil, fmt.Errorf("%w: redis: this user may not publish on the channel %q (ACL: allow &%s)",
@@ -68,20 +73,57 @@ func (s *Store) SubscribeRevocations(ctx context.Context, fn func(session.Revoca
 		_ = ps.Close()
 		return nil, fmt.Errorf("%w: redis: subscribing to %q: %v", session.ErrStoreUnavailable, s.channel, err)
 	}
-	ch := ps.ChannelWithSubscriptions(redis.WithChannelSize(1024), redis.WithChannelHealthCheckInterval(feedHealthCheck))
+	ch := ps.ChannelWithSubscriptions(redis.WithChannelSize(feedQueue), redis.WithChannelHealthCheckInterval(feedHealthCheck))
+	// Two goroutines: one drains go-redis's channel without ever blocking, so go-redis never
+	// waits on a full channel (it would drop a message after a minute and only log it); the
+	// other calls fn. When fn falls behind by a whole queue, events are dropped and fn gets a
+	// Resync once it has caught up, as after a lost connection: a slow subscriber loses events
+	// but knows it did.
+	q := make(chan session.Revocation, feedQueue)
+	lost := make(chan struct{}, 1)
 	done := make(chan struct{})
 	go func() {
-		defer close(done)
+		defer close(q)
 		for m := range ch {
+			var r session.Revocation
 			switch m := m.(type) {
 			case *redis.Subscription:
-				if m.Kind == "subscribe" { // the connection was made again: events may be lost
-					fn(session.Revocation{Resync: true})
+				if m.Kind != "subscribe" {
+					continue
 				}
+				r.Resync = true // the connection was made again: events may be lost
 			case *redis.Message:
-				if r, ok := parseEvent(m.Payload); ok {
-					fn(r)
+				var ok bool
+				if r, ok = parseEvent(m.Payload); !ok {
+					continue
 				}
+			default:
+				continue
+			}
+			select {
+			case q <- r:
+			default:
+				if s.dropped != nil {
+					s.dropped.Inc()
+				}
+				select {
+				case lost <- struct{}{}:
+				default:
+				}
+			}
+		}
+	}()
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case r, ok := <-q:
+				if !ok {
+					return
+				}
+				fn(r)
+			case <-lost:
+				fn(session.Revocation{Resync: true})
 			}
 		}
 	}()

@@ -5,13 +5,16 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"net/url"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/keyfort/keyfort/internal/metrictest"
 	"github.com/keyfort/keyfort/internal/redistest"
 	"github.com/keyfort/keyfort/provider"
 	"github.com/keyfort/keyfort/session"
@@ -131,6 +134,92 @@ func TestFeedResyncsAfterADroppedConnection(t *testing.T) {
 	}
 	if r := nextEvent(t, ch, "an event after the reconnection"); r != (session.Revocation{Token: "after"}) {
 		t.Errorf("got %+v", r)
+	}
+}
+
+// TestFeedResyncsWhenTheSubscriberFallsBehind: a subscriber that falls behind by more events than
+// the feed queues loses the excess, and knows it: it gets a Resync once it catches up, and the
+// store counts the drops. (go-redis alone would hold each event for a minute on a full channel,
+// then drop it with a log line the subscriber never sees.) The feed works as before afterwards.
+func TestFeedResyncsWhenTheSubscriberFallsBehind(t *testing.T) {
+	ctx := context.Background()
+	admin, prefix := redistest.Client(t)
+	reg := prometheus.NewRegistry()
+	s, err := redisstore.New(ctx, redisstore.Config{URL: redistest.URL(), Prefix: prefix, Registerer: reg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	gate := make(chan struct{})
+	ch := make(chan session.Revocation, 1<<16)
+	stop, err := s.SubscribeRevocations(ctx, func(r session.Revocation) {
+		<-gate
+		ch <- r
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(stop)
+	// Far more events than both queues hold (1024 each), published while the subscriber is stuck.
+	const n = 8192
+	pipe := admin.Pipeline()
+	for i := range n {
+		pipe.Publish(ctx, prefix+"revocations", fmt.Sprintf("t:k%d", i))
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// Wait until the store has dropped some: a subscriber let go earlier might keep up and
+	// prove nothing.
+	deadline := time.After(15 * time.Second)
+	for metrictest.Counter(t, reg, "keyfort_session_store_feed_dropped_total", nil) == 0 {
+		select {
+		case <-deadline:
+			t.Fatal("no event was dropped for a stuck subscriber")
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	close(gate)
+	seen := map[string]bool{}
+	for resync := false; !resync; {
+		r := nextEvent(t, ch, fmt.Sprintf("a Resync (after %d events)", len(seen)))
+		resync = r.Resync
+		if r.Token != "" {
+			if seen[r.Token] {
+				t.Fatalf("%s delivered twice", r.Token)
+			}
+			seen[r.Token] = true
+		}
+	}
+	if len(seen) >= n {
+		t.Errorf("all %d events delivered, yet some were counted as dropped", len(seen))
+	}
+	// The feed works again once the backlog is gone (an event published while it is not may be
+	// dropped too: publish until one comes through).
+	for i := 0; ; i++ {
+		after := fmt.Sprintf("after-%d", i)
+		if err := s.Tombstone(ctx, after, time.Now().Add(time.Minute)); err != nil {
+			t.Fatal(err)
+		}
+		r := nextEvent(t, ch, "an event after the subscriber caught up")
+		for r.Token != after && waiting(ch, &r) {
+		}
+		if r.Token == after {
+			break
+		}
+		if i == 50 {
+			t.Fatal("the feed delivers nothing new after a subscriber caught up")
+		}
+	}
+}
+
+// waiting sets *r to the next event on ch and reports whether one came within a short while.
+func waiting(ch <-chan session.Revocation, r *session.Revocation) bool {
+	select {
+	case *r = <-ch:
+		return true
+	case <-time.After(200 * time.Millisecond):
+		return false
 	}
 }
 

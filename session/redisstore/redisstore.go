@@ -29,6 +29,8 @@ type Store struct {
 	// channel carries the revocation feed; publish is empty when the Redis user may not publish
 	// on it (ACL), which turns the feed off rather than failing every revocation.
 	channel, publish string
+	// dropped counts feed events dropped for a subscriber that fell behind (nil: not counted).
+	dropped prometheus.Counter
 }
 
 var (
@@ -60,8 +62,9 @@ type Config struct {
 	// Prefix namespaces every key (default "keyfort:").
 	Prefix string
 	// Registerer, when set, receives the store's metrics: keyfort_session_store_commands_total and
-	// command_errors_total by command, and round_trip_seconds. Ignored when Client is set (a
-	// client the Store does not own keeps its hooks).
+	// command_errors_total by command, and round_trip_seconds (not when Client is set: a client
+	// the Store does not own keeps its hooks); and keyfort_session_store_feed_dropped_total, the
+	// revocation events dropped for a subscriber that fell behind.
 	Registerer prometheus.Registerer
 }
 
@@ -135,6 +138,17 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 			return nil, fmt.Errorf("redisstore: metrics: %w", err)
 		}
 		s.rdb.AddHook(h)
+	}
+	if cfg.Registerer != nil {
+		c, err := register(cfg.Registerer, prometheus.NewCounter(prometheus.CounterOpts{Namespace: "keyfort", Subsystem: "session_store",
+			Name: "feed_dropped_total", Help: "Revocation feed events dropped because a subscriber fell a whole queue behind; it was sent a Resync instead."}))
+		if err != nil {
+			if s.owned {
+				_ = s.rdb.Close()
+			}
+			return nil, fmt.Errorf("redisstore: metrics: %w", err)
+		}
+		s.dropped = c
 	}
 	if err := s.rdb.Ping(ctx).Err(); err != nil {
 		if s.owned {
