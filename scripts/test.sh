@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Keyfort's one test command: sets up what the tests need and runs them all.
 #   scripts/test.sh
-# Steps: formatting, vet, module tidiness, govulncheck, protobuf regeneration check, the servers the tests need
+# Steps: formatting, a check that every test docs/ names exists, vet, module tidiness, govulncheck, protobuf regeneration check, the servers the tests need
 # (scripts/services.sh: PostgreSQL and Redis on loopback, a Vault binary built once and cached), the full test
 # suite with the race detector (plugin processes are built from this checkout by the tests), a short
 # fuzzing pass on configuration parsing, and one iteration of every benchmark so they keep working.
@@ -28,6 +28,15 @@ for mod in . internal/tools/protogen internal/tools/vaultdev internal/tools/load
 			echo "go mod tidy changes $mod/go.mod or go.sum; run it and commit"; exit 1
 		fi)
 done
+
+step "docs: every test a document names exists"
+missing=0
+for name in $(grep -ohE '`(Test|Fuzz)[A-Za-z0-9_]+`' README.md docs/*.md docs/providers/*.md | tr -d '`' | sort -u); do
+	if ! git grep -qE "^func $name\(" -- '*_test.go'; then
+		echo "named in docs/ but no such test: $name"; missing=1
+	fi
+done
+[ "$missing" = 0 ]
 
 step "go vet"
 go vet ./...

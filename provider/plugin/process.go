@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"os/exec"
 	"sync"
@@ -117,6 +118,7 @@ type instance struct {
 	stop    func()      // go-plugin's stop: asks the plugin to exit, then kills it
 	process *os.Process // for a kill that a frozen plugin cannot hold up
 	pid     int
+	addr    net.Addr // where the plugin listens (AutoMTLS: only this host's certificate is served)
 	probing atomic.Bool
 }
 
@@ -213,7 +215,7 @@ func dispense(client *goplugin.Client) (*instance, error) {
 	}
 	inst := &instance{rpc: rc, exited: client.Exited, stop: client.Kill}
 	if rc := client.ReattachConfig(); rc != nil {
-		inst.pid = rc.Pid
+		inst.pid, inst.addr = rc.Pid, rc.Addr
 	}
 	return inst, nil
 }
