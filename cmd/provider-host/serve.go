@@ -35,6 +35,7 @@ func newServeCmd() *cobra.Command {
 		allow    []string
 		verbose  bool
 		cores    bool
+		noMlock  bool
 		drain    time.Duration
 	)
 	cmd := &cobra.Command{
@@ -82,7 +83,9 @@ close, revoking the leases they issued.`,
 					log.Warn("keyfort: could not keep secrets out of core dumps", slog.String("error", err.Error()))
 				}
 			}
-			return serve(ctx, log, files, listeners{http: httpAddr, grpc: grpcAddr, cert: tlsCert, key: tlsKey, clientCA: clientCA, allow: allowList, drain: drain})
+			// ... and no swap, where the process may lock its memory.
+			locked := !noMlock && harden.LockMemoryLogged(log)
+			return serve(ctx, log, files, listeners{http: httpAddr, grpc: grpcAddr, cert: tlsCert, key: tlsKey, clientCA: clientCA, allow: allowList, drain: drain, memoryLocked: locked})
 		},
 	}
 	cmd.Flags().StringArrayVarP(&files, "config", "c", nil, "configuration file (YAML, TOML or JSON); repeat to layer files")
@@ -94,6 +97,7 @@ close, revoking the leases they issued.`,
 	cmd.Flags().StringArrayVar(&allow, "tls-client-allow", nil, "with --tls-client-ca, an identity a client certificate must carry (repeat for several): a URI SAN such as a SPIFFE ID, exact or ending in /* for any under that path, or a DNS SAN")
 	cmd.Flags().DurationVar(&drain, "shutdown-timeout", 10*time.Second, "on SIGTERM, how long calls in flight (and open streams) may take to finish before they are cancelled")
 	cmd.Flags().BoolVarP(&verbose, "verbose", "v", false, "debug logging")
+	cmd.Flags().BoolVar(&noMlock, "no-memory-lock", false, "leave the process's memory swappable (by default, with CAP_IPC_LOCK or an unlimited RLIMIT_MEMLOCK, it is locked into RAM so that signing keys never reach swap)")
 	cmd.Flags().BoolVar(&cores, "allow-core-dumps", false, "leave core dumps and same-user debugging on (by default the process, which holds signing keys, is made non-dumpable)")
 	return cmd
 }
@@ -106,6 +110,8 @@ type listeners struct {
 	clientCA   string           // CAs of the gRPC listener's client certificates (mutual TLS); needs cert
 	allow      *clientAllowList // identities a client certificate must carry (nil: any of the CAs)
 	drain      time.Duration
+	// memoryLocked reports that the process's memory is locked (keyfort_process_memory_locked).
+	memoryLocked bool
 }
 
 func serve(ctx context.Context, log *slog.Logger, files []string, l listeners) error {
@@ -136,6 +142,12 @@ func serve(ctx context.Context, log *slog.Logger, files []string, l listeners) e
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	memLocked := prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "keyfort", Subsystem: "process", Name: "memory_locked",
+		Help: "1 when serve's memory is locked into RAM (no swap for its signing keys), 0 when it is not."})
+	if l.memoryLocked {
+		memLocked.Set(1)
+	}
+	reg.MustRegister(memLocked)
 	metrics, err := provider.NewMetrics(reg)
 	if err != nil {
 		return err

@@ -17,6 +17,7 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/status"
 
+	"github.com/keyfort/keyfort/internal/harden"
 	"github.com/keyfort/keyfort/internal/hosttest"
 )
 
@@ -110,6 +111,49 @@ func TestServeKeepsSecretsOutOfCoreDumps(t *testing.T) {
 				t.Errorf("serve %v: core size limit %s/%s, want the inherited %s/%s", tc.args, soft, hard, mySoft, myHard)
 			}
 		}
+	}
+}
+
+// TestServeLocksItsMemory: serve, which holds signing keys, locks its memory into RAM where it may
+// (CAP_IPC_LOCK or an unlimited RLIMIT_MEMLOCK, as for root here) and says so in
+// keyfort_process_memory_locked; --no-memory-lock leaves it swappable. Where it may not, it runs
+// unlocked and its log says why.
+func TestServeLocksItsMemory(t *testing.T) {
+	canLock := harden.CanLockMemory()
+	var rss [2]int64
+	for i, tc := range []struct {
+		args   []string
+		locked bool
+	}{{nil, canLock == nil}, {[]string{"--no-memory-lock"}, false}} {
+		httpAddr, log, cmd := startServe(t, nil, append([]string{"--grpc-addr", "127.0.0.1:0"}, tc.args...)...)
+		n, err := harden.LockedBytes(cmd.Process.Pid)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rss[i], err = harden.ResidentBytes(cmd.Process.Pid); err != nil {
+			t.Fatal(err)
+		}
+		if (n > 0) != tc.locked {
+			t.Errorf("serve %v: %d bytes locked, want locked=%v (%v)", tc.args, n, tc.locked, canLock)
+		}
+		want := "keyfort_process_memory_locked 0"
+		if tc.locked {
+			want = "keyfort_process_memory_locked 1"
+		}
+		if _, body := get(t, "http://"+httpAddr+"/metrics"); !strings.Contains(body, want) {
+			t.Errorf("serve %v: /metrics lacks %q", tc.args, want)
+		}
+		if tc.args == nil && !tc.locked && !strings.Contains(log.String(), "memory not locked") {
+			t.Errorf("serve could not lock its memory and did not say so:\n%s", log.String())
+		}
+		if !tc.locked {
+			t.Logf("serve %v runs unlocked: %v", tc.args, canLock)
+		}
+	}
+	// Locking takes pages as they are touched (MCL_ONFAULT), not every page the runtime maps:
+	// that made serve about six times larger.
+	if canLock == nil && rss[0] > 2*rss[1] {
+		t.Errorf("locked, serve is %d bytes resident; unlocked, %d", rss[0], rss[1])
 	}
 }
 

@@ -2,16 +2,21 @@ package plugin_test
 
 import (
 	"bufio"
+	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
+	"log/slog"
 	"os"
 	"os/exec"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/keyfort/keyfort/internal/harden"
 	"github.com/keyfort/keyfort/internal/hosttest"
 	"github.com/keyfort/keyfort/provider/plugin"
 )
@@ -103,4 +108,80 @@ func TestPluginProcessesKeepSecretsOutOfCoreDumps(t *testing.T) {
 	if soft, hard := hosttest.CoreLimit(t, p.Pid()); soft != "0" || hard != "0" {
 		t.Errorf("plugin core size limit %s/%s, want 0/0", soft, hard)
 	}
+}
+
+// TestPluginProcessesLockTheirMemory: a plugin process locks its memory into RAM where it may
+// (CAP_IPC_LOCK or an unlimited RLIMIT_MEMLOCK, as for root here), so that the keys it holds never
+// reach swap, and says so in the host's log; where it may not, it runs unlocked and says why. The
+// line also shows that a plugin's log lines reach the host's log as records with their own level,
+// message and fields (they arrived as raw JSON at debug level until 2026-11-30).
+func TestPluginProcessesLockTheirMemory(t *testing.T) {
+	var log syncBuffer
+	p := launchMemory(t, plugin.Config{Logger: slog.New(slog.NewJSONHandler(&log, &slog.HandlerOptions{Level: slog.LevelDebug}))})
+	if _, err := p.SigningKeys(context.Background(), "signing"); err != nil {
+		t.Fatal(err)
+	}
+	n, err := harden.LockedBytes(p.Pid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	why := harden.CanLockMemory()
+	want := map[string]any{"level": "INFO", "msg": "keyfort: memory locked; secret material stays out of swap", "provider": "mem"}
+	switch {
+	case why == nil && n == 0:
+		t.Error("the plugin may lock its memory and did not")
+	case why != nil && n != 0:
+		t.Errorf("the plugin locked %d bytes although %v", n, why)
+	case why != nil:
+		t.Logf("this machine does not lock: %v", why)
+		want = map[string]any{"level": "INFO", "msg": "keyfort: memory not locked; secret material may reach swap", "provider": "mem", "reason": why.Error()}
+	}
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		if hasRecord(t, log.String(), want) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the host's log has no record %v:\n%s", want, log.String())
+		}
+	}
+}
+
+// hasRecord reports whether the JSON log has a record with every field of want.
+func hasRecord(t *testing.T, log string, want map[string]any) bool {
+	t.Helper()
+	for _, line := range strings.Split(strings.TrimSpace(log), "\n") {
+		var rec map[string]any
+		if err := json.Unmarshal([]byte(line), &rec); err != nil {
+			t.Fatalf("log line %q: %v", line, err)
+		}
+		match := true
+		for k, v := range want {
+			if rec[k] != v {
+				match = false
+				break
+			}
+		}
+		if match {
+			return true
+		}
+	}
+	return false
+}
+
+// syncBuffer is a bytes.Buffer for a logger's goroutines and a test's reads.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
 }

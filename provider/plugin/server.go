@@ -24,6 +24,7 @@ type serveOptions struct {
 	test      *goplugin.ServeTestConfig
 	logger    hclog.Logger
 	coreDumps bool
+	noMlock   bool
 }
 
 // WithCoreDumps leaves core dumps and same-user debugging on, for debugging a plugin. By default a
@@ -31,6 +32,13 @@ type serveOptions struct {
 // itself non-dumpable, so that no core file and no unprivileged process of the same user can read
 // its memory.
 func WithCoreDumps() ServeOption { return func(o *serveOptions) { o.coreDumps = true } }
+
+// WithoutMemoryLock leaves the plugin's memory swappable. By default a plugin process that may lock
+// all its memory (it has CAP_IPC_LOCK, or RLIMIT_MEMLOCK is unlimited) locks it into RAM, present
+// and future, so that the secret material it holds never reaches swap; one that may not says so in
+// its log and runs unlocked. Locked memory cannot be reclaimed: it counts fully against a
+// container's memory limit.
+func WithoutMemoryLock() ServeOption { return func(o *serveOptions) { o.noMlock = true } }
 
 // WithLogLevel sets the plugin's log level (default Info). Logs go to stderr as JSON that the host
 // re-emits through its own logger, so the plugin's lines appear in the host's log with their levels.
@@ -70,6 +78,9 @@ func serve(srv *server, opts []ServeOption) {
 		if err := harden.Process(); err != nil {
 			slog.Warn("keyfort: could not keep secrets out of core dumps", slog.String("error", err.Error()))
 		}
+	}
+	if o.test == nil && !o.noMlock {
+		harden.LockMemoryLogged(slog.Default())
 	}
 	if o.test == nil {
 		go watchParent(context.Background(), srv, os.Getppid(), parentPoll, os.Exit)
@@ -269,6 +280,9 @@ func (s *server) Close(context.Context, *pb.CloseRequest) (*pb.CloseResponse, er
 
 // newPluginLogger writes slog records to stderr as JSON with hclog's key names, which go-plugin's host
 // parses back into levelled, structured log lines.
+// hclogTimeFormat is the "@timestamp" layout of hclog's JSON lines, which go-plugin's host requires.
+const hclogTimeFormat = "2006-01-02T15:04:05.000000Z07:00"
+
 func newPluginLogger(level slog.Level) *slog.Logger {
 	return slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{
 		Level: level,
@@ -278,7 +292,10 @@ func newPluginLogger(level slog.Level) *slog.Logger {
 			}
 			switch a.Key {
 			case slog.TimeKey:
+				// hclog's layout, which go-plugin's host parses exactly: with slog's nanoseconds it
+				// took every line for plain text and logged it raw at debug level.
 				a.Key = "@timestamp"
+				a.Value = slog.StringValue(a.Value.Time().Format(hclogTimeFormat))
 			case slog.LevelKey:
 				a.Key = "@level"
 				a.Value = slog.StringValue(strings.ToLower(a.Value.String()))
