@@ -51,7 +51,9 @@ func (w *slogWriter) Write(p []byte) (int, error) {
 		attrs := make([]slog.Attr, 0, len(rec))
 		for k, v := range rec {
 			switch k {
-			case "@level", "@message", "@timestamp", "@caller":
+			case "@level", "@message", "@timestamp", "@caller", "timestamp":
+				// "timestamp" is the plugin line's own time, which go-plugin adds to its fields;
+				// the host's record has its time already.
 				continue
 			case "@module":
 				k = "module"

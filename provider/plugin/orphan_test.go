@@ -137,7 +137,10 @@ func TestPluginProcessesLockTheirMemory(t *testing.T) {
 		want = map[string]any{"level": "INFO", "msg": "keyfort: memory not locked; secret material may reach swap", "provider": "mem", "reason": why.Error()}
 	}
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
-		if hasRecord(t, log.String(), want) {
+		if rec := findRecord(t, log.String(), want); rec != nil {
+			if _, dup := rec["timestamp"]; dup {
+				t.Errorf("the record carries the plugin's timestamp as a field: %v", rec)
+			}
 			break
 		}
 		if time.Now().After(deadline) {
@@ -146,8 +149,8 @@ func TestPluginProcessesLockTheirMemory(t *testing.T) {
 	}
 }
 
-// hasRecord reports whether the JSON log has a record with every field of want.
-func hasRecord(t *testing.T, log string, want map[string]any) bool {
+// findRecord returns the first record of the JSON log with every field of want, or nil.
+func findRecord(t *testing.T, log string, want map[string]any) map[string]any {
 	t.Helper()
 	for _, line := range strings.Split(strings.TrimSpace(log), "\n") {
 		var rec map[string]any
@@ -162,10 +165,10 @@ func hasRecord(t *testing.T, log string, want map[string]any) bool {
 			}
 		}
 		if match {
-			return true
+			return rec
 		}
 	}
-	return false
+	return nil
 }
 
 // syncBuffer is a bytes.Buffer for a logger's goroutines and a test's reads.
