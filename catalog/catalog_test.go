@@ -1,7 +1,6 @@
 package catalog_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"log/slog"
@@ -10,7 +9,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 
@@ -120,7 +118,7 @@ func openWithPlugin(t *testing.T, cfgYAML string) (*catalog.Catalog, *prometheus
 }
 
 // openWithPluginLogged is openWithPlugin with the catalog's log written to log (nil: the default).
-func openWithPluginLogged(t *testing.T, cfgYAML string, log *syncBuffer) (*catalog.Catalog, *prometheus.Registry, int) {
+func openWithPluginLogged(t *testing.T, cfgYAML string, log *hosttest.Log) (*catalog.Catalog, *prometheus.Registry, int) {
 	t.Helper()
 	var logger *slog.Logger
 	if log != nil {
@@ -184,7 +182,7 @@ identity: { secrets: { session_signing: "dev:signing", s: "dev:s" } }
 // (of the configured timeout) finds it unresponsive and replaces it, and calls succeed again; a
 // replacement frozen in turn is killed at the configured close timeout when the catalog closes.
 func TestFrozenPluginIsReplacedThroughConfiguration(t *testing.T) {
-	var log syncBuffer
+	var log hosttest.Log
 	cat, reg, pid := openWithPluginLogged(t, `
 providers:
   dev: { type: memory, cache_ttl: -1s, timeout: 300ms, probe_timeout: 234ms, close_timeout: 345ms, settings: { secrets: { s: v } } }
@@ -253,7 +251,7 @@ func TestZeroConfigurationIsEphemeralAndLoud(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var logs syncBuffer
+	var logs hosttest.Log
 	cat, err := catalog.Open(context.Background(), cfg, catalog.Options{Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 	if err != nil {
 		t.Fatal(err)
@@ -296,18 +294,6 @@ func TestMissingHostBinaryIsExplained(t *testing.T) {
 		t.Errorf("got %v, want ErrInvalidConfig explaining %s", err, catalog.HostBinaryEnv)
 	}
 }
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
 
 func TestPerSessionCredentialsAreNotIssuedAtStart(t *testing.T) {
 	cfg := load(t, `

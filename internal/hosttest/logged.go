@@ -22,6 +22,13 @@ func (l *Log) add(line string) {
 	l.mu.Unlock()
 }
 
+// Write appends p, so that a Log can also be a logger's output.
+func (l *Log) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
 // String returns the output so far.
 func (l *Log) String() string {
 	l.mu.Lock()

@@ -2,7 +2,6 @@ package plugin_test
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -11,7 +10,6 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -116,7 +114,7 @@ func TestPluginProcessesKeepSecretsOutOfCoreDumps(t *testing.T) {
 // line also shows that a plugin's log lines reach the host's log as records with their own level,
 // message and fields (they arrived as raw JSON at debug level until 2026-11-30).
 func TestPluginProcessesLockTheirMemory(t *testing.T) {
-	var log syncBuffer
+	var log hosttest.Log
 	p := launchMemory(t, plugin.Config{Logger: slog.New(slog.NewJSONHandler(&log, &slog.HandlerOptions{Level: slog.LevelDebug}))})
 	if _, err := p.SigningKeys(context.Background(), "signing"); err != nil {
 		t.Fatal(err)
@@ -169,22 +167,4 @@ func findRecord(t *testing.T, log string, want map[string]any) map[string]any {
 		}
 	}
 	return nil
-}
-
-// syncBuffer is a bytes.Buffer for a logger's goroutines and a test's reads.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
 }
