@@ -119,6 +119,7 @@ type MissingError struct {
 	Lines []string
 }
 
+// Error lists every missing key, one per line, with its provider and location.
 func (e *MissingError) Error() string {
 	return "keyfort: configured material is missing or unreachable:\n  " + strings.Join(e.Lines, "\n  ")
 }
@@ -245,6 +246,7 @@ type KeyError struct {
 	Err error
 }
 
+// Error names the key, then the provider's error.
 func (e *KeyError) Error() string { return "key " + e.Key + ": " + e.Err.Error() }
 
 // Unwrap returns the provider error.

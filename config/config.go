@@ -240,6 +240,7 @@ type Problem struct {
 	Message  string
 }
 
+// String renders the problem as "key (provider "p", location "l"): message".
 func (p Problem) String() string {
 	var b strings.Builder
 	b.WriteString(p.Key)
@@ -261,6 +262,7 @@ type ValidationError struct {
 	Problems []Problem
 }
 
+// Error counts the problems and lists each on its own line.
 func (e *ValidationError) Error() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "keyfort: invalid configuration (%d problem", len(e.Problems))

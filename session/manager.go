@@ -223,6 +223,7 @@ type ReuseError struct {
 	Family, SessionID, Subject, Tenant, IdP string
 }
 
+// Error is ErrRefreshReuse's message; the fields carry the details for logs and audit records.
 func (e *ReuseError) Error() string { return ErrRefreshReuse.Error() }
 
 // Unwrap makes errors.Is(err, ErrRefreshReuse) true.
