@@ -29,9 +29,9 @@ for mod in . internal/tools/protogen internal/tools/vaultdev internal/tools/load
 		fi)
 done
 
-step "docs: every test a document names exists"
+step "docs: every test, example and benchmark a document names exists"
 missing=0
-for name in $(grep -ohE '`(Test|Fuzz)[A-Za-z0-9_]+`' README.md docs/*.md docs/providers/*.md | tr -d '`' | sort -u); do
+for name in $(grep -ohE '`(Test|Fuzz|Example|Benchmark)[A-Za-z0-9_]+`' README.md docs/*.md docs/providers/*.md | tr -d '`' | sort -u); do
 	if ! git grep -qE "^func $name\(" -- '*_test.go'; then
 		echo "named in docs/ but no such test: $name"; missing=1
 	fi
