@@ -110,7 +110,85 @@ func NewClient(driver IdentitySecretMaterialProvider, cfg ClientConfig) (*Client
 	c.bgCtx, c.bgStop = context.WithCancel(context.Background())
 	c.keySets.init(c.metrics.cacheCounters(c.name, "signing_keys"))
 	c.secrets.init(c.metrics.cacheCounters(c.name, "secret"))
+	if w, ok := driver.(Watcher); ok && c.ttl > 0 {
+		c.bg.Add(1)
+		go c.watch(w)
+	}
 	return c, nil
+}
+
+// Bounds of the pause before a failed watch is made again.
+const (
+	watchMinBackoff = time.Second
+	watchMaxBackoff = 30 * time.Second
+)
+
+// watch follows the driver's changes until Close: changed material is refetched at once. A watch
+// that fails (a plugin restarted, a backend's stream broken) is made again after a pause that
+// doubles up to watchMaxBackoff; the Change{} that opens the new watch makes every cached value due,
+// since changes made meanwhile were not seen. A driver without the capability after all (a plugin
+// that lacks it answers ErrUnimplemented) is left to the cache TTL.
+func (c *Client) watch(w Watcher) {
+	defer c.bg.Done()
+	backoff := watchMinBackoff
+	for {
+		established := false
+		err := w.Watch(c.bgCtx, func(ch Change) {
+			established = true
+			c.changed(ch.Name)
+		})
+		if c.bgCtx.Err() != nil {
+			return
+		}
+		if errors.Is(err, ErrUnimplemented) {
+			c.log.Debug("keyfort: provider does not report changes; material is refreshed by its cache TTL")
+			return
+		}
+		if err == nil {
+			err = NewError(ErrUnavailable, "", errors.New("the watch ended"))
+		}
+		if established {
+			backoff = watchMinBackoff
+		}
+		c.log.Warn("keyfort: watching the provider for changes failed; watching again",
+			slog.Duration("in", backoff), slog.Any("error", classify(err, c.name, "Watch", "")))
+		select {
+		case <-c.bgCtx.Done():
+			return
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, watchMaxBackoff)
+	}
+}
+
+// changed makes the cached material at name (every cached value, for "") due, and refetches it in
+// the background; until the new material arrives, and within the stale budget if the provider
+// cannot answer, the old is served as before.
+func (c *Client) changed(name string) {
+	c.metrics.changes.WithLabelValues(c.name).Inc()
+	markChanged(c, &c.keySets, "SigningKeys", name, (*Client).fetchKeySet)
+	markChanged(c, &c.secrets, "Secret", name, (*Client).fetchSecret)
+}
+
+func markChanged[T any](c *Client, mc *materialCache[T], op, name string, fetch fetchFunc[T]) {
+	names := []string{name}
+	if name == "" {
+		names = names[:0]
+		for n := range *mc.m.Load() {
+			names = append(names, n)
+		}
+	}
+	for _, n := range names {
+		e := mc.get(n)
+		if e == nil {
+			continue
+		}
+		// Aged to the refresh point, so that the shared fetch does not take it for fresh.
+		due := &entry[T]{val: e.val, fetched: c.nowNano() - int64(c.refreshAt)}
+		due.refreshing.Store(true)
+		mc.put(n, due)
+		refreshInBackground(c, mc, op, n, fetch)
+	}
 }
 
 func orDefault(d, def time.Duration) time.Duration {

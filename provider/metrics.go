@@ -15,6 +15,7 @@ type Metrics struct {
 	latency *prometheus.HistogramVec
 	cache   *prometheus.CounterVec
 	restart *prometheus.CounterVec
+	changes *prometheus.CounterVec
 }
 
 // NewMetrics creates the collectors and registers them with reg when reg is not nil. Registering twice
@@ -42,6 +43,10 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Namespace: "keyfort", Subsystem: "provider", Name: "restarts_total",
 			Help: "Plugin processes replaced, by reason: exited (it died), connection (its connection broke), unresponsive (it answered no liveness probe).",
 		}, []string{"provider", "reason"}),
+		changes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "keyfort", Subsystem: "provider", Name: "changes_total",
+			Help: "Changes a provider with the Watcher capability reported (each makes the changed material, or all of it, refetch at once).",
+		}, []string{"provider"}),
 	}
 	if reg != nil {
 		m.calls = register(reg, m.calls)
@@ -49,6 +54,7 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 		m.latency = register(reg, m.latency)
 		m.cache = register(reg, m.cache)
 		m.restart = register(reg, m.restart)
+		m.changes = register(reg, m.changes)
 	}
 	return m, nil
 }
@@ -67,7 +73,7 @@ func register[C prometheus.Collector](reg prometheus.Registerer, c C) C {
 
 // Collectors returns every collector, for registering with a registry of the caller's choosing.
 func (m *Metrics) Collectors() []prometheus.Collector {
-	return []prometheus.Collector{m.calls, m.errors, m.latency, m.cache, m.restart}
+	return []prometheus.Collector{m.calls, m.errors, m.latency, m.cache, m.restart, m.changes}
 }
 
 // Restarted counts a plugin process of provider instance providerName replaced for reason (exited,

@@ -45,3 +45,21 @@ type KeyRotator interface {
 	// RotateSigningKey creates a new key in set name, makes it active and returns the new set.
 	RotateSigningKey(ctx context.Context, name string) (KeySet, error)
 }
+
+// Watcher is the optional capability of providers that learn of changes to their material as they
+// happen (the backend's notifications, a watched file, a rotation they made themselves). A [Client]
+// over a Watcher refetches changed material at once instead of serving it until its cache TTL ends;
+// a rotation then reaches every caller in milliseconds.
+type Watcher interface {
+	// Watch calls fn with Change{} (an empty name: anything may have changed) once the watch is
+	// established, then with each location whose material changes, until ctx ends or the watch
+	// fails; it returns why it ended. fn is called from one goroutine at a time and must not block.
+	Watch(ctx context.Context, fn func(Change)) error
+}
+
+// Change says that the material at a location changed.
+type Change struct {
+	// Name is the location. Empty: anything may have changed (the watch was just established, or
+	// changes were dropped for a watcher that fell behind).
+	Name string
+}

@@ -105,3 +105,18 @@ func (c *rpcClient) closeWithin(ctx context.Context) error {
 	_, err := c.rpc.Close(ctx, &pb.CloseRequest{})
 	return err
 }
+
+// watch opens the provider's change stream and calls fn for each change until the stream ends.
+func (c *rpcClient) watch(ctx context.Context, fn func(provider.Change)) error {
+	stream, err := c.rpc.Watch(ctx, &pb.WatchRequest{})
+	if err != nil {
+		return err
+	}
+	for {
+		ch, err := stream.Recv()
+		if err != nil {
+			return err
+		}
+		fn(provider.Change{Name: ch.GetName()})
+	}
+}

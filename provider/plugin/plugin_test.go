@@ -466,3 +466,54 @@ func TestFilterEnv(t *testing.T) {
 		t.Errorf("baseline only: got %v", got)
 	}
 }
+
+// TestChangesCrossThePluginAndItsRestarts: a rotation made inside the plugin process reaches a
+// Client on the host through the plugin's change stream, at once, although its cache would serve
+// the old set for an hour; and when the plugin process dies, the host watches its replacement,
+// whose first Change{} makes the Client refetch (the new process has keys of its own).
+func TestChangesCrossThePluginAndItsRestarts(t *testing.T) {
+	p := launchMemory(t, plugin.Config{MinBackoff: 10 * time.Millisecond})
+	c, err := provider.NewClient(p, provider.ClientConfig{Name: "mem", CacheTTL: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ctx := context.Background()
+	first, err := c.SigningKeys(ctx, "signing")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Rotate inside the plugin, past the Client's cache (Client.RotateSigningKey would update it).
+	if _, err := p.RotateSigningKey(ctx, "signing"); err != nil {
+		t.Fatal(err)
+	}
+	rotated := waitForKeys(t, c, func(ks provider.KeySet) bool { return ks.ActiveID != first.ActiveID })
+	if _, ok := rotated.Lookup(first.ActiveID); !ok {
+		t.Errorf("the previous key is gone from the rotated set %v", rotated.IDs())
+	}
+	if err := syscall.Kill(p.Pid(), syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	// No call restarts the plugin here: the cache answers every SigningKeys. The watch does, and
+	// the replacement's keys reach the cache.
+	waitForKeys(t, c, func(ks provider.KeySet) bool {
+		_, old := ks.Lookup(rotated.ActiveID)
+		return !old
+	})
+}
+
+// waitForKeys polls c until its key set "signing" satisfies ok, and returns it.
+func waitForKeys(t *testing.T, c *provider.Client, ok func(provider.KeySet) bool) provider.KeySet {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		ks, err := c.SigningKeys(context.Background(), "signing")
+		if err == nil && ok(ks) {
+			return ks
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the key set never changed as expected (last: %v, %v)", ks.IDs(), err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}

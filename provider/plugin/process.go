@@ -110,6 +110,7 @@ var (
 	_ provider.Signer                         = (*Process)(nil)
 	_ provider.HealthChecker                  = (*Process)(nil)
 	_ provider.KeyRotator                     = (*Process)(nil)
+	_ provider.Watcher                        = (*Process)(nil)
 )
 
 type instance struct {
@@ -485,6 +486,27 @@ func (p *Process) RotateSigningKey(ctx context.Context, name string) (ks provide
 	}
 	err = p.do(ctx, false, func(c *rpcClient) (e error) { ks, e = c.RotateSigningKey(ctx, name); return })
 	return ks, err
+}
+
+// Watch implements provider.Watcher when the plugin does: it follows the current plugin process's
+// changes until ctx ends or the process goes (a restart ends the watch with ErrUnavailable; a new
+// Watch follows the new process and opens with Change{}).
+func (p *Process) Watch(ctx context.Context, fn func(provider.Change)) error {
+	if err := p.capable(ctx, pb.Capability_CAPABILITY_WATCHER, "Watch"); err != nil {
+		return err
+	}
+	inst, err := p.get(ctx)
+	if err != nil {
+		return err
+	}
+	err = inst.rpc.watch(ctx, fn)
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	if isTransportFailure(err) {
+		return provider.NewError(provider.ErrUnavailable, "", fmt.Errorf("plugin process failed: %w", err))
+	}
+	return fromStatus(err)
 }
 
 // Close asks the plugin to close its provider (waiting up to the close timeout), then stops the

@@ -10,6 +10,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 	goplugin "github.com/hashicorp/go-plugin"
+	"google.golang.org/grpc"
 
 	"github.com/keyfort/keyfort/internal/harden"
 	pb "github.com/keyfort/keyfort/internal/providerpb/v1"
@@ -154,6 +155,9 @@ func capabilitiesOf(p provider.IdentitySecretMaterialProvider) []pb.Capability {
 	if _, ok := p.(provider.KeyRotator); ok {
 		caps = append(caps, pb.Capability_CAPABILITY_KEY_ROTATOR)
 	}
+	if _, ok := p.(provider.Watcher); ok {
+		caps = append(caps, pb.Capability_CAPABILITY_WATCHER)
+	}
 	return caps
 }
 
@@ -245,6 +249,35 @@ func (s *server) Health(ctx context.Context, _ *pb.HealthRequest) (*pb.HealthRes
 		return nil, toStatus(err)
 	}
 	return &pb.HealthResponse{}, nil
+}
+
+// Watch streams the provider's changes to the host until the host cancels the call.
+func (s *server) Watch(_ *pb.WatchRequest, stream grpc.ServerStreamingServer[pb.Change]) error {
+	p, err := s.get()
+	if err != nil {
+		return toStatus(err)
+	}
+	w, ok := p.(provider.Watcher)
+	if !ok {
+		return toStatus(provider.NewError(provider.ErrUnimplemented, "", errors.New("provider does not report changes")))
+	}
+	ctx, cancel := context.WithCancel(stream.Context())
+	defer cancel()
+	var sendErr error
+	err = w.Watch(ctx, func(ch provider.Change) {
+		if sendErr == nil {
+			if sendErr = stream.Send(&pb.Change{Name: ch.Name}); sendErr != nil {
+				cancel() // the host is gone: end the provider's watch
+			}
+		}
+	})
+	if sendErr != nil {
+		return sendErr
+	}
+	if stream.Context().Err() != nil {
+		return nil // the host ended the watch
+	}
+	return toStatus(err)
 }
 
 func (s *server) RotateSigningKey(ctx context.Context, req *pb.SigningKeysRequest) (*pb.SigningKeysResponse, error) {

@@ -56,6 +56,7 @@ func Run(t *testing.T, cfg Config) {
 	}
 	t.Run("KeySet", func(t *testing.T) { testKeySet(t, open(t), cfg) })
 	t.Run("Rotation", func(t *testing.T) { testRotation(t, open(t), cfg) })
+	t.Run("Watch", func(t *testing.T) { testWatch(t, open(t), cfg) })
 	t.Run("Secret", func(t *testing.T) { testSecret(t, open(t), cfg) })
 	t.Run("NotFound", func(t *testing.T) { testNotFound(t, open(t), cfg) })
 	t.Run("CancelledContext", func(t *testing.T) { testCancelled(t, open(t), cfg) })
@@ -91,6 +92,77 @@ func testKeySet(t *testing.T, p provider.IdentitySecretMaterialProvider, cfg Con
 	}
 	if again.ActiveID != ks.ActiveID {
 		t.Errorf("active kid changed between two reads without rotation: got %q, want %q", again.ActiveID, ks.ActiveID)
+	}
+}
+
+// testWatch checks the Watcher capability where a provider has it: Change{} once the watch is
+// established, a Change naming the key set after a rotation, and an end when ctx ends. A provider
+// without it (or a plugin without it: ErrUnimplemented) has nothing to check.
+func testWatch(t *testing.T, p provider.IdentitySecretMaterialProvider, cfg Config) {
+	w, ok := p.(provider.Watcher)
+	if !ok {
+		return
+	}
+	ctx, cancel := context.WithCancel(ctxFor(t))
+	defer cancel()
+	changes := make(chan provider.Change, 256)
+	ended := make(chan error, 1)
+	go func() {
+		ended <- w.Watch(ctx, func(ch provider.Change) {
+			select {
+			case changes <- ch:
+			default:
+			}
+		})
+	}()
+	select {
+	case ch := <-changes:
+		if ch.Name != "" {
+			t.Fatalf("first change: got %+v, want Change{} (the watch is established)", ch)
+		}
+	case err := <-ended:
+		if errors.Is(err, provider.ErrUnimplemented) {
+			return // a plugin that does not report changes
+		}
+		t.Fatalf("Watch ended before it was established: %v", err)
+	case <-ctx.Done():
+		t.Fatal("Watch was never established")
+	}
+	if cfg.Rotate == nil {
+		if _, ok := p.(provider.KeyRotator); !ok {
+			return // a watcher the suite cannot make change
+		}
+	}
+	rotate(t, ctx, p, cfg)
+	for seen := false; !seen; {
+		select {
+		case ch := <-changes:
+			seen = ch.Name == cfg.KeySet
+		case err := <-ended:
+			t.Fatalf("Watch ended before it reported the rotation: %v", err)
+		case <-ctx.Done():
+			t.Fatalf("no Change{Name: %q} after a rotation", cfg.KeySet)
+		}
+	}
+	cancel()
+	select {
+	case <-ended:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Watch did not end when its context did")
+	}
+}
+
+// rotate rotates cfg.KeySet through cfg.Rotate or provider.KeyRotator.
+func rotate(t *testing.T, ctx context.Context, p provider.IdentitySecretMaterialProvider, cfg Config) {
+	t.Helper()
+	if cfg.Rotate != nil {
+		if err := cfg.Rotate(ctx, t, p); err != nil {
+			t.Fatalf("rotate: %v", err)
+		}
+		return
+	}
+	if _, err := p.(provider.KeyRotator).RotateSigningKey(ctx, cfg.KeySet); err != nil {
+		t.Fatalf("RotateSigningKey(%q): %v", cfg.KeySet, err)
 	}
 }
 

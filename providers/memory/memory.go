@@ -61,6 +61,8 @@ type Provider struct {
 	// sweepAt is the number of leases at which Credentials next drops the expired ones.
 	sweepAt int
 	closed  bool
+	// changes tells watchers of rotations and new secret versions.
+	changes provider.Changes
 }
 
 // minSweep is the fewest leases at which expired ones are swept.
@@ -84,6 +86,7 @@ var (
 	_ provider.IdentitySecretMaterialProvider = (*Provider)(nil)
 	_ provider.KeyRotator                     = (*Provider)(nil)
 	_ provider.HealthChecker                  = (*Provider)(nil)
+	_ provider.Watcher                        = (*Provider)(nil)
 	_ provider.Factory                        = Factory
 )
 
@@ -226,7 +229,13 @@ func (p *Provider) RotateSigningKey(ctx context.Context, name string) (provider.
 	if err != nil {
 		return provider.KeySet{}, provider.NewError(provider.ErrInternal, name, err)
 	}
+	p.changes.Notify(name)
 	return out, nil
+}
+
+// Watch implements provider.Watcher: rotations and new secret versions are announced at once.
+func (p *Provider) Watch(ctx context.Context, fn func(provider.Change)) error {
+	return p.changes.Watch(ctx, fn)
 }
 
 // SetSecret sets (or replaces, as a new version) secret name.
@@ -240,6 +249,7 @@ func (p *Provider) SetSecret(name string, value []byte) {
 	}
 	p.secrets[name] = provider.Secret{Name: name, Version: fmt.Sprint(version),
 		Value: provider.NewSensitive(append([]byte(nil), value...)), CreatedAt: p.now()}
+	p.changes.Notify(name)
 }
 
 // Secret returns secret name.
@@ -361,6 +371,7 @@ func (p *Provider) Close() error {
 	defer p.mu.Unlock()
 	p.closed = true
 	p.keySets, p.secrets, p.leases = nil, nil, nil
+	p.changes.Close()
 	return nil
 }
 

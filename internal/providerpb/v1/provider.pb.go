@@ -39,6 +39,7 @@ const (
 	Capability_CAPABILITY_SIGNER         Capability = 1
 	Capability_CAPABILITY_HEALTH_CHECKER Capability = 2
 	Capability_CAPABILITY_KEY_ROTATOR    Capability = 3
+	Capability_CAPABILITY_WATCHER        Capability = 4
 )
 
 // Enum value maps for Capability.
@@ -48,12 +49,14 @@ var (
 		1: "CAPABILITY_SIGNER",
 		2: "CAPABILITY_HEALTH_CHECKER",
 		3: "CAPABILITY_KEY_ROTATOR",
+		4: "CAPABILITY_WATCHER",
 	}
 	Capability_value = map[string]int32{
 		"CAPABILITY_UNSPECIFIED":    0,
 		"CAPABILITY_SIGNER":         1,
 		"CAPABILITY_HEALTH_CHECKER": 2,
 		"CAPABILITY_KEY_ROTATOR":    3,
+		"CAPABILITY_WATCHER":        4,
 	}
 )
 
@@ -1158,6 +1161,89 @@ func (*CloseResponse) Descriptor() ([]byte, []int) {
 	return file_keyfort_provider_v1_provider_proto_rawDescGZIP(), []int{20}
 }
 
+type WatchRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WatchRequest) Reset() {
+	*x = WatchRequest{}
+	mi := &file_keyfort_provider_v1_provider_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WatchRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WatchRequest) ProtoMessage() {}
+
+func (x *WatchRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_keyfort_provider_v1_provider_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WatchRequest.ProtoReflect.Descriptor instead.
+func (*WatchRequest) Descriptor() ([]byte, []int) {
+	return file_keyfort_provider_v1_provider_proto_rawDescGZIP(), []int{21}
+}
+
+// Change says that the material at a location changed.
+type Change struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// name is the location; empty: anything may have changed (the watch was just established, or
+	// changes were dropped).
+	Name          string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Change) Reset() {
+	*x = Change{}
+	mi := &file_keyfort_provider_v1_provider_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Change) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Change) ProtoMessage() {}
+
+func (x *Change) ProtoReflect() protoreflect.Message {
+	mi := &file_keyfort_provider_v1_provider_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Change.ProtoReflect.Descriptor instead.
+func (*Change) Descriptor() ([]byte, []int) {
+	return file_keyfort_provider_v1_provider_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *Change) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
 var File_keyfort_provider_v1_provider_proto protoreflect.FileDescriptor
 
 const file_keyfort_provider_v1_provider_proto_rawDesc = "" +
@@ -1228,13 +1314,17 @@ const file_keyfort_provider_v1_provider_proto_rawDesc = "" +
 	"\rHealthRequest\"\x10\n" +
 	"\x0eHealthResponse\"\x0e\n" +
 	"\fCloseRequest\"\x0f\n" +
-	"\rCloseResponse*z\n" +
+	"\rCloseResponse\"\x0e\n" +
+	"\fWatchRequest\"\x1c\n" +
+	"\x06Change\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name*\x92\x01\n" +
 	"\n" +
 	"Capability\x12\x1a\n" +
 	"\x16CAPABILITY_UNSPECIFIED\x10\x00\x12\x15\n" +
 	"\x11CAPABILITY_SIGNER\x10\x01\x12\x1d\n" +
 	"\x19CAPABILITY_HEALTH_CHECKER\x10\x02\x12\x1a\n" +
-	"\x16CAPABILITY_KEY_ROTATOR\x10\x032\xfe\x06\n" +
+	"\x16CAPABILITY_KEY_ROTATOR\x10\x03\x12\x16\n" +
+	"\x12CAPABILITY_WATCHER\x10\x042\xc9\a\n" +
 	"\x0fProviderService\x12Z\n" +
 	"\tConfigure\x12%.keyfort.provider.v1.ConfigureRequest\x1a&.keyfort.provider.v1.ConfigureResponse\x12`\n" +
 	"\vSigningKeys\x12'.keyfort.provider.v1.SigningKeysRequest\x1a(.keyfort.provider.v1.SigningKeysResponse\x12Q\n" +
@@ -1244,7 +1334,8 @@ const file_keyfort_provider_v1_provider_proto_rawDesc = "" +
 	"\x06Revoke\x12\".keyfort.provider.v1.RevokeRequest\x1a#.keyfort.provider.v1.RevokeResponse\x12K\n" +
 	"\x04Sign\x12 .keyfort.provider.v1.SignRequest\x1a!.keyfort.provider.v1.SignResponse\x12Q\n" +
 	"\x06Health\x12\".keyfort.provider.v1.HealthRequest\x1a#.keyfort.provider.v1.HealthResponse\x12e\n" +
-	"\x10RotateSigningKey\x12'.keyfort.provider.v1.SigningKeysRequest\x1a(.keyfort.provider.v1.SigningKeysResponse\x12N\n" +
+	"\x10RotateSigningKey\x12'.keyfort.provider.v1.SigningKeysRequest\x1a(.keyfort.provider.v1.SigningKeysResponse\x12I\n" +
+	"\x05Watch\x12!.keyfort.provider.v1.WatchRequest\x1a\x1b.keyfort.provider.v1.Change0\x01\x12N\n" +
 	"\x05Close\x12!.keyfort.provider.v1.CloseRequest\x1a\".keyfort.provider.v1.CloseResponseB>Z<github.com/keyfort/keyfort/internal/providerpb/v1;providerv1b\x06proto3"
 
 var (
@@ -1260,7 +1351,7 @@ func file_keyfort_provider_v1_provider_proto_rawDescGZIP() []byte {
 }
 
 var file_keyfort_provider_v1_provider_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_keyfort_provider_v1_provider_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
+var file_keyfort_provider_v1_provider_proto_msgTypes = make([]protoimpl.MessageInfo, 24)
 var file_keyfort_provider_v1_provider_proto_goTypes = []any{
 	(Capability)(0),               // 0: keyfort.provider.v1.Capability
 	(*ConfigureRequest)(nil),      // 1: keyfort.provider.v1.ConfigureRequest
@@ -1284,21 +1375,23 @@ var file_keyfort_provider_v1_provider_proto_goTypes = []any{
 	(*HealthResponse)(nil),        // 19: keyfort.provider.v1.HealthResponse
 	(*CloseRequest)(nil),          // 20: keyfort.provider.v1.CloseRequest
 	(*CloseResponse)(nil),         // 21: keyfort.provider.v1.CloseResponse
-	nil,                           // 22: keyfort.provider.v1.CredentialsResponse.ExtraEntry
-	(*timestamppb.Timestamp)(nil), // 23: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),   // 24: google.protobuf.Duration
+	(*WatchRequest)(nil),          // 22: keyfort.provider.v1.WatchRequest
+	(*Change)(nil),                // 23: keyfort.provider.v1.Change
+	nil,                           // 24: keyfort.provider.v1.CredentialsResponse.ExtraEntry
+	(*timestamppb.Timestamp)(nil), // 25: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),   // 26: google.protobuf.Duration
 }
 var file_keyfort_provider_v1_provider_proto_depIdxs = []int32{
 	0,  // 0: keyfort.provider.v1.ConfigureResponse.capabilities:type_name -> keyfort.provider.v1.Capability
 	5,  // 1: keyfort.provider.v1.SigningKeysResponse.key_set:type_name -> keyfort.provider.v1.KeySet
 	6,  // 2: keyfort.provider.v1.KeySet.keys:type_name -> keyfort.provider.v1.Key
-	23, // 3: keyfort.provider.v1.Key.not_before:type_name -> google.protobuf.Timestamp
-	23, // 4: keyfort.provider.v1.Key.not_after:type_name -> google.protobuf.Timestamp
-	23, // 5: keyfort.provider.v1.SecretResponse.created_at:type_name -> google.protobuf.Timestamp
-	22, // 6: keyfort.provider.v1.CredentialsResponse.extra:type_name -> keyfort.provider.v1.CredentialsResponse.ExtraEntry
+	25, // 3: keyfort.provider.v1.Key.not_before:type_name -> google.protobuf.Timestamp
+	25, // 4: keyfort.provider.v1.Key.not_after:type_name -> google.protobuf.Timestamp
+	25, // 5: keyfort.provider.v1.SecretResponse.created_at:type_name -> google.protobuf.Timestamp
+	24, // 6: keyfort.provider.v1.CredentialsResponse.extra:type_name -> keyfort.provider.v1.CredentialsResponse.ExtraEntry
 	11, // 7: keyfort.provider.v1.CredentialsResponse.lease:type_name -> keyfort.provider.v1.Lease
-	24, // 8: keyfort.provider.v1.Lease.ttl:type_name -> google.protobuf.Duration
-	23, // 9: keyfort.provider.v1.Lease.issued_at:type_name -> google.protobuf.Timestamp
+	26, // 8: keyfort.provider.v1.Lease.ttl:type_name -> google.protobuf.Duration
+	25, // 9: keyfort.provider.v1.Lease.issued_at:type_name -> google.protobuf.Timestamp
 	11, // 10: keyfort.provider.v1.RenewRequest.lease:type_name -> keyfort.provider.v1.Lease
 	11, // 11: keyfort.provider.v1.RenewResponse.lease:type_name -> keyfort.provider.v1.Lease
 	11, // 12: keyfort.provider.v1.RevokeRequest.lease:type_name -> keyfort.provider.v1.Lease
@@ -1311,19 +1404,21 @@ var file_keyfort_provider_v1_provider_proto_depIdxs = []int32{
 	16, // 19: keyfort.provider.v1.ProviderService.Sign:input_type -> keyfort.provider.v1.SignRequest
 	18, // 20: keyfort.provider.v1.ProviderService.Health:input_type -> keyfort.provider.v1.HealthRequest
 	3,  // 21: keyfort.provider.v1.ProviderService.RotateSigningKey:input_type -> keyfort.provider.v1.SigningKeysRequest
-	20, // 22: keyfort.provider.v1.ProviderService.Close:input_type -> keyfort.provider.v1.CloseRequest
-	2,  // 23: keyfort.provider.v1.ProviderService.Configure:output_type -> keyfort.provider.v1.ConfigureResponse
-	4,  // 24: keyfort.provider.v1.ProviderService.SigningKeys:output_type -> keyfort.provider.v1.SigningKeysResponse
-	8,  // 25: keyfort.provider.v1.ProviderService.Secret:output_type -> keyfort.provider.v1.SecretResponse
-	10, // 26: keyfort.provider.v1.ProviderService.Credentials:output_type -> keyfort.provider.v1.CredentialsResponse
-	13, // 27: keyfort.provider.v1.ProviderService.Renew:output_type -> keyfort.provider.v1.RenewResponse
-	15, // 28: keyfort.provider.v1.ProviderService.Revoke:output_type -> keyfort.provider.v1.RevokeResponse
-	17, // 29: keyfort.provider.v1.ProviderService.Sign:output_type -> keyfort.provider.v1.SignResponse
-	19, // 30: keyfort.provider.v1.ProviderService.Health:output_type -> keyfort.provider.v1.HealthResponse
-	4,  // 31: keyfort.provider.v1.ProviderService.RotateSigningKey:output_type -> keyfort.provider.v1.SigningKeysResponse
-	21, // 32: keyfort.provider.v1.ProviderService.Close:output_type -> keyfort.provider.v1.CloseResponse
-	23, // [23:33] is the sub-list for method output_type
-	13, // [13:23] is the sub-list for method input_type
+	22, // 22: keyfort.provider.v1.ProviderService.Watch:input_type -> keyfort.provider.v1.WatchRequest
+	20, // 23: keyfort.provider.v1.ProviderService.Close:input_type -> keyfort.provider.v1.CloseRequest
+	2,  // 24: keyfort.provider.v1.ProviderService.Configure:output_type -> keyfort.provider.v1.ConfigureResponse
+	4,  // 25: keyfort.provider.v1.ProviderService.SigningKeys:output_type -> keyfort.provider.v1.SigningKeysResponse
+	8,  // 26: keyfort.provider.v1.ProviderService.Secret:output_type -> keyfort.provider.v1.SecretResponse
+	10, // 27: keyfort.provider.v1.ProviderService.Credentials:output_type -> keyfort.provider.v1.CredentialsResponse
+	13, // 28: keyfort.provider.v1.ProviderService.Renew:output_type -> keyfort.provider.v1.RenewResponse
+	15, // 29: keyfort.provider.v1.ProviderService.Revoke:output_type -> keyfort.provider.v1.RevokeResponse
+	17, // 30: keyfort.provider.v1.ProviderService.Sign:output_type -> keyfort.provider.v1.SignResponse
+	19, // 31: keyfort.provider.v1.ProviderService.Health:output_type -> keyfort.provider.v1.HealthResponse
+	4,  // 32: keyfort.provider.v1.ProviderService.RotateSigningKey:output_type -> keyfort.provider.v1.SigningKeysResponse
+	23, // 33: keyfort.provider.v1.ProviderService.Watch:output_type -> keyfort.provider.v1.Change
+	21, // 34: keyfort.provider.v1.ProviderService.Close:output_type -> keyfort.provider.v1.CloseResponse
+	24, // [24:35] is the sub-list for method output_type
+	13, // [13:24] is the sub-list for method input_type
 	13, // [13:13] is the sub-list for extension type_name
 	13, // [13:13] is the sub-list for extension extendee
 	0,  // [0:13] is the sub-list for field type_name
@@ -1340,7 +1435,7 @@ func file_keyfort_provider_v1_provider_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_keyfort_provider_v1_provider_proto_rawDesc), len(file_keyfort_provider_v1_provider_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   22,
+			NumMessages:   24,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -37,6 +37,7 @@ const (
 	ProviderService_Sign_FullMethodName             = "/keyfort.provider.v1.ProviderService/Sign"
 	ProviderService_Health_FullMethodName           = "/keyfort.provider.v1.ProviderService/Health"
 	ProviderService_RotateSigningKey_FullMethodName = "/keyfort.provider.v1.ProviderService/RotateSigningKey"
+	ProviderService_Watch_FullMethodName            = "/keyfort.provider.v1.ProviderService/Watch"
 	ProviderService_Close_FullMethodName            = "/keyfort.provider.v1.ProviderService/Close"
 )
 
@@ -58,6 +59,9 @@ type ProviderServiceClient interface {
 	Health(ctx context.Context, in *HealthRequest, opts ...grpc.CallOption) (*HealthResponse, error)
 	// RotateSigningKey is the optional KeyRotator capability.
 	RotateSigningKey(ctx context.Context, in *SigningKeysRequest, opts ...grpc.CallOption) (*SigningKeysResponse, error)
+	// Watch is the optional Watcher capability: it streams the locations whose material changed in
+	// the backend, first an empty Change once the watch is established, until the host cancels it.
+	Watch(ctx context.Context, in *WatchRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[Change], error)
 	// Close releases the provider's resources before the host stops the process.
 	Close(ctx context.Context, in *CloseRequest, opts ...grpc.CallOption) (*CloseResponse, error)
 }
@@ -160,6 +164,25 @@ func (c *providerServiceClient) RotateSigningKey(ctx context.Context, in *Signin
 	return out, nil
 }
 
+func (c *providerServiceClient) Watch(ctx context.Context, in *WatchRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[Change], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &ProviderService_ServiceDesc.Streams[0], ProviderService_Watch_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[WatchRequest, Change]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type ProviderService_WatchClient = grpc.ServerStreamingClient[Change]
+
 func (c *providerServiceClient) Close(ctx context.Context, in *CloseRequest, opts ...grpc.CallOption) (*CloseResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(CloseResponse)
@@ -188,6 +211,9 @@ type ProviderServiceServer interface {
 	Health(context.Context, *HealthRequest) (*HealthResponse, error)
 	// RotateSigningKey is the optional KeyRotator capability.
 	RotateSigningKey(context.Context, *SigningKeysRequest) (*SigningKeysResponse, error)
+	// Watch is the optional Watcher capability: it streams the locations whose material changed in
+	// the backend, first an empty Change once the watch is established, until the host cancels it.
+	Watch(*WatchRequest, grpc.ServerStreamingServer[Change]) error
 	// Close releases the provider's resources before the host stops the process.
 	Close(context.Context, *CloseRequest) (*CloseResponse, error)
 	mustEmbedUnimplementedProviderServiceServer()
@@ -226,6 +252,9 @@ func (UnimplementedProviderServiceServer) Health(context.Context, *HealthRequest
 }
 func (UnimplementedProviderServiceServer) RotateSigningKey(context.Context, *SigningKeysRequest) (*SigningKeysResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method RotateSigningKey not implemented")
+}
+func (UnimplementedProviderServiceServer) Watch(*WatchRequest, grpc.ServerStreamingServer[Change]) error {
+	return status.Error(codes.Unimplemented, "method Watch not implemented")
 }
 func (UnimplementedProviderServiceServer) Close(context.Context, *CloseRequest) (*CloseResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Close not implemented")
@@ -413,6 +442,17 @@ func _ProviderService_RotateSigningKey_Handler(srv interface{}, ctx context.Cont
 	return interceptor(ctx, in, info, handler)
 }
 
+func _ProviderService_Watch_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(WatchRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(ProviderServiceServer).Watch(m, &grpc.GenericServerStream[WatchRequest, Change]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type ProviderService_WatchServer = grpc.ServerStreamingServer[Change]
+
 func _ProviderService_Close_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(CloseRequest)
 	if err := dec(in); err != nil {
@@ -479,6 +519,12 @@ var ProviderService_ServiceDesc = grpc.ServiceDesc{
 			Handler:    _ProviderService_Close_Handler,
 		},
 	},
-	Streams:  []grpc.StreamDesc{},
+	Streams: []grpc.StreamDesc{
+		{
+			StreamName:    "Watch",
+			Handler:       _ProviderService_Watch_Handler,
+			ServerStreams: true,
+		},
+	},
 	Metadata: "keyfort/provider/v1/provider.proto",
 }

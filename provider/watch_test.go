@@ -1,0 +1,108 @@
+package provider_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/keyfort/keyfort/internal/metrictest"
+	"github.com/keyfort/keyfort/provider"
+	"github.com/keyfort/keyfort/providers/memory"
+)
+
+// TestWatcherRefetchesChangedMaterialAtOnce: over a provider that reports its changes, a rotation
+// and a new secret version made in the backend reach the Client's callers at once, although the
+// cache would serve the old material for an hour.
+func TestWatcherRefetchesChangedMaterialAtOnce(t *testing.T) {
+	ctx := context.Background()
+	mem, err := memory.New(ctx, memory.Config{
+		SigningKeys: map[string]memory.KeySetConfig{"signing": {Algorithm: "EdDSA"}},
+		Secrets:     map[string]string{"db": "value-1"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg := prometheus.NewRegistry()
+	metrics, _ := provider.NewMetrics(reg)
+	c, err := provider.NewClient(mem, provider.ClientConfig{Name: "mem", CacheTTL: time.Hour, Metrics: metrics})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	before, err := c.SigningKeys(ctx, "signing")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Secret(ctx, "db"); err != nil {
+		t.Fatal(err)
+	}
+	// The backend rotates behind the Client's back (not through Client.RotateSigningKey, which
+	// updates the cache itself).
+	if _, err := mem.RotateSigningKey(ctx, "signing"); err != nil {
+		t.Fatal(err)
+	}
+	var after provider.KeySet
+	waitFor(t, func() bool {
+		after, err = c.SigningKeys(ctx, "signing")
+		return err == nil && after.ActiveID != before.ActiveID
+	})
+	if _, ok := after.Lookup(before.ActiveID); !ok {
+		t.Errorf("the previous key is gone from the refreshed set %v", after.IDs())
+	}
+	mem.SetSecret("db", []byte("value-2"))
+	waitFor(t, func() bool {
+		s, err := c.Secret(ctx, "db")
+		return err == nil && string(s.Value.Reveal()) == "value-2"
+	})
+	if n := metrictest.Counter(t, reg, "keyfort_provider_changes_total", map[string]string{"provider": "mem"}); n < 3 {
+		t.Errorf("keyfort_provider_changes_total: got %v, want at least 3 (established, rotation, secret)", n)
+	}
+}
+
+// watchingFaulty is faulty with the memory provider's Watcher capability.
+type watchingFaulty struct {
+	*faulty
+	w provider.Watcher
+}
+
+func (f watchingFaulty) Watch(ctx context.Context, fn func(provider.Change)) error {
+	return f.w.Watch(ctx, fn)
+}
+
+// TestChangeDuringAnOutageKeepsTheLastGoodMaterial: a change the Client cannot refetch (the backend
+// fails) does not drop what it has: the last good material is served until the backend answers
+// again, then the new.
+func TestChangeDuringAnOutageKeepsTheLastGoodMaterial(t *testing.T) {
+	ctx := context.Background()
+	f := newFaulty(t)
+	mem := f.IdentitySecretMaterialProvider.(*memory.Provider)
+	c, err := provider.NewClient(watchingFaulty{f, mem}, provider.ClientConfig{Name: "mem", CacheTTL: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	before, err := c.SigningKeys(ctx, "signing")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.set(provider.NewError(provider.ErrUnavailable, "", nil), nil)
+	calls := f.calls.Load()
+	if _, err := mem.RotateSigningKey(ctx, "signing"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool { return f.calls.Load() > calls }) // the refetch the change started, failed
+	ks, err := c.SigningKeys(ctx, "signing")
+	if err != nil || ks.ActiveID != before.ActiveID {
+		t.Fatalf("during the outage: got %q, %v; want the last good set (%q)", ks.ActiveID, err, before.ActiveID)
+	}
+	f.set(nil, nil)
+	if _, err := mem.RotateSigningKey(ctx, "signing"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool {
+		ks, err := c.SigningKeys(ctx, "signing")
+		return err == nil && ks.ActiveID != before.ActiveID
+	})
+}
