@@ -2,6 +2,8 @@ package provider_test
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -105,4 +107,55 @@ func TestChangeDuringAnOutageKeepsTheLastGoodMaterial(t *testing.T) {
 		ks, err := c.SigningKeys(ctx, "signing")
 		return err == nil && ks.ActiveID != before.ActiveID
 	})
+}
+
+// TestChangesTellsASlowWatcherWhatItMissed: Notify never blocks; a watcher more than a queue behind
+// loses changes and is sent Change{} (anything may have changed) when it catches up. Close ends
+// every watch with ErrClosed, and later watches too.
+func TestChangesTellsASlowWatcherWhatItMissed(t *testing.T) {
+	var ch provider.Changes
+	gate := make(chan struct{})
+	got := make(chan provider.Change, 1024)
+	ended := make(chan error, 1)
+	go func() {
+		ended <- ch.Watch(context.Background(), func(c provider.Change) {
+			got <- c
+			<-gate
+		})
+	}()
+	if c := <-got; c != (provider.Change{}) {
+		t.Fatalf("first change: got %+v, want Change{}", c)
+	}
+	for i := range 500 { // the watcher is stuck in fn: these must not block
+		ch.Notify(fmt.Sprint("k", i))
+	}
+	close(gate)
+	named, empty := 0, 0
+	for empty == 0 {
+		select {
+		case c := <-got:
+			if c.Name == "" {
+				empty++
+			} else {
+				named++
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("no Change{} after %d named changes", named)
+		}
+	}
+	if named >= 500 {
+		t.Errorf("all %d changes delivered to a watcher that was stuck", named)
+	}
+	ch.Close()
+	select {
+	case err := <-ended:
+		if !errors.Is(err, provider.ErrClosed) {
+			t.Errorf("Watch after Close: got %v, want ErrClosed", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Close did not end the watch")
+	}
+	if err := ch.Watch(context.Background(), func(provider.Change) {}); !errors.Is(err, provider.ErrClosed) {
+		t.Errorf("a watch after Close: got %v, want ErrClosed", err)
+	}
 }
