@@ -7,7 +7,7 @@
 //	  files:
 //	    plugin: /usr/local/lib/keyfort/custom-plugin
 //	    sha256: "<sha256sum of the binary>"
-//	    settings: { dir: /etc/keyfort/files }
+//	    settings: { dir: /etc/keyfort/files, watch: 2s }   # watch: report changed files at once
 //	identity:
 //	  secrets:
 //	    session_signing: files:session

@@ -8,4 +8,8 @@
 //
 // Names must be single path elements: "..", "/" and hidden names are refused, so a location can never
 // leave DIR.
+//
+// With the watch setting the provider is a provider.Watcher: it compares the directory's files at
+// that interval and reports each key set and secret whose files changed, so that a rotation
+// ("write 0003.pem") reaches the host's cache at once.
 package filekeys

@@ -10,6 +10,7 @@ import (
 	"sort"
 	"strings"
 	"sync/atomic"
+	"time"
 
 	"github.com/keyfort/keyfort/provider"
 )
@@ -18,15 +19,26 @@ import (
 type Config struct {
 	// Dir holds keys/ and secrets/.
 	Dir string `json:"dir"`
+	// Watch, a duration such as "2s", makes the plugin look for changed files at that interval and
+	// report them to the host, whose cache then refetches them at once instead of at its cache_ttl.
+	// Empty: no watching.
+	Watch string `json:"watch"`
 }
 
 // Provider serves files under Config.Dir. It is safe for concurrent use.
 type Provider struct {
 	root   *os.Root
 	closed atomic.Bool
+	// changes reports what the poller finds; stop and polled end the poller.
+	changes      provider.Changes
+	watching     bool
+	stop, polled chan struct{}
 }
 
-var _ provider.IdentitySecretMaterialProvider = (*Provider)(nil)
+var (
+	_ provider.IdentitySecretMaterialProvider = (*Provider)(nil)
+	_ provider.Watcher                        = (*Provider)(nil)
+)
 
 // Factory builds the provider from the host's settings.
 func Factory(ctx context.Context, s provider.Settings) (provider.IdentitySecretMaterialProvider, error) {
@@ -42,11 +54,91 @@ func New(_ context.Context, cfg Config) (*Provider, error) {
 	if cfg.Dir == "" {
 		return nil, provider.NewError(provider.ErrInvalidConfig, "dir", errors.New("setting dir is required"))
 	}
+	var every time.Duration
+	if cfg.Watch != "" {
+		d, err := time.ParseDuration(cfg.Watch)
+		if err != nil || d <= 0 {
+			return nil, provider.NewError(provider.ErrInvalidConfig, "watch", errors.New(`setting watch must be a positive duration such as "2s"`))
+		}
+		every = d
+	}
 	root, err := os.OpenRoot(cfg.Dir)
 	if err != nil {
 		return nil, provider.NewError(provider.ErrInvalidConfig, cfg.Dir, errors.New("cannot open the directory"))
 	}
-	return &Provider{root: root}, nil
+	p := &Provider{root: root}
+	if every > 0 {
+		p.watching, p.stop, p.polled = true, make(chan struct{}), make(chan struct{})
+		go p.poll(every)
+	}
+	return p, nil
+}
+
+// Watch implements provider.Watcher when the watch setting is set.
+func (p *Provider) Watch(ctx context.Context, fn func(provider.Change)) error {
+	if !p.watching {
+		return provider.NewError(provider.ErrUnimplemented, "", errors.New("the files plugin watches only with the watch setting"))
+	}
+	return p.changes.Watch(ctx, fn)
+}
+
+// poll compares what the directory holds every interval and reports each key set and secret whose
+// files changed.
+func (p *Provider) poll(every time.Duration) {
+	defer close(p.polled)
+	t := time.NewTicker(every)
+	defer t.Stop()
+	last := p.snapshot()
+	for {
+		select {
+		case <-p.stop:
+			return
+		case <-t.C:
+		}
+		now := p.snapshot()
+		for name, sig := range now {
+			if last[name] != sig {
+				p.changes.Notify(name)
+			}
+		}
+		for name := range last {
+			if _, ok := now[name]; !ok {
+				p.changes.Notify(name)
+			}
+		}
+		last = now
+	}
+}
+
+// snapshot maps each key set and secret name to the names, sizes and modification times of its files.
+func (p *Provider) snapshot() map[string]string {
+	out := map[string]string{}
+	sig := func(e fs.DirEntry) string {
+		info, err := e.Info()
+		if err != nil {
+			return e.Name()
+		}
+		return fmt.Sprintf("%s/%d/%d;", e.Name(), info.Size(), info.ModTime().UnixNano())
+	}
+	sets, _ := fs.ReadDir(p.root.FS(), "keys")
+	for _, set := range sets {
+		if !set.IsDir() {
+			continue
+		}
+		files, _ := fs.ReadDir(p.root.FS(), filepath.Join("keys", set.Name()))
+		var b strings.Builder
+		for _, f := range files {
+			b.WriteString(sig(f))
+		}
+		out[set.Name()] = b.String()
+	}
+	secrets, _ := fs.ReadDir(p.root.FS(), "secrets")
+	for _, f := range secrets {
+		if !f.IsDir() {
+			out[f.Name()] += sig(f)
+		}
+	}
+	return out
 }
 
 func (p *Provider) check(ctx context.Context, name string) error {
@@ -150,9 +242,14 @@ func (p *Provider) Revoke(_ context.Context, l provider.Lease) error {
 	return provider.RevokeStatic(l, p.closed.Load())
 }
 
-// Close releases the directory.
+// Close stops the watching and releases the directory.
 func (p *Provider) Close() error {
 	if p.closed.CompareAndSwap(false, true) {
+		if p.watching {
+			close(p.stop)
+			<-p.polled
+		}
+		p.changes.Close()
 		return p.root.Close()
 	}
 	return nil

@@ -7,7 +7,9 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/keyfort/keyfort/catalog"
 	"github.com/keyfort/keyfort/config"
@@ -52,8 +54,10 @@ func must(t *testing.T, err error) {
 func TestConformance(t *testing.T) {
 	dir := fixtureDir(t)
 	rotations := 1
+	// watch: the suite's Watch test sees each rotation reported (in process, over the transport and
+	// from the binary).
 	providertest.RunAllWays(t, providertest.Ways{
-		Name: "files", Factory: filekeys.Factory, Settings: settings(dir),
+		Name: "files", Factory: filekeys.Factory, Settings: provider.NewSettings("files", []byte(`{"dir":"`+dir+`","watch":"20ms"}`)),
 		Binary: hosttest.Build(t, "github.com/keyfort/keyfort/examples/custom-plugin"),
 	}, providertest.Config{
 		KeySet: "session", Secret: "db", SecretValue: []byte(secret), Missing: "nothing-here",
@@ -111,5 +115,49 @@ func TestPathTraversalRefused(t *testing.T) {
 		if _, err := p.Secret(context.Background(), name); !errors.Is(err, provider.ErrInvalidArgument) {
 			t.Errorf("Secret(%q): got %v, want ErrInvalidArgument", name, err)
 		}
+	}
+}
+
+// TestWatchReportsChangedFiles: with the watch setting, a new key file, a changed secret and a
+// removed secret are each reported by name; without it, Watch is ErrUnimplemented (the host then
+// keeps to its cache TTL). A bad interval is a configuration error naming the setting.
+func TestWatchReportsChangedFiles(t *testing.T) {
+	dir := fixtureDir(t)
+	p, err := filekeys.New(context.Background(), filekeys.Config{Dir: dir, Watch: "10ms"})
+	must(t, err)
+	defer p.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	got := make(chan provider.Change, 64)
+	go func() { _ = p.Watch(ctx, func(c provider.Change) { got <- c }) }()
+	next := func(want string) {
+		t.Helper()
+		for {
+			select {
+			case c := <-got:
+				if c.Name == want {
+					return
+				}
+			case <-time.After(10 * time.Second):
+				t.Fatalf("no change reported for %q", want)
+			}
+		}
+	}
+	next("") // established
+	writeKey(t, dir, "0002.pem")
+	next("session")
+	must(t, os.WriteFile(filepath.Join(dir, "secrets", "api"), []byte("new"), 0o600))
+	next("api")
+	must(t, os.Remove(filepath.Join(dir, "secrets", "db")))
+	next("db")
+
+	off, err := filekeys.New(context.Background(), filekeys.Config{Dir: dir})
+	must(t, err)
+	defer off.Close()
+	if err := off.Watch(ctx, func(provider.Change) {}); !errors.Is(err, provider.ErrUnimplemented) {
+		t.Errorf("Watch without the setting: got %v, want ErrUnimplemented", err)
+	}
+	if _, err := filekeys.New(context.Background(), filekeys.Config{Dir: dir, Watch: "soon"}); !errors.Is(err, provider.ErrInvalidConfig) || !strings.Contains(err.Error(), "watch") {
+		t.Errorf("a bad interval: got %v, want ErrInvalidConfig naming watch", err)
 	}
 }
