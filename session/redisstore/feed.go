@@ -10,6 +10,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/keyfort/keyfort/internal/revfeed"
 	"github.com/keyfort/keyfort/session"
 )
 
@@ -74,56 +75,29 @@ func (s *Store) SubscribeRevocations(ctx context.Context, fn func(session.Revoca
 		return nil, fmt.Errorf("%w: redis: subscribing to %q: %v", session.ErrStoreUnavailable, s.channel, err)
 	}
 	ch := ps.ChannelWithSubscriptions(redis.WithChannelSize(feedQueue), redis.WithChannelHealthCheckInterval(feedHealthCheck))
-	// Two goroutines: one drains go-redis's channel without ever blocking, so go-redis never
-	// waits on a full channel (it would drop a message after a minute and only log it); the
-	// other calls fn. When fn falls behind by a whole queue, events are dropped and fn gets a
-	// Resync once it has caught up, as after a lost connection: a slow subscriber loses events
-	// but knows it did.
-	q := make(chan session.Revocation, feedQueue)
-	lost := make(chan struct{}, 1)
+	// go-redis's channel is drained without ever blocking, so go-redis never waits on a full
+	// channel (it would drop a message after a minute and only log it): a subscriber that falls a
+	// whole queue behind loses the excess and gets a Resync when it catches up, as after a lost
+	// connection.
+	var dropped func()
+	if s.dropped != nil {
+		dropped = s.dropped.Inc
+	}
+	pump := revfeed.NewPump(feedQueue, fn, dropped)
 	done := make(chan struct{})
 	go func() {
-		defer close(q)
+		defer close(done)
+		defer pump.Close()
 		for m := range ch {
-			var r session.Revocation
 			switch m := m.(type) {
 			case *redis.Subscription:
-				if m.Kind != "subscribe" {
-					continue
+				if m.Kind == "subscribe" { // the connection was made again: events may be lost
+					pump.Push(session.Revocation{Resync: true})
 				}
-				r.Resync = true // the connection was made again: events may be lost
 			case *redis.Message:
-				var ok bool
-				if r, ok = parseEvent(m.Payload); !ok {
-					continue
+				if r, ok := revfeed.Parse(m.Payload); ok {
+					pump.Push(r)
 				}
-			default:
-				continue
-			}
-			select {
-			case q <- r:
-			default:
-				if s.dropped != nil {
-					s.dropped.Inc()
-				}
-				select {
-				case lost <- struct{}{}:
-				default:
-				}
-			}
-		}
-	}()
-	go func() {
-		defer close(done)
-		for {
-			select {
-			case r, ok := <-q:
-				if !ok {
-					return
-				}
-				fn(r)
-			case <-lost:
-				fn(session.Revocation{Resync: true})
 			}
 		}
 	}()
@@ -134,15 +108,4 @@ func (s *Store) SubscribeRevocations(ctx context.Context, fn func(session.Revoca
 			<-done
 		})
 	}, nil
-}
-
-// parseEvent reads a feed payload: "f:" and a family ID, or "t:" and a tombstone key.
-func parseEvent(p string) (session.Revocation, bool) {
-	switch {
-	case len(p) > 2 && strings.HasPrefix(p, "f:"):
-		return session.Revocation{Family: p[2:]}, true
-	case len(p) > 2 && strings.HasPrefix(p, "t:"):
-		return session.Revocation{Token: p[2:]}, true
-	}
-	return session.Revocation{}, false
 }

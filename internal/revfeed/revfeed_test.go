@@ -1,0 +1,58 @@
+package revfeed_test
+
+import (
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/keyfort/keyfort/internal/revfeed"
+	"github.com/keyfort/keyfort/session"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+func TestParse(t *testing.T) {
+	for in, want := range map[string]session.Revocation{
+		"f:fam-1": {Family: "fam-1"},
+		"t:abc":   {Token: "abc"},
+	} {
+		if got, ok := revfeed.Parse(in); !ok || got != want {
+			t.Errorf("Parse(%q): got %+v, %v; want %+v", in, got, ok, want)
+		}
+	}
+	for _, in := range []string{"", "f:", "t:", "p:", "x:y", "fam"} {
+		if got, ok := revfeed.Parse(in); ok {
+			t.Errorf("Parse(%q): got %+v, want no event", in, got)
+		}
+	}
+}
+
+// TestPumpDropsForAStuckSubscriberAndSaysSo: Push never blocks; the excess over the queue is
+// dropped and counted, and the subscriber gets a Resync when it catches up; Close delivers what is
+// queued and returns; Push after Close is ignored.
+func TestPumpDropsForAStuckSubscriberAndSaysSo(t *testing.T) {
+	gate := make(chan struct{})
+	got := make(chan session.Revocation, 64)
+	dropped := 0
+	p := revfeed.NewPump(4, func(r session.Revocation) { <-gate; got <- r }, func() { dropped++ })
+	for range 20 {
+		p.Push(session.Revocation{Family: "f"})
+	}
+	if dropped < 20-4-1 { // one may be in fn, four in the queue
+		t.Errorf("dropped %d of 20 with a queue of 4", dropped)
+	}
+	close(gate)
+	resync := false
+	for !resync {
+		select {
+		case r := <-got:
+			resync = r.Resync
+		case <-time.After(10 * time.Second):
+			t.Fatal("no Resync after drops")
+		}
+	}
+	p.Close()
+	p.Close()
+	p.Push(session.Revocation{Family: "late"})
+}
