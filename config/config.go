@@ -35,6 +35,11 @@ const SessionSigningKey = "session_signing"
 // identity.session.redis_url.
 const RedisPasswordKey = "redis_password"
 
+// PostgresPasswordKey is the logical key of the PostgreSQL store's password (optional). When bound,
+// every new connection of the store logs in with the value it resolves to, in place of the password
+// in identity.session.postgres_url.
+const PostgresPasswordKey = "postgres_password"
+
 // DefaultGoogleIssuer is identity.secrets.oidc.google.issuer when not set.
 const DefaultGoogleIssuer = "https://accounts.google.com"
 
@@ -138,6 +143,8 @@ type SessionConfig struct {
 	RedisURL string
 	// RedisTLS configures a rediss:// connection beyond the system's roots (identity.session.redis_tls).
 	RedisTLS RedisTLS
+	// PostgresURL selects the PostgreSQL store shared by replicas, in place of Redis.
+	PostgresURL string
 }
 
 // TokenIssuer is the iss of Keyfort's tokens: Issuer, or DefaultIssuer.
@@ -332,6 +339,9 @@ func parse(raw map[string]any, sources []string) (*Config, error) {
 	}
 	if _, ok := p.cfg.Bindings["identity.secrets."+RedisPasswordKey]; ok && p.cfg.Session.RedisURL == "" {
 		p.add("identity.secrets."+RedisPasswordKey, "", "", "bound, but identity.session.redis_url is not set: nothing would use it")
+	}
+	if _, ok := p.cfg.Bindings["identity.secrets."+PostgresPasswordKey]; ok && p.cfg.Session.PostgresURL == "" {
+		p.add("identity.secrets."+PostgresPasswordKey, "", "", "bound, but identity.session.postgres_url is not set: nothing would use it")
 	}
 	if p.cfg.Production && len(p.cfg.Bindings) == 0 && p.cfg.Default == nil {
 		p.add("production", "", "", "production is true but nothing is configured; the ephemeral signing key is forbidden in production")
@@ -543,6 +553,25 @@ func (p *parser) sessionConfig(v any) {
 	for _, k := range slices.Sorted(maps.Keys(m)) {
 		key := "identity.session." + k
 		switch k {
+		case "postgres_url":
+			s, ok := m[k].(string)
+			if !ok {
+				p.add(key, "", "", "want a string")
+				break
+			}
+			sc.PostgresURL = s
+			if s == "" {
+				break
+			}
+			if !strings.HasPrefix(s, "postgres://") && !strings.HasPrefix(s, "postgresql://") {
+				p.add(key, "", "", "want a postgres:// or postgresql:// URL")
+			} else if _, err := url.Parse(s); err != nil {
+				var ue *url.Error
+				if errors.As(err, &ue) {
+					err = ue.Err
+				}
+				p.add(key, "", "", "not a URL: %v", err)
+			}
 		case "issuer", "audience", "redis_url":
 			s, ok := m[k].(string)
 			if !ok {
@@ -587,8 +616,11 @@ func (p *parser) sessionConfig(v any) {
 				sc.RefreshGrace = d
 			}
 		default:
-			p.add(key, "", "", "unknown key (known: issuer, audience, access_ttl, refresh_ttl, refresh_grace, revalidate, redis_url, redis_tls)")
+			p.add(key, "", "", "unknown key (known: issuer, audience, access_ttl, refresh_ttl, refresh_grace, revalidate, redis_url, redis_tls, postgres_url)")
 		}
+	}
+	if sc.RedisURL != "" && sc.PostgresURL != "" {
+		p.add("identity.session.postgres_url", "", "", "set together with identity.session.redis_url: choose one shared store")
 	}
 	if sc.RedisTLS != (RedisTLS{}) && !strings.HasPrefix(sc.RedisURL, "rediss://") {
 		p.add("identity.session.redis_tls", "", "", "set, but identity.session.redis_url is not a rediss:// URL")

@@ -331,6 +331,50 @@ identity:
 	}
 }
 
+func TestPostgresSettings(t *testing.T) {
+	load := func(body string, environ ...string) (*config.Config, error) {
+		return config.Load(config.Source{Files: []string{write(t, "k.yaml", body)}, Environ: environ})
+	}
+	cfg, err := load(`
+identity:
+  secrets: { session_signing: "memory:s", postgres_password: "env:PG_PASSWORD" }
+  session: { postgres_url: "postgres://keyfort@db.internal:5432/keyfort?sslmode=verify-full" }
+`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Session.PostgresURL != "postgres://keyfort@db.internal:5432/keyfort?sslmode=verify-full" {
+		t.Errorf("postgres_url: got %q", cfg.Session.PostgresURL)
+	}
+	if b, err := cfg.Resolve(config.PostgresPasswordKey); err != nil || b.String() != "env:PG_PASSWORD" || b.Kind != config.KindSecret {
+		t.Errorf("postgres_password resolves to %+v, %v", b, err)
+	}
+	for name, tc := range map[string]struct {
+		body    string
+		environ []string
+		want    string
+	}{
+		"not a postgres URL": {`identity: { secrets: { session_signing: "memory:s" }, session: { postgres_url: "mysql://x" } }`, nil,
+			"identity.session.postgres_url: want a postgres:// or postgresql:// URL"},
+		"malformed, with a password": {`identity: { secrets: { session_signing: "memory:s" } }`,
+			[]string{"KEYFORT_IDENTITY__SESSION__POSTGRES_URL=postgres://k:SUPERSECRET@127.0.0.1:port/db"}, "invalid port"},
+		"both stores": {`identity: { secrets: { session_signing: "memory:s" }, session: { postgres_url: "postgres://db/x", redis_url: "redis://r:6379/0" } }`, nil,
+			"identity.session.postgres_url: set together with identity.session.redis_url: choose one shared store"},
+		"password without the store": {`identity: { secrets: { session_signing: "memory:s", postgres_password: "env:P" } }`, nil,
+			"identity.secrets.postgres_password: bound, but identity.session.postgres_url is not set"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			_, err := load(tc.body, tc.environ...)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("got %v, want it to say %q", err, tc.want)
+			}
+			if err != nil && strings.Contains(err.Error(), "SUPERSECRET") {
+				t.Errorf("the error repeats the URL's password: %v", err)
+			}
+		})
+	}
+}
+
 func FuzzLoadYAML(f *testing.F) {
 	f.Add(yamlConfig)
 	f.Add("identity: { secrets: { session_signing: 'a:b' } }")

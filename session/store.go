@@ -199,7 +199,7 @@ func (s *MemoryStore) Rotate(_ context.Context, id, presented, next string, now 
 		s.mu.Unlock()
 		return f, Revoked, nil
 	}
-	f, outcome := rotate(f, presented, next, now, grace)
+	f, outcome := RotateFamily(f, presented, next, now, grace)
 	s.families[id] = f
 	s.mu.Unlock()
 	if outcome == Reuse {
@@ -208,8 +208,10 @@ func (s *MemoryStore) Rotate(_ context.Context, id, presented, next string, now 
 	return f, outcome, nil
 }
 
-// rotate is the one definition of the rotation rule, shared by every Store.
-func rotate(f Family, presented, next string, now time.Time, grace time.Duration) (Family, RotateOutcome) {
+// RotateFamily is the one definition of the rotation rule, shared by every Store: presented, the
+// jti of the refresh token a caller presents at now, against a live family f (not revoked, not
+// expired: those are Revoked before the rule applies). It returns the family as it is after.
+func RotateFamily(f Family, presented, next string, now time.Time, grace time.Duration) (Family, RotateOutcome) {
 	switch {
 	case presented == f.Current:
 		f.Previous, f.RotatedAt = f.Current, now

@@ -20,6 +20,7 @@ import (
 	"github.com/keyfort/keyfort/catalog"
 	"github.com/keyfort/keyfort/config"
 	"github.com/keyfort/keyfort/session"
+	"github.com/keyfort/keyfort/session/pgstore"
 	"github.com/keyfort/keyfort/session/redisstore"
 )
 
@@ -93,8 +94,8 @@ func newCheckCmd() *cobra.Command {
 		Long: `Load the configuration, start its providers and resolve every configured key: key sets, secrets
 and credentials (whose leases are revoked at once). One line per key; no secret value is printed.
 
-With identity.session.redis_url set, it also connects to the Redis session store (logging in with
-identity.secrets.redis_password when bound), and with --identity-providers it fetches each identity
+With identity.session.redis_url or postgres_url set, it also connects to the shared session store
+(logging in with identity.secrets.redis_password or postgres_password when bound), and with --identity-providers it fetches each identity
 provider's discovery document and key set (identity.secrets.oidc.NAME.issuer) as serve does at
 start-up; each is a line of its own.
 
@@ -129,7 +130,7 @@ Exit status: 0 when every key resolves, 1 when any fails, 2 when the configurati
 					failed++
 				}
 			}
-			if cat.Config().Session.RedisURL != "" {
+			if cat.Config().Session.RedisURL != "" || cat.Config().Session.PostgresURL != "" {
 				line, ok := checkSessionStore(ctx, cat)
 				fmt.Fprintln(out, line)
 				if !ok {
@@ -159,21 +160,37 @@ func checkIdentityProvider(ctx context.Context, cat *catalog.Catalog, name strin
 	return fmt.Sprintf("ok   %s  %s  discovery and key set fetched", key, issuer), true
 }
 
-// checkSessionStore connects to the Redis session store as serve would, and renders one check line.
-// The URL is shown without its password.
+// checkSessionStore connects to the shared session store (Redis or PostgreSQL) as serve would, and
+// renders one check line. The URL is shown without its password.
 func checkSessionStore(ctx context.Context, cat *catalog.Catalog) (string, bool) {
 	cfg := cat.Config()
-	shown := redisstore.RedactedURL(cfg.Session.RedisURL)
+	key, shown := "identity.session.redis_url", redisstore.RedactedURL(cfg.Session.RedisURL)
+	if cfg.Session.PostgresURL != "" {
+		key, shown = "identity.session.postgres_url", pgstore.RedactedURL(cfg.Session.PostgresURL)
+	}
 	line := func(err error) (string, bool) {
-		return fmt.Sprintf("FAIL identity.session.redis_url  %s  %v", shown, err), false
+		return fmt.Sprintf("FAIL %s  %s  %v", key, shown, err), false
 	}
-	c, err := redisstore.Configured(ctx, cfg, cat)
-	if err != nil {
-		return line(err)
+	var st interface {
+		session.RevocationFeed
+		Close() error
 	}
-	st, err := redisstore.New(ctx, c)
-	if err != nil {
-		return line(err)
+	if cfg.Session.PostgresURL != "" {
+		ps, err := pgstore.OpenConfigured(ctx, cfg, cat)
+		if err != nil {
+			return line(err)
+		}
+		st = ps
+	} else {
+		c, err := redisstore.Configured(ctx, cfg, cat)
+		if err != nil {
+			return line(err)
+		}
+		rs, err := redisstore.New(ctx, c)
+		if err != nil {
+			return line(err)
+		}
+		st = rs
 	}
 	defer st.Close()
 	// The revocation feed as every replica's cache would subscribe to it: without it (a Redis user
@@ -185,7 +202,7 @@ func checkSessionStore(ctx context.Context, cat *catalog.Catalog) (string, bool)
 	} else {
 		stop()
 	}
-	return fmt.Sprintf("ok   identity.session.redis_url  %s  connected, %s", shown, feed), true
+	return fmt.Sprintf("ok   %s  %s  connected, %s", key, shown, feed), true
 }
 
 func newGetCmd() *cobra.Command {

@@ -21,6 +21,7 @@ import (
 	"github.com/keyfort/keyfort/session/grpcauth"
 	"github.com/keyfort/keyfort/session/identityrpc"
 	"github.com/keyfort/keyfort/session/oidc"
+	"github.com/keyfort/keyfort/session/pgstore"
 	"github.com/keyfort/keyfort/session/redisstore"
 	"github.com/keyfort/keyfort/session/token"
 )
@@ -99,6 +100,18 @@ func newIdentityRuntime(ctx context.Context, cfg *config.Config, cat *catalog.Ca
 			return nil, fmt.Errorf("identity.session.redis_url: %w", err)
 		}
 		store = rs
+	}
+	if cfg.Session.PostgresURL != "" {
+		pc, err := pgstore.Configured(ctx, cfg, cat)
+		if err != nil {
+			return nil, err
+		}
+		pc.Registerer = reg
+		ps, err := pgstore.New(ctx, pc)
+		if err != nil {
+			return nil, fmt.Errorf("identity.session.postgres_url: %w", err)
+		}
+		store = ps
 	}
 	r.store = store
 	issuer := cfg.Session.TokenIssuer()

@@ -2,16 +2,20 @@ package main_test
 
 import (
 	"context"
+	"crypto/rand"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
+	"net/url"
 	"os"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/redis/go-redis/v9"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -21,6 +25,7 @@ import (
 
 	pb "github.com/keyfort/keyfort/api/identity/v1"
 	"github.com/keyfort/keyfort/internal/hosttest"
+	"github.com/keyfort/keyfort/internal/pgtest"
 	"github.com/keyfort/keyfort/internal/redistest"
 	"github.com/keyfort/keyfort/internal/testpki"
 	"github.com/keyfort/keyfort/provider"
@@ -226,6 +231,87 @@ identity:
 	}
 	if _, err := b.StartIdentitySession(ctx, &pb.StartIdentitySessionRequest{IdentityProvider: "google", ExternalToken: bobID}); status.Code(err) != codes.Unauthenticated {
 		t.Errorf("after a logout on one replica, its ID token started a session on the other: %v", err)
+	}
+}
+
+// TestTwoServeReplicasSharePostgres: two serve processes over one PostgreSQL database (in place of
+// Redis) agree as they do over Redis: a refresh on one is reuse on the other, a logout on one
+// retires the ID token on the other; check connects to the store and reports its feed.
+func TestTwoServeReplicasSharePostgres(t *testing.T) {
+	pgURL := pgtest.URL(t) // skips without PostgreSQL (fails in CI)
+	admin, err := pgx.Connect(context.Background(), pgURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close(context.Background())
+	// The store's tables in a schema of this test's own (through the connection's search_path).
+	b := make([]byte, 4)
+	_, _ = rand.Read(b)
+	schema := "kt_serve_" + hex.EncodeToString(b)
+	if _, err := admin.Exec(context.Background(), "CREATE SCHEMA "+schema); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _, _ = admin.Exec(context.Background(), "DROP SCHEMA "+schema+" CASCADE") })
+	u, _ := url.Parse(pgURL)
+	q := u.Query()
+	q.Set("search_path", schema)
+	u.RawQuery = q.Encode()
+
+	iss := oidctest.New(t)
+	cfg := writeConfig(t, `
+identity:
+  secrets:
+    session_signing: env:KFSERVE_SIGNING
+    oidc:
+      google:
+        client_id: env:KFSERVE_CLIENT_ID
+        issuer: `+iss.URL+`
+  session:
+    issuer: https://keyfort.test
+    refresh_grace: -1s
+`)
+	env := []string{"PATH=" + os.Getenv("PATH"), "KFSERVE_CLIENT_ID=client-1", signingKeyEnv(t),
+		"KEYFORT_IDENTITY__SESSION__POSTGRES_URL=" + u.String()}
+	start := func() pb.IdentityRuntimeServiceClient {
+		_, log, _ := startServe(t, env, "--config", cfg, "--grpc-addr", "127.0.0.1:0")
+		return runtimeClient(t, log.String())
+	}
+	a, bb := start(), start()
+	ctx := context.Background()
+	started, err := a.StartIdentitySession(ctx, &pb.StartIdentitySessionRequest{IdentityProvider: "google",
+		ExternalToken: iss.Sign(t, "k1", iss.Claims("alice", "client-1"), nil)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	next, err := bb.RefreshIdentitySession(ctx, &pb.RefreshIdentitySessionRequest{RefreshToken: started.GetTokens().GetRefreshToken()})
+	if err != nil {
+		t.Fatalf("refresh on the second replica: %v", err)
+	}
+	if _, err := a.RefreshIdentitySession(ctx, &pb.RefreshIdentitySessionRequest{RefreshToken: started.GetTokens().GetRefreshToken()}); status.Code(err) != codes.Unauthenticated {
+		t.Fatalf("reuse on the first replica: got %v", err)
+	}
+	if _, err := bb.RefreshIdentitySession(ctx, &pb.RefreshIdentitySessionRequest{RefreshToken: next.GetTokens().GetRefreshToken()}); status.Code(err) != codes.Unauthenticated {
+		t.Errorf("after reuse on one replica the other still refreshes: %v", err)
+	}
+	bobID := iss.Sign(t, "k1", iss.Claims("bob", "client-1"), nil)
+	bob, err := bb.StartIdentitySession(ctx, &pb.StartIdentitySessionRequest{IdentityProvider: "google", ExternalToken: bobID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.EndIdentitySession(ctx, &pb.EndIdentitySessionRequest{Token: bob.GetTokens().GetAccessToken()}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := bb.StartIdentitySession(ctx, &pb.StartIdentitySessionRequest{IdentityProvider: "google", ExternalToken: bobID}); status.Code(err) != codes.Unauthenticated {
+		t.Errorf("after a logout on one replica, its ID token started a session on the other: %v", err)
+	}
+	var n int
+	if err := admin.QueryRow(ctx, "SELECT count(*) FROM "+schema+".keyfort_families").Scan(&n); err != nil || n != 2 {
+		t.Errorf("families in the test's schema: %d, %v (want 2: the store used its own tables)", n, err)
+	}
+
+	r := run(t, env, "check", "--config", cfg)
+	if r.code != 0 || !strings.Contains(r.stdout, "ok   identity.session.postgres_url  postgres://postgres@127.0.0.1:5432/postgres?") || !strings.Contains(r.stdout, "connected, revocation feed on") {
+		t.Errorf("check: exit %d:\n%s%s", r.code, r.stdout, r.stderr)
 	}
 }
 

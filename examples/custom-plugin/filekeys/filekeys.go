@@ -69,7 +69,7 @@ func New(_ context.Context, cfg Config) (*Provider, error) {
 	p := &Provider{root: root}
 	if every > 0 {
 		p.watching, p.stop, p.polled = true, make(chan struct{}), make(chan struct{})
-		go p.poll(every)
+		go p.poll(every, p.snapshot()) // the first look before New returns: changes after it count
 	}
 	return p, nil
 }
@@ -84,11 +84,10 @@ func (p *Provider) Watch(ctx context.Context, fn func(provider.Change)) error {
 
 // poll compares what the directory holds every interval and reports each key set and secret whose
 // files changed.
-func (p *Provider) poll(every time.Duration) {
+func (p *Provider) poll(every time.Duration, last map[string]string) {
 	defer close(p.polled)
 	t := time.NewTicker(every)
 	defer t.Stop()
-	last := p.snapshot()
 	for {
 		select {
 		case <-p.stop:

@@ -22,6 +22,7 @@ import (
 	"github.com/keyfort/keyfort/session"
 	"github.com/keyfort/keyfort/session/grpcauth"
 	"github.com/keyfort/keyfort/session/oidc"
+	"github.com/keyfort/keyfort/session/pgstore"
 	"github.com/keyfort/keyfort/session/redisstore"
 	"github.com/keyfort/keyfort/session/token"
 )
@@ -94,16 +95,23 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Server, error)
 	}
 	guard := grpcauth.Config{Disabled: opts.AuthDisabled, Logger: log}
 	if !opts.AuthDisabled {
-		// With identity.session.redis_url set, tombstones live in the Redis that provider-host serve
-		// uses: a logout on any replica of this service, or of the runtime session this token
-		// started (EndIdentitySession), ends the session here too.
+		// With identity.session.redis_url (or postgres_url) set, tombstones live in the store that
+		// provider-host serve uses: a logout on any replica of this service, or of the runtime
+		// session this token started (EndIdentitySession), ends the session here too.
 		var store session.Store
-		if cfg.Session.RedisURL != "" {
+		switch {
+		case cfg.Session.RedisURL != "":
 			rs, err := redisstore.OpenConfigured(ctx, cfg, cat)
 			if err != nil {
 				return fail(err)
 			}
 			store, s.store = rs, rs
+		case cfg.Session.PostgresURL != "":
+			ps, err := pgstore.OpenConfigured(ctx, cfg, cat)
+			if err != nil {
+				return fail(err)
+			}
+			store, s.store = ps, ps
 		}
 		auth, jwks, err := authenticator(ctx, cfg, cat, store, opts)
 		if err != nil {

@@ -2,13 +2,18 @@ package kvserver_test
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
+	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
@@ -18,6 +23,7 @@ import (
 	"github.com/keyfort/keyfort/examples/guarded-kv/kvserver"
 	"github.com/keyfort/keyfort/internal/hosttest"
 	pb "github.com/keyfort/keyfort/internal/kvexamplepb/v1"
+	"github.com/keyfort/keyfort/internal/pgtest"
 	"github.com/keyfort/keyfort/internal/redistest"
 	"github.com/keyfort/keyfort/provider"
 	"github.com/keyfort/keyfort/session/oidc/oidctest"
@@ -82,8 +88,13 @@ func waitRevoked(t *testing.T, srv *kvserver.Server, leaseID string) {
 }
 
 // writeRuntimeConfig writes serve's configuration: a memory signing key, Google (played by the
-// issuer at issuerURL) and the test Redis.
+// issuer at issuerURL) and the test Redis (unless the environment names another store).
 func writeRuntimeConfig(t *testing.T, issuerURL string) string {
+	return writeRuntimeConfigWith(t, issuerURL, "redis_url: "+redistest.URL())
+}
+
+// writeRuntimeConfigWith is writeRuntimeConfig with store, a line of identity.session, for the store.
+func writeRuntimeConfigWith(t *testing.T, issuerURL, store string) string {
 	t.Helper()
 	p := filepath.Join(t.TempDir(), "runtime.yaml")
 	if err := os.WriteFile(p, []byte(`
@@ -99,7 +110,7 @@ identity:
         client_id: env:GOOGLE_CLIENT_ID
         issuer: `+issuerURL+`
   session:
-    redis_url: `+redistest.URL()+`
+    `+store+`
 `), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -107,19 +118,53 @@ identity:
 }
 
 // TestLogoutAtTheRuntimeEndsGuardedSessions: the guarded service and provider-host serve share
-// Redis (identity.session.redis_url). A caller starts a runtime session with their ID token and uses
-// the guarded service with the same token; EndIdentitySession at the runtime then ends the guarded
-// session too, at once (the Redis revocation feed; its revalidation is an hour away), revoking its
-// backend credentials, and the ID token cannot open a session there again.
+// a store: Redis (identity.session.redis_url) or PostgreSQL (postgres_url). A caller starts a
+// runtime session with their ID token and uses the guarded service with the same token;
+// EndIdentitySession at the runtime then ends the guarded session too, at once (the store's
+// revocation feed; its revalidation is an hour away), revoking its backend credentials, and the ID
+// token cannot open a session there again.
 func TestLogoutAtTheRuntimeEndsGuardedSessions(t *testing.T) {
-	redistest.Client(t) // skips without Redis (fails in CI)
+	t.Run("Redis", func(t *testing.T) {
+		redistest.Client(t) // skips without Redis (fails in CI)
+		logoutEndsGuardedSessions(t, "redis_url", redistest.URL())
+	})
+	t.Run("PostgreSQL", func(t *testing.T) {
+		logoutEndsGuardedSessions(t, "postgres_url", pgSchemaURL(t))
+	})
+}
+
+// pgSchemaURL is the test PostgreSQL's URL with a schema of the test's own as its search_path, so
+// that the store's tables are the test's.
+func pgSchemaURL(t *testing.T) string {
+	t.Helper()
+	base := pgtest.URL(t) // skips without PostgreSQL (fails in CI)
+	admin, err := pgx.Connect(context.Background(), base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = admin.Close(context.Background()) })
+	b := make([]byte, 4)
+	_, _ = rand.Read(b)
+	schema := "kt_kv_" + hex.EncodeToString(b)
+	if _, err := admin.Exec(context.Background(), "CREATE SCHEMA "+schema); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _, _ = admin.Exec(context.Background(), "DROP SCHEMA "+schema+" CASCADE") })
+	u, _ := url.Parse(base)
+	q := u.Query()
+	q.Set("search_path", schema)
+	u.RawQuery = q.Encode()
+	return u.String()
+}
+
+func logoutEndsGuardedSessions(t *testing.T, storeKey, storeURL string) {
 	iss := oidctest.New(t)
 	const aud = "client-123.apps.googleusercontent.com"
 	t.Setenv("GOOGLE_CLIENT_ID", aud)
 	srv, kv := serve(t, "auth-enabled.yaml", iss.URL, kvserver.Options{Revalidate: time.Hour},
-		"KEYFORT_IDENTITY__SESSION__REDIS_URL="+redistest.URL())
+		"KEYFORT_IDENTITY__SESSION__"+strings.ToUpper(storeKey)+"="+storeURL)
 
-	rt, _ := startRuntime(t, writeRuntimeConfig(t, iss.URL), []string{"GOOGLE_CLIENT_ID=" + aud})
+	rt, _ := startRuntime(t, writeRuntimeConfigWith(t, iss.URL, storeKey+": "+storeURL), []string{"GOOGLE_CLIENT_ID=" + aud})
 
 	ctx := context.Background()
 	idToken := iss.Sign(t, "k1", iss.Claims("alice", aud), nil)

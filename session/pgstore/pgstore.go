@@ -1,0 +1,371 @@
+package pgstore
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"regexp"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/keyfort/keyfort/session"
+)
+
+// DefaultPrefix prefixes Keyfort's table names and its notification channel.
+const DefaultPrefix = "keyfort_"
+
+// DefaultCleanupInterval is how often expired families and tombstones are deleted.
+const DefaultCleanupInterval = time.Minute
+
+// Config configures a Store.
+type Config struct {
+	// URL is a PostgreSQL connection string (postgres://user@host:5432/db?sslmode=verify-full, or
+	// the key=value form). Ignored when Pool is set.
+	URL string
+	// Password, when set, is used for every new connection in place of the URL's; it is asked for
+	// each time, so a password rotated in a secret backend reaches new connections.
+	Password func(ctx context.Context) (string, error)
+	// Pool is an existing pool; the Store does not close it.
+	Pool *pgxpool.Pool
+	// Prefix prefixes the table names (<prefix>families, <prefix>tombstones, <prefix>meta) and the
+	// notification channel (<prefix>revocations). Lower-case letters, digits and underscores, at
+	// most 40; default DefaultPrefix.
+	Prefix string
+	// CleanupInterval is how often expired rows are deleted. Default DefaultCleanupInterval;
+	// negative: never (another process cleans up).
+	CleanupInterval time.Duration
+	// Registerer, when set, receives keyfort_session_store_feed_dropped_total.
+	Registerer prometheus.Registerer
+}
+
+var prefixRE = regexp.MustCompile(`^[a-z_][a-z0-9_]{0,39}$`)
+
+// Store is a session.Store, session.HashKeyHolder and session.RevocationFeed on PostgreSQL. It is
+// safe for concurrent use.
+type Store struct {
+	pool    *pgxpool.Pool
+	owned   bool
+	fam     string // quoted table names
+	tomb    string
+	meta    string
+	channel string // unquoted, for pg_notify; quoted for LISTEN
+	hashKey []byte
+	dropped prometheus.Counter
+
+	stop    chan struct{}
+	cleaned chan struct{}
+	once    sync.Once
+}
+
+var (
+	_ session.Store          = (*Store)(nil)
+	_ session.HashKeyHolder  = (*Store)(nil)
+	_ session.RevocationFeed = (*Store)(nil)
+)
+
+// New connects, creates the tables if they are missing, and loads (or creates) the token-hash key.
+// Errors wrap session.ErrStoreUnavailable when the database cannot be reached, and never repeat the
+// URL (it may hold a password).
+func New(ctx context.Context, cfg Config) (*Store, error) {
+	prefix := cfg.Prefix
+	if prefix == "" {
+		prefix = DefaultPrefix
+	}
+	if !prefixRE.MatchString(prefix) {
+		return nil, fmt.Errorf("pgstore: prefix %q: lower-case letters, digits and underscores only, at most 40", prefix)
+	}
+	s := &Store{
+		pool:    cfg.Pool,
+		fam:     pgx.Identifier{prefix + "families"}.Sanitize(),
+		tomb:    pgx.Identifier{prefix + "tombstones"}.Sanitize(),
+		meta:    pgx.Identifier{prefix + "meta"}.Sanitize(),
+		channel: prefix + "revocations",
+		stop:    make(chan struct{}),
+		cleaned: make(chan struct{}),
+	}
+	if s.pool == nil {
+		pc, err := pgxpool.ParseConfig(cfg.URL)
+		if err != nil {
+			// pgconn's parse errors can quote the string: say what is wrong without it.
+			return nil, errors.New("pgstore: the connection URL does not parse (it is not repeated here: it may hold a password)")
+		}
+		if cfg.Password != nil {
+			pc.BeforeConnect = func(ctx context.Context, cc *pgx.ConnConfig) error {
+				pw, err := cfg.Password(ctx)
+				if err != nil {
+					return fmt.Errorf("pgstore: the password: %w", err)
+				}
+				cc.Password = pw
+				return nil
+			}
+		}
+		pool, err := pgxpool.NewWithConfig(ctx, pc)
+		if err != nil {
+			return nil, fmt.Errorf("%w: postgres: %v", session.ErrStoreUnavailable, redact(err))
+		}
+		s.pool, s.owned = pool, true
+	}
+	if err := s.migrate(ctx); err != nil {
+		s.closePool()
+		return nil, err
+	}
+	if cfg.Registerer != nil {
+		c := prometheus.NewCounter(prometheus.CounterOpts{Namespace: "keyfort", Subsystem: "session_store",
+			Name: "feed_dropped_total", Help: "Revocation feed events dropped because a subscriber fell a whole queue behind; it was sent a Resync instead."})
+		if err := cfg.Registerer.Register(c); err != nil {
+			var are prometheus.AlreadyRegisteredError
+			if !errors.As(err, &are) {
+				s.closePool()
+				return nil, fmt.Errorf("pgstore: metrics: %w", err)
+			}
+			c = are.ExistingCollector.(prometheus.Counter)
+		}
+		s.dropped = c
+	}
+	every := cfg.CleanupInterval
+	if every == 0 {
+		every = DefaultCleanupInterval
+	}
+	if every > 0 {
+		go s.cleanup(every)
+	} else {
+		close(s.cleaned)
+	}
+	return s, nil
+}
+
+// migrate creates the tables and the hash key, under an advisory lock keyed by the prefix.
+func (s *Store) migrate(ctx context.Context) error {
+	h := fnv.New64a()
+	h.Write([]byte("keyfort:" + s.fam))
+	lock := int64(h.Sum64())
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, lock); err != nil {
+			return err
+		}
+		for _, stmt := range []string{
+			`CREATE TABLE IF NOT EXISTS ` + s.fam + ` (
+				id text PRIMARY KEY,
+				session_id text NOT NULL, subject text NOT NULL, tenant text NOT NULL, idp text NOT NULL, scope text NOT NULL,
+				current_jti text NOT NULL, current_issued_at timestamptz,
+				previous_jti text NOT NULL, rotated_at timestamptz,
+				revoked boolean NOT NULL DEFAULT false,
+				expires_at timestamptz NOT NULL,
+				origin text NOT NULL, origin_expires_at timestamptz)`,
+			`CREATE INDEX IF NOT EXISTS ` + pgx.Identifier{strings.Trim(s.fam, `"`) + "_expires"}.Sanitize() + ` ON ` + s.fam + ` (expires_at)`,
+			`CREATE TABLE IF NOT EXISTS ` + s.tomb + ` (key text PRIMARY KEY, until timestamptz NOT NULL)`,
+			`CREATE INDEX IF NOT EXISTS ` + pgx.Identifier{strings.Trim(s.tomb, `"`) + "_until"}.Sanitize() + ` ON ` + s.tomb + ` (until)`,
+			`CREATE TABLE IF NOT EXISTS ` + s.meta + ` (name text PRIMARY KEY, value bytea NOT NULL)`,
+		} {
+			if _, err := tx.Exec(ctx, stmt); err != nil {
+				return err
+			}
+		}
+		key := make([]byte, 32)
+		_, _ = rand.Read(key)
+		if _, err := tx.Exec(ctx, `INSERT INTO `+s.meta+` (name, value) VALUES ('hash-key', $1) ON CONFLICT (name) DO NOTHING`, key); err != nil {
+			return err
+		}
+		return tx.QueryRow(ctx, `SELECT value FROM `+s.meta+` WHERE name = 'hash-key'`).Scan(&s.hashKey)
+	})
+	if err != nil {
+		return wrap(err)
+	}
+	if len(s.hashKey) < 32 {
+		return fmt.Errorf("pgstore: the stored hash key is %d bytes, want at least 32", len(s.hashKey))
+	}
+	return nil
+}
+
+// HashKey implements session.HashKeyHolder: one key for every Store on this database and prefix.
+func (s *Store) HashKey() []byte { return s.hashKey }
+
+// CreateFamily implements session.Store.
+func (s *Store) CreateFamily(ctx context.Context, f session.Family) error {
+	_, err := s.pool.Exec(ctx, `INSERT INTO `+s.fam+` (id, session_id, subject, tenant, idp, scope,
+		current_jti, current_issued_at, previous_jti, rotated_at, revoked, expires_at, origin, origin_expires_at)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
+		ON CONFLICT (id) DO UPDATE SET session_id = EXCLUDED.session_id, subject = EXCLUDED.subject,
+		tenant = EXCLUDED.tenant, idp = EXCLUDED.idp, scope = EXCLUDED.scope, current_jti = EXCLUDED.current_jti,
+		current_issued_at = EXCLUDED.current_issued_at, previous_jti = EXCLUDED.previous_jti,
+		rotated_at = EXCLUDED.rotated_at, revoked = EXCLUDED.revoked, expires_at = EXCLUDED.expires_at,
+		origin = EXCLUDED.origin, origin_expires_at = EXCLUDED.origin_expires_at`,
+		f.ID, f.SessionID, f.Subject, f.Tenant, f.IdP, f.Scope, f.Current, ts(f.CurrentIssuedAt), f.Previous,
+		ts(f.RotatedAt), f.Revoked, f.ExpiresAt, f.Origin, ts(f.OriginExpiresAt))
+	return wrap(err)
+}
+
+const familyColumns = `id, session_id, subject, tenant, idp, scope, current_jti, current_issued_at,
+	previous_jti, rotated_at, revoked, expires_at, origin, origin_expires_at`
+
+func scanFamily(row pgx.Row) (session.Family, error) {
+	var f session.Family
+	var issued, rotated, originExp *time.Time
+	err := row.Scan(&f.ID, &f.SessionID, &f.Subject, &f.Tenant, &f.IdP, &f.Scope, &f.Current, &issued,
+		&f.Previous, &rotated, &f.Revoked, &f.ExpiresAt, &f.Origin, &originExp)
+	f.CurrentIssuedAt, f.RotatedAt, f.OriginExpiresAt = unts(issued), unts(rotated), unts(originExp)
+	return f, err
+}
+
+// Rotate implements session.Store: the family's row is locked for the transaction, so two replicas
+// presented one refresh token at once rotate it once. A rotation that finds reuse revokes the
+// family and notifies the feed in the same transaction.
+func (s *Store) Rotate(ctx context.Context, id, presented, next string, now time.Time, grace time.Duration) (session.Family, session.RotateOutcome, error) {
+	var out session.Family
+	outcome := session.Revoked
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		f, err := scanFamily(tx.QueryRow(ctx, `SELECT `+familyColumns+` FROM `+s.fam+` WHERE id = $1 FOR UPDATE`, id))
+		if errors.Is(err, pgx.ErrNoRows) {
+			out = session.Family{ID: id, Revoked: true}
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if f.Revoked || !now.Before(f.ExpiresAt) {
+			out = f
+			return nil
+		}
+		out, outcome = session.RotateFamily(f, presented, next, now, grace)
+		switch outcome {
+		case session.Rotated:
+			_, err = tx.Exec(ctx, `UPDATE `+s.fam+` SET current_jti = $2, current_issued_at = $3, previous_jti = $4, rotated_at = $5 WHERE id = $1`,
+				id, out.Current, ts(out.CurrentIssuedAt), out.Previous, ts(out.RotatedAt))
+		case session.Reuse:
+			if _, err = tx.Exec(ctx, `UPDATE `+s.fam+` SET revoked = true WHERE id = $1`, id); err == nil {
+				_, err = tx.Exec(ctx, `SELECT pg_notify($1, $2)`, s.channel, "f:"+id)
+			}
+		}
+		return err
+	})
+	if err != nil {
+		return session.Family{}, 0, wrap(err)
+	}
+	return out, outcome, nil
+}
+
+// RevokeFamily implements session.Store; a family that exists is announced on the feed.
+func (s *Store) RevokeFamily(ctx context.Context, id string) error {
+	return wrap(pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		tag, err := tx.Exec(ctx, `UPDATE `+s.fam+` SET revoked = true WHERE id = $1`, id)
+		if err != nil || tag.RowsAffected() == 0 {
+			return err
+		}
+		_, err = tx.Exec(ctx, `SELECT pg_notify($1, $2)`, s.channel, "f:"+id)
+		return err
+	}))
+}
+
+// Family implements session.Store: a missing or expired family reads as revoked.
+func (s *Store) Family(ctx context.Context, id string) (session.Family, error) {
+	f, err := scanFamily(s.pool.QueryRow(ctx, `SELECT `+familyColumns+` FROM `+s.fam+` WHERE id = $1`, id))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return session.Family{ID: id, Revoked: true}, nil
+	}
+	if err != nil {
+		return session.Family{}, wrap(err)
+	}
+	if !time.Now().Before(f.ExpiresAt) {
+		f.Revoked = true
+	}
+	return f, nil
+}
+
+// Tombstone implements session.Store and announces the token on the feed.
+func (s *Store) Tombstone(ctx context.Context, key string, until time.Time) error {
+	return wrap(pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `INSERT INTO `+s.tomb+` (key, until) VALUES ($1, $2)
+			ON CONFLICT (key) DO UPDATE SET until = GREATEST(`+s.tomb+`.until, EXCLUDED.until)`, key, until); err != nil {
+			return err
+		}
+		_, err := tx.Exec(ctx, `SELECT pg_notify($1, $2)`, s.channel, "t:"+key)
+		return err
+	}))
+}
+
+// Tombstoned implements session.Store.
+func (s *Store) Tombstoned(ctx context.Context, key string) (bool, error) {
+	var ok bool
+	err := s.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM `+s.tomb+` WHERE key = $1 AND until > $2)`, key, time.Now()).Scan(&ok)
+	return ok, wrap(err)
+}
+
+// cleanup deletes expired families and tombstones every interval until Close.
+func (s *Store) cleanup(every time.Duration) {
+	defer close(s.cleaned)
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.stop:
+			return
+		case <-t.C:
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		now := time.Now()
+		_, _ = s.pool.Exec(ctx, `DELETE FROM `+s.fam+` WHERE expires_at < $1`, now)
+		_, _ = s.pool.Exec(ctx, `DELETE FROM `+s.tomb+` WHERE until < $1`, now)
+		cancel()
+	}
+}
+
+// Close stops the cleanup and closes the pool the Store opened. It is idempotent.
+func (s *Store) Close() error {
+	s.once.Do(func() {
+		close(s.stop)
+		<-s.cleaned
+		s.closePool()
+	})
+	return nil
+}
+
+func (s *Store) closePool() {
+	if s.owned {
+		s.pool.Close()
+	}
+}
+
+func ts(t time.Time) *time.Time {
+	if t.IsZero() {
+		return nil
+	}
+	return &t
+}
+
+func unts(t *time.Time) time.Time {
+	if t == nil {
+		return time.Time{}
+	}
+	return *t
+}
+
+// wrap marks database failures as session.ErrStoreUnavailable (the session library fails closed on
+// them), without the connection string.
+func wrap(err error) error {
+	if err == nil {
+		return nil
+	}
+	return fmt.Errorf("%w: postgres: %v", session.ErrStoreUnavailable, redact(err))
+}
+
+// redact keeps a PostgreSQL error's code and message and drops what could carry the connection
+// string (pgconn's connect errors name host and user, never the password; a parse error quotes it).
+func redact(err error) error {
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) {
+		return fmt.Errorf("%s (SQLSTATE %s)", pe.Message, pe.Code)
+	}
+	var pce *pgconn.ParseConfigError
+	if errors.As(err, &pce) {
+		return errors.New("the connection URL does not parse")
+	}
+	return err
+}

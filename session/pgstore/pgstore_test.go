@@ -1,0 +1,269 @@
+package pgstore_test
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"net/url"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"go.uber.org/goleak"
+
+	"github.com/keyfort/keyfort/internal/pgtest"
+	"github.com/keyfort/keyfort/session"
+	"github.com/keyfort/keyfort/session/pgstore"
+	"github.com/keyfort/keyfort/session/sessiontest"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// prefix returns a table prefix of the test's own, whose tables are dropped when it ends.
+func prefix(t *testing.T, admin *pgx.Conn) string {
+	t.Helper()
+	b := make([]byte, 4)
+	_, _ = rand.Read(b)
+	p := "kt_" + hex.EncodeToString(b) + "_"
+	t.Cleanup(func() {
+		for _, tbl := range []string{"families", "tombstones", "meta"} {
+			_, _ = admin.Exec(context.Background(), "DROP TABLE IF EXISTS "+p+tbl)
+		}
+	})
+	return p
+}
+
+func admin(t *testing.T) (*pgx.Conn, string) {
+	t.Helper()
+	u := pgtest.URL(t)
+	conn, err := pgx.Connect(context.Background(), u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = conn.Close(context.Background()) })
+	return conn, u
+}
+
+func open(t *testing.T, cfg pgstore.Config) *pgstore.Store {
+	t.Helper()
+	s, err := pgstore.New(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	return s
+}
+
+// TestStoreContract runs the session library's store contract against a real PostgreSQL, each
+// store on tables of its own.
+func TestStoreContract(t *testing.T) {
+	a, u := admin(t)
+	sessiontest.RunStoreTests(t, func(t *testing.T) session.Store {
+		return open(t, pgstore.Config{URL: u, Prefix: prefix(t, a)})
+	})
+}
+
+// TestTwoReplicasAgree: two stores on one database and prefix (two replicas, each with its own
+// pool) share the hash key, see each other's families and tombstones, rotate a family once between
+// them, and hear each other's revocations; a store of another prefix hears nothing.
+func TestTwoReplicasAgree(t *testing.T) {
+	a, u := admin(t)
+	p := prefix(t, a)
+	one, two := open(t, pgstore.Config{URL: u, Prefix: p}), open(t, pgstore.Config{URL: u, Prefix: p})
+	other := open(t, pgstore.Config{URL: u, Prefix: prefix(t, a)})
+	if string(one.HashKey()) != string(two.HashKey()) {
+		t.Error("two stores on one prefix have different hash keys")
+	}
+	if string(one.HashKey()) == string(other.HashKey()) {
+		t.Error("stores of two prefixes share a hash key")
+	}
+	ctx := context.Background()
+	heard := make(chan session.Revocation, 16)
+	stop, err := two.SubscribeRevocations(ctx, func(r session.Revocation) { heard <- r })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stop()
+	strangers := make(chan session.Revocation, 16)
+	stopOther, err := other.SubscribeRevocations(ctx, func(r session.Revocation) { strangers <- r })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stopOther()
+
+	now := time.Now()
+	if err := one.CreateFamily(ctx, session.Family{ID: "fam", Current: "j1", CurrentIssuedAt: now, ExpiresAt: now.Add(time.Hour)}); err != nil {
+		t.Fatal(err)
+	}
+	if _, out, err := two.Rotate(ctx, "fam", "j1", "j2", now, time.Second); err != nil || out != session.Rotated {
+		t.Fatalf("rotation on the second replica: %v, %v", out, err)
+	}
+	if _, out, err := one.Rotate(ctx, "fam", "j0", "j3", now, time.Second); err != nil || out != session.Reuse {
+		t.Fatalf("reuse on the first replica: %v, %v", out, err)
+	}
+	if r := next(t, heard); r != (session.Revocation{Family: "fam"}) {
+		t.Errorf("the second replica heard %+v", r)
+	}
+	if f, err := two.Family(ctx, "fam"); err != nil || !f.Revoked {
+		t.Errorf("the second replica reads the family as %+v, %v", f, err)
+	}
+	if err := two.Tombstone(ctx, "tok", now.Add(time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := one.Tombstoned(ctx, "tok"); err != nil || !ok {
+		t.Errorf("the first replica does not see the second's tombstone: %v, %v", ok, err)
+	}
+	if r := next(t, heard); r != (session.Revocation{Token: "tok"}) {
+		t.Errorf("the second replica heard %+v", r)
+	}
+	select {
+	case r := <-strangers:
+		t.Errorf("a store of another prefix heard %+v", r)
+	case <-time.After(200 * time.Millisecond):
+	}
+}
+
+func next(t *testing.T, ch <-chan session.Revocation) session.Revocation {
+	t.Helper()
+	select {
+	case r := <-ch:
+		return r
+	case <-time.After(10 * time.Second):
+		t.Fatal("no event")
+		return session.Revocation{}
+	}
+}
+
+// TestFeedResyncsAfterALostConnection: when the server ends the LISTEN connection (a restart, a
+// failover, pg_terminate_backend), the store listens again and the subscriber gets a Resync; the
+// feed then works again.
+func TestFeedResyncsAfterALostConnection(t *testing.T) {
+	a, u := admin(t)
+	name := "keyfort_feed_" + strings.TrimSuffix(prefix(t, a), "_")
+	pu, _ := url.Parse(u)
+	q := pu.Query()
+	q.Set("application_name", name)
+	pu.RawQuery = q.Encode()
+	s := open(t, pgstore.Config{URL: pu.String(), Prefix: "kt_" + strings.TrimPrefix(name, "keyfort_feed_kt_") + "_"})
+	ctx := context.Background()
+	heard := make(chan session.Revocation, 16)
+	stop, err := s.SubscribeRevocations(ctx, func(r session.Revocation) { heard <- r })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stop()
+	var killed int
+	if err := a.QueryRow(ctx, `SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+		WHERE application_name = $1 AND query LIKE 'LISTEN%'`, name).Scan(&killed); err != nil || killed != 1 {
+		t.Fatalf("terminated %d LISTEN connections (%v), want 1", killed, err)
+	}
+	if r := next(t, heard); r != (session.Revocation{Resync: true}) {
+		t.Fatalf("after the connection was lost: got %+v, want a Resync", r)
+	}
+	if err := s.Tombstone(ctx, "after", time.Now().Add(time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	if r := next(t, heard); r != (session.Revocation{Token: "after"}) {
+		t.Errorf("after listening again: got %+v", r)
+	}
+}
+
+// TestExpiredRowsAreDeleted: the background cleanup deletes families and tombstones past their
+// end; an expired family reads as revoked before that.
+func TestExpiredRowsAreDeleted(t *testing.T) {
+	a, u := admin(t)
+	p := prefix(t, a)
+	s := open(t, pgstore.Config{URL: u, Prefix: p, CleanupInterval: 20 * time.Millisecond})
+	ctx := context.Background()
+	now := time.Now()
+	if err := s.CreateFamily(ctx, session.Family{ID: "old", Current: "j", ExpiresAt: now.Add(-time.Second)}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.CreateFamily(ctx, session.Family{ID: "live", Current: "j", ExpiresAt: now.Add(time.Hour)}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Tombstone(ctx, "gone", now.Add(-time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	count := func(table string) (n int) {
+		if err := a.QueryRow(ctx, "SELECT count(*) FROM "+p+table).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for count("families") != 1 || count("tombstones") != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("expired rows not deleted: %d families, %d tombstones", count("families"), count("tombstones"))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if f, err := s.Family(ctx, "live"); err != nil || f.Revoked {
+		t.Errorf("the live family: %+v, %v", f, err)
+	}
+}
+
+// TestUnreachableDatabaseFailsLoudly: no server is ErrStoreUnavailable, and the error does not
+// repeat the password; a URL that does not parse is refused without being repeated.
+func TestUnreachableDatabaseFailsLoudly(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_, err := pgstore.New(ctx, pgstore.Config{URL: "postgres://keyfort:hunter2-secret@127.0.0.1:1/keyfort?connect_timeout=2"})
+	if !errors.Is(err, session.ErrStoreUnavailable) {
+		t.Errorf("no server: got %v, want ErrStoreUnavailable", err)
+	}
+	if err != nil && strings.Contains(err.Error(), "hunter2-secret") {
+		t.Errorf("the error repeats the password: %v", err)
+	}
+	_, err = pgstore.New(ctx, pgstore.Config{URL: "postgres://keyfort:hunter2-secret@[::1/keyfort"})
+	if err == nil || strings.Contains(err.Error(), "hunter2-secret") {
+		t.Errorf("a URL that does not parse: got %v", err)
+	}
+	if _, err := pgstore.New(ctx, pgstore.Config{URL: "postgres://x@127.0.0.1:1/x", Prefix: "bad; DROP TABLE x"}); err == nil || !strings.Contains(err.Error(), "prefix") {
+		t.Errorf("a prefix that is no identifier: got %v", err)
+	}
+}
+
+// TestPasswordIsAskedForEachConnection: Config.Password supplies the password of every new
+// connection (the pool's and the feed's), so a rotated password reaches new connections.
+func TestPasswordIsAskedForEachConnection(t *testing.T) {
+	a, u := admin(t)
+	var asked atomic.Int64
+	s := open(t, pgstore.Config{URL: u, Prefix: prefix(t, a), Password: func(context.Context) (string, error) {
+		asked.Add(1)
+		return "from-the-provider", nil
+	}})
+	before := asked.Load()
+	if before == 0 {
+		t.Fatal("the pool's first connection did not ask for the password")
+	}
+	stop, err := s.SubscribeRevocations(context.Background(), func(session.Revocation) {})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stop()
+	if asked.Load() == before {
+		t.Error("the feed's connection did not ask for the password")
+	}
+	failing := pgstore.Config{URL: u, Prefix: prefix(t, a), Password: func(context.Context) (string, error) {
+		return "", errors.New("provider unavailable")
+	}}
+	if _, err := pgstore.New(context.Background(), failing); !errors.Is(err, session.ErrStoreUnavailable) {
+		t.Errorf("a password that cannot be had: got %v, want ErrStoreUnavailable", err)
+	}
+}
+
+func TestRedactedURL(t *testing.T) {
+	for in, want := range map[string]string{
+		"postgres://keyfort:s3cret@db:5432/k?sslmode=verify-full": "postgres://keyfort:xxxxx@db:5432/k?sslmode=verify-full",
+		"postgres://keyfort@db/k?password=s3cret":                 "postgres://keyfort@db/k?password=xxxxx",
+		"postgres://db/k": "postgres://db/k",
+	} {
+		if got := pgstore.RedactedURL(in); got != want {
+			t.Errorf("RedactedURL(%q): got %q, want %q", in, got, want)
+		}
+	}
+}
