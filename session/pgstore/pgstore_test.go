@@ -23,7 +23,7 @@ import (
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 // prefix returns a table prefix of the test's own, whose tables are dropped when it ends.
-func prefix(t *testing.T, admin *pgx.Conn) string {
+func prefix(t testing.TB, admin *pgx.Conn) string {
 	t.Helper()
 	b := make([]byte, 4)
 	_, _ = rand.Read(b)
@@ -36,7 +36,7 @@ func prefix(t *testing.T, admin *pgx.Conn) string {
 	return p
 }
 
-func admin(t *testing.T) (*pgx.Conn, string) {
+func admin(t testing.TB) (*pgx.Conn, string) {
 	t.Helper()
 	u := pgtest.URL(t)
 	conn, err := pgx.Connect(context.Background(), u)
@@ -47,7 +47,7 @@ func admin(t *testing.T) (*pgx.Conn, string) {
 	return conn, u
 }
 
-func open(t *testing.T, cfg pgstore.Config) *pgstore.Store {
+func open(t testing.TB, cfg pgstore.Config) *pgstore.Store {
 	t.Helper()
 	s, err := pgstore.New(context.Background(), cfg)
 	if err != nil {

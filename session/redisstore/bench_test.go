@@ -1,0 +1,55 @@
+package redisstore_test
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/keyfort/keyfort/internal/redistest"
+	"github.com/keyfort/keyfort/session"
+	"github.com/keyfort/keyfort/session/redisstore"
+)
+
+// BenchmarkRotate is one refresh's store work: the rotation script (read, rule, write, publish on
+// reuse) in one round trip. Compare BenchmarkRawRoundTrip.
+func BenchmarkRotate(b *testing.B) {
+	_, prefix := redistest.Client(b)
+	s, err := redisstore.New(context.Background(), redisstore.Config{URL: redistest.URL(), Prefix: prefix})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	ctx := context.Background()
+	now := time.Now()
+	if err := s.CreateFamily(ctx, session.Family{ID: "bench", Current: "j0", ExpiresAt: now.Add(time.Hour)}); err != nil {
+		b.Fatal(err)
+	}
+	cur := "j0"
+	b.ReportAllocs()
+	for i := 0; b.Loop(); i++ {
+		next := fmt.Sprint("j", i+1)
+		if _, out, err := s.Rotate(ctx, "bench", cur, next, now, time.Second); err != nil || out != session.Rotated {
+			b.Fatal(out, err)
+		}
+		cur = next
+	}
+}
+
+// BenchmarkRawRoundTrip is the floor under any store operation: one GET through the same client
+// (Tombstoned of a key that is not there).
+func BenchmarkRawRoundTrip(b *testing.B) {
+	_, prefix := redistest.Client(b)
+	s, err := redisstore.New(context.Background(), redisstore.Config{URL: redistest.URL(), Prefix: prefix})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	ctx := context.Background()
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := s.Tombstoned(ctx, "none"); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
