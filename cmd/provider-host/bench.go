@@ -41,6 +41,7 @@ type benchOptions struct {
 	duration    time.Duration
 	replicas    int
 	redisURL    string
+	postgresURL string
 	guardedBin  string
 	mix         string
 	jsonOut     string
@@ -111,6 +112,7 @@ non-zero.`,
 	f.IntVar(&o.concurrency, "concurrency", 64, "calls in flight at once")
 	f.DurationVar(&o.duration, "duration", 30*time.Second, "length of the mixed phase")
 	f.IntVar(&o.replicas, "replicas", 1, "serve processes; more than one needs --redis-url")
+	f.StringVar(&o.postgresURL, "postgres-url", "", "PostgreSQL session store shared by the replicas (identity.session.postgres_url), in place of --redis-url")
 	f.StringVar(&o.redisURL, "redis-url", "", "Redis session store shared by the replicas (identity.session.redis_url); the replicas' store commands are read from their metrics (with --runtime-addr, from Redis's INFO, which counts every client)")
 	f.StringVar(&o.guardedBin, "guarded-bin", "", "built examples/guarded-kv binary to start and drive")
 	f.StringVar(&o.mix, "mix", "guarded=80,refresh=15,logout=5", "weights of the mixed phase's operations")
@@ -249,8 +251,12 @@ func (o benchOptions) validate() error {
 		return errors.New("--runtime-addr needs --issuer-url, --issuer-key and --client-id: the services must trust the ID tokens the load generator mints")
 	case o.external() && (o.replicas != 1 || o.guardedBin != ""):
 		return errors.New("--runtime-addr drives services started elsewhere: --replicas and --guarded-bin start them here; use --guarded-addr")
-	case o.replicas > 1 && o.redisURL == "":
-		return errors.New("--replicas > 1 needs --redis-url: replicas share sessions through Redis")
+	case o.replicas > 1 && o.redisURL == "" && o.postgresURL == "":
+		return errors.New("--replicas > 1 needs --redis-url or --postgres-url: replicas share sessions through a store")
+	case o.redisURL != "" && o.postgresURL != "":
+		return errors.New("--redis-url and --postgres-url: choose one store")
+	case o.external() && o.postgresURL != "":
+		return errors.New("--postgres-url configures the replicas started here; it does not go with --runtime-addr")
 	case !o.external() && (o.guardedAddr != "" || o.issuerURL != "" || o.issuerKey != "" || o.clientID != ""):
 		return errors.New("--guarded-addr, --issuer-url, --issuer-key and --client-id go with --runtime-addr")
 	}
@@ -455,8 +461,11 @@ func runBench(ctx context.Context, o benchOptions, stderr io.Writer) (*benchRepo
 	}
 	rep := &benchReport{Sessions: o.sessions, Concurrency: o.concurrency, Replicas: o.replicas, Store: "memory",
 		Guarded: o.guardedBin != "" || o.guardedAddr != "", Mix: o.mix, Ops: map[string]*opReport{}, CPUs: runtime.NumCPU()}
-	if o.redisURL != "" {
+	switch {
+	case o.redisURL != "":
 		rep.Store = "redis"
+	case o.postgresURL != "":
+		rep.Store = "postgres"
 	}
 	if o.external() {
 		rep.Replicas, rep.Store, rep.External = len(o.runtimeAddrs), "external", true
@@ -747,7 +756,7 @@ identity:
 %s  policy:
     rules:
       - { tenant: bench, action: read, effect: allow }
-`, d.target.issuer.url, redisLine(o.redisURL))
+`, d.target.issuer.url, storeLine(o.redisURL, o.postgresURL))
 	cfgPath := filepath.Join(dir, "keyfort.yaml")
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
 		return nil, err
@@ -817,11 +826,15 @@ func (d *deployment) attach(o benchOptions) error {
 	return nil
 }
 
-func redisLine(url string) string {
-	if url == "" {
-		return ""
+// storeLine is the identity.session line of the shared store, if any.
+func storeLine(redisURL, postgresURL string) string {
+	switch {
+	case redisURL != "":
+		return fmt.Sprintf("    redis_url: %q\n", redisURL)
+	case postgresURL != "":
+		return fmt.Sprintf("    postgres_url: %q\n", postgresURL)
 	}
-	return fmt.Sprintf("    redis_url: %q\n", url)
+	return ""
 }
 
 func (d *deployment) dial(addr string) (*grpc.ClientConn, error) {

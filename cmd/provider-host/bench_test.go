@@ -37,6 +37,7 @@ type benchReport struct {
 	Errors               int64            `json:"errors"`
 	RSSKiB               map[string]int64 `json:"rss_kib"`
 	RedisCommandsPerCall float64          `json:"redis_commands_per_runtime_call"`
+	Store                string           `json:"store"`
 }
 
 func runBench(t *testing.T, args ...string) (benchReport, result) {
@@ -107,12 +108,26 @@ func TestBenchTwoReplicasShareRedis(t *testing.T) {
 	}
 }
 
+// TestBenchTwoReplicasSharePostgres: the same load with the replicas sharing PostgreSQL.
+func TestBenchTwoReplicasSharePostgres(t *testing.T) {
+	rep, r := runBench(t, "--sessions", "30", "--concurrency", "4", "--duration", "1500ms",
+		"--replicas", "2", "--postgres-url", pgSchemaURL(t), "--mix", "guarded=40,refresh=50,logout=10")
+	if r.code != 0 {
+		t.Fatalf("bench exited %d:\n%s\n%s", r.code, r.stdout, r.stderr)
+	}
+	checkOps(t, rep, "start", "guarded", "refresh", "logout")
+	if rep.Replicas != 2 || rep.Store != "postgres" || rep.RSSKiB["serve-1"] == 0 {
+		t.Errorf("report: %+v", rep)
+	}
+}
+
 func TestBenchRefusesBadSetups(t *testing.T) {
 	for _, tc := range []struct {
 		args []string
 		want string
 	}{
-		{[]string{"--replicas", "2"}, "--replicas > 1 needs --redis-url"},
+		{[]string{"--replicas", "2"}, "--replicas > 1 needs --redis-url or --postgres-url"},
+		{[]string{"--redis-url", "redis://x", "--postgres-url", "postgres://x"}, "choose one store"},
 		{[]string{"--mix", "guarded=1,steal=2"}, "--mix"},
 		{[]string{"--mix", "guarded=0"}, "add up to zero"},
 		{[]string{"--sessions", "0"}, "--sessions"},

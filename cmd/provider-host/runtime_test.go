@@ -238,24 +238,14 @@ identity:
 // Redis) agree as they do over Redis: a refresh on one is reuse on the other, a logout on one
 // retires the ID token on the other; check connects to the store and reports its feed.
 func TestTwoServeReplicasSharePostgres(t *testing.T) {
-	pgURL := pgtest.URL(t) // skips without PostgreSQL (fails in CI)
+	pgURL := pgSchemaURL(t)
 	admin, err := pgx.Connect(context.Background(), pgURL)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer admin.Close(context.Background())
-	// The store's tables in a schema of this test's own (through the connection's search_path).
-	b := make([]byte, 4)
-	_, _ = rand.Read(b)
-	schema := "kt_serve_" + hex.EncodeToString(b)
-	if _, err := admin.Exec(context.Background(), "CREATE SCHEMA "+schema); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _, _ = admin.Exec(context.Background(), "DROP SCHEMA "+schema+" CASCADE") })
 	u, _ := url.Parse(pgURL)
-	q := u.Query()
-	q.Set("search_path", schema)
-	u.RawQuery = q.Encode()
+	schema := u.Query().Get("search_path")
 
 	iss := oidctest.New(t)
 	cfg := writeConfig(t, `
@@ -271,7 +261,7 @@ identity:
     refresh_grace: -1s
 `)
 	env := []string{"PATH=" + os.Getenv("PATH"), "KFSERVE_CLIENT_ID=client-1", signingKeyEnv(t),
-		"KEYFORT_IDENTITY__SESSION__POSTGRES_URL=" + u.String()}
+		"KEYFORT_IDENTITY__SESSION__POSTGRES_URL=" + pgURL}
 	start := func() pb.IdentityRuntimeServiceClient {
 		_, log, _ := startServe(t, env, "--config", cfg, "--grpc-addr", "127.0.0.1:0")
 		return runtimeClient(t, log.String())
@@ -313,6 +303,30 @@ identity:
 	if r.code != 0 || !strings.Contains(r.stdout, "ok   identity.session.postgres_url  postgres://postgres@127.0.0.1:5432/postgres?") || !strings.Contains(r.stdout, "connected, revocation feed on") {
 		t.Errorf("check: exit %d:\n%s%s", r.code, r.stdout, r.stderr)
 	}
+}
+
+// pgSchemaURL is the test PostgreSQL's URL with a schema of the test's own as its search_path, so
+// that the store's tables (keyfort_*) are the test's; the schema is dropped when the test ends.
+func pgSchemaURL(t *testing.T) string {
+	t.Helper()
+	base := pgtest.URL(t) // skips without PostgreSQL (fails in CI)
+	admin, err := pgx.Connect(context.Background(), base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = admin.Close(context.Background()) })
+	b := make([]byte, 4)
+	_, _ = rand.Read(b)
+	schema := "kt_serve_" + hex.EncodeToString(b)
+	if _, err := admin.Exec(context.Background(), "CREATE SCHEMA "+schema); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _, _ = admin.Exec(context.Background(), "DROP SCHEMA "+schema+" CASCADE") })
+	u, _ := url.Parse(base)
+	q := u.Query()
+	q.Set("search_path", schema)
+	u.RawQuery = q.Encode()
+	return u.String()
 }
 
 // TestServeRedisPasswordFromAProvider: with identity.secrets.redis_password bound, serve logs in to
