@@ -246,12 +246,14 @@ func markdown(curve, reps []report, png, command string) string {
 				r.Replicas, r.Store, r.Sessions, rf.Throughput, rf.P50ms, rf.P99ms, rf.P999ms, redis, rf.Errors)
 		}
 		if base, ok := find(reps, 1, "memory"); ok {
+			names := map[string]string{"redis": "Redis", "postgres": "PostgreSQL"}
 			for _, r := range reps {
-				if r.Store != "redis" {
+				name, shared := names[r.Store]
+				if !shared {
 					continue
 				}
-				fmt.Fprintf(&b, "\nShared state, %d replica(s) on Redis against 1 replica in memory: %+.3f ms p50 per refresh (%.0f%% of the in-memory throughput).",
-					r.Replicas, r.Ops["refresh"].P50ms-base.Ops["refresh"].P50ms, 100*r.Ops["refresh"].Throughput/base.Ops["refresh"].Throughput)
+				fmt.Fprintf(&b, "\nShared state, %d replica(s) on %s against 1 replica in memory: %+.3f ms p50 per refresh (%.0f%% of the in-memory throughput).",
+					r.Replicas, name, r.Ops["refresh"].P50ms-base.Ops["refresh"].P50ms, 100*r.Ops["refresh"].Throughput/base.Ops["refresh"].Throughput)
 			}
 			b.WriteString("\n")
 		}
