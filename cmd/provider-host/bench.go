@@ -628,6 +628,8 @@ func (r *benchReport) print(out io.Writer) {
 	switch r.Store {
 	case "redis":
 		store = "sessions shared through Redis"
+	case "postgres":
+		store = "sessions shared through PostgreSQL"
 	case "external":
 		store = "services started elsewhere"
 	}

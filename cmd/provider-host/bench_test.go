@@ -119,6 +119,9 @@ func TestBenchTwoReplicasSharePostgres(t *testing.T) {
 	if rep.Replicas != 2 || rep.Store != "postgres" || rep.RSSKiB["serve-1"] == 0 {
 		t.Errorf("report: %+v", rep)
 	}
+	if !strings.Contains(r.stdout, "sessions shared through PostgreSQL") {
+		t.Errorf("the summary does not name the store:\n%s", r.stdout)
+	}
 }
 
 func TestBenchRefusesBadSetups(t *testing.T) {

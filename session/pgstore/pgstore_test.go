@@ -267,3 +267,14 @@ func TestRedactedURL(t *testing.T) {
 		}
 	}
 }
+
+// TestPoolSize: the pool holds DefaultMaxConns connections unless the URL says otherwise.
+func TestPoolSize(t *testing.T) {
+	a, u := admin(t)
+	if got := open(t, pgstore.Config{URL: u, Prefix: prefix(t, a)}).Pool().Config().MaxConns; got != pgstore.DefaultMaxConns {
+		t.Errorf("default pool size: got %d, want %d", got, pgstore.DefaultMaxConns)
+	}
+	if got := open(t, pgstore.Config{URL: u + "&pool_max_conns=3", Prefix: prefix(t, a)}).Pool().Config().MaxConns; got != 3 {
+		t.Errorf("pool_max_conns=3: got %d", got)
+	}
+}
