@@ -188,8 +188,10 @@ type benchReport struct {
 	Calls       int64                `json:"calls"`
 	Errors      int64                `json:"errors"`
 	RSSKiB      map[string]int64     `json:"rss_kib,omitempty"`
-	// RedisCommandsPerCall is the Redis commands of the mixed phase over its runtime calls (guarded
-	// calls to the guarded service excluded: it keeps no state in Redis).
+	// StoreCommandsPerCall is the shared store's commands (Redis commands, PostgreSQL statements)
+	// of the mixed phase over its runtime calls (guarded calls to the guarded service excluded: it
+	// keeps no state in the store). RedisCommandsPerCall is the same figure when the store is Redis.
+	StoreCommandsPerCall float64 `json:"store_commands_per_runtime_call,omitempty"`
 	RedisCommandsPerCall float64 `json:"redis_commands_per_runtime_call,omitempty"`
 	CPUs                 int     `json:"cpus"`
 	Interrupted          bool    `json:"interrupted,omitempty"`
@@ -566,7 +568,10 @@ func runBench(ctx context.Context, o benchOptions, stderr io.Writer) (*benchRepo
 			runtimeCalls -= rep.guardedMixed
 		}
 		if runtimeCalls > 0 {
-			rep.RedisCommandsPerCall = float64(rep.redisDelta) / float64(runtimeCalls)
+			rep.StoreCommandsPerCall = float64(rep.redisDelta) / float64(runtimeCalls)
+			if rep.Store != "postgres" {
+				rep.RedisCommandsPerCall = rep.StoreCommandsPerCall
+			}
 		}
 	}
 	return rep, nil
@@ -662,8 +667,11 @@ func (r *benchReport) print(out io.Writer) {
 		}
 		fmt.Fprintf(out, "  resident memory at the end: %s\n", strings.Join(parts, ", "))
 	}
-	if r.RedisCommandsPerCall > 0 {
-		fmt.Fprintf(out, "  redis: %.2f commands per runtime call in the mixed phase\n", r.RedisCommandsPerCall)
+	switch {
+	case r.Store == "postgres" && r.StoreCommandsPerCall > 0:
+		fmt.Fprintf(out, "  postgres: %.2f statements per runtime call in the mixed phase\n", r.StoreCommandsPerCall)
+	case r.StoreCommandsPerCall > 0:
+		fmt.Fprintf(out, "  redis: %.2f commands per runtime call in the mixed phase\n", r.StoreCommandsPerCall)
 	}
 	if r.Interrupted {
 		fmt.Fprintln(out, "  interrupted: the figures cover the part that ran")
@@ -678,7 +686,7 @@ type deployment struct {
 	conns    []*grpc.ClientConn
 	target   *benchTarget
 	redis    *redis.Client // external mode: Redis, for INFO commandstats
-	// storeMetrics: the serve replicas started here use Redis; their /metrics count its commands.
+	// storeMetrics: the serve replicas started here share a store; their /metrics count its commands.
 	storeMetrics bool
 }
 
@@ -721,7 +729,7 @@ func startDeployment(ctx context.Context, o benchOptions, stderr io.Writer) (_ *
 		}
 		return d, d.attach(o)
 	}
-	d.storeMetrics = o.redisURL != ""
+	d.storeMetrics = o.redisURL != "" || o.postgresURL != ""
 	const clientID = "keyfort-bench.apps.example"
 	issuerKey, err := benchIssuerKey("", false)
 	if err != nil {

@@ -37,6 +37,7 @@ type benchReport struct {
 	Errors               int64            `json:"errors"`
 	RSSKiB               map[string]int64 `json:"rss_kib"`
 	RedisCommandsPerCall float64          `json:"redis_commands_per_runtime_call"`
+	StoreCommandsPerCall float64          `json:"store_commands_per_runtime_call"`
 	Store                string           `json:"store"`
 }
 
@@ -116,10 +117,11 @@ func TestBenchTwoReplicasSharePostgres(t *testing.T) {
 		t.Fatalf("bench exited %d:\n%s\n%s", r.code, r.stdout, r.stderr)
 	}
 	checkOps(t, rep, "start", "guarded", "refresh", "logout")
-	if rep.Replicas != 2 || rep.Store != "postgres" || rep.RSSKiB["serve-1"] == 0 {
+	// A rotation alone is four statements (BEGIN, SELECT … FOR UPDATE, UPDATE, COMMIT).
+	if rep.Replicas != 2 || rep.Store != "postgres" || rep.RSSKiB["serve-1"] == 0 || rep.StoreCommandsPerCall < 2 || rep.RedisCommandsPerCall != 0 {
 		t.Errorf("report: %+v", rep)
 	}
-	if !strings.Contains(r.stdout, "sessions shared through PostgreSQL") {
+	if !strings.Contains(r.stdout, "sessions shared through PostgreSQL") || !strings.Contains(r.stdout, "statements per runtime call") {
 		t.Errorf("the summary does not name the store:\n%s", r.stdout)
 	}
 }

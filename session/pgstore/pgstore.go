@@ -16,6 +16,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/keyfort/keyfort/internal/storemetrics"
 	"github.com/keyfort/keyfort/session"
 )
 
@@ -46,7 +47,10 @@ type Config struct {
 	// CleanupInterval is how often expired rows are deleted. Default DefaultCleanupInterval;
 	// negative: never (another process cleans up).
 	CleanupInterval time.Duration
-	// Registerer, when set, receives keyfort_session_store_feed_dropped_total.
+	// Registerer, when set, receives the metrics every shared store exports:
+	// keyfort_session_store_commands_total and command_errors_total by statement (begin, select,
+	// insert, update, delete, commit …; not when Pool is set: a pool the Store does not own keeps its
+	// tracer), round_trip_seconds, and feed_dropped_total.
 	Registerer prometheus.Registerer
 }
 
@@ -95,6 +99,14 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 		stop:    make(chan struct{}),
 		cleaned: make(chan struct{}),
 	}
+	var metrics *storemetrics.Collectors
+	if cfg.Registerer != nil {
+		m, err := storemetrics.New(cfg.Registerer)
+		if err != nil {
+			return nil, fmt.Errorf("pgstore: metrics: %w", err)
+		}
+		metrics, s.dropped = m, m.FeedDropped
+	}
 	if s.pool == nil {
 		pc, err := pgxpool.ParseConfig(cfg.URL)
 		if err != nil {
@@ -106,6 +118,9 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 			// connection through the commit's log flush, and more connections let the server flush
 			// several commits at once (measured: about a third more refreshes per second at 16).
 			pc.MaxConns = max(pc.MaxConns, DefaultMaxConns)
+		}
+		if metrics != nil {
+			pc.ConnConfig.Tracer = tracer{metrics}
 		}
 		if cfg.Password != nil {
 			pc.BeforeConnect = func(ctx context.Context, cc *pgx.ConnConfig) error {
@@ -126,19 +141,6 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 	if err := s.migrate(ctx); err != nil {
 		s.closePool()
 		return nil, err
-	}
-	if cfg.Registerer != nil {
-		c := prometheus.NewCounter(prometheus.CounterOpts{Namespace: "keyfort", Subsystem: "session_store",
-			Name: "feed_dropped_total", Help: "Revocation feed events dropped because a subscriber fell a whole queue behind; it was sent a Resync instead."})
-		if err := cfg.Registerer.Register(c); err != nil {
-			var are prometheus.AlreadyRegisteredError
-			if !errors.As(err, &are) {
-				s.closePool()
-				return nil, fmt.Errorf("pgstore: metrics: %w", err)
-			}
-			c = are.ExistingCollector.(prometheus.Counter)
-		}
-		s.dropped = c
 	}
 	every := cfg.CleanupInterval
 	if every == 0 {

@@ -12,8 +12,10 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/goleak"
 
+	"github.com/keyfort/keyfort/internal/metrictest"
 	"github.com/keyfort/keyfort/internal/pgtest"
 	"github.com/keyfort/keyfort/session"
 	"github.com/keyfort/keyfort/session/pgstore"
@@ -276,5 +278,56 @@ func TestPoolSize(t *testing.T) {
 	}
 	if got := open(t, pgstore.Config{URL: u + "&pool_max_conns=3", Prefix: prefix(t, a)}).Pool().Config().MaxConns; got != 3 {
 		t.Errorf("pool_max_conns=3: got %d", got)
+	}
+}
+
+// TestMetrics: with a Registerer the store counts its statements by their first word and times its
+// round trips, as the Redis store does its commands; a failed statement is counted as failed.
+func TestMetrics(t *testing.T) {
+	a, u := admin(t)
+	p := prefix(t, a)
+	reg := prometheus.NewRegistry()
+	s := open(t, pgstore.Config{URL: u, Prefix: p, Registerer: reg, CleanupInterval: -1})
+	ctx := context.Background()
+	count := func(name, command string) float64 {
+		return metrictest.Counter(t, reg, name, map[string]string{"command": command})
+	}
+	before := map[string]float64{}
+	for _, c := range []string{"begin", "select", "update", "commit"} {
+		before[c] = count("keyfort_session_store_commands_total", c)
+	}
+	now := time.Now()
+	if err := s.CreateFamily(ctx, session.Family{ID: "m", Current: "j1", ExpiresAt: now.Add(time.Hour)}); err != nil {
+		t.Fatal(err)
+	}
+	if _, out, err := s.Rotate(ctx, "m", "j1", "j2", now, time.Second); err != nil || out != session.Rotated {
+		t.Fatal(out, err)
+	}
+	for c, want := range map[string]float64{"begin": 1, "select": 1, "update": 1, "commit": 1} {
+		if got := count("keyfort_session_store_commands_total", c) - before[c]; got != want {
+			t.Errorf("%s statements for one rotation: got %v, want %v", c, got, want)
+		}
+	}
+	if _, err := a.Exec(ctx, "DROP TABLE "+p+"tombstones"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Tombstoned(ctx, "x"); !errors.Is(err, session.ErrStoreUnavailable) {
+		t.Fatalf("a query on a dropped table: got %v", err)
+	}
+	if got := count("keyfort_session_store_command_errors_total", "failed"); got != 1 {
+		t.Errorf("failed statements: got %v, want 1", got)
+	}
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	timed := uint64(0)
+	for _, mf := range mfs {
+		if mf.GetName() == "keyfort_session_store_round_trip_seconds" {
+			timed = mf.GetMetric()[0].GetHistogram().GetSampleCount()
+		}
+	}
+	if timed < 5 {
+		t.Errorf("round trips timed: %d, want at least the rotation's four and the insert", timed)
 	}
 }

@@ -9,6 +9,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
+
+	"github.com/keyfort/keyfort/internal/storemetrics"
 )
 
 // metricsHook counts the store's Redis commands and times its round trips (a command, or a
@@ -19,42 +21,8 @@ type metricsHook struct {
 	latency  prometheus.Histogram
 }
 
-func newMetricsHook(reg prometheus.Registerer) (*metricsHook, error) {
-	h := &metricsHook{
-		commands: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "keyfort", Subsystem: "session_store",
-			Name: "commands_total", Help: "Redis commands sent by the session store, by command."}, []string{"command"}),
-		errors: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "keyfort", Subsystem: "session_store",
-			Name: "command_errors_total", Help: "Redis commands of the session store that failed (a missing key is not a failure), by command."}, []string{"command"}),
-		latency: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: "keyfort", Subsystem: "session_store",
-			Name: "round_trip_seconds", Help: "Latency of the session store's round trips to Redis (a command, or a pipeline of several).",
-			Buckets: []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, 1}}),
-	}
-	// A second Store on one registry (two stores in one process) shares the first one's collectors.
-	var err error
-	if h.commands, err = register(reg, h.commands); err != nil {
-		return nil, err
-	}
-	if h.errors, err = register(reg, h.errors); err != nil {
-		return nil, err
-	}
-	if h.latency, err = register(reg, h.latency); err != nil {
-		return nil, err
-	}
-	return h, nil
-}
-
-// register registers c, or returns the equal collector registered before it.
-func register[C prometheus.Collector](reg prometheus.Registerer, c C) (C, error) {
-	if err := reg.Register(c); err != nil {
-		var are prometheus.AlreadyRegisteredError
-		if errors.As(err, &are) {
-			if existing, ok := are.ExistingCollector.(C); ok {
-				return existing, nil
-			}
-		}
-		return c, err
-	}
-	return c, nil
+func newMetricsHook(c *storemetrics.Collectors) *metricsHook {
+	return &metricsHook{commands: c.Commands, errors: c.Errors, latency: c.Latency}
 }
 
 func (h *metricsHook) DialHook(next redis.DialHook) redis.DialHook {

@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/keyfort/keyfort/internal/storemetrics"
 	"github.com/keyfort/keyfort/provider"
 	"github.com/keyfort/keyfort/session"
 )
@@ -129,26 +130,18 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 		}
 		s.rdb, s.owned = c, true
 	}
-	if cfg.Registerer != nil && s.owned {
-		h, err := newMetricsHook(cfg.Registerer)
-		if err != nil {
-			if s.owned {
-				_ = s.rdb.Close()
-			}
-			return nil, fmt.Errorf("redisstore: metrics: %w", err)
-		}
-		s.rdb.AddHook(h)
-	}
 	if cfg.Registerer != nil {
-		c, err := register(cfg.Registerer, prometheus.NewCounter(prometheus.CounterOpts{Namespace: "keyfort", Subsystem: "session_store",
-			Name: "feed_dropped_total", Help: "Revocation feed events dropped because a subscriber fell a whole queue behind; it was sent a Resync instead."}))
+		c, err := storemetrics.New(cfg.Registerer)
 		if err != nil {
 			if s.owned {
 				_ = s.rdb.Close()
 			}
 			return nil, fmt.Errorf("redisstore: metrics: %w", err)
 		}
-		s.dropped = c
+		if s.owned {
+			s.rdb.AddHook(newMetricsHook(c))
+		}
+		s.dropped = c.FeedDropped
 	}
 	if err := s.rdb.Ping(ctx).Err(); err != nil {
 		if s.owned {
