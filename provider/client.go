@@ -62,13 +62,15 @@ type Client struct {
 	log         *slog.Logger
 	metrics     *Metrics
 
-	closed  atomic.Bool
-	bgCtx   context.Context
-	bgStop  context.CancelFunc
-	bg      sync.WaitGroup
-	flight  singleflight.Group
-	keySets materialCache[KeySet]
-	secrets materialCache[Secret]
+	closed atomic.Bool
+	bgCtx  context.Context
+	bgStop context.CancelFunc
+	bg     sync.WaitGroup
+	flight singleflight.Group
+	// changeSeq numbers the changes a Watcher reported (see entry.changed).
+	changeSeq atomic.Uint64
+	keySets   materialCache[KeySet]
+	secrets   materialCache[Secret]
 }
 
 var (
@@ -183,10 +185,14 @@ func markChanged[T any](c *Client, mc *materialCache[T], op, name string, fetch 
 		if e == nil {
 			continue
 		}
-		// Aged to the refresh point, so that the shared fetch does not take it for fresh.
-		due := &entry[T]{val: e.val, fetched: c.nowNano() - int64(c.refreshAt)}
+		// Aged to the refresh point, so that the shared fetch does not take it for fresh, and
+		// marked with the change, so that a fetch already under way (which may have read the
+		// material before the change) does not store over it.
+		due := &entry[T]{val: e.val, fetched: c.nowNano() - int64(c.refreshAt), seq: c.changeSeq.Add(1)}
 		due.refreshing.Store(true)
 		mc.put(n, due)
+		// A new fetch, not one already under way: that one may have read before the change.
+		c.flight.Forget(op + "\x00" + n)
 		refreshInBackground(c, mc, op, n, fetch)
 	}
 }
@@ -352,7 +358,7 @@ func (c *Client) RotateSigningKey(ctx context.Context, name string) (KeySet, err
 		return KeySet{}, err
 	}
 	if c.ttl > 0 {
-		c.keySets.put(name, &entry[KeySet]{val: ks, fetched: c.nowNano()})
+		c.keySets.put(name, &entry[KeySet]{val: ks, fetched: c.nowNano(), seq: c.changeSeq.Load()})
 	}
 	return ks, nil
 }
@@ -439,8 +445,12 @@ type materialCache[T any] struct {
 }
 
 type entry[T any] struct {
-	val         T
-	fetched     int64 // unix nanoseconds, by nowNano
+	val     T
+	fetched int64 // unix nanoseconds, by nowNano
+	// seq is the Client's change sequence number the material is at least as new as: for fetched
+	// material, the number when its fetch started; for an entry a reported change made due, the
+	// change's. A fetch that started before it must not store what it read over it.
+	seq         uint64
 	refreshing  atomic.Bool
 	staleLogged atomic.Bool
 }
@@ -457,6 +467,22 @@ func (mc *materialCache[T]) put(name string, e *entry[T]) {
 	mc.mu.Lock()
 	defer mc.mu.Unlock()
 	old := *mc.m.Load()
+	next := make(map[string]*entry[T], len(old)+1)
+	for k, v := range old {
+		next[k] = v
+	}
+	next[name] = e
+	mc.m.Store(&next)
+}
+
+// putIfNotOlder stores e unless the entry at name is of a later change (a higher seq).
+func (mc *materialCache[T]) putIfNotOlder(name string, e *entry[T]) {
+	mc.mu.Lock()
+	defer mc.mu.Unlock()
+	old := *mc.m.Load()
+	if cur := old[name]; cur != nil && cur.seq > e.seq {
+		return
+	}
 	next := make(map[string]*entry[T], len(old)+1)
 	for k, v := range old {
 		next[k] = v
@@ -550,6 +576,7 @@ func fetchShared[T any](c *Client, ctx context.Context, mc *materialCache[T], op
 		defer cancel()
 		stop := context.AfterFunc(c.bgCtx, cancel)
 		defer stop()
+		started := c.changeSeq.Load()
 		v, err := fetch(c, fctx, name)
 		if err != nil {
 			return nil, err
@@ -557,7 +584,9 @@ func fetchShared[T any](c *Client, ctx context.Context, mc *materialCache[T], op
 		if c.closed.Load() {
 			return v, nil
 		}
-		mc.put(name, &entry[T]{val: v, fetched: c.nowNano()})
+		// Not over an entry a change reported while this fetch ran (what it read may predate the
+		// change; the fetch the change started stores the new material, or has).
+		mc.putIfNotOlder(name, &entry[T]{val: v, fetched: c.nowNano(), seq: started})
 		return v, nil
 	})
 	select {

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -157,5 +159,84 @@ func TestChangesTellsASlowWatcherWhatItMissed(t *testing.T) {
 	}
 	if err := ch.Watch(context.Background(), func(provider.Change) {}); !errors.Is(err, provider.ErrClosed) {
 		t.Errorf("a watch after Close: got %v, want ErrClosed", err)
+	}
+}
+
+// holding is the memory provider with SigningKeys calls that, once on, read the set and then wait
+// for the test to release them, one gate per call: a fetch in flight with what it read.
+type holding struct {
+	*memory.Provider
+	on    atomic.Bool
+	mu    sync.Mutex
+	gates []chan struct{}
+}
+
+func (h *holding) SigningKeys(ctx context.Context, name string) (provider.KeySet, error) {
+	ks, err := h.Provider.SigningKeys(ctx, name)
+	if h.on.Load() {
+		g := make(chan struct{})
+		h.mu.Lock()
+		h.gates = append(h.gates, g)
+		h.mu.Unlock()
+		<-g
+	}
+	return ks, err
+}
+
+func (h *holding) held() int { h.mu.Lock(); defer h.mu.Unlock(); return len(h.gates) }
+
+func (h *holding) release(i int) { h.mu.Lock(); defer h.mu.Unlock(); close(h.gates[i]) }
+
+// TestAFetchThatPredatesAChangeDoesNotOverwriteIt: a fetch that read the key set before a rotation
+// and finishes after the fetch the rotation's change started must not put the old set back: the
+// change starts a fetch of its own (not joining the one in flight), and the older one's result is
+// not stored over the newer.
+func TestAFetchThatPredatesAChangeDoesNotOverwriteIt(t *testing.T) {
+	ctx := context.Background()
+	mem, err := memory.New(ctx, memory.Config{SigningKeys: map[string]memory.KeySetConfig{"signing": {Algorithm: "EdDSA"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := &holding{Provider: mem}
+	var now atomic.Int64
+	now.Store(time.Now().UnixNano())
+	reg := prometheus.NewRegistry()
+	metrics, _ := provider.NewMetrics(reg)
+	c, err := provider.NewClient(h, provider.ClientConfig{Name: "mem", CacheTTL: time.Hour, Metrics: metrics,
+		Now: func() time.Time { return time.Unix(0, now.Load()) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	// The watch is established (its opening Change{} counted) before anything is cached, so
+	// that it starts no fetch of its own below.
+	waitFor(t, func() bool {
+		return metrictest.Counter(t, reg, "keyfort_provider_changes_total", map[string]string{"provider": "mem"}) >= 1
+	})
+	first, err := c.SigningKeys(ctx, "signing")
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.on.Store(true)
+	now.Add(int64(2 * time.Hour)) // the entry expires: the next call fetches
+	older := make(chan provider.KeySet, 1)
+	go func() { ks, _ := c.SigningKeys(ctx, "signing"); older <- ks }()
+	waitFor(t, func() bool { return h.held() == 1 }) // it has read the set before the rotation
+	rotated, err := mem.RotateSigningKey(ctx, "signing")
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool { return h.held() == 2 }) // the change's own fetch has read the new set
+	h.release(1)
+	waitFor(t, func() bool {
+		ks, err := c.SigningKeys(ctx, "signing")
+		return err == nil && ks.ActiveID == rotated.ActiveID
+	})
+	h.release(0)
+	if ks := <-older; ks.ActiveID != first.ActiveID {
+		t.Fatalf("the older fetch returned %s, want the set it read (%s)", ks.ActiveID, first.ActiveID)
+	}
+	if ks, err := c.SigningKeys(ctx, "signing"); err != nil || ks.ActiveID != rotated.ActiveID {
+		t.Errorf("after the older fetch finished: active %s, %v; want the rotated %s", ks.ActiveID, err, rotated.ActiveID)
 	}
 }
