@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/keyfort/keyfort/internal/hosttest"
+	"github.com/keyfort/keyfort/internal/pgtest"
 	"github.com/keyfort/keyfort/internal/redistest"
 )
 
@@ -112,7 +113,7 @@ func TestBenchTwoReplicasShareRedis(t *testing.T) {
 // TestBenchTwoReplicasSharePostgres: the same load with the replicas sharing PostgreSQL.
 func TestBenchTwoReplicasSharePostgres(t *testing.T) {
 	rep, r := runBench(t, "--sessions", "30", "--concurrency", "4", "--duration", "1500ms",
-		"--replicas", "2", "--postgres-url", pgSchemaURL(t), "--mix", "guarded=40,refresh=50,logout=10")
+		"--replicas", "2", "--postgres-url", pgtest.SchemaURL(t), "--mix", "guarded=40,refresh=50,logout=10")
 	if r.code != 0 {
 		t.Fatalf("bench exited %d:\n%s\n%s", r.code, r.stdout, r.stderr)
 	}

@@ -2,13 +2,10 @@ package main_test
 
 import (
 	"context"
-	"crypto/rand"
 	"encoding/base64"
-	"encoding/hex"
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
-	"net/url"
 	"os"
 	"strconv"
 	"strings"
@@ -174,12 +171,39 @@ func TestIdentityRuntimePolicyClosesIssueByDefault(t *testing.T) {
 	}
 }
 
-// TestTwoServeReplicasShareRedis runs two "provider-host serve" processes over one Redis, with one
-// signing key from the environment: a refresh on one spends the token for the other, reuse on the
-// other revokes the session on both, and a logout on one keeps its ID token from starting a session
-// on the other.
+// TestTwoServeReplicasShareRedis: two serve processes over one Redis agree on refresh-token reuse
+// and on logouts (see twoReplicasAgree).
 func TestTwoServeReplicasShareRedis(t *testing.T) {
 	redistest.Client(t) // skips without Redis (fails in CI)
+	twoReplicasAgree(t, "KEYFORT_IDENTITY__SESSION__REDIS_URL="+redistest.URL())
+}
+
+// TestTwoServeReplicasSharePostgres: the same over one PostgreSQL database, in place of Redis, and
+// check connects to the store and reports its feed.
+func TestTwoServeReplicasSharePostgres(t *testing.T) {
+	pgURL := pgtest.SchemaURL(t)
+	cfg, env := twoReplicasAgree(t, "KEYFORT_IDENTITY__SESSION__POSTGRES_URL="+pgURL)
+	admin, err := pgx.Connect(context.Background(), pgURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close(context.Background())
+	var n int
+	if err := admin.QueryRow(context.Background(), "SELECT count(*) FROM keyfort_families").Scan(&n); err != nil || n != 2 {
+		t.Errorf("families in the test's schema: %d, %v (want 2: the store used its own tables)", n, err)
+	}
+	r := run(t, env, "check", "--config", cfg)
+	if r.code != 0 || !strings.Contains(r.stdout, "ok   identity.session.postgres_url  postgres://postgres@127.0.0.1:5432/postgres?") || !strings.Contains(r.stdout, "connected, revocation feed on") {
+		t.Errorf("check: exit %d:\n%s%s", r.code, r.stdout, r.stderr)
+	}
+}
+
+// twoReplicasAgree starts two serve processes over the shared store that storeEnv configures: a
+// refresh on one is reuse on the other (and revokes the family for both), and a logout on one
+// retires the ID token that started the session on the other (the replicas hash it alike with the
+// key they share through the store). It returns the configuration file and environment used.
+func twoReplicasAgree(t *testing.T, storeEnv string) (string, []string) {
+	t.Helper()
 	iss := oidctest.New(t)
 	cfg := writeConfig(t, `
 identity:
@@ -193,10 +217,7 @@ identity:
     issuer: https://keyfort.test
     refresh_grace: -1s
 `)
-	env := []string{"PATH=" + os.Getenv("PATH"), "KFSERVE_CLIENT_ID=client-1",
-		signingKeyEnv(t),
-		"KEYFORT_IDENTITY__SESSION__REDIS_URL=" + redistest.URL(),
-	}
+	env := []string{"PATH=" + os.Getenv("PATH"), "KFSERVE_CLIENT_ID=client-1", signingKeyEnv(t), storeEnv}
 	start := func() pb.IdentityRuntimeServiceClient {
 		_, log, _ := startServe(t, env, "--config", cfg, "--grpc-addr", "127.0.0.1:0")
 		return runtimeClient(t, log.String())
@@ -218,9 +239,6 @@ identity:
 	if _, err := b.RefreshIdentitySession(ctx, &pb.RefreshIdentitySessionRequest{RefreshToken: next.GetTokens().GetRefreshToken()}); status.Code(err) != codes.Unauthenticated {
 		t.Errorf("after reuse on one replica the other still refreshes: %v", err)
 	}
-
-	// A logout on one replica: the ID token that started the session cannot start another on the
-	// other (the replicas hash it alike with the key they share through Redis).
 	bobID := iss.Sign(t, "k1", iss.Claims("bob", "client-1"), nil)
 	bob, err := b.StartIdentitySession(ctx, &pb.StartIdentitySessionRequest{IdentityProvider: "google", ExternalToken: bobID})
 	if err != nil {
@@ -232,101 +250,7 @@ identity:
 	if _, err := b.StartIdentitySession(ctx, &pb.StartIdentitySessionRequest{IdentityProvider: "google", ExternalToken: bobID}); status.Code(err) != codes.Unauthenticated {
 		t.Errorf("after a logout on one replica, its ID token started a session on the other: %v", err)
 	}
-}
-
-// TestTwoServeReplicasSharePostgres: two serve processes over one PostgreSQL database (in place of
-// Redis) agree as they do over Redis: a refresh on one is reuse on the other, a logout on one
-// retires the ID token on the other; check connects to the store and reports its feed.
-func TestTwoServeReplicasSharePostgres(t *testing.T) {
-	pgURL := pgSchemaURL(t)
-	admin, err := pgx.Connect(context.Background(), pgURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer admin.Close(context.Background())
-	u, _ := url.Parse(pgURL)
-	schema := u.Query().Get("search_path")
-
-	iss := oidctest.New(t)
-	cfg := writeConfig(t, `
-identity:
-  secrets:
-    session_signing: env:KFSERVE_SIGNING
-    oidc:
-      google:
-        client_id: env:KFSERVE_CLIENT_ID
-        issuer: `+iss.URL+`
-  session:
-    issuer: https://keyfort.test
-    refresh_grace: -1s
-`)
-	env := []string{"PATH=" + os.Getenv("PATH"), "KFSERVE_CLIENT_ID=client-1", signingKeyEnv(t),
-		"KEYFORT_IDENTITY__SESSION__POSTGRES_URL=" + pgURL}
-	start := func() pb.IdentityRuntimeServiceClient {
-		_, log, _ := startServe(t, env, "--config", cfg, "--grpc-addr", "127.0.0.1:0")
-		return runtimeClient(t, log.String())
-	}
-	a, bb := start(), start()
-	ctx := context.Background()
-	started, err := a.StartIdentitySession(ctx, &pb.StartIdentitySessionRequest{IdentityProvider: "google",
-		ExternalToken: iss.Sign(t, "k1", iss.Claims("alice", "client-1"), nil)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	next, err := bb.RefreshIdentitySession(ctx, &pb.RefreshIdentitySessionRequest{RefreshToken: started.GetTokens().GetRefreshToken()})
-	if err != nil {
-		t.Fatalf("refresh on the second replica: %v", err)
-	}
-	if _, err := a.RefreshIdentitySession(ctx, &pb.RefreshIdentitySessionRequest{RefreshToken: started.GetTokens().GetRefreshToken()}); status.Code(err) != codes.Unauthenticated {
-		t.Fatalf("reuse on the first replica: got %v", err)
-	}
-	if _, err := bb.RefreshIdentitySession(ctx, &pb.RefreshIdentitySessionRequest{RefreshToken: next.GetTokens().GetRefreshToken()}); status.Code(err) != codes.Unauthenticated {
-		t.Errorf("after reuse on one replica the other still refreshes: %v", err)
-	}
-	bobID := iss.Sign(t, "k1", iss.Claims("bob", "client-1"), nil)
-	bob, err := bb.StartIdentitySession(ctx, &pb.StartIdentitySessionRequest{IdentityProvider: "google", ExternalToken: bobID})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := a.EndIdentitySession(ctx, &pb.EndIdentitySessionRequest{Token: bob.GetTokens().GetAccessToken()}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := bb.StartIdentitySession(ctx, &pb.StartIdentitySessionRequest{IdentityProvider: "google", ExternalToken: bobID}); status.Code(err) != codes.Unauthenticated {
-		t.Errorf("after a logout on one replica, its ID token started a session on the other: %v", err)
-	}
-	var n int
-	if err := admin.QueryRow(ctx, "SELECT count(*) FROM "+schema+".keyfort_families").Scan(&n); err != nil || n != 2 {
-		t.Errorf("families in the test's schema: %d, %v (want 2: the store used its own tables)", n, err)
-	}
-
-	r := run(t, env, "check", "--config", cfg)
-	if r.code != 0 || !strings.Contains(r.stdout, "ok   identity.session.postgres_url  postgres://postgres@127.0.0.1:5432/postgres?") || !strings.Contains(r.stdout, "connected, revocation feed on") {
-		t.Errorf("check: exit %d:\n%s%s", r.code, r.stdout, r.stderr)
-	}
-}
-
-// pgSchemaURL is the test PostgreSQL's URL with a schema of the test's own as its search_path, so
-// that the store's tables (keyfort_*) are the test's; the schema is dropped when the test ends.
-func pgSchemaURL(t *testing.T) string {
-	t.Helper()
-	base := pgtest.URL(t) // skips without PostgreSQL (fails in CI)
-	admin, err := pgx.Connect(context.Background(), base)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = admin.Close(context.Background()) })
-	b := make([]byte, 4)
-	_, _ = rand.Read(b)
-	schema := "kt_serve_" + hex.EncodeToString(b)
-	if _, err := admin.Exec(context.Background(), "CREATE SCHEMA "+schema); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _, _ = admin.Exec(context.Background(), "DROP SCHEMA "+schema+" CASCADE") })
-	u, _ := url.Parse(base)
-	q := u.Query()
-	q.Set("search_path", schema)
-	u.RawQuery = q.Encode()
-	return u.String()
+	return cfg, env
 }
 
 // TestServeRedisPasswordFromAProvider: with identity.secrets.redis_password bound, serve logs in to

@@ -2,6 +2,9 @@ package pgtest
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"net/url"
 	"os"
 	"testing"
 	"time"
@@ -30,4 +33,35 @@ func URL(tb testing.TB) string {
 	}
 	_ = conn.Close(ctx)
 	return url
+}
+
+// SchemaURL returns URL with a schema of the test's own as its search_path (created now, dropped
+// when the test ends), so that what a store creates there (keyfort_* tables) is the test's alone.
+func SchemaURL(tb testing.TB) string {
+	tb.Helper()
+	base := URL(tb)
+	ctx := context.Background()
+	admin, err := pgx.Connect(ctx, base)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	b := make([]byte, 4)
+	_, _ = rand.Read(b)
+	schema := "kt_" + hex.EncodeToString(b)
+	if _, err := admin.Exec(ctx, "CREATE SCHEMA "+schema); err != nil {
+		_ = admin.Close(ctx)
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() {
+		_, _ = admin.Exec(context.Background(), "DROP SCHEMA "+schema+" CASCADE")
+		_ = admin.Close(context.Background())
+	})
+	u, err := url.Parse(base)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	q := u.Query()
+	q.Set("search_path", schema)
+	u.RawQuery = q.Encode()
+	return u.String()
 }

@@ -3,10 +3,9 @@ package pgstore
 import (
 	"context"
 	"fmt"
-	"net/url"
-	"strings"
 
 	"github.com/keyfort/keyfort/config"
+	"github.com/keyfort/keyfort/internal/redact"
 	"github.com/keyfort/keyfort/provider"
 )
 
@@ -58,17 +57,4 @@ func OpenConfigured(ctx context.Context, cfg *config.Config, secrets SecretSourc
 
 // RedactedURL is u with its password (in the user part or a password parameter) masked, for logs
 // and check output.
-func RedactedURL(u string) string {
-	parsed, err := url.Parse(u)
-	if err != nil {
-		return "postgres"
-	}
-	q := parsed.Query()
-	for k := range q {
-		if strings.Contains(strings.ToLower(k), "password") {
-			q.Set(k, "xxxxx")
-		}
-	}
-	parsed.RawQuery = q.Encode()
-	return parsed.Redacted()
-}
+func RedactedURL(u string) string { return redact.URL(u, "postgres") }

@@ -134,7 +134,7 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 		}
 		pool, err := pgxpool.NewWithConfig(ctx, pc)
 		if err != nil {
-			return nil, fmt.Errorf("%w: postgres: %v", session.ErrStoreUnavailable, redact(err))
+			return nil, fmt.Errorf("%w: postgres: %v", session.ErrStoreUnavailable, redactErr(err))
 		}
 		s.pool, s.owned = pool, true
 	}
@@ -368,12 +368,12 @@ func wrap(err error) error {
 	if err == nil {
 		return nil
 	}
-	return fmt.Errorf("%w: postgres: %v", session.ErrStoreUnavailable, redact(err))
+	return fmt.Errorf("%w: postgres: %v", session.ErrStoreUnavailable, redactErr(err))
 }
 
-// redact keeps a PostgreSQL error's code and message and drops what could carry the connection
+// redactErr keeps a PostgreSQL error's code and message and drops what could carry the connection
 // string (pgconn's connect errors name host and user, never the password; a parse error quotes it).
-func redact(err error) error {
+func redactErr(err error) error {
 	var pe *pgconn.PgError
 	if errors.As(err, &pe) {
 		return fmt.Errorf("%s (SQLSTATE %s)", pe.Message, pe.Code)

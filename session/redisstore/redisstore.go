@@ -10,12 +10,12 @@ import (
 	"net/url"
 	"os"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/keyfort/keyfort/internal/redact"
 	"github.com/keyfort/keyfort/internal/storemetrics"
 	"github.com/keyfort/keyfort/provider"
 	"github.com/keyfort/keyfort/session"
@@ -189,20 +189,7 @@ func clusterURL(u string) (string, bool) {
 
 // RedactedURL is u fit to show: the password of its user and every query parameter whose name
 // holds "password" (a Sentinel URL's data-node password) replaced by "xxxxx".
-func RedactedURL(u string) string {
-	parsed, err := url.Parse(u)
-	if err != nil {
-		return "redis"
-	}
-	q := parsed.Query()
-	for k := range q {
-		if strings.Contains(strings.ToLower(k), "password") {
-			q.Set(k, "xxxxx")
-		}
-	}
-	parsed.RawQuery = q.Encode()
-	return parsed.Redacted()
-}
+func RedactedURL(u string) string { return redact.URL(u, "redis") }
 
 // newClient makes the client of cfg.URL: a failover client through Sentinel when the URL names a
 // master (redis://SENTINEL:26379/0?master_name=NAME&addr=SENTINEL2:26379, the URL's user and

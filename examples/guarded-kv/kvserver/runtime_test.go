@@ -2,10 +2,7 @@ package kvserver_test
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
-	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -13,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
@@ -129,32 +125,8 @@ func TestLogoutAtTheRuntimeEndsGuardedSessions(t *testing.T) {
 		logoutEndsGuardedSessions(t, "redis_url", redistest.URL())
 	})
 	t.Run("PostgreSQL", func(t *testing.T) {
-		logoutEndsGuardedSessions(t, "postgres_url", pgSchemaURL(t))
+		logoutEndsGuardedSessions(t, "postgres_url", pgtest.SchemaURL(t))
 	})
-}
-
-// pgSchemaURL is the test PostgreSQL's URL with a schema of the test's own as its search_path, so
-// that the store's tables are the test's.
-func pgSchemaURL(t *testing.T) string {
-	t.Helper()
-	base := pgtest.URL(t) // skips without PostgreSQL (fails in CI)
-	admin, err := pgx.Connect(context.Background(), base)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = admin.Close(context.Background()) })
-	b := make([]byte, 4)
-	_, _ = rand.Read(b)
-	schema := "kt_kv_" + hex.EncodeToString(b)
-	if _, err := admin.Exec(context.Background(), "CREATE SCHEMA "+schema); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _, _ = admin.Exec(context.Background(), "DROP SCHEMA "+schema+" CASCADE") })
-	u, _ := url.Parse(base)
-	q := u.Query()
-	q.Set("search_path", schema)
-	u.RawQuery = q.Encode()
-	return u.String()
 }
 
 func logoutEndsGuardedSessions(t *testing.T, storeKey, storeURL string) {
