@@ -163,22 +163,31 @@ func (s *Store) migrate(ctx context.Context) error {
 		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, lock); err != nil {
 			return err
 		}
-		for _, stmt := range []string{
-			`CREATE TABLE IF NOT EXISTS ` + s.fam + ` (
-				id text PRIMARY KEY,
-				session_id text NOT NULL, subject text NOT NULL, tenant text NOT NULL, idp text NOT NULL, scope text NOT NULL,
-				current_jti text NOT NULL, current_issued_at timestamptz,
-				previous_jti text NOT NULL, rotated_at timestamptz,
-				revoked boolean NOT NULL DEFAULT false,
-				expires_at timestamptz NOT NULL,
-				origin text NOT NULL, origin_expires_at timestamptz)`,
-			`CREATE INDEX IF NOT EXISTS ` + pgx.Identifier{strings.Trim(s.fam, `"`) + "_expires"}.Sanitize() + ` ON ` + s.fam + ` (expires_at)`,
-			`CREATE TABLE IF NOT EXISTS ` + s.tomb + ` (key text PRIMARY KEY, until timestamptz NOT NULL)`,
-			`CREATE INDEX IF NOT EXISTS ` + pgx.Identifier{strings.Trim(s.tomb, `"`) + "_until"}.Sanitize() + ` ON ` + s.tomb + ` (until)`,
-			`CREATE TABLE IF NOT EXISTS ` + s.meta + ` (name text PRIMARY KEY, value bytea NOT NULL)`,
-		} {
-			if _, err := tx.Exec(ctx, stmt); err != nil {
-				return err
+		// Tables that exist are used as they are, with no DDL at all: a role allowed only to read
+		// and write them (no CREATE on the schema, not their owner) must be able to start.
+		var exist bool
+		if err := tx.QueryRow(ctx, `SELECT to_regclass($1) IS NOT NULL AND to_regclass($2) IS NOT NULL AND to_regclass($3) IS NOT NULL`,
+			s.fam, s.tomb, s.meta).Scan(&exist); err != nil {
+			return err
+		}
+		if !exist {
+			for _, stmt := range []string{
+				`CREATE TABLE IF NOT EXISTS ` + s.fam + ` (
+					id text PRIMARY KEY,
+					session_id text NOT NULL, subject text NOT NULL, tenant text NOT NULL, idp text NOT NULL, scope text NOT NULL,
+					current_jti text NOT NULL, current_issued_at timestamptz,
+					previous_jti text NOT NULL, rotated_at timestamptz,
+					revoked boolean NOT NULL DEFAULT false,
+					expires_at timestamptz NOT NULL,
+					origin text NOT NULL, origin_expires_at timestamptz)`,
+				`CREATE INDEX IF NOT EXISTS ` + pgx.Identifier{strings.Trim(s.fam, `"`) + "_expires"}.Sanitize() + ` ON ` + s.fam + ` (expires_at)`,
+				`CREATE TABLE IF NOT EXISTS ` + s.tomb + ` (key text PRIMARY KEY, until timestamptz NOT NULL)`,
+				`CREATE INDEX IF NOT EXISTS ` + pgx.Identifier{strings.Trim(s.tomb, `"`) + "_until"}.Sanitize() + ` ON ` + s.tomb + ` (until)`,
+				`CREATE TABLE IF NOT EXISTS ` + s.meta + ` (name text PRIMARY KEY, value bytea NOT NULL)`,
+			} {
+				if _, err := tx.Exec(ctx, stmt); err != nil {
+					return err
+				}
 			}
 		}
 		key := make([]byte, 32)

@@ -331,3 +331,61 @@ func TestMetrics(t *testing.T) {
 		t.Errorf("round trips timed: %d, want at least the rotation's four and the insert", timed)
 	}
 }
+
+// TestLeastPrivilegeRole: once the tables exist, a role that may only read and write them (no
+// CREATE on the schema, not their owner: what a production role should have) starts a store and
+// uses it, feed included. A role with less than that fails at start-up, naming what is refused.
+func TestLeastPrivilegeRole(t *testing.T) {
+	a, u := admin(t)
+	p := prefix(t, a)
+	open(t, pgstore.Config{URL: u, Prefix: p}) // creates the tables, as an owner would once
+	ctx := context.Background()
+	role := strings.TrimSuffix(p, "_") + "_dml"
+	for _, stmt := range []string{
+		"CREATE ROLE " + role + " LOGIN",
+		"GRANT SELECT, INSERT, UPDATE, DELETE ON " + p + "families, " + p + "tombstones, " + p + "meta TO " + role,
+	} {
+		if _, err := a.Exec(ctx, stmt); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Cleanup(func() {
+		_, _ = a.Exec(context.Background(), "REVOKE ALL ON "+p+"families, "+p+"tombstones, "+p+"meta FROM "+role)
+		_, _ = a.Exec(context.Background(), "DROP ROLE IF EXISTS "+role)
+	})
+	var schemaCreate bool
+	if err := a.QueryRow(ctx, "SELECT has_schema_privilege($1, current_schema(), 'CREATE')", role).Scan(&schemaCreate); err != nil || schemaCreate {
+		t.Fatalf("the test role may create in the schema (%v, %v): the test would prove nothing", schemaCreate, err)
+	}
+	pu, _ := url.Parse(u)
+	pu.User = url.User(role)
+	s := open(t, pgstore.Config{URL: pu.String(), Prefix: p})
+	heard := make(chan session.Revocation, 4)
+	stop, err := s.SubscribeRevocations(ctx, func(r session.Revocation) { heard <- r })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stop()
+	now := time.Now()
+	if err := s.CreateFamily(ctx, session.Family{ID: "f", Current: "j1", ExpiresAt: now.Add(time.Hour)}); err != nil {
+		t.Fatal(err)
+	}
+	if _, out, err := s.Rotate(ctx, "f", "j1", "j2", now, time.Second); err != nil || out != session.Rotated {
+		t.Fatalf("rotate as the DML role: %v, %v", out, err)
+	}
+	if err := s.RevokeFamily(ctx, "f"); err != nil {
+		t.Fatal(err)
+	}
+	if r := next(t, heard); r != (session.Revocation{Family: "f"}) {
+		t.Errorf("heard %+v", r)
+	}
+
+	if _, err := a.Exec(ctx, "REVOKE DELETE, UPDATE ON "+p+"families FROM "+role); err != nil {
+		t.Fatal(err)
+	}
+	weaker := open(t, pgstore.Config{URL: pu.String(), Prefix: p})
+	_, _, err = weaker.Rotate(ctx, "f", "j2", "j3", now, time.Second)
+	if !errors.Is(err, session.ErrStoreUnavailable) || !strings.Contains(err.Error(), "permission denied") {
+		t.Errorf("a rotation without UPDATE: got %v, want ErrStoreUnavailable saying permission denied", err)
+	}
+}
