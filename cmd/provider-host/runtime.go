@@ -34,6 +34,9 @@ type identityRuntime struct {
 	store   session.Store
 	health  *health.Server
 	idps    []string
+	// storeName says which session store serves, for the start-up log: memory, or the shared
+	// store's kind and URL with its password masked.
+	storeName string
 }
 
 // signingKeys serves session_signing from the catalog; remoteSigner signs through the provider's
@@ -89,6 +92,7 @@ func newIdentityRuntime(ctx context.Context, cfg *config.Config, cat *catalog.Ca
 		r.idps = append(r.idps, name)
 	}
 	var store session.Store = session.NewMemoryStore(nil)
+	r.storeName = "memory (this replica only)"
 	if url := cfg.Session.RedisURL; url != "" {
 		rc, err := redisstore.Configured(ctx, cfg, cat)
 		if err != nil {
@@ -99,7 +103,7 @@ func newIdentityRuntime(ctx context.Context, cfg *config.Config, cat *catalog.Ca
 		if err != nil {
 			return nil, fmt.Errorf("identity.session.redis_url: %w", err)
 		}
-		store = rs
+		store, r.storeName = rs, "redis "+redisstore.RedactedURL(url)
 	}
 	if cfg.Session.PostgresURL != "" {
 		pc, err := pgstore.Configured(ctx, cfg, cat)
@@ -111,7 +115,7 @@ func newIdentityRuntime(ctx context.Context, cfg *config.Config, cat *catalog.Ca
 		if err != nil {
 			return nil, fmt.Errorf("identity.session.postgres_url: %w", err)
 		}
-		store = ps
+		store, r.storeName = ps, "postgres "+pgstore.RedactedURL(cfg.Session.PostgresURL)
 	}
 	r.store = store
 	issuer := cfg.Session.TokenIssuer()

@@ -175,14 +175,14 @@ func TestIdentityRuntimePolicyClosesIssueByDefault(t *testing.T) {
 // and on logouts (see twoReplicasAgree).
 func TestTwoServeReplicasShareRedis(t *testing.T) {
 	redistest.Client(t) // skips without Redis (fails in CI)
-	twoReplicasAgree(t, "KEYFORT_IDENTITY__SESSION__REDIS_URL="+redistest.URL())
+	twoReplicasAgree(t, "KEYFORT_IDENTITY__SESSION__REDIS_URL="+redistest.URL(), "session_store=\"redis redis://127.0.0.1:")
 }
 
 // TestTwoServeReplicasSharePostgres: the same over one PostgreSQL database, in place of Redis, and
 // check connects to the store and reports its feed.
 func TestTwoServeReplicasSharePostgres(t *testing.T) {
 	pgURL := pgtest.SchemaURL(t)
-	cfg, env := twoReplicasAgree(t, "KEYFORT_IDENTITY__SESSION__POSTGRES_URL="+pgURL)
+	cfg, env := twoReplicasAgree(t, "KEYFORT_IDENTITY__SESSION__POSTGRES_URL="+pgURL, "session_store=\"postgres postgres://postgres@127.0.0.1:5432/postgres?")
 	admin, err := pgx.Connect(context.Background(), pgURL)
 	if err != nil {
 		t.Fatal(err)
@@ -201,8 +201,9 @@ func TestTwoServeReplicasSharePostgres(t *testing.T) {
 // twoReplicasAgree starts two serve processes over the shared store that storeEnv configures: a
 // refresh on one is reuse on the other (and revokes the family for both), and a logout on one
 // retires the ID token that started the session on the other (the replicas hash it alike with the
-// key they share through the store). It returns the configuration file and environment used.
-func twoReplicasAgree(t *testing.T, storeEnv string) (string, []string) {
+// key they share through the store). The start-up log names the store (wantLog). It returns the
+// configuration file and environment used.
+func twoReplicasAgree(t *testing.T, storeEnv, wantLog string) (string, []string) {
 	t.Helper()
 	iss := oidctest.New(t)
 	cfg := writeConfig(t, `
@@ -220,6 +221,9 @@ identity:
 	env := []string{"PATH=" + os.Getenv("PATH"), "KFSERVE_CLIENT_ID=client-1", signingKeyEnv(t), storeEnv}
 	start := func() pb.IdentityRuntimeServiceClient {
 		_, log, _ := startServe(t, env, "--config", cfg, "--grpc-addr", "127.0.0.1:0")
+		if !strings.Contains(log.String(), wantLog) {
+			t.Errorf("the start-up log does not name the store (%s):\n%s", wantLog, log.String())
+		}
 		return runtimeClient(t, log.String())
 	}
 	a, b := start(), start()
