@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/reflection"
 
 	"github.com/keyfort/keyfort/catalog"
 	"github.com/keyfort/keyfort/config"
@@ -80,7 +81,7 @@ func identityProvider(ctx context.Context, cat *catalog.Catalog, name string) (*
 	return v, nil
 }
 
-func newIdentityRuntime(ctx context.Context, cfg *config.Config, cat *catalog.Catalog, log *slog.Logger, reg prometheus.Registerer, tlsCfg *tls.Config) (*identityRuntime, error) {
+func newIdentityRuntime(ctx context.Context, cfg *config.Config, cat *catalog.Catalog, log *slog.Logger, reg prometheus.Registerer, tlsCfg *tls.Config, withReflection bool) (*identityRuntime, error) {
 	r := &identityRuntime{}
 	idps := map[string]*oidc.Verifier{}
 	for _, name := range slices.Sorted(maps.Keys(cfg.OIDC)) {
@@ -151,6 +152,10 @@ func newIdentityRuntime(ctx context.Context, cfg *config.Config, cat *catalog.Ca
 		"/keyfort.identity.v1.IdentityRuntimeService/EndIdentitySession",
 		"/grpc.health.v1.Health/*",
 	}}
+	if withReflection {
+		// The schema is public (proto/ in the repository): reflection needs no session.
+		guard.Exempt = append(guard.Exempt, "/grpc.reflection.v1.ServerReflection/*", "/grpc.reflection.v1alpha.ServerReflection/*")
+	}
 	opts := grpcauth.New(guard).ServerOptions() // header bound, tap handle (fast path) and interceptors
 	// The runtime's requests carry a token or two (each capped at 16 KiB before parsing): a message
 	// far above that is refused before it is read into memory (grpc-go's default is 4 MiB).
@@ -162,6 +167,11 @@ func newIdentityRuntime(ctx context.Context, cfg *config.Config, cat *catalog.Ca
 	identityrpc.Register(r.grpc, m, identityrpc.Options{Sessions: cache, Logger: log, Registerer: reg})
 	r.health = health.NewServer()
 	healthpb.RegisterHealthServer(r.grpc, r.health)
+	if withReflection {
+		// The services' schema for grpcurl and the like: no session needed, but behind the same
+		// TLS and client certificates as every other call.
+		reflection.Register(r.grpc)
+	}
 	return r, nil
 }
 

@@ -26,17 +26,18 @@ import (
 
 func newServeCmd() *cobra.Command {
 	var (
-		files    []string
-		httpAddr string
-		grpcAddr string
-		tlsCert  string
-		tlsKey   string
-		clientCA string
-		allow    []string
-		verbose  bool
-		cores    bool
-		noMlock  bool
-		drain    time.Duration
+		files      []string
+		httpAddr   string
+		grpcAddr   string
+		tlsCert    string
+		tlsKey     string
+		clientCA   string
+		allow      []string
+		verbose    bool
+		cores      bool
+		noMlock    bool
+		reflection bool
+		drain      time.Duration
 	)
 	cmd := &cobra.Command{
 		Use:   "serve [--config FILE]",
@@ -85,7 +86,7 @@ close, revoking the leases they issued.`,
 			}
 			// ... and no swap, where the process may lock its memory.
 			locked := !noMlock && harden.LockMemoryLogged(log)
-			return serve(ctx, log, files, listeners{http: httpAddr, grpc: grpcAddr, cert: tlsCert, key: tlsKey, clientCA: clientCA, allow: allowList, drain: drain, memoryLocked: locked})
+			return serve(ctx, log, files, listeners{http: httpAddr, grpc: grpcAddr, cert: tlsCert, key: tlsKey, clientCA: clientCA, allow: allowList, drain: drain, memoryLocked: locked, reflection: reflection})
 		},
 	}
 	cmd.Flags().StringArrayVarP(&files, "config", "c", nil, "configuration file (YAML, TOML or JSON); repeat to layer files")
@@ -97,6 +98,7 @@ close, revoking the leases they issued.`,
 	cmd.Flags().StringArrayVar(&allow, "tls-client-allow", nil, "with --tls-client-ca, an identity a client certificate must carry (repeat for several): a URI SAN such as a SPIFFE ID, exact or ending in /* for any under that path, or a DNS SAN")
 	cmd.Flags().DurationVar(&drain, "shutdown-timeout", 10*time.Second, "on SIGTERM, how long calls in flight (and open streams) may take to finish before they are cancelled")
 	cmd.Flags().BoolVarP(&verbose, "verbose", "v", false, "debug logging")
+	cmd.Flags().BoolVar(&reflection, "grpc-reflection", false, "serve the gRPC reflection service, for grpcurl and the like (off by default; behind the same TLS and client certificates as the other services)")
 	cmd.Flags().BoolVar(&noMlock, "no-memory-lock", false, "leave the process's memory swappable (by default, with CAP_IPC_LOCK or an unlimited RLIMIT_MEMLOCK, it is locked into RAM so that signing keys never reach swap)")
 	cmd.Flags().BoolVar(&cores, "allow-core-dumps", false, "leave core dumps and same-user debugging on (by default the process, which holds signing keys, is made non-dumpable)")
 	return cmd
@@ -112,6 +114,8 @@ type listeners struct {
 	drain      time.Duration
 	// memoryLocked reports that the process's memory is locked (keyfort_process_memory_locked).
 	memoryLocked bool
+	// reflection serves the gRPC reflection service (--grpc-reflection).
+	reflection bool
 }
 
 func serve(ctx context.Context, log *slog.Logger, files []string, l listeners) error {
@@ -201,7 +205,7 @@ func serve(ctx context.Context, log *slog.Logger, files []string, l listeners) e
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 
-	runtime, err := newIdentityRuntime(ctx, cfg, cat, log, reg, grpcTLS)
+	runtime, err := newIdentityRuntime(ctx, cfg, cat, log, reg, grpcTLS, l.reflection)
 	if err != nil {
 		log.Error("keyfort: start-up failed", slog.String("error", err.Error()))
 		return exitCode(exitInvalidConfig)

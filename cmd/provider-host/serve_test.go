@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"regexp"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -15,6 +16,7 @@ import (
 
 	"google.golang.org/grpc/codes"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	reflectionpb "google.golang.org/grpc/reflection/grpc_reflection_v1"
 	"google.golang.org/grpc/status"
 
 	"github.com/keyfort/keyfort/internal/harden"
@@ -154,6 +156,44 @@ func TestServeLocksItsMemory(t *testing.T) {
 	// that made serve about six times larger.
 	if canLock == nil && rss[0] > 2*rss[1] {
 		t.Errorf("locked, serve is %d bytes resident; unlocked, %d", rss[0], rss[1])
+	}
+}
+
+// TestServeReflection: with --grpc-reflection, serve lists its services to a reflection client
+// (grpcurl's way in); without it, the reflection service is not there.
+func TestServeReflection(t *testing.T) {
+	list := func(args ...string) ([]string, error) {
+		_, log, _ := startServe(t, nil, append([]string{"--grpc-addr", "127.0.0.1:0"}, args...)...)
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		stream, err := reflectionpb.NewServerReflectionClient(serveConn(t, log.String())).ServerReflectionInfo(ctx)
+		if err != nil {
+			return nil, err
+		}
+		if err := stream.Send(&reflectionpb.ServerReflectionRequest{MessageRequest: &reflectionpb.ServerReflectionRequest_ListServices{}}); err != nil {
+			return nil, err
+		}
+		resp, err := stream.Recv()
+		if err != nil {
+			return nil, err
+		}
+		var names []string
+		for _, s := range resp.GetListServicesResponse().GetService() {
+			names = append(names, s.GetName())
+		}
+		return names, nil
+	}
+	names, err := list("--grpc-reflection")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"keyfort.identity.v1.IdentityRuntimeService", "grpc.health.v1.Health"} {
+		if !slices.Contains(names, want) {
+			t.Errorf("reflection lists %v, want %s among them", names, want)
+		}
+	}
+	if _, err := list(); status.Code(err) != codes.Unimplemented {
+		t.Errorf("without --grpc-reflection: got %v, want Unimplemented", err)
 	}
 }
 
