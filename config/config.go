@@ -145,6 +145,9 @@ type SessionConfig struct {
 	RedisTLS RedisTLS
 	// PostgresURL selects the PostgreSQL store shared by replicas, in place of Redis.
 	PostgresURL string
+	// PostgresNoMigrate is identity.session.postgres_migrate set to false: the store creates and
+	// changes no tables (pgstore.Config.DisableMigration).
+	PostgresNoMigrate bool
 }
 
 // TokenIssuer is the iss of Keyfort's tokens: Issuer, or DefaultIssuer.
@@ -600,6 +603,12 @@ func (p *parser) sessionConfig(v any) {
 			}
 		case "redis_tls":
 			p.redisTLS(key, m[k])
+		case "postgres_migrate":
+			b, ok := asBool(m[k])
+			if !ok {
+				p.add(key, "", "", "want true or false")
+			}
+			sc.PostgresNoMigrate = ok && !b
 		case "access_ttl", "refresh_ttl", "refresh_grace", "revalidate":
 			d, err := asDuration(m[k])
 			if err != nil {
@@ -616,11 +625,14 @@ func (p *parser) sessionConfig(v any) {
 				sc.RefreshGrace = d
 			}
 		default:
-			p.add(key, "", "", "unknown key (known: issuer, audience, access_ttl, refresh_ttl, refresh_grace, revalidate, redis_url, redis_tls, postgres_url)")
+			p.add(key, "", "", "unknown key (known: issuer, audience, access_ttl, refresh_ttl, refresh_grace, revalidate, redis_url, redis_tls, postgres_url, postgres_migrate)")
 		}
 	}
 	if sc.RedisURL != "" && sc.PostgresURL != "" {
 		p.add("identity.session.postgres_url", "", "", "set together with identity.session.redis_url: choose one shared store")
+	}
+	if _, set := m["postgres_migrate"]; set && sc.PostgresURL == "" {
+		p.add("identity.session.postgres_migrate", "", "", "set, but identity.session.postgres_url is not")
 	}
 	if sc.RedisTLS != (RedisTLS{}) && !strings.HasPrefix(sc.RedisURL, "rediss://") {
 		p.add("identity.session.redis_tls", "", "", "set, but identity.session.redis_url is not a rediss:// URL")

@@ -349,6 +349,14 @@ identity:
 	if b, err := cfg.Resolve(config.PostgresPasswordKey); err != nil || b.String() != "env:PG_PASSWORD" || b.Kind != config.KindSecret {
 		t.Errorf("postgres_password resolves to %+v, %v", b, err)
 	}
+	if cfg.Session.PostgresNoMigrate {
+		t.Error("migrations are off by default")
+	}
+	cfg, err = load(`identity: { secrets: { session_signing: "memory:s" }, session: { postgres_url: "postgres://db/x" } }`,
+		"KEYFORT_IDENTITY__SESSION__POSTGRES_MIGRATE=false")
+	if err != nil || !cfg.Session.PostgresNoMigrate {
+		t.Errorf("postgres_migrate=false from the environment: %v, %+v", err, cfg)
+	}
 	for name, tc := range map[string]struct {
 		body    string
 		environ []string
@@ -360,6 +368,10 @@ identity:
 			[]string{"KEYFORT_IDENTITY__SESSION__POSTGRES_URL=postgres://k:SUPERSECRET@127.0.0.1:port/db"}, "invalid port"},
 		"both stores": {`identity: { secrets: { session_signing: "memory:s" }, session: { postgres_url: "postgres://db/x", redis_url: "redis://r:6379/0" } }`, nil,
 			"identity.session.postgres_url: set together with identity.session.redis_url: choose one shared store"},
+		"migrate without the store": {`identity: { secrets: { session_signing: "memory:s" }, session: { postgres_migrate: false } }`, nil,
+			"identity.session.postgres_migrate: set, but identity.session.postgres_url is not"},
+		"migrate not a boolean": {`identity: { secrets: { session_signing: "memory:s" }, session: { postgres_url: "postgres://db/x", postgres_migrate: sometimes } }`, nil,
+			"identity.session.postgres_migrate: want true or false"},
 		"password without the store": {`identity: { secrets: { session_signing: "memory:s", postgres_password: "env:P" } }`, nil,
 			"identity.secrets.postgres_password: bound, but identity.session.postgres_url is not set"},
 	} {

@@ -95,7 +95,8 @@ func newCheckCmd() *cobra.Command {
 and credentials (whose leases are revoked at once). One line per key; no secret value is printed.
 
 With identity.session.redis_url or postgres_url set, it also connects to the shared session store
-(logging in with identity.secrets.redis_password or postgres_password when bound), and with --identity-providers it fetches each identity
+(logging in with identity.secrets.redis_password or postgres_password when bound; on PostgreSQL it
+reports the tables' schema version and never creates or changes them: see "migrate"), and with --identity-providers it fetches each identity
 provider's discovery document and key set (identity.secrets.oidc.NAME.issuer) as serve does at
 start-up; each is a line of its own.
 
@@ -175,12 +176,27 @@ func checkSessionStore(ctx context.Context, cat *catalog.Catalog) (string, bool)
 		session.RevocationFeed
 		Close() error
 	}
+	schema := ""
 	if cfg.Session.PostgresURL != "" {
-		ps, err := pgstore.OpenConfigured(ctx, cfg, cat)
+		c, err := pgstore.Configured(ctx, cfg, cat)
 		if err != nil {
 			return line(err)
 		}
-		st = ps
+		c.DisableMigration = true // check looks; it never creates or changes tables
+		c.CleanupInterval = -1
+		ps, err := pgstore.New(ctx, c)
+		var se *pgstore.SchemaError
+		if errors.As(err, &se) && se.Found < se.Want && !cfg.Session.PostgresNoMigrate {
+			what := fmt.Sprintf("tables at schema version %d: serve takes them to %d at start-up", se.Found, se.Want)
+			if se.Found == 0 {
+				what = fmt.Sprintf("no tables yet: serve creates them (schema version %d) at start-up", se.Want)
+			}
+			return fmt.Sprintf("ok   %s  %s  connected, %s, with a role that may (or run \"provider-host migrate\")", key, shown, what), true
+		}
+		if err != nil {
+			return line(err)
+		}
+		st, schema = ps, fmt.Sprintf("schema version %d, ", ps.Schema().Version)
 	} else {
 		c, err := redisstore.Configured(ctx, cfg, cat)
 		if err != nil {
@@ -202,7 +218,7 @@ func checkSessionStore(ctx context.Context, cat *catalog.Catalog) (string, bool)
 	} else {
 		stop()
 	}
-	return fmt.Sprintf("ok   %s  %s  connected, %s", key, shown, feed), true
+	return fmt.Sprintf("ok   %s  %s  connected, %s%s", key, shown, schema, feed), true
 }
 
 func newGetCmd() *cobra.Command {
@@ -307,4 +323,73 @@ func ts(t time.Time) string {
 		return "-"
 	}
 	return t.UTC().Format(time.RFC3339)
+}
+
+func newMigrateCmd() *cobra.Command {
+	var (
+		f     configFlags
+		owner string
+	)
+	cmd := &cobra.Command{
+		Use:   "migrate --config FILE [--postgres-url URL]",
+		Short: "Create the PostgreSQL session store's tables, or bring them to this release's schema",
+		Long: `Connect to the PostgreSQL session store of the configuration (identity.session.postgres_url) and
+create its tables, or take them to this release's schema version, as serve does at start-up unless
+identity.session.postgres_migrate is false. Each step runs once, in one transaction, under a lock
+that replicas starting at the same time share. Run it before a rollout when the replicas' role may
+only read and write the tables; --postgres-url connects as a role that may change them instead
+(their owner; its password in the URL or in PGPASSWORD), without changing the configuration.
+
+Exit status: 0 when the tables are at a version this release uses, 1 when they could not be
+brought there, 2 when the configuration is invalid or has no PostgreSQL store.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx, cancel := signalContext(f.timeout)
+			defer cancel()
+			cat, err := f.openCatalog(ctx, cmd.ErrOrStderr(), false)
+			if err != nil {
+				return err
+			}
+			defer cat.Close()
+			cfg := cat.Config()
+			if cfg.Session.PostgresURL == "" {
+				fmt.Fprintln(cmd.ErrOrStderr(), "identity.session.postgres_url is not set: only the PostgreSQL session store has tables to migrate")
+				return exitCode(exitInvalidConfig)
+			}
+			c, err := pgstore.Configured(ctx, cfg, cat)
+			if err != nil {
+				fmt.Fprintln(cmd.OutOrStdout(), "FAIL identity.session.postgres_url ", err)
+				return exitCode(exitFailing)
+			}
+			key, shown := "identity.session.postgres_url", pgstore.RedactedURL(c.URL)
+			if owner != "" {
+				key, shown = "--postgres-url", pgstore.RedactedURL(owner)
+				c.URL, c.Password = owner, nil
+			}
+			c.DisableMigration, c.CleanupInterval = false, -1
+			s, err := pgstore.New(ctx, c)
+			if err != nil {
+				fmt.Fprintf(cmd.OutOrStdout(), "FAIL %s  %s  %v\n", key, shown, err)
+				return exitCode(exitFailing)
+			}
+			defer s.Close()
+			sc := s.Schema()
+			var what string
+			switch {
+			case sc.Created:
+				what = fmt.Sprintf("tables created at schema version %d", sc.Version)
+			case sc.Migrated > 0:
+				what = fmt.Sprintf("schema version %d → %d", sc.Migrated, sc.Version)
+			case sc.Version > pgstore.SchemaVersion:
+				what = fmt.Sprintf("schema version %d, newer than this release's %d and usable by it: nothing to do", sc.Version, pgstore.SchemaVersion)
+			default:
+				what = fmt.Sprintf("schema version %d: nothing to do", sc.Version)
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "ok   %s  %s  %s\n", key, shown, what)
+			return nil
+		},
+	}
+	f.register(cmd)
+	cmd.Flags().StringVar(&owner, "postgres-url", "", "connect as this role (one that may change the tables) instead of identity.session.postgres_url's")
+	return cmd
 }

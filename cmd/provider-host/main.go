@@ -66,7 +66,7 @@ checks and inspects a configuration.`,
 	}
 	root.SetOut(stdout)
 	root.SetErr(stderr)
-	root.AddCommand(newServeCmd(), newBenchCmd(), newPluginCmd(), newCheckCmd(), newGetCmd(), newVersionCmd())
+	root.AddCommand(newServeCmd(), newBenchCmd(), newPluginCmd(), newCheckCmd(), newGetCmd(), newMigrateCmd(), newVersionCmd())
 	return root
 }
 

@@ -117,6 +117,11 @@ func newIdentityRuntime(ctx context.Context, cfg *config.Config, cat *catalog.Ca
 			return nil, fmt.Errorf("identity.session.postgres_url: %w", err)
 		}
 		store, r.storeName = ps, "postgres "+pgstore.RedactedURL(cfg.Session.PostgresURL)
+		if sc := ps.Schema(); sc.Created || sc.Migrated > 0 {
+			log.Info("keyfort: session store tables changed", slog.Int("from_schema", sc.Migrated), slog.Int("schema", sc.Version), slog.Bool("created", sc.Created))
+		} else if sc.Version > pgstore.SchemaVersion {
+			log.Warn("keyfort: session store tables are at a newer schema, usable by this release: upgrade it", slog.Int("schema", sc.Version), slog.Int("release_schema", pgstore.SchemaVersion))
+		}
 	}
 	r.store = store
 	issuer := cfg.Session.TokenIssuer()

@@ -14,8 +14,8 @@ type SecretSource interface {
 	Secret(ctx context.Context, key string) (provider.Secret, error)
 }
 
-// Configured returns the Store configuration of a Keyfort configuration: identity.session.postgres_url
-// and, when identity.secrets.postgres_password is bound, the password from its provider (through
+// Configured returns the Store configuration of a Keyfort configuration: identity.session.postgres_url,
+// identity.session.postgres_migrate and, when identity.secrets.postgres_password is bound, the password from its provider (through
 // secrets, whose cache serves it to every new connection, so a rotation in the backend reaches the
 // connections opened after it). The password is resolved once here, so that a missing one fails
 // naming its key. It is how provider-host serve and check, and any service that shares their store,
@@ -24,7 +24,7 @@ func Configured(ctx context.Context, cfg *config.Config, secrets SecretSource) (
 	if cfg.Session.PostgresURL == "" {
 		return Config{}, fmt.Errorf("%w: identity.session.postgres_url is not set", provider.ErrInvalidConfig)
 	}
-	out := Config{URL: cfg.Session.PostgresURL}
+	out := Config{URL: cfg.Session.PostgresURL, DisableMigration: cfg.Session.PostgresNoMigrate}
 	if _, ok := cfg.Bindings["identity.secrets."+config.PostgresPasswordKey]; !ok {
 		return out, nil
 	}

@@ -4,7 +4,10 @@
 // notification is sent by the transaction that revokes, so it is delivered only if the revocation
 // commits).
 //
-// It creates its tables on first use (CREATE TABLE IF NOT EXISTS, under an advisory lock so that
-// replicas starting together do not race), deletes expired rows in the background, and needs a
-// role that may create tables in the schema the first time, and read and write them after.
+// It creates its tables on first use and takes tables of an older schema version to SchemaVersion
+// (each step once, in one transaction, under an advisory lock so that replicas starting together do
+// not race; steps that only add leave the tables usable by the older release), unless
+// Config.DisableMigration leaves that to "provider-host migrate". It deletes expired rows in the
+// background, and needs a role that may create tables in the schema when they are made or changed,
+// and read and write them always. A schema it cannot use, or may not change, is a *SchemaError.
 package pgstore

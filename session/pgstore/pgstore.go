@@ -2,10 +2,8 @@ package pgstore
 
 import (
 	"context"
-	"crypto/rand"
 	"errors"
 	"fmt"
-	"hash/fnv"
 	"regexp"
 	"strings"
 	"sync"
@@ -52,6 +50,10 @@ type Config struct {
 	// insert, update, delete, commit …; not when Pool is set: a pool the Store does not own keeps its
 	// tracer), round_trip_seconds, and feed_dropped_total.
 	Registerer prometheus.Registerer
+	// DisableMigration stops New from creating or changing tables: they must exist, at a version
+	// this Store can use (a *SchemaError otherwise). For deployments whose schema changes are made
+	// by a separate step ("provider-host migrate") and never by the replicas.
+	DisableMigration bool
 }
 
 var prefixRE = regexp.MustCompile(`^[a-z_][a-z0-9_]{0,39}$`)
@@ -66,6 +68,7 @@ type Store struct {
 	meta    string
 	channel string // unquoted, for pg_notify; quoted for LISTEN
 	hashKey []byte
+	schema  Schema
 	dropped prometheus.Counter
 
 	stop    chan struct{}
@@ -79,10 +82,13 @@ var (
 	_ session.RevocationFeed = (*Store)(nil)
 )
 
-// New connects, creates the tables if they are missing, and loads (or creates) the token-hash key.
-// Errors wrap session.ErrStoreUnavailable when the database cannot be reached, and never repeat the
-// URL (it may hold a password).
-func New(ctx context.Context, cfg Config) (*Store, error) {
+// New connects, creates the tables if they are missing or brings them to SchemaVersion (see
+// SchemaError and Config.DisableMigration), and loads (or creates) the token-hash key. Errors wrap
+// session.ErrStoreUnavailable when the database cannot be reached, are a *SchemaError when the
+// tables cannot be used, and never repeat the URL (it may hold a password).
+func New(ctx context.Context, cfg Config) (*Store, error) { return newStore(ctx, cfg, steps) }
+
+func newStore(ctx context.Context, cfg Config, steps []step) (*Store, error) {
 	prefix := cfg.Prefix
 	if prefix == "" {
 		prefix = DefaultPrefix
@@ -138,7 +144,7 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 		}
 		s.pool, s.owned = pool, true
 	}
-	if err := s.migrate(ctx); err != nil {
+	if err := s.migrate(ctx, steps, cfg.DisableMigration); err != nil {
 		s.closePool()
 		return nil, err
 	}
@@ -154,60 +160,11 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 	return s, nil
 }
 
-// migrate creates the tables and the hash key, under an advisory lock keyed by the prefix.
-func (s *Store) migrate(ctx context.Context) error {
-	h := fnv.New64a()
-	h.Write([]byte("keyfort:" + s.fam))
-	lock := int64(h.Sum64())
-	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, lock); err != nil {
-			return err
-		}
-		// Tables that exist are used as they are, with no DDL at all: a role allowed only to read
-		// and write them (no CREATE on the schema, not their owner) must be able to start.
-		var exist bool
-		if err := tx.QueryRow(ctx, `SELECT to_regclass($1) IS NOT NULL AND to_regclass($2) IS NOT NULL AND to_regclass($3) IS NOT NULL`,
-			s.fam, s.tomb, s.meta).Scan(&exist); err != nil {
-			return err
-		}
-		if !exist {
-			for _, stmt := range []string{
-				`CREATE TABLE IF NOT EXISTS ` + s.fam + ` (
-					id text PRIMARY KEY,
-					session_id text NOT NULL, subject text NOT NULL, tenant text NOT NULL, idp text NOT NULL, scope text NOT NULL,
-					current_jti text NOT NULL, current_issued_at timestamptz,
-					previous_jti text NOT NULL, rotated_at timestamptz,
-					revoked boolean NOT NULL DEFAULT false,
-					expires_at timestamptz NOT NULL,
-					origin text NOT NULL, origin_expires_at timestamptz)`,
-				`CREATE INDEX IF NOT EXISTS ` + pgx.Identifier{strings.Trim(s.fam, `"`) + "_expires"}.Sanitize() + ` ON ` + s.fam + ` (expires_at)`,
-				`CREATE TABLE IF NOT EXISTS ` + s.tomb + ` (key text PRIMARY KEY, until timestamptz NOT NULL)`,
-				`CREATE INDEX IF NOT EXISTS ` + pgx.Identifier{strings.Trim(s.tomb, `"`) + "_until"}.Sanitize() + ` ON ` + s.tomb + ` (until)`,
-				`CREATE TABLE IF NOT EXISTS ` + s.meta + ` (name text PRIMARY KEY, value bytea NOT NULL)`,
-			} {
-				if _, err := tx.Exec(ctx, stmt); err != nil {
-					return err
-				}
-			}
-		}
-		key := make([]byte, 32)
-		_, _ = rand.Read(key)
-		if _, err := tx.Exec(ctx, `INSERT INTO `+s.meta+` (name, value) VALUES ('hash-key', $1) ON CONFLICT (name) DO NOTHING`, key); err != nil {
-			return err
-		}
-		return tx.QueryRow(ctx, `SELECT value FROM `+s.meta+` WHERE name = 'hash-key'`).Scan(&s.hashKey)
-	})
-	if err != nil {
-		return wrap(err)
-	}
-	if len(s.hashKey) < 32 {
-		return fmt.Errorf("pgstore: the stored hash key is %d bytes, want at least 32", len(s.hashKey))
-	}
-	return nil
-}
-
 // Pool returns the store's connection pool, for its statistics (Stat) or a health check.
 func (s *Store) Pool() *pgxpool.Pool { return s.pool }
+
+// Schema returns the tables' version as New found or left it.
+func (s *Store) Schema() Schema { return s.schema }
 
 // HashKey implements session.HashKeyHolder: one key for every Store on this database and prefix.
 func (s *Store) HashKey() []byte { return s.hashKey }

@@ -340,26 +340,8 @@ func TestLeastPrivilegeRole(t *testing.T) {
 	p := prefix(t, a)
 	open(t, pgstore.Config{URL: u, Prefix: p}) // creates the tables, as an owner would once
 	ctx := context.Background()
-	role := strings.TrimSuffix(p, "_") + "_dml"
-	for _, stmt := range []string{
-		"CREATE ROLE " + role + " LOGIN",
-		"GRANT SELECT, INSERT, UPDATE, DELETE ON " + p + "families, " + p + "tombstones, " + p + "meta TO " + role,
-	} {
-		if _, err := a.Exec(ctx, stmt); err != nil {
-			t.Fatal(err)
-		}
-	}
-	t.Cleanup(func() {
-		_, _ = a.Exec(context.Background(), "REVOKE ALL ON "+p+"families, "+p+"tombstones, "+p+"meta FROM "+role)
-		_, _ = a.Exec(context.Background(), "DROP ROLE IF EXISTS "+role)
-	})
-	var schemaCreate bool
-	if err := a.QueryRow(ctx, "SELECT has_schema_privilege($1, current_schema(), 'CREATE')", role).Scan(&schemaCreate); err != nil || schemaCreate {
-		t.Fatalf("the test role may create in the schema (%v, %v): the test would prove nothing", schemaCreate, err)
-	}
-	pu, _ := url.Parse(u)
-	pu.User = url.User(role)
-	s := open(t, pgstore.Config{URL: pu.String(), Prefix: p})
+	role, roleURL := dmlRole(t, a, u, p)
+	s := open(t, pgstore.Config{URL: roleURL, Prefix: p})
 	heard := make(chan session.Revocation, 4)
 	stop, err := s.SubscribeRevocations(ctx, func(r session.Revocation) { heard <- r })
 	if err != nil {
@@ -383,9 +365,36 @@ func TestLeastPrivilegeRole(t *testing.T) {
 	if _, err := a.Exec(ctx, "REVOKE DELETE, UPDATE ON "+p+"families FROM "+role); err != nil {
 		t.Fatal(err)
 	}
-	weaker := open(t, pgstore.Config{URL: pu.String(), Prefix: p})
+	weaker := open(t, pgstore.Config{URL: roleURL, Prefix: p})
 	_, _, err = weaker.Rotate(ctx, "f", "j2", "j3", now, time.Second)
 	if !errors.Is(err, session.ErrStoreUnavailable) || !strings.Contains(err.Error(), "permission denied") {
 		t.Errorf("a rotation without UPDATE: got %v, want ErrStoreUnavailable saying permission denied", err)
 	}
+}
+
+// dmlRole creates a role that may read and write the tables of prefix p and nothing else (no
+// CREATE on the schema, not their owner), dropped when the test ends, and returns its name and URL.
+func dmlRole(t *testing.T, a *pgx.Conn, u, p string) (string, string) {
+	t.Helper()
+	ctx := context.Background()
+	role := strings.TrimSuffix(p, "_") + "_dml"
+	for _, stmt := range []string{
+		"CREATE ROLE " + role + " LOGIN",
+		"GRANT SELECT, INSERT, UPDATE, DELETE ON " + p + "families, " + p + "tombstones, " + p + "meta TO " + role,
+	} {
+		if _, err := a.Exec(ctx, stmt); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Cleanup(func() {
+		_, _ = a.Exec(context.Background(), "REVOKE ALL ON "+p+"families, "+p+"tombstones, "+p+"meta FROM "+role)
+		_, _ = a.Exec(context.Background(), "DROP ROLE IF EXISTS "+role)
+	})
+	var schemaCreate bool
+	if err := a.QueryRow(ctx, "SELECT has_schema_privilege($1, current_schema(), 'CREATE')", role).Scan(&schemaCreate); err != nil || schemaCreate {
+		t.Fatalf("the test role may create in the schema (%v, %v): the test would prove nothing", schemaCreate, err)
+	}
+	pu, _ := url.Parse(u)
+	pu.User = url.User(role)
+	return role, pu.String()
 }

@@ -1,0 +1,99 @@
+package main_test
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"net/url"
+	"strings"
+	"testing"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/keyfort/keyfort/internal/pgtest"
+)
+
+// TestMigrateCommand: the PostgreSQL store's tables made by "provider-host migrate" as their owner,
+// for replicas whose role may only read and write them. check looks and changes nothing; a role
+// that may not create tables is refused with what to do; migrate --postgres-url connects as the
+// owner; after the grants the replicas' role sees the schema version.
+func TestMigrateCommand(t *testing.T) {
+	ownerURL := pgtest.SchemaURL(t)
+	ctx := context.Background()
+	admin, err := pgx.Connect(ctx, ownerURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close(ctx)
+	var schema string
+	if err := admin.QueryRow(ctx, "SELECT current_schema()").Scan(&schema); err != nil {
+		t.Fatal(err)
+	}
+	b := make([]byte, 4)
+	_, _ = rand.Read(b)
+	role := "kt_app_" + hex.EncodeToString(b)
+	for _, stmt := range []string{"CREATE ROLE " + role + " LOGIN", "GRANT USAGE ON SCHEMA " + schema + " TO " + role} {
+		if _, err := admin.Exec(ctx, stmt); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Cleanup(func() {
+		_, _ = admin.Exec(context.Background(), "DROP OWNED BY "+role)
+		_, _ = admin.Exec(context.Background(), "DROP ROLE IF EXISTS "+role)
+	})
+	u, _ := url.Parse(ownerURL)
+	u.User = url.User(role)
+	appURL := u.String()
+	cfg := writeConfig(t, config)
+	env := []string{"KEYFORT_IDENTITY__SESSION__POSTGRES_URL=" + appURL, "KFCMD_GOOGLE_CLIENT_ID=client-1"}
+	tables := func() int {
+		var n int
+		if err := admin.QueryRow(ctx, "SELECT count(*) FROM pg_tables WHERE schemaname = $1", schema).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+
+	r := run(t, env, "check", "--config", cfg)
+	if r.code != 0 || !strings.Contains(r.stdout, "connected, no tables yet: serve creates them (schema version 1) at start-up") {
+		t.Errorf("check before any table: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	r = run(t, append(env, "KEYFORT_IDENTITY__SESSION__POSTGRES_MIGRATE=false"), "check", "--config", cfg)
+	if r.code != 1 || !strings.Contains(r.stdout, "FAIL identity.session.postgres_url") || !strings.Contains(r.stdout, "do not exist") ||
+		!strings.Contains(r.stdout, "postgres_migrate: false") {
+		t.Errorf("check with migrations off and no tables: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	if n := tables(); n != 0 {
+		t.Fatalf("check made %d tables", n)
+	}
+
+	r = run(t, env, "migrate", "--config", cfg)
+	if r.code != 1 || !strings.Contains(r.stdout, "FAIL identity.session.postgres_url") || !strings.Contains(r.stdout, "this role may not take them to version 1") ||
+		!strings.Contains(r.stdout, "permission denied for schema") {
+		t.Errorf("migrate as a role without CREATE: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	r = run(t, env, "migrate", "--config", cfg, "--postgres-url", ownerURL)
+	if r.code != 0 || !strings.Contains(r.stdout, "ok   --postgres-url  postgres://postgres@127.0.0.1") || !strings.Contains(r.stdout, "tables created at schema version 1") {
+		t.Fatalf("migrate as the owner: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	if n := tables(); n != 3 {
+		t.Errorf("migrate made %d tables, want 3", n)
+	}
+	r = run(t, env, "migrate", "--config", cfg, "--postgres-url", ownerURL)
+	if r.code != 0 || !strings.Contains(r.stdout, "schema version 1: nothing to do") {
+		t.Errorf("migrate again: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+
+	if _, err := admin.Exec(ctx, "GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA "+schema+" TO "+role); err != nil {
+		t.Fatal(err)
+	}
+	r = run(t, append(env, "KEYFORT_IDENTITY__SESSION__POSTGRES_MIGRATE=false"), "check", "--config", cfg)
+	if r.code != 0 || !strings.Contains(r.stdout, "connected, schema version 1, revocation feed on") {
+		t.Errorf("check as the replicas' role: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+
+	r = run(t, nil, "migrate", "--config", cfg)
+	if r.code != 2 || !strings.Contains(r.stderr, "identity.session.postgres_url is not set") {
+		t.Errorf("migrate without a PostgreSQL store: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+}
