@@ -3,7 +3,8 @@
 # when they are missing, and prints the environment the tests read:
 #   eval "$(scripts/services.sh)"
 #   - PostgreSQL on 127.0.0.1:5432, superuser "postgres" with trust authentication on loopback
-#     (Vault's database secrets engine creates and drops roles in it);
+#     (Vault's database secrets engine creates and drops roles in it), and its server programs
+#     (failover tests start a primary and a standby of their own);
 #   - Redis on 127.0.0.1:6379 (the session store shared by replicas), and the redis-server binary
 #     (TLS tests start their own);
 #   - moto, the AWS emulator, in the machine's Python (checked: it cannot be installed from here);
@@ -17,9 +18,17 @@ as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
 pg_ready() { pg_isready -h 127.0.0.1 -p 5432 -q 2>/dev/null; }
 
+pg_bindir() { { ls -d /usr/lib/postgresql/*/bin 2>/dev/null || true; } | sort -V | tail -1; }
+
 ensure_postgres() {
 	if command -v pg_isready >/dev/null 2>&1 && pg_ready; then
 		log "PostgreSQL is running on 127.0.0.1:5432"
+		if [ -z "$(pg_bindir)" ] || [ ! -x "$(pg_bindir)/initdb" ]; then
+			# The failover tests start a primary and a standby of their own (internal/pgtest.StartPair).
+			log "installing PostgreSQL's server programs from Debian's packages (initdb, pg_basebackup)"
+			as_root apt-get update -qq >&2
+			DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq postgresql >&2
+		fi
 		return
 	fi
 	if ! command -v pg_ctlcluster >/dev/null 2>&1; then
@@ -75,6 +84,7 @@ ensure_moto
 vault_bin=$(scripts/vault-dev.sh)
 log "Vault binary: $vault_bin"
 echo "export KEYFORT_VAULT_BIN='$vault_bin'"
+echo "export KEYFORT_PG_BINDIR='$(pg_bindir)'"
 echo "export KEYFORT_PG_URL='postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable'"
 echo "export KEYFORT_REDIS_URL='redis://127.0.0.1:6379/0'"
 echo "export KEYFORT_REQUIRE_SERVERS=1"

@@ -198,6 +198,56 @@ func TestTwoServeReplicasSharePostgres(t *testing.T) {
 	}
 }
 
+// TestServeThroughPostgresFailover: with identity.session.postgres_url listing a primary and its
+// streaming standby (target_session_attrs=read-write), check connects and serve keeps its sessions
+// across a failover: the primary is killed, the standby promoted, and a session started before
+// refreshes after it (calls in the switch fail closed with Unavailable, which clients retry), and
+// reuse of its spent refresh token is still caught.
+func TestServeThroughPostgresFailover(t *testing.T) {
+	pair := pgtest.StartPair(t)
+	ctx := context.Background()
+	iss := oidctest.New(t)
+	cfg := writeConfig(t, fmt.Sprintf(`
+identity:
+  secrets:
+    session_signing: env:KFSERVE_SIGNING
+    oidc:
+      google:
+        client_id: env:KFSERVE_CLIENT_ID
+        issuer: %s
+  session:
+    issuer: https://keyfort.test
+    postgres_url: %q
+`, iss.URL, pair.URL))
+	env := []string{"PATH=" + os.Getenv("PATH"), "KFSERVE_CLIENT_ID=client-1", signingKeyEnv(t)}
+	r := run(t, env, "check", "--config", cfg)
+	if r.code != 0 || !strings.Contains(r.stdout, "ok   identity.session.postgres_url  postgres://postgres@"+pair.Primary+","+pair.Standby) {
+		t.Fatalf("check on the pair: exit %d:\n%s%s", r.code, r.stdout, r.stderr)
+	}
+
+	rt, log, started := serveAndStart(t, env, cfg, iss)
+	pair.Sync(t) // the family must be on the standby before it is promoted
+	pair.Failover(t)
+	var refreshed *pb.RefreshIdentitySessionResponse
+	var err error
+	for range 100 {
+		refreshed, err = rt.RefreshIdentitySession(ctx, &pb.RefreshIdentitySessionRequest{RefreshToken: started.GetTokens().GetRefreshToken()})
+		if status.Code(err) != codes.Unavailable {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if err != nil {
+		t.Fatalf("refresh after the failover: %v\n%s", err, log.String())
+	}
+	if _, err := rt.RefreshIdentitySession(ctx, &pb.RefreshIdentitySessionRequest{RefreshToken: refreshed.GetTokens().GetRefreshToken()}); err != nil {
+		t.Errorf("a second refresh on the promoted standby: %v", err)
+	}
+	if _, err := rt.RefreshIdentitySession(ctx, &pb.RefreshIdentitySessionRequest{RefreshToken: started.GetTokens().GetRefreshToken()}); status.Code(err) != codes.Unauthenticated {
+		t.Errorf("reuse of the first refresh token after the failover: got %v, want Unauthenticated", err)
+	}
+}
+
 // twoReplicasAgree starts two serve processes over the shared store that storeEnv configures: a
 // refresh on one is reuse on the other (and revokes the family for both), and a logout on one
 // retires the ID token that started the session on the other (the replicas hash it alike with the
