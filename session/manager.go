@@ -324,6 +324,38 @@ func (m *Manager) EndSession(ctx context.Context, anyToken string) (Family, erro
 	return f, nil
 }
 
+// ErrNoSubjectRevocation is returned by EndSubjectSessions over a store without SubjectRevoker.
+var ErrNoSubjectRevocation = errors.New("session: the store cannot end a subject's sessions (no SubjectRevoker)")
+
+// EndSubjectSessions ends every session of subject at identity provider idp ("": at any): "sign out
+// everywhere", or an operator ending a compromised account's sessions. Every live family is revoked
+// (its refresh tokens refused, its access tokens refused wherever they are revalidated, cached
+// sessions on the store's feed ended with their leases), and the external token that started each
+// is tombstoned until it expires, so a stolen ID token cannot start a new one. Bare tokens of
+// IssueToken have no family and run to their expiry. It returns the families ended.
+func (m *Manager) EndSubjectSessions(ctx context.Context, idp, subject string) ([]Family, error) {
+	if subject == "" {
+		return nil, errors.New("session: EndSubjectSessions needs a subject")
+	}
+	rs, ok := m.store.(SubjectRevoker)
+	if !ok {
+		return nil, ErrNoSubjectRevocation
+	}
+	now := m.now()
+	ended, err := rs.RevokeSubject(ctx, idp, subject, now)
+	if err != nil {
+		return ended, fmt.Errorf("%w: %v", ErrStoreUnavailable, err)
+	}
+	for _, f := range ended {
+		if f.Origin != "" && now.Before(f.OriginExpiresAt) {
+			if err := m.store.Tombstone(ctx, f.Origin, f.OriginExpiresAt); err != nil {
+				return ended, fmt.Errorf("%w: %v", ErrStoreUnavailable, err)
+			}
+		}
+	}
+	return ended, nil
+}
+
 // IssueRequest asks for a bare access token (the compatibility path: no session, no refresh).
 type IssueRequest struct {
 	Subject string

@@ -105,6 +105,16 @@ type RevocationFeed interface {
 	SubscribeRevocations(ctx context.Context, fn func(Revocation)) (stop func(), err error)
 }
 
+// SubjectRevoker is the optional capability of a Store that revokes every session of one principal
+// at once ("sign out everywhere", or an operator ending a compromised account's sessions): every
+// family of subject, at identity provider idp ("": at any), that is neither revoked nor expired at
+// now. It returns those families, now revoked (the caller tombstones their origins), and
+// reports each on its RevocationFeed as RevokeFamily would. MemoryStore, redisstore.Store and
+// pgstore.Store have it.
+type SubjectRevoker interface {
+	RevokeSubject(ctx context.Context, idp, subject string, now time.Time) ([]Family, error)
+}
+
 // hashKeyOf is the hash key a Manager or Cache uses: its own when configured, else its store's,
 // else a random one (which suits a cache whose tombstones stay in this process).
 func hashKeyOf(configured []byte, store Store) []byte {
@@ -150,6 +160,7 @@ func (s *MemoryStore) HashKey() []byte { return s.hashKey }
 var (
 	_ Store          = (*MemoryStore)(nil)
 	_ RevocationFeed = (*MemoryStore)(nil)
+	_ SubjectRevoker = (*MemoryStore)(nil)
 )
 
 // SubscribeRevocations implements RevocationFeed: events reach fn synchronously, on the goroutine
@@ -238,6 +249,25 @@ func (s *MemoryStore) RevokeFamily(_ context.Context, id string) error {
 		s.publish(Revocation{Family: id})
 	}
 	return nil
+}
+
+// RevokeSubject implements SubjectRevoker (a scan of every family: an administrative call).
+func (s *MemoryStore) RevokeSubject(_ context.Context, idp, subject string, now time.Time) ([]Family, error) {
+	var ended []Family
+	s.mu.Lock()
+	for id, f := range s.families {
+		if f.Subject != subject || (idp != "" && f.IdP != idp) || f.Revoked || !now.Before(f.ExpiresAt) {
+			continue
+		}
+		f.Revoked = true
+		s.families[id] = f
+		ended = append(ended, f)
+	}
+	s.mu.Unlock()
+	for _, f := range ended {
+		s.publish(Revocation{Family: f.ID})
+	}
+	return ended, nil
 }
 
 // Family implements Store.

@@ -55,7 +55,7 @@ func TestMigrateCommand(t *testing.T) {
 	}
 
 	r := run(t, env, "check", "--config", cfg)
-	if r.code != 0 || !strings.Contains(r.stdout, "connected, no tables yet: serve creates them (schema version 1) at start-up") {
+	if r.code != 0 || !strings.Contains(r.stdout, "connected, no tables yet: serve creates them (schema version 2) at start-up") {
 		t.Errorf("check before any table: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
 	r = run(t, append(env, "KEYFORT_IDENTITY__SESSION__POSTGRES_MIGRATE=false"), "check", "--config", cfg)
@@ -73,14 +73,14 @@ func TestMigrateCommand(t *testing.T) {
 		t.Errorf("migrate as a role without CREATE: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
 	r = run(t, env, "migrate", "--config", cfg, "--postgres-url", ownerURL)
-	if r.code != 0 || !strings.Contains(r.stdout, "ok   --postgres-url  postgres://postgres@127.0.0.1") || !strings.Contains(r.stdout, "tables created at schema version 1") {
+	if r.code != 0 || !strings.Contains(r.stdout, "ok   --postgres-url  postgres://postgres@127.0.0.1") || !strings.Contains(r.stdout, "tables created at schema version 2") {
 		t.Fatalf("migrate as the owner: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
 	if n := tables(); n != 3 {
 		t.Errorf("migrate made %d tables, want 3", n)
 	}
 	r = run(t, env, "migrate", "--config", cfg, "--postgres-url", ownerURL)
-	if r.code != 0 || !strings.Contains(r.stdout, "schema version 1: nothing to do") {
+	if r.code != 0 || !strings.Contains(r.stdout, "schema version 2: nothing to do") {
 		t.Errorf("migrate again: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
 
@@ -88,7 +88,7 @@ func TestMigrateCommand(t *testing.T) {
 		t.Fatal(err)
 	}
 	r = run(t, append(env, "KEYFORT_IDENTITY__SESSION__POSTGRES_MIGRATE=false"), "check", "--config", cfg)
-	if r.code != 0 || !strings.Contains(r.stdout, "connected, schema version 1, revocation feed on") {
+	if r.code != 0 || !strings.Contains(r.stdout, "connected, schema version 2, revocation feed on") {
 		t.Errorf("check as the replicas' role: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
 

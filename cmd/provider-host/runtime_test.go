@@ -171,6 +171,77 @@ func TestIdentityRuntimePolicyClosesIssueByDefault(t *testing.T) {
 	}
 }
 
+// TestEndSubjectSessionsThroughServe: "sign out everywhere" through a real serve. A subject ends its
+// own sessions (all of them, not another's); ending someone else's needs the policy's
+// keyfort:end_sessions (refused to bob, allowed to ops-admin); each call is audited; a call without
+// a session is refused.
+func TestEndSubjectSessionsThroughServe(t *testing.T) {
+	iss := oidctest.New(t)
+	rt, _, log := startRuntimeLogged(t, iss, "", `
+  policy:
+    rules:
+      - { subject: ops-admin, action: "keyfort:end_sessions", effect: allow }
+`)
+	ctx := context.Background()
+	n := 0
+	start := func(subject string) *pb.SessionTokens {
+		t.Helper()
+		n++
+		claims := iss.Claims(subject, "client-123.apps.googleusercontent.com")
+		claims["nonce"] = strconv.Itoa(n)
+		s, err := rt.StartIdentitySession(ctx, &pb.StartIdentitySessionRequest{IdentityProvider: "google", ExternalToken: iss.Sign(t, "k1", claims, nil)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s.GetTokens()
+	}
+	as := func(toks *pb.SessionTokens) context.Context {
+		return metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+toks.GetAccessToken())
+	}
+	refreshes := func(toks *pb.SessionTokens) bool {
+		_, err := rt.RefreshIdentitySession(ctx, &pb.RefreshIdentitySessionRequest{RefreshToken: toks.GetRefreshToken()})
+		return err == nil
+	}
+
+	laptop, phone, bob := start("alice"), start("alice"), start("bob")
+	out, err := rt.EndSubjectSessions(as(laptop), &pb.EndSubjectSessionsRequest{Subject: "alice"})
+	if err != nil || len(out.GetSessionIds()) != 2 {
+		t.Fatalf("alice signing out everywhere: %v, %v", out, err)
+	}
+	if refreshes(phone) || !refreshes(bob) {
+		t.Error("after alice signed out everywhere her phone still refreshes, or bob no longer does")
+	}
+
+	again := start("alice")
+	if _, err := rt.EndSubjectSessions(as(bob), &pb.EndSubjectSessionsRequest{Subject: "alice"}); status.Code(err) != codes.PermissionDenied {
+		t.Errorf("bob ending alice's sessions: got %v, want PermissionDenied", err)
+	}
+	if !refreshes(again) {
+		t.Fatal("a refused call ended alice's session")
+	}
+	admin := start("ops-admin")
+	out, err = rt.EndSubjectSessions(as(admin), &pb.EndSubjectSessionsRequest{Subject: "alice", IdentityProvider: "google"})
+	if err != nil || len(out.GetSessionIds()) != 1 {
+		t.Fatalf("ops-admin ending alice's sessions: %v, %v", out, err)
+	}
+	if _, err := rt.RefreshIdentitySession(ctx, &pb.RefreshIdentitySessionRequest{RefreshToken: again.GetRefreshToken()}); status.Code(err) != codes.Unauthenticated {
+		t.Errorf("alice's session after ops-admin ended it: got %v", err)
+	}
+	if _, err := rt.EndSubjectSessions(ctx, &pb.EndSubjectSessionsRequest{Subject: "alice"}); status.Code(err) != codes.Unauthenticated {
+		t.Errorf("without a session: got %v, want Unauthenticated", err)
+	}
+	if _, err := rt.EndSubjectSessions(as(admin), &pb.EndSubjectSessionsRequest{}); status.Code(err) != codes.InvalidArgument {
+		t.Errorf("no subject: got %v, want InvalidArgument", err)
+	}
+	waitLog(t, log, "event=session.end_subject outcome=permission_denied subject=bob")
+	waitLog(t, log, "event=session.end_subject outcome=ok subject=ops-admin")
+	for _, tok := range []string{laptop.GetAccessToken(), admin.GetAccessToken(), bob.GetAccessToken()} {
+		if strings.Contains(log.String(), tok) {
+			t.Fatal("a token in serve's log")
+		}
+	}
+}
+
 // TestTwoServeReplicasShareRedis: two serve processes over one Redis agree on refresh-token reuse
 // and on logouts (see twoReplicasAgree).
 func TestTwoServeReplicasShareRedis(t *testing.T) {
@@ -193,7 +264,7 @@ func TestTwoServeReplicasSharePostgres(t *testing.T) {
 		t.Errorf("families in the test's schema: %d, %v (want 2: the store used its own tables)", n, err)
 	}
 	r := run(t, env, "check", "--config", cfg)
-	if r.code != 0 || !strings.Contains(r.stdout, "ok   identity.session.postgres_url  postgres://postgres@127.0.0.1:5432/postgres?") || !strings.Contains(r.stdout, "connected, schema version 1, revocation feed on") {
+	if r.code != 0 || !strings.Contains(r.stdout, "ok   identity.session.postgres_url  postgres://postgres@127.0.0.1:5432/postgres?") || !strings.Contains(r.stdout, "connected, schema version 2, revocation feed on") {
 		t.Errorf("check: exit %d:\n%s%s", r.code, r.stdout, r.stderr)
 	}
 }
@@ -335,7 +406,7 @@ func TestServeRedisPasswordFromAProvider(t *testing.T) {
 	}
 	r = run(t, append(env, "KFSERVE_REDIS_PASSWORD="+pw), "check", "--config", cfg)
 	if r.code != 0 || !strings.Contains(r.stdout, "ok   identity.session.redis_url  redis://"+user+"@") ||
-		!strings.Contains(r.stdout, "connected, schema version 1, revocation feed on") {
+		!strings.Contains(r.stdout, "connected, schema version 2, revocation feed on") {
 		t.Errorf("check with the Redis password: exit %d, want 0 and a store line with the feed on:\n%s%s", r.code, r.stdout, r.stderr)
 	}
 	// A user without the feed's channel: the store works, and check says the feed is off and why.
@@ -625,7 +696,7 @@ func TestServeOnRedisCluster(t *testing.T) {
 	cfg := redisRuntimeConfig(t, iss.URL, url, false)
 	env := []string{"PATH=" + os.Getenv("PATH"), "KFSERVE_CLIENT_ID=client-1", signingKeyEnv(t)}
 	r := run(t, env, "check", "--config", cfg)
-	if r.code != 0 || !strings.Contains(r.stdout, "connected, schema version 1, revocation feed on") {
+	if r.code != 0 || !strings.Contains(r.stdout, "connected, schema version 2, revocation feed on") {
 		t.Fatalf("check on the cluster: exit %d:\n%s%s", r.code, r.stdout, r.stderr)
 	}
 	rt, _, started := serveAndStart(t, env, cfg, iss)

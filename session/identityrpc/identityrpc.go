@@ -222,6 +222,51 @@ func (s *Server) IssueIdentityToken(ctx context.Context, req *pb.IssueIdentityTo
 	return &pb.IssueIdentityTokenResponse{AccessToken: tok, ExpiresAt: timestamppb.New(exp)}, nil
 }
 
+// EndSessionsAction is the policy action a caller needs to end another subject's sessions.
+const EndSessionsAction = "keyfort:end_sessions"
+
+// EndSubjectSessions implements the service. The caller must hold a session (the server's grpcauth
+// interceptor guards this method); its own subject at its own identity provider it may always end
+// ("sign out everywhere"), another's only where the policy allows it EndSessionsAction.
+func (s *Server) EndSubjectSessions(ctx context.Context, req *pb.EndSubjectSessionsRequest) (*pb.EndSubjectSessionsResponse, error) {
+	const method, event = "EndSubjectSessions", "session.end_subject"
+	target := []slog.Attr{slog.String("for_subject", req.GetSubject()), slog.String("for_idp", req.GetIdentityProvider())}
+	if req.GetSubject() == "" {
+		s.record(ctx, method, event, "invalid_argument", nil, target...)
+		return nil, status.Error(codes.InvalidArgument, "subject is required")
+	}
+	caller, ok := session.FromContext(ctx)
+	if !ok {
+		s.record(ctx, method, event, "unauthenticated", nil, target...)
+		return nil, status.Error(codes.Unauthenticated, "unauthenticated")
+	}
+	p := caller.Principal
+	who := append([]slog.Attr{slog.String("subject", p.Subject), slog.String("tenant", p.Tenant), slog.String("idp", p.IdP)}, target...)
+	idp := req.GetIdentityProvider()
+	self := req.GetSubject() == p.Subject && (idp == "" || idp == p.IdP)
+	if self {
+		idp = p.IdP
+	} else if d := s.m.EvaluatePolicy(session.PolicyRequest{Subject: p.Subject, Tenant: p.Tenant, Action: EndSessionsAction}); !d.Allowed {
+		s.record(ctx, method, event, "permission_denied", nil, append(who, slog.String("reason", d.Reason))...)
+		return nil, status.Error(codes.PermissionDenied, "not allowed to end another subject's sessions")
+	}
+	ended, err := s.m.EndSubjectSessions(ctx, idp, req.GetSubject())
+	if errors.Is(err, session.ErrNoSubjectRevocation) {
+		s.record(ctx, method, event, "unimplemented", err, who...)
+		return nil, status.Error(codes.Unimplemented, "the session store cannot end a subject's sessions")
+	}
+	ids := make([]string, 0, len(ended))
+	for _, f := range ended {
+		ids = append(ids, f.SessionID)
+	}
+	if err != nil {
+		s.record(ctx, method, event, outcome(err), err, append(who, slog.Any("sessions", ids))...)
+		return nil, statusOf(err)
+	}
+	s.record(ctx, method, event, "ok", nil, append(who, slog.Bool("self", self), slog.Any("sessions", ids))...)
+	return &pb.EndSubjectSessionsResponse{SessionIds: ids}, nil
+}
+
 // EvaluateIdentityPolicy implements the service (counted, not audited: it grants nothing).
 func (s *Server) EvaluateIdentityPolicy(ctx context.Context, req *pb.EvaluateIdentityPolicyRequest) (*pb.EvaluateIdentityPolicyResponse, error) {
 	d := s.m.EvaluatePolicy(session.PolicyRequest{Subject: req.GetSubject(), Tenant: req.GetTenant(), Scope: req.GetScope(), Action: req.GetAction()})

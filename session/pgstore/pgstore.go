@@ -80,6 +80,7 @@ var (
 	_ session.Store          = (*Store)(nil)
 	_ session.HashKeyHolder  = (*Store)(nil)
 	_ session.RevocationFeed = (*Store)(nil)
+	_ session.SubjectRevoker = (*Store)(nil)
 )
 
 // New connects, creates the tables if they are missing or brings them to SchemaVersion (see
@@ -243,6 +244,42 @@ func (s *Store) RevokeFamily(ctx context.Context, id string) error {
 		_, err = tx.Exec(ctx, `SELECT pg_notify($1, $2)`, s.channel, "f:"+id)
 		return err
 	}))
+}
+
+// RevokeSubject implements session.SubjectRevoker in one transaction: an UPDATE over the subject's
+// live families (through the subject index of schema version 2) and a notification for each.
+func (s *Store) RevokeSubject(ctx context.Context, idp, subject string, now time.Time) ([]session.Family, error) {
+	var ended []session.Family
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		ended = ended[:0]
+		rows, err := tx.Query(ctx, `UPDATE `+s.fam+` SET revoked = true
+			WHERE subject = $1 AND ($2 = '' OR idp = $2) AND NOT revoked AND expires_at > $3
+			RETURNING `+familyColumns, subject, idp, now)
+		if err != nil {
+			return err
+		}
+		for rows.Next() {
+			f, err := scanFamily(rows)
+			if err != nil {
+				rows.Close()
+				return err
+			}
+			ended = append(ended, f)
+		}
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		for _, f := range ended {
+			if _, err := tx.Exec(ctx, `SELECT pg_notify($1, $2)`, s.channel, "f:"+f.ID); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, wrap(err)
+	}
+	return ended, nil
 }
 
 // Family implements session.Store: a missing or expired family reads as revoked.

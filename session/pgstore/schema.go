@@ -16,7 +16,7 @@ import (
 // SchemaVersion is the version of the table layout this package reads and writes. The tables
 // record theirs in <prefix>meta (rows schema-version and schema-compatible), written by the step
 // that last changed them; tables made before versioning (no such row) are version 1.
-const SchemaVersion = 1
+const SchemaVersion = 2
 
 // A step takes the tables from version to-1 to version to. Compatible is the oldest SchemaVersion
 // of code that can still read and write them afterwards: a step that only adds (a nullable column,
@@ -32,7 +32,13 @@ type step struct {
 type tables struct{ fam, tomb, meta string }
 
 // steps is the schema's history, oldest first; its last step is SchemaVersion.
-var steps = []step{{to: 1, compatible: 1, stmts: createV1}}
+var steps = []step{
+	{to: 1, compatible: 1, stmts: createV1},
+	// 2: the families' subject index, for RevokeSubject (additive: version 1 code keeps working).
+	{to: 2, compatible: 1, stmts: func(t tables) []string {
+		return []string{`CREATE INDEX IF NOT EXISTS ` + pgx.Identifier{strings.Trim(t.fam, `"`) + "_subject"}.Sanitize() + ` ON ` + t.fam + ` (subject)`}
+	}},
+}
 
 func createV1(t tables) []string {
 	return []string{

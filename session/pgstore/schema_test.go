@@ -3,6 +3,7 @@ package pgstore_test
 import (
 	"context"
 	"errors"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -14,14 +15,26 @@ import (
 	"github.com/keyfort/keyfort/session/pgstore"
 )
 
-// addNote is an additive step to version 2 (older code keeps using the tables); its ALTER fails if
-// it runs twice.
-var addNote = pgstore.TestStep{To: 2, Compatible: 1, Stmts: func(fam, _, _ string) []string {
+// The versions of the steps the tests add after the package's own.
+const (
+	v      = pgstore.SchemaVersion
+	vNote  = v + 1
+	vBreak = v + 2
+)
+
+var (
+	vs      = strconv.Itoa(v)
+	vNoteS  = strconv.Itoa(vNote)
+	vBreakS = strconv.Itoa(vBreak)
+)
+
+// addNote is an additive step (older code keeps using the tables); its ALTER fails if it runs twice.
+var addNote = pgstore.TestStep{To: vNote, Compatible: 1, Stmts: func(fam, _, _ string) []string {
 	return []string{`ALTER TABLE ` + fam + ` ADD COLUMN note text`}
 }}
 
-// breaking is a step to version 3 that code before version 3 cannot work with.
-var breaking = pgstore.TestStep{To: 3, Compatible: 3, Stmts: func(_, tomb, _ string) []string {
+// breaking is a step that code before it cannot work with.
+var breaking = pgstore.TestStep{To: vBreak, Compatible: vBreak, Stmts: func(_, tomb, _ string) []string {
 	return []string{`ALTER TABLE ` + tomb + ` ADD COLUMN reason text`}
 }}
 
@@ -72,7 +85,8 @@ func schemaError(t *testing.T, err error) *pgstore.SchemaError {
 }
 
 // TestSchemaVersionRecorded: new tables record the package's version; tables from before
-// versioning (no such row) are taken as version 1 and recorded, their rows kept.
+// versioning (no such row, no subject index) are taken as version 1, taken to the package's version
+// and recorded, their rows kept.
 func TestSchemaVersionRecorded(t *testing.T) {
 	a, u := admin(t)
 	p := prefix(t, a)
@@ -81,25 +95,32 @@ func TestSchemaVersionRecorded(t *testing.T) {
 	if got, want := s.Schema(), (pgstore.Schema{Version: pgstore.SchemaVersion, Compatible: 1, Created: true}); got != want {
 		t.Errorf("fresh tables: %+v, want %+v", got, want)
 	}
-	if v := metaValue(t, a, p, "schema-version"); v != "1" {
-		t.Errorf("schema-version %q, want 1", v)
+	if got := metaValue(t, a, p, "schema-version"); got != vs {
+		t.Errorf("schema-version %q, want %s", got, vs)
 	}
 	if err := s.CreateFamily(ctx, session.Family{ID: "f", Current: "j1", ExpiresAt: time.Now().Add(time.Hour)}); err != nil {
 		t.Fatal(err)
 	}
-	if got := open(t, pgstore.Config{URL: u, Prefix: p}).Schema(); got != (pgstore.Schema{Version: 1, Compatible: 1}) {
-		t.Errorf("second start: %+v, want version 1 unchanged", got)
+	if got := open(t, pgstore.Config{URL: u, Prefix: p}).Schema(); got != (pgstore.Schema{Version: v, Compatible: 1}) {
+		t.Errorf("second start: %+v, want version %d unchanged", got, v)
 	}
 
-	if _, err := a.Exec(ctx, `DELETE FROM `+p+`meta WHERE name LIKE 'schema-%'`); err != nil {
-		t.Fatal(err)
+	// What the first release made: no version rows, no subject index.
+	for _, stmt := range []string{`DELETE FROM ` + p + `meta WHERE name LIKE 'schema-%'`, `DROP INDEX ` + p + `families_subject`} {
+		if _, err := a.Exec(ctx, stmt); err != nil {
+			t.Fatal(err)
+		}
 	}
 	old := open(t, pgstore.Config{URL: u, Prefix: p})
-	if got := old.Schema(); got != (pgstore.Schema{Version: 1, Compatible: 1}) {
-		t.Errorf("tables from before versioning: %+v, want version 1", got)
+	if got := old.Schema(); got != (pgstore.Schema{Version: v, Compatible: 1, Migrated: 1}) {
+		t.Errorf("tables from before versioning: %+v, want taken from 1 to %d", got, v)
 	}
-	if v, c := metaValue(t, a, p, "schema-version"), metaValue(t, a, p, "schema-compatible"); v != "1" || c != "1" {
-		t.Errorf("not recorded: version %q, compatible %q", v, c)
+	if got, c := metaValue(t, a, p, "schema-version"), metaValue(t, a, p, "schema-compatible"); got != vs || c != "1" {
+		t.Errorf("not recorded: version %q, compatible %q", got, c)
+	}
+	var indexed bool
+	if err := a.QueryRow(ctx, `SELECT to_regclass($1) IS NOT NULL`, p+"families_subject").Scan(&indexed); err != nil || !indexed {
+		t.Errorf("version 2's subject index was not made (%v)", err)
 	}
 	if f, err := old.Family(ctx, "f"); err != nil || f.Current != "j1" {
 		t.Errorf("the family before versioning: %+v, %v", f, err)
@@ -120,44 +141,44 @@ func TestSchemaMigration(t *testing.T) {
 	}
 
 	v2 := openSteps(t, pgstore.Config{URL: u, Prefix: p}, addNote)
-	if got, want := v2.Schema(), (pgstore.Schema{Version: 2, Compatible: 1, Migrated: 1}); got != want {
+	if got, want := v2.Schema(), (pgstore.Schema{Version: vNote, Compatible: 1, Migrated: v}); got != want {
 		t.Errorf("after the step: %+v, want %+v", got, want)
 	}
-	if !hasColumn(t, a, p+"families", "note") || metaValue(t, a, p, "schema-version") != "2" {
-		t.Fatal("the step to version 2 did not run or was not recorded")
+	if !hasColumn(t, a, p+"families", "note") || metaValue(t, a, p, "schema-version") != vNoteS {
+		t.Fatal("the additive step did not run or was not recorded")
 	}
 	if f, err := v2.Family(ctx, "f"); err != nil || f.Current != "j1" {
 		t.Errorf("the family after the step: %+v, %v", f, err)
 	}
-	if got := openSteps(t, pgstore.Config{URL: u, Prefix: p}, addNote).Schema(); got.Migrated != 0 || got.Version != 2 {
-		t.Errorf("a second start at version 2: %+v, want nothing migrated", got)
+	if got := openSteps(t, pgstore.Config{URL: u, Prefix: p}, addNote).Schema(); got.Migrated != 0 || got.Version != vNote {
+		t.Errorf("a second start after the step: %+v, want nothing migrated", got)
 	}
 
 	// The older release, started after the upgrade, still works on additive changes.
 	older := open(t, pgstore.Config{URL: u, Prefix: p})
-	if got := older.Schema(); got != (pgstore.Schema{Version: 2, Compatible: 1}) {
-		t.Errorf("version 1 code on version 2 tables: %+v", got)
+	if got := older.Schema(); got != (pgstore.Schema{Version: vNote, Compatible: 1}) {
+		t.Errorf("older code on newer tables: %+v", got)
 	}
 	if _, out, err := older.Rotate(ctx, "f", "j1", "j2", now, time.Second); err != nil || out != session.Rotated {
-		t.Errorf("version 1 code rotating on version 2 tables: %v, %v", out, err)
+		t.Errorf("older code rotating on newer tables: %v, %v", out, err)
 	}
 
 	openSteps(t, pgstore.Config{URL: u, Prefix: p}, addNote, breaking)
 	_, err := pgstore.New(ctx, pgstore.Config{URL: u, Prefix: p})
 	se := schemaError(t, err)
-	if se.Found != 3 || se.Compatible != 3 || se.Want != pgstore.SchemaVersion {
+	if se.Found != vBreak || se.Compatible != vBreak || se.Want != v {
 		t.Errorf("%+v", se)
 	}
-	for _, want := range []string{p + "*", "schema version 3", "Keyfort schema 3 or later", "upgrade"} {
+	for _, want := range []string{p + "*", "schema version " + vBreakS, "Keyfort schema " + vBreakS + " or later", "upgrade"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("%q does not say %q", err, want)
 		}
 	}
 	// A replica of the older release already running keeps its store; this test only asks that a
-	// start is refused. And the version 2 release is refused too.
+	// start is refused. And the release of the additive step is refused too.
 	_, err = pgstore.NewWithSteps(ctx, pgstore.Config{URL: u, Prefix: p}, addNote)
-	if se := schemaError(t, err); se.Want != 2 {
-		t.Errorf("version 2 code on version 3 tables: %+v", se)
+	if se := schemaError(t, err); se.Want != vNote {
+		t.Errorf("the additive step's code after the breaking one: %+v", se)
 	}
 }
 
@@ -182,7 +203,7 @@ func TestSchemaMigrationConcurrent(t *testing.T) {
 			continue
 		}
 		t.Cleanup(func() { _ = s.Close() })
-		if s.Schema().Migrated == 1 {
+		if s.Schema().Migrated == v {
 			migrated++
 		}
 	}
@@ -203,10 +224,10 @@ func TestSchemaMigrationRefused(t *testing.T) {
 
 	_, err := pgstore.NewWithSteps(ctx, pgstore.Config{URL: roleURL, Prefix: p}, addNote)
 	se := schemaError(t, err)
-	if se.Found != 1 || se.Want != 2 || se.Err == nil {
+	if se.Found != v || se.Want != vNote || se.Err == nil {
 		t.Errorf("%+v", se)
 	}
-	for _, want := range []string{"schema version 1", "may not take them to version 2", "must be owner", "provider-host migrate"} {
+	for _, want := range []string{"schema version " + vs, "may not take them to version " + vNoteS, "must be owner", "provider-host migrate"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("%q does not say %q", err, want)
 		}
@@ -214,19 +235,19 @@ func TestSchemaMigrationRefused(t *testing.T) {
 	if strings.Contains(err.Error(), roleURL) {
 		t.Errorf("%q repeats the URL", err)
 	}
-	if hasColumn(t, a, p+"families", "note") || metaValue(t, a, p, "schema-version") != "1" {
+	if hasColumn(t, a, p+"families", "note") || metaValue(t, a, p, "schema-version") != vs {
 		t.Error("a refused step changed the tables")
 	}
 	// The role still starts the release whose version the tables have.
 	open(t, pgstore.Config{URL: roleURL, Prefix: p})
 
-	half := pgstore.TestStep{To: 2, Compatible: 1, Stmts: func(fam, _, _ string) []string {
+	half := pgstore.TestStep{To: vNote, Compatible: 1, Stmts: func(fam, _, _ string) []string {
 		return []string{`ALTER TABLE ` + fam + ` ADD COLUMN note text`, `ALTER TABLE ` + fam + ` ADD COLUMN broken no_such_type`}
 	}}
-	if _, err := pgstore.NewWithSteps(ctx, pgstore.Config{URL: u, Prefix: p}, half); err == nil || !strings.Contains(err.Error(), "schema step to version 2") {
+	if _, err := pgstore.NewWithSteps(ctx, pgstore.Config{URL: u, Prefix: p}, half); err == nil || !strings.Contains(err.Error(), "schema step to version "+vNoteS) {
 		t.Errorf("a failing step: %v", err)
 	}
-	if hasColumn(t, a, p+"families", "note") || metaValue(t, a, p, "schema-version") != "1" {
+	if hasColumn(t, a, p+"families", "note") || metaValue(t, a, p, "schema-version") != vs {
 		t.Error("a step that failed half way left its first statement")
 	}
 }
@@ -247,11 +268,11 @@ func TestSchemaDisableMigration(t *testing.T) {
 		t.Fatalf("a store with migrations off created tables (%v)", err)
 	}
 	open(t, pgstore.Config{URL: u, Prefix: p})
-	if got := open(t, off).Schema(); got != (pgstore.Schema{Version: 1, Compatible: 1}) {
+	if got := open(t, off).Schema(); got != (pgstore.Schema{Version: v, Compatible: 1}) {
 		t.Errorf("tables at its version: %+v", got)
 	}
 	_, err = pgstore.NewWithSteps(ctx, off, addNote)
-	if se := schemaError(t, err); se.Found != 1 || se.Want != 2 {
+	if se := schemaError(t, err); se.Found != v || se.Want != vNote {
 		t.Errorf("older tables: %v", err)
 	}
 	if hasColumn(t, a, p+"families", "note") {

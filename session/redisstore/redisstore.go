@@ -3,8 +3,10 @@ package redisstore
 import (
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"net/url"
@@ -38,6 +40,7 @@ var (
 	_ session.Store          = (*Store)(nil)
 	_ session.HashKeyHolder  = (*Store)(nil)
 	_ session.RevocationFeed = (*Store)(nil)
+	_ session.SubjectRevoker = (*Store)(nil)
 )
 
 // Config configures a Store.
@@ -291,11 +294,34 @@ func redactURLError(err error) error {
 func (s *Store) familyKey(id string) string { return s.prefix + "fam:" + id }
 func (s *Store) tombKey(k string) string    { return s.prefix + "tomb:" + k }
 
+// subjectKey is the set of a subject's family IDs: <prefix>subj:<sha256 of the subject, hex>
+// (a subject is not secret, but it is the identity provider's string, of any length and bytes).
+func (s *Store) subjectKey(subject string) string {
+	h := sha256.Sum256([]byte(subject))
+	return s.prefix + "subj:" + hex.EncodeToString(h[:])
+}
+
+// subjectIndexScript adds a family ID to its subject's set and keeps the set until the last of its
+// families expires (its time to live only ever grows; PTTL and PEXPIRE, not Redis 7's PEXPIRETIME).
+var subjectIndexScript = redis.NewScript(`
+redis.call('SADD', KEYS[1], ARGV[1])
+local ttl = tonumber(ARGV[2])
+if redis.call('PTTL', KEYS[1]) < ttl then redis.call('PEXPIRE', KEYS[1], ttl) end
+return 1
+`)
+
 func ms(t time.Time) int64 { return t.UnixMilli() }
 
 // CreateFamily implements session.Store.
 func (s *Store) CreateFamily(ctx context.Context, f session.Family) error {
 	key := s.familyKey(f.ID)
+	// The subject's index first, so that a RevokeSubject never misses a family that exists (an
+	// entry whose family was never made is skipped). A script of one key: safe on a Cluster.
+	if f.Subject != "" {
+		if err := subjectIndexScript.Run(ctx, s.rdb, []string{s.subjectKey(f.Subject)}, f.ID, max(time.Until(f.ExpiresAt).Milliseconds(), 1)).Err(); err != nil {
+			return wrap(err)
+		}
+	}
 	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
 		p.HSet(ctx, key, map[string]any{
 			"session": f.SessionID, "subject": f.Subject, "tenant": f.Tenant, "idp": f.IdP, "scope": f.Scope,
@@ -400,6 +426,44 @@ return 1
 // RevokeFamily implements session.Store.
 func (s *Store) RevokeFamily(ctx context.Context, id string) error {
 	return wrap(revokeScript.Run(ctx, s.rdb, []string{s.familyKey(id)}, s.publish, id).Err())
+}
+
+// RevokeSubject implements session.SubjectRevoker: the subject's set names its families; each live
+// one (at idp, when given) is revoked and announced as RevokeFamily does, and the set forgets the
+// ones it no longer needs.
+func (s *Store) RevokeSubject(ctx context.Context, idp, subject string, now time.Time) ([]session.Family, error) {
+	key := s.subjectKey(subject)
+	ids, err := s.rdb.SMembers(ctx, key).Result()
+	if err != nil {
+		return nil, wrap(err)
+	}
+	var ended []session.Family
+	var done []any
+	for _, id := range ids {
+		f, err := s.Family(ctx, id)
+		if err != nil {
+			return ended, err
+		}
+		if f.Subject != subject || f.Revoked || !now.Before(f.ExpiresAt) {
+			done = append(done, id) // gone, revoked or expired: nothing to do for it again
+			continue
+		}
+		if idp != "" && f.IdP != idp {
+			continue
+		}
+		if err := s.RevokeFamily(ctx, id); err != nil {
+			return ended, err
+		}
+		f.Revoked = true
+		ended = append(ended, f)
+		done = append(done, id)
+	}
+	if len(done) > 0 {
+		if err := s.rdb.SRem(ctx, key, done...).Err(); err != nil {
+			return ended, wrap(err)
+		}
+	}
+	return ended, nil
 }
 
 // Family implements session.Store.

@@ -186,6 +186,14 @@ func RunStoreTests(t *testing.T, newStore func(t *testing.T) session.Store) {
 			t.Errorf("%d of %d concurrent rotations rotated, want exactly 1", rotated, n)
 		}
 	})
+	t.Run("RevokeSubject", func(t *testing.T) {
+		s := open(t)
+		rs, ok := s.(session.SubjectRevoker)
+		if !ok {
+			t.Skip("the store cannot revoke a subject's families")
+		}
+		runRevokeSubjectTests(t, s, rs, family, now)
+	})
 	t.Run("RevocationFeed", func(t *testing.T) {
 		s := open(t)
 		feed, ok := s.(session.RevocationFeed)
@@ -194,6 +202,95 @@ func RunStoreTests(t *testing.T, newStore func(t *testing.T) session.Store) {
 		}
 		runFeedTests(t, s, feed, family)
 	})
+}
+
+// runRevokeSubjectTests checks SubjectRevoker: every live family of the subject at the identity
+// provider, and only those, is revoked and returned (origin included), once; an empty idp
+// means any; the feed announces each.
+func runRevokeSubjectTests(t *testing.T, s session.Store, rs session.SubjectRevoker, family func(string) session.Family, now time.Time) {
+	ctx := context.Background()
+	var heard chan session.Revocation
+	if feed, ok := s.(session.RevocationFeed); ok {
+		heard = make(chan session.Revocation, 16)
+		stop, err := feed.SubscribeRevocations(ctx, func(r session.Revocation) {
+			if !r.Resync {
+				heard <- r
+			}
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer stop()
+	}
+	mk := func(id, idp, subject string, edit func(*session.Family)) {
+		f := family(id)
+		f.IdP, f.Subject = idp, subject
+		f.Origin, f.OriginExpiresAt = "origin-"+id, now.Add(time.Hour)
+		if edit != nil {
+			edit(&f)
+		}
+		if err := s.CreateFamily(ctx, f); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mk("a1", "google", "alice", nil)
+	mk("a2", "google", "alice", func(f *session.Family) { f.Tenant = "other-tenant" })
+	mk("a3", "okta", "alice", nil)
+	mk("b1", "google", "bob", nil)
+	mk("a-old", "google", "alice", func(f *session.Family) { f.ExpiresAt = now.Add(-time.Second) })
+	mk("a-gone", "google", "alice", nil)
+	if err := s.RevokeFamily(ctx, "a-gone"); err != nil {
+		t.Fatal(err)
+	}
+	drain := func() map[string]bool {
+		got := map[string]bool{}
+		if heard == nil {
+			return got
+		}
+		for {
+			select {
+			case r := <-heard:
+				got[r.Family] = true
+			case <-time.After(500 * time.Millisecond):
+				return got
+			}
+		}
+	}
+	drain()
+
+	ended, err := rs.RevokeSubject(ctx, "google", "alice", now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids := map[string]session.Family{}
+	for _, f := range ended {
+		ids[f.ID] = f
+	}
+	if len(ended) != 2 || ids["a1"].ID == "" || ids["a2"].ID == "" {
+		t.Fatalf("RevokeSubject(google, alice) ended %+v, want a1 and a2 (live, alice at google, any tenant)", ended)
+	}
+	if f := ids["a1"]; f.Origin != "origin-a1" || !f.OriginExpiresAt.Equal(now.Add(time.Hour)) || f.SessionID != "s-a1" || f.Subject != "alice" || !f.Revoked {
+		t.Errorf("a returned family lost its fields: %+v", f)
+	}
+	for id, want := range map[string]bool{"a1": true, "a2": true, "a3": false, "b1": false} {
+		if f, err := s.Family(ctx, id); err != nil || f.Revoked != want {
+			t.Errorf("family %s: revoked %v (%v), want %v", id, f.Revoked, err, want)
+		}
+	}
+	if heard != nil {
+		if got := drain(); len(got) != 2 || !got["a1"] || !got["a2"] {
+			t.Errorf("the feed announced %v, want a1 and a2", got)
+		}
+	}
+	if again, err := rs.RevokeSubject(ctx, "google", "alice", now); err != nil || len(again) != 0 {
+		t.Errorf("a second RevokeSubject: %+v, %v, want nothing left", again, err)
+	}
+	if any, err := rs.RevokeSubject(ctx, "", "alice", now); err != nil || len(any) != 1 || any[0].ID != "a3" {
+		t.Errorf("RevokeSubject at any identity provider: %+v, %v, want a3", any, err)
+	}
+	if none, err := rs.RevokeSubject(ctx, "google", "nobody", now); err != nil || len(none) != 0 {
+		t.Errorf("an unknown subject: %+v, %v", none, err)
+	}
 }
 
 // runFeedTests checks a store's RevocationFeed: each revocation is announced once, in order, and

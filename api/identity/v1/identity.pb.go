@@ -632,6 +632,105 @@ func (x *EvaluateIdentityPolicyResponse) GetReason() string {
 	return ""
 }
 
+type EndSubjectSessionsRequest struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Subject string                 `protobuf:"bytes,1,opt,name=subject,proto3" json:"subject,omitempty"`
+	// identity_provider limits it to the subject at one identity provider; empty: at every one (for
+	// the caller's own subject: at the caller's identity provider).
+	IdentityProvider string `protobuf:"bytes,2,opt,name=identity_provider,json=identityProvider,proto3" json:"identity_provider,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *EndSubjectSessionsRequest) Reset() {
+	*x = EndSubjectSessionsRequest{}
+	mi := &file_keyfort_identity_v1_identity_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EndSubjectSessionsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EndSubjectSessionsRequest) ProtoMessage() {}
+
+func (x *EndSubjectSessionsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_keyfort_identity_v1_identity_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EndSubjectSessionsRequest.ProtoReflect.Descriptor instead.
+func (*EndSubjectSessionsRequest) Descriptor() ([]byte, []int) {
+	return file_keyfort_identity_v1_identity_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *EndSubjectSessionsRequest) GetSubject() string {
+	if x != nil {
+		return x.Subject
+	}
+	return ""
+}
+
+func (x *EndSubjectSessionsRequest) GetIdentityProvider() string {
+	if x != nil {
+		return x.IdentityProvider
+	}
+	return ""
+}
+
+type EndSubjectSessionsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// session_ids are the sessions ended.
+	SessionIds    []string `protobuf:"bytes,1,rep,name=session_ids,json=sessionIds,proto3" json:"session_ids,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EndSubjectSessionsResponse) Reset() {
+	*x = EndSubjectSessionsResponse{}
+	mi := &file_keyfort_identity_v1_identity_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EndSubjectSessionsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EndSubjectSessionsResponse) ProtoMessage() {}
+
+func (x *EndSubjectSessionsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_keyfort_identity_v1_identity_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EndSubjectSessionsResponse.ProtoReflect.Descriptor instead.
+func (*EndSubjectSessionsResponse) Descriptor() ([]byte, []int) {
+	return file_keyfort_identity_v1_identity_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *EndSubjectSessionsResponse) GetSessionIds() []string {
+	if x != nil {
+		return x.SessionIds
+	}
+	return nil
+}
+
 var File_keyfort_identity_v1_identity_proto protoreflect.FileDescriptor
 
 const file_keyfort_identity_v1_identity_proto_rawDesc = "" +
@@ -675,13 +774,20 @@ const file_keyfort_identity_v1_identity_proto_rawDesc = "" +
 	"\x06action\x18\x04 \x01(\tR\x06action\"R\n" +
 	"\x1eEvaluateIdentityPolicyResponse\x12\x18\n" +
 	"\aallowed\x18\x01 \x01(\bR\aallowed\x12\x16\n" +
-	"\x06reason\x18\x02 \x01(\tR\x06reason2\x8b\x05\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\"b\n" +
+	"\x19EndSubjectSessionsRequest\x12\x18\n" +
+	"\asubject\x18\x01 \x01(\tR\asubject\x12+\n" +
+	"\x11identity_provider\x18\x02 \x01(\tR\x10identityProvider\"=\n" +
+	"\x1aEndSubjectSessionsResponse\x12\x1f\n" +
+	"\vsession_ids\x18\x01 \x03(\tR\n" +
+	"sessionIds2\x82\x06\n" +
 	"\x16IdentityRuntimeService\x12{\n" +
 	"\x14StartIdentitySession\x120.keyfort.identity.v1.StartIdentitySessionRequest\x1a1.keyfort.identity.v1.StartIdentitySessionResponse\x12\x81\x01\n" +
 	"\x16RefreshIdentitySession\x122.keyfort.identity.v1.RefreshIdentitySessionRequest\x1a3.keyfort.identity.v1.RefreshIdentitySessionResponse\x12u\n" +
 	"\x12EndIdentitySession\x12..keyfort.identity.v1.EndIdentitySessionRequest\x1a/.keyfort.identity.v1.EndIdentitySessionResponse\x12u\n" +
 	"\x12IssueIdentityToken\x12..keyfort.identity.v1.IssueIdentityTokenRequest\x1a/.keyfort.identity.v1.IssueIdentityTokenResponse\x12\x81\x01\n" +
-	"\x16EvaluateIdentityPolicy\x122.keyfort.identity.v1.EvaluateIdentityPolicyRequest\x1a3.keyfort.identity.v1.EvaluateIdentityPolicyResponseB7Z5github.com/keyfort/keyfort/api/identity/v1;identityv1b\x06proto3"
+	"\x16EvaluateIdentityPolicy\x122.keyfort.identity.v1.EvaluateIdentityPolicyRequest\x1a3.keyfort.identity.v1.EvaluateIdentityPolicyResponse\x12u\n" +
+	"\x12EndSubjectSessions\x12..keyfort.identity.v1.EndSubjectSessionsRequest\x1a/.keyfort.identity.v1.EndSubjectSessionsResponseB7Z5github.com/keyfort/keyfort/api/identity/v1;identityv1b\x06proto3"
 
 var (
 	file_keyfort_identity_v1_identity_proto_rawDescOnce sync.Once
@@ -695,7 +801,7 @@ func file_keyfort_identity_v1_identity_proto_rawDescGZIP() []byte {
 	return file_keyfort_identity_v1_identity_proto_rawDescData
 }
 
-var file_keyfort_identity_v1_identity_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
+var file_keyfort_identity_v1_identity_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
 var file_keyfort_identity_v1_identity_proto_goTypes = []any{
 	(*SessionTokens)(nil),                  // 0: keyfort.identity.v1.SessionTokens
 	(*StartIdentitySessionRequest)(nil),    // 1: keyfort.identity.v1.StartIdentitySessionRequest
@@ -708,28 +814,32 @@ var file_keyfort_identity_v1_identity_proto_goTypes = []any{
 	(*IssueIdentityTokenResponse)(nil),     // 8: keyfort.identity.v1.IssueIdentityTokenResponse
 	(*EvaluateIdentityPolicyRequest)(nil),  // 9: keyfort.identity.v1.EvaluateIdentityPolicyRequest
 	(*EvaluateIdentityPolicyResponse)(nil), // 10: keyfort.identity.v1.EvaluateIdentityPolicyResponse
-	(*timestamppb.Timestamp)(nil),          // 11: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),            // 12: google.protobuf.Duration
+	(*EndSubjectSessionsRequest)(nil),      // 11: keyfort.identity.v1.EndSubjectSessionsRequest
+	(*EndSubjectSessionsResponse)(nil),     // 12: keyfort.identity.v1.EndSubjectSessionsResponse
+	(*timestamppb.Timestamp)(nil),          // 13: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),            // 14: google.protobuf.Duration
 }
 var file_keyfort_identity_v1_identity_proto_depIdxs = []int32{
-	11, // 0: keyfort.identity.v1.SessionTokens.access_expires_at:type_name -> google.protobuf.Timestamp
-	11, // 1: keyfort.identity.v1.SessionTokens.refresh_expires_at:type_name -> google.protobuf.Timestamp
+	13, // 0: keyfort.identity.v1.SessionTokens.access_expires_at:type_name -> google.protobuf.Timestamp
+	13, // 1: keyfort.identity.v1.SessionTokens.refresh_expires_at:type_name -> google.protobuf.Timestamp
 	0,  // 2: keyfort.identity.v1.StartIdentitySessionResponse.tokens:type_name -> keyfort.identity.v1.SessionTokens
 	0,  // 3: keyfort.identity.v1.RefreshIdentitySessionResponse.tokens:type_name -> keyfort.identity.v1.SessionTokens
-	12, // 4: keyfort.identity.v1.IssueIdentityTokenRequest.ttl:type_name -> google.protobuf.Duration
-	11, // 5: keyfort.identity.v1.IssueIdentityTokenResponse.expires_at:type_name -> google.protobuf.Timestamp
+	14, // 4: keyfort.identity.v1.IssueIdentityTokenRequest.ttl:type_name -> google.protobuf.Duration
+	13, // 5: keyfort.identity.v1.IssueIdentityTokenResponse.expires_at:type_name -> google.protobuf.Timestamp
 	1,  // 6: keyfort.identity.v1.IdentityRuntimeService.StartIdentitySession:input_type -> keyfort.identity.v1.StartIdentitySessionRequest
 	3,  // 7: keyfort.identity.v1.IdentityRuntimeService.RefreshIdentitySession:input_type -> keyfort.identity.v1.RefreshIdentitySessionRequest
 	5,  // 8: keyfort.identity.v1.IdentityRuntimeService.EndIdentitySession:input_type -> keyfort.identity.v1.EndIdentitySessionRequest
 	7,  // 9: keyfort.identity.v1.IdentityRuntimeService.IssueIdentityToken:input_type -> keyfort.identity.v1.IssueIdentityTokenRequest
 	9,  // 10: keyfort.identity.v1.IdentityRuntimeService.EvaluateIdentityPolicy:input_type -> keyfort.identity.v1.EvaluateIdentityPolicyRequest
-	2,  // 11: keyfort.identity.v1.IdentityRuntimeService.StartIdentitySession:output_type -> keyfort.identity.v1.StartIdentitySessionResponse
-	4,  // 12: keyfort.identity.v1.IdentityRuntimeService.RefreshIdentitySession:output_type -> keyfort.identity.v1.RefreshIdentitySessionResponse
-	6,  // 13: keyfort.identity.v1.IdentityRuntimeService.EndIdentitySession:output_type -> keyfort.identity.v1.EndIdentitySessionResponse
-	8,  // 14: keyfort.identity.v1.IdentityRuntimeService.IssueIdentityToken:output_type -> keyfort.identity.v1.IssueIdentityTokenResponse
-	10, // 15: keyfort.identity.v1.IdentityRuntimeService.EvaluateIdentityPolicy:output_type -> keyfort.identity.v1.EvaluateIdentityPolicyResponse
-	11, // [11:16] is the sub-list for method output_type
-	6,  // [6:11] is the sub-list for method input_type
+	11, // 11: keyfort.identity.v1.IdentityRuntimeService.EndSubjectSessions:input_type -> keyfort.identity.v1.EndSubjectSessionsRequest
+	2,  // 12: keyfort.identity.v1.IdentityRuntimeService.StartIdentitySession:output_type -> keyfort.identity.v1.StartIdentitySessionResponse
+	4,  // 13: keyfort.identity.v1.IdentityRuntimeService.RefreshIdentitySession:output_type -> keyfort.identity.v1.RefreshIdentitySessionResponse
+	6,  // 14: keyfort.identity.v1.IdentityRuntimeService.EndIdentitySession:output_type -> keyfort.identity.v1.EndIdentitySessionResponse
+	8,  // 15: keyfort.identity.v1.IdentityRuntimeService.IssueIdentityToken:output_type -> keyfort.identity.v1.IssueIdentityTokenResponse
+	10, // 16: keyfort.identity.v1.IdentityRuntimeService.EvaluateIdentityPolicy:output_type -> keyfort.identity.v1.EvaluateIdentityPolicyResponse
+	12, // 17: keyfort.identity.v1.IdentityRuntimeService.EndSubjectSessions:output_type -> keyfort.identity.v1.EndSubjectSessionsResponse
+	12, // [12:18] is the sub-list for method output_type
+	6,  // [6:12] is the sub-list for method input_type
 	6,  // [6:6] is the sub-list for extension type_name
 	6,  // [6:6] is the sub-list for extension extendee
 	0,  // [0:6] is the sub-list for field type_name
@@ -746,7 +856,7 @@ func file_keyfort_identity_v1_identity_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_keyfort_identity_v1_identity_proto_rawDesc), len(file_keyfort_identity_v1_identity_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   11,
+			NumMessages:   13,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

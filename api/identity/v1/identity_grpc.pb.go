@@ -29,6 +29,7 @@ const (
 	IdentityRuntimeService_EndIdentitySession_FullMethodName     = "/keyfort.identity.v1.IdentityRuntimeService/EndIdentitySession"
 	IdentityRuntimeService_IssueIdentityToken_FullMethodName     = "/keyfort.identity.v1.IdentityRuntimeService/IssueIdentityToken"
 	IdentityRuntimeService_EvaluateIdentityPolicy_FullMethodName = "/keyfort.identity.v1.IdentityRuntimeService/EvaluateIdentityPolicy"
+	IdentityRuntimeService_EndSubjectSessions_FullMethodName     = "/keyfort.identity.v1.IdentityRuntimeService/EndSubjectSessions"
 )
 
 // IdentityRuntimeServiceClient is the client API for IdentityRuntimeService service.
@@ -46,6 +47,11 @@ type IdentityRuntimeServiceClient interface {
 	IssueIdentityToken(ctx context.Context, in *IssueIdentityTokenRequest, opts ...grpc.CallOption) (*IssueIdentityTokenResponse, error)
 	// EvaluateIdentityPolicy applies the configured guardrail.
 	EvaluateIdentityPolicy(ctx context.Context, in *EvaluateIdentityPolicyRequest, opts ...grpc.CallOption) (*EvaluateIdentityPolicyResponse, error)
+	// EndSubjectSessions ends every session of a subject: "sign out everywhere", or an operator ending
+	// a compromised account's sessions. The caller must hold a session; ending its own subject's
+	// sessions (at its own identity provider) is always allowed, any other subject's needs the policy
+	// to allow the action "keyfort:end_sessions" to the caller.
+	EndSubjectSessions(ctx context.Context, in *EndSubjectSessionsRequest, opts ...grpc.CallOption) (*EndSubjectSessionsResponse, error)
 }
 
 type identityRuntimeServiceClient struct {
@@ -106,6 +112,16 @@ func (c *identityRuntimeServiceClient) EvaluateIdentityPolicy(ctx context.Contex
 	return out, nil
 }
 
+func (c *identityRuntimeServiceClient) EndSubjectSessions(ctx context.Context, in *EndSubjectSessionsRequest, opts ...grpc.CallOption) (*EndSubjectSessionsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(EndSubjectSessionsResponse)
+	err := c.cc.Invoke(ctx, IdentityRuntimeService_EndSubjectSessions_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // IdentityRuntimeServiceServer is the server API for IdentityRuntimeService service.
 // All implementations must embed UnimplementedIdentityRuntimeServiceServer
 // for forward compatibility.
@@ -121,6 +137,11 @@ type IdentityRuntimeServiceServer interface {
 	IssueIdentityToken(context.Context, *IssueIdentityTokenRequest) (*IssueIdentityTokenResponse, error)
 	// EvaluateIdentityPolicy applies the configured guardrail.
 	EvaluateIdentityPolicy(context.Context, *EvaluateIdentityPolicyRequest) (*EvaluateIdentityPolicyResponse, error)
+	// EndSubjectSessions ends every session of a subject: "sign out everywhere", or an operator ending
+	// a compromised account's sessions. The caller must hold a session; ending its own subject's
+	// sessions (at its own identity provider) is always allowed, any other subject's needs the policy
+	// to allow the action "keyfort:end_sessions" to the caller.
+	EndSubjectSessions(context.Context, *EndSubjectSessionsRequest) (*EndSubjectSessionsResponse, error)
 	mustEmbedUnimplementedIdentityRuntimeServiceServer()
 }
 
@@ -145,6 +166,9 @@ func (UnimplementedIdentityRuntimeServiceServer) IssueIdentityToken(context.Cont
 }
 func (UnimplementedIdentityRuntimeServiceServer) EvaluateIdentityPolicy(context.Context, *EvaluateIdentityPolicyRequest) (*EvaluateIdentityPolicyResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method EvaluateIdentityPolicy not implemented")
+}
+func (UnimplementedIdentityRuntimeServiceServer) EndSubjectSessions(context.Context, *EndSubjectSessionsRequest) (*EndSubjectSessionsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method EndSubjectSessions not implemented")
 }
 func (UnimplementedIdentityRuntimeServiceServer) mustEmbedUnimplementedIdentityRuntimeServiceServer() {
 }
@@ -258,6 +282,24 @@ func _IdentityRuntimeService_EvaluateIdentityPolicy_Handler(srv interface{}, ctx
 	return interceptor(ctx, in, info, handler)
 }
 
+func _IdentityRuntimeService_EndSubjectSessions_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(EndSubjectSessionsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(IdentityRuntimeServiceServer).EndSubjectSessions(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: IdentityRuntimeService_EndSubjectSessions_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(IdentityRuntimeServiceServer).EndSubjectSessions(ctx, req.(*EndSubjectSessionsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // IdentityRuntimeService_ServiceDesc is the grpc.ServiceDesc for IdentityRuntimeService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -284,6 +326,10 @@ var IdentityRuntimeService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "EvaluateIdentityPolicy",
 			Handler:    _IdentityRuntimeService_EvaluateIdentityPolicy_Handler,
+		},
+		{
+			MethodName: "EndSubjectSessions",
+			Handler:    _IdentityRuntimeService_EndSubjectSessions_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
