@@ -334,21 +334,27 @@ var ErrNoSubjectRevocation = errors.New("session: the store cannot end a subject
 // is tombstoned until it expires, so a stolen ID token cannot start a new one. Bare tokens of
 // IssueToken have no family and run to their expiry. It returns the families ended.
 func (m *Manager) EndSubjectSessions(ctx context.Context, idp, subject string) ([]Family, error) {
+	return EndSubject(ctx, m.store, idp, subject, m.now())
+}
+
+// EndSubject is EndSubjectSessions on a store directly, with no Manager (provider-host
+// end-sessions, an operator's break-glass path): the subject's live families revoked at now, the
+// external tokens that started them tombstoned. The store must be a SubjectRevoker.
+func EndSubject(ctx context.Context, store Store, idp, subject string, now time.Time) ([]Family, error) {
 	if subject == "" {
-		return nil, errors.New("session: EndSubjectSessions needs a subject")
+		return nil, errors.New("session: ending a subject's sessions needs a subject")
 	}
-	rs, ok := m.store.(SubjectRevoker)
+	rs, ok := store.(SubjectRevoker)
 	if !ok {
 		return nil, ErrNoSubjectRevocation
 	}
-	now := m.now()
 	ended, err := rs.RevokeSubject(ctx, idp, subject, now)
 	if err != nil {
 		return ended, fmt.Errorf("%w: %v", ErrStoreUnavailable, err)
 	}
 	for _, f := range ended {
 		if f.Origin != "" && now.Before(f.OriginExpiresAt) {
-			if err := m.store.Tombstone(ctx, f.Origin, f.OriginExpiresAt); err != nil {
+			if err := store.Tombstone(ctx, f.Origin, f.OriginExpiresAt); err != nil {
 				return ended, fmt.Errorf("%w: %v", ErrStoreUnavailable, err)
 			}
 		}

@@ -393,3 +393,88 @@ brought there, 2 when the configuration is invalid or has no PostgreSQL store.`,
 	cmd.Flags().StringVar(&owner, "postgres-url", "", "connect as this role (one that may change the tables) instead of identity.session.postgres_url's")
 	return cmd
 }
+
+func newEndSessionsCmd() *cobra.Command {
+	var (
+		f            configFlags
+		subject, idp string
+	)
+	cmd := &cobra.Command{
+		Use:   "end-sessions --config FILE --subject SUBJECT [--idp NAME]",
+		Short: "End every session of a subject in the shared session store (break glass: no runtime call)",
+		Long: `End every session of SUBJECT (at identity provider NAME, or at every one) in the shared session
+store of the configuration (identity.session.redis_url or postgres_url), as the runtime's
+EndSubjectSessions does, but straight on the store, with the store's credentials instead of a
+session the policy allows: for an incident where no such session is at hand. Each live session's
+refresh-token family is revoked, every replica's cached sessions of it end at once with their
+leases (the store's revocation feed), and the ID tokens that started them cannot start new ones.
+One line per session ended goes to stdout, and an audit record to stderr.
+
+Exit status: 0 when the store answered (whether or not there were sessions to end), 1 when it did
+not, 2 when the configuration is invalid or has no shared store.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if subject == "" {
+				return errors.New("--subject is required")
+			}
+			ctx, cancel := signalContext(f.timeout)
+			defer cancel()
+			cat, err := f.openCatalog(ctx, cmd.ErrOrStderr(), false)
+			if err != nil {
+				return err
+			}
+			defer cat.Close()
+			cfg := cat.Config()
+			var store session.Store
+			switch {
+			case cfg.Session.PostgresURL != "":
+				c, err := pgstore.Configured(ctx, cfg, cat)
+				if err == nil {
+					c.DisableMigration, c.CleanupInterval = true, -1 // an admin command changes no tables
+					store, err = pgstore.New(ctx, c)
+				}
+				if err != nil {
+					fmt.Fprintln(cmd.ErrOrStderr(), "identity.session.postgres_url:", err)
+					return exitCode(exitFailing)
+				}
+			case cfg.Session.RedisURL != "":
+				c, err := redisstore.Configured(ctx, cfg, cat)
+				if err == nil {
+					store, err = redisstore.New(ctx, c)
+				}
+				if err != nil {
+					fmt.Fprintln(cmd.ErrOrStderr(), "identity.session.redis_url:", err)
+					return exitCode(exitFailing)
+				}
+			default:
+				fmt.Fprintln(cmd.ErrOrStderr(), "no shared session store (identity.session.redis_url or postgres_url): a single replica keeps its sessions in its memory; use its EndSubjectSessions call")
+				return exitCode(exitInvalidConfig)
+			}
+			defer store.Close()
+			ended, err := session.EndSubject(ctx, store, idp, subject, time.Now())
+			ids := make([]string, 0, len(ended))
+			for _, fam := range ended {
+				ids = append(ids, fam.SessionID)
+				fmt.Fprintf(cmd.OutOrStdout(), "ended session=%s subject=%s tenant=%s idp=%s\n", fam.SessionID, fam.Subject, fam.Tenant, fam.IdP)
+			}
+			audit := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), nil))
+			outcome := "ok"
+			if err != nil {
+				outcome = "unavailable"
+			}
+			audit.Info("keyfort: audit", slog.String("event", "session.end_subject"), slog.String("outcome", outcome),
+				slog.String("via", "provider-host end-sessions"), slog.String("for_subject", subject), slog.String("for_idp", idp),
+				slog.Any("sessions", ids))
+			if err != nil {
+				fmt.Fprintln(cmd.ErrOrStderr(), err)
+				return exitCode(exitFailing)
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "%d session(s) ended\n", len(ended))
+			return nil
+		},
+	}
+	f.register(cmd)
+	cmd.Flags().StringVar(&subject, "subject", "", "the subject whose sessions end (required)")
+	cmd.Flags().StringVar(&idp, "idp", "", "only its sessions at this identity provider (default: at every one)")
+	return cmd
+}

@@ -66,7 +66,7 @@ checks and inspects a configuration.`,
 	}
 	root.SetOut(stdout)
 	root.SetErr(stderr)
-	root.AddCommand(newServeCmd(), newBenchCmd(), newPluginCmd(), newCheckCmd(), newGetCmd(), newMigrateCmd(), newVersionCmd())
+	root.AddCommand(newServeCmd(), newBenchCmd(), newPluginCmd(), newCheckCmd(), newGetCmd(), newMigrateCmd(), newEndSessionsCmd(), newVersionCmd())
 	return root
 }
 

@@ -4,13 +4,19 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"fmt"
 	"net/url"
+	"os"
 	"strings"
 	"testing"
 
 	"github.com/jackc/pgx/v5"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
+	pb "github.com/keyfort/keyfort/api/identity/v1"
 	"github.com/keyfort/keyfort/internal/pgtest"
+	"github.com/keyfort/keyfort/session/oidc/oidctest"
 )
 
 // TestMigrateCommand: the PostgreSQL store's tables made by "provider-host migrate" as their owner,
@@ -95,5 +101,62 @@ func TestMigrateCommand(t *testing.T) {
 	r = run(t, nil, "migrate", "--config", cfg)
 	if r.code != 2 || !strings.Contains(r.stderr, "identity.session.postgres_url is not set") {
 		t.Errorf("migrate without a PostgreSQL store: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+}
+
+// TestEndSessionsCommand: the break-glass path. provider-host end-sessions, on the shared store of
+// serve's configuration (PostgreSQL here), ends every session of a subject, which the running serve
+// then refuses, and leaves other subjects alone; without a shared store it says what to do instead.
+func TestEndSessionsCommand(t *testing.T) {
+	iss := oidctest.New(t)
+	cfg := writeConfig(t, fmt.Sprintf(`
+identity:
+  secrets:
+    session_signing: env:KFSERVE_SIGNING
+    oidc:
+      google:
+        client_id: env:KFSERVE_CLIENT_ID
+        issuer: %s
+  session:
+    issuer: https://keyfort.test
+    postgres_url: %q
+`, iss.URL, pgtest.SchemaURL(t)))
+	env := []string{"PATH=" + os.Getenv("PATH"), "KFSERVE_CLIENT_ID=client-1", signingKeyEnv(t)}
+	rt, _, first := serveAndStart(t, env, cfg, iss)
+	ctx := context.Background()
+	start := func(subject, nonce string) *pb.SessionTokens {
+		t.Helper()
+		claims := iss.Claims(subject, "client-1")
+		claims["nonce"] = nonce
+		s, err := rt.StartIdentitySession(ctx, &pb.StartIdentitySessionRequest{IdentityProvider: "google", ExternalToken: iss.Sign(t, "k1", claims, nil)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s.GetTokens()
+	}
+	second, bob := start("alice", "phone"), start("bob", "laptop")
+
+	r := run(t, env, "end-sessions", "--config", cfg, "--subject", "alice", "--idp", "google")
+	if r.code != 0 || strings.Count(r.stdout, "ended session=") != 2 || !strings.Contains(r.stdout, "ended session="+first.GetTokens().GetSessionId()) ||
+		!strings.Contains(r.stdout, "2 session(s) ended") || !strings.Contains(r.stderr, "event=session.end_subject outcome=ok") {
+		t.Fatalf("end-sessions: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	for _, toks := range []*pb.SessionTokens{first.GetTokens(), second} {
+		if _, err := rt.RefreshIdentitySession(ctx, &pb.RefreshIdentitySessionRequest{RefreshToken: toks.GetRefreshToken()}); status.Code(err) != codes.Unauthenticated {
+			t.Errorf("an ended session refreshed: %v", err)
+		}
+	}
+	if _, err := rt.RefreshIdentitySession(ctx, &pb.RefreshIdentitySessionRequest{RefreshToken: bob.GetRefreshToken()}); err != nil {
+		t.Errorf("bob's session after alice's ended: %v", err)
+	}
+	if r := run(t, env, "end-sessions", "--config", cfg, "--subject", "alice"); r.code != 0 || !strings.Contains(r.stdout, "0 session(s) ended") {
+		t.Errorf("again: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	mem := writeConfig(t, `identity: { secrets: { session_signing: env:KFSERVE_SIGNING } }`)
+	if r := run(t, env, "end-sessions", "--config", mem, "--subject", "alice"); r.code != 2 || !strings.Contains(r.stderr, "no shared session store") {
+		t.Errorf("without a shared store: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	if r := run(t, env, "end-sessions", "--config", cfg); r.code == 0 || !strings.Contains(r.stderr, "--subject is required") {
+		t.Errorf("without --subject: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
 }
