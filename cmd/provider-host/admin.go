@@ -74,6 +74,59 @@ func (f *configFlags) openCatalog(ctx context.Context, stderr io.Writer, verify 
 	return cat, nil
 }
 
+// run is the shape of every admin command: a deadline and the signals, the configuration's
+// catalog (its providers started through this binary), then fn; the catalog is closed after.
+func (f *configFlags) run(cmd *cobra.Command, fn func(ctx context.Context, cat *catalog.Catalog) error) error {
+	ctx, cancel := signalContext(f.timeout)
+	defer cancel()
+	cat, err := f.openCatalog(ctx, cmd.ErrOrStderr(), false)
+	if err != nil {
+		return err
+	}
+	defer cat.Close()
+	return fn(ctx, cat)
+}
+
+// sharedStore is a shared session store as the admin commands open it.
+type sharedStore interface {
+	session.Store
+	session.RevocationFeed
+	session.SubjectRevoker
+}
+
+// openSharedStore opens the configuration's shared session store for an admin command: Redis as
+// serve does, PostgreSQL without migrations or cleanup (admin commands change no tables). key and
+// shown name it in output (the URL's password masked); with no shared store configured, key is "".
+func openSharedStore(ctx context.Context, cat *catalog.Catalog) (st sharedStore, key, shown string, err error) {
+	cfg := cat.Config()
+	switch {
+	case cfg.Session.PostgresURL != "":
+		key, shown = "identity.session.postgres_url", pgstore.RedactedURL(cfg.Session.PostgresURL)
+		c, err := pgstore.Configured(ctx, cfg, cat)
+		if err != nil {
+			return nil, key, shown, err
+		}
+		c.DisableMigration, c.CleanupInterval = true, -1
+		ps, err := pgstore.New(ctx, c)
+		if err != nil {
+			return nil, key, shown, err
+		}
+		return ps, key, shown, nil
+	case cfg.Session.RedisURL != "":
+		key, shown = "identity.session.redis_url", redisstore.RedactedURL(cfg.Session.RedisURL)
+		c, err := redisstore.Configured(ctx, cfg, cat)
+		if err != nil {
+			return nil, key, shown, err
+		}
+		rs, err := redisstore.New(ctx, c)
+		if err != nil {
+			return nil, key, shown, err
+		}
+		return rs, key, shown, nil
+	}
+	return nil, "", "", nil
+}
+
 func signalContext(timeout time.Duration) (context.Context, context.CancelFunc) {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	if timeout <= 0 {
@@ -103,46 +156,41 @@ start-up; each is a line of its own.
 Exit status: 0 when every key resolves, 1 when any fails, 2 when the configuration is invalid.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			ctx, cancel := signalContext(f.timeout)
-			defer cancel()
-			cat, err := f.openCatalog(ctx, cmd.ErrOrStderr(), false)
-			if err != nil {
-				return err
-			}
-			defer cat.Close()
-			out := cmd.OutOrStdout()
-			if cat.Config().Empty() {
-				fmt.Fprintln(out, "warning: no configuration; only the ephemeral signing key exists")
-			}
-			failed := 0
-			for _, r := range cat.Check(ctx) {
-				fmt.Fprintln(out, r)
-				if !r.OK() {
-					failed++
+			return f.run(cmd, func(ctx context.Context, cat *catalog.Catalog) error {
+				out := cmd.OutOrStdout()
+				if cat.Config().Empty() {
+					fmt.Fprintln(out, "warning: no configuration; only the ephemeral signing key exists")
 				}
-			}
-			for _, name := range slices.Sorted(maps.Keys(cat.Config().OIDC)) {
-				if !idps {
-					break
+				failed := 0
+				for _, r := range cat.Check(ctx) {
+					fmt.Fprintln(out, r)
+					if !r.OK() {
+						failed++
+					}
 				}
-				line, ok := checkIdentityProvider(ctx, cat, name)
-				fmt.Fprintln(out, line)
-				if !ok {
-					failed++
+				for _, name := range slices.Sorted(maps.Keys(cat.Config().OIDC)) {
+					if !idps {
+						break
+					}
+					line, ok := checkIdentityProvider(ctx, cat, name)
+					fmt.Fprintln(out, line)
+					if !ok {
+						failed++
+					}
 				}
-			}
-			if cat.Config().Session.RedisURL != "" || cat.Config().Session.PostgresURL != "" {
-				line, ok := checkSessionStore(ctx, cat)
-				fmt.Fprintln(out, line)
-				if !ok {
-					failed++
+				if cat.Config().Session.RedisURL != "" || cat.Config().Session.PostgresURL != "" {
+					line, ok := checkSessionStore(ctx, cat)
+					fmt.Fprintln(out, line)
+					if !ok {
+						failed++
+					}
 				}
-			}
-			if failed > 0 {
-				fmt.Fprintf(out, "%d key(s) failing\n", failed)
-				return exitCode(exitFailing)
-			}
-			return nil
+				if failed > 0 {
+					fmt.Fprintf(out, "%d key(s) failing\n", failed)
+					return exitCode(exitFailing)
+				}
+				return nil
+			})
 		},
 	}
 	f.register(cmd)
@@ -164,51 +212,23 @@ func checkIdentityProvider(ctx context.Context, cat *catalog.Catalog, name strin
 // checkSessionStore connects to the shared session store (Redis or PostgreSQL) as serve would, and
 // renders one check line. The URL is shown without its password.
 func checkSessionStore(ctx context.Context, cat *catalog.Catalog) (string, bool) {
-	cfg := cat.Config()
-	key, shown := "identity.session.redis_url", redisstore.RedactedURL(cfg.Session.RedisURL)
-	if cfg.Session.PostgresURL != "" {
-		key, shown = "identity.session.postgres_url", pgstore.RedactedURL(cfg.Session.PostgresURL)
+	st, key, shown, err := openSharedStore(ctx, cat)
+	var se *pgstore.SchemaError
+	if errors.As(err, &se) && se.Found < se.Want && !cat.Config().Session.PostgresNoMigrate {
+		what := fmt.Sprintf("tables at schema version %d: serve takes them to %d at start-up", se.Found, se.Want)
+		if se.Found == 0 {
+			what = fmt.Sprintf("no tables yet: serve creates them (schema version %d) at start-up", se.Want)
+		}
+		return fmt.Sprintf("ok   %s  %s  connected, %s, with a role that may (or run \"provider-host migrate\")", key, shown, what), true
 	}
-	line := func(err error) (string, bool) {
+	if err != nil {
 		return fmt.Sprintf("FAIL %s  %s  %v", key, shown, err), false
 	}
-	var st interface {
-		session.RevocationFeed
-		Close() error
-	}
-	schema := ""
-	if cfg.Session.PostgresURL != "" {
-		c, err := pgstore.Configured(ctx, cfg, cat)
-		if err != nil {
-			return line(err)
-		}
-		c.DisableMigration = true // check looks; it never creates or changes tables
-		c.CleanupInterval = -1
-		ps, err := pgstore.New(ctx, c)
-		var se *pgstore.SchemaError
-		if errors.As(err, &se) && se.Found < se.Want && !cfg.Session.PostgresNoMigrate {
-			what := fmt.Sprintf("tables at schema version %d: serve takes them to %d at start-up", se.Found, se.Want)
-			if se.Found == 0 {
-				what = fmt.Sprintf("no tables yet: serve creates them (schema version %d) at start-up", se.Want)
-			}
-			return fmt.Sprintf("ok   %s  %s  connected, %s, with a role that may (or run \"provider-host migrate\")", key, shown, what), true
-		}
-		if err != nil {
-			return line(err)
-		}
-		st, schema = ps, fmt.Sprintf("schema version %d, ", ps.Schema().Version)
-	} else {
-		c, err := redisstore.Configured(ctx, cfg, cat)
-		if err != nil {
-			return line(err)
-		}
-		rs, err := redisstore.New(ctx, c)
-		if err != nil {
-			return line(err)
-		}
-		st = rs
-	}
 	defer st.Close()
+	schema := ""
+	if ps, ok := st.(*pgstore.Store); ok {
+		schema = fmt.Sprintf("schema version %d, ", ps.Schema().Version)
+	}
 	// The revocation feed as every replica's cache would subscribe to it: without it (a Redis user
 	// without the channel) the store works, and revocations reach other replicas at revalidation.
 	feed := "revocation feed on"
@@ -235,14 +255,9 @@ version and length for a secret; username and lease for credentials (the lease i
 With --reveal, also print the value: the secret, the active private key as PEM, or the password.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			ctx, cancel := signalContext(f.timeout)
-			defer cancel()
-			cat, err := f.openCatalog(ctx, cmd.ErrOrStderr(), false)
-			if err != nil {
-				return err
-			}
-			defer cat.Close()
-			return get(ctx, cmd.OutOrStdout(), cmd.ErrOrStderr(), cat, args[0], reveal)
+			return f.run(cmd, func(ctx context.Context, cat *catalog.Catalog) error {
+				return get(ctx, cmd.OutOrStdout(), cmd.ErrOrStderr(), cat, args[0], reveal)
+			})
 		},
 	}
 	f.register(cmd)
@@ -344,49 +359,44 @@ Exit status: 0 when the tables are at a version this release uses, 1 when they c
 brought there, 2 when the configuration is invalid or has no PostgreSQL store.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			ctx, cancel := signalContext(f.timeout)
-			defer cancel()
-			cat, err := f.openCatalog(ctx, cmd.ErrOrStderr(), false)
-			if err != nil {
-				return err
-			}
-			defer cat.Close()
-			cfg := cat.Config()
-			if cfg.Session.PostgresURL == "" {
-				fmt.Fprintln(cmd.ErrOrStderr(), "identity.session.postgres_url is not set: only the PostgreSQL session store has tables to migrate")
-				return exitCode(exitInvalidConfig)
-			}
-			c, err := pgstore.Configured(ctx, cfg, cat)
-			if err != nil {
-				fmt.Fprintln(cmd.OutOrStdout(), "FAIL identity.session.postgres_url ", err)
-				return exitCode(exitFailing)
-			}
-			key, shown := "identity.session.postgres_url", pgstore.RedactedURL(c.URL)
-			if owner != "" {
-				key, shown = "--postgres-url", pgstore.RedactedURL(owner)
-				c.URL, c.Password = owner, nil
-			}
-			c.DisableMigration, c.CleanupInterval = false, -1
-			s, err := pgstore.New(ctx, c)
-			if err != nil {
-				fmt.Fprintf(cmd.OutOrStdout(), "FAIL %s  %s  %v\n", key, shown, err)
-				return exitCode(exitFailing)
-			}
-			defer s.Close()
-			sc := s.Schema()
-			var what string
-			switch {
-			case sc.Created:
-				what = fmt.Sprintf("tables created at schema version %d", sc.Version)
-			case sc.Migrated > 0:
-				what = fmt.Sprintf("schema version %d → %d", sc.Migrated, sc.Version)
-			case sc.Version > pgstore.SchemaVersion:
-				what = fmt.Sprintf("schema version %d, newer than this release's %d and usable by it: nothing to do", sc.Version, pgstore.SchemaVersion)
-			default:
-				what = fmt.Sprintf("schema version %d: nothing to do", sc.Version)
-			}
-			fmt.Fprintf(cmd.OutOrStdout(), "ok   %s  %s  %s\n", key, shown, what)
-			return nil
+			return f.run(cmd, func(ctx context.Context, cat *catalog.Catalog) error {
+				cfg := cat.Config()
+				if cfg.Session.PostgresURL == "" {
+					fmt.Fprintln(cmd.ErrOrStderr(), "identity.session.postgres_url is not set: only the PostgreSQL session store has tables to migrate")
+					return exitCode(exitInvalidConfig)
+				}
+				c, err := pgstore.Configured(ctx, cfg, cat)
+				if err != nil {
+					fmt.Fprintln(cmd.OutOrStdout(), "FAIL identity.session.postgres_url ", err)
+					return exitCode(exitFailing)
+				}
+				key, shown := "identity.session.postgres_url", pgstore.RedactedURL(c.URL)
+				if owner != "" {
+					key, shown = "--postgres-url", pgstore.RedactedURL(owner)
+					c.URL, c.Password = owner, nil
+				}
+				c.DisableMigration, c.CleanupInterval = false, -1
+				s, err := pgstore.New(ctx, c)
+				if err != nil {
+					fmt.Fprintf(cmd.OutOrStdout(), "FAIL %s  %s  %v\n", key, shown, err)
+					return exitCode(exitFailing)
+				}
+				defer s.Close()
+				sc := s.Schema()
+				var what string
+				switch {
+				case sc.Created:
+					what = fmt.Sprintf("tables created at schema version %d", sc.Version)
+				case sc.Migrated > 0:
+					what = fmt.Sprintf("schema version %d → %d", sc.Migrated, sc.Version)
+				case sc.Version > pgstore.SchemaVersion:
+					what = fmt.Sprintf("schema version %d, newer than this release's %d and usable by it: nothing to do", sc.Version, pgstore.SchemaVersion)
+				default:
+					what = fmt.Sprintf("schema version %d: nothing to do", sc.Version)
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "ok   %s  %s  %s\n", key, shown, what)
+				return nil
+			})
 		},
 	}
 	f.register(cmd)
@@ -417,60 +427,38 @@ not, 2 when the configuration is invalid or has no shared store.`,
 			if subject == "" {
 				return errors.New("--subject is required")
 			}
-			ctx, cancel := signalContext(f.timeout)
-			defer cancel()
-			cat, err := f.openCatalog(ctx, cmd.ErrOrStderr(), false)
-			if err != nil {
-				return err
-			}
-			defer cat.Close()
-			cfg := cat.Config()
-			var store session.Store
-			switch {
-			case cfg.Session.PostgresURL != "":
-				c, err := pgstore.Configured(ctx, cfg, cat)
-				if err == nil {
-					c.DisableMigration, c.CleanupInterval = true, -1 // an admin command changes no tables
-					store, err = pgstore.New(ctx, c)
+			return f.run(cmd, func(ctx context.Context, cat *catalog.Catalog) error {
+				store, key, _, err := openSharedStore(ctx, cat)
+				if key == "" {
+					fmt.Fprintln(cmd.ErrOrStderr(), "no shared session store (identity.session.redis_url or postgres_url): a single replica keeps its sessions in its memory; use its EndSubjectSessions call")
+					return exitCode(exitInvalidConfig)
 				}
 				if err != nil {
-					fmt.Fprintln(cmd.ErrOrStderr(), "identity.session.postgres_url:", err)
+					fmt.Fprintf(cmd.ErrOrStderr(), "%s: %v\n", key, err)
 					return exitCode(exitFailing)
 				}
-			case cfg.Session.RedisURL != "":
-				c, err := redisstore.Configured(ctx, cfg, cat)
-				if err == nil {
-					store, err = redisstore.New(ctx, c)
+				defer store.Close()
+				ended, err := session.EndSubject(ctx, store, idp, subject, time.Now())
+				ids := make([]string, 0, len(ended))
+				for _, fam := range ended {
+					ids = append(ids, fam.SessionID)
+					fmt.Fprintf(cmd.OutOrStdout(), "ended session=%s subject=%s tenant=%s idp=%s\n", fam.SessionID, fam.Subject, fam.Tenant, fam.IdP)
 				}
+				audit := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), nil))
+				outcome := "ok"
 				if err != nil {
-					fmt.Fprintln(cmd.ErrOrStderr(), "identity.session.redis_url:", err)
+					outcome = "unavailable"
+				}
+				audit.Info("keyfort: audit", slog.String("event", "session.end_subject"), slog.String("outcome", outcome),
+					slog.String("via", "provider-host end-sessions"), slog.String("for_subject", subject), slog.String("for_idp", idp),
+					slog.Any("sessions", ids))
+				if err != nil {
+					fmt.Fprintln(cmd.ErrOrStderr(), err)
 					return exitCode(exitFailing)
 				}
-			default:
-				fmt.Fprintln(cmd.ErrOrStderr(), "no shared session store (identity.session.redis_url or postgres_url): a single replica keeps its sessions in its memory; use its EndSubjectSessions call")
-				return exitCode(exitInvalidConfig)
-			}
-			defer store.Close()
-			ended, err := session.EndSubject(ctx, store, idp, subject, time.Now())
-			ids := make([]string, 0, len(ended))
-			for _, fam := range ended {
-				ids = append(ids, fam.SessionID)
-				fmt.Fprintf(cmd.OutOrStdout(), "ended session=%s subject=%s tenant=%s idp=%s\n", fam.SessionID, fam.Subject, fam.Tenant, fam.IdP)
-			}
-			audit := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), nil))
-			outcome := "ok"
-			if err != nil {
-				outcome = "unavailable"
-			}
-			audit.Info("keyfort: audit", slog.String("event", "session.end_subject"), slog.String("outcome", outcome),
-				slog.String("via", "provider-host end-sessions"), slog.String("for_subject", subject), slog.String("for_idp", idp),
-				slog.Any("sessions", ids))
-			if err != nil {
-				fmt.Fprintln(cmd.ErrOrStderr(), err)
-				return exitCode(exitFailing)
-			}
-			fmt.Fprintf(cmd.OutOrStdout(), "%d session(s) ended\n", len(ended))
-			return nil
+				fmt.Fprintf(cmd.OutOrStdout(), "%d session(s) ended\n", len(ended))
+				return nil
+			})
 		},
 	}
 	f.register(cmd)

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"fmt"
 	"net/url"
 	"os"
 	"strings"
@@ -109,32 +108,11 @@ func TestMigrateCommand(t *testing.T) {
 // then refuses, and leaves other subjects alone; without a shared store it says what to do instead.
 func TestEndSessionsCommand(t *testing.T) {
 	iss := oidctest.New(t)
-	cfg := writeConfig(t, fmt.Sprintf(`
-identity:
-  secrets:
-    session_signing: env:KFSERVE_SIGNING
-    oidc:
-      google:
-        client_id: env:KFSERVE_CLIENT_ID
-        issuer: %s
-  session:
-    issuer: https://keyfort.test
-    postgres_url: %q
-`, iss.URL, pgtest.SchemaURL(t)))
+	cfg := pgRuntimeConfig(t, iss.URL, pgtest.SchemaURL(t))
 	env := []string{"PATH=" + os.Getenv("PATH"), "KFSERVE_CLIENT_ID=client-1", signingKeyEnv(t)}
 	rt, _, first := serveAndStart(t, env, cfg, iss)
 	ctx := context.Background()
-	start := func(subject, nonce string) *pb.SessionTokens {
-		t.Helper()
-		claims := iss.Claims(subject, "client-1")
-		claims["nonce"] = nonce
-		s, err := rt.StartIdentitySession(ctx, &pb.StartIdentitySessionRequest{IdentityProvider: "google", ExternalToken: iss.Sign(t, "k1", claims, nil)})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return s.GetTokens()
-	}
-	second, bob := start("alice", "phone"), start("bob", "laptop")
+	second, bob := startAs(t, rt, iss, "client-1", "alice", "phone"), startAs(t, rt, iss, "client-1", "bob", "laptop")
 
 	r := run(t, env, "end-sessions", "--config", cfg, "--subject", "alice", "--idp", "google")
 	if r.code != 0 || strings.Count(r.stdout, "ended session=") != 2 || !strings.Contains(r.stdout, "ended session="+first.GetTokens().GetSessionId()) ||

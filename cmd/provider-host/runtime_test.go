@@ -185,15 +185,8 @@ func TestEndSubjectSessionsThroughServe(t *testing.T) {
 	ctx := context.Background()
 	n := 0
 	start := func(subject string) *pb.SessionTokens {
-		t.Helper()
 		n++
-		claims := iss.Claims(subject, "client-123.apps.googleusercontent.com")
-		claims["nonce"] = strconv.Itoa(n)
-		s, err := rt.StartIdentitySession(ctx, &pb.StartIdentitySessionRequest{IdentityProvider: "google", ExternalToken: iss.Sign(t, "k1", claims, nil)})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return s.GetTokens()
+		return startAs(t, rt, iss, "client-123.apps.googleusercontent.com", subject, strconv.Itoa(n))
 	}
 	as := func(toks *pb.SessionTokens) context.Context {
 		return metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+toks.GetAccessToken())
@@ -278,18 +271,7 @@ func TestServeThroughPostgresFailover(t *testing.T) {
 	pair := pgtest.StartPair(t)
 	ctx := context.Background()
 	iss := oidctest.New(t)
-	cfg := writeConfig(t, fmt.Sprintf(`
-identity:
-  secrets:
-    session_signing: env:KFSERVE_SIGNING
-    oidc:
-      google:
-        client_id: env:KFSERVE_CLIENT_ID
-        issuer: %s
-  session:
-    issuer: https://keyfort.test
-    postgres_url: %q
-`, iss.URL, pair.URL))
+	cfg := pgRuntimeConfig(t, iss.URL, pair.URL)
 	env := []string{"PATH=" + os.Getenv("PATH"), "KFSERVE_CLIENT_ID=client-1", signingKeyEnv(t)}
 	r := run(t, env, "check", "--config", cfg)
 	if r.code != 0 || !strings.Contains(r.stdout, "ok   identity.session.postgres_url  postgres://postgres@"+pair.Primary+","+pair.Standby) {
@@ -299,21 +281,7 @@ identity:
 	rt, log, started := serveAndStart(t, env, cfg, iss)
 	pair.Sync(t) // the family must be on the standby before it is promoted
 	pair.Failover(t)
-	var refreshed *pb.RefreshIdentitySessionResponse
-	var err error
-	for range 100 {
-		refreshed, err = rt.RefreshIdentitySession(ctx, &pb.RefreshIdentitySessionRequest{RefreshToken: started.GetTokens().GetRefreshToken()})
-		if status.Code(err) != codes.Unavailable {
-			break
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	if err != nil {
-		t.Fatalf("refresh after the failover: %v\n%s", err, log.String())
-	}
-	if _, err := rt.RefreshIdentitySession(ctx, &pb.RefreshIdentitySessionRequest{RefreshToken: refreshed.GetTokens().GetRefreshToken()}); err != nil {
-		t.Errorf("a second refresh on the promoted standby: %v", err)
-	}
+	refreshAfterFailover(t, rt, log, started)
 	if _, err := rt.RefreshIdentitySession(ctx, &pb.RefreshIdentitySessionRequest{RefreshToken: started.GetTokens().GetRefreshToken()}); status.Code(err) != codes.Unauthenticated {
 		t.Errorf("reuse of the first refresh token after the failover: got %v, want Unauthenticated", err)
 	}
@@ -438,7 +406,6 @@ func TestServeRedisPasswordFromAProvider(t *testing.T) {
 // refreshes after it, on the promoted replica.
 func TestServeThroughSentinel(t *testing.T) {
 	sen := redistest.StartSentinel(t)
-	ctx := context.Background()
 	pw := "Sentinel-Pa55word-" + strconv.FormatInt(time.Now().UnixNano(), 36)
 	var user string
 	for _, addr := range []string{sen.Master, sen.Replica} { // ACLs are not replicated
@@ -457,21 +424,7 @@ func TestServeThroughSentinel(t *testing.T) {
 	rt, log, started := serveAndStart(t, env, cfg, iss)
 	sen.SyncReplica(t) // the family must be on the replica before it is promoted
 	sen.Failover(t)
-	var refreshed *pb.RefreshIdentitySessionResponse
-	var err error
-	for range 100 { // calls during the switch fail closed (Unavailable); the client retries
-		refreshed, err = rt.RefreshIdentitySession(ctx, &pb.RefreshIdentitySessionRequest{RefreshToken: started.GetTokens().GetRefreshToken()})
-		if status.Code(err) != codes.Unavailable {
-			break
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	if err != nil {
-		t.Fatalf("refresh after the failover: %v\n%s", err, log.String())
-	}
-	if _, err := rt.RefreshIdentitySession(ctx, &pb.RefreshIdentitySessionRequest{RefreshToken: refreshed.GetTokens().GetRefreshToken()}); err != nil {
-		t.Errorf("a second refresh on the new master: %v", err)
-	}
+	refreshAfterFailover(t, rt, log, started)
 	if strings.Contains(log.String()+r.stdout+r.stderr, pw) {
 		t.Error("a log line repeats the Redis password")
 	}
@@ -738,6 +691,59 @@ identity:
     issuer: https://keyfort.test
     redis_url: %q
 `, pw, issuer, redisURL))
+}
+
+// refreshAfterFailover refreshes started's session through a store failover: calls in the switch
+// fail closed (Unavailable) and the client retries; then the new refresh token refreshes again.
+func refreshAfterFailover(t *testing.T, rt pb.IdentityRuntimeServiceClient, log *hosttest.Log, started *pb.StartIdentitySessionResponse) {
+	t.Helper()
+	ctx := context.Background()
+	var refreshed *pb.RefreshIdentitySessionResponse
+	var err error
+	for range 100 {
+		refreshed, err = rt.RefreshIdentitySession(ctx, &pb.RefreshIdentitySessionRequest{RefreshToken: started.GetTokens().GetRefreshToken()})
+		if status.Code(err) != codes.Unavailable {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if err != nil {
+		t.Fatalf("refresh after the failover: %v\n%s", err, log.String())
+	}
+	if _, err := rt.RefreshIdentitySession(ctx, &pb.RefreshIdentitySessionRequest{RefreshToken: refreshed.GetTokens().GetRefreshToken()}); err != nil {
+		t.Errorf("a second refresh after the failover: %v", err)
+	}
+}
+
+// startAs starts a session for subject with a fresh ID token of iss for audience aud (nonce makes
+// each token distinct).
+func startAs(t *testing.T, rt pb.IdentityRuntimeServiceClient, iss *oidctest.Issuer, aud, subject, nonce string) *pb.SessionTokens {
+	t.Helper()
+	claims := iss.Claims(subject, aud)
+	claims["nonce"] = nonce
+	s, err := rt.StartIdentitySession(context.Background(), &pb.StartIdentitySessionRequest{IdentityProvider: "google", ExternalToken: iss.Sign(t, "k1", claims, nil)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s.GetTokens()
+}
+
+// pgRuntimeConfig is the configuration of a serve over the PostgreSQL store at pgURL, its signing
+// key and Google client id from the environment (signingKeyEnv, KFSERVE_CLIENT_ID).
+func pgRuntimeConfig(t *testing.T, issuer, pgURL string) string {
+	t.Helper()
+	return writeConfig(t, fmt.Sprintf(`
+identity:
+  secrets:
+    session_signing: env:KFSERVE_SIGNING
+    oidc:
+      google:
+        client_id: env:KFSERVE_CLIENT_ID
+        issuer: %s
+  session:
+    issuer: https://keyfort.test
+    postgres_url: %q
+`, issuer, pgURL))
 }
 
 // serveAndStart runs serve with env and the configuration file cfg, and starts a session for alice
