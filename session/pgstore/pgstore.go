@@ -269,12 +269,16 @@ func (s *Store) RevokeSubject(ctx context.Context, idp, subject string, now time
 		if err := rows.Err(); err != nil {
 			return err
 		}
-		for _, f := range ended {
-			if _, err := tx.Exec(ctx, `SELECT pg_notify($1, $2)`, s.channel, "f:"+f.ID); err != nil {
-				return err
-			}
+		if len(ended) == 0 {
+			return nil
 		}
-		return nil
+		ids := make([]string, len(ended))
+		for i, f := range ended {
+			ids[i] = "f:" + f.ID
+		}
+		// One statement for every notification: a subject with many sessions costs one round trip.
+		_, err = tx.Exec(ctx, `SELECT pg_notify($1, e) FROM unnest($2::text[]) AS e`, s.channel, ids)
+		return err
 	})
 	if err != nil {
 		return nil, wrap(err)

@@ -428,9 +428,13 @@ func (s *Store) RevokeFamily(ctx context.Context, id string) error {
 	return wrap(revokeScript.Run(ctx, s.rdb, []string{s.familyKey(id)}, s.publish, id).Err())
 }
 
+// revokeBatch is how many of a subject's families RevokeSubject reads, and then revokes, per
+// pipeline (two round trips per batch; a Cluster client splits a pipeline by slot).
+const revokeBatch = 256
+
 // RevokeSubject implements session.SubjectRevoker: the subject's set names its families; each live
-// one (at idp, when given) is revoked and announced as RevokeFamily does, and the set forgets the
-// ones it no longer needs.
+// one (at idp, when given) is revoked and announced as RevokeFamily does, in pipelined batches, and
+// the set forgets the ones it no longer needs.
 func (s *Store) RevokeSubject(ctx context.Context, idp, subject string, now time.Time) ([]session.Family, error) {
 	key := s.subjectKey(subject)
 	ids, err := s.rdb.SMembers(ctx, key).Result()
@@ -438,29 +442,52 @@ func (s *Store) RevokeSubject(ctx context.Context, idp, subject string, now time
 		return nil, wrap(err)
 	}
 	var ended []session.Family
-	var done []any
-	for _, id := range ids {
-		f, err := s.Family(ctx, id)
-		if err != nil {
-			return ended, err
-		}
-		if f.Subject != subject || f.Revoked || !now.Before(f.ExpiresAt) {
-			done = append(done, id) // gone, revoked or expired: nothing to do for it again
-			continue
-		}
-		if idp != "" && f.IdP != idp {
-			continue
-		}
-		if err := s.RevokeFamily(ctx, id); err != nil {
-			return ended, err
-		}
-		f.Revoked = true
-		ended = append(ended, f)
-		done = append(done, id)
-	}
-	if len(done) > 0 {
-		if err := s.rdb.SRem(ctx, key, done...).Err(); err != nil {
+	for len(ids) > 0 {
+		batch := ids[:min(len(ids), revokeBatch)]
+		ids = ids[len(batch):]
+		reads := make([]*redis.MapStringStringCmd, len(batch))
+		if _, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+			for i, id := range batch {
+				reads[i] = p.HGetAll(ctx, s.familyKey(id))
+			}
+			return nil
+		}); err != nil {
 			return ended, wrap(err)
+		}
+		var revoke []session.Family
+		var done []any
+		for i, id := range batch {
+			m := reads[i].Val()
+			if len(m) == 0 {
+				done = append(done, id) // gone: nothing to do for it again
+				continue
+			}
+			f := decode(id, m)
+			if f.Subject != subject || f.Revoked || !now.Before(f.ExpiresAt) {
+				done = append(done, id)
+				continue
+			}
+			if idp != "" && f.IdP != idp {
+				continue
+			}
+			revoke = append(revoke, f)
+			done = append(done, id)
+		}
+		if _, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+			for _, f := range revoke {
+				// EVAL, not EVALSHA: a pipeline cannot fall back on NOSCRIPT.
+				revokeScript.Eval(ctx, p, []string{s.familyKey(f.ID)}, s.publish, f.ID)
+			}
+			if len(done) > 0 {
+				p.SRem(ctx, key, done...)
+			}
+			return nil
+		}); err != nil {
+			return ended, wrap(err)
+		}
+		for _, f := range revoke {
+			f.Revoked = true
+			ended = append(ended, f)
 		}
 	}
 	return ended, nil
