@@ -181,6 +181,7 @@ func TestEndSubjectSessionsThroughServe(t *testing.T) {
   policy:
     rules:
       - { subject: ops-admin, action: "keyfort:end_sessions", effect: allow }
+      - { subject: ops-admin, action: "keyfort:issue_token", effect: allow }
 `)
 	ctx := context.Background()
 	n := 0
@@ -219,6 +220,19 @@ func TestEndSubjectSessionsThroughServe(t *testing.T) {
 	}
 	if _, err := rt.RefreshIdentitySession(ctx, &pb.RefreshIdentitySessionRequest{RefreshToken: again.GetRefreshToken()}); status.Code(err) != codes.Unauthenticated {
 		t.Errorf("alice's session after ops-admin ended it: got %v", err)
+	}
+	// A bare token names alice but is no session of hers: it is not her "sign out everywhere".
+	again = start("alice")
+	bare, err := rt.IssueIdentityToken(as(admin), &pb.IssueIdentityTokenRequest{Subject: "alice"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	asBare := metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+bare.GetAccessToken())
+	if _, err := rt.EndSubjectSessions(asBare, &pb.EndSubjectSessionsRequest{Subject: "alice"}); status.Code(err) != codes.PermissionDenied {
+		t.Errorf("a bare token for alice ending her sessions: got %v, want PermissionDenied", err)
+	}
+	if !refreshes(again) {
+		t.Error("a bare token ended alice's session")
 	}
 	if _, err := rt.EndSubjectSessions(ctx, &pb.EndSubjectSessionsRequest{Subject: "alice"}); status.Code(err) != codes.Unauthenticated {
 		t.Errorf("without a session: got %v, want Unauthenticated", err)

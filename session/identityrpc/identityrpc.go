@@ -227,7 +227,8 @@ const EndSessionsAction = "keyfort:end_sessions"
 
 // EndSubjectSessions implements the service. The caller must hold a session (the server's grpcauth
 // interceptor guards this method); its own subject at its own identity provider it may always end
-// ("sign out everywhere"), another's only where the policy allows it EndSessionsAction.
+// ("sign out everywhere"; a session of Keyfort's, not a bare token), another's only where the policy
+// allows it EndSessionsAction.
 func (s *Server) EndSubjectSessions(ctx context.Context, req *pb.EndSubjectSessionsRequest) (*pb.EndSubjectSessionsResponse, error) {
 	const method, event = "EndSubjectSessions", "session.end_subject"
 	target := []slog.Attr{slog.String("for_subject", req.GetSubject()), slog.String("for_idp", req.GetIdentityProvider())}
@@ -243,7 +244,10 @@ func (s *Server) EndSubjectSessions(ctx context.Context, req *pb.EndSubjectSessi
 	p := caller.Principal
 	who := append([]slog.Attr{slog.String("subject", p.Subject), slog.String("tenant", p.Tenant), slog.String("idp", p.IdP)}, target...)
 	idp := req.GetIdentityProvider()
-	self := req.GetSubject() == p.Subject && (idp == "" || idp == p.IdP)
+	// Self-service needs a session of Keyfort's (a family, so an identity provider): a bare token of
+	// IssueIdentityToken names a subject but no identity provider, and whoever may issue one for a
+	// subject is not thereby that subject's user.
+	self := p.Family != "" && p.IdP != "" && req.GetSubject() == p.Subject && (idp == "" || idp == p.IdP)
 	if self {
 		idp = p.IdP
 	} else if d := s.m.EvaluatePolicy(session.PolicyRequest{Subject: p.Subject, Tenant: p.Tenant, Action: EndSessionsAction}); !d.Allowed {
