@@ -58,9 +58,11 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 	root := &cobra.Command{
 		Use:   "provider-host",
 		Short: "Keyfort's provider host: built-in provider plugins and admin commands",
-		Long: `provider-host is Keyfort's one binary. It serves the built-in provider adapters as go-plugin
-plugins (Keyfort's host library starts "provider-host plugin NAME" for each configured provider), and
-checks and inspects a configuration.`,
+		Long: `provider-host is Keyfort's one binary. It runs the identity runtime (serve), serves the built-in
+provider adapters as go-plugin plugins (Keyfort's host library starts "provider-host plugin NAME" for
+each configured provider), and administers a deployment: check and get inspect a configuration,
+migrate prepares the PostgreSQL session store, end-sessions ends a subject's sessions, bench
+load-tests the runtime.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
