@@ -362,6 +362,26 @@ func EndSubject(ctx context.Context, store Store, idp, subject string, now time.
 	return ended, nil
 }
 
+// ErrNoSubjectListing is returned by SubjectSessions over a store without SubjectLister.
+var ErrNoSubjectListing = errors.New("session: the store cannot list a subject's sessions (no SubjectLister)")
+
+// SubjectSessions lists the live sessions of subject at identity provider idp ("": at any), as
+// refresh-token families (session, tenant, identity provider, scope, last refresh, expiry).
+func (m *Manager) SubjectSessions(ctx context.Context, idp, subject string) ([]Family, error) {
+	if subject == "" {
+		return nil, errors.New("session: listing a subject's sessions needs a subject")
+	}
+	sl, ok := m.store.(SubjectLister)
+	if !ok {
+		return nil, ErrNoSubjectListing
+	}
+	fams, err := sl.SubjectFamilies(ctx, idp, subject, m.now())
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrStoreUnavailable, err)
+	}
+	return fams, nil
+}
+
 // IssueRequest asks for a bare access token (the compatibility path: no session, no refresh).
 type IssueRequest struct {
 	Subject string

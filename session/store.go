@@ -115,6 +115,14 @@ type SubjectRevoker interface {
 	RevokeSubject(ctx context.Context, idp, subject string, now time.Time) ([]Family, error)
 }
 
+// SubjectLister is the optional capability of a Store that lists the live sessions of one principal
+// (an operator before ending them, a user's "where am I signed in"): every family of subject, at
+// identity provider idp ("": at any), neither revoked nor expired at now, in no particular order.
+// MemoryStore, redisstore.Store and pgstore.Store have it.
+type SubjectLister interface {
+	SubjectFamilies(ctx context.Context, idp, subject string, now time.Time) ([]Family, error)
+}
+
 // hashKeyOf is the hash key a Manager or Cache uses: its own when configured, else its store's,
 // else a random one (which suits a cache whose tombstones stay in this process).
 func hashKeyOf(configured []byte, store Store) []byte {
@@ -161,6 +169,7 @@ var (
 	_ Store          = (*MemoryStore)(nil)
 	_ RevocationFeed = (*MemoryStore)(nil)
 	_ SubjectRevoker = (*MemoryStore)(nil)
+	_ SubjectLister  = (*MemoryStore)(nil)
 )
 
 // SubscribeRevocations implements RevocationFeed: events reach fn synchronously, on the goroutine
@@ -268,6 +277,19 @@ func (s *MemoryStore) RevokeSubject(_ context.Context, idp, subject string, now 
 		s.publish(Revocation{Family: f.ID})
 	}
 	return ended, nil
+}
+
+// SubjectFamilies implements SubjectLister (a scan of every family: an administrative call).
+func (s *MemoryStore) SubjectFamilies(_ context.Context, idp, subject string, now time.Time) ([]Family, error) {
+	var live []Family
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, f := range s.families {
+		if f.Subject == subject && (idp == "" || f.IdP == idp) && !f.Revoked && now.Before(f.ExpiresAt) {
+			live = append(live, f)
+		}
+	}
+	return live, nil
 }
 
 // Family implements Store.

@@ -92,6 +92,7 @@ type sharedStore interface {
 	session.Store
 	session.RevocationFeed
 	session.SubjectRevoker
+	session.SubjectLister
 }
 
 // openSharedStore opens the configuration's shared session store for an admin command: Redis as
@@ -428,14 +429,9 @@ not, 2 when the configuration is invalid or has no shared store.`,
 				return errors.New("--subject is required")
 			}
 			return f.run(cmd, func(ctx context.Context, cat *catalog.Catalog) error {
-				store, key, _, err := openSharedStore(ctx, cat)
-				if key == "" {
-					fmt.Fprintln(cmd.ErrOrStderr(), "no shared session store (identity.session.redis_url or postgres_url): a single replica keeps its sessions in its memory; use its EndSubjectSessions call")
-					return exitCode(exitInvalidConfig)
-				}
+				store, err := openAdminStore(ctx, cmd, cat)
 				if err != nil {
-					fmt.Fprintf(cmd.ErrOrStderr(), "%s: %v\n", key, err)
-					return exitCode(exitFailing)
+					return err
 				}
 				defer store.Close()
 				ended, err := session.EndSubject(ctx, store, idp, subject, time.Now())
@@ -465,4 +461,67 @@ not, 2 when the configuration is invalid or has no shared store.`,
 	cmd.Flags().StringVar(&subject, "subject", "", "the subject whose sessions end (required)")
 	cmd.Flags().StringVar(&idp, "idp", "", "only its sessions at this identity provider (default: at every one)")
 	return cmd
+}
+
+func newListSessionsCmd() *cobra.Command {
+	var (
+		f            configFlags
+		subject, idp string
+	)
+	cmd := &cobra.Command{
+		Use:   "list-sessions --config FILE --subject SUBJECT [--idp NAME]",
+		Short: "List the live sessions of a subject in the shared session store",
+		Long: `List the live sessions of SUBJECT (at identity provider NAME, or at every one) in the shared
+session store of the configuration (identity.session.redis_url or postgres_url), as the runtime's
+ListSubjectSessions does, straight on the store: one line per session (its id, tenant, identity
+provider, scope, when its current refresh token was issued, when it expires), for instance before
+"provider-host end-sessions". No token is printed.
+
+Exit status: 0 when the store answered, 1 when it did not, 2 when the configuration is invalid or
+has no shared store.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if subject == "" {
+				return errors.New("--subject is required")
+			}
+			return f.run(cmd, func(ctx context.Context, cat *catalog.Catalog) error {
+				store, err := openAdminStore(ctx, cmd, cat)
+				if err != nil {
+					return err
+				}
+				defer store.Close()
+				fams, err := store.SubjectFamilies(ctx, idp, subject, time.Now())
+				if err != nil {
+					fmt.Fprintln(cmd.ErrOrStderr(), err)
+					return exitCode(exitFailing)
+				}
+				out := cmd.OutOrStdout()
+				for _, fam := range fams {
+					fmt.Fprintf(out, "session=%s subject=%s tenant=%s idp=%s scope=%q last_refresh=%s expires=%s\n", fam.SessionID, fam.Subject,
+						fam.Tenant, fam.IdP, fam.Scope, fam.CurrentIssuedAt.UTC().Format(time.RFC3339), fam.ExpiresAt.UTC().Format(time.RFC3339))
+				}
+				fmt.Fprintf(out, "%d session(s)\n", len(fams))
+				return nil
+			})
+		},
+	}
+	f.register(cmd)
+	cmd.Flags().StringVar(&subject, "subject", "", "the subject whose sessions to list (required)")
+	cmd.Flags().StringVar(&idp, "idp", "", "only its sessions at this identity provider (default: at every one)")
+	return cmd
+}
+
+// openAdminStore is openSharedStore for end-sessions and list-sessions, reporting what stops it on
+// stderr with the exit status.
+func openAdminStore(ctx context.Context, cmd *cobra.Command, cat *catalog.Catalog) (sharedStore, error) {
+	store, key, _, err := openSharedStore(ctx, cat)
+	if key == "" {
+		fmt.Fprintln(cmd.ErrOrStderr(), "no shared session store (identity.session.redis_url or postgres_url): a single replica keeps its sessions in its memory; use its ListSubjectSessions and EndSubjectSessions calls")
+		return nil, exitCode(exitInvalidConfig)
+	}
+	if err != nil {
+		fmt.Fprintf(cmd.ErrOrStderr(), "%s: %v\n", key, err)
+		return nil, exitCode(exitFailing)
+	}
+	return store, nil
 }

@@ -61,14 +61,15 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 		Long: `provider-host is Keyfort's one binary. It runs the identity runtime (serve), serves the built-in
 provider adapters as go-plugin plugins (Keyfort's host library starts "provider-host plugin NAME" for
 each configured provider), and administers a deployment: check and get inspect a configuration,
-migrate prepares the PostgreSQL session store, end-sessions ends a subject's sessions, bench
+migrate prepares the PostgreSQL session store, list-sessions and end-sessions show and end a
+subject's sessions, bench
 load-tests the runtime.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
 	root.SetOut(stdout)
 	root.SetErr(stderr)
-	root.AddCommand(newServeCmd(), newBenchCmd(), newPluginCmd(), newCheckCmd(), newGetCmd(), newMigrateCmd(), newEndSessionsCmd(), newVersionCmd())
+	root.AddCommand(newServeCmd(), newBenchCmd(), newPluginCmd(), newCheckCmd(), newGetCmd(), newMigrateCmd(), newListSessionsCmd(), newEndSessionsCmd(), newVersionCmd())
 	return root
 }
 

@@ -103,9 +103,10 @@ func TestMigrateCommand(t *testing.T) {
 	}
 }
 
-// TestEndSessionsCommand: the break-glass path. provider-host end-sessions, on the shared store of
-// serve's configuration (PostgreSQL here), ends every session of a subject, which the running serve
-// then refuses, and leaves other subjects alone; without a shared store it says what to do instead.
+// TestEndSessionsCommand: the break-glass path. provider-host list-sessions and end-sessions, on the
+// shared store of serve's configuration (PostgreSQL here), list and end every session of a subject,
+// which the running serve then refuses, and leave other subjects alone; without a shared store they
+// say what to do instead.
 func TestEndSessionsCommand(t *testing.T) {
 	iss := oidctest.New(t)
 	cfg := pgRuntimeConfig(t, iss.URL, pgtest.SchemaURL(t))
@@ -114,7 +115,12 @@ func TestEndSessionsCommand(t *testing.T) {
 	ctx := context.Background()
 	second, bob := startAs(t, rt, iss, "client-1", "alice", "phone"), startAs(t, rt, iss, "client-1", "bob", "laptop")
 
-	r := run(t, env, "end-sessions", "--config", cfg, "--subject", "alice", "--idp", "google")
+	r := run(t, env, "list-sessions", "--config", cfg, "--subject", "alice")
+	if r.code != 0 || strings.Count(r.stdout, "subject=alice tenant= idp=google") != 2 || !strings.Contains(r.stdout, "session="+second.GetSessionId()) ||
+		!strings.Contains(r.stdout, "2 session(s)") || strings.Contains(r.stdout, second.GetRefreshToken()) {
+		t.Errorf("list-sessions: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	r = run(t, env, "end-sessions", "--config", cfg, "--subject", "alice", "--idp", "google")
 	if r.code != 0 || strings.Count(r.stdout, "ended session=") != 2 || !strings.Contains(r.stdout, "ended session="+first.GetTokens().GetSessionId()) ||
 		!strings.Contains(r.stdout, "2 session(s) ended") || !strings.Contains(r.stderr, "event=session.end_subject outcome=ok") {
 		t.Fatalf("end-sessions: exit %d\n%s%s", r.code, r.stdout, r.stderr)
@@ -129,6 +135,9 @@ func TestEndSessionsCommand(t *testing.T) {
 	}
 	if r := run(t, env, "end-sessions", "--config", cfg, "--subject", "alice"); r.code != 0 || !strings.Contains(r.stdout, "0 session(s) ended") {
 		t.Errorf("again: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	if r := run(t, env, "list-sessions", "--config", cfg, "--subject", "alice"); r.code != 0 || r.stdout != "0 session(s)\n" {
+		t.Errorf("list-sessions after the end: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
 	mem := writeConfig(t, `identity: { secrets: { session_signing: env:KFSERVE_SIGNING } }`)
 	if r := run(t, env, "end-sessions", "--config", mem, "--subject", "alice"); r.code != 2 || !strings.Contains(r.stderr, "no shared session store") {

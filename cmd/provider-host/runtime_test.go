@@ -171,10 +171,11 @@ func TestIdentityRuntimePolicyClosesIssueByDefault(t *testing.T) {
 	}
 }
 
-// TestEndSubjectSessionsThroughServe: "sign out everywhere" through a real serve. A subject ends its
-// own sessions (all of them, not another's); ending someone else's needs the policy's
-// keyfort:end_sessions (refused to bob, allowed to ops-admin); each call is audited; a call without
-// a session is refused.
+// TestEndSubjectSessionsThroughServe: listing a subject's sessions and "sign out everywhere" through a
+// real serve. A subject lists and ends its own sessions (all of them, not another's); doing so for
+// someone else needs the policy's keyfort:list_sessions or keyfort:end_sessions (refused to bob,
+// allowed to ops-admin), and a bare token naming a subject is not that subject's session; each call
+// on another's is audited; a call without a session is refused.
 func TestEndSubjectSessionsThroughServe(t *testing.T) {
 	iss := oidctest.New(t)
 	rt, _, log := startRuntimeLogged(t, iss, "", `
@@ -182,6 +183,7 @@ func TestEndSubjectSessionsThroughServe(t *testing.T) {
     rules:
       - { subject: ops-admin, action: "keyfort:end_sessions", effect: allow }
       - { subject: ops-admin, action: "keyfort:issue_token", effect: allow }
+      - { subject: ops-admin, action: "keyfort:list_sessions", effect: allow }
 `)
 	ctx := context.Background()
 	n := 0
@@ -198,6 +200,29 @@ func TestEndSubjectSessionsThroughServe(t *testing.T) {
 	}
 
 	laptop, phone, bob := start("alice"), start("alice"), start("bob")
+	admin := start("ops-admin")
+
+	// Listing: alice her own (the one she calls from marked current), ops-admin anyone's by policy,
+	// bob no one's but his.
+	list, err := rt.ListSubjectSessions(as(laptop), &pb.ListSubjectSessionsRequest{Subject: "alice"})
+	if err != nil || len(list.GetSessions()) != 2 {
+		t.Fatalf("alice listing her sessions: %v, %v", list, err)
+	}
+	for _, ss := range list.GetSessions() {
+		if ss.GetCurrent() != (ss.GetSessionId() == laptop.GetSessionId()) || ss.GetIdentityProvider() != "google" ||
+			!ss.GetExpiresAt().AsTime().After(time.Now()) || ss.GetLastRefreshedAt().AsTime().IsZero() {
+			t.Errorf("a listed session: %v", ss)
+		}
+	}
+	if _, err := rt.ListSubjectSessions(as(bob), &pb.ListSubjectSessionsRequest{Subject: "alice"}); status.Code(err) != codes.PermissionDenied {
+		t.Errorf("bob listing alice's sessions: got %v, want PermissionDenied", err)
+	}
+	if list, err := rt.ListSubjectSessions(as(admin), &pb.ListSubjectSessionsRequest{Subject: "alice", IdentityProvider: "google"}); err != nil ||
+		len(list.GetSessions()) != 2 || list.GetSessions()[0].GetCurrent() || list.GetSessions()[1].GetCurrent() {
+		t.Errorf("ops-admin listing alice's sessions: %v, %v", list, err)
+	}
+	waitLog(t, log, "event=session.list_subject outcome=ok subject=ops-admin")
+
 	out, err := rt.EndSubjectSessions(as(laptop), &pb.EndSubjectSessionsRequest{Subject: "alice"})
 	if err != nil || len(out.GetSessionIds()) != 2 {
 		t.Fatalf("alice signing out everywhere: %v, %v", out, err)
@@ -213,7 +238,6 @@ func TestEndSubjectSessionsThroughServe(t *testing.T) {
 	if !refreshes(again) {
 		t.Fatal("a refused call ended alice's session")
 	}
-	admin := start("ops-admin")
 	out, err = rt.EndSubjectSessions(as(admin), &pb.EndSubjectSessionsRequest{Subject: "alice", IdentityProvider: "google"})
 	if err != nil || len(out.GetSessionIds()) != 1 {
 		t.Fatalf("ops-admin ending alice's sessions: %v, %v", out, err)

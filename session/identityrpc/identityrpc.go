@@ -222,37 +222,52 @@ func (s *Server) IssueIdentityToken(ctx context.Context, req *pb.IssueIdentityTo
 	return &pb.IssueIdentityTokenResponse{AccessToken: tok, ExpiresAt: timestamppb.New(exp)}, nil
 }
 
-// EndSessionsAction is the policy action a caller needs to end another subject's sessions.
-const EndSessionsAction = "keyfort:end_sessions"
+// The policy actions a caller needs to act on another subject's sessions (its own it may always).
+const (
+	EndSessionsAction  = "keyfort:end_sessions"
+	ListSessionsAction = "keyfort:list_sessions"
+)
 
-// EndSubjectSessions implements the service. The caller must hold a session (the server's grpcauth
-// interceptor guards this method); its own subject at its own identity provider it may always end
-// ("sign out everywhere"; a session of Keyfort's, not a bare token), another's only where the policy
-// allows it EndSessionsAction.
-func (s *Server) EndSubjectSessions(ctx context.Context, req *pb.EndSubjectSessionsRequest) (*pb.EndSubjectSessionsResponse, error) {
-	const method, event = "EndSubjectSessions", "session.end_subject"
-	target := []slog.Attr{slog.String("for_subject", req.GetSubject()), slog.String("for_idp", req.GetIdentityProvider())}
-	if req.GetSubject() == "" {
+// subjectCall authorizes a call on the sessions of the subject at idp: the caller must hold a
+// session (the server's grpcauth interceptor guards these methods); its own subject at its own
+// identity provider, from a session of Keyfort's, it may always act on, another's only where the
+// policy allows it action. It returns the identity provider to use ("" for all), whether the call
+// is on the caller's own sessions, the caller's principal, and the attributes of the audit record;
+// on a refusal it has recorded the call and returns the status to answer with.
+func (s *Server) subjectCall(ctx context.Context, method, event, action, subject, idp string) (string, bool, session.Principal, []slog.Attr, error) {
+	target := []slog.Attr{slog.String("for_subject", subject), slog.String("for_idp", idp)}
+	if subject == "" {
 		s.record(ctx, method, event, "invalid_argument", nil, target...)
-		return nil, status.Error(codes.InvalidArgument, "subject is required")
+		return "", false, session.Principal{}, nil, status.Error(codes.InvalidArgument, "subject is required")
 	}
 	caller, ok := session.FromContext(ctx)
 	if !ok {
 		s.record(ctx, method, event, "unauthenticated", nil, target...)
-		return nil, status.Error(codes.Unauthenticated, "unauthenticated")
+		return "", false, session.Principal{}, nil, status.Error(codes.Unauthenticated, "unauthenticated")
 	}
 	p := caller.Principal
 	who := append([]slog.Attr{slog.String("subject", p.Subject), slog.String("tenant", p.Tenant), slog.String("idp", p.IdP)}, target...)
-	idp := req.GetIdentityProvider()
 	// Self-service needs a session of Keyfort's (a family, so an identity provider): a bare token of
 	// IssueIdentityToken names a subject but no identity provider, and whoever may issue one for a
 	// subject is not thereby that subject's user.
-	self := p.Family != "" && p.IdP != "" && req.GetSubject() == p.Subject && (idp == "" || idp == p.IdP)
+	self := p.Family != "" && p.IdP != "" && subject == p.Subject && (idp == "" || idp == p.IdP)
 	if self {
-		idp = p.IdP
-	} else if d := s.m.EvaluatePolicy(session.PolicyRequest{Subject: p.Subject, Tenant: p.Tenant, Action: EndSessionsAction}); !d.Allowed {
+		return p.IdP, true, p, append(who, slog.Bool("self", true)), nil
+	}
+	if d := s.m.EvaluatePolicy(session.PolicyRequest{Subject: p.Subject, Tenant: p.Tenant, Action: action}); !d.Allowed {
 		s.record(ctx, method, event, "permission_denied", nil, append(who, slog.String("reason", d.Reason))...)
-		return nil, status.Error(codes.PermissionDenied, "not allowed to end another subject's sessions")
+		return "", false, p, nil, status.Error(codes.PermissionDenied, "not allowed to act on another subject's sessions")
+	}
+	return idp, false, p, append(who, slog.Bool("self", false)), nil
+}
+
+// EndSubjectSessions implements the service: every session of the subject ends (see subjectCall
+// for who may; another subject's needs EndSessionsAction).
+func (s *Server) EndSubjectSessions(ctx context.Context, req *pb.EndSubjectSessionsRequest) (*pb.EndSubjectSessionsResponse, error) {
+	const method, event = "EndSubjectSessions", "session.end_subject"
+	idp, _, _, who, refused := s.subjectCall(ctx, method, event, EndSessionsAction, req.GetSubject(), req.GetIdentityProvider())
+	if refused != nil {
+		return nil, refused
 	}
 	ended, err := s.m.EndSubjectSessions(ctx, idp, req.GetSubject())
 	if errors.Is(err, session.ErrNoSubjectRevocation) {
@@ -267,8 +282,40 @@ func (s *Server) EndSubjectSessions(ctx context.Context, req *pb.EndSubjectSessi
 		s.record(ctx, method, event, outcome(err), err, append(who, slog.Any("sessions", ids))...)
 		return nil, statusOf(err)
 	}
-	s.record(ctx, method, event, "ok", nil, append(who, slog.Bool("self", self), slog.Any("sessions", ids))...)
+	s.record(ctx, method, event, "ok", nil, append(who, slog.Any("sessions", ids))...)
 	return &pb.EndSubjectSessionsResponse{SessionIds: ids}, nil
+}
+
+// ListSubjectSessions implements the service: the live sessions of the subject (see subjectCall for
+// who may; another subject's needs ListSessionsAction). Counted, and audited when the subject is
+// another's: it reveals where and when someone is signed in.
+func (s *Server) ListSubjectSessions(ctx context.Context, req *pb.ListSubjectSessionsRequest) (*pb.ListSubjectSessionsResponse, error) {
+	const method = "ListSubjectSessions"
+	idp, self, p, who, refused := s.subjectCall(ctx, method, "session.list_subject", ListSessionsAction, req.GetSubject(), req.GetIdentityProvider())
+	if refused != nil {
+		return nil, refused
+	}
+	event := "session.list_subject"
+	if self {
+		event = "" // a user's look at their own sessions is counted, not audited
+	}
+	fams, err := s.m.SubjectSessions(ctx, idp, req.GetSubject())
+	if errors.Is(err, session.ErrNoSubjectListing) {
+		s.record(ctx, method, event, "unimplemented", err, who...)
+		return nil, status.Error(codes.Unimplemented, "the session store cannot list a subject's sessions")
+	}
+	if err != nil {
+		s.record(ctx, method, event, outcome(err), err, who...)
+		return nil, statusOf(err)
+	}
+	out := &pb.ListSubjectSessionsResponse{Sessions: make([]*pb.SubjectSession, 0, len(fams))}
+	for _, f := range fams {
+		out.Sessions = append(out.Sessions, &pb.SubjectSession{SessionId: f.SessionID, Tenant: f.Tenant, IdentityProvider: f.IdP,
+			Scope: f.Scope, LastRefreshedAt: timestamppb.New(f.CurrentIssuedAt), ExpiresAt: timestamppb.New(f.ExpiresAt),
+			Current: p.Family != "" && f.ID == p.Family})
+	}
+	s.record(ctx, method, event, "ok", nil, append(who, slog.Int("sessions", len(fams)))...)
+	return out, nil
 }
 
 // EvaluateIdentityPolicy implements the service (counted, not audited: it grants nothing).

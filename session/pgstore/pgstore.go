@@ -81,6 +81,7 @@ var (
 	_ session.HashKeyHolder  = (*Store)(nil)
 	_ session.RevocationFeed = (*Store)(nil)
 	_ session.SubjectRevoker = (*Store)(nil)
+	_ session.SubjectLister  = (*Store)(nil)
 )
 
 // New connects, creates the tables if they are missing or brings them to SchemaVersion (see
@@ -284,6 +285,25 @@ func (s *Store) RevokeSubject(ctx context.Context, idp, subject string, now time
 		return nil, wrap(err)
 	}
 	return ended, nil
+}
+
+// SubjectFamilies implements session.SubjectLister through the subject index.
+func (s *Store) SubjectFamilies(ctx context.Context, idp, subject string, now time.Time) ([]session.Family, error) {
+	rows, err := s.pool.Query(ctx, `SELECT `+familyColumns+` FROM `+s.fam+`
+		WHERE subject = $1 AND ($2 = '' OR idp = $2) AND NOT revoked AND expires_at > $3`, subject, idp, now)
+	if err != nil {
+		return nil, wrap(err)
+	}
+	defer rows.Close()
+	var live []session.Family
+	for rows.Next() {
+		f, err := scanFamily(rows)
+		if err != nil {
+			return nil, wrap(err)
+		}
+		live = append(live, f)
+	}
+	return live, wrap(rows.Err())
 }
 
 // Family implements session.Store: a missing or expired family reads as revoked.

@@ -41,6 +41,7 @@ var (
 	_ session.HashKeyHolder  = (*Store)(nil)
 	_ session.RevocationFeed = (*Store)(nil)
 	_ session.SubjectRevoker = (*Store)(nil)
+	_ session.SubjectLister  = (*Store)(nil)
 )
 
 // Config configures a Store.
@@ -432,16 +433,14 @@ func (s *Store) RevokeFamily(ctx context.Context, id string) error {
 // pipeline (two round trips per batch; a Cluster client splits a pipeline by slot).
 const revokeBatch = 256
 
-// RevokeSubject implements session.SubjectRevoker: the subject's set names its families; each live
-// one (at idp, when given) is revoked and announced as RevokeFamily does, in pipelined batches, and
-// the set forgets the ones it no longer needs.
-func (s *Store) RevokeSubject(ctx context.Context, idp, subject string, now time.Time) ([]session.Family, error) {
-	key := s.subjectKey(subject)
-	ids, err := s.rdb.SMembers(ctx, key).Result()
+// subjectBatches reads the families the subject's set names, revokeBatch at a time (one pipelined
+// round trip each), and calls fn with each batch's live families of the subject (at idp, when
+// given) and the IDs the set no longer needs (gone, revoked or expired).
+func (s *Store) subjectBatches(ctx context.Context, idp, subject string, now time.Time, fn func(live []session.Family, stale []any) error) error {
+	ids, err := s.rdb.SMembers(ctx, s.subjectKey(subject)).Result()
 	if err != nil {
-		return nil, wrap(err)
+		return wrap(err)
 	}
-	var ended []session.Family
 	for len(ids) > 0 {
 		batch := ids[:min(len(ids), revokeBatch)]
 		ids = ids[len(batch):]
@@ -452,45 +451,71 @@ func (s *Store) RevokeSubject(ctx context.Context, idp, subject string, now time
 			}
 			return nil
 		}); err != nil {
-			return ended, wrap(err)
+			return wrap(err)
 		}
-		var revoke []session.Family
-		var done []any
+		var live []session.Family
+		var stale []any
 		for i, id := range batch {
 			m := reads[i].Val()
 			if len(m) == 0 {
-				done = append(done, id) // gone: nothing to do for it again
+				stale = append(stale, id)
 				continue
 			}
 			f := decode(id, m)
-			if f.Subject != subject || f.Revoked || !now.Before(f.ExpiresAt) {
-				done = append(done, id)
-				continue
+			switch {
+			case f.Subject != subject || f.Revoked || !now.Before(f.ExpiresAt):
+				stale = append(stale, id)
+			case idp == "" || f.IdP == idp:
+				live = append(live, f)
 			}
-			if idp != "" && f.IdP != idp {
-				continue
-			}
-			revoke = append(revoke, f)
-			done = append(done, id)
+		}
+		if err := fn(live, stale); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// SubjectFamilies implements session.SubjectLister: the families the subject's set names, read in
+// pipelined batches.
+func (s *Store) SubjectFamilies(ctx context.Context, idp, subject string, now time.Time) ([]session.Family, error) {
+	var all []session.Family
+	err := s.subjectBatches(ctx, idp, subject, now, func(live []session.Family, _ []any) error {
+		all = append(all, live...)
+		return nil
+	})
+	return all, err
+}
+
+// RevokeSubject implements session.SubjectRevoker: each live family the subject's set names (at idp,
+// when given) is revoked and announced as RevokeFamily does, in pipelined batches, and the set
+// forgets the ones it no longer needs.
+func (s *Store) RevokeSubject(ctx context.Context, idp, subject string, now time.Time) ([]session.Family, error) {
+	key := s.subjectKey(subject)
+	var ended []session.Family
+	err := s.subjectBatches(ctx, idp, subject, now, func(live []session.Family, stale []any) error {
+		for _, f := range live {
+			stale = append(stale, f.ID) // revoked now: the set need not name it again
 		}
 		if _, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-			for _, f := range revoke {
+			for _, f := range live {
 				// EVAL, not EVALSHA: a pipeline cannot fall back on NOSCRIPT.
 				revokeScript.Eval(ctx, p, []string{s.familyKey(f.ID)}, s.publish, f.ID)
 			}
-			if len(done) > 0 {
-				p.SRem(ctx, key, done...)
+			if len(stale) > 0 {
+				p.SRem(ctx, key, stale...)
 			}
 			return nil
 		}); err != nil {
-			return ended, wrap(err)
+			return wrap(err)
 		}
-		for _, f := range revoke {
+		for _, f := range live {
 			f.Revoked = true
 			ended = append(ended, f)
 		}
-	}
-	return ended, nil
+		return nil
+	})
+	return ended, err
 }
 
 // Family implements session.Store.

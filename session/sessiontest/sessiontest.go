@@ -3,6 +3,7 @@ package sessiontest
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -245,9 +246,43 @@ func runRevokeSubjectTests(t *testing.T, s session.Store, rs session.SubjectRevo
 	if err := s.RevokeFamily(ctx, "a-gone"); err != nil {
 		t.Fatal(err)
 	}
+	lister, _ := s.(session.SubjectLister)
+	list := func(idp, subject string) []string {
+		t.Helper()
+		if lister == nil {
+			return nil
+		}
+		fams, err := lister.SubjectFamilies(ctx, idp, subject, now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids := make([]string, 0, len(fams))
+		for _, f := range fams {
+			ids = append(ids, f.ID)
+			if f.ID == "a1" && (f.SessionID != "s-a1" || f.Origin != "origin-a1" || f.Tenant != "acme") {
+				t.Errorf("a listed family lost its fields: %+v", f)
+			}
+		}
+		slices.Sort(ids)
+		return ids
+	}
+	if lister != nil {
+		if got := list("google", "alice"); !slices.Equal(got, []string{"a1", "a2"}) {
+			t.Errorf("SubjectFamilies(google, alice): %v, want a1 and a2 (live, any tenant)", got)
+		}
+		if got := list("", "alice"); !slices.Equal(got, []string{"a1", "a2", "a3"}) {
+			t.Errorf("SubjectFamilies(any, alice): %v, want a1, a2 and a3", got)
+		}
+	}
+
 	ended, err := rs.RevokeSubject(ctx, "google", "alice", now)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if lister != nil {
+		if got := list("", "alice"); !slices.Equal(got, []string{"a3"}) {
+			t.Errorf("SubjectFamilies after RevokeSubject(google, alice): %v, want a3", got)
+		}
 	}
 	ids := map[string]session.Family{}
 	for _, f := range ended {
@@ -305,6 +340,11 @@ func runRevokeSubjectTests(t *testing.T, s session.Store, rs session.SubjectRevo
 	const many = 600
 	for i := range many {
 		mk(fmt.Sprintf("m%03d", i), "google", "svc-account", nil)
+	}
+	if lister != nil {
+		if got := list("google", "svc-account"); len(got) != many {
+			t.Errorf("SubjectFamilies of %d families: %d", many, len(got))
+		}
 	}
 	all, err := rs.RevokeSubject(ctx, "google", "svc-account", now)
 	if err != nil || len(all) != many {

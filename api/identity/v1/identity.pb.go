@@ -731,6 +731,199 @@ func (x *EndSubjectSessionsResponse) GetSessionIds() []string {
 	return nil
 }
 
+type ListSubjectSessionsRequest struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Subject string                 `protobuf:"bytes,1,opt,name=subject,proto3" json:"subject,omitempty"`
+	// identity_provider limits it to the subject at one identity provider; empty: at every one (for
+	// the caller's own subject: at the caller's identity provider).
+	IdentityProvider string `protobuf:"bytes,2,opt,name=identity_provider,json=identityProvider,proto3" json:"identity_provider,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *ListSubjectSessionsRequest) Reset() {
+	*x = ListSubjectSessionsRequest{}
+	mi := &file_keyfort_identity_v1_identity_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListSubjectSessionsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListSubjectSessionsRequest) ProtoMessage() {}
+
+func (x *ListSubjectSessionsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_keyfort_identity_v1_identity_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListSubjectSessionsRequest.ProtoReflect.Descriptor instead.
+func (*ListSubjectSessionsRequest) Descriptor() ([]byte, []int) {
+	return file_keyfort_identity_v1_identity_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *ListSubjectSessionsRequest) GetSubject() string {
+	if x != nil {
+		return x.Subject
+	}
+	return ""
+}
+
+func (x *ListSubjectSessionsRequest) GetIdentityProvider() string {
+	if x != nil {
+		return x.IdentityProvider
+	}
+	return ""
+}
+
+type SubjectSession struct {
+	state            protoimpl.MessageState `protogen:"open.v1"`
+	SessionId        string                 `protobuf:"bytes,1,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
+	Tenant           string                 `protobuf:"bytes,2,opt,name=tenant,proto3" json:"tenant,omitempty"`
+	IdentityProvider string                 `protobuf:"bytes,3,opt,name=identity_provider,json=identityProvider,proto3" json:"identity_provider,omitempty"`
+	Scope            string                 `protobuf:"bytes,4,opt,name=scope,proto3" json:"scope,omitempty"`
+	// last_refreshed_at is when its current refresh token was issued (the session's start, or its
+	// latest refresh).
+	LastRefreshedAt *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=last_refreshed_at,json=lastRefreshedAt,proto3" json:"last_refreshed_at,omitempty"`
+	ExpiresAt       *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=expires_at,json=expiresAt,proto3" json:"expires_at,omitempty"`
+	// current is true for the session the call was made with.
+	Current       bool `protobuf:"varint,7,opt,name=current,proto3" json:"current,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SubjectSession) Reset() {
+	*x = SubjectSession{}
+	mi := &file_keyfort_identity_v1_identity_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SubjectSession) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SubjectSession) ProtoMessage() {}
+
+func (x *SubjectSession) ProtoReflect() protoreflect.Message {
+	mi := &file_keyfort_identity_v1_identity_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SubjectSession.ProtoReflect.Descriptor instead.
+func (*SubjectSession) Descriptor() ([]byte, []int) {
+	return file_keyfort_identity_v1_identity_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *SubjectSession) GetSessionId() string {
+	if x != nil {
+		return x.SessionId
+	}
+	return ""
+}
+
+func (x *SubjectSession) GetTenant() string {
+	if x != nil {
+		return x.Tenant
+	}
+	return ""
+}
+
+func (x *SubjectSession) GetIdentityProvider() string {
+	if x != nil {
+		return x.IdentityProvider
+	}
+	return ""
+}
+
+func (x *SubjectSession) GetScope() string {
+	if x != nil {
+		return x.Scope
+	}
+	return ""
+}
+
+func (x *SubjectSession) GetLastRefreshedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.LastRefreshedAt
+	}
+	return nil
+}
+
+func (x *SubjectSession) GetExpiresAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ExpiresAt
+	}
+	return nil
+}
+
+func (x *SubjectSession) GetCurrent() bool {
+	if x != nil {
+		return x.Current
+	}
+	return false
+}
+
+type ListSubjectSessionsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Sessions      []*SubjectSession      `protobuf:"bytes,1,rep,name=sessions,proto3" json:"sessions,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListSubjectSessionsResponse) Reset() {
+	*x = ListSubjectSessionsResponse{}
+	mi := &file_keyfort_identity_v1_identity_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListSubjectSessionsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListSubjectSessionsResponse) ProtoMessage() {}
+
+func (x *ListSubjectSessionsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_keyfort_identity_v1_identity_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListSubjectSessionsResponse.ProtoReflect.Descriptor instead.
+func (*ListSubjectSessionsResponse) Descriptor() ([]byte, []int) {
+	return file_keyfort_identity_v1_identity_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *ListSubjectSessionsResponse) GetSessions() []*SubjectSession {
+	if x != nil {
+		return x.Sessions
+	}
+	return nil
+}
+
 var File_keyfort_identity_v1_identity_proto protoreflect.FileDescriptor
 
 const file_keyfort_identity_v1_identity_proto_rawDesc = "" +
@@ -780,14 +973,30 @@ const file_keyfort_identity_v1_identity_proto_rawDesc = "" +
 	"\x11identity_provider\x18\x02 \x01(\tR\x10identityProvider\"=\n" +
 	"\x1aEndSubjectSessionsResponse\x12\x1f\n" +
 	"\vsession_ids\x18\x01 \x03(\tR\n" +
-	"sessionIds2\x82\x06\n" +
+	"sessionIds\"c\n" +
+	"\x1aListSubjectSessionsRequest\x12\x18\n" +
+	"\asubject\x18\x01 \x01(\tR\asubject\x12+\n" +
+	"\x11identity_provider\x18\x02 \x01(\tR\x10identityProvider\"\xa7\x02\n" +
+	"\x0eSubjectSession\x12\x1d\n" +
+	"\n" +
+	"session_id\x18\x01 \x01(\tR\tsessionId\x12\x16\n" +
+	"\x06tenant\x18\x02 \x01(\tR\x06tenant\x12+\n" +
+	"\x11identity_provider\x18\x03 \x01(\tR\x10identityProvider\x12\x14\n" +
+	"\x05scope\x18\x04 \x01(\tR\x05scope\x12F\n" +
+	"\x11last_refreshed_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\x0flastRefreshedAt\x129\n" +
+	"\n" +
+	"expires_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\x12\x18\n" +
+	"\acurrent\x18\a \x01(\bR\acurrent\"^\n" +
+	"\x1bListSubjectSessionsResponse\x12?\n" +
+	"\bsessions\x18\x01 \x03(\v2#.keyfort.identity.v1.SubjectSessionR\bsessions2\xfc\x06\n" +
 	"\x16IdentityRuntimeService\x12{\n" +
 	"\x14StartIdentitySession\x120.keyfort.identity.v1.StartIdentitySessionRequest\x1a1.keyfort.identity.v1.StartIdentitySessionResponse\x12\x81\x01\n" +
 	"\x16RefreshIdentitySession\x122.keyfort.identity.v1.RefreshIdentitySessionRequest\x1a3.keyfort.identity.v1.RefreshIdentitySessionResponse\x12u\n" +
 	"\x12EndIdentitySession\x12..keyfort.identity.v1.EndIdentitySessionRequest\x1a/.keyfort.identity.v1.EndIdentitySessionResponse\x12u\n" +
 	"\x12IssueIdentityToken\x12..keyfort.identity.v1.IssueIdentityTokenRequest\x1a/.keyfort.identity.v1.IssueIdentityTokenResponse\x12\x81\x01\n" +
 	"\x16EvaluateIdentityPolicy\x122.keyfort.identity.v1.EvaluateIdentityPolicyRequest\x1a3.keyfort.identity.v1.EvaluateIdentityPolicyResponse\x12u\n" +
-	"\x12EndSubjectSessions\x12..keyfort.identity.v1.EndSubjectSessionsRequest\x1a/.keyfort.identity.v1.EndSubjectSessionsResponseB7Z5github.com/keyfort/keyfort/api/identity/v1;identityv1b\x06proto3"
+	"\x12EndSubjectSessions\x12..keyfort.identity.v1.EndSubjectSessionsRequest\x1a/.keyfort.identity.v1.EndSubjectSessionsResponse\x12x\n" +
+	"\x13ListSubjectSessions\x12/.keyfort.identity.v1.ListSubjectSessionsRequest\x1a0.keyfort.identity.v1.ListSubjectSessionsResponseB7Z5github.com/keyfort/keyfort/api/identity/v1;identityv1b\x06proto3"
 
 var (
 	file_keyfort_identity_v1_identity_proto_rawDescOnce sync.Once
@@ -801,7 +1010,7 @@ func file_keyfort_identity_v1_identity_proto_rawDescGZIP() []byte {
 	return file_keyfort_identity_v1_identity_proto_rawDescData
 }
 
-var file_keyfort_identity_v1_identity_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
+var file_keyfort_identity_v1_identity_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
 var file_keyfort_identity_v1_identity_proto_goTypes = []any{
 	(*SessionTokens)(nil),                  // 0: keyfort.identity.v1.SessionTokens
 	(*StartIdentitySessionRequest)(nil),    // 1: keyfort.identity.v1.StartIdentitySessionRequest
@@ -816,33 +1025,41 @@ var file_keyfort_identity_v1_identity_proto_goTypes = []any{
 	(*EvaluateIdentityPolicyResponse)(nil), // 10: keyfort.identity.v1.EvaluateIdentityPolicyResponse
 	(*EndSubjectSessionsRequest)(nil),      // 11: keyfort.identity.v1.EndSubjectSessionsRequest
 	(*EndSubjectSessionsResponse)(nil),     // 12: keyfort.identity.v1.EndSubjectSessionsResponse
-	(*timestamppb.Timestamp)(nil),          // 13: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),            // 14: google.protobuf.Duration
+	(*ListSubjectSessionsRequest)(nil),     // 13: keyfort.identity.v1.ListSubjectSessionsRequest
+	(*SubjectSession)(nil),                 // 14: keyfort.identity.v1.SubjectSession
+	(*ListSubjectSessionsResponse)(nil),    // 15: keyfort.identity.v1.ListSubjectSessionsResponse
+	(*timestamppb.Timestamp)(nil),          // 16: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),            // 17: google.protobuf.Duration
 }
 var file_keyfort_identity_v1_identity_proto_depIdxs = []int32{
-	13, // 0: keyfort.identity.v1.SessionTokens.access_expires_at:type_name -> google.protobuf.Timestamp
-	13, // 1: keyfort.identity.v1.SessionTokens.refresh_expires_at:type_name -> google.protobuf.Timestamp
+	16, // 0: keyfort.identity.v1.SessionTokens.access_expires_at:type_name -> google.protobuf.Timestamp
+	16, // 1: keyfort.identity.v1.SessionTokens.refresh_expires_at:type_name -> google.protobuf.Timestamp
 	0,  // 2: keyfort.identity.v1.StartIdentitySessionResponse.tokens:type_name -> keyfort.identity.v1.SessionTokens
 	0,  // 3: keyfort.identity.v1.RefreshIdentitySessionResponse.tokens:type_name -> keyfort.identity.v1.SessionTokens
-	14, // 4: keyfort.identity.v1.IssueIdentityTokenRequest.ttl:type_name -> google.protobuf.Duration
-	13, // 5: keyfort.identity.v1.IssueIdentityTokenResponse.expires_at:type_name -> google.protobuf.Timestamp
-	1,  // 6: keyfort.identity.v1.IdentityRuntimeService.StartIdentitySession:input_type -> keyfort.identity.v1.StartIdentitySessionRequest
-	3,  // 7: keyfort.identity.v1.IdentityRuntimeService.RefreshIdentitySession:input_type -> keyfort.identity.v1.RefreshIdentitySessionRequest
-	5,  // 8: keyfort.identity.v1.IdentityRuntimeService.EndIdentitySession:input_type -> keyfort.identity.v1.EndIdentitySessionRequest
-	7,  // 9: keyfort.identity.v1.IdentityRuntimeService.IssueIdentityToken:input_type -> keyfort.identity.v1.IssueIdentityTokenRequest
-	9,  // 10: keyfort.identity.v1.IdentityRuntimeService.EvaluateIdentityPolicy:input_type -> keyfort.identity.v1.EvaluateIdentityPolicyRequest
-	11, // 11: keyfort.identity.v1.IdentityRuntimeService.EndSubjectSessions:input_type -> keyfort.identity.v1.EndSubjectSessionsRequest
-	2,  // 12: keyfort.identity.v1.IdentityRuntimeService.StartIdentitySession:output_type -> keyfort.identity.v1.StartIdentitySessionResponse
-	4,  // 13: keyfort.identity.v1.IdentityRuntimeService.RefreshIdentitySession:output_type -> keyfort.identity.v1.RefreshIdentitySessionResponse
-	6,  // 14: keyfort.identity.v1.IdentityRuntimeService.EndIdentitySession:output_type -> keyfort.identity.v1.EndIdentitySessionResponse
-	8,  // 15: keyfort.identity.v1.IdentityRuntimeService.IssueIdentityToken:output_type -> keyfort.identity.v1.IssueIdentityTokenResponse
-	10, // 16: keyfort.identity.v1.IdentityRuntimeService.EvaluateIdentityPolicy:output_type -> keyfort.identity.v1.EvaluateIdentityPolicyResponse
-	12, // 17: keyfort.identity.v1.IdentityRuntimeService.EndSubjectSessions:output_type -> keyfort.identity.v1.EndSubjectSessionsResponse
-	12, // [12:18] is the sub-list for method output_type
-	6,  // [6:12] is the sub-list for method input_type
-	6,  // [6:6] is the sub-list for extension type_name
-	6,  // [6:6] is the sub-list for extension extendee
-	0,  // [0:6] is the sub-list for field type_name
+	17, // 4: keyfort.identity.v1.IssueIdentityTokenRequest.ttl:type_name -> google.protobuf.Duration
+	16, // 5: keyfort.identity.v1.IssueIdentityTokenResponse.expires_at:type_name -> google.protobuf.Timestamp
+	16, // 6: keyfort.identity.v1.SubjectSession.last_refreshed_at:type_name -> google.protobuf.Timestamp
+	16, // 7: keyfort.identity.v1.SubjectSession.expires_at:type_name -> google.protobuf.Timestamp
+	14, // 8: keyfort.identity.v1.ListSubjectSessionsResponse.sessions:type_name -> keyfort.identity.v1.SubjectSession
+	1,  // 9: keyfort.identity.v1.IdentityRuntimeService.StartIdentitySession:input_type -> keyfort.identity.v1.StartIdentitySessionRequest
+	3,  // 10: keyfort.identity.v1.IdentityRuntimeService.RefreshIdentitySession:input_type -> keyfort.identity.v1.RefreshIdentitySessionRequest
+	5,  // 11: keyfort.identity.v1.IdentityRuntimeService.EndIdentitySession:input_type -> keyfort.identity.v1.EndIdentitySessionRequest
+	7,  // 12: keyfort.identity.v1.IdentityRuntimeService.IssueIdentityToken:input_type -> keyfort.identity.v1.IssueIdentityTokenRequest
+	9,  // 13: keyfort.identity.v1.IdentityRuntimeService.EvaluateIdentityPolicy:input_type -> keyfort.identity.v1.EvaluateIdentityPolicyRequest
+	11, // 14: keyfort.identity.v1.IdentityRuntimeService.EndSubjectSessions:input_type -> keyfort.identity.v1.EndSubjectSessionsRequest
+	13, // 15: keyfort.identity.v1.IdentityRuntimeService.ListSubjectSessions:input_type -> keyfort.identity.v1.ListSubjectSessionsRequest
+	2,  // 16: keyfort.identity.v1.IdentityRuntimeService.StartIdentitySession:output_type -> keyfort.identity.v1.StartIdentitySessionResponse
+	4,  // 17: keyfort.identity.v1.IdentityRuntimeService.RefreshIdentitySession:output_type -> keyfort.identity.v1.RefreshIdentitySessionResponse
+	6,  // 18: keyfort.identity.v1.IdentityRuntimeService.EndIdentitySession:output_type -> keyfort.identity.v1.EndIdentitySessionResponse
+	8,  // 19: keyfort.identity.v1.IdentityRuntimeService.IssueIdentityToken:output_type -> keyfort.identity.v1.IssueIdentityTokenResponse
+	10, // 20: keyfort.identity.v1.IdentityRuntimeService.EvaluateIdentityPolicy:output_type -> keyfort.identity.v1.EvaluateIdentityPolicyResponse
+	12, // 21: keyfort.identity.v1.IdentityRuntimeService.EndSubjectSessions:output_type -> keyfort.identity.v1.EndSubjectSessionsResponse
+	15, // 22: keyfort.identity.v1.IdentityRuntimeService.ListSubjectSessions:output_type -> keyfort.identity.v1.ListSubjectSessionsResponse
+	16, // [16:23] is the sub-list for method output_type
+	9,  // [9:16] is the sub-list for method input_type
+	9,  // [9:9] is the sub-list for extension type_name
+	9,  // [9:9] is the sub-list for extension extendee
+	0,  // [0:9] is the sub-list for field type_name
 }
 
 func init() { file_keyfort_identity_v1_identity_proto_init() }
@@ -856,7 +1073,7 @@ func file_keyfort_identity_v1_identity_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_keyfort_identity_v1_identity_proto_rawDesc), len(file_keyfort_identity_v1_identity_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   13,
+			NumMessages:   16,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -30,6 +30,7 @@ const (
 	IdentityRuntimeService_IssueIdentityToken_FullMethodName     = "/keyfort.identity.v1.IdentityRuntimeService/IssueIdentityToken"
 	IdentityRuntimeService_EvaluateIdentityPolicy_FullMethodName = "/keyfort.identity.v1.IdentityRuntimeService/EvaluateIdentityPolicy"
 	IdentityRuntimeService_EndSubjectSessions_FullMethodName     = "/keyfort.identity.v1.IdentityRuntimeService/EndSubjectSessions"
+	IdentityRuntimeService_ListSubjectSessions_FullMethodName    = "/keyfort.identity.v1.IdentityRuntimeService/ListSubjectSessions"
 )
 
 // IdentityRuntimeServiceClient is the client API for IdentityRuntimeService service.
@@ -52,6 +53,10 @@ type IdentityRuntimeServiceClient interface {
 	// sessions (at its own identity provider) is always allowed, any other subject's needs the policy
 	// to allow the action "keyfort:end_sessions" to the caller.
 	EndSubjectSessions(ctx context.Context, in *EndSubjectSessionsRequest, opts ...grpc.CallOption) (*EndSubjectSessionsResponse, error)
+	// ListSubjectSessions lists the live sessions of a subject ("where am I signed in", or an operator
+	// before ending them). Allowed as EndSubjectSessions is, with the policy action
+	// "keyfort:list_sessions" for another subject's.
+	ListSubjectSessions(ctx context.Context, in *ListSubjectSessionsRequest, opts ...grpc.CallOption) (*ListSubjectSessionsResponse, error)
 }
 
 type identityRuntimeServiceClient struct {
@@ -122,6 +127,16 @@ func (c *identityRuntimeServiceClient) EndSubjectSessions(ctx context.Context, i
 	return out, nil
 }
 
+func (c *identityRuntimeServiceClient) ListSubjectSessions(ctx context.Context, in *ListSubjectSessionsRequest, opts ...grpc.CallOption) (*ListSubjectSessionsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListSubjectSessionsResponse)
+	err := c.cc.Invoke(ctx, IdentityRuntimeService_ListSubjectSessions_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // IdentityRuntimeServiceServer is the server API for IdentityRuntimeService service.
 // All implementations must embed UnimplementedIdentityRuntimeServiceServer
 // for forward compatibility.
@@ -142,6 +157,10 @@ type IdentityRuntimeServiceServer interface {
 	// sessions (at its own identity provider) is always allowed, any other subject's needs the policy
 	// to allow the action "keyfort:end_sessions" to the caller.
 	EndSubjectSessions(context.Context, *EndSubjectSessionsRequest) (*EndSubjectSessionsResponse, error)
+	// ListSubjectSessions lists the live sessions of a subject ("where am I signed in", or an operator
+	// before ending them). Allowed as EndSubjectSessions is, with the policy action
+	// "keyfort:list_sessions" for another subject's.
+	ListSubjectSessions(context.Context, *ListSubjectSessionsRequest) (*ListSubjectSessionsResponse, error)
 	mustEmbedUnimplementedIdentityRuntimeServiceServer()
 }
 
@@ -169,6 +188,9 @@ func (UnimplementedIdentityRuntimeServiceServer) EvaluateIdentityPolicy(context.
 }
 func (UnimplementedIdentityRuntimeServiceServer) EndSubjectSessions(context.Context, *EndSubjectSessionsRequest) (*EndSubjectSessionsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method EndSubjectSessions not implemented")
+}
+func (UnimplementedIdentityRuntimeServiceServer) ListSubjectSessions(context.Context, *ListSubjectSessionsRequest) (*ListSubjectSessionsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListSubjectSessions not implemented")
 }
 func (UnimplementedIdentityRuntimeServiceServer) mustEmbedUnimplementedIdentityRuntimeServiceServer() {
 }
@@ -300,6 +322,24 @@ func _IdentityRuntimeService_EndSubjectSessions_Handler(srv interface{}, ctx con
 	return interceptor(ctx, in, info, handler)
 }
 
+func _IdentityRuntimeService_ListSubjectSessions_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListSubjectSessionsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(IdentityRuntimeServiceServer).ListSubjectSessions(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: IdentityRuntimeService_ListSubjectSessions_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(IdentityRuntimeServiceServer).ListSubjectSessions(ctx, req.(*ListSubjectSessionsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // IdentityRuntimeService_ServiceDesc is the grpc.ServiceDesc for IdentityRuntimeService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -330,6 +370,10 @@ var IdentityRuntimeService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "EndSubjectSessions",
 			Handler:    _IdentityRuntimeService_EndSubjectSessions_Handler,
+		},
+		{
+			MethodName: "ListSubjectSessions",
+			Handler:    _IdentityRuntimeService_ListSubjectSessions_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
