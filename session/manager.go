@@ -327,28 +327,29 @@ func (m *Manager) EndSession(ctx context.Context, anyToken string) (Family, erro
 // ErrNoSubjectRevocation is returned by EndSubjectSessions over a store without SubjectRevoker.
 var ErrNoSubjectRevocation = errors.New("session: the store cannot end a subject's sessions (no SubjectRevoker)")
 
-// EndSubjectSessions ends every session of subject at identity provider idp ("": at any): "sign out
-// everywhere", or an operator ending a compromised account's sessions. Every live family is revoked
+// EndSubjectSessions ends the sessions sel selects: every session of a subject ("sign out
+// everywhere", or an operator ending a compromised account's sessions), some of them, or all but
+// some ("sign out my other devices"). Every live family selected is revoked
 // (its refresh tokens refused, its access tokens refused wherever they are revalidated, cached
 // sessions on the store's feed ended with their leases), and the external token that started each
 // is tombstoned until it expires, so a stolen ID token cannot start a new one. Bare tokens of
 // IssueToken have no family and run to their expiry. It returns the families ended.
-func (m *Manager) EndSubjectSessions(ctx context.Context, idp, subject string) ([]Family, error) {
-	return EndSubject(ctx, m.store, idp, subject, m.now())
+func (m *Manager) EndSubjectSessions(ctx context.Context, sel SubjectSelector) ([]Family, error) {
+	return EndSubject(ctx, m.store, sel, m.now())
 }
 
 // EndSubject is EndSubjectSessions on a store directly, with no Manager (provider-host
-// end-sessions, an operator's break-glass path): the subject's live families revoked at now, the
+// end-sessions, an operator's break-glass path): the live families sel selects revoked at now, the
 // external tokens that started them tombstoned. The store must be a SubjectRevoker.
-func EndSubject(ctx context.Context, store Store, idp, subject string, now time.Time) ([]Family, error) {
-	if subject == "" {
+func EndSubject(ctx context.Context, store Store, sel SubjectSelector, now time.Time) ([]Family, error) {
+	if sel.Subject == "" {
 		return nil, errors.New("session: ending a subject's sessions needs a subject")
 	}
 	rs, ok := store.(SubjectRevoker)
 	if !ok {
 		return nil, ErrNoSubjectRevocation
 	}
-	ended, err := rs.RevokeSubject(ctx, idp, subject, now)
+	ended, err := rs.RevokeSubject(ctx, sel, now)
 	if err != nil {
 		return ended, fmt.Errorf("%w: %v", ErrStoreUnavailable, err)
 	}
@@ -365,17 +366,17 @@ func EndSubject(ctx context.Context, store Store, idp, subject string, now time.
 // ErrNoSubjectListing is returned by SubjectSessions over a store without SubjectLister.
 var ErrNoSubjectListing = errors.New("session: the store cannot list a subject's sessions (no SubjectLister)")
 
-// SubjectSessions lists the live sessions of subject at identity provider idp ("": at any), as
-// refresh-token families (session, tenant, identity provider, scope, last refresh, expiry).
-func (m *Manager) SubjectSessions(ctx context.Context, idp, subject string) ([]Family, error) {
-	if subject == "" {
+// SubjectSessions lists the live sessions sel selects, as refresh-token families (session, tenant,
+// identity provider, scope, last refresh, expiry).
+func (m *Manager) SubjectSessions(ctx context.Context, sel SubjectSelector) ([]Family, error) {
+	if sel.Subject == "" {
 		return nil, errors.New("session: listing a subject's sessions needs a subject")
 	}
 	sl, ok := m.store.(SubjectLister)
 	if !ok {
 		return nil, ErrNoSubjectListing
 	}
-	fams, err := sl.SubjectFamilies(ctx, idp, subject, m.now())
+	fams, err := sl.SubjectFamilies(ctx, sel, m.now())
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrStoreUnavailable, err)
 	}

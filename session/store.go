@@ -3,6 +3,7 @@ package session
 import (
 	"context"
 	"errors"
+	"slices"
 	"sync"
 	"time"
 )
@@ -105,22 +106,36 @@ type RevocationFeed interface {
 	SubscribeRevocations(ctx context.Context, fn func(Revocation)) (stop func(), err error)
 }
 
-// SubjectRevoker is the optional capability of a Store that revokes every session of one principal
-// at once ("sign out everywhere", or an operator ending a compromised account's sessions): every
-// family of subject, at identity provider idp ("": at any), that is neither revoked nor expired at
-// now. It returns those families, now revoked (the caller tombstones their origins), and
-// reports each on its RevocationFeed as RevokeFamily would. MemoryStore, redisstore.Store and
-// pgstore.Store have it.
+// SubjectSelector picks sessions of one subject: at one identity provider or any, all of them or
+// some by session ID, with some left out ("sign out my other devices").
+type SubjectSelector struct {
+	Subject string
+	IdP     string   // "": at any identity provider
+	Only    []string // session IDs; empty: every session
+	Except  []string // session IDs never selected
+}
+
+// Selects reports whether f is one of the selector's sessions (whether it is live aside).
+func (sel SubjectSelector) Selects(f Family) bool {
+	return f.Subject == sel.Subject && (sel.IdP == "" || f.IdP == sel.IdP) &&
+		(len(sel.Only) == 0 || slices.Contains(sel.Only, f.SessionID)) && !slices.Contains(sel.Except, f.SessionID)
+}
+
+// SubjectRevoker is the optional capability of a Store that revokes sessions of one principal at
+// once ("sign out everywhere", or an operator ending a compromised account's sessions): every
+// family sel selects that is neither revoked nor expired at now. It returns those families, now
+// revoked (the caller tombstones their origins), and reports each on its RevocationFeed as
+// RevokeFamily would. MemoryStore, redisstore.Store and pgstore.Store have it.
 type SubjectRevoker interface {
-	RevokeSubject(ctx context.Context, idp, subject string, now time.Time) ([]Family, error)
+	RevokeSubject(ctx context.Context, sel SubjectSelector, now time.Time) ([]Family, error)
 }
 
 // SubjectLister is the optional capability of a Store that lists the live sessions of one principal
-// (an operator before ending them, a user's "where am I signed in"): every family of subject, at
-// identity provider idp ("": at any), neither revoked nor expired at now, in no particular order.
-// MemoryStore, redisstore.Store and pgstore.Store have it.
+// (an operator before ending them, a user's "where am I signed in"): every family sel selects,
+// neither revoked nor expired at now, in no particular order. MemoryStore, redisstore.Store and
+// pgstore.Store have it.
 type SubjectLister interface {
-	SubjectFamilies(ctx context.Context, idp, subject string, now time.Time) ([]Family, error)
+	SubjectFamilies(ctx context.Context, sel SubjectSelector, now time.Time) ([]Family, error)
 }
 
 // hashKeyOf is the hash key a Manager or Cache uses: its own when configured, else its store's,
@@ -261,11 +276,11 @@ func (s *MemoryStore) RevokeFamily(_ context.Context, id string) error {
 }
 
 // RevokeSubject implements SubjectRevoker (a scan of every family: an administrative call).
-func (s *MemoryStore) RevokeSubject(_ context.Context, idp, subject string, now time.Time) ([]Family, error) {
+func (s *MemoryStore) RevokeSubject(_ context.Context, sel SubjectSelector, now time.Time) ([]Family, error) {
 	var ended []Family
 	s.mu.Lock()
 	for id, f := range s.families {
-		if f.Subject != subject || (idp != "" && f.IdP != idp) || f.Revoked || !now.Before(f.ExpiresAt) {
+		if !sel.Selects(f) || f.Revoked || !now.Before(f.ExpiresAt) {
 			continue
 		}
 		f.Revoked = true
@@ -280,12 +295,12 @@ func (s *MemoryStore) RevokeSubject(_ context.Context, idp, subject string, now 
 }
 
 // SubjectFamilies implements SubjectLister (a scan of every family: an administrative call).
-func (s *MemoryStore) SubjectFamilies(_ context.Context, idp, subject string, now time.Time) ([]Family, error) {
+func (s *MemoryStore) SubjectFamilies(_ context.Context, sel SubjectSelector, now time.Time) ([]Family, error) {
 	var live []Family
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, f := range s.families {
-		if f.Subject == subject && (idp == "" || f.IdP == idp) && !f.Revoked && now.Before(f.ExpiresAt) {
+		if sel.Selects(f) && !f.Revoked && now.Before(f.ExpiresAt) {
 			live = append(live, f)
 		}
 	}

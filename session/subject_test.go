@@ -45,7 +45,7 @@ func TestEndSubjectSessions(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	ended, err := f.m.EndSubjectSessions(ctx, "google", "alice")
+	ended, err := f.m.EndSubjectSessions(ctx, session.SubjectSelector{Subject: "alice", IdP: "google"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -72,15 +72,15 @@ func TestEndSubjectSessions(t *testing.T) {
 		t.Errorf("bob's session after alice's were ended: %v", err)
 	}
 	login("alice", "after") // a fresh login is not affected
-	if again, err := f.m.EndSubjectSessions(ctx, "okta", "alice"); err != nil || len(again) != 0 {
+	if again, err := f.m.EndSubjectSessions(ctx, session.SubjectSelector{Subject: "alice", IdP: "okta"}); err != nil || len(again) != 0 {
 		t.Errorf("alice at another identity provider: %+v, %v, want nothing", again, err)
 	}
-	if _, err := f.m.EndSubjectSessions(ctx, "google", ""); err == nil {
+	if _, err := f.m.EndSubjectSessions(ctx, session.SubjectSelector{Subject: "", IdP: "google"}); err == nil {
 		t.Error("an empty subject was accepted")
 	}
 
 	g := newFixture(t, hidden{session.NewMemoryStore(nil)})
-	if _, err := g.m.EndSubjectSessions(ctx, "google", "alice"); !errors.Is(err, session.ErrNoSubjectRevocation) {
+	if _, err := g.m.EndSubjectSessions(ctx, session.SubjectSelector{Subject: "alice", IdP: "google"}); !errors.Is(err, session.ErrNoSubjectRevocation) {
 		t.Errorf("a store without SubjectRevoker: got %v", err)
 	}
 }

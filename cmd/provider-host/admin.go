@@ -409,9 +409,10 @@ func newEndSessionsCmd() *cobra.Command {
 	var (
 		f            configFlags
 		subject, idp string
+		only         []string
 	)
 	cmd := &cobra.Command{
-		Use:   "end-sessions --config FILE --subject SUBJECT [--idp NAME]",
+		Use:   "end-sessions --config FILE --subject SUBJECT [--idp NAME] [--session ID ...]",
 		Short: "End every session of a subject in the shared session store (break glass: no runtime call)",
 		Long: `End every session of SUBJECT (at identity provider NAME, or at every one) in the shared session
 store of the configuration (identity.session.redis_url or postgres_url), as the runtime's
@@ -434,7 +435,7 @@ not, 2 when the configuration is invalid or has no shared store.`,
 					return err
 				}
 				defer store.Close()
-				ended, err := session.EndSubject(ctx, store, idp, subject, time.Now())
+				ended, err := session.EndSubject(ctx, store, session.SubjectSelector{Subject: subject, IdP: idp, Only: only}, time.Now())
 				ids := make([]string, 0, len(ended))
 				for _, fam := range ended {
 					ids = append(ids, fam.SessionID)
@@ -460,6 +461,7 @@ not, 2 when the configuration is invalid or has no shared store.`,
 	f.register(cmd)
 	cmd.Flags().StringVar(&subject, "subject", "", "the subject whose sessions end (required)")
 	cmd.Flags().StringVar(&idp, "idp", "", "only its sessions at this identity provider (default: at every one)")
+	cmd.Flags().StringSliceVar(&only, "session", nil, "only these sessions (IDs as list-sessions prints them; repeat or comma-separate; default: every one)")
 	return cmd
 }
 
@@ -490,7 +492,7 @@ has no shared store.`,
 					return err
 				}
 				defer store.Close()
-				fams, err := store.SubjectFamilies(ctx, idp, subject, time.Now())
+				fams, err := store.SubjectFamilies(ctx, session.SubjectSelector{Subject: subject, IdP: idp}, time.Now())
 				if err != nil {
 					fmt.Fprintln(cmd.ErrOrStderr(), err)
 					return exitCode(exitFailing)

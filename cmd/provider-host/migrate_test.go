@@ -120,6 +120,11 @@ func TestEndSessionsCommand(t *testing.T) {
 		!strings.Contains(r.stdout, "2 session(s)") || strings.Contains(r.stdout, second.GetRefreshToken()) {
 		t.Errorf("list-sessions: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
+	third := startAs(t, rt, iss, "client-1", "alice", "tablet")
+	r = run(t, env, "end-sessions", "--config", cfg, "--subject", "alice", "--session", third.GetSessionId())
+	if r.code != 0 || r.stdout != "ended session="+third.GetSessionId()+" subject=alice tenant= idp=google\n1 session(s) ended\n" {
+		t.Fatalf("end-sessions --session: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
 	r = run(t, env, "end-sessions", "--config", cfg, "--subject", "alice", "--idp", "google")
 	if r.code != 0 || strings.Count(r.stdout, "ended session=") != 2 || !strings.Contains(r.stdout, "ended session="+first.GetTokens().GetSessionId()) ||
 		!strings.Contains(r.stdout, "2 session(s) ended") || !strings.Contains(r.stderr, "event=session.end_subject outcome=ok") {

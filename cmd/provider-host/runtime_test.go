@@ -223,12 +223,25 @@ func TestEndSubjectSessionsThroughServe(t *testing.T) {
 	}
 	waitLog(t, log, "event=session.list_subject outcome=ok subject=ops-admin")
 
-	out, err := rt.EndSubjectSessions(as(laptop), &pb.EndSubjectSessionsRequest{Subject: "alice"})
-	if err != nil || len(out.GetSessionIds()) != 2 {
-		t.Fatalf("alice signing out everywhere: %v, %v", out, err)
+	// "Sign out my other devices", then "sign out that device", then everywhere.
+	out, err := rt.EndSubjectSessions(as(laptop), &pb.EndSubjectSessionsRequest{Subject: "alice", KeepCurrent: true})
+	if err != nil || len(out.GetSessionIds()) != 1 || out.GetSessionIds()[0] != phone.GetSessionId() {
+		t.Fatalf("alice signing out her other devices: %v, %v", out, err)
 	}
-	if refreshes(phone) || !refreshes(bob) {
-		t.Error("after alice signed out everywhere her phone still refreshes, or bob no longer does")
+	if refreshes(phone) {
+		t.Error("the other device still refreshes")
+	}
+	tablet := start("alice")
+	out, err = rt.EndSubjectSessions(as(laptop), &pb.EndSubjectSessionsRequest{Subject: "alice", SessionIds: []string{tablet.GetSessionId()}})
+	if err != nil || len(out.GetSessionIds()) != 1 || out.GetSessionIds()[0] != tablet.GetSessionId() {
+		t.Fatalf("alice signing out one device: %v, %v", out, err)
+	}
+	out, err = rt.EndSubjectSessions(as(laptop), &pb.EndSubjectSessionsRequest{Subject: "alice"})
+	if err != nil || len(out.GetSessionIds()) != 1 || out.GetSessionIds()[0] != laptop.GetSessionId() {
+		t.Fatalf("alice signing out everywhere (the laptop left): %v, %v", out, err)
+	}
+	if refreshes(laptop) || refreshes(tablet) || !refreshes(bob) {
+		t.Error("after alice signed out everywhere one of her sessions still refreshes, or bob's no longer does")
 	}
 
 	again := start("alice")

@@ -3,6 +3,7 @@ package identityrpc
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"time"
 
@@ -261,15 +262,25 @@ func (s *Server) subjectCall(ctx context.Context, method, event, action, subject
 	return idp, false, p, append(who, slog.Bool("self", false)), nil
 }
 
-// EndSubjectSessions implements the service: every session of the subject ends (see subjectCall
-// for who may; another subject's needs EndSessionsAction).
+// EndSubjectSessions implements the service: the subject's sessions end, every one or those the
+// request picks (see subjectCall for who may; another subject's needs EndSessionsAction).
 func (s *Server) EndSubjectSessions(ctx context.Context, req *pb.EndSubjectSessionsRequest) (*pb.EndSubjectSessionsResponse, error) {
 	const method, event = "EndSubjectSessions", "session.end_subject"
-	idp, _, _, who, refused := s.subjectCall(ctx, method, event, EndSessionsAction, req.GetSubject(), req.GetIdentityProvider())
+	idp, _, p, who, refused := s.subjectCall(ctx, method, event, EndSessionsAction, req.GetSubject(), req.GetIdentityProvider())
 	if refused != nil {
 		return nil, refused
 	}
-	ended, err := s.m.EndSubjectSessions(ctx, idp, req.GetSubject())
+	sel := session.SubjectSelector{Subject: req.GetSubject(), IdP: idp, Only: req.GetSessionIds()}
+	if req.GetKeepCurrent() && p.Family != "" {
+		// The caller's session by its ID, which the token does not carry: its family does.
+		cur, err := s.m.Store().Family(ctx, p.Family)
+		if err != nil {
+			s.record(ctx, method, event, outcome(err), err, who...)
+			return nil, statusOf(fmt.Errorf("%w: %v", session.ErrStoreUnavailable, err))
+		}
+		sel.Except = []string{cur.SessionID}
+	}
+	ended, err := s.m.EndSubjectSessions(ctx, sel)
 	if errors.Is(err, session.ErrNoSubjectRevocation) {
 		s.record(ctx, method, event, "unimplemented", err, who...)
 		return nil, status.Error(codes.Unimplemented, "the session store cannot end a subject's sessions")
@@ -299,7 +310,7 @@ func (s *Server) ListSubjectSessions(ctx context.Context, req *pb.ListSubjectSes
 	if self {
 		event = "" // a user's look at their own sessions is counted, not audited
 	}
-	fams, err := s.m.SubjectSessions(ctx, idp, req.GetSubject())
+	fams, err := s.m.SubjectSessions(ctx, session.SubjectSelector{Subject: req.GetSubject(), IdP: idp})
 	if errors.Is(err, session.ErrNoSubjectListing) {
 		s.record(ctx, method, event, "unimplemented", err, who...)
 		return nil, status.Error(codes.Unimplemented, "the session store cannot list a subject's sessions")

@@ -249,13 +249,13 @@ func (s *Store) RevokeFamily(ctx context.Context, id string) error {
 
 // RevokeSubject implements session.SubjectRevoker in one transaction: an UPDATE over the subject's
 // live families (through the subject index of schema version 2) and a notification for each.
-func (s *Store) RevokeSubject(ctx context.Context, idp, subject string, now time.Time) ([]session.Family, error) {
+func (s *Store) RevokeSubject(ctx context.Context, sel session.SubjectSelector, now time.Time) ([]session.Family, error) {
 	var ended []session.Family
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		ended = ended[:0]
 		rows, err := tx.Query(ctx, `UPDATE `+s.fam+` SET revoked = true
-			WHERE subject = $1 AND ($2 = '' OR idp = $2) AND NOT revoked AND expires_at > $3
-			RETURNING `+familyColumns, subject, idp, now)
+			WHERE `+selectWhere+` AND NOT revoked AND expires_at > $5
+			RETURNING `+familyColumns, selectArgs(sel, now)...)
 		if err != nil {
 			return err
 		}
@@ -287,10 +287,20 @@ func (s *Store) RevokeSubject(ctx context.Context, idp, subject string, now time
 	return ended, nil
 }
 
+// selectWhere is a SubjectSelector's condition, over selectArgs ($1 to $4; $5 is now).
+const selectWhere = `subject = $1 AND ($2 = '' OR idp = $2) AND (cardinality($3::text[]) = 0 OR session_id = ANY($3))
+	AND NOT (session_id = ANY($4))`
+
+func selectArgs(sel session.SubjectSelector, now time.Time) []any {
+	// Never NULL arrays: ANY(NULL) is NULL, and NOT NULL would select nothing.
+	only, except := append([]string{}, sel.Only...), append([]string{}, sel.Except...)
+	return []any{sel.Subject, sel.IdP, only, except, now}
+}
+
 // SubjectFamilies implements session.SubjectLister through the subject index.
-func (s *Store) SubjectFamilies(ctx context.Context, idp, subject string, now time.Time) ([]session.Family, error) {
+func (s *Store) SubjectFamilies(ctx context.Context, sel session.SubjectSelector, now time.Time) ([]session.Family, error) {
 	rows, err := s.pool.Query(ctx, `SELECT `+familyColumns+` FROM `+s.fam+`
-		WHERE subject = $1 AND ($2 = '' OR idp = $2) AND NOT revoked AND expires_at > $3`, subject, idp, now)
+		WHERE `+selectWhere+` AND NOT revoked AND expires_at > $5`, selectArgs(sel, now)...)
 	if err != nil {
 		return nil, wrap(err)
 	}

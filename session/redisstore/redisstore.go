@@ -434,10 +434,10 @@ func (s *Store) RevokeFamily(ctx context.Context, id string) error {
 const revokeBatch = 256
 
 // subjectBatches reads the families the subject's set names, revokeBatch at a time (one pipelined
-// round trip each), and calls fn with each batch's live families of the subject (at idp, when
-// given) and the IDs the set no longer needs (gone, revoked or expired).
-func (s *Store) subjectBatches(ctx context.Context, idp, subject string, now time.Time, fn func(live []session.Family, stale []any) error) error {
-	ids, err := s.rdb.SMembers(ctx, s.subjectKey(subject)).Result()
+// round trip each), and calls fn with each batch's live families that sel selects and the IDs the
+// set no longer needs (gone, revoked or expired).
+func (s *Store) subjectBatches(ctx context.Context, sel session.SubjectSelector, now time.Time, fn func(live []session.Family, stale []any) error) error {
+	ids, err := s.rdb.SMembers(ctx, s.subjectKey(sel.Subject)).Result()
 	if err != nil {
 		return wrap(err)
 	}
@@ -463,9 +463,9 @@ func (s *Store) subjectBatches(ctx context.Context, idp, subject string, now tim
 			}
 			f := decode(id, m)
 			switch {
-			case f.Subject != subject || f.Revoked || !now.Before(f.ExpiresAt):
+			case f.Subject != sel.Subject || f.Revoked || !now.Before(f.ExpiresAt):
 				stale = append(stale, id)
-			case idp == "" || f.IdP == idp:
+			case sel.Selects(f):
 				live = append(live, f)
 			}
 		}
@@ -478,22 +478,22 @@ func (s *Store) subjectBatches(ctx context.Context, idp, subject string, now tim
 
 // SubjectFamilies implements session.SubjectLister: the families the subject's set names, read in
 // pipelined batches.
-func (s *Store) SubjectFamilies(ctx context.Context, idp, subject string, now time.Time) ([]session.Family, error) {
+func (s *Store) SubjectFamilies(ctx context.Context, sel session.SubjectSelector, now time.Time) ([]session.Family, error) {
 	var all []session.Family
-	err := s.subjectBatches(ctx, idp, subject, now, func(live []session.Family, _ []any) error {
+	err := s.subjectBatches(ctx, sel, now, func(live []session.Family, _ []any) error {
 		all = append(all, live...)
 		return nil
 	})
 	return all, err
 }
 
-// RevokeSubject implements session.SubjectRevoker: each live family the subject's set names (at idp,
-// when given) is revoked and announced as RevokeFamily does, in pipelined batches, and the set
+// RevokeSubject implements session.SubjectRevoker: each live family the subject's set names that sel
+// selects is revoked and announced as RevokeFamily does, in pipelined batches, and the set
 // forgets the ones it no longer needs.
-func (s *Store) RevokeSubject(ctx context.Context, idp, subject string, now time.Time) ([]session.Family, error) {
-	key := s.subjectKey(subject)
+func (s *Store) RevokeSubject(ctx context.Context, sel session.SubjectSelector, now time.Time) ([]session.Family, error) {
+	key := s.subjectKey(sel.Subject)
 	var ended []session.Family
-	err := s.subjectBatches(ctx, idp, subject, now, func(live []session.Family, stale []any) error {
+	err := s.subjectBatches(ctx, sel, now, func(live []session.Family, stale []any) error {
 		for _, f := range live {
 			stale = append(stale, f.ID) // revoked now: the set need not name it again
 		}

@@ -252,7 +252,7 @@ func runRevokeSubjectTests(t *testing.T, s session.Store, rs session.SubjectRevo
 		if lister == nil {
 			return nil
 		}
-		fams, err := lister.SubjectFamilies(ctx, idp, subject, now)
+		fams, err := lister.SubjectFamilies(ctx, session.SubjectSelector{Subject: subject, IdP: idp}, now)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -275,7 +275,7 @@ func runRevokeSubjectTests(t *testing.T, s session.Store, rs session.SubjectRevo
 		}
 	}
 
-	ended, err := rs.RevokeSubject(ctx, "google", "alice", now)
+	ended, err := rs.RevokeSubject(ctx, session.SubjectSelector{Subject: "alice", IdP: "google"}, now)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -325,14 +325,37 @@ func runRevokeSubjectTests(t *testing.T, s session.Store, rs session.SubjectRevo
 			t.Errorf("the feed announced %v: a family that was not revoked", got)
 		}
 	}
-	if again, err := rs.RevokeSubject(ctx, "google", "alice", now); err != nil || len(again) != 0 {
+	if again, err := rs.RevokeSubject(ctx, session.SubjectSelector{Subject: "alice", IdP: "google"}, now); err != nil || len(again) != 0 {
 		t.Errorf("a second RevokeSubject: %+v, %v, want nothing left", again, err)
 	}
-	if any, err := rs.RevokeSubject(ctx, "", "alice", now); err != nil || len(any) != 1 || any[0].ID != "a3" {
+	if any, err := rs.RevokeSubject(ctx, session.SubjectSelector{Subject: "alice", IdP: ""}, now); err != nil || len(any) != 1 || any[0].ID != "a3" {
 		t.Errorf("RevokeSubject at any identity provider: %+v, %v, want a3", any, err)
 	}
-	if none, err := rs.RevokeSubject(ctx, "google", "nobody", now); err != nil || len(none) != 0 {
+	if none, err := rs.RevokeSubject(ctx, session.SubjectSelector{Subject: "nobody", IdP: "google"}, now); err != nil || len(none) != 0 {
 		t.Errorf("an unknown subject: %+v, %v", none, err)
+	}
+
+	// Some sessions by ID, or all but some ("sign out my other devices").
+	mk("c1", "google", "carol", nil)
+	mk("c2", "google", "carol", nil)
+	mk("c3", "google", "carol", nil)
+	if got, err := rs.RevokeSubject(ctx, session.SubjectSelector{Subject: "carol", Only: []string{"s-c1", "s-other"}}, now); err != nil || len(got) != 1 || got[0].ID != "c1" {
+		t.Errorf("RevokeSubject of one session by ID: %+v, %v, want c1", got, err)
+	}
+	if lister != nil {
+		if got := list("", "carol"); !slices.Equal(got, []string{"c2", "c3"}) {
+			t.Errorf("carol's sessions after ending c1: %v", got)
+		}
+		fams, err := lister.SubjectFamilies(ctx, session.SubjectSelector{Subject: "carol", Except: []string{"s-c2"}}, now)
+		if err != nil || len(fams) != 1 || fams[0].ID != "c3" {
+			t.Errorf("SubjectFamilies except c2: %+v, %v, want c3", fams, err)
+		}
+	}
+	if got, err := rs.RevokeSubject(ctx, session.SubjectSelector{Subject: "carol", Except: []string{"s-c3"}}, now); err != nil || len(got) != 1 || got[0].ID != "c2" {
+		t.Errorf("RevokeSubject of all but c3: %+v, %v, want c2", got, err)
+	}
+	if f, err := s.Family(ctx, "c3"); err != nil || f.Revoked {
+		t.Errorf("the session kept: revoked %v, %v", f.Revoked, err)
 	}
 
 	// A subject with many sessions (a shared service account): all of them, whatever batches the
@@ -346,7 +369,7 @@ func runRevokeSubjectTests(t *testing.T, s session.Store, rs session.SubjectRevo
 			t.Errorf("SubjectFamilies of %d families: %d", many, len(got))
 		}
 	}
-	all, err := rs.RevokeSubject(ctx, "google", "svc-account", now)
+	all, err := rs.RevokeSubject(ctx, session.SubjectSelector{Subject: "svc-account", IdP: "google"}, now)
 	if err != nil || len(all) != many {
 		t.Fatalf("RevokeSubject of %d families: %d ended, %v", many, len(all), err)
 	}

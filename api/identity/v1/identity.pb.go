@@ -638,8 +638,13 @@ type EndSubjectSessionsRequest struct {
 	// identity_provider limits it to the subject at one identity provider; empty: at every one (for
 	// the caller's own subject: at the caller's identity provider).
 	IdentityProvider string `protobuf:"bytes,2,opt,name=identity_provider,json=identityProvider,proto3" json:"identity_provider,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// session_ids limits it to these sessions (as ListSubjectSessions names them): "sign out that
+	// device". Empty: every session.
+	SessionIds []string `protobuf:"bytes,3,rep,name=session_ids,json=sessionIds,proto3" json:"session_ids,omitempty"`
+	// keep_current leaves the session the call is made with: "sign out my other devices".
+	KeepCurrent   bool `protobuf:"varint,4,opt,name=keep_current,json=keepCurrent,proto3" json:"keep_current,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *EndSubjectSessionsRequest) Reset() {
@@ -684,6 +689,20 @@ func (x *EndSubjectSessionsRequest) GetIdentityProvider() string {
 		return x.IdentityProvider
 	}
 	return ""
+}
+
+func (x *EndSubjectSessionsRequest) GetSessionIds() []string {
+	if x != nil {
+		return x.SessionIds
+	}
+	return nil
+}
+
+func (x *EndSubjectSessionsRequest) GetKeepCurrent() bool {
+	if x != nil {
+		return x.KeepCurrent
+	}
+	return false
 }
 
 type EndSubjectSessionsResponse struct {
@@ -967,10 +986,13 @@ const file_keyfort_identity_v1_identity_proto_rawDesc = "" +
 	"\x06action\x18\x04 \x01(\tR\x06action\"R\n" +
 	"\x1eEvaluateIdentityPolicyResponse\x12\x18\n" +
 	"\aallowed\x18\x01 \x01(\bR\aallowed\x12\x16\n" +
-	"\x06reason\x18\x02 \x01(\tR\x06reason\"b\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\"\xa6\x01\n" +
 	"\x19EndSubjectSessionsRequest\x12\x18\n" +
 	"\asubject\x18\x01 \x01(\tR\asubject\x12+\n" +
-	"\x11identity_provider\x18\x02 \x01(\tR\x10identityProvider\"=\n" +
+	"\x11identity_provider\x18\x02 \x01(\tR\x10identityProvider\x12\x1f\n" +
+	"\vsession_ids\x18\x03 \x03(\tR\n" +
+	"sessionIds\x12!\n" +
+	"\fkeep_current\x18\x04 \x01(\bR\vkeepCurrent\"=\n" +
 	"\x1aEndSubjectSessionsResponse\x12\x1f\n" +
 	"\vsession_ids\x18\x01 \x03(\tR\n" +
 	"sessionIds\"c\n" +

@@ -48,8 +48,8 @@ type IdentityRuntimeServiceClient interface {
 	IssueIdentityToken(ctx context.Context, in *IssueIdentityTokenRequest, opts ...grpc.CallOption) (*IssueIdentityTokenResponse, error)
 	// EvaluateIdentityPolicy applies the configured guardrail.
 	EvaluateIdentityPolicy(ctx context.Context, in *EvaluateIdentityPolicyRequest, opts ...grpc.CallOption) (*EvaluateIdentityPolicyResponse, error)
-	// EndSubjectSessions ends every session of a subject: "sign out everywhere", or an operator ending
-	// a compromised account's sessions. The caller must hold a session; ending its own subject's
+	// EndSubjectSessions ends every session of a subject, or some of them: "sign out everywhere",
+	// "sign out my other devices", or an operator ending a compromised account's sessions. The caller must hold a session; ending its own subject's
 	// sessions (at its own identity provider) is always allowed, any other subject's needs the policy
 	// to allow the action "keyfort:end_sessions" to the caller.
 	EndSubjectSessions(ctx context.Context, in *EndSubjectSessionsRequest, opts ...grpc.CallOption) (*EndSubjectSessionsResponse, error)
@@ -152,8 +152,8 @@ type IdentityRuntimeServiceServer interface {
 	IssueIdentityToken(context.Context, *IssueIdentityTokenRequest) (*IssueIdentityTokenResponse, error)
 	// EvaluateIdentityPolicy applies the configured guardrail.
 	EvaluateIdentityPolicy(context.Context, *EvaluateIdentityPolicyRequest) (*EvaluateIdentityPolicyResponse, error)
-	// EndSubjectSessions ends every session of a subject: "sign out everywhere", or an operator ending
-	// a compromised account's sessions. The caller must hold a session; ending its own subject's
+	// EndSubjectSessions ends every session of a subject, or some of them: "sign out everywhere",
+	// "sign out my other devices", or an operator ending a compromised account's sessions. The caller must hold a session; ending its own subject's
 	// sessions (at its own identity provider) is always allowed, any other subject's needs the policy
 	// to allow the action "keyfort:end_sessions" to the caller.
 	EndSubjectSessions(context.Context, *EndSubjectSessionsRequest) (*EndSubjectSessionsResponse, error)
