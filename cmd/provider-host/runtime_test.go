@@ -271,6 +271,22 @@ func TestEndSubjectSessionsThroughServe(t *testing.T) {
 	if !refreshes(again) {
 		t.Error("a bare token ended alice's session")
 	}
+	// Nor is a bare token naming ops-admin ops-admin: whoever may issue tokens would otherwise hold
+	// every administrator's rights.
+	bareAdmin, err := rt.IssueIdentityToken(as(admin), &pb.IssueIdentityTokenRequest{Subject: "ops-admin"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	asBareAdmin := metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+bareAdmin.GetAccessToken())
+	if _, err := rt.ListSubjectSessions(asBareAdmin, &pb.ListSubjectSessionsRequest{Subject: "alice"}); status.Code(err) != codes.PermissionDenied {
+		t.Errorf("a bare token naming ops-admin listing alice's sessions: got %v, want PermissionDenied", err)
+	}
+	if _, err := rt.EndSubjectSessions(asBareAdmin, &pb.EndSubjectSessionsRequest{Subject: "alice"}); status.Code(err) != codes.PermissionDenied {
+		t.Errorf("a bare token naming ops-admin ending alice's sessions: got %v, want PermissionDenied", err)
+	}
+	if list, err := rt.ListSubjectSessions(as(admin), &pb.ListSubjectSessionsRequest{Subject: "alice"}); err != nil || len(list.GetSessions()) != 1 {
+		t.Errorf("alice's sessions after the bare tokens' attempts: %v, %v, want her one session", list, err)
+	}
 	if _, err := rt.EndSubjectSessions(ctx, &pb.EndSubjectSessionsRequest{Subject: "alice"}); status.Code(err) != codes.Unauthenticated {
 		t.Errorf("without a session: got %v, want Unauthenticated", err)
 	}

@@ -230,9 +230,9 @@ const (
 )
 
 // subjectCall authorizes a call on the sessions of the subject at idp: the caller must hold a
-// session (the server's grpcauth interceptor guards these methods); its own subject at its own
-// identity provider, from a session of Keyfort's, it may always act on, another's only where the
-// policy allows it action. It returns the identity provider to use ("" for all), whether the call
+// session of Keyfort's (the server's grpcauth interceptor guards these methods; a bare token is
+// refused); its own subject at its own identity provider it may always act on, another's only where
+// the policy allows it action. It returns the identity provider to use ("" for all), whether the call
 // is on the caller's own sessions, the caller's principal, and the attributes of the audit record;
 // on a refusal it has recorded the call and returns the status to answer with.
 func (s *Server) subjectCall(ctx context.Context, method, event, action, subject, idp string) (string, bool, session.Principal, []slog.Attr, error) {
@@ -248,10 +248,15 @@ func (s *Server) subjectCall(ctx context.Context, method, event, action, subject
 	}
 	p := caller.Principal
 	who := append([]slog.Attr{slog.String("subject", p.Subject), slog.String("tenant", p.Tenant), slog.String("idp", p.IdP)}, target...)
-	// Self-service needs a session of Keyfort's (a family, so an identity provider): a bare token of
-	// IssueIdentityToken names a subject but no identity provider, and whoever may issue one for a
-	// subject is not thereby that subject's user.
-	self := p.Family != "" && p.IdP != "" && subject == p.Subject && (idp == "" || idp == p.IdP)
+	// Only a session of Keyfort's (a refresh-token family, started with an identity provider's
+	// token) acts on sessions: a bare token of IssueIdentityToken names whatever subject its issuer
+	// chose, so whoever may issue tokens would otherwise act as any user, or as any administrator
+	// the policy names.
+	if p.Family == "" || p.IdP == "" {
+		s.record(ctx, method, event, "permission_denied", nil, append(who, slog.String("reason", "a bare token, not a session"))...)
+		return "", false, p, nil, status.Error(codes.PermissionDenied, "only a session may act on sessions")
+	}
+	self := subject == p.Subject && (idp == "" || idp == p.IdP)
 	if self {
 		return p.IdP, true, p, append(who, slog.Bool("self", true)), nil
 	}
