@@ -166,7 +166,9 @@ type RedisTLS struct {
 // PolicyRule is one guardrail rule; fields are globs, empty matches anything.
 type PolicyRule struct {
 	Subject, Tenant, Scope, Action string
-	Effect                         string // allow or deny
+	// ForSubject is the subject acted on (a token issued for, sessions listed or ended of).
+	ForSubject string
+	Effect     string // allow or deny
 }
 
 // OIDC holds an identity provider's literal settings.
@@ -693,7 +695,7 @@ func (p *parser) policy(v any) {
 			key := fmt.Sprintf("identity.policy.rules.%d", i)
 			rm, ok := r.(map[string]any)
 			if !ok {
-				p.add(key, "", "", "want a map with subject, tenant, scope, action, effect")
+				p.add(key, "", "", "want a map with subject, tenant, scope, action, for_subject, effect")
 				continue
 			}
 			var rule PolicyRule
@@ -701,7 +703,7 @@ func (p *parser) policy(v any) {
 			// read as empty (an unquoted numeric subject would have allowed every subject).
 			p.stringFields(key, rm, map[string]*string{
 				"subject": &rule.Subject, "tenant": &rule.Tenant, "scope": &rule.Scope,
-				"action": &rule.Action, "effect": &rule.Effect,
+				"action": &rule.Action, "for_subject": &rule.ForSubject, "effect": &rule.Effect,
 			})
 			if rule.Effect != "allow" && rule.Effect != "deny" {
 				p.add(key+".effect", "", "", "want allow or deny")

@@ -474,12 +474,12 @@ identity:
   secrets: { session_signing: "memory:s" }
   policy:
     rules:
-      - { subject: "110169484474386276334", action: "keyfort:issue_token", effect: allow }
+      - { subject: "110169484474386276334", action: "keyfort:issue_token", for_subject: "batch-*", effect: allow }
 `)}, Environ: []string{}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []config.PolicyRule{{Subject: "110169484474386276334", Action: "keyfort:issue_token", Effect: "allow"}}
+	want := []config.PolicyRule{{Subject: "110169484474386276334", Action: "keyfort:issue_token", ForSubject: "batch-*", Effect: "allow"}}
 	if diff := cmp.Diff(want, cfg.Policy); diff != "" {
 		t.Errorf("rules (-want +got):\n%s", diff)
 	}
@@ -494,7 +494,7 @@ identity:
 	for _, want := range []string{
 		"identity.policy.rules.0.subject: want a string",
 		"identity.policy.rules.1.tenant: want a string",
-		"identity.policy.rules.1.verb: unknown key (known: action, effect, scope, subject, tenant)",
+		"identity.policy.rules.1.verb: unknown key (known: action, effect, for_subject, scope, subject, tenant)",
 	} {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("got %v, want it to say %q", err, want)

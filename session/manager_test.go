@@ -284,4 +284,24 @@ func TestIssueTokenAndPolicy(t *testing.T) {
 			t.Errorf("%+v: got %+v, want allowed=%v", tc.req, got, tc.want)
 		}
 	}
+
+	// for_subject limits whom an action is on; a rule that sets it never matches a request that
+	// names no such subject.
+	p := session.Policy{Rules: []session.Rule{
+		{Subject: "ci-bot", Action: "keyfort:issue_token", ForSubject: "batch-*", Effect: "allow"},
+		{Subject: "support", Action: "keyfort:list_sessions", Effect: "allow"},
+	}}
+	for _, tc := range []struct {
+		req  session.PolicyRequest
+		want bool
+	}{
+		{session.PolicyRequest{Subject: "ci-bot", Action: "keyfort:issue_token", ForSubject: "batch-nightly"}, true},
+		{session.PolicyRequest{Subject: "ci-bot", Action: "keyfort:issue_token", ForSubject: "root"}, false},
+		{session.PolicyRequest{Subject: "ci-bot", Action: "keyfort:issue_token"}, false},
+		{session.PolicyRequest{Subject: "support", Action: "keyfort:list_sessions", ForSubject: "anyone"}, true},
+	} {
+		if got := p.Evaluate(tc.req); got.Allowed != tc.want {
+			t.Errorf("%+v: got %+v, want allowed=%v", tc.req, got, tc.want)
+		}
+	}
 }

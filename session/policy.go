@@ -17,13 +17,18 @@ type Rule struct {
 	Tenant  string `koanf:"tenant"`
 	Scope   string `koanf:"scope"`
 	Action  string `koanf:"action"`
+	// ForSubject matches the subject acted on, for actions that act on another: the subject a
+	// token is issued for, whose sessions are listed or ended. A rule that sets it never matches a
+	// request that names none.
+	ForSubject string `koanf:"for_subject"`
 	// Effect is "allow" or "deny".
 	Effect string `koanf:"effect"`
 }
 
-// PolicyRequest is what EvaluatePolicy decides on.
+// PolicyRequest is what EvaluatePolicy decides on: the caller (Subject, Tenant), what it asks
+// (Scope, Action), and for actions on another subject, that subject (ForSubject).
 type PolicyRequest struct {
-	Subject, Tenant, Scope, Action string
+	Subject, Tenant, Scope, Action, ForSubject string
 }
 
 // Decision is a policy answer.
@@ -42,7 +47,8 @@ func (m *Manager) EvaluatePolicy(req PolicyRequest) Decision {
 // Evaluate applies the rules.
 func (p Policy) Evaluate(req PolicyRequest) Decision {
 	for i, r := range p.Rules {
-		if match(r.Subject, req.Subject) && match(r.Tenant, req.Tenant) && match(r.Scope, req.Scope) && match(r.Action, req.Action) {
+		if match(r.Subject, req.Subject) && match(r.Tenant, req.Tenant) && match(r.Scope, req.Scope) && match(r.Action, req.Action) &&
+			(r.ForSubject == "" || (req.ForSubject != "" && match(r.ForSubject, req.ForSubject))) {
 			allowed := r.Effect == "allow"
 			reason := "denied by rule"
 			if allowed {

@@ -127,7 +127,7 @@ func newIdentityRuntime(ctx context.Context, cfg *config.Config, cat *catalog.Ca
 	issuer := cfg.Session.TokenIssuer()
 	var rules []session.Rule
 	for _, pr := range cfg.Policy {
-		rules = append(rules, session.Rule{Subject: pr.Subject, Tenant: pr.Tenant, Scope: pr.Scope, Action: pr.Action, Effect: pr.Effect})
+		rules = append(rules, session.Rule{Subject: pr.Subject, Tenant: pr.Tenant, Scope: pr.Scope, Action: pr.Action, ForSubject: pr.ForSubject, Effect: pr.Effect})
 	}
 	keys := catalogKeys{cat}
 	m, err := session.NewManager(session.Config{

@@ -90,7 +90,7 @@ func TestIdentityRuntimeEndToEnd(t *testing.T) {
 	rt, httpAddr := startRuntime(t, iss, "    refresh_grace: -1s\n", `
   policy:
     rules:
-      - { subject: alice, action: "keyfort:issue_token", effect: allow }
+      - { subject: alice, action: "keyfort:issue_token", for_subject: "batch-*", effect: allow }
       - { tenant: acme, scope: "orders:*", action: read, effect: allow }
 `)
 	ctx := context.Background()
@@ -122,6 +122,9 @@ func TestIdentityRuntimeEndToEnd(t *testing.T) {
 	issued, err := rt.IssueIdentityToken(authed, &pb.IssueIdentityTokenRequest{Subject: "batch-job", Tenant: "acme"})
 	if err != nil || issued.GetAccessToken() == "" {
 		t.Errorf("IssueIdentityToken for an allowed caller: %v", err)
+	}
+	if _, err := rt.IssueIdentityToken(authed, &pb.IssueIdentityTokenRequest{Subject: "root", Tenant: "acme"}); status.Code(err) != codes.PermissionDenied {
+		t.Errorf("IssueIdentityToken for a subject outside the rule's for_subject: got %v, want PermissionDenied", err)
 	}
 	if _, err := rt.IssueIdentityToken(ctx, &pb.IssueIdentityTokenRequest{Subject: "x"}); status.Code(err) != codes.Unauthenticated {
 		t.Errorf("IssueIdentityToken without a session: got %v", err)

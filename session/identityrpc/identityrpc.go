@@ -205,7 +205,7 @@ func (s *Server) IssueIdentityToken(ctx context.Context, req *pb.IssueIdentityTo
 	who := []slog.Attr{slog.String("subject", caller.Principal.Subject), slog.String("tenant", caller.Principal.Tenant),
 		slog.String("for_subject", req.GetSubject()), slog.String("for_tenant", req.GetTenant()), slog.String("scope", req.GetScope())}
 	d := s.m.EvaluatePolicy(session.PolicyRequest{Subject: caller.Principal.Subject, Tenant: caller.Principal.Tenant,
-		Scope: req.GetScope(), Action: IssueAction})
+		Scope: req.GetScope(), Action: IssueAction, ForSubject: req.GetSubject()})
 	if !d.Allowed {
 		s.record(ctx, method, event, "permission_denied", nil, append(who, slog.String("reason", d.Reason))...)
 		return nil, status.Error(codes.PermissionDenied, "not allowed to issue tokens")
@@ -260,7 +260,7 @@ func (s *Server) subjectCall(ctx context.Context, method, event, action, subject
 	if self {
 		return p.IdP, true, p, append(who, slog.Bool("self", true)), nil
 	}
-	if d := s.m.EvaluatePolicy(session.PolicyRequest{Subject: p.Subject, Tenant: p.Tenant, Action: action}); !d.Allowed {
+	if d := s.m.EvaluatePolicy(session.PolicyRequest{Subject: p.Subject, Tenant: p.Tenant, Action: action, ForSubject: subject}); !d.Allowed {
 		s.record(ctx, method, event, "permission_denied", nil, append(who, slog.String("reason", d.Reason))...)
 		return "", false, p, nil, status.Error(codes.PermissionDenied, "not allowed to act on another subject's sessions")
 	}
@@ -336,7 +336,8 @@ func (s *Server) ListSubjectSessions(ctx context.Context, req *pb.ListSubjectSes
 
 // EvaluateIdentityPolicy implements the service (counted, not audited: it grants nothing).
 func (s *Server) EvaluateIdentityPolicy(ctx context.Context, req *pb.EvaluateIdentityPolicyRequest) (*pb.EvaluateIdentityPolicyResponse, error) {
-	d := s.m.EvaluatePolicy(session.PolicyRequest{Subject: req.GetSubject(), Tenant: req.GetTenant(), Scope: req.GetScope(), Action: req.GetAction()})
+	d := s.m.EvaluatePolicy(session.PolicyRequest{Subject: req.GetSubject(), Tenant: req.GetTenant(), Scope: req.GetScope(),
+		Action: req.GetAction(), ForSubject: req.GetForSubject()})
 	s.record(ctx, "EvaluateIdentityPolicy", "", "ok", nil)
 	return &pb.EvaluateIdentityPolicyResponse{Allowed: d.Allowed, Reason: d.Reason}, nil
 }

@@ -513,11 +513,14 @@ func (x *IssueIdentityTokenResponse) GetExpiresAt() *timestamppb.Timestamp {
 }
 
 type EvaluateIdentityPolicyRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Subject       string                 `protobuf:"bytes,1,opt,name=subject,proto3" json:"subject,omitempty"`
-	Tenant        string                 `protobuf:"bytes,2,opt,name=tenant,proto3" json:"tenant,omitempty"`
-	Scope         string                 `protobuf:"bytes,3,opt,name=scope,proto3" json:"scope,omitempty"`
-	Action        string                 `protobuf:"bytes,4,opt,name=action,proto3" json:"action,omitempty"`
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Subject string                 `protobuf:"bytes,1,opt,name=subject,proto3" json:"subject,omitempty"`
+	Tenant  string                 `protobuf:"bytes,2,opt,name=tenant,proto3" json:"tenant,omitempty"`
+	Scope   string                 `protobuf:"bytes,3,opt,name=scope,proto3" json:"scope,omitempty"`
+	Action  string                 `protobuf:"bytes,4,opt,name=action,proto3" json:"action,omitempty"`
+	// for_subject is the subject acted on, for actions on another subject (keyfort:issue_token,
+	// keyfort:list_sessions, keyfort:end_sessions).
+	ForSubject    string `protobuf:"bytes,5,opt,name=for_subject,json=forSubject,proto3" json:"for_subject,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -576,6 +579,13 @@ func (x *EvaluateIdentityPolicyRequest) GetScope() string {
 func (x *EvaluateIdentityPolicyRequest) GetAction() string {
 	if x != nil {
 		return x.Action
+	}
+	return ""
+}
+
+func (x *EvaluateIdentityPolicyRequest) GetForSubject() string {
+	if x != nil {
+		return x.ForSubject
 	}
 	return ""
 }
@@ -978,12 +988,14 @@ const file_keyfort_identity_v1_identity_proto_rawDesc = "" +
 	"\x1aIssueIdentityTokenResponse\x12!\n" +
 	"\faccess_token\x18\x01 \x01(\tR\vaccessToken\x129\n" +
 	"\n" +
-	"expires_at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\"\x7f\n" +
+	"expires_at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\"\xa0\x01\n" +
 	"\x1dEvaluateIdentityPolicyRequest\x12\x18\n" +
 	"\asubject\x18\x01 \x01(\tR\asubject\x12\x16\n" +
 	"\x06tenant\x18\x02 \x01(\tR\x06tenant\x12\x14\n" +
 	"\x05scope\x18\x03 \x01(\tR\x05scope\x12\x16\n" +
-	"\x06action\x18\x04 \x01(\tR\x06action\"R\n" +
+	"\x06action\x18\x04 \x01(\tR\x06action\x12\x1f\n" +
+	"\vfor_subject\x18\x05 \x01(\tR\n" +
+	"forSubject\"R\n" +
 	"\x1eEvaluateIdentityPolicyResponse\x12\x18\n" +
 	"\aallowed\x18\x01 \x01(\bR\aallowed\x12\x16\n" +
 	"\x06reason\x18\x02 \x01(\tR\x06reason\"\xa6\x01\n" +
