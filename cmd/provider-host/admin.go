@@ -426,15 +426,7 @@ Exit status: 0 when the store answered (whether or not there were sessions to en
 not, 2 when the configuration is invalid or has no shared store.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if subject == "" {
-				return errors.New("--subject is required")
-			}
-			return f.run(cmd, func(ctx context.Context, cat *catalog.Catalog) error {
-				store, err := openAdminStore(ctx, cmd, cat)
-				if err != nil {
-					return err
-				}
-				defer store.Close()
+			return f.runOnStore(cmd, subject, func(ctx context.Context, store sharedStore) error {
 				ended, err := session.EndSubject(ctx, store, session.SubjectSelector{Subject: subject, IdP: idp, Only: only}, time.Now())
 				ids := make([]string, 0, len(ended))
 				for _, fam := range ended {
@@ -483,15 +475,7 @@ Exit status: 0 when the store answered, 1 when it did not, 2 when the configurat
 has no shared store.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if subject == "" {
-				return errors.New("--subject is required")
-			}
-			return f.run(cmd, func(ctx context.Context, cat *catalog.Catalog) error {
-				store, err := openAdminStore(ctx, cmd, cat)
-				if err != nil {
-					return err
-				}
-				defer store.Close()
+			return f.runOnStore(cmd, subject, func(ctx context.Context, store sharedStore) error {
 				fams, err := store.SubjectFamilies(ctx, session.SubjectSelector{Subject: subject, IdP: idp}, time.Now())
 				if err != nil {
 					fmt.Fprintln(cmd.ErrOrStderr(), err)
@@ -511,6 +495,21 @@ has no shared store.`,
 	cmd.Flags().StringVar(&subject, "subject", "", "the subject whose sessions to list (required)")
 	cmd.Flags().StringVar(&idp, "idp", "", "only its sessions at this identity provider (default: at every one)")
 	return cmd
+}
+
+// runOnStore is run for the commands on a subject's sessions in the shared store.
+func (f *configFlags) runOnStore(cmd *cobra.Command, subject string, fn func(ctx context.Context, store sharedStore) error) error {
+	if subject == "" {
+		return errors.New("--subject is required")
+	}
+	return f.run(cmd, func(ctx context.Context, cat *catalog.Catalog) error {
+		store, err := openAdminStore(ctx, cmd, cat)
+		if err != nil {
+			return err
+		}
+		defer store.Close()
+		return fn(ctx, store)
+	})
 }
 
 // openAdminStore is openSharedStore for end-sessions and list-sessions, reporting what stops it on
