@@ -36,6 +36,27 @@ func BenchmarkRotate(b *testing.B) {
 	}
 }
 
+// BenchmarkCreateFamily is a session start's store work: the family and its subject's index entry.
+// Compare BenchmarkRawRoundTrip.
+func BenchmarkCreateFamily(b *testing.B) {
+	_, prefix := redistest.Client(b)
+	s, err := redisstore.New(context.Background(), redisstore.Config{URL: redistest.URL(), Prefix: prefix})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	ctx := context.Background()
+	exp := time.Now().Add(time.Minute)
+	b.ReportAllocs()
+	for i := 0; b.Loop(); i++ {
+		id := fmt.Sprint("bench-", i)
+		if err := s.CreateFamily(ctx, session.Family{ID: id, SessionID: id, Subject: "alice", Tenant: "acme", IdP: "google",
+			Current: "j0", CurrentIssuedAt: time.Now(), ExpiresAt: exp, Origin: "o", OriginExpiresAt: exp}); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
 // BenchmarkRawRoundTrip is the floor under any store operation: one GET through the same client
 // (Tombstoned of a key that is not there).
 func BenchmarkRawRoundTrip(b *testing.B) {

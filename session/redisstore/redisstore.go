@@ -315,26 +315,47 @@ func ms(t time.Time) int64 { return t.UnixMilli() }
 
 // CreateFamily implements session.Store.
 func (s *Store) CreateFamily(ctx context.Context, f session.Family) error {
-	key := s.familyKey(f.ID)
-	// The subject's index first, so that a RevokeSubject never misses a family that exists (an
-	// entry whose family was never made is skipped). A script of one key: safe on a Cluster.
-	if f.Subject != "" {
-		if err := subjectIndexScript.Run(ctx, s.rdb, []string{s.subjectKey(f.Subject)}, f.ID, max(time.Until(f.ExpiresAt).Milliseconds(), 1)).Err(); err != nil {
-			return wrap(err)
-		}
-	}
-	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		p.HSet(ctx, key, map[string]any{
-			"session": f.SessionID, "subject": f.Subject, "tenant": f.Tenant, "idp": f.IdP, "scope": f.Scope,
-			"current": f.Current, "current_iat": ms(f.CurrentIssuedAt), "previous": f.Previous,
-			"rotated": ms(f.RotatedAt), "revoked": boolStr(f.Revoked), "expires": ms(f.ExpiresAt),
-			"origin": f.Origin, "origin_exp": ms(f.OriginExpiresAt),
+	// One round trip: the subject's index entry, then the family with its expiry (one script of
+	// one key each, so a Cluster takes them on their own nodes). The index comes first on the
+	// connection, so that a RevokeSubject never misses a family that exists (an entry whose family
+	// was never made is skipped).
+	create := []any{f.ExpiresAt.UnixMilli(),
+		"session", f.SessionID, "subject", f.Subject, "tenant", f.Tenant, "idp", f.IdP, "scope", f.Scope,
+		"current", f.Current, "current_iat", ms(f.CurrentIssuedAt), "previous", f.Previous,
+		"rotated", ms(f.RotatedAt), "revoked", boolStr(f.Revoked), "expires", ms(f.ExpiresAt),
+		"origin", f.Origin, "origin_exp", ms(f.OriginExpiresAt)}
+	run := func(sha bool) error {
+		_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+			call := func(sc *redis.Script, key string, args ...any) {
+				if sha {
+					sc.EvalSha(ctx, p, []string{key}, args...)
+				} else {
+					sc.Eval(ctx, p, []string{key}, args...)
+				}
+			}
+			if f.Subject != "" {
+				call(subjectIndexScript, s.subjectKey(f.Subject), f.ID, max(time.Until(f.ExpiresAt).Milliseconds(), 1))
+			}
+			call(createScript, s.familyKey(f.ID), create...)
+			return nil
 		})
-		p.PExpireAt(ctx, key, f.ExpiresAt)
-		return nil
-	})
+		return err
+	}
+	err := run(true)
+	if err != nil && redis.HasErrorPrefix(err, "NOSCRIPT") {
+		// A server that has not seen the scripts (a restart, a new node): send them whole. Both
+		// scripts are idempotent, so one that did run before the other failed runs again harmlessly.
+		err = run(false)
+	}
 	return wrap(err)
 }
+
+// createScript writes a family's fields (ARGV[2:]) and its expiry (ARGV[1], unix ms) at once.
+var createScript = redis.NewScript(`
+redis.call('HSET', KEYS[1], unpack(ARGV, 2))
+redis.call('PEXPIREAT', KEYS[1], ARGV[1])
+return 1
+`)
 
 func boolStr(b bool) string {
 	if b {

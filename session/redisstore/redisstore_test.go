@@ -321,8 +321,8 @@ func TestMetrics(t *testing.T) {
 	if got := commandCount(t, reg, "hgetall") - before; got != 2 {
 		t.Errorf("hgetall counted %v times, want 2", got)
 	}
-	if got := commandCount(t, reg, "hset"); got < 1 {
-		t.Errorf("hset (in a transaction) counted %v times", got)
+	if got := commandCount(t, reg, "evalsha"); got < 1 {
+		t.Errorf("evalsha (in a pipeline) counted %v times", got)
 	}
 	mfs, _ := reg.Gather()
 	for _, mf := range mfs {
@@ -413,4 +413,34 @@ func (f *replicaFixture) manager(t *testing.T, store session.Store, mut func(*se
 		t.Fatal(err)
 	}
 	return m
+}
+
+// TestCreateFamilyAfterScriptFlush: a server that has lost its scripts (a restart, a failover to a
+// node that never ran them) still gets the family and its subject's index entry in one call.
+func TestCreateFamilyAfterScriptFlush(t *testing.T) {
+	ctx := context.Background()
+	rdb, prefix := redistest.Client(t)
+	s, err := redisstore.New(ctx, redisstore.Config{URL: redistest.URL(), Prefix: prefix})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	now := time.Now()
+	for _, id := range []string{"before", "after"} {
+		if id == "after" {
+			if err := rdb.ScriptFlush(ctx).Err(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := s.CreateFamily(ctx, session.Family{ID: id, SessionID: "s-" + id, Subject: "flush", Current: "j", ExpiresAt: now.Add(time.Minute)}); err != nil {
+			t.Fatalf("CreateFamily %s the flush: %v", id, err)
+		}
+		if ttl := rdb.PTTL(ctx, prefix+"fam:"+id).Val(); ttl <= 0 || ttl > time.Minute {
+			t.Errorf("family %s: TTL %v, want its expiry", id, ttl)
+		}
+	}
+	fams, err := s.SubjectFamilies(ctx, session.SubjectSelector{Subject: "flush"}, now)
+	if err != nil || len(fams) != 2 {
+		t.Errorf("the subject's families: %+v, %v, want both", fams, err)
+	}
 }
