@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -162,7 +163,8 @@ func logoutEndsGuardedSessions(t *testing.T, storeKey, storeURL string) {
 
 // TestKeyfortAccessTokens: with RuntimeJWKS the service accepts the access tokens the runtime
 // issues (verified with its published public keys; ID tokens are refused), gives each session its
-// own backend credentials, and ends the session when the runtime ends it, revoking them.
+// own backend credentials, and ends the sessions when the runtime ends them (here all of a
+// subject's at once, "sign out everywhere"), revoking them.
 func TestKeyfortAccessTokens(t *testing.T) {
 	redistest.Client(t) // skips without Redis (fails in CI)
 	iss := oidctest.New(t)
@@ -174,7 +176,10 @@ func TestKeyfortAccessTokens(t *testing.T) {
 		"KEYFORT_IDENTITY__SESSION__REDIS_URL="+redistest.URL())
 
 	ctx := context.Background()
-	idToken := iss.Sign(t, "k1", iss.Claims("alice", aud), nil)
+	// A subject of this test alone: other tests share the Redis and its prefix, and this one ends
+	// every session of its subject.
+	alice := "alice-" + strconv.FormatInt(time.Now().UnixNano(), 36)
+	idToken := iss.Sign(t, "k1", iss.Claims(alice, aud), nil)
 	started, err := rt.StartIdentitySession(ctx, &identitypb.StartIdentitySessionRequest{IdentityProvider: "google", ExternalToken: idToken})
 	if err != nil {
 		t.Fatal(err)
@@ -188,13 +193,28 @@ func TestKeyfortAccessTokens(t *testing.T) {
 		t.Fatal(err)
 	}
 	got, err := kv.Get(bearer(access), &pb.GetRequest{Key: "a"})
-	if err != nil || got.GetSubject() != "alice" || got.GetBackendUser() != put.GetBackendUser() {
+	if err != nil || got.GetSubject() != alice || got.GetBackendUser() != put.GetBackendUser() {
 		t.Errorf("Get in the same session: %v, %v", got, err)
 	}
-	if _, err := rt.EndIdentitySession(ctx, &identitypb.EndIdentitySessionRequest{Token: access}); err != nil {
+	// A second device; then "sign out everywhere" from the first ends both guarded sessions and
+	// revokes both leases (the runtime revokes the families, the store's feed carries it here).
+	claims := iss.Claims(alice, aud)
+	claims["nonce"] = "phone"
+	phone, err := rt.StartIdentitySession(ctx, &identitypb.StartIdentitySessionRequest{IdentityProvider: "google", ExternalToken: iss.Sign(t, "k1", claims, nil)})
+	if err != nil {
 		t.Fatal(err)
 	}
+	phoneAccess := phone.GetTokens().GetAccessToken()
+	putPhone, err := kv.Put(bearer(phoneAccess), &pb.PutRequest{Key: "b", Value: "2"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := rt.EndSubjectSessions(bearer(access), &identitypb.EndSubjectSessionsRequest{Subject: alice})
+	if err != nil || len(out.GetSessionIds()) != 2 {
+		t.Fatalf("alice signing out everywhere: %v, %v", out, err)
+	}
 	waitEnded(t, srv, kv, access, put.GetBackendLease())
+	waitEnded(t, srv, kv, phoneAccess, putPhone.GetBackendLease())
 }
 
 // TestKeyfortTokensThroughVault is the whole chain with Keyfort as the issuer: the runtime starts a
