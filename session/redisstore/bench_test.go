@@ -11,15 +11,22 @@ import (
 	"github.com/keyfort/keyfort/session/redisstore"
 )
 
-// BenchmarkRotate is one refresh's store work: the rotation script (read, rule, write, publish on
-// reuse) in one round trip. Compare BenchmarkRawRoundTrip.
-func BenchmarkRotate(b *testing.B) {
+// benchStore is a store on the test Redis with a prefix of the benchmark's own, closed at its end.
+func benchStore(b *testing.B) *redisstore.Store {
+	b.Helper()
 	_, prefix := redistest.Client(b)
 	s, err := redisstore.New(context.Background(), redisstore.Config{URL: redistest.URL(), Prefix: prefix})
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer s.Close()
+	b.Cleanup(func() { _ = s.Close() })
+	return s
+}
+
+// BenchmarkRotate is one refresh's store work: the rotation script (read, rule, write, publish on
+// reuse) in one round trip. Compare BenchmarkRawRoundTrip.
+func BenchmarkRotate(b *testing.B) {
+	s := benchStore(b)
 	ctx := context.Background()
 	now := time.Now()
 	if err := s.CreateFamily(ctx, session.Family{ID: "bench", Current: "j0", ExpiresAt: now.Add(time.Hour)}); err != nil {
@@ -39,12 +46,7 @@ func BenchmarkRotate(b *testing.B) {
 // BenchmarkCreateFamily is a session start's store work: the family and its subject's index entry.
 // Compare BenchmarkRawRoundTrip.
 func BenchmarkCreateFamily(b *testing.B) {
-	_, prefix := redistest.Client(b)
-	s, err := redisstore.New(context.Background(), redisstore.Config{URL: redistest.URL(), Prefix: prefix})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer s.Close()
+	s := benchStore(b)
 	ctx := context.Background()
 	exp := time.Now().Add(time.Minute)
 	b.ReportAllocs()
@@ -60,12 +62,7 @@ func BenchmarkCreateFamily(b *testing.B) {
 // BenchmarkRawRoundTrip is the floor under any store operation: one GET through the same client
 // (Tombstoned of a key that is not there).
 func BenchmarkRawRoundTrip(b *testing.B) {
-	_, prefix := redistest.Client(b)
-	s, err := redisstore.New(context.Background(), redisstore.Config{URL: redistest.URL(), Prefix: prefix})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer s.Close()
+	s := benchStore(b)
 	ctx := context.Background()
 	b.ReportAllocs()
 	for b.Loop() {
