@@ -9,6 +9,7 @@ import (
 	"github.com/keyfort/keyfort/internal/redistest"
 	"github.com/keyfort/keyfort/session"
 	"github.com/keyfort/keyfort/session/redisstore"
+	"github.com/keyfort/keyfort/session/sessiontest"
 )
 
 // benchStore is a store on the test Redis with a prefix of the benchmark's own, closed at its end.
@@ -25,23 +26,7 @@ func benchStore(b *testing.B) *redisstore.Store {
 
 // BenchmarkRotate is one refresh's store work: the rotation script (read, rule, write, publish on
 // reuse) in one round trip. Compare BenchmarkRawRoundTrip.
-func BenchmarkRotate(b *testing.B) {
-	s := benchStore(b)
-	ctx := context.Background()
-	now := time.Now()
-	if err := s.CreateFamily(ctx, session.Family{ID: "bench", Current: "j0", ExpiresAt: now.Add(time.Hour)}); err != nil {
-		b.Fatal(err)
-	}
-	cur := "j0"
-	b.ReportAllocs()
-	for i := 0; b.Loop(); i++ {
-		next := fmt.Sprint("j", i+1)
-		if _, out, err := s.Rotate(ctx, "bench", cur, next, now, time.Second); err != nil || out != session.Rotated {
-			b.Fatal(out, err)
-		}
-		cur = next
-	}
-}
+func BenchmarkRotate(b *testing.B) { sessiontest.BenchRotate(b, benchStore(b)) }
 
 // BenchmarkCreateFamily is a session start's store work: the family and its subject's index entry.
 // Compare BenchmarkRawRoundTrip.
