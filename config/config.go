@@ -136,6 +136,9 @@ type SessionConfig struct {
 	AccessTTL    time.Duration
 	RefreshTTL   time.Duration
 	RefreshGrace time.Duration
+	// SubjectCutTTL is how long ending every session of a subject keeps its older tokens ended
+	// (session.Config.SubjectCutTTL; zero: a day).
+	SubjectCutTTL time.Duration
 	// Revalidate is how often a cached session is checked against the store (session.CacheConfig:
 	// zero 15s, negative never).
 	Revalidate time.Duration
@@ -611,7 +614,7 @@ func (p *parser) sessionConfig(v any) {
 				p.add(key, "", "", "want true or false")
 			}
 			sc.PostgresNoMigrate = ok && !b
-		case "access_ttl", "refresh_ttl", "refresh_grace", "revalidate":
+		case "access_ttl", "refresh_ttl", "refresh_grace", "revalidate", "subject_cut_ttl":
 			d, err := asDuration(m[k])
 			if err != nil {
 				p.add(key, "", "", "%v", err)
@@ -623,11 +626,16 @@ func (p *parser) sessionConfig(v any) {
 				sc.RefreshTTL = d
 			case "revalidate":
 				sc.Revalidate = d
+			case "subject_cut_ttl":
+				if d < 0 {
+					p.add(key, "", "", "must not be negative")
+				}
+				sc.SubjectCutTTL = d
 			default:
 				sc.RefreshGrace = d
 			}
 		default:
-			p.add(key, "", "", "unknown key (known: issuer, audience, access_ttl, refresh_ttl, refresh_grace, revalidate, redis_url, redis_tls, postgres_url, postgres_migrate)")
+			p.add(key, "", "", "unknown key (known: issuer, audience, access_ttl, refresh_ttl, refresh_grace, revalidate, subject_cut_ttl, redis_url, redis_tls, postgres_url, postgres_migrate)")
 		}
 	}
 	if sc.RedisURL != "" && sc.PostgresURL != "" {

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/keyfort/keyfort/provider"
+	"github.com/keyfort/keyfort/session/oidc"
 	"github.com/keyfort/keyfort/session/token"
 )
 
@@ -65,7 +66,7 @@ func (a *AccessVerifier) Authenticate(ctx context.Context, raw string) (Principa
 		return Principal{}, err // the key set is unavailable: not the caller's fault
 	}
 	p := Principal{Subject: cl.Subject, Tenant: cl.Tenant, IdP: cl.IdP, Scope: cl.Scope,
-		ExpiresAt: time.Unix(cl.ExpiresAt, 0), Identity: provider.SensitiveString(raw), Family: cl.Family}
+		ExpiresAt: time.Unix(cl.ExpiresAt, 0), IssuedAt: time.Unix(cl.IssuedAt, 0), Identity: provider.SensitiveString(raw), Family: cl.Family}
 	if err := a.Revalidate(ctx, p); err != nil {
 		return Principal{}, err
 	}
@@ -89,4 +90,30 @@ func isTokenError(err error) bool {
 		}
 	}
 	return false
+}
+
+// IDTokens authenticates an identity provider's tokens (OIDC ID tokens, verified by an
+// oidc.Verifier) for a guarded service that accepts them directly rather than Keyfort's access
+// tokens: a Cache's Authenticator. The Principal names the identity provider as IdP (the name
+// under identity.secrets.oidc, as in the runtime's sessions) and carries the token's iat, so a
+// cut of its subject (EndSubjectSessions) ends its session.
+type IDTokens struct {
+	IdP      string
+	Verifier *oidc.Verifier
+}
+
+var _ Authenticator = IDTokens{}
+
+// Authenticate implements Authenticator. An identity provider that cannot be reached is not the
+// caller's fault: that error does not wrap ErrUnauthenticated.
+func (a IDTokens) Authenticate(ctx context.Context, raw string) (Principal, error) {
+	t, err := a.Verifier.Verify(ctx, raw)
+	if err != nil {
+		if errors.Is(err, oidc.ErrUnavailable) {
+			return Principal{}, err
+		}
+		return Principal{}, unauthenticated("%s token: %v", a.IdP, err)
+	}
+	return Principal{Subject: t.Subject, IdP: a.IdP, ExpiresAt: t.ExpiresAt, IssuedAt: t.IssuedAt,
+		Identity: provider.SensitiveString(raw)}, nil
 }

@@ -118,6 +118,9 @@ func (c *Cache) onRevocation(r Revocation) {
 			sh.mu.Unlock()
 			c.endKey(k)
 		}
+	case r.Subject != "":
+		c.metrics.events.WithLabelValues("subject").Inc()
+		c.onCut(recentCut{hash: r.Subject, idp: r.SubjectIdP, before: r.SubjectBefore, at: time.Now().UnixNano()})
 	case r.Family != "":
 		c.metrics.events.WithLabelValues("family").Inc()
 		sh := c.shardOf(r.Family)
@@ -151,15 +154,65 @@ func (c *Cache) endKey(k tokenKey) {
 	c.c.Invalidate(k)
 }
 
-// revokedWhileCreated reports whether an event revoked s (its family or its token) while it was
-// being created: after its store checks, before it was in the cache and the family index, where
-// the event's handler would not find it. It is called once s is in both, so an event received
-// later finds it there: between the two, no revocation is missed.
+// recentCut is a subject cut received on the feed, at (unix nanoseconds).
+type recentCut struct {
+	hash, idp string
+	before    time.Time
+	at        int64
+}
+
+// covers reports whether the cut ends the session of p (whose subject hashes to hash, computed
+// only when the cheaper checks pass).
+func (rc recentCut) covers(p Principal) bool {
+	return p.Family == "" && (rc.idp == "" || rc.idp == p.IdP) && p.IssuedAt.Before(rc.before) &&
+		SubjectHash(p.Subject) == rc.hash
+}
+
+// onCut ends the cached sessions a subject cut covers, and remembers the cut for sessions being
+// created (a scan of the cache: cuts are administrative and rare).
+func (c *Cache) onCut(rc recentCut) {
+	c.cutMu.Lock()
+	c.cuts = slices.DeleteFunc(c.cuts, func(o recentCut) bool { return rc.at-o.at >= int64(recentWindow) })
+	c.cuts = append(c.cuts, rc)
+	c.cutMu.Unlock()
+	var keys []tokenKey
+	for k, s := range c.c.All() {
+		if rc.covers(s.Principal) {
+			keys = append(keys, k)
+		}
+	}
+	for _, k := range keys {
+		c.endKey(k)
+	}
+}
+
+// cutWhileCreated reports whether a subject cut received within recentWindow covers s.
+func (c *Cache) cutWhileCreated(s *Session, now int64) bool {
+	if s.Principal.Family != "" {
+		return false
+	}
+	c.cutMu.Lock()
+	defer c.cutMu.Unlock()
+	for _, rc := range c.cuts {
+		if now-rc.at < int64(recentWindow) && rc.covers(s.Principal) {
+			return true
+		}
+	}
+	return false
+}
+
+// revokedWhileCreated reports whether an event revoked s (its family, its token or its subject)
+// while it was being created: after its store checks, before it was in the cache and the family
+// index, where the event's handler would not find it. It is called once s is in both, so an event
+// received later finds it there: between the two, no revocation is missed.
 func (c *Cache) revokedWhileCreated(s *Session) bool {
 	if c.feedStop == nil {
 		return false
 	}
 	now := time.Now().UnixNano()
+	if c.cutWhileCreated(s, now) {
+		return true
+	}
 	if f := s.Principal.Family; f != "" {
 		sh := c.shardOf(f)
 		sh.mu.Lock()

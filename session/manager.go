@@ -20,6 +20,10 @@ const (
 	DefaultAccessTTL    = 15 * time.Minute
 	DefaultRefreshTTL   = 12 * time.Hour
 	DefaultRefreshGrace = 5 * time.Second
+	// DefaultSubjectCutTTL is how long a subject cut is kept by default (see SubjectCutter): a day,
+	// past the life of the identity providers' ID tokens (an hour at Google, Entra ID, Okta) and of
+	// Keyfort's bare tokens.
+	DefaultSubjectCutTTL = 24 * time.Hour
 	// RefreshAudience is the aud of refresh tokens: no service accepts them as access tokens.
 	RefreshAudience = "keyfort:refresh"
 )
@@ -51,6 +55,10 @@ type Config struct {
 	// AccessTTL, RefreshTTL and RefreshGrace default to DefaultAccessTTL, DefaultRefreshTTL and
 	// DefaultRefreshGrace.
 	AccessTTL, RefreshTTL, RefreshGrace time.Duration
+	// SubjectCutTTL is how long the cut of EndSubjectSessions is kept (default
+	// DefaultSubjectCutTTL, and never less than AccessTTL): tokens it ends that live longer
+	// (an identity provider's token valid for more than a day) work again after it.
+	SubjectCutTTL time.Duration
 	// HashKey keys the hashes that identify tokens in stores (at least 32 random bytes, the same for
 	// every replica). Default: the Store's when it is a HashKeyHolder (MemoryStore and
 	// redisstore.Store are), so replicas sharing a store agree without configuration.
@@ -103,6 +111,7 @@ func NewManager(cfg Config) (*Manager, error) {
 	cfg.AccessTTL = orDefault(cfg.AccessTTL, DefaultAccessTTL)
 	cfg.RefreshTTL = orDefault(cfg.RefreshTTL, DefaultRefreshTTL)
 	cfg.RefreshGrace = orDefault(cfg.RefreshGrace, DefaultRefreshGrace)
+	cfg.SubjectCutTTL = max(orDefault(cfg.SubjectCutTTL, DefaultSubjectCutTTL), cfg.AccessTTL)
 	if cfg.RefreshGrace < 0 {
 		cfg.RefreshGrace = 0
 	}
@@ -173,7 +182,12 @@ func (m *Manager) StartSession(ctx context.Context, req StartRequest) (Tokens, e
 		return Tokens{}, unauthenticated("subject does not match the external token's sub")
 	}
 	origin := m.TokenKey(ext.SignedPart)
-	dead, err := m.store.Tombstoned(ctx, origin)
+	var dead bool
+	if c, ok := m.store.(SubjectCutter); ok {
+		dead, err = c.TokenEnded(ctx, TokenRef{Key: origin, Subject: ext.Subject, IdP: req.IdP, IssuedAt: ext.IssuedAt})
+	} else {
+		dead, err = m.store.Tombstoned(ctx, origin)
+	}
 	if err != nil {
 		return Tokens{}, fmt.Errorf("%w: %v", ErrStoreUnavailable, err)
 	}
@@ -332,22 +346,40 @@ var ErrNoSubjectRevocation = errors.New("session: the store cannot end a subject
 // some ("sign out my other devices"). Every live family selected is revoked
 // (its refresh tokens refused, its access tokens refused wherever they are revalidated, cached
 // sessions on the store's feed ended with their leases), and the external token that started each
-// is tombstoned until it expires, so a stolen ID token cannot start a new one. Bare tokens of
-// IssueToken have no family and run to their expiry. It returns the families ended.
+// is tombstoned until it expires, so a stolen ID token cannot start a new one.
+//
+// When sel selects every session of the subject (no Only, no Except) and the store is a
+// SubjectCutter, the subject is also cut for SubjectCutTTL: every token of the subject issued up
+// to now that no family stands for ends too — bare tokens of IssueToken (when sel names no
+// identity provider) and the identity provider's tokens, presented to StartSession or straight to
+// a guarded service sharing the store. It returns the families ended.
 func (m *Manager) EndSubjectSessions(ctx context.Context, sel SubjectSelector) ([]Family, error) {
-	return EndSubject(ctx, m.store, sel, m.now())
+	return EndSubject(ctx, m.store, sel, m.now(), m.cfg.SubjectCutTTL)
 }
 
 // EndSubject is EndSubjectSessions on a store directly, with no Manager (provider-host
 // end-sessions, an operator's break-glass path): the live families sel selects revoked at now, the
-// external tokens that started them tombstoned. The store must be a SubjectRevoker.
-func EndSubject(ctx context.Context, store Store, sel SubjectSelector, now time.Time) ([]Family, error) {
+// external tokens that started them tombstoned, and, when sel selects every session of the subject
+// and the store is a SubjectCutter, the subject cut at now for cutTTL (at most 0: the default,
+// DefaultSubjectCutTTL). The store must be a SubjectRevoker.
+func EndSubject(ctx context.Context, store Store, sel SubjectSelector, now time.Time, cutTTL time.Duration) ([]Family, error) {
 	if sel.Subject == "" {
 		return nil, errors.New("session: ending a subject's sessions needs a subject")
 	}
 	rs, ok := store.(SubjectRevoker)
 	if !ok {
 		return nil, ErrNoSubjectRevocation
+	}
+	// The cut first: from the moment the families are revoked, no token of the subject issued
+	// before starts a session anywhere (a stolen ID token racing the revocation included).
+	if c, ok := store.(SubjectCutter); ok && len(sel.Only) == 0 && len(sel.Except) == 0 {
+		if cutTTL <= 0 {
+			cutTTL = DefaultSubjectCutTTL
+		}
+		cut := SubjectCut{Subject: sel.Subject, IdP: sel.IdP, Before: CutBefore(now), Until: now.Add(cutTTL)}
+		if err := c.CutSubject(ctx, cut); err != nil {
+			return nil, fmt.Errorf("%w: %v", ErrStoreUnavailable, err)
+		}
 	}
 	ended, err := rs.RevokeSubject(ctx, sel, now)
 	if err != nil {

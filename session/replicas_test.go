@@ -155,7 +155,7 @@ func TestConfiguredHashKeyWins(t *testing.T) {
 	}
 }
 
-// flaky is a store whose tombstone reads fail while down is set, like an unreachable Redis.
+// flaky is a store whose tombstone (and cut) reads fail while down is set, like an unreachable Redis.
 type flaky struct {
 	*session.MemoryStore
 	down atomic.Bool
@@ -166,6 +166,13 @@ func (s *flaky) Tombstoned(ctx context.Context, key string) (bool, error) {
 		return false, errDown
 	}
 	return s.MemoryStore.Tombstoned(ctx, key)
+}
+
+func (s *flaky) TokenEnded(ctx context.Context, t session.TokenRef) (bool, error) {
+	if s.down.Load() {
+		return false, errDown
+	}
+	return s.MemoryStore.TokenEnded(ctx, t)
 }
 
 // TestRevalidationFailsClosedAndRecovers: with the shared store unreachable, a cached session of an

@@ -28,6 +28,9 @@ import (
 type Principal struct {
 	Subject, Tenant, IdP, Scope string
 	ExpiresAt                   time.Time
+	// IssuedAt is the token's iat, which subject cuts (SubjectCutter) are matched against; zero
+	// (unknown) is covered by any cut of the subject.
+	IssuedAt time.Time
 	// Identity is the token to present to providers that issue credentials on the caller's behalf
 	// (Vault JWT auth); it is the caller's own token.
 	Identity provider.Sensitive
@@ -59,7 +62,7 @@ func (m *Manager) Authenticate(ctx context.Context, raw string) (Principal, erro
 		return Principal{}, err
 	}
 	return Principal{Subject: cl.Subject, Tenant: cl.Tenant, IdP: cl.IdP, Scope: cl.Scope,
-		ExpiresAt: time.Unix(cl.ExpiresAt, 0), Identity: provider.SensitiveString(raw), Family: cl.Family}, nil
+		ExpiresAt: time.Unix(cl.ExpiresAt, 0), IssuedAt: time.Unix(cl.IssuedAt, 0), Identity: provider.SensitiveString(raw), Family: cl.Family}, nil
 }
 
 // CredentialSource issues backend credentials for a role, on behalf of an identity when it is not
@@ -355,6 +358,11 @@ type Cache struct {
 	feedStop  func()
 	fams      [hotShards]famShard
 	famSeed   maphash.Seed
+	// cutter is the store's SubjectCutter (nil: it has none); cuts are the subject cuts of the
+	// feed received in the last recentWindow, for sessions created meanwhile (revokedWhileCreated).
+	cutter    SubjectCutter
+	cutMu     sync.Mutex
+	cuts      []recentCut
 	wg        sync.WaitGroup
 	closed    chan struct{}
 	closeOnce sync.Once
@@ -393,6 +401,7 @@ func NewCache(cfg CacheConfig) (*Cache, error) {
 	} else {
 		c.sharedStore = true // tombstones written elsewhere (another replica, a Manager) can appear
 	}
+	c.cutter, _ = c.store.(SubjectCutter)
 	c.hashKey = hashKeyOf(cfg.HashKey, c.store)
 	c.macs = hmacpool.New(c.hashKey)
 	c.metrics = newCacheMetrics(cfg.Registerer)
@@ -475,7 +484,7 @@ func newCacheMetrics(reg prometheus.Registerer) cacheMetrics {
 		renewals: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "keyfort", Subsystem: "session",
 			Name: "lease_renewals_total", Help: "Session credential lease renewals by result (renewed, replaced, failed)."}, []string{"result"}),
 		events: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "keyfort", Subsystem: "session",
-			Name: "revocation_events_total", Help: "Events of the store's revocation feed received, by kind (family, token, resync)."}, []string{"kind"}),
+			Name: "revocation_events_total", Help: "Events of the store's revocation feed received, by kind (family, token, subject, resync)."}, []string{"kind"}),
 		feed: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "keyfort", Subsystem: "session",
 			Name: "revocation_feed_subscribed", Help: "1 when the cache follows its store's revocation feed; 0 when it does not (no feed, or one that could not be subscribed to: revocations by other replicas then wait for revalidation)."}),
 	}
@@ -666,8 +675,9 @@ func (c *Cache) revalidationDue(s *Session, now int64) bool {
 	return c.recheck && now-s.checked.Load() >= int64(c.revalidate)
 }
 
-// revalidateSession asks the Revalidator, and for a session of an external token (no Family: a
-// Keyfort token's revocation is its family's) the shared store's tombstones.
+// revalidateSession asks the Revalidator, and for a session of a token no family stands for (an
+// external token, a bare token: a Keyfort session's revocation is its family's) the shared store's
+// tombstones and subject cuts.
 func (c *Cache) revalidateSession(ctx context.Context, s *Session, key tokenKey) error {
 	if c.revalidator != nil {
 		if err := c.revalidator.Revalidate(ctx, s.Principal); err != nil {
@@ -675,13 +685,26 @@ func (c *Cache) revalidateSession(ctx context.Context, s *Session, key tokenKey)
 		}
 	}
 	if c.sharedStore && s.Principal.Family == "" {
-		dead, err := c.store.Tombstoned(ctx, key.String())
-		if err != nil {
-			return fmt.Errorf("%w: %v", ErrStoreUnavailable, err)
-		}
-		if dead {
-			return fmt.Errorf("%w: token was logged out", ErrUnauthenticated)
-		}
+		return c.checkEnded(ctx, key, s.Principal)
+	}
+	return nil
+}
+
+// checkEnded asks the store, in one round trip, whether the token of key was logged out and, for a
+// token no family stands for, whether its subject was cut since it was issued.
+func (c *Cache) checkEnded(ctx context.Context, key tokenKey, p Principal) error {
+	var dead bool
+	var err error
+	if c.cutter != nil && p.Family == "" {
+		dead, err = c.cutter.TokenEnded(ctx, TokenRef{Key: key.String(), Subject: p.Subject, IdP: p.IdP, IssuedAt: p.IssuedAt})
+	} else {
+		dead, err = c.store.Tombstoned(ctx, key.String())
+	}
+	if err != nil {
+		return fmt.Errorf("%w: %v", ErrStoreUnavailable, err)
+	}
+	if dead {
+		return fmt.Errorf("%w: token was logged out", ErrUnauthenticated)
 	}
 	return nil
 }
@@ -713,18 +736,22 @@ func (c *Cache) create(ctx context.Context, key tokenKey, raw, sig string) (*Ses
 		return nil, errors.New("session: cache closed")
 	default:
 	}
-	if c.store != nil {
-		dead, err := c.store.Tombstoned(ctx, key.String())
-		if err != nil {
-			return nil, fmt.Errorf("%w: %v", ErrStoreUnavailable, err)
-		}
-		if dead {
-			return nil, fmt.Errorf("%w: token was logged out", ErrUnauthenticated)
+	// A store without subject cuts is asked before the token is verified (a logged-out token costs
+	// no verification); one with them after, in the same one round trip, as what a cut covers is
+	// in the verified claims.
+	if c.cutter == nil {
+		if err := c.checkEnded(ctx, key, Principal{}); err != nil {
+			return nil, err
 		}
 	}
 	p, err := c.auth.Authenticate(ctx, raw)
 	if err != nil {
 		return nil, err
+	}
+	if c.cutter != nil {
+		if err := c.checkEnded(ctx, key, p); err != nil {
+			return nil, err
+		}
 	}
 	sctx, end := context.WithCancel(context.Background())
 	created := c.now()

@@ -66,11 +66,12 @@ func TestRecentRevocationsAreForgotten(t *testing.T) {
 	}
 }
 
-// TestSessionFitsItsSizeClass: a Session is 288 bytes, exactly one of Go's allocation size classes;
-// a field more would put it in the 320-byte class and cost every cached session 32 bytes (the
-// memory benchmark's figure), so growing it must be a decision, not an accident.
+// TestSessionFitsItsSizeClass: a Session fits Go's 320-byte allocation size class (312 bytes
+// since Principal.IssuedAt, which subject cuts need, took it past 288 on 2026-11-30); a field
+// more would put it in the 352-byte class and cost every cached session 32 bytes (the memory
+// benchmark's figure), so growing it must be a decision, not an accident.
 func TestSessionFitsItsSizeClass(t *testing.T) {
-	if n := unsafe.Sizeof(Session{}); n > 288 {
-		t.Errorf("Session is %d bytes: past the 288-byte size class (see performance.md, memory per session)", n)
+	if n := unsafe.Sizeof(Session{}); n > 320 {
+		t.Errorf("Session is %d bytes: past the 320-byte size class (see performance.md, memory per session)", n)
 	}
 }

@@ -2,6 +2,8 @@ package session
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"slices"
 	"sync"
@@ -76,14 +78,21 @@ type HashKeyHolder interface {
 	HashKey() []byte
 }
 
-// Revocation is one event of a RevocationFeed: a family revoked, a token tombstoned, or (Resync) a
-// gap in the feed. Exactly one field is set. Neither identifier is secret: family IDs are random
-// handles, token keys keyed hashes.
+// Revocation is one event of a RevocationFeed: a family revoked, a token tombstoned, a subject's
+// tokens cut, or (Resync) a gap in the feed. Exactly one of Family, Token, Subject and Resync is
+// set. No identifier is secret: family IDs are random handles, token keys keyed hashes, subjects
+// SHA-256 hashes.
 type Revocation struct {
 	// Family is the ID of a family revoked (logout, refresh-token reuse).
 	Family string
 	// Token is the tombstone key (see Store.Tombstone) of a token ended.
 	Token string
+	// Subject is the SubjectHash of a subject cut (SubjectCutter.CutSubject): its tokens that no
+	// family stands for, of identity provider SubjectIdP ("": any) and issued before
+	// SubjectBefore, are ended.
+	Subject       string
+	SubjectIdP    string
+	SubjectBefore time.Time
 	// Resync reports that events may have been lost (the feed's connection dropped and was made
 	// again): a subscriber cannot know what it missed and must check what it holds.
 	Resync bool
@@ -138,6 +147,61 @@ type SubjectLister interface {
 	SubjectFamilies(ctx context.Context, sel SubjectSelector, now time.Time) ([]Family, error)
 }
 
+// SubjectCut ends, for a while, the tokens of one subject that no refresh-token family stands for
+// and that were issued before a moment: bare access tokens of IssueToken, and identity-provider
+// tokens (OIDC ID tokens) presented to a guarded service or to StartSession. Revoking a subject's
+// families ends their sessions; a cut ends the rest ("sign out everywhere" reaches every token the
+// subject holds, not only those of sessions).
+type SubjectCut struct {
+	Subject string
+	// IdP is the identity provider whose tokens are cut; "" cuts every one of them and the bare
+	// tokens of IssueToken (which name none).
+	IdP string
+	// Before: tokens issued (their iat) before it are ended. A token's iat has whole seconds, so a
+	// cut made at now should be at the next whole second (CutBefore).
+	Before time.Time
+	// Until is when the store forgets the cut: after the longest-lived token it ends has expired.
+	Until time.Time
+}
+
+// CutBefore is the Before of a cut made at now: the next whole second, so that every token issued
+// up to now (whose iat, in whole seconds, is at most now) is covered. Tokens issued in the rest of
+// that second are covered too: a cut errs on the side of ending.
+func CutBefore(now time.Time) time.Time { return now.Truncate(time.Second).Add(time.Second) }
+
+// Covers reports whether the cut ends a token of subject at idp issued at issued (zero: unknown,
+// which any cut of the subject covers).
+func (c SubjectCut) Covers(subject, idp string, issued time.Time) bool {
+	return c.Subject == subject && (c.IdP == "" || c.IdP == idp) && issued.Before(c.Before)
+}
+
+// TokenRef names a token for SubjectCutter.TokenEnded: its tombstone key, and the subject,
+// identity provider and issue time a cut is matched against.
+type TokenRef struct {
+	Key, Subject, IdP string
+	IssuedAt          time.Time
+}
+
+// SubjectCutter is the optional capability of a Store that keeps subject cuts, for every replica
+// sharing it. A Cache over such a store ends cached sessions of cut tokens (at once on the store's
+// feed, else at revalidation) and refuses to start new ones; a Manager refuses a cut external
+// token at StartSession. EndSubjectSessions cuts when it ends every session of a subject.
+// MemoryStore, redisstore.Store and pgstore.Store have it.
+type SubjectCutter interface {
+	// CutSubject records cut (keeping, for one subject and identity provider, the latest Before
+	// and Until of every cut made) and announces cut, as given, on the store's feed.
+	CutSubject(ctx context.Context, cut SubjectCut) error
+	// TokenEnded reports, in one round trip, whether t was tombstoned or a live cut covers it.
+	TokenEnded(ctx context.Context, t TokenRef) (bool, error)
+}
+
+// SubjectHash names a subject in cut events and store keys: the SHA-256 of the subject, in hex (a
+// subject is not secret, but it is the identity provider's string, of any length and bytes).
+func SubjectHash(subject string) string {
+	h := sha256.Sum256([]byte(subject))
+	return hex.EncodeToString(h[:])
+}
+
 // hashKeyOf is the hash key a Manager or Cache uses: its own when configured, else its store's,
 // else a random one (which suits a cache whose tombstones stay in this process).
 func hashKeyOf(configured []byte, store Store) []byte {
@@ -157,6 +221,7 @@ type MemoryStore struct {
 	mu         sync.Mutex
 	families   map[string]Family
 	tombstones map[string]time.Time
+	cuts       map[cutKey]SubjectCut
 	now        func() time.Time
 	hashKey    []byte
 	// writes since the last gc; gc runs when they reach the entries it left (nextGC), so its cost
@@ -174,8 +239,12 @@ func NewMemoryStore(now func() time.Time) *MemoryStore {
 	if now == nil {
 		now = time.Now
 	}
-	return &MemoryStore{families: map[string]Family{}, tombstones: map[string]time.Time{}, now: now, hashKey: randomKey()}
+	return &MemoryStore{families: map[string]Family{}, tombstones: map[string]time.Time{}, cuts: map[cutKey]SubjectCut{},
+		now: now, hashKey: randomKey()}
 }
+
+// cutKey is where a MemoryStore keeps a cut.
+type cutKey struct{ subject, idp string }
 
 // HashKey implements HashKeyHolder: a random key of this store.
 func (s *MemoryStore) HashKey() []byte { return s.hashKey }
@@ -185,6 +254,7 @@ var (
 	_ RevocationFeed = (*MemoryStore)(nil)
 	_ SubjectRevoker = (*MemoryStore)(nil)
 	_ SubjectLister  = (*MemoryStore)(nil)
+	_ SubjectCutter  = (*MemoryStore)(nil)
 )
 
 // SubscribeRevocations implements RevocationFeed: events reach fn synchronously, on the goroutine
@@ -336,6 +406,45 @@ func (s *MemoryStore) Tombstoned(_ context.Context, key string) (bool, error) {
 	return ok && s.now().Before(until), nil
 }
 
+// CutSubject implements SubjectCutter.
+func (s *MemoryStore) CutSubject(_ context.Context, cut SubjectCut) error {
+	if cut.Subject == "" {
+		return errors.New("session: a subject cut needs a subject")
+	}
+	s.mu.Lock()
+	s.maybeGC()
+	k := cutKey{cut.Subject, cut.IdP}
+	kept := cut
+	if old, ok := s.cuts[k]; ok {
+		if old.Before.After(kept.Before) {
+			kept.Before = old.Before
+		}
+		if old.Until.After(kept.Until) {
+			kept.Until = old.Until
+		}
+	}
+	s.cuts[k] = kept
+	s.mu.Unlock()
+	s.publish(Revocation{Subject: SubjectHash(cut.Subject), SubjectIdP: cut.IdP, SubjectBefore: cut.Before})
+	return nil
+}
+
+// TokenEnded implements SubjectCutter.
+func (s *MemoryStore) TokenEnded(_ context.Context, t TokenRef) (bool, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := s.now()
+	if until, ok := s.tombstones[t.Key]; ok && now.Before(until) {
+		return true, nil
+	}
+	for _, idp := range []string{"", t.IdP} {
+		if c, ok := s.cuts[cutKey{t.Subject, idp}]; ok && now.Before(c.Until) && c.Covers(t.Subject, t.IdP, t.IssuedAt) {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
 // Close implements Store.
 func (s *MemoryStore) Close() error { return nil }
 
@@ -350,7 +459,7 @@ func (s *MemoryStore) maybeGC() {
 		return
 	}
 	s.gc()
-	s.writes, s.nextGC = 0, len(s.families)+len(s.tombstones)
+	s.writes, s.nextGC = 0, len(s.families)+len(s.tombstones)+len(s.cuts)
 }
 
 // gc drops expired families and tombstones; callers hold s.mu.
@@ -364,6 +473,11 @@ func (s *MemoryStore) gc() {
 	for k, until := range s.tombstones {
 		if !now.Before(until) {
 			delete(s.tombstones, k)
+		}
+	}
+	for k, c := range s.cuts {
+		if !now.Before(c.Until) {
+			delete(s.cuts, k)
 		}
 	}
 }

@@ -30,6 +30,9 @@ func TestEndSubjectSessions(t *testing.T) {
 		t.Helper()
 		claims := f.iss.Claims(subject, googleAud)
 		claims["nonce"] = nonce
+		if nonce == "after" { // issued after the cut (whole seconds: from the next one)
+			claims["iat"] = session.CutBefore(time.Now()).Unix()
+		}
 		ext := f.iss.Sign(t, "k1", claims, nil)
 		toks, err := f.m.StartSession(ctx, session.StartRequest{IdP: "google", ExternalToken: ext})
 		if err != nil {
@@ -82,5 +85,123 @@ func TestEndSubjectSessions(t *testing.T) {
 	g := newFixture(t, hidden{session.NewMemoryStore(nil)})
 	if _, err := g.m.EndSubjectSessions(ctx, session.SubjectSelector{Subject: "alice", IdP: "google"}); !errors.Is(err, session.ErrNoSubjectRevocation) {
 		t.Errorf("a store without SubjectRevoker: got %v", err)
+	}
+}
+
+// TestEndSubjectCutsTokensWithoutFamilies: ending every session of a subject also ends the
+// subject's tokens that no session stands for, issued up to then: bare tokens of IssueToken and ID
+// tokens presented straight to a guarded service — cached sessions of them end at once (the feed)
+// or at their revalidation (no feed), new ones are refused (a token never seen before included),
+// and such an ID token cannot start a session either. Tokens issued after the cut, other
+// subjects' tokens, and what a partial selection (all but some sessions) or another identity
+// provider's cut does not cover keep working.
+func TestEndSubjectCutsTokensWithoutFamilies(t *testing.T) {
+	shared := session.NewMemoryStore(nil)
+	f := newFixture(t, shared)
+	ctx := context.Background()
+	newCache := func(auth session.Authenticator, mut func(*session.CacheConfig)) *session.Cache {
+		t.Helper()
+		cfg := session.CacheConfig{Authenticator: auth, Store: shared, Revalidate: time.Hour}
+		if mut != nil {
+			mut(&cfg)
+		}
+		c, err := session.NewCache(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = c.Close() })
+		return c
+	}
+	own := newCache(f.m, nil)                                                 // the runtime's guard: Keyfort's tokens
+	ext := newCache(session.IDTokens{IdP: "google", Verifier: f.google}, nil) // a service taking ID tokens
+	polled := newCache(session.IDTokens{IdP: "google", Verifier: f.google}, func(c *session.CacheConfig) {
+		c.IgnoreRevocationFeed, c.Now, c.Revalidate = true, f.clk.Now, 10*time.Second
+	})
+	bare := func(subject string) string {
+		t.Helper()
+		tok, _, err := f.m.IssueToken(ctx, session.IssueRequest{Subject: subject})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tok
+	}
+	idToken := func(subject, nonce string, iat time.Time) string {
+		claims := f.iss.Claims(subject, googleAud)
+		claims["nonce"], claims["iat"] = nonce, iat.Unix()
+		return f.iss.Sign(t, "k1", claims, nil)
+	}
+	get := func(c *session.Cache, tok string) (*session.Session, error) { return c.Get(ctx, tok) }
+	mustGet := func(c *session.Cache, tok, what string) *session.Session {
+		t.Helper()
+		s, err := get(c, tok)
+		if err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+		return s
+	}
+	refused := func(err error, what string) {
+		t.Helper()
+		if !errors.Is(err, session.ErrUnauthenticated) {
+			t.Errorf("%s: got %v, want ErrUnauthenticated", what, err)
+		}
+	}
+
+	issued := f.clk.Now()
+	bareA, bareB, bareC := bare("alice"), bare("bob"), bare("carol")
+	idA, idASpare, idB, idD := idToken("alice", "laptop", issued), idToken("alice", "spare", issued), idToken("bob", "laptop", issued), idToken("dave", "laptop", issued)
+	bareD := bare("dave")
+	sBareA, sIDA := mustGet(own, bareA, "alice's bare token"), mustGet(ext, idA, "alice's ID token")
+	sPolled := mustGet(polled, idA, "alice's ID token, at a cache without the feed")
+	sBareB, sIDB := mustGet(own, bareB, "bob's bare token"), mustGet(ext, idB, "bob's ID token")
+
+	if _, err := f.m.EndSubjectSessions(ctx, session.SubjectSelector{Subject: "alice"}); err != nil {
+		t.Fatal(err)
+	}
+	waitDone(t, sBareA)
+	waitDone(t, sIDA)
+	_, err := get(own, bareA)
+	refused(err, "alice's bare token after the cut")
+	_, err = get(ext, idA)
+	refused(err, "alice's ID token after the cut")
+	_, err = get(ext, idASpare)
+	refused(err, "an ID token of alice never presented before the cut")
+	_, err = f.m.StartSession(ctx, session.StartRequest{IdP: "google", ExternalToken: idASpare})
+	refused(err, "StartSession with an ID token of alice issued before the cut")
+	if s, err := get(own, bareB); err != nil || s != sBareB {
+		t.Errorf("bob's bare token: %v (same session: %v)", err, s == sBareB)
+	}
+	if s, err := get(ext, idB); err != nil || s != sIDB {
+		t.Errorf("bob's ID token: %v (same session: %v)", err, s == sIDB)
+	}
+	// Without the feed, at the revalidation.
+	if s, err := get(polled, idA); err != nil || s != sPolled {
+		t.Fatalf("before its revalidation, a cache without the feed serves what it has: %v", err)
+	}
+	f.clk.Advance(11 * time.Second)
+	_, err = get(polled, idA)
+	refused(err, "alice's ID token at the revalidation of a cache without the feed")
+
+	// Tokens issued after the cut work.
+	after := f.clk.Now()
+	mustGet(own, bare("alice"), "a bare token of alice issued after the cut")
+	fresh := idToken("alice", "after", after)
+	mustGet(ext, fresh, "an ID token of alice issued after the cut")
+	if _, err := f.m.StartSession(ctx, session.StartRequest{IdP: "google", ExternalToken: fresh}); err != nil {
+		t.Errorf("StartSession with an ID token issued after the cut: %v", err)
+	}
+
+	// All but some sessions ("sign out my other devices"): no cut.
+	if _, err := f.m.EndSubjectSessions(ctx, session.SubjectSelector{Subject: "carol", Except: []string{"this-device"}}); err != nil {
+		t.Fatal(err)
+	}
+	mustGet(own, bareC, "carol's bare token after ending all but one of her sessions")
+	// At one identity provider: its tokens, not the bare ones.
+	sIDD, sBareD := mustGet(ext, idD, "dave's ID token"), mustGet(own, bareD, "dave's bare token")
+	if _, err := f.m.EndSubjectSessions(ctx, session.SubjectSelector{Subject: "dave", IdP: "google"}); err != nil {
+		t.Fatal(err)
+	}
+	waitDone(t, sIDD)
+	if s, err := get(own, bareD); err != nil || s != sBareD {
+		t.Errorf("dave's bare token after his google sessions were ended: %v", err)
 	}
 }

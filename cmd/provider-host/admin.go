@@ -426,8 +426,8 @@ Exit status: 0 when the store answered (whether or not there were sessions to en
 not, 2 when the configuration is invalid or has no shared store.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return f.runOnStore(cmd, subject, func(ctx context.Context, store sharedStore) error {
-				ended, err := session.EndSubject(ctx, store, session.SubjectSelector{Subject: subject, IdP: idp, Only: only}, time.Now())
+			return f.runOnStore(cmd, subject, func(ctx context.Context, store sharedStore, cfg *config.Config) error {
+				ended, err := session.EndSubject(ctx, store, session.SubjectSelector{Subject: subject, IdP: idp, Only: only}, time.Now(), cfg.Session.SubjectCutTTL)
 				ids := make([]string, 0, len(ended))
 				for _, fam := range ended {
 					ids = append(ids, fam.SessionID)
@@ -475,7 +475,7 @@ Exit status: 0 when the store answered, 1 when it did not, 2 when the configurat
 has no shared store.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return f.runOnStore(cmd, subject, func(ctx context.Context, store sharedStore) error {
+			return f.runOnStore(cmd, subject, func(ctx context.Context, store sharedStore, _ *config.Config) error {
 				fams, err := store.SubjectFamilies(ctx, session.SubjectSelector{Subject: subject, IdP: idp}, time.Now())
 				if err != nil {
 					fmt.Fprintln(cmd.ErrOrStderr(), err)
@@ -498,7 +498,7 @@ has no shared store.`,
 }
 
 // runOnStore is run for the commands on a subject's sessions in the shared store.
-func (f *configFlags) runOnStore(cmd *cobra.Command, subject string, fn func(ctx context.Context, store sharedStore) error) error {
+func (f *configFlags) runOnStore(cmd *cobra.Command, subject string, fn func(ctx context.Context, store sharedStore, cfg *config.Config) error) error {
 	if subject == "" {
 		return errors.New("--subject is required")
 	}
@@ -508,7 +508,7 @@ func (f *configFlags) runOnStore(cmd *cobra.Command, subject string, fn func(ctx
 			return err
 		}
 		defer store.Close()
-		return fn(ctx, store)
+		return fn(ctx, store, cat.Config())
 	})
 }
 

@@ -1,22 +1,45 @@
 package revfeed
 
 import (
+	"encoding/hex"
+	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/keyfort/keyfort/session"
 )
 
-// Parse reads a feed payload: "f:" and a family ID, or "t:" and a tombstone key. Anything else (a
-// store's probe, a stranger's message) is not an event.
+// Parse reads a feed payload: "f:" and a family ID, "t:" and a tombstone key, or a subject cut
+// (Cut). Anything else (a store's probe, a stranger's message, an event of a later release) is not
+// an event.
 func Parse(p string) (session.Revocation, bool) {
 	switch {
 	case len(p) > 2 && strings.HasPrefix(p, "f:"):
 		return session.Revocation{Family: p[2:]}, true
 	case len(p) > 2 && strings.HasPrefix(p, "t:"):
 		return session.Revocation{Token: p[2:]}, true
+	case strings.HasPrefix(p, "s:"):
+		ms, rest, ok1 := strings.Cut(p[2:], ":")
+		hash, idp, ok2 := strings.Cut(rest, ":")
+		n, err := strconv.ParseInt(ms, 10, 64)
+		if !ok1 || !ok2 || err != nil || len(hash) != 64 || !isHex(hash) {
+			return session.Revocation{}, false
+		}
+		return session.Revocation{Subject: hash, SubjectIdP: idp, SubjectBefore: time.UnixMilli(n)}, true
 	}
 	return session.Revocation{}, false
+}
+
+// Cut is the payload of a subject cut: "s:", the cut's Before in unix milliseconds, the subject's
+// session.SubjectHash and the identity provider (last: it may hold a colon), colon-separated.
+func Cut(c session.SubjectCut) string {
+	return "s:" + strconv.FormatInt(c.Before.UnixMilli(), 10) + ":" + session.SubjectHash(c.Subject) + ":" + c.IdP
+}
+
+func isHex(s string) bool {
+	_, err := hex.DecodeString(s)
+	return err == nil
 }
 
 // Pump calls a subscriber's fn with the events pushed to it, one at a time on a goroutine of its

@@ -1,6 +1,7 @@
 package revfeed_test
 
 import (
+	"strings"
 	"testing"
 	"time"
 
@@ -16,12 +17,20 @@ func TestParse(t *testing.T) {
 	for in, want := range map[string]session.Revocation{
 		"f:fam-1": {Family: "fam-1"},
 		"t:abc":   {Token: "abc"},
+		revfeed.Cut(session.SubjectCut{Subject: "alice", IdP: "google", Before: time.UnixMilli(1700000000123)}): {
+			Subject: session.SubjectHash("alice"), SubjectIdP: "google", SubjectBefore: time.UnixMilli(1700000000123)},
+		revfeed.Cut(session.SubjectCut{Subject: "bob", IdP: "a:b", Before: time.UnixMilli(5)}): {
+			Subject: session.SubjectHash("bob"), SubjectIdP: "a:b", SubjectBefore: time.UnixMilli(5)},
+		revfeed.Cut(session.SubjectCut{Subject: "carol", Before: time.UnixMilli(7)}): {
+			Subject: session.SubjectHash("carol"), SubjectBefore: time.UnixMilli(7)},
 	} {
 		if got, ok := revfeed.Parse(in); !ok || got != want {
 			t.Errorf("Parse(%q): got %+v, %v; want %+v", in, got, ok, want)
 		}
 	}
-	for _, in := range []string{"", "f:", "t:", "p:", "x:y", "fam"} {
+	hash := session.SubjectHash("alice")
+	for _, in := range []string{"", "f:", "t:", "p:", "x:y", "fam", "s:", "s:1:" + hash, "s:x:" + hash + ":", "s:1:" + hash[1:] + ":",
+		"s:1:" + strings.Repeat("g", 64) + ":", "s:1:" + hash + "0:"} {
 		if got, ok := revfeed.Parse(in); ok {
 			t.Errorf("Parse(%q): got %+v, want no event", in, got)
 		}

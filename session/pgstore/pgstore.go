@@ -14,6 +14,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/keyfort/keyfort/internal/revfeed"
 	"github.com/keyfort/keyfort/internal/storemetrics"
 	"github.com/keyfort/keyfort/session"
 )
@@ -66,6 +67,7 @@ type Store struct {
 	fam     string // quoted table names
 	tomb    string
 	meta    string
+	cut     string
 	channel string // unquoted, for pg_notify; quoted for LISTEN
 	hashKey []byte
 	schema  Schema
@@ -82,6 +84,7 @@ var (
 	_ session.RevocationFeed = (*Store)(nil)
 	_ session.SubjectRevoker = (*Store)(nil)
 	_ session.SubjectLister  = (*Store)(nil)
+	_ session.SubjectCutter  = (*Store)(nil)
 )
 
 // New connects, creates the tables if they are missing or brings them to SchemaVersion (see
@@ -103,6 +106,7 @@ func newStore(ctx context.Context, cfg Config, steps []step) (*Store, error) {
 		fam:     pgx.Identifier{prefix + "families"}.Sanitize(),
 		tomb:    pgx.Identifier{prefix + "tombstones"}.Sanitize(),
 		meta:    pgx.Identifier{prefix + "meta"}.Sanitize(),
+		cut:     pgx.Identifier{prefix + "subject_cuts"}.Sanitize(),
 		channel: prefix + "revocations",
 		stop:    make(chan struct{}),
 		cleaned: make(chan struct{}),
@@ -350,7 +354,33 @@ func (s *Store) Tombstoned(ctx context.Context, key string) (bool, error) {
 	return ok, wrap(err)
 }
 
-// cleanup deletes expired families and tombstones every interval until Close.
+// CutSubject implements session.SubjectCutter and announces the cut on the feed, in one
+// transaction.
+func (s *Store) CutSubject(ctx context.Context, cut session.SubjectCut) error {
+	if cut.Subject == "" {
+		return errors.New("pgstore: a subject cut needs a subject")
+	}
+	return wrap(pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `INSERT INTO `+s.cut+` (subject, idp, cut_before, until) VALUES ($1, $2, $3, $4)
+			ON CONFLICT (subject, idp) DO UPDATE SET cut_before = GREATEST(`+s.cut+`.cut_before, EXCLUDED.cut_before),
+			until = GREATEST(`+s.cut+`.until, EXCLUDED.until)`, cut.Subject, cut.IdP, cut.Before, cut.Until); err != nil {
+			return err
+		}
+		_, err := tx.Exec(ctx, `SELECT pg_notify($1, $2)`, s.channel, revfeed.Cut(cut))
+		return err
+	}))
+}
+
+// TokenEnded implements session.SubjectCutter in one query.
+func (s *Store) TokenEnded(ctx context.Context, t session.TokenRef) (bool, error) {
+	var ok bool
+	err := s.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM `+s.tomb+` WHERE key = $1 AND until > $2)
+		OR EXISTS (SELECT 1 FROM `+s.cut+` WHERE subject = $3 AND idp IN ('', $4) AND until > $2 AND cut_before > $5)`,
+		t.Key, time.Now(), t.Subject, t.IdP, t.IssuedAt).Scan(&ok)
+	return ok, wrap(err)
+}
+
+// cleanup deletes expired families, tombstones and cuts every interval until Close.
 func (s *Store) cleanup(every time.Duration) {
 	defer close(s.cleaned)
 	t := time.NewTicker(every)
@@ -365,6 +395,7 @@ func (s *Store) cleanup(every time.Duration) {
 		now := time.Now()
 		_, _ = s.pool.Exec(ctx, `DELETE FROM `+s.fam+` WHERE expires_at < $1`, now)
 		_, _ = s.pool.Exec(ctx, `DELETE FROM `+s.tomb+` WHERE until < $1`, now)
+		_, _ = s.pool.Exec(ctx, `DELETE FROM `+s.cut+` WHERE until < $1`, now)
 		cancel()
 	}
 }

@@ -16,7 +16,7 @@ import (
 // SchemaVersion is the version of the table layout this package reads and writes. The tables
 // record theirs in <prefix>meta (rows schema-version and schema-compatible), written by the step
 // that last changed them; tables made before versioning (no such row) are version 1.
-const SchemaVersion = 2
+const SchemaVersion = 3
 
 // A step takes the tables from version to-1 to version to. Compatible is the oldest SchemaVersion
 // of code that can still read and write them afterwards: a step that only adds (a nullable column,
@@ -29,7 +29,7 @@ type step struct {
 }
 
 // tables are the quoted table names of one prefix.
-type tables struct{ fam, tomb, meta string }
+type tables struct{ fam, tomb, meta, cut string }
 
 // steps is the schema's history, oldest first; its last step is SchemaVersion.
 var steps = []step{
@@ -37,6 +37,14 @@ var steps = []step{
 	// 2: the families' subject index, for RevokeSubject (additive: version 1 code keeps working).
 	{to: 2, compatible: 1, stmts: func(t tables) []string {
 		return []string{`CREATE INDEX IF NOT EXISTS ` + pgx.Identifier{strings.Trim(t.fam, `"`) + "_subject"}.Sanitize() + ` ON ` + t.fam + ` (subject)`}
+	}},
+	// 3: subject cuts, for SubjectCutter (additive: older code neither reads nor writes them).
+	{to: 3, compatible: 1, stmts: func(t tables) []string {
+		return []string{
+			`CREATE TABLE IF NOT EXISTS ` + t.cut + ` (subject text NOT NULL, idp text NOT NULL,
+				cut_before timestamptz NOT NULL, until timestamptz NOT NULL, PRIMARY KEY (subject, idp))`,
+			`CREATE INDEX IF NOT EXISTS ` + pgx.Identifier{strings.Trim(t.cut, `"`) + "_until"}.Sanitize() + ` ON ` + t.cut + ` (until)`,
+		}
 	}},
 }
 
@@ -100,7 +108,7 @@ func (s *Store) migrate(ctx context.Context, steps []step, disabled bool) error 
 	h := fnv.New64a()
 	h.Write([]byte("keyfort:" + s.fam))
 	lock := int64(h.Sum64())
-	t := tables{s.fam, s.tomb, s.meta}
+	t := tables{s.fam, s.tomb, s.meta, s.cut}
 	want := steps[len(steps)-1].to
 	name := strings.Trim(s.fam, `"`)
 	name = strings.TrimSuffix(name, "families") + "*"

@@ -3,12 +3,11 @@ package redisstore
 import (
 	"context"
 	"crypto/rand"
-	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/hex"
 	"errors"
 	"fmt"
+	"math"
 	"net/url"
 	"os"
 	"strconv"
@@ -18,6 +17,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/keyfort/keyfort/internal/redact"
+	"github.com/keyfort/keyfort/internal/revfeed"
 	"github.com/keyfort/keyfort/internal/storemetrics"
 	"github.com/keyfort/keyfort/provider"
 	"github.com/keyfort/keyfort/session"
@@ -42,6 +42,7 @@ var (
 	_ session.RevocationFeed = (*Store)(nil)
 	_ session.SubjectRevoker = (*Store)(nil)
 	_ session.SubjectLister  = (*Store)(nil)
+	_ session.SubjectCutter  = (*Store)(nil)
 )
 
 // Config configures a Store.
@@ -298,9 +299,12 @@ func (s *Store) tombKey(k string) string    { return s.prefix + "tomb:" + k }
 // subjectKey is the set of a subject's family IDs: <prefix>subj:<sha256 of the subject, hex>
 // (a subject is not secret, but it is the identity provider's string, of any length and bytes).
 func (s *Store) subjectKey(subject string) string {
-	h := sha256.Sum256([]byte(subject))
-	return s.prefix + "subj:" + hex.EncodeToString(h[:])
+	return s.prefix + "subj:" + session.SubjectHash(subject)
 }
+
+// cutKey is the hash of a subject's cuts, <prefix>cut:<sha256 of the subject, hex>: the Before of
+// each, in unix milliseconds, by identity provider ("" for every one).
+func (s *Store) cutKey(subject string) string { return s.prefix + "cut:" + session.SubjectHash(subject) }
 
 // subjectIndexScript adds a family ID to its subject's set and keeps the set until the last of its
 // families expires (its time to live only ever grows; PTTL and PEXPIRE, not Redis 7's PEXPIRETIME).
@@ -575,6 +579,66 @@ func (s *Store) Tombstoned(ctx context.Context, key string) (bool, error) {
 		return false, wrap(err)
 	}
 	return n == 1, nil
+}
+
+// cutScript records a cut (the later Before of the one kept and this), keeps the hash until its
+// latest cut's Until (its time to live only ever grows), and announces the cut on the feed.
+var cutScript = redis.NewScript(`
+local cur = tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '0')
+if tonumber(ARGV[2]) > cur then redis.call('HSET', KEYS[1], ARGV[1], ARGV[2]) end
+local ttl = tonumber(ARGV[3])
+if redis.call('PTTL', KEYS[1]) < ttl then redis.call('PEXPIRE', KEYS[1], ttl) end
+if ARGV[4] ~= '' then redis.call('PUBLISH', ARGV[4], ARGV[5]) end
+return 1
+`)
+
+// CutSubject implements session.SubjectCutter: one script on the subject's cut hash.
+func (s *Store) CutSubject(ctx context.Context, cut session.SubjectCut) error {
+	if cut.Subject == "" {
+		return errors.New("redisstore: a subject cut needs a subject")
+	}
+	ttl := time.Until(cut.Until)
+	if ttl <= 0 {
+		return nil
+	}
+	return wrap(cutScript.Run(ctx, s.rdb, []string{s.cutKey(cut.Subject)}, cut.IdP, ms(cut.Before), max(ttl.Milliseconds(), 1),
+		s.publish, revfeed.Cut(cut)).Err())
+}
+
+// TokenEnded implements session.SubjectCutter: the token's tombstone and the subject's cuts (for
+// every identity provider and for the token's) in one pipeline.
+func (s *Store) TokenEnded(ctx context.Context, t session.TokenRef) (bool, error) {
+	var tomb *redis.IntCmd
+	var cuts *redis.SliceCmd
+	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		tomb = p.Exists(ctx, s.tombKey(t.Key))
+		cuts = p.HMGet(ctx, s.cutKey(t.Subject), "", t.IdP)
+		return nil
+	})
+	if err != nil {
+		return false, wrap(err)
+	}
+	if tomb.Val() == 1 {
+		return true, nil
+	}
+	issued := int64(math.MinInt64) // unknown: before any cut
+	if !t.IssuedAt.IsZero() {
+		issued = ms(t.IssuedAt)
+	}
+	for _, v := range cuts.Val() {
+		str, ok := v.(string)
+		if !ok {
+			continue // no cut
+		}
+		before, err := strconv.ParseInt(str, 10, 64)
+		if err != nil {
+			return false, fmt.Errorf("%w: redis: malformed cut of a subject", session.ErrStoreUnavailable)
+		}
+		if issued < before {
+			return true, nil
+		}
+	}
+	return false, nil
 }
 
 // Close closes the client when the Store created it.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -203,6 +204,123 @@ func RunStoreTests(t *testing.T, newStore func(t *testing.T) session.Store) {
 		}
 		runFeedTests(t, s, feed, family)
 	})
+	t.Run("SubjectCuts", func(t *testing.T) {
+		s := open(t)
+		c, ok := s.(session.SubjectCutter)
+		if !ok {
+			t.Skip("the store keeps no subject cuts")
+		}
+		runCutTests(t, s, c)
+	})
+}
+
+// runCutTests checks SubjectCutter: a cut ends the subject's tokens issued before it, at its
+// identity provider or, with none, at every one and bare; the latest of two cuts stands; a cut
+// ends at its Until; tombstones are answered in the same call; the feed announces each cut.
+func runCutTests(t *testing.T, s session.Store, c session.SubjectCutter) {
+	ctx := context.Background()
+	var heard chan session.Revocation
+	if feed, ok := s.(session.RevocationFeed); ok {
+		heard = make(chan session.Revocation, 16)
+		stop, err := feed.SubscribeRevocations(ctx, func(r session.Revocation) {
+			if !r.Resync {
+				select {
+				case heard <- r:
+				default:
+				}
+			}
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer stop()
+	}
+	now := time.Now()
+	before := session.CutBefore(now)
+	ended := func(subject, idp string, issued time.Time) bool {
+		t.Helper()
+		dead, err := c.TokenEnded(ctx, session.TokenRef{Key: "no-such-tombstone", Subject: subject, IdP: idp, IssuedAt: issued})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return dead
+	}
+	cut := func(subject, idp string, before, until time.Time) {
+		t.Helper()
+		if err := c.CutSubject(ctx, session.SubjectCut{Subject: subject, IdP: idp, Before: before, Until: until}); err != nil {
+			t.Fatal(err)
+		}
+		if heard == nil {
+			return
+		}
+		select {
+		case r := <-heard:
+			if r.Subject != session.SubjectHash(subject) || r.SubjectIdP != idp || !r.SubjectBefore.Equal(before) || r.Family != "" || r.Token != "" {
+				t.Errorf("the feed announced %+v for the cut of %q at %q before %v", r, subject, idp, before)
+			}
+		case <-time.After(10 * time.Second):
+			t.Errorf("the feed announced no cut of %q", subject)
+		}
+	}
+	old := before.Add(-time.Hour)
+	if ended("alice", "google", old) {
+		t.Fatal("a token is ended before any cut")
+	}
+	odd := "user:with\x01 odd bytes, ü and " + strings.Repeat("x", 600)
+	cut("alice", "", before, now.Add(time.Minute))
+	cut(odd, "", before, now.Add(time.Minute))
+	for _, tc := range []struct {
+		subject, idp string
+		issued       time.Time
+		want         bool
+	}{
+		{"alice", "google", old, true},
+		{"alice", "okta", before.Add(-time.Second), true},
+		{"alice", "", old, true}, // a bare token
+		{"alice", "google", time.Time{}, true},
+		{"alice", "google", before, false},
+		{"alice", "google", before.Add(time.Second), false},
+		{"bob", "google", old, false},
+		{"alic", "google", old, false},
+		{odd, "google", old, true},
+	} {
+		if got := ended(tc.subject, tc.idp, tc.issued); got != tc.want {
+			t.Errorf("after cutting alice (any identity provider) before %v: token of %.20q at %q issued %v ended %v, want %v",
+				before, tc.subject, tc.idp, tc.issued, got, tc.want)
+		}
+	}
+	// At one identity provider: only its tokens.
+	cut("carol", "okta", before, now.Add(time.Minute))
+	if !ended("carol", "okta", old) || ended("carol", "google", old) || ended("carol", "", old) {
+		t.Error("a cut of carol at okta: want her okta tokens ended, and only those")
+	}
+	// An earlier cut after a later one: the later stands.
+	cut("carol", "okta", before.Add(-time.Minute), now.Add(time.Minute))
+	if !ended("carol", "okta", before.Add(-time.Second)) {
+		t.Error("an earlier cut undid a later one")
+	}
+	// A cut ends at its Until.
+	cut("dave", "", before, now.Add(time.Second))
+	if !ended("dave", "google", old) {
+		t.Error("dave's cut does not end his tokens")
+	}
+	time.Sleep(time.Until(now.Add(time.Second + 100*time.Millisecond)))
+	if ended("dave", "google", old) {
+		t.Error("dave's cut still ends tokens after its Until")
+	}
+	// Tombstones are answered by the same call, whatever the subject.
+	if err := s.Tombstone(ctx, "cut-tk", time.Now().Add(time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	if heard != nil {
+		<-heard
+	}
+	if dead, err := c.TokenEnded(ctx, session.TokenRef{Key: "cut-tk", Subject: "erin", IssuedAt: time.Now()}); err != nil || !dead {
+		t.Errorf("TokenEnded of a tombstoned token: %v, %v; want true", dead, err)
+	}
+	if err := c.CutSubject(ctx, session.SubjectCut{IdP: "google", Before: before, Until: now.Add(time.Minute)}); err == nil {
+		t.Error("a cut with no subject was accepted")
+	}
 }
 
 // runRevokeSubjectTests checks SubjectRevoker: every live family of the subject at the identity

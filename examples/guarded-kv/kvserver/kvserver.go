@@ -61,17 +61,6 @@ type Server struct {
 	log  *slog.Logger
 }
 
-// oidcAuth turns verified OIDC tokens into session principals.
-type oidcAuth struct{ v *oidc.Verifier }
-
-func (a oidcAuth) Authenticate(ctx context.Context, raw string) (session.Principal, error) {
-	t, err := a.v.Verify(ctx, raw)
-	if err != nil {
-		return session.Principal{}, fmt.Errorf("%w: %v", session.ErrUnauthenticated, err)
-	}
-	return session.Principal{Subject: t.Subject, IdP: "oidc", ExpiresAt: t.ExpiresAt, Identity: provider.SensitiveString(raw)}, nil
-}
-
 // New starts the providers of cfg (failing loudly on missing material) and builds the service.
 func New(ctx context.Context, cfg *config.Config, opts Options) (*Server, error) {
 	log := opts.Logger
@@ -170,7 +159,7 @@ func authenticator(ctx context.Context, cfg *config.Config, cat *catalog.Catalog
 	if err != nil {
 		return nil, nil, err
 	}
-	return oidcAuth{v}, nil, nil
+	return session.IDTokens{IdP: idp, Verifier: v}, nil, nil
 }
 
 // Serve serves on l until Close.
