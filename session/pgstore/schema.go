@@ -157,6 +157,19 @@ func (s *Store) migrate(ctx context.Context, steps []step, disabled bool) error 
 			}
 			s.schema = Schema{Version: found, Compatible: compatible}
 		}
+		// A role that may not read and write every table would fail later, call by call (a new
+		// table a migration added, not yet granted, would fail every subject cut): fail now.
+		var missing *string
+		if err := tx.QueryRow(ctx, `SELECT string_agg(p || ' on ' || trim(both '"' from t), ', ')
+			FROM unnest($1::text[]) AS t, unnest(ARRAY['SELECT', 'INSERT', 'UPDATE', 'DELETE']) AS p
+			WHERE NOT has_table_privilege(t, p)`, []string{t.fam, t.tomb, t.meta, t.cut}).Scan(&missing); err != nil {
+			return err
+		}
+		if missing != nil {
+			serr.Found, serr.Compatible = s.schema.Version, s.schema.Compatible
+			serr.Reason = fmt.Sprintf("this role lacks %s; grant SELECT, INSERT, UPDATE, DELETE on every one of them", *missing)
+			return serr
+		}
 		key := make([]byte, 32)
 		if _, err := rand.Read(key); err != nil {
 			return err
