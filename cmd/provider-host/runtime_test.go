@@ -26,6 +26,7 @@ import (
 	"github.com/keyfort/keyfort/internal/redistest"
 	"github.com/keyfort/keyfort/internal/testpki"
 	"github.com/keyfort/keyfort/provider"
+	"github.com/keyfort/keyfort/session"
 	"github.com/keyfort/keyfort/session/oidc/oidctest"
 )
 
@@ -239,6 +240,17 @@ func TestEndSubjectSessionsThroughServe(t *testing.T) {
 	if err != nil || len(out.GetSessionIds()) != 1 || out.GetSessionIds()[0] != tablet.GetSessionId() {
 		t.Fatalf("alice signing out one device: %v, %v", out, err)
 	}
+	// Tokens of alice that no session stands for: a bare token (in use, so cached by the guard)
+	// and an ID token kept aside (a stolen one).
+	bareAlice, err := rt.IssueIdentityToken(as(admin), &pb.IssueIdentityTokenRequest{Subject: "alice"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	asBareAlice := metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+bareAlice.GetAccessToken())
+	if _, err := rt.EvaluateIdentityPolicy(asBareAlice, &pb.EvaluateIdentityPolicyRequest{Action: "read"}); err != nil {
+		t.Fatalf("alice's bare token before she signs out everywhere: %v", err)
+	}
+	stolen := iss.Sign(t, "k1", iss.Claims("alice", "client-123.apps.googleusercontent.com"), nil)
 	out, err = rt.EndSubjectSessions(as(laptop), &pb.EndSubjectSessionsRequest{Subject: "alice"})
 	if err != nil || len(out.GetSessionIds()) != 1 || out.GetSessionIds()[0] != laptop.GetSessionId() {
 		t.Fatalf("alice signing out everywhere (the laptop left): %v, %v", out, err)
@@ -246,7 +258,22 @@ func TestEndSubjectSessionsThroughServe(t *testing.T) {
 	if refreshes(laptop) || refreshes(tablet) || !refreshes(bob) {
 		t.Error("after alice signed out everywhere one of her sessions still refreshes, or bob's no longer does")
 	}
+	// Her own sign-out is at her identity provider: a bare token names none (a subject string is
+	// only unique at one identity provider), so it is cut by an operator's end of the subject at
+	// every identity provider, below.
+	if _, err := rt.EvaluateIdentityPolicy(asBareAlice, &pb.EvaluateIdentityPolicyRequest{Action: "read"}); err != nil {
+		t.Errorf("a bare token naming alice after alice@google signed out everywhere: %v", err)
+	}
+	if _, err := rt.StartIdentitySession(ctx, &pb.StartIdentitySessionRequest{IdentityProvider: "google", ExternalToken: stolen}); status.Code(err) != codes.Unauthenticated {
+		t.Errorf("an ID token of alice issued before she signed out everywhere started a session: %v", err)
+	}
+	if _, err := rt.EvaluateIdentityPolicy(as(bob), &pb.EvaluateIdentityPolicyRequest{Action: "read"}); err != nil {
+		t.Errorf("bob after alice signed out everywhere: %v", err)
+	}
 
+	// A cut covers tokens issued up to the next whole second (iat has whole seconds): log in again
+	// after it.
+	time.Sleep(time.Until(session.CutBefore(time.Now())))
 	again := start("alice")
 	if _, err := rt.EndSubjectSessions(as(bob), &pb.EndSubjectSessionsRequest{Subject: "alice"}); status.Code(err) != codes.PermissionDenied {
 		t.Errorf("bob ending alice's sessions: got %v, want PermissionDenied", err)
@@ -261,6 +288,13 @@ func TestEndSubjectSessionsThroughServe(t *testing.T) {
 	if _, err := rt.RefreshIdentitySession(ctx, &pb.RefreshIdentitySessionRequest{RefreshToken: again.GetRefreshToken()}); status.Code(err) != codes.Unauthenticated {
 		t.Errorf("alice's session after ops-admin ended it: got %v", err)
 	}
+	if out, err := rt.EndSubjectSessions(as(admin), &pb.EndSubjectSessionsRequest{Subject: "alice"}); err != nil || len(out.GetSessionIds()) != 0 {
+		t.Fatalf("ops-admin ending alice's sessions at every identity provider: %v, %v", out, err)
+	}
+	if _, err := rt.EvaluateIdentityPolicy(asBareAlice, &pb.EvaluateIdentityPolicyRequest{Action: "read"}); status.Code(err) != codes.Unauthenticated {
+		t.Errorf("a bare token naming alice after ops-admin ended alice at every identity provider: got %v, want Unauthenticated", err)
+	}
+	time.Sleep(time.Until(session.CutBefore(time.Now())))
 	// A bare token names alice but is no session of hers (it is not her "sign out everywhere"), and
 	// one naming ops-admin is not ops-admin: whoever may issue tokens would otherwise hold every
 	// user's and administrator's rights.

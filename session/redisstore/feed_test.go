@@ -272,6 +272,12 @@ func TestFeedNeedsTheChannelPermission(t *testing.T) {
 	if err := s.RevokeFamily(ctx, "f"); err != nil {
 		t.Errorf("RevokeFamily without the channel: %v", err)
 	}
+	if err := s.CutSubject(ctx, session.SubjectCut{Subject: "alice", Before: time.Now(), Until: time.Now().Add(time.Minute)}); err != nil {
+		t.Errorf("CutSubject without the channel: %v", err)
+	}
+	if dead, err := s.TokenEnded(ctx, session.TokenRef{Key: "k", Subject: "alice", IssuedAt: time.Now().Add(-time.Minute)}); err != nil || !dead {
+		t.Errorf("TokenEnded as a user of the prefix's keys: %v, %v", dead, err)
+	}
 	if _, out, err := s.Rotate(ctx, "f", "j1", "j2", time.Now(), 0); err != nil || out != session.Revoked {
 		t.Errorf("Rotate of the revoked family: %v, %v", out, err)
 	}
@@ -352,6 +358,75 @@ func TestLogoutEndsSessionsOnOtherReplicasAtOnce(t *testing.T) {
 	}
 	for range 500 {
 		if _, err := keys.Renew(ctx, cr.Lease); errors.Is(err, provider.ErrNotFound) {
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Fatal("the session's lease was not revoked")
+}
+
+// TestSubjectCutEndsSessionsOnOtherReplicasAtOnce: replica A ends every session of a subject;
+// replica B (its own Store and connections), a guarded service that accepts the identity
+// provider's ID tokens directly, ends its cached session of one at once, with its lease, and
+// refuses an ID token of the subject issued before, never seen; another subject's session stands.
+func TestSubjectCutEndsSessionsOnOtherReplicasAtOnce(t *testing.T) {
+	ctx := context.Background()
+	_, prefix := redistest.Client(t)
+	f := newReplicaFixture(t)
+	open := func() *redisstore.Store {
+		store, err := redisstore.New(ctx, redisstore.Config{URL: redistest.URL(), Prefix: prefix})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = store.Close() })
+		return store
+	}
+	a := f.manager(t, open(), nil)
+	b, err := session.NewCache(session.CacheConfig{Authenticator: session.IDTokens{IdP: "google", Verifier: f.google},
+		Store: open(), Revalidate: time.Hour,
+		Credentials: session.CredentialsFunc(func(ctx context.Context, role string, id provider.Sensitive) (provider.Credentials, session.Leaser, error) {
+			cr, err := f.keys.Credentials(ctx, provider.CredentialRequest{Role: role, Identity: id})
+			return cr, f.keys, err
+		})})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = b.Close() })
+	subject, other := uniqueName("alice-"), uniqueName("bob-")
+	id := func(sub, nonce string) string {
+		claims := f.iss.Claims(sub, "client-1")
+		claims["nonce"] = nonce
+		return f.iss.Sign(t, "k1", claims, nil)
+	}
+	inUse, spare, others := id(subject, "in-use"), id(subject, "spare"), id(other, "in-use")
+	s, err := b.Get(ctx, inUse)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cr, err := s.Credentials(ctx, "db")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sOther, err := b.Get(ctx, others)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.EndSubjectSessions(ctx, session.SubjectSelector{Subject: subject}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-s.Done():
+	case <-time.After(15 * time.Second):
+		t.Fatal("the session of the cut subject on the other replica did not end")
+	}
+	if _, err := b.Get(ctx, spare); !errors.Is(err, session.ErrUnauthenticated) {
+		t.Errorf("an ID token of the cut subject, never seen: got %v, want ErrUnauthenticated", err)
+	}
+	if got, err := b.Get(ctx, others); err != nil || got != sOther {
+		t.Errorf("another subject's session: %v (the same: %v)", err, got == sOther)
+	}
+	for range 500 {
+		if _, err := f.keys.Renew(ctx, cr.Lease); errors.Is(err, provider.ErrNotFound) {
 			return
 		}
 		time.Sleep(10 * time.Millisecond)
