@@ -535,13 +535,14 @@ func TestSessionDurations(t *testing.T) {
 	cfg, err := config.Load(config.Source{Files: []string{write(t, "k.yaml", `
 identity:
   secrets: { session_signing: env:K }
-  session: { access_ttl: 5m, refresh_ttl: 1h, refresh_grace: 2s, revalidate: 1m }
+  session: { access_ttl: 5m, refresh_ttl: 1h, refresh_grace: 2s, revalidate: 1m, subject_cut_ttl: 48h }
 `)}, Environ: []string{}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	s := cfg.Session
-	if s.AccessTTL != 5*time.Minute || s.RefreshTTL != time.Hour || s.RefreshGrace != 2*time.Second || s.Revalidate != time.Minute {
+	if s.AccessTTL != 5*time.Minute || s.RefreshTTL != time.Hour || s.RefreshGrace != 2*time.Second || s.Revalidate != time.Minute ||
+		s.SubjectCutTTL != 48*time.Hour {
 		t.Errorf("session durations: %+v", s)
 	}
 	if s.TokenIssuer() != config.DefaultIssuer {
@@ -554,5 +555,13 @@ identity:
 `)}, Environ: []string{}})
 	if err == nil || !strings.Contains(err.Error(), "identity.session.revalidate") {
 		t.Errorf("a malformed revalidate: %v", err)
+	}
+	_, err = config.Load(config.Source{Files: []string{write(t, "k.yaml", `
+identity:
+  secrets: { session_signing: env:K }
+  session: { subject_cut_ttl: -1h }
+`)}, Environ: []string{}})
+	if err == nil || !strings.Contains(err.Error(), "identity.session.subject_cut_ttl") || !strings.Contains(err.Error(), "negative") {
+		t.Errorf("a negative subject_cut_ttl: %v", err)
 	}
 }

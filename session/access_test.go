@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/keyfort/keyfort/session"
+	"github.com/keyfort/keyfort/session/oidc"
+	"github.com/keyfort/keyfort/session/oidc/oidctest"
 	"github.com/keyfort/keyfort/session/token"
 )
 
@@ -266,5 +268,43 @@ func TestJWKSKeysClose(t *testing.T) {
 	}
 	if n := keys.Fetches(); n != 2 {
 		t.Errorf("%d fetches, want 2 (none after Close)", n)
+	}
+}
+
+// TestIDTokens: the ID-token Authenticator names the identity provider and carries sub, exp and
+// iat; a bad token is ErrUnauthenticated, an identity provider that cannot be reached is not (not
+// the caller's fault), and neither error quotes the token.
+func TestIDTokens(t *testing.T) {
+	ctx := context.Background()
+	iss := oidctest.New(t)
+	v, err := oidc.New(ctx, oidc.Config{Issuer: iss.URL, Audience: "client-1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	auth := session.IDTokens{IdP: "google", Verifier: v}
+	claims := iss.Claims("alice", "client-1")
+	raw := iss.Sign(t, "k1", claims, nil)
+	p, err := auth.Authenticate(ctx, raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Subject != "alice" || p.IdP != "google" || p.Family != "" || p.IssuedAt.Unix() != claims["iat"].(int64) ||
+		p.ExpiresAt.Unix() != claims["exp"].(int64) || p.Identity.RevealString() != raw {
+		t.Errorf("principal: %+v", p)
+	}
+	bad := raw[:len(raw)-4] + "AAAA"
+	if _, err := auth.Authenticate(ctx, bad); !errors.Is(err, session.ErrUnauthenticated) || strings.Contains(err.Error(), bad[:20]) {
+		t.Errorf("a bad signature: got %v, want ErrUnauthenticated without the token", err)
+	}
+	// The identity provider's key set cannot be fetched when a token names a key not yet seen.
+	eager, err := oidc.New(ctx, oidc.Config{Issuer: iss.URL, Audience: "client-1", MinRefreshInterval: time.Nanosecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	iss.AddKey(t, "k2", "ES256")
+	iss.ServeJWKS([]byte("unavailable"), http.StatusServiceUnavailable)
+	_, err = session.IDTokens{IdP: "google", Verifier: eager}.Authenticate(ctx, iss.Sign(t, "k2", iss.Claims("alice", "client-1"), nil))
+	if err == nil || errors.Is(err, session.ErrUnauthenticated) || !errors.Is(err, oidc.ErrUnavailable) {
+		t.Errorf("an unreachable identity provider: got %v, want oidc.ErrUnavailable and not ErrUnauthenticated", err)
 	}
 }

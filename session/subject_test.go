@@ -6,7 +6,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/keyfort/keyfort/provider"
 	"github.com/keyfort/keyfort/session"
+	"github.com/keyfort/keyfort/session/token"
 )
 
 // hidden is a store without its optional capabilities.
@@ -203,5 +205,58 @@ func TestEndSubjectCutsTokensWithoutFamilies(t *testing.T) {
 	waitDone(t, sIDD)
 	if s, err := get(own, bareD); err != nil || s != sBareD {
 		t.Errorf("dave's bare token after his google sessions were ended: %v", err)
+	}
+}
+
+// cutRecorder is a MemoryStore that records the cuts it is asked for.
+type cutRecorder struct {
+	*session.MemoryStore
+	cuts []session.SubjectCut
+}
+
+func (r *cutRecorder) CutSubject(ctx context.Context, c session.SubjectCut) error {
+	r.cuts = append(r.cuts, c)
+	return r.MemoryStore.CutSubject(ctx, c)
+}
+
+// TestSubjectCutLifetime: a cut covers what was issued up to the next whole second and lasts
+// SubjectCutTTL (a day by default), never less than the access tokens' lifetime; EndSubject's
+// own default is a day; a partial selection makes no cut.
+func TestSubjectCutLifetime(t *testing.T) {
+	ctx := context.Background()
+	now := time.Date(2026, 11, 30, 12, 0, 0, 700_000_000, time.UTC)
+	noKeys := token.KeySourceFunc(func(context.Context) (provider.KeySet, error) { return provider.KeySet{}, nil })
+	for _, tc := range []struct{ configured, access, want time.Duration }{
+		{0, 0, session.DefaultSubjectCutTTL},
+		{time.Hour, 0, time.Hour},
+		{time.Minute, 0, session.DefaultAccessTTL},
+		{time.Minute, 30 * time.Minute, 30 * time.Minute},
+	} {
+		rec := &cutRecorder{MemoryStore: session.NewMemoryStore(nil)}
+		m, err := session.NewManager(session.Config{Issuer: "x", Keys: noKeys, Store: rec, SubjectCutTTL: tc.configured,
+			AccessTTL: tc.access, Now: func() time.Time { return now }})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := m.EndSubjectSessions(ctx, session.SubjectSelector{Subject: "alice"}); err != nil {
+			t.Fatal(err)
+		}
+		want := session.SubjectCut{Subject: "alice", Before: now.Truncate(time.Second).Add(time.Second), Until: now.Add(tc.want)}
+		if len(rec.cuts) != 1 || rec.cuts[0] != want {
+			t.Errorf("SubjectCutTTL %v, AccessTTL %v: cuts %+v, want %+v", tc.configured, tc.access, rec.cuts, want)
+		}
+		if _, err := m.EndSubjectSessions(ctx, session.SubjectSelector{Subject: "alice", Only: []string{"s1"}}); err != nil {
+			t.Fatal(err)
+		}
+		if len(rec.cuts) != 1 {
+			t.Errorf("a selection of some sessions made a cut: %+v", rec.cuts[1:])
+		}
+	}
+	rec := &cutRecorder{MemoryStore: session.NewMemoryStore(nil)}
+	if _, err := session.EndSubject(ctx, rec, session.SubjectSelector{Subject: "bob", IdP: "okta"}, now, 0); err != nil {
+		t.Fatal(err)
+	}
+	if len(rec.cuts) != 1 || rec.cuts[0].Until != now.Add(session.DefaultSubjectCutTTL) || rec.cuts[0].IdP != "okta" {
+		t.Errorf("EndSubject's default: %+v", rec.cuts)
 	}
 }

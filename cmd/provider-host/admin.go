@@ -420,6 +420,10 @@ EndSubjectSessions does, but straight on the store, with the store's credentials
 session the policy allows: for an incident where no such session is at hand. Each live session's
 refresh-token family is revoked, every replica's cached sessions of it end at once with their
 leases (the store's revocation feed), and the ID tokens that started them cannot start new ones.
+Without --session, the subject is also cut for identity.session.subject_cut_ttl (a day by
+default): every token of it issued until now that no session stands for ends too, wherever it is
+checked against the store (ID tokens of NAME, or of every identity provider and bare tokens of
+IssueIdentityToken without --idp).
 One line per session ended goes to stdout, and an audit record to stderr.
 
 Exit status: 0 when the store answered (whether or not there were sessions to end), 1 when it did

@@ -108,8 +108,8 @@ func TestMigrateCommand(t *testing.T) {
 
 // TestEndSessionsCommand: the break-glass path. provider-host list-sessions and end-sessions, on the
 // shared store of serve's configuration (PostgreSQL here), list and end every session of a subject,
-// which the running serve then refuses, and leave other subjects alone; without a shared store they
-// say what to do instead.
+// which the running serve then refuses (and an ID token of the subject issued before), and leave
+// other subjects alone; without a shared store they say what to do instead.
 func TestEndSessionsCommand(t *testing.T) {
 	iss := oidctest.New(t)
 	cfg := pgRuntimeConfig(t, iss.URL, pgtest.SchemaURL(t))
@@ -128,6 +128,7 @@ func TestEndSessionsCommand(t *testing.T) {
 	if r.code != 0 || r.stdout != "ended session="+third.GetSessionId()+" subject=alice tenant= idp=google\n1 session(s) ended\n" {
 		t.Fatalf("end-sessions --session: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
+	stolen := iss.Sign(t, "k1", iss.Claims("alice", "client-1"), nil) // an ID token of alice's, never used
 	r = run(t, env, "end-sessions", "--config", cfg, "--subject", "alice", "--idp", "google")
 	if r.code != 0 || strings.Count(r.stdout, "ended session=") != 2 || !strings.Contains(r.stdout, "ended session="+first.GetTokens().GetSessionId()) ||
 		!strings.Contains(r.stdout, "2 session(s) ended") || !strings.Contains(r.stderr, "event=session.end_subject outcome=ok") {
@@ -140,6 +141,9 @@ func TestEndSessionsCommand(t *testing.T) {
 	}
 	if _, err := rt.RefreshIdentitySession(ctx, &pb.RefreshIdentitySessionRequest{RefreshToken: bob.GetRefreshToken()}); err != nil {
 		t.Errorf("bob's session after alice's ended: %v", err)
+	}
+	if _, err := rt.StartIdentitySession(ctx, &pb.StartIdentitySessionRequest{IdentityProvider: "google", ExternalToken: stolen}); status.Code(err) != codes.Unauthenticated {
+		t.Errorf("an ID token of alice issued before end-sessions started a session: %v", err)
 	}
 	if r := run(t, env, "end-sessions", "--config", cfg, "--subject", "alice"); r.code != 0 || !strings.Contains(r.stdout, "0 session(s) ended") {
 		t.Errorf("again: exit %d\n%s%s", r.code, r.stdout, r.stderr)
