@@ -355,9 +355,9 @@ type Cache struct {
 	sharedStore, recheck bool
 	// feedStop ends the subscription to the store's RevocationFeed (nil: none); fams indexes the
 	// sessions of each family while there is one.
-	feedStop  func()
-	fams      [hotShards]famShard
-	famSeed   maphash.Seed
+	feedStop func()
+	fams     [hotShards]famShard
+	famSeed  maphash.Seed
 	// cutter is the store's SubjectCutter (nil: it has none); cuts are the subject cuts of the
 	// feed received in the last recentWindow, for sessions created meanwhile (revokedWhileCreated).
 	cutter    SubjectCutter

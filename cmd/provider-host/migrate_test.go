@@ -16,8 +16,8 @@ import (
 
 	pb "github.com/keyfort/keyfort/api/identity/v1"
 	"github.com/keyfort/keyfort/internal/pgtest"
-	"github.com/keyfort/keyfort/session/pgstore"
 	"github.com/keyfort/keyfort/session/oidc/oidctest"
+	"github.com/keyfort/keyfort/session/pgstore"
 )
 
 // TestMigrateCommand: the PostgreSQL store's tables made by "provider-host migrate" as their owner,

@@ -304,7 +304,9 @@ func (s *Store) subjectKey(subject string) string {
 
 // cutKey is the hash of a subject's cuts, <prefix>cut:<sha256 of the subject, hex>: the Before of
 // each, in unix milliseconds, by identity provider ("" for every one).
-func (s *Store) cutKey(subject string) string { return s.prefix + "cut:" + session.SubjectHash(subject) }
+func (s *Store) cutKey(subject string) string {
+	return s.prefix + "cut:" + session.SubjectHash(subject)
+}
 
 // subjectIndexScript adds a family ID to its subject's set and keeps the set until the last of its
 // families expires (its time to live only ever grows; PTTL and PEXPIRE, not Redis 7's PEXPIRETIME).
