@@ -195,6 +195,15 @@ type SubjectCutter interface {
 	TokenEnded(ctx context.Context, t TokenRef) (bool, error)
 }
 
+// Pinger is the optional capability of a Store that can tell whether it is reachable now, for a
+// readiness check (serve's /readyz): a replica that cannot reach the shared store can neither start
+// nor refresh sessions. redisstore.Store and pgstore.Store have it; a MemoryStore is always there.
+type Pinger interface {
+	// Ping returns nil when the store answers, else an error wrapping ErrStoreUnavailable (which
+	// never holds a credential).
+	Ping(ctx context.Context) error
+}
+
 // SubjectHash names a subject in cut events and store keys: the SHA-256 of the subject, in hex (a
 // subject is not secret, but it is the identity provider's string, of any length and bytes).
 func SubjectHash(subject string) string {

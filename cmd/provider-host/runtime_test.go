@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
+	"net/http"
 	"os"
 	"strconv"
 	"strings"
@@ -853,4 +854,37 @@ func serveAndStart(t *testing.T, env []string, cfg string, iss *oidctest.Issuer)
 		t.Fatal(err)
 	}
 	return rt, log, started
+}
+
+// TestReadyzFollowsTheSessionStore: /readyz answers 503 naming the session store while the shared
+// Redis is down (SIGKILL), and 200 again once it is back, with no restart of serve; the answer
+// never repeats the store's URL.
+func TestReadyzFollowsTheSessionStore(t *testing.T) {
+	srv := redistest.StartServer(t)
+	cfg := writeConfig(t, `
+identity:
+  secrets: { session_signing: env:KFSERVE_SIGNING }
+  session: { redis_url: "redis://`+srv.Addr+`/0" }
+`)
+	httpAddr, _, _ := startServe(t, []string{"PATH=" + os.Getenv("PATH"), signingKeyEnv(t)}, "--config", cfg, "--grpc-addr", "127.0.0.1:0")
+	ready := func(want int, what string) string {
+		t.Helper()
+		var code int
+		var body string
+		for range 100 {
+			if code, body = get(t, "http://"+httpAddr+"/readyz"); code == want {
+				return body
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		t.Fatalf("%s: readyz %d %q, want %d", what, code, body, want)
+		return ""
+	}
+	ready(http.StatusOK, "with the store up")
+	srv.Stop()
+	if body := ready(http.StatusServiceUnavailable, "with the store down"); !strings.Contains(body, "session store unreachable") || strings.Contains(body, srv.Addr) {
+		t.Errorf("readyz with the store down: %q, want the store named and its address left out", body)
+	}
+	srv.Start(t)
+	ready(http.StatusOK, "with the store back")
 }

@@ -21,6 +21,7 @@ import (
 	"github.com/keyfort/keyfort/config"
 	"github.com/keyfort/keyfort/internal/harden"
 	"github.com/keyfort/keyfort/provider"
+	"github.com/keyfort/keyfort/session"
 	"github.com/keyfort/keyfort/session/redisstore"
 )
 
@@ -47,7 +48,8 @@ material is missing stops start-up with a non-zero exit naming it. Then serve ov
 
   /.well-known/jwks.json  public keys of identity.secrets.session_signing (never HS256 secrets)
   /healthz                the process is up
-  /readyz                 the signing keys resolve through their provider (503 once shutting down)
+  /readyz                 the signing keys resolve through their provider and the shared session
+                          store (Redis, PostgreSQL) answers (503 once shutting down)
   /metrics                Prometheus metrics (provider calls, errors, latency, cache hits)
 
 With no configuration at all (no --config, no KEYFORT_* variables) it runs on an ephemeral in-memory
@@ -191,7 +193,19 @@ func serve(ctx context.Context, log *slog.Logger, files []string, l listeners) e
 		_, _ = w.Write(body)
 	})
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = fmt.Fprintln(w, "ok") })
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+
+	// /readyz gives the shared store this long to answer: long enough for a pool busy under load
+	// (a PostgreSQL ping waits for a free connection), short against a probe's own timeout.
+	const readyStoreTimeout = 2 * time.Second
+	runtime, err := newIdentityRuntime(ctx, cfg, cat, log, reg, grpcTLS, l.reflection)
+	if err != nil {
+		log.Error("keyfort: start-up failed", slog.String("error", err.Error()))
+		return exitCode(exitInvalidConfig)
+	}
+	defer runtime.close()
 	var draining atomic.Bool
+	pinger, _ := runtime.manager.Store().(session.Pinger)
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
 		if draining.Load() {
 			http.Error(w, "not ready: shutting down", http.StatusServiceUnavailable)
@@ -201,16 +215,16 @@ func serve(ctx context.Context, log *slog.Logger, files []string, l listeners) e
 			http.Error(w, "not ready: signing keys unavailable", http.StatusServiceUnavailable)
 			return
 		}
+		if pinger != nil {
+			pctx, cancel := context.WithTimeout(r.Context(), readyStoreTimeout)
+			defer cancel()
+			if err := pinger.Ping(pctx); err != nil {
+				http.Error(w, "not ready: session store unreachable", http.StatusServiceUnavailable)
+				return
+			}
+		}
 		_, _ = fmt.Fprintln(w, "ready")
 	})
-	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-
-	runtime, err := newIdentityRuntime(ctx, cfg, cat, log, reg, grpcTLS, l.reflection)
-	if err != nil {
-		log.Error("keyfort: start-up failed", slog.String("error", err.Error()))
-		return exitCode(exitInvalidConfig)
-	}
-	defer runtime.close()
 
 	ln, err := net.Listen("tcp", httpAddr)
 	if err != nil {

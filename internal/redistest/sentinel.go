@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -155,6 +156,14 @@ func (s *Sentinel) SyncReplica(tb testing.TB) {
 func startServer(tb testing.TB, bin, dir string, args ...string) string {
 	tb.Helper()
 	port := freePort(tb)
+	startOn(tb, bin, dir, port, args...)
+	return net.JoinHostPort("127.0.0.1", port)
+}
+
+// startOn starts a redis-server with args on port, its files in dir, and waits until it answers;
+// it is killed when the test ends, or by kill.
+func startOn(tb testing.TB, bin, dir, port string, args ...string) (kill func()) {
+	tb.Helper()
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		tb.Fatal(err)
 	}
@@ -163,8 +172,35 @@ func startServer(tb testing.TB, bin, dir string, args ...string) string {
 	if err := cmd.Start(); err != nil {
 		tb.Fatal(err)
 	}
-	tb.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-	addr := net.JoinHostPort("127.0.0.1", port)
-	waitPing(tb, addr, logFile)
-	return addr
+	var once sync.Once
+	kill = func() { once.Do(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }) }
+	tb.Cleanup(kill)
+	waitPing(tb, net.JoinHostPort("127.0.0.1", port), logFile)
+	return kill
+}
+
+// Server is a redis-server of a test's own (nothing persisted), which the test may stop and start
+// again on the same address: an outage of the store.
+type Server struct {
+	Addr           string
+	bin, dir, port string
+	kill           func()
+}
+
+// StartServer starts a Server; it is killed when the test ends.
+func StartServer(tb testing.TB) *Server {
+	tb.Helper()
+	s := &Server{bin: serverBin(tb), dir: tb.TempDir(), port: freePort(tb)}
+	s.Addr = net.JoinHostPort("127.0.0.1", s.port)
+	s.Start(tb)
+	return s
+}
+
+// Stop kills the server (SIGKILL: an outage, not a shutdown).
+func (s *Server) Stop() { s.kill() }
+
+// Start starts the server again on its address (empty: it kept nothing) and waits until it answers.
+func (s *Server) Start(tb testing.TB) {
+	tb.Helper()
+	s.kill = startOn(tb, s.bin, s.dir, s.port, "--save", "", "--appendonly", "no")
 }

@@ -85,6 +85,7 @@ var (
 	_ session.SubjectRevoker = (*Store)(nil)
 	_ session.SubjectLister  = (*Store)(nil)
 	_ session.SubjectCutter  = (*Store)(nil)
+	_ session.Pinger         = (*Store)(nil)
 )
 
 // New connects, creates the tables if they are missing or brings them to SchemaVersion (see
@@ -378,6 +379,11 @@ func (s *Store) TokenEnded(ctx context.Context, t session.TokenRef) (bool, error
 		OR EXISTS (SELECT 1 FROM `+s.cut+` WHERE subject = $3 AND idp IN ('', $4) AND until > $2 AND cut_before > $5)`,
 		t.Key, time.Now(), t.Subject, t.IdP, t.IssuedAt).Scan(&ok)
 	return ok, wrap(err)
+}
+
+// Ping implements session.Pinger: a round trip on a connection of the pool.
+func (s *Store) Ping(ctx context.Context) error {
+	return wrap(s.pool.Ping(ctx))
 }
 
 // cleanup deletes expired families, tombstones and cuts every interval until Close.

@@ -411,3 +411,20 @@ func dmlRole(t *testing.T, a *pgx.Conn, u, p string) (string, string) {
 	pu.User = url.User(role)
 	return role, pu.String()
 }
+
+// TestPing: Ping answers while the database does, and is ErrStoreUnavailable once it cannot (here:
+// the pool closed).
+func TestPing(t *testing.T) {
+	a, u := admin(t)
+	s, err := pgstore.New(context.Background(), pgstore.Config{URL: u, Prefix: prefix(t, a)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Ping(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	_ = s.Close()
+	if err := s.Ping(context.Background()); !errors.Is(err, session.ErrStoreUnavailable) {
+		t.Errorf("Ping of a closed store: got %v, want ErrStoreUnavailable", err)
+	}
+}

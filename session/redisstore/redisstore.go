@@ -43,6 +43,7 @@ var (
 	_ session.SubjectRevoker = (*Store)(nil)
 	_ session.SubjectLister  = (*Store)(nil)
 	_ session.SubjectCutter  = (*Store)(nil)
+	_ session.Pinger         = (*Store)(nil)
 )
 
 // Config configures a Store.
@@ -641,6 +642,11 @@ func (s *Store) TokenEnded(ctx context.Context, t session.TokenRef) (bool, error
 		}
 	}
 	return false, nil
+}
+
+// Ping implements session.Pinger: a PING on a connection of the pool (on a Cluster, to one node).
+func (s *Store) Ping(ctx context.Context) error {
+	return wrap(s.rdb.Ping(ctx).Err())
 }
 
 // Close closes the client when the Store created it.

@@ -444,3 +444,26 @@ func TestCreateFamilyAfterScriptFlush(t *testing.T) {
 		t.Errorf("the subject's families: %+v, %v, want both", fams, err)
 	}
 }
+
+// TestPing: Ping answers while Redis does, and is ErrStoreUnavailable while it is down (SIGKILL),
+// without the URL; it answers again when Redis is back.
+func TestPing(t *testing.T) {
+	ctx := context.Background()
+	srv := redistest.StartServer(t)
+	s, err := redisstore.New(ctx, redisstore.Config{URL: "redis://" + srv.Addr + "/0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	if err := s.Ping(ctx); err != nil {
+		t.Fatal(err)
+	}
+	srv.Stop()
+	if err := s.Ping(ctx); !errors.Is(err, session.ErrStoreUnavailable) {
+		t.Errorf("Ping with Redis down: got %v, want ErrStoreUnavailable", err)
+	}
+	srv.Start(t)
+	if err := s.Ping(ctx); err != nil {
+		t.Errorf("Ping with Redis back: %v", err)
+	}
+}
