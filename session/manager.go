@@ -299,7 +299,8 @@ func familyLive(ctx context.Context, store Store, family string) error {
 
 // Logout ends the session of an access or refresh token: its family is revoked, so neither it nor
 // any token of the family works again, and the external token that started it is tombstoned until
-// it expires, so it cannot start a session again.
+// it expires, so it cannot start a session again. A bare token of IssueToken (no session) is
+// tombstoned itself until it expires.
 func (m *Manager) Logout(ctx context.Context, anyToken string) error {
 	_, err := m.EndSession(ctx, anyToken)
 	return err
@@ -315,7 +316,16 @@ func (m *Manager) EndSession(ctx context.Context, anyToken string) (Family, erro
 		}
 	}
 	if cl.Family == "" {
-		return Family{}, unauthenticated("token belongs to no session")
+		// A bare token of IssueToken: no session to revoke, so the token itself is tombstoned
+		// until it expires (a cache sharing the store refuses it from now on, and ends its session
+		// of it on the feed).
+		signed, _, _ := split(anyToken)
+		if exp := time.Unix(cl.ExpiresAt, 0); m.now().Before(exp) {
+			if err := m.store.Tombstone(ctx, m.TokenKey(signed), exp); err != nil {
+				return Family{}, fmt.Errorf("%w: %v", ErrStoreUnavailable, err)
+			}
+		}
+		return Family{Subject: cl.Subject, Tenant: cl.Tenant, IdP: cl.IdP, Revoked: true}, nil
 	}
 	f, err := m.store.Family(ctx, cl.Family)
 	if err != nil {
@@ -372,7 +382,7 @@ func EndSubject(ctx context.Context, store Store, sel SubjectSelector, now time.
 	}
 	// The cut first: from the moment the families are revoked, no token of the subject issued
 	// before starts a session anywhere (a stolen ID token racing the revocation included).
-	if c, ok := store.(SubjectCutter); ok && len(sel.Only) == 0 && len(sel.Except) == 0 {
+	if c, ok := store.(SubjectCutter); ok && sel.All() {
 		if cutTTL <= 0 {
 			cutTTL = DefaultSubjectCutTTL
 		}

@@ -124,6 +124,10 @@ type SubjectSelector struct {
 	Except  []string // session IDs never selected
 }
 
+// All reports whether the selector takes every session of the subject (at its identity provider,
+// or at every one): no Only, no Except. Only such a selection cuts the subject (SubjectCutter).
+func (sel SubjectSelector) All() bool { return len(sel.Only) == 0 && len(sel.Except) == 0 }
+
 // Selects reports whether f is one of the selector's sessions (whether it is live aside).
 func (sel SubjectSelector) Selects(f Family) bool {
 	return f.Subject == sel.Subject && (sel.IdP == "" || f.IdP == sel.IdP) &&

@@ -260,3 +260,44 @@ func TestSubjectCutLifetime(t *testing.T) {
 		t.Errorf("EndSubject's default: %+v", rec.cuts)
 	}
 }
+
+// TestLogoutOfABareToken: a bare token of IssueToken can be logged out by itself: it is tombstoned
+// until it expires, a cache sharing the store ends its session of it at once and refuses it from
+// then on; the subject's other bare tokens keep working.
+func TestLogoutOfABareToken(t *testing.T) {
+	shared := session.NewMemoryStore(nil)
+	f := newFixture(t, shared)
+	ctx := context.Background()
+	own, err := session.NewCache(session.CacheConfig{Authenticator: f.m, Store: shared, Revalidate: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = own.Close() })
+	issue := func() string {
+		tok, _, err := f.m.IssueToken(ctx, session.IssueRequest{Subject: "svc"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tok
+	}
+	ended, kept := issue(), issue()
+	s, err := own.Get(ctx, ended)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sKept, err := own.Get(ctx, kept)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fam, err := f.m.EndSession(ctx, ended)
+	if err != nil || fam.Subject != "svc" || !fam.Revoked || fam.SessionID != "" {
+		t.Fatalf("EndSession of a bare token: %+v, %v", fam, err)
+	}
+	waitDone(t, s)
+	if _, err := own.Get(ctx, ended); !errors.Is(err, session.ErrUnauthenticated) {
+		t.Errorf("a logged-out bare token: got %v, want ErrUnauthenticated", err)
+	}
+	if got, err := own.Get(ctx, kept); err != nil || got != sKept {
+		t.Errorf("another bare token of the subject: %v", err)
+	}
+}

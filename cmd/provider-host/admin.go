@@ -444,7 +444,7 @@ not, 2 when the configuration is invalid or has no shared store.`,
 				}
 				audit.Info("keyfort: audit", slog.String("event", "session.end_subject"), slog.String("outcome", outcome),
 					slog.String("via", "provider-host end-sessions"), slog.String("for_subject", subject), slog.String("for_idp", idp),
-					slog.Any("sessions", ids))
+					slog.Any("sessions", ids), slog.Bool("tokens_cut", err == nil && len(only) == 0))
 				if err != nil {
 					fmt.Fprintln(cmd.ErrOrStderr(), err)
 					return exitCode(exitFailing)

@@ -125,13 +125,14 @@ func TestEndSessionsCommand(t *testing.T) {
 	}
 	third := startAs(t, rt, iss, "client-1", "alice", "tablet")
 	r = run(t, env, "end-sessions", "--config", cfg, "--subject", "alice", "--session", third.GetSessionId())
-	if r.code != 0 || r.stdout != "ended session="+third.GetSessionId()+" subject=alice tenant= idp=google\n1 session(s) ended\n" {
+	if r.code != 0 || r.stdout != "ended session="+third.GetSessionId()+" subject=alice tenant= idp=google\n1 session(s) ended\n" ||
+		!strings.Contains(r.stderr, "tokens_cut=false") {
 		t.Fatalf("end-sessions --session: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
 	stolen := iss.Sign(t, "k1", iss.Claims("alice", "client-1"), nil) // an ID token of alice's, never used
 	r = run(t, env, "end-sessions", "--config", cfg, "--subject", "alice", "--idp", "google")
 	if r.code != 0 || strings.Count(r.stdout, "ended session=") != 2 || !strings.Contains(r.stdout, "ended session="+first.GetTokens().GetSessionId()) ||
-		!strings.Contains(r.stdout, "2 session(s) ended") || !strings.Contains(r.stderr, "event=session.end_subject outcome=ok") {
+		!strings.Contains(r.stdout, "2 session(s) ended") || !strings.Contains(r.stderr, "event=session.end_subject outcome=ok") || !strings.Contains(r.stderr, "tokens_cut=true") {
 		t.Fatalf("end-sessions: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
 	for _, toks := range []*pb.SessionTokens{first.GetTokens(), second} {

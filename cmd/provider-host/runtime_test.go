@@ -324,6 +324,7 @@ func TestEndSubjectSessionsThroughServe(t *testing.T) {
 	}
 	waitLog(t, log, "event=session.end_subject outcome=permission_denied subject=bob")
 	waitLog(t, log, "event=session.end_subject outcome=ok subject=ops-admin")
+	waitLog(t, log, "tokens_cut=true")
 	for _, tok := range []string{laptop.GetAccessToken(), admin.GetAccessToken(), bob.GetAccessToken()} {
 		if strings.Contains(log.String(), tok) {
 			t.Fatal("a token in serve's log")

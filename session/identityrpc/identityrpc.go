@@ -298,7 +298,8 @@ func (s *Server) EndSubjectSessions(ctx context.Context, req *pb.EndSubjectSessi
 		s.record(ctx, method, event, outcome(err), err, append(who, slog.Any("sessions", ids))...)
 		return nil, statusOf(err)
 	}
-	s.record(ctx, method, event, "ok", nil, append(who, slog.Any("sessions", ids))...)
+	_, cutter := s.m.Store().(session.SubjectCutter)
+	s.record(ctx, method, event, "ok", nil, append(who, slog.Any("sessions", ids), slog.Bool("tokens_cut", cutter && sel.All()))...)
 	return &pb.EndSubjectSessionsResponse{SessionIds: ids}, nil
 }
 
