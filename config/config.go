@@ -146,6 +146,9 @@ type SessionConfig struct {
 	RedisURL string
 	// RedisTLS configures a rediss:// connection beyond the system's roots (identity.session.redis_tls).
 	RedisTLS RedisTLS
+	// RedisAllowEviction starts on a Redis that may evict keys under memory pressure
+	// (identity.session.redis_allow_eviction; redisstore.Config.AllowEviction).
+	RedisAllowEviction bool
 	// PostgresURL selects the PostgreSQL store shared by replicas, in place of Redis.
 	PostgresURL string
 	// PostgresNoMigrate is identity.session.postgres_migrate set to false: the store creates and
@@ -608,6 +611,12 @@ func (p *parser) sessionConfig(v any) {
 			}
 		case "redis_tls":
 			p.redisTLS(key, m[k])
+		case "redis_allow_eviction":
+			b, ok := asBool(m[k])
+			if !ok {
+				p.add(key, "", "", "want true or false")
+			}
+			sc.RedisAllowEviction = ok && b
 		case "postgres_migrate":
 			b, ok := asBool(m[k])
 			if !ok {
@@ -635,11 +644,14 @@ func (p *parser) sessionConfig(v any) {
 				sc.RefreshGrace = d
 			}
 		default:
-			p.add(key, "", "", "unknown key (known: issuer, audience, access_ttl, refresh_ttl, refresh_grace, revalidate, subject_cut_ttl, redis_url, redis_tls, postgres_url, postgres_migrate)")
+			p.add(key, "", "", "unknown key (known: issuer, audience, access_ttl, refresh_ttl, refresh_grace, revalidate, subject_cut_ttl, redis_url, redis_tls, redis_allow_eviction, postgres_url, postgres_migrate)")
 		}
 	}
 	if sc.RedisURL != "" && sc.PostgresURL != "" {
 		p.add("identity.session.postgres_url", "", "", "set together with identity.session.redis_url: choose one shared store")
+	}
+	if _, set := m["redis_allow_eviction"]; set && sc.RedisURL == "" {
+		p.add("identity.session.redis_allow_eviction", "", "", "set, but identity.session.redis_url is not")
 	}
 	if _, set := m["postgres_migrate"]; set && sc.PostgresURL == "" {
 		p.add("identity.session.postgres_migrate", "", "", "set, but identity.session.postgres_url is not")

@@ -352,6 +352,11 @@ identity:
 	if cfg.Session.PostgresNoMigrate {
 		t.Error("migrations are off by default")
 	}
+	cfg, err = load(`identity: { secrets: { session_signing: "memory:s" }, session: { redis_url: "redis://r:6379/0" } }`,
+		"KEYFORT_IDENTITY__SESSION__REDIS_ALLOW_EVICTION=true")
+	if err != nil || !cfg.Session.RedisAllowEviction {
+		t.Errorf("redis_allow_eviction=true from the environment: %v, %+v", err, cfg)
+	}
 	cfg, err = load(`identity: { secrets: { session_signing: "memory:s" }, session: { postgres_url: "postgres://db/x" } }`,
 		"KEYFORT_IDENTITY__SESSION__POSTGRES_MIGRATE=false")
 	if err != nil || !cfg.Session.PostgresNoMigrate {
@@ -372,6 +377,10 @@ identity:
 			"identity.session.postgres_migrate: set, but identity.session.postgres_url is not"},
 		"migrate not a boolean": {`identity: { secrets: { session_signing: "memory:s" }, session: { postgres_url: "postgres://db/x", postgres_migrate: sometimes } }`, nil,
 			"identity.session.postgres_migrate: want true or false"},
+		"eviction without redis": {`identity: { secrets: { session_signing: "memory:s" }, session: { postgres_url: "postgres://db/x", redis_allow_eviction: true } }`, nil,
+			"identity.session.redis_allow_eviction: set, but identity.session.redis_url is not"},
+		"eviction not a boolean": {`identity: { secrets: { session_signing: "memory:s" }, session: { redis_url: "redis://r:6379/0", redis_allow_eviction: maybe } }`, nil,
+			"identity.session.redis_allow_eviction: want true or false"},
 		"password without the store": {`identity: { secrets: { session_signing: "memory:s", postgres_password: "env:P" } }`, nil,
 			"identity.secrets.postgres_password: bound, but identity.session.postgres_url is not set"},
 	} {

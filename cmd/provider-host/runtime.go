@@ -105,6 +105,10 @@ func newIdentityRuntime(ctx context.Context, cfg *config.Config, cat *catalog.Ca
 			return nil, fmt.Errorf("identity.session.redis_url: %w", err)
 		}
 		store, r.storeName = rs, "redis "+redisstore.RedactedURL(url)
+		if e := rs.Evicting(); e != "" {
+			log.Warn("keyfort: the session Redis may evict keys under memory pressure (identity.session.redis_allow_eviction): an evicted tombstone undoes a logout, an evicted family ends a session",
+				slog.String("eviction", e))
+		}
 	}
 	if cfg.Session.PostgresURL != "" {
 		pc, err := pgstore.Configured(ctx, cfg, cat)

@@ -889,3 +889,32 @@ identity:
 	srv.Start(t)
 	ready(http.StatusOK, "with the store back")
 }
+
+// TestCheckAndServeRefuseAnEvictingRedis: a session Redis that may evict keys fails check and stops
+// serve at start-up, naming identity.session.redis_allow_eviction; with it set, both go on and
+// serve warns.
+func TestCheckAndServeRefuseAnEvictingRedis(t *testing.T) {
+	srv := redistest.StartServer(t, "--maxmemory", "64mb", "--maxmemory-policy", "allkeys-lru")
+	body := `
+identity:
+  secrets: { session_signing: env:KFSERVE_SIGNING }
+  session: { redis_url: "redis://` + srv.Addr + `/0"%s }
+`
+	env := []string{"PATH=" + os.Getenv("PATH"), signingKeyEnv(t)}
+	cfg := writeConfig(t, fmt.Sprintf(body, ""))
+	r := run(t, env, "check", "--config", cfg)
+	if r.code != 1 || !strings.Contains(r.stdout, "FAIL identity.session.redis_url") || !strings.Contains(r.stdout, "maxmemory-policy allkeys-lru") ||
+		!strings.Contains(r.stdout, "identity.session.redis_allow_eviction") {
+		t.Errorf("check on an evicting Redis: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	r = run(t, env, "serve", "--config", cfg, "--http-addr", "127.0.0.1:0", "--grpc-addr", "127.0.0.1:0")
+	if r.code == 0 || !strings.Contains(r.stdout+r.stderr, "redis_allow_eviction") {
+		t.Errorf("serve on an evicting Redis: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	allowed := writeConfig(t, fmt.Sprintf(body, ", redis_allow_eviction: true"))
+	if r := run(t, env, "check", "--config", allowed); r.code != 0 {
+		t.Errorf("check with redis_allow_eviction: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	_, log, _ := startServe(t, env, "--config", allowed, "--grpc-addr", "127.0.0.1:0")
+	waitLog(t, log, "the session Redis may evict keys")
+}

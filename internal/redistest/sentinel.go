@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -112,7 +113,7 @@ func waitPing(tb testing.TB, addr, logFile string) {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		err = c.Ping(ctx).Err()
 		cancel()
-		if err == nil {
+		if err == nil || strings.HasPrefix(err.Error(), "NOAUTH") { // answering (with a password to give)
 			return
 		}
 		time.Sleep(50 * time.Millisecond)
@@ -184,13 +185,15 @@ func startOn(tb testing.TB, bin, dir, port string, args ...string) (kill func())
 type Server struct {
 	Addr           string
 	bin, dir, port string
+	args           []string
 	kill           func()
 }
 
-// StartServer starts a Server; it is killed when the test ends.
-func StartServer(tb testing.TB) *Server {
+// StartServer starts a Server with redis-server's args (besides port, address and files); it is
+// killed when the test ends.
+func StartServer(tb testing.TB, args ...string) *Server {
 	tb.Helper()
-	s := &Server{bin: serverBin(tb), dir: tb.TempDir(), port: freePort(tb)}
+	s := &Server{bin: serverBin(tb), dir: tb.TempDir(), port: freePort(tb), args: args}
 	s.Addr = net.JoinHostPort("127.0.0.1", s.port)
 	s.Start(tb)
 	return s
@@ -202,5 +205,5 @@ func (s *Server) Stop() { s.kill() }
 // Start starts the server again on its address (empty: it kept nothing) and waits until it answers.
 func (s *Server) Start(tb testing.TB) {
 	tb.Helper()
-	s.kill = startOn(tb, s.bin, s.dir, s.port, "--save", "", "--appendonly", "no")
+	s.kill = startOn(tb, s.bin, s.dir, s.port, append([]string{"--save", "", "--appendonly", "no"}, s.args...)...)
 }

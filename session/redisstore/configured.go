@@ -15,7 +15,7 @@ type SecretSource interface {
 }
 
 // Configured returns the Store configuration of a Keyfort configuration: identity.session.redis_url,
-// identity.session.redis_tls and, when identity.secrets.redis_password is bound, the password from
+// identity.session.redis_tls, identity.session.redis_allow_eviction and, when identity.secrets.redis_password is bound, the password from
 // its provider (through secrets, whose cache serves it to every new connection, so a rotation in the
 // backend reaches the connections opened after it; the user name stays the URL's). The password is
 // resolved once here, so that a missing one fails naming its key. It is how provider-host serve and
@@ -25,7 +25,7 @@ func Configured(ctx context.Context, cfg *config.Config, secrets SecretSource) (
 		return Config{}, fmt.Errorf("%w: identity.session.redis_url is not set", provider.ErrInvalidConfig)
 	}
 	t := cfg.Session.RedisTLS
-	out := Config{URL: cfg.Session.RedisURL,
+	out := Config{URL: cfg.Session.RedisURL, AllowEviction: cfg.Session.RedisAllowEviction,
 		TLS: TLS{CAFile: t.CAFile, ServerName: t.ServerName, CertFile: t.CertFile, KeyFile: t.KeyFile}}
 	if _, ok := cfg.Bindings["identity.secrets."+config.RedisPasswordKey]; !ok {
 		return out, nil

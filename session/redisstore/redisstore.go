@@ -34,6 +34,8 @@ type Store struct {
 	channel, publish string
 	// dropped counts feed events dropped for a subscriber that fell behind (nil: not counted).
 	dropped prometheus.Counter
+	// evicting describes the server's eviction settings when it may evict keys (AllowEviction).
+	evicting string
 }
 
 var (
@@ -68,6 +70,12 @@ type Config struct {
 	Client redis.UniversalClient
 	// Prefix namespaces every key (default "keyfort:").
 	Prefix string
+	// AllowEviction starts the Store on a Redis server that may evict keys under memory pressure
+	// (maxmemory set and a maxmemory-policy other than noeviction, as managed services often
+	// default to). Off, New refuses such a server (ErrEvicting): an evicted tombstone or subject
+	// cut would undo a logout, and an evicted family end a session. On, Evicting says what was
+	// found, for a warning.
+	AllowEviction bool
 	// Registerer, when set, receives the store's metrics: keyfort_session_store_commands_total and
 	// command_errors_total by command, and round_trip_seconds (not when Client is set: a client
 	// the Store does not own keeps its hooks); and keyfort_session_store_feed_dropped_total, the
@@ -123,7 +131,8 @@ func (t TLS) config(base *tls.Config) (*tls.Config, error) {
 	return c, nil
 }
 
-// New connects (checking with PING) and returns a Store.
+// New connects (checking with PING), refuses a server that may evict the store's keys unless
+// Config.AllowEviction (ErrEvicting), and returns a Store.
 func New(ctx context.Context, cfg Config) (*Store, error) {
 	s := &Store{rdb: cfg.Client, prefix: cfg.Prefix}
 	if s.prefix == "" {
@@ -154,6 +163,20 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 			_ = s.rdb.Close()
 		}
 		return nil, fmt.Errorf("%w: redis: %v", session.ErrStoreUnavailable, err)
+	}
+	if e, evicts, err := s.checkEviction(ctx); err != nil {
+		if s.owned {
+			_ = s.rdb.Close()
+		}
+		return nil, fmt.Errorf("%w: redis: INFO memory: %v", session.ErrStoreUnavailable, err)
+	} else if evicts {
+		if !cfg.AllowEviction {
+			if s.owned {
+				_ = s.rdb.Close()
+			}
+			return nil, fmt.Errorf("%w (%s): an evicted tombstone would undo a logout; set maxmemory-policy noeviction (or no maxmemory) on the server, or allow it (identity.session.redis_allow_eviction)", ErrEvicting, e)
+		}
+		s.evicting = e.String()
 	}
 	if err := s.loadHashKey(ctx); err != nil {
 		if s.owned {

@@ -467,3 +467,51 @@ func TestPing(t *testing.T) {
 		t.Errorf("Ping with Redis back: %v", err)
 	}
 }
+
+// TestEvictingServerIsRefused: a Redis that may evict keys under memory pressure (a maxmemory and
+// a policy other than noeviction: allkeys-lru, or volatile-lru, which takes the store's keys, all
+// of which expire) is refused with ErrEvicting naming the policy and the way out, unless
+// AllowEviction, which starts and says what it found; a limit with noeviction, or a policy with no
+// limit, is fine. The refusal never repeats the URL's password.
+func TestEvictingServerIsRefused(t *testing.T) {
+	ctx := context.Background()
+	for _, tc := range []struct {
+		args   []string
+		evicts bool
+	}{
+		{[]string{"--maxmemory", "64mb", "--maxmemory-policy", "allkeys-lru"}, true},
+		{[]string{"--maxmemory", "64mb", "--maxmemory-policy", "volatile-lru"}, true},
+		{[]string{"--maxmemory", "64mb", "--maxmemory-policy", "noeviction"}, false},
+		{[]string{"--maxmemory", "0", "--maxmemory-policy", "allkeys-lru"}, false},
+	} {
+		srv := redistest.StartServer(t, append(tc.args, "--requirepass", "evict-Pa55word")...)
+		url := "redis://:evict-Pa55word@" + srv.Addr + "/0"
+		s, err := redisstore.New(ctx, redisstore.Config{URL: url})
+		if tc.evicts {
+			if !errors.Is(err, redisstore.ErrEvicting) || !strings.Contains(err.Error(), tc.args[3]) ||
+				!strings.Contains(err.Error(), "redis_allow_eviction") || strings.Contains(err.Error(), "evict-Pa55word") {
+				t.Errorf("%v: got %v, want ErrEvicting naming the policy and the setting, without the password", tc.args, err)
+			}
+			if err == nil {
+				_ = s.Close()
+			}
+			s, err = redisstore.New(ctx, redisstore.Config{URL: url, AllowEviction: true})
+			if err != nil {
+				t.Fatalf("%v with AllowEviction: %v", tc.args, err)
+			}
+			if !strings.Contains(s.Evicting(), tc.args[3]) {
+				t.Errorf("%v with AllowEviction: Evicting() = %q", tc.args, s.Evicting())
+			}
+			_ = s.Close()
+			continue
+		}
+		if err != nil {
+			t.Errorf("%v: %v", tc.args, err)
+			continue
+		}
+		if s.Evicting() != "" {
+			t.Errorf("%v: Evicting() = %q, want nothing", tc.args, s.Evicting())
+		}
+		_ = s.Close()
+	}
+}
