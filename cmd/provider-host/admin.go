@@ -119,6 +119,7 @@ func openSharedStore(ctx context.Context, cat *catalog.Catalog) (st sharedStore,
 		if err != nil {
 			return nil, key, shown, err
 		}
+		c.HashKeyCheck = -1 // a command that ends in seconds keeps nothing
 		rs, err := redisstore.New(ctx, c)
 		if err != nil {
 			return nil, key, shown, err

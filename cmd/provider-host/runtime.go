@@ -99,7 +99,7 @@ func newIdentityRuntime(ctx context.Context, cfg *config.Config, cat *catalog.Ca
 		if err != nil {
 			return nil, err
 		}
-		rc.Registerer = reg
+		rc.Registerer, rc.Logger = reg, log
 		rs, err := redisstore.New(ctx, rc)
 		if err != nil {
 			return nil, fmt.Errorf("identity.session.redis_url: %w", err)

@@ -12,6 +12,9 @@ type Collectors struct {
 	Errors      *prometheus.CounterVec // keyfort_session_store_command_errors_total{command}
 	Latency     prometheus.Histogram   // keyfort_session_store_round_trip_seconds
 	FeedDropped prometheus.Counter     // keyfort_session_store_feed_dropped_total
+	// HashKeyMismatch is keyfort_session_store_hash_key_mismatch: 1 while the shared store's
+	// token-hash key is not this process's (replicas disagree on tombstones), else 0.
+	HashKeyMismatch prometheus.Gauge
 }
 
 // New makes the collectors and registers them with reg, reusing those registered before.
@@ -26,6 +29,8 @@ func New(reg prometheus.Registerer) (*Collectors, error) {
 			Buckets: []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, 1}}),
 		FeedDropped: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "keyfort", Subsystem: "session_store",
 			Name: "feed_dropped_total", Help: "Revocation feed events dropped because a subscriber fell a whole queue behind; it was sent a Resync instead."}),
+		HashKeyMismatch: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "keyfort", Subsystem: "session_store",
+			Name: "hash_key_mismatch", Help: "1 while the shared store's token-hash key differs from the one this process hashes tokens with (replicas then do not see each other's logouts: restart them), else 0."}),
 	}
 	var err error
 	if c.Commands, err = register(reg, c.Commands); err != nil {
@@ -38,6 +43,9 @@ func New(reg prometheus.Registerer) (*Collectors, error) {
 		return nil, err
 	}
 	if c.FeedDropped, err = register(reg, c.FeedDropped); err != nil {
+		return nil, err
+	}
+	if c.HashKeyMismatch, err = register(reg, c.HashKeyMismatch); err != nil {
 		return nil, err
 	}
 	return c, nil

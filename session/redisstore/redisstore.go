@@ -7,10 +7,12 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math"
 	"net/url"
 	"os"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -36,6 +38,12 @@ type Store struct {
 	dropped prometheus.Counter
 	// evicting describes the server's eviction settings when it may evict keys (AllowEviction).
 	evicting string
+	// the hash-key keeper (keepHashKey): its logger and metric, stopped by Close
+	log      *slog.Logger
+	mismatch prometheus.Gauge
+	stop     chan struct{}
+	kept     chan struct{}
+	once     sync.Once
 }
 
 var (
@@ -76,6 +84,15 @@ type Config struct {
 	// cut would undo a logout, and an evicted family end a session. On, Evicting says what was
 	// found, for a warning.
 	AllowEviction bool
+	// HashKeyCheck is how often the Store makes sure the shared token-hash key is still there and
+	// still its own (default DefaultHashKeyCheck; negative: never). A key gone while replicas ran
+	// (a FLUSHALL, a DEL by hand) is written back with this Store's, so that replicas started
+	// afterwards hash tokens as the running ones do; a key that differs is logged as an error and
+	// counted (keyfort_session_store_hash_key_mismatch): the replicas then do not see each other's
+	// logouts until they are restarted.
+	HashKeyCheck time.Duration
+	// Logger receives the hash-key keeper's findings; nil: slog.Default().
+	Logger *slog.Logger
 	// Registerer, when set, receives the store's metrics: keyfort_session_store_commands_total and
 	// command_errors_total by command, and round_trip_seconds (not when Client is set: a client
 	// the Store does not own keeps its hooks); and keyfort_session_store_feed_dropped_total, the
@@ -156,7 +173,7 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 		if s.owned {
 			s.rdb.AddHook(newMetricsHook(c))
 		}
-		s.dropped = c.FeedDropped
+		s.dropped, s.mismatch = c.FeedDropped, c.HashKeyMismatch
 	}
 	if err := s.rdb.Ping(ctx).Err(); err != nil {
 		if s.owned {
@@ -190,7 +207,73 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 		}
 		return nil, err
 	}
+	s.log = cfg.Logger
+	if s.log == nil {
+		s.log = slog.Default()
+	}
+	s.stop, s.kept = make(chan struct{}), make(chan struct{})
+	every := cfg.HashKeyCheck
+	if every == 0 {
+		every = DefaultHashKeyCheck
+	}
+	if every > 0 {
+		go s.keepHashKey(every)
+	} else {
+		close(s.kept)
+	}
 	return s, nil
+}
+
+// DefaultHashKeyCheck is how often a Store checks the shared hash key by default: one command per
+// replica and interval.
+const DefaultHashKeyCheck = 10 * time.Second
+
+// hashKeyScript writes the hash key back when it is gone (1), and reports whether it is the
+// caller's (0) or another (2).
+var hashKeyScript = redis.NewScript(`
+if redis.call('SET', KEYS[1], ARGV[1], 'NX') then return 1 end
+if redis.call('GET', KEYS[1]) == ARGV[1] then return 0 end
+return 2
+`)
+
+// keepHashKey checks the shared hash key every interval until Close (see Config.HashKeyCheck).
+func (s *Store) keepHashKey(every time.Duration) {
+	defer close(s.kept)
+	t := time.NewTicker(every)
+	defer t.Stop()
+	key := s.prefix + "hash-key"
+	differs := false
+	for {
+		select {
+		case <-s.stop:
+			return
+		case <-t.C:
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), every)
+		n, err := hashKeyScript.Run(ctx, s.rdb, []string{key}, s.hashKey).Int()
+		cancel()
+		if err != nil {
+			continue // unreachable now: the next check, or the calls' own errors, will tell
+		}
+		switch {
+		case n == 1:
+			s.log.Warn("keyfort: the session store's hash key was gone (FLUSHALL, or deleted); written back with this replica's, so replicas started from now agree with it",
+				slog.String("key", key))
+		case n == 2 && !differs:
+			s.log.Error("keyfort: the session store's hash key is not this replica's: replicas do not see each other's logouts; restart every replica",
+				slog.String("key", key))
+		case n == 0 && differs:
+			s.log.Info("keyfort: the session store's hash key is this replica's again", slog.String("key", key))
+		}
+		differs = n == 2
+		if s.mismatch != nil {
+			if differs {
+				s.mismatch.Set(1)
+			} else {
+				s.mismatch.Set(0)
+			}
+		}
+	}
 }
 
 // IsSentinelURL reports whether url names a master through Redis Sentinel: a master_name in its
@@ -672,12 +755,18 @@ func (s *Store) Ping(ctx context.Context) error {
 	return wrap(s.rdb.Ping(ctx).Err())
 }
 
-// Close closes the client when the Store created it.
+// Close stops the hash-key keeper and closes the client when the Store created it. It is
+// idempotent.
 func (s *Store) Close() error {
-	if s.owned {
-		return s.rdb.Close()
-	}
-	return nil
+	var err error
+	s.once.Do(func() {
+		close(s.stop)
+		<-s.kept
+		if s.owned {
+			err = s.rdb.Close()
+		}
+	})
+	return err
 }
 
 func wrap(err error) error {

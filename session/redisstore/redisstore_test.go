@@ -1,8 +1,10 @@
 package redisstore_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"log/slog"
 	"net/url"
 	"strings"
 	"sync"
@@ -10,6 +12,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/keyfort/keyfort/internal/metrictest"
 	"github.com/keyfort/keyfort/internal/redistest"
@@ -48,6 +51,7 @@ func TestTwoReplicasAgree(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		t.Cleanup(func() { _ = store.Close() })
 		return f.manager(t, store, func(c *session.Config) { c.RefreshGrace = -1 })
 	}
 	a, b := replica(), replica()
@@ -106,6 +110,7 @@ func TestStoresShareTheHashKey(t *testing.T) {
 				return
 			}
 			keys <- string(s.HashKey())
+			_ = s.Close()
 		})
 	}
 	wg.Wait()
@@ -123,6 +128,7 @@ func TestStoresShareTheHashKey(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { _ = other.Close() })
 	if string(other.HashKey()) == first {
 		t.Error("another prefix shares the hash key")
 	}
@@ -515,3 +521,77 @@ func TestEvictingServerIsRefused(t *testing.T) {
 		_ = s.Close()
 	}
 }
+
+// TestHashKeyIsKept: after a FLUSHALL while replicas run, a replica writes its hash key back, so a
+// replica started afterwards hashes tokens as it does (a logout by one is seen by the other);
+// a key that is not the replica's is logged as an error and counted, once, until it is again.
+func TestHashKeyIsKept(t *testing.T) {
+	ctx := context.Background()
+	srv := redistest.StartServer(t)
+	url := "redis://" + srv.Addr + "/0"
+	var logs syncBuffer
+	reg := prometheus.NewRegistry()
+	a, err := redisstore.New(ctx, redisstore.Config{URL: url, HashKeyCheck: 20 * time.Millisecond, Registerer: reg,
+		Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = a.Close() })
+	admin := redis.NewClient(&redis.Options{Addr: srv.Addr})
+	t.Cleanup(func() { _ = admin.Close() })
+	if err := admin.FlushAll(ctx).Err(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the hash key written back", func() bool {
+		got, _ := admin.Get(ctx, "keyfort:hash-key").Bytes()
+		return string(got) == string(a.HashKey())
+	})
+	b, err := redisstore.New(ctx, redisstore.Config{URL: url, HashKeyCheck: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = b.Close() })
+	if string(b.HashKey()) != string(a.HashKey()) {
+		t.Fatal("a replica started after the FLUSHALL made another hash key")
+	}
+	if !strings.Contains(logs.String(), "hash key was gone") {
+		t.Errorf("no warning of the key written back:\n%s", logs.String())
+	}
+	mismatch := func() float64 { return metrictest.Counter(t, reg, "keyfort_session_store_hash_key_mismatch", nil) }
+	if err := admin.Set(ctx, "keyfort:hash-key", strings.Repeat("x", 32), 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the mismatch counted", func() bool { return mismatch() == 1 })
+	if n := strings.Count(logs.String(), "is not this replica's"); n != 1 {
+		t.Errorf("the mismatch was logged %d times, want once:\n%s", n, logs.String())
+	}
+	if err := admin.Set(ctx, "keyfort:hash-key", a.HashKey(), 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the mismatch over", func() bool { return mismatch() == 0 })
+}
+
+// waitFor polls cond for up to 10 seconds.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for range 500 {
+		if cond() {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("timed out waiting for %s", what)
+}
+
+// syncBuffer is a bytes.Buffer safe for a logger's goroutine and the test's.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
