@@ -29,6 +29,7 @@ import (
 	"github.com/keyfort/keyfort/provider"
 	"github.com/keyfort/keyfort/session"
 	"github.com/keyfort/keyfort/session/oidc/oidctest"
+	"github.com/keyfort/keyfort/session/pgstore"
 )
 
 var grpcAddrRe = `grpc=`
@@ -354,7 +355,7 @@ func TestTwoServeReplicasSharePostgres(t *testing.T) {
 		t.Errorf("families in the test's schema: %d, %v (want 2: the store used its own tables)", n, err)
 	}
 	r := run(t, env, "check", "--config", cfg)
-	if r.code != 0 || !strings.Contains(r.stdout, "ok   identity.session.postgres_url  postgres://postgres@127.0.0.1:5432/postgres?") || !strings.Contains(r.stdout, "connected, schema version 2, revocation feed on") {
+	if r.code != 0 || !strings.Contains(r.stdout, "ok   identity.session.postgres_url  postgres://postgres@127.0.0.1:5432/postgres?") || !strings.Contains(r.stdout, fmt.Sprintf("connected, schema version %d, revocation feed on", pgstore.SchemaVersion)) {
 		t.Errorf("check: exit %d:\n%s%s", r.code, r.stdout, r.stderr)
 	}
 }
