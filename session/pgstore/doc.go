@@ -1,6 +1,7 @@
 // Package pgstore is a session.Store on PostgreSQL, for replicas that share a database rather than
-// a Redis: refresh-token families, tombstones and the token-hash key in three tables, rotations in
-// one transaction with the family's row locked, and a revocation feed over LISTEN/NOTIFY (the
+// a Redis: refresh-token families, tombstones, subject cuts and the token-hash key in four tables,
+// rotations in one transaction with the family's row locked, and a revocation feed over
+// LISTEN/NOTIFY (the
 // notification is sent by the transaction that revokes, so it is delivered only if the revocation
 // commits).
 //
@@ -9,5 +10,6 @@
 // not race; steps that only add leave the tables usable by the older release), unless
 // Config.DisableMigration leaves that to "provider-host migrate". It deletes expired rows in the
 // background, and needs a role that may create tables in the schema when they are made or changed,
-// and read and write them always. A schema it cannot use, or may not change, is a *SchemaError.
+// and read and write them always (checked at start-up). A schema it cannot use, may not change, or
+// a role without a privilege on one of its tables, is a *SchemaError.
 package pgstore
