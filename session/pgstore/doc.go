@@ -1,9 +1,8 @@
 // Package pgstore is a session.Store on PostgreSQL, for replicas that share a database rather than
 // a Redis: refresh-token families, tombstones, subject cuts and the token-hash key in four tables,
 // rotations in one transaction with the family's row locked, and a revocation feed over
-// LISTEN/NOTIFY (the
-// notification is sent by the transaction that revokes, so it is delivered only if the revocation
-// commits).
+// LISTEN/NOTIFY (the notification is sent by the transaction that revokes, so it is delivered only
+// if the revocation commits).
 //
 // It creates its tables on first use and takes tables of an older schema version to SchemaVersion
 // (each step once, in one transaction, under an advisory lock so that replicas starting together do
