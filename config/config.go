@@ -151,6 +151,9 @@ type SessionConfig struct {
 	RedisAllowEviction bool
 	// PostgresURL selects the PostgreSQL store shared by replicas, in place of Redis.
 	PostgresURL string
+	// UnboundRefresh is identity.session.bind_refresh_to_client set to false: refresh tokens are
+	// not bound to the mutual-TLS client that started their session (identityrpc.Options.BindClients).
+	UnboundRefresh bool
 	// PostgresNoMigrate is identity.session.postgres_migrate set to false: the store creates and
 	// changes no tables (pgstore.Config.DisableMigration).
 	PostgresNoMigrate bool
@@ -611,6 +614,12 @@ func (p *parser) sessionConfig(v any) {
 			}
 		case "redis_tls":
 			p.redisTLS(key, m[k])
+		case "bind_refresh_to_client":
+			b, ok := asBool(m[k])
+			if !ok {
+				p.add(key, "", "", "want true or false")
+			}
+			sc.UnboundRefresh = ok && !b
 		case "redis_allow_eviction":
 			b, ok := asBool(m[k])
 			if !ok {
@@ -644,7 +653,7 @@ func (p *parser) sessionConfig(v any) {
 				sc.RefreshGrace = d
 			}
 		default:
-			p.add(key, "", "", "unknown key (known: issuer, audience, access_ttl, refresh_ttl, refresh_grace, revalidate, subject_cut_ttl, redis_url, redis_tls, redis_allow_eviction, postgres_url, postgres_migrate)")
+			p.add(key, "", "", "unknown key (known: issuer, audience, access_ttl, refresh_ttl, refresh_grace, revalidate, subject_cut_ttl, bind_refresh_to_client, redis_url, redis_tls, redis_allow_eviction, postgres_url, postgres_migrate)")
 		}
 	}
 	if sc.RedisURL != "" && sc.PostgresURL != "" {

@@ -352,6 +352,13 @@ identity:
 	if cfg.Session.PostgresNoMigrate {
 		t.Error("migrations are off by default")
 	}
+	if cfg.Session.UnboundRefresh {
+		t.Error("refresh tokens are bound to their client by default")
+	}
+	cfg, err = load(`identity: { secrets: { session_signing: "memory:s" }, session: { bind_refresh_to_client: false } }`)
+	if err != nil || !cfg.Session.UnboundRefresh {
+		t.Errorf("bind_refresh_to_client: false: %v, %+v", err, cfg.Session)
+	}
 	cfg, err = load(`identity: { secrets: { session_signing: "memory:s" }, session: { redis_url: "redis://r:6379/0" } }`,
 		"KEYFORT_IDENTITY__SESSION__REDIS_ALLOW_EVICTION=true")
 	if err != nil || !cfg.Session.RedisAllowEviction {
@@ -377,6 +384,8 @@ identity:
 			"identity.session.postgres_migrate: set, but identity.session.postgres_url is not"},
 		"migrate not a boolean": {`identity: { secrets: { session_signing: "memory:s" }, session: { postgres_url: "postgres://db/x", postgres_migrate: sometimes } }`, nil,
 			"identity.session.postgres_migrate: want true or false"},
+		"binding not a boolean": {`identity: { secrets: { session_signing: "memory:s" }, session: { bind_refresh_to_client: often } }`, nil,
+			"identity.session.bind_refresh_to_client: want true or false"},
 		"eviction without redis": {`identity: { secrets: { session_signing: "memory:s" }, session: { postgres_url: "postgres://db/x", redis_allow_eviction: true } }`, nil,
 			"identity.session.redis_allow_eviction: set, but identity.session.redis_url is not"},
 		"eviction not a boolean": {`identity: { secrets: { session_signing: "memory:s" }, session: { redis_url: "redis://r:6379/0", redis_allow_eviction: maybe } }`, nil,

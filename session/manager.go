@@ -37,6 +37,9 @@ var (
 	ErrRefreshReuse = errors.New("refresh token reuse detected; session revoked")
 	// ErrUnknownIdP: StartSession named an identity provider that is not configured.
 	ErrUnknownIdP = errors.New("unknown identity provider")
+	// ErrClientMismatch: a refresh token bound to a client (StartRequest.Client) was presented by
+	// another, or by none; nothing was rotated or revoked. It wraps ErrUnauthenticated.
+	ErrClientMismatch = fmt.Errorf("%w: refresh token is bound to another client", ErrUnauthenticated)
 )
 
 // Config configures a Manager.
@@ -98,6 +101,10 @@ type StartRequest struct {
 	IdP           string // a key of Config.IdPs
 	ExternalToken string
 	Scope         string
+	// Client, when set, binds the session's refresh tokens to the client that starts it (the
+	// identity of its certificate over mutual TLS: URI SAN or subject): RefreshSessionFrom refreshes
+	// them only for that client, so a refresh token stolen from it is useless to anyone else.
+	Client string
 }
 
 // NewManager returns a Manager.
@@ -203,11 +210,12 @@ func (m *Manager) StartSession(ctx context.Context, req StartRequest) (Tokens, e
 	if err := m.store.CreateFamily(ctx, f); err != nil {
 		return Tokens{}, fmt.Errorf("%w: %v", ErrStoreUnavailable, err)
 	}
-	return m.issue(ctx, f)
+	return m.issue(ctx, f, req.Client)
 }
 
-// issue signs the access token and the refresh token of family f's current member.
-func (m *Manager) issue(ctx context.Context, f Family) (Tokens, error) {
+// issue signs the access token and the refresh token of family f's current member, the refresh
+// token bound to client when it is set.
+func (m *Manager) issue(ctx context.Context, f Family, client string) (Tokens, error) {
 	now := m.now()
 	accessExp := now.Add(m.cfg.AccessTTL)
 	if accessExp.After(f.ExpiresAt) {
@@ -222,7 +230,7 @@ func (m *Manager) issue(ctx context.Context, f Family) (Tokens, error) {
 	}
 	refresh, err := m.codec.Sign(ctx, token.TypeRefresh, token.Claims{
 		Subject: f.Subject, Audience: RefreshAudience, ExpiresAt: f.ExpiresAt.Unix(), IssuedAt: f.CurrentIssuedAt.Unix(),
-		ID: f.Current, Tenant: f.Tenant, IdP: f.IdP, SessionID: f.SessionID, Family: f.ID,
+		ID: f.Current, Tenant: f.Tenant, IdP: f.IdP, SessionID: f.SessionID, Family: f.ID, Client: client,
 	})
 	if err != nil {
 		return Tokens{}, err
@@ -246,8 +254,17 @@ func (e *ReuseError) Unwrap() error { return ErrRefreshReuse }
 // RefreshSession checks the refresh token's signature and expiry and rotates it: the answer carries a
 // new refresh token, and the presented one is spent. Presenting a spent refresh token again revokes
 // the whole family (theft), except for the immediate predecessor within the grace window, which gets
-// the same successor. Store failures fail closed.
+// the same successor. Store failures fail closed. A refresh token bound to a client is refused
+// here (ErrClientMismatch): refresh it with RefreshSessionFrom.
 func (m *Manager) RefreshSession(ctx context.Context, refreshToken string) (Tokens, error) {
+	return m.RefreshSessionFrom(ctx, refreshToken, "")
+}
+
+// RefreshSessionFrom is RefreshSession for the client named client (see StartRequest.Client): a
+// refresh token bound to a client is refreshed only for that one, and its successor is bound to it
+// too; presented by another, it is refused with ErrClientMismatch before anything is rotated, so
+// the session goes on for its client.
+func (m *Manager) RefreshSessionFrom(ctx context.Context, refreshToken, client string) (Tokens, error) {
 	cl, err := m.codec.Verify(ctx, refreshToken, token.TypeRefresh, RefreshAudience)
 	if err != nil {
 		return Tokens{}, unauthenticated("refresh token: %v", err)
@@ -255,13 +272,16 @@ func (m *Manager) RefreshSession(ctx context.Context, refreshToken string) (Toke
 	if cl.Family == "" || cl.ID == "" {
 		return Tokens{}, unauthenticated("refresh token has no family")
 	}
+	if cl.Client != "" && cl.Client != client {
+		return Tokens{}, ErrClientMismatch
+	}
 	f, outcome, err := m.store.Rotate(ctx, cl.Family, cl.ID, randomID(), m.now(), m.cfg.RefreshGrace)
 	if err != nil {
 		return Tokens{}, fmt.Errorf("%w: %v", ErrStoreUnavailable, err)
 	}
 	switch outcome {
 	case Rotated, Grace:
-		return m.issue(ctx, f)
+		return m.issue(ctx, f, cl.Client)
 	case Reuse:
 		m.log.Warn("keyfort: refresh token reuse; session family revoked",
 			slog.String("family", cl.Family), slog.String("subject", cl.Subject), slog.String("session", cl.SessionID))

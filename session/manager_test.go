@@ -305,3 +305,45 @@ func TestIssueTokenAndPolicy(t *testing.T) {
 		}
 	}
 }
+
+// TestRefreshTokensBoundToTheClient: a session started with a client identity refreshes only for
+// that client: another, or none, is refused with ErrClientMismatch and rotates nothing (the session
+// goes on for its client, whose successor is bound too); a session started without one refreshes
+// for anyone.
+func TestRefreshTokensBoundToTheClient(t *testing.T) {
+	f := newFixture(t, nil)
+	ctx := context.Background()
+	start := func(client string) session.Tokens {
+		t.Helper()
+		ext := f.iss.Sign(t, "k1", f.iss.Claims("alice", "client-123.apps.googleusercontent.com"), nil)
+		toks, err := f.m.StartSession(ctx, session.StartRequest{IdP: "google", ExternalToken: ext, Client: client})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return toks
+	}
+	const gateway, batch = "spiffe://keyfort.test/ns/prod/sa/gateway", "spiffe://keyfort.test/ns/prod/sa/batch"
+	bound := start(gateway)
+	for _, client := range []string{batch, ""} {
+		if _, err := f.m.RefreshSessionFrom(ctx, bound.RefreshToken, client); !errors.Is(err, session.ErrClientMismatch) || !errors.Is(err, session.ErrUnauthenticated) {
+			t.Errorf("a bound refresh token presented by %q: got %v, want ErrClientMismatch", client, err)
+		}
+	}
+	if _, err := f.m.RefreshSession(ctx, bound.RefreshToken); !errors.Is(err, session.ErrClientMismatch) {
+		t.Errorf("RefreshSession of a bound refresh token: got %v, want ErrClientMismatch", err)
+	}
+	next, err := f.m.RefreshSessionFrom(ctx, bound.RefreshToken, gateway)
+	if err != nil {
+		t.Fatalf("the bound client refreshing after the refusals (nothing was rotated or revoked): %v", err)
+	}
+	if _, err := f.m.RefreshSessionFrom(ctx, next.RefreshToken, batch); !errors.Is(err, session.ErrClientMismatch) {
+		t.Errorf("the successor of a bound refresh token presented by another client: got %v", err)
+	}
+	if _, err := f.m.RefreshSessionFrom(ctx, next.RefreshToken, gateway); err != nil {
+		t.Errorf("the successor, by its client: %v", err)
+	}
+	unbound := start("")
+	if _, err := f.m.RefreshSessionFrom(ctx, unbound.RefreshToken, batch); err != nil {
+		t.Errorf("an unbound refresh token presented by a client: %v", err)
+	}
+}

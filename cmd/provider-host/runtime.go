@@ -174,7 +174,8 @@ func newIdentityRuntime(ctx context.Context, cfg *config.Config, cat *catalog.Ca
 		opts = append(opts, grpc.Creds(credentials.NewTLS(tlsCfg)))
 	}
 	r.grpc = grpc.NewServer(opts...)
-	identityrpc.Register(r.grpc, m, identityrpc.Options{Sessions: cache, Logger: log, Registerer: reg})
+	identityrpc.Register(r.grpc, m, identityrpc.Options{Sessions: cache, Logger: log, Registerer: reg,
+		BindClients: !cfg.Session.UnboundRefresh})
 	r.health = health.NewServer()
 	healthpb.RegisterHealthServer(r.grpc, r.health)
 	if withReflection {

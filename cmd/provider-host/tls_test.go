@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -25,6 +26,7 @@ import (
 	pb "github.com/keyfort/keyfort/api/identity/v1"
 	"github.com/keyfort/keyfort/internal/hosttest"
 	"github.com/keyfort/keyfort/internal/testpki"
+	"github.com/keyfort/keyfort/session/oidc/oidctest"
 )
 
 var servingTLS = regexp.MustCompile(`http=https://(127\.0\.0\.1:\d+) grpc=(127\.0\.0\.1:\d+)`)
@@ -323,4 +325,78 @@ func waitLog(t *testing.T, log *hosttest.Log, want string) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	t.Fatalf("%q never logged:\n%s", want, log.String())
+}
+
+// TestRefreshTokensBoundToTheClientCertificate: over mutual TLS, the refresh tokens of a session
+// are bound to the identity of the client that started it (its SPIFFE ID): another client of the
+// same CA is refused (audited as client_mismatch) and rotates nothing; the same identity with a
+// new certificate (a rotation) refreshes; identity.session.bind_refresh_to_client: false turns
+// the binding off.
+func TestRefreshTokensBoundToTheClientCertificate(t *testing.T) {
+	serverCA, clientCA := testpki.New(t), testpki.New(t)
+	certFile, keyFile := serverCA.Server(t)
+	iss := oidctest.New(t)
+	roots := serverCA.Pool()
+	as := func(uri string) *tls.Config {
+		cf, kf := clientCA.ClientWith(t, []string{uri}, nil) // a new key and certificate each time
+		c, err := tls.LoadX509KeyPair(cf, kf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return &tls.Config{RootCAs: roots, Certificates: []tls.Certificate{c}}
+	}
+	const gateway, batch = "spiffe://keyfort.test/ns/prod/sa/gateway", "spiffe://keyfort.test/ns/prod/sa/batch"
+	for _, bind := range []bool{true, false} {
+		cfg := writeConfig(t, fmt.Sprintf(`
+providers:
+  dev:
+    type: memory
+    settings:
+      signing_keys: { session-signing: { algorithm: ES256 } }
+      secrets: { google-client-id: client-1 }
+identity:
+  secrets:
+    session_signing: dev:session-signing
+    oidc: { google: { client_id: dev:google-client-id, issuer: %s } }
+  session: { bind_refresh_to_client: %v }
+`, iss.URL, bind))
+		addrs, log, _ := hosttest.StartLogged(t, hosttest.ProviderHost(t), []string{"PATH=" + os.Getenv("PATH")}, servingTLS,
+			"serve", "--config", cfg, "--http-addr", "127.0.0.1:0", "--grpc-addr", "127.0.0.1:0", "--tls-cert", certFile, "--tls-key", keyFile,
+			"--tls-client-ca", clientCA.CertFile)
+		client := func(c *tls.Config) pb.IdentityRuntimeServiceClient {
+			cc, err := grpc.NewClient(addrs[1], grpc.WithTransportCredentials(credentials.NewTLS(c)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { _ = cc.Close() })
+			return pb.NewIdentityRuntimeServiceClient(cc)
+		}
+		ctx := context.Background()
+		started, err := client(as(gateway)).StartIdentitySession(ctx, &pb.StartIdentitySessionRequest{IdentityProvider: "google",
+			ExternalToken: iss.Sign(t, "k1", iss.Claims("alice", "client-1"), nil)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		refresh := func(c *tls.Config, tok string) (*pb.RefreshIdentitySessionResponse, error) {
+			return client(c).RefreshIdentitySession(ctx, &pb.RefreshIdentitySessionRequest{RefreshToken: tok})
+		}
+		_, err = refresh(as(batch), started.GetTokens().GetRefreshToken())
+		if !bind {
+			if err != nil {
+				t.Errorf("without binding, another client refreshing: %v", err)
+			}
+			continue
+		}
+		if status.Code(err) != codes.Unauthenticated {
+			t.Fatalf("another client refreshing a bound refresh token: got %v, want Unauthenticated", err)
+		}
+		waitLog(t, log, "event=session.refresh outcome=client_mismatch")
+		again, err := refresh(as(gateway), started.GetTokens().GetRefreshToken()) // a rotated certificate of the same workload
+		if err != nil {
+			t.Fatalf("the same client identity, with a new certificate: %v", err)
+		}
+		if _, err := refresh(as(batch), again.GetTokens().GetRefreshToken()); status.Code(err) != codes.Unauthenticated {
+			t.Errorf("the successor, by another client: %v", err)
+		}
+	}
 }

@@ -2,6 +2,7 @@ package identityrpc
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -33,12 +34,18 @@ type Options struct {
 	Audit *slog.Logger
 	// Registerer receives keyfort_identity_calls_total{method, outcome}; nil: no metrics.
 	Registerer prometheus.Registerer
+	// BindClients binds the refresh tokens of each session to the client that started it, when it
+	// presented a certificate (mutual TLS): its URI SAN (a SPIFFE ID), else its subject. Only that
+	// client identity may refresh them, so they survive the client's certificate rotation but are
+	// useless to any other client that steals them.
+	BindClients bool
 }
 
 // Server implements the service over a Manager.
 type Server struct {
 	pb.UnimplementedIdentityRuntimeServiceServer
 	m        *session.Manager
+	bind     bool
 	sessions *session.Cache
 	log      *slog.Logger
 	audit    *slog.Logger
@@ -47,9 +54,9 @@ type Server struct {
 
 // Register registers the service on s.
 func Register(s grpc.ServiceRegistrar, m *session.Manager, opts Options) *Server {
-	srv := &Server{m: m, sessions: opts.Sessions, log: opts.Logger, audit: opts.Audit,
+	srv := &Server{m: m, bind: opts.BindClients, sessions: opts.Sessions, log: opts.Logger, audit: opts.Audit,
 		calls: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "keyfort", Subsystem: "identity",
-			Name: "calls_total", Help: "Identity runtime calls by method and outcome (ok, unauthenticated, refresh_reuse, permission_denied, invalid_argument, unavailable)."},
+			Name: "calls_total", Help: "Identity runtime calls by method and outcome (ok, unauthenticated, refresh_reuse, client_mismatch, permission_denied, invalid_argument, unavailable)."},
 			[]string{"method", "outcome"})}
 	if srv.log == nil {
 		srv.log = slog.Default()
@@ -71,6 +78,8 @@ func outcome(err error) string {
 		return "ok"
 	case errors.Is(err, session.ErrRefreshReuse):
 		return "refresh_reuse"
+	case errors.Is(err, session.ErrClientMismatch):
+		return "client_mismatch"
 	case errors.Is(err, session.ErrStoreUnavailable):
 		return "unavailable"
 	case errors.Is(err, session.ErrUnknownIdP):
@@ -87,7 +96,7 @@ func statusOf(err error) error {
 	switch outcome(err) {
 	case "invalid_argument":
 		return status.Error(codes.InvalidArgument, "unknown identity provider")
-	case "unauthenticated", "refresh_reuse":
+	case "unauthenticated", "refresh_reuse", "client_mismatch":
 		return status.Error(codes.Unauthenticated, "unauthenticated")
 	case "unavailable":
 		if errors.Is(err, session.ErrStoreUnavailable) {
@@ -111,19 +120,41 @@ func (s *Server) record(ctx context.Context, method, event, result string, err e
 	if err != nil {
 		attrs = append(attrs, slog.String("reason", err.Error()))
 	}
-	if p, ok := peer.FromContext(ctx); ok {
-		if p.Addr != nil {
-			attrs = append(attrs, slog.String("peer", p.Addr.String()))
-		}
-		if ti, ok := p.AuthInfo.(credentials.TLSInfo); ok && len(ti.State.PeerCertificates) > 0 {
-			leaf := ti.State.PeerCertificates[0]
-			attrs = append(attrs, slog.String("client_cert", leaf.Subject.String()))
-			if len(leaf.URIs) > 0 { // the workload's SPIFFE ID, when it has one
-				attrs = append(attrs, slog.String("client_uri", leaf.URIs[0].String()))
-			}
+	if p, ok := peer.FromContext(ctx); ok && p.Addr != nil {
+		attrs = append(attrs, slog.String("peer", p.Addr.String()))
+	}
+	if leaf := clientCert(ctx); leaf != nil {
+		attrs = append(attrs, slog.String("client_cert", leaf.Subject.String()))
+		if len(leaf.URIs) > 0 { // the workload's SPIFFE ID, when it has one
+			attrs = append(attrs, slog.String("client_uri", leaf.URIs[0].String()))
 		}
 	}
 	s.audit.LogAttrs(ctx, slog.LevelInfo, "keyfort: audit", attrs...)
+}
+
+// clientCert is the certificate the caller presented over mutual TLS, or nil.
+func clientCert(ctx context.Context) *x509.Certificate {
+	if p, ok := peer.FromContext(ctx); ok {
+		if ti, ok := p.AuthInfo.(credentials.TLSInfo); ok && len(ti.State.PeerCertificates) > 0 {
+			return ti.State.PeerCertificates[0]
+		}
+	}
+	return nil
+}
+
+// clientIdentity names the caller's certificate for refresh-token binding: its first URI SAN (a
+// SPIFFE ID), else its subject; "" without one. A name, not a key: it survives the client's
+// certificate rotation, and the server's client CA (and allow list) vouch for it.
+func clientIdentity(ctx context.Context) string {
+	leaf := clientCert(ctx)
+	switch {
+	case leaf == nil:
+		return ""
+	case len(leaf.URIs) > 0:
+		return leaf.URIs[0].String()
+	default:
+		return leaf.Subject.String()
+	}
 }
 
 func sessionAttrs(sessionID, subject, tenant, idp string) []slog.Attr {
@@ -143,8 +174,12 @@ func (s *Server) StartIdentitySession(ctx context.Context, req *pb.StartIdentity
 		s.record(ctx, method, event, "invalid_argument", nil, slog.String("idp", req.GetIdentityProvider()))
 		return nil, status.Error(codes.InvalidArgument, "identity_provider and external_token are required")
 	}
+	var client string
+	if s.bind {
+		client = clientIdentity(ctx)
+	}
 	t, err := s.m.StartSession(ctx, session.StartRequest{Subject: req.GetSubject(), Tenant: req.GetTenant(),
-		IdP: req.GetIdentityProvider(), ExternalToken: req.GetExternalToken(), Scope: req.GetScope()})
+		IdP: req.GetIdentityProvider(), ExternalToken: req.GetExternalToken(), Scope: req.GetScope(), Client: client})
 	if err != nil {
 		s.record(ctx, method, event, outcome(err), err, slog.String("idp", req.GetIdentityProvider()), slog.String("tenant", req.GetTenant()))
 		return nil, statusOf(err)
@@ -156,7 +191,7 @@ func (s *Server) StartIdentitySession(ctx context.Context, req *pb.StartIdentity
 // RefreshIdentitySession implements the service.
 func (s *Server) RefreshIdentitySession(ctx context.Context, req *pb.RefreshIdentitySessionRequest) (*pb.RefreshIdentitySessionResponse, error) {
 	const method, event = "RefreshIdentitySession", "session.refresh"
-	t, err := s.m.RefreshSession(ctx, req.GetRefreshToken())
+	t, err := s.m.RefreshSessionFrom(ctx, req.GetRefreshToken(), clientIdentity(ctx))
 	if err != nil {
 		var reuse *session.ReuseError
 		var attrs []slog.Attr

@@ -63,6 +63,9 @@ type Claims struct {
 	SessionID string `json:"sid,omitempty"`
 	Family    string `json:"fam,omitempty"` // refresh-token family
 	Scope     string `json:"scope,omitempty"`
+	// Client is the identity of the client a refresh token is bound to (its certificate's URI SAN
+	// or subject, over mutual TLS): only that client may refresh with it.
+	Client string `json:"cli,omitempty"`
 }
 
 // KeySource yields the current signing key set.
@@ -472,6 +475,8 @@ func decodeClaims(data []byte, c *Claims) error {
 			dst = &c.Family
 		case "scope":
 			dst = &c.Scope
+		case "cli":
+			dst = &c.Client
 		case "exp":
 			num = &c.ExpiresAt
 		case "nbf":
