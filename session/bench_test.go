@@ -2,6 +2,7 @@ package session_test
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"runtime"
@@ -253,5 +254,55 @@ func BenchmarkSessionMiss(b *testing.B) {
 				b.Fatal(err)
 			}
 		}
+	})
+}
+
+// BenchmarkSubjectCutScan: what a subject cut costs a cache of n sessions of tokens no family
+// stands for (a guarded service taking ID tokens): the feed's event scans the cache, hashing the
+// subject of each session it could cover (here every one: none is ended, so every op scans all of
+// them). Beside it, the raw job: SHA-256 of each subject compared with the cut's, over a plain map
+// of n sessions. A
+// cut is an administrative event; this is its cost per cache, not per request.
+func BenchmarkSubjectCutScan(b *testing.B) {
+	const n = 100_000
+	b.Run(fmt.Sprintf("cache,sessions=%d", n), func(b *testing.B) {
+		store := session.NewMemoryStore(nil)
+		c, err := session.NewCache(session.CacheConfig{Authenticator: acceptAll{}, Store: store, MaxSessions: 2 * n,
+			IdleTimeout: time.Hour, Revalidate: time.Hour})
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer c.Close()
+		ctx := context.Background()
+		for i := range n {
+			if _, err := c.Get(ctx, fmt.Sprintf("eyJhbGciOiJFZERTQSJ9.eyJzdWIiOiJ1c2VyLSVkIn0x%d.c2lnbmF0dXJl", i)); err != nil {
+				b.Fatal(err)
+			}
+		}
+		for b.Loop() {
+			now := time.Now()
+			if err := store.CutSubject(ctx, session.SubjectCut{Subject: "nobody", Before: now, Until: now.Add(time.Minute)}); err != nil {
+				b.Fatal(err)
+			}
+		}
+		if c.Len() != n {
+			b.Fatalf("the cut ended sessions: %d left of %d", c.Len(), n)
+		}
+		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/n, "ns/session")
+	})
+	b.Run(fmt.Sprintf("raw,sessions=%d", n), func(b *testing.B) {
+		m := make(map[int]*session.Principal, n)
+		for i := range n {
+			m[i] = &session.Principal{Subject: "s"}
+		}
+		want := sha256.Sum256([]byte("nobody"))
+		for b.Loop() {
+			for _, p := range m {
+				if sha256.Sum256([]byte(p.Subject)) == want {
+					b.Fatal("a match")
+				}
+			}
+		}
+		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/n, "ns/session")
 	})
 }

@@ -2,7 +2,9 @@ package session
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/base64"
+	"encoding/hex"
 	"hash/maphash"
 	"log/slog"
 	"math"
@@ -120,7 +122,10 @@ func (c *Cache) onRevocation(r Revocation) {
 		}
 	case r.Subject != "":
 		c.metrics.events.WithLabelValues("subject").Inc()
-		c.onCut(recentCut{hash: r.Subject, idp: r.SubjectIdP, before: r.SubjectBefore, at: time.Now().UnixNano()})
+		rc := recentCut{idp: r.SubjectIdP, before: r.SubjectBefore, at: time.Now().UnixNano()}
+		if n, err := hex.Decode(rc.sum[:], []byte(r.Subject)); err == nil && n == len(rc.sum) && len(r.Subject) == 2*len(rc.sum) {
+			c.onCut(rc)
+		}
 	case r.Family != "":
 		c.metrics.events.WithLabelValues("family").Inc()
 		sh := c.shardOf(r.Family)
@@ -154,18 +159,20 @@ func (c *Cache) endKey(k tokenKey) {
 	c.c.Invalidate(k)
 }
 
-// recentCut is a subject cut received on the feed, at (unix nanoseconds).
+// recentCut is a subject cut received on the feed, at (unix nanoseconds): sum is the SHA-256 of
+// its subject (SubjectHash, decoded).
 type recentCut struct {
-	hash, idp string
-	before    time.Time
-	at        int64
+	sum    [sha256.Size]byte
+	idp    string
+	before time.Time
+	at     int64
 }
 
-// covers reports whether the cut ends the session of p (whose subject hashes to hash, computed
-// only when the cheaper checks pass).
-func (rc recentCut) covers(p Principal) bool {
+// covers reports whether the cut ends the session of p (its subject hashed only when the cheaper
+// checks pass, and compared as bytes: no allocation per session scanned).
+func (rc *recentCut) covers(p *Principal) bool {
 	return p.Family == "" && (rc.idp == "" || rc.idp == p.IdP) && p.IssuedAt.Before(rc.before) &&
-		SubjectHash(p.Subject) == rc.hash
+		sha256.Sum256([]byte(p.Subject)) == rc.sum
 }
 
 // onCut ends the cached sessions a subject cut covers, and remembers the cut for sessions being
@@ -177,7 +184,7 @@ func (c *Cache) onCut(rc recentCut) {
 	c.cutMu.Unlock()
 	var keys []tokenKey
 	for k, s := range c.c.All() {
-		if rc.covers(s.Principal) {
+		if rc.covers(&s.Principal) {
 			keys = append(keys, k)
 		}
 	}
@@ -193,8 +200,8 @@ func (c *Cache) cutWhileCreated(s *Session, now int64) bool {
 	}
 	c.cutMu.Lock()
 	defer c.cutMu.Unlock()
-	for _, rc := range c.cuts {
-		if now-rc.at < int64(recentWindow) && rc.covers(s.Principal) {
+	for i := range c.cuts {
+		if rc := &c.cuts[i]; now-rc.at < int64(recentWindow) && rc.covers(&s.Principal) {
 			return true
 		}
 	}
