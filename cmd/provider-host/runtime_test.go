@@ -18,6 +18,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
@@ -860,7 +861,8 @@ func serveAndStart(t *testing.T, env []string, cfg string, iss *oidctest.Issuer)
 
 // TestReadyzFollowsTheSessionStore: /readyz answers 503 naming the session store while the shared
 // Redis is down (SIGKILL), and 200 again once it is back, with no restart of serve; the answer
-// never repeats the store's URL.
+// never repeats the store's URL. The gRPC health service follows, and the log says when readiness
+// changes.
 func TestReadyzFollowsTheSessionStore(t *testing.T) {
 	srv := redistest.StartServer(t)
 	cfg := writeConfig(t, `
@@ -868,7 +870,21 @@ identity:
   secrets: { session_signing: env:KFSERVE_SIGNING }
   session: { redis_url: "redis://`+srv.Addr+`/0" }
 `)
-	httpAddr, _, _ := startServe(t, []string{"PATH=" + os.Getenv("PATH"), signingKeyEnv(t)}, "--config", cfg, "--grpc-addr", "127.0.0.1:0")
+	httpAddr, log, _ := startServe(t, []string{"PATH=" + os.Getenv("PATH"), signingKeyEnv(t)}, "--config", cfg, "--grpc-addr", "127.0.0.1:0")
+	hc := healthpb.NewHealthClient(serveConn(t, log.String()))
+	serving := func(want healthpb.HealthCheckResponse_ServingStatus, what string) {
+		t.Helper()
+		var got healthpb.HealthCheckResponse_ServingStatus
+		for range 200 {
+			res, err := hc.Check(context.Background(), &healthpb.HealthCheckRequest{})
+			if err == nil && res.GetStatus() == want {
+				return
+			}
+			got = res.GetStatus()
+			time.Sleep(50 * time.Millisecond)
+		}
+		t.Fatalf("%s: gRPC health %v, want %v", what, got, want)
+	}
 	ready := func(want int, what string) string {
 		t.Helper()
 		var code int
@@ -883,12 +899,17 @@ identity:
 		return ""
 	}
 	ready(http.StatusOK, "with the store up")
+	serving(healthpb.HealthCheckResponse_SERVING, "with the store up")
 	srv.Stop()
 	if body := ready(http.StatusServiceUnavailable, "with the store down"); !strings.Contains(body, "session store unreachable") || strings.Contains(body, srv.Addr) {
 		t.Errorf("readyz with the store down: %q, want the store named and its address left out", body)
 	}
+	serving(healthpb.HealthCheckResponse_NOT_SERVING, "with the store down")
+	waitLog(t, log, `msg="keyfort: not ready" reason="session store unreachable"`)
 	srv.Start(t)
 	ready(http.StatusOK, "with the store back")
+	serving(healthpb.HealthCheckResponse_SERVING, "with the store back")
+	waitLog(t, log, "keyfort: ready again")
 }
 
 // TestCheckAndServeRefuseAnEvictingRedis: a session Redis that may evict keys fails check and stops

@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/spf13/cobra"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	"github.com/keyfort/keyfort/catalog"
 	"github.com/keyfort/keyfort/config"
@@ -55,7 +56,8 @@ material is missing stops start-up with a non-zero exit naming it. Then serve ov
 With no configuration at all (no --config, no KEYFORT_* variables) it runs on an ephemeral in-memory
 signing key and says so loudly; production: true forbids that.
 
-On SIGINT or SIGTERM it stops taking calls: /readyz and the gRPC health service turn to not serving,
+The gRPC health service follows /readyz (checked every 2 seconds); the log says when readiness
+changes. On SIGINT or SIGTERM it stops taking calls: /readyz and the gRPC health service turn to not serving,
 calls in flight finish within --shutdown-timeout (then the rest are cancelled), and the providers
 close, revoking the leases they issued.`,
 		Args: cobra.NoArgs,
@@ -198,6 +200,8 @@ func serve(ctx context.Context, log *slog.Logger, files []string, l listeners) e
 	// /readyz gives the shared store this long to answer: long enough for a pool busy under load
 	// (a PostgreSQL ping waits for a free connection), short against a probe's own timeout.
 	const readyStoreTimeout = 2 * time.Second
+	// healthInterval is how often the gRPC health service is brought up to date with those checks.
+	const healthInterval = 2 * time.Second
 	runtime, err := newIdentityRuntime(ctx, cfg, cat, log, reg, grpcTLS, l.reflection)
 	if err != nil {
 		log.Error("keyfort: start-up failed", slog.String("error", err.Error()))
@@ -206,25 +210,59 @@ func serve(ctx context.Context, log *slog.Logger, files []string, l listeners) e
 	defer runtime.close()
 	var draining atomic.Bool
 	pinger, _ := runtime.manager.Store().(session.Pinger)
-	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+	// notReady says why this replica should get no calls ("" when it should): shutting down, no
+	// signing keys, or a shared store it cannot reach.
+	notReady := func(ctx context.Context) string {
 		if draining.Load() {
-			http.Error(w, "not ready: shutting down", http.StatusServiceUnavailable)
-			return
+			return "shutting down"
 		}
-		if _, err := cat.SigningKeys(r.Context(), config.SessionSigningKey); err != nil {
-			http.Error(w, "not ready: signing keys unavailable", http.StatusServiceUnavailable)
-			return
+		if _, err := cat.SigningKeys(ctx, config.SessionSigningKey); err != nil {
+			return "signing keys unavailable"
 		}
 		if pinger != nil {
-			pctx, cancel := context.WithTimeout(r.Context(), readyStoreTimeout)
+			pctx, cancel := context.WithTimeout(ctx, readyStoreTimeout)
 			defer cancel()
 			if err := pinger.Ping(pctx); err != nil {
-				http.Error(w, "not ready: session store unreachable", http.StatusServiceUnavailable)
-				return
+				return "session store unreachable"
 			}
+		}
+		return ""
+	}
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		if why := notReady(r.Context()); why != "" {
+			http.Error(w, "not ready: "+why, http.StatusServiceUnavailable)
+			return
 		}
 		_, _ = fmt.Fprintln(w, "ready")
 	})
+	// The gRPC health service follows the same checks, every healthInterval, and the log says
+	// when readiness changes (a probe of /readyz alone leaves no trace).
+	hctx, stopHealth := context.WithCancel(ctx)
+	defer stopHealth()
+	go func() {
+		t := time.NewTicker(healthInterval)
+		defer t.Stop()
+		last := ""
+		for {
+			select {
+			case <-hctx.Done():
+				return
+			case <-t.C:
+			}
+			why := notReady(hctx)
+			if why == last || draining.Load() {
+				continue
+			}
+			if why != "" {
+				log.Warn("keyfort: not ready", slog.String("reason", why))
+				runtime.health.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
+			} else {
+				log.Info("keyfort: ready again")
+				runtime.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
+			}
+			last = why
+		}
+	}()
 
 	ln, err := net.Listen("tcp", httpAddr)
 	if err != nil {
