@@ -23,7 +23,12 @@ func externalCache(t *testing.T, f *fixture, store session.Store, mut func(*sess
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := session.CacheConfig{Authenticator: &oidcAuth{v: v}, Store: store}
+	return openCache(t, session.CacheConfig{Authenticator: &oidcAuth{v: v}, Store: store}, mut)
+}
+
+// openCache is a Cache of cfg, with mut applied, closed when the test ends.
+func openCache(t *testing.T, cfg session.CacheConfig, mut func(*session.CacheConfig)) *session.Cache {
+	t.Helper()
 	if mut != nil {
 		mut(&cfg)
 	}

@@ -22,11 +22,7 @@ func TestEndSubjectSessions(t *testing.T) {
 	shared := session.NewMemoryStore(nil)
 	f := newFixture(t, shared)
 	ctx := context.Background()
-	cache, err := session.NewCache(session.CacheConfig{Authenticator: f.m, Store: shared, Revalidate: time.Hour})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cache.Close() })
+	cache := openCache(t, session.CacheConfig{Authenticator: f.m, Store: shared, Revalidate: time.Hour}, nil)
 
 	login := func(subject, nonce string) (string, session.Tokens) {
 		t.Helper()
@@ -103,16 +99,7 @@ func TestEndSubjectCutsTokensWithoutFamilies(t *testing.T) {
 	ctx := context.Background()
 	newCache := func(auth session.Authenticator, mut func(*session.CacheConfig)) *session.Cache {
 		t.Helper()
-		cfg := session.CacheConfig{Authenticator: auth, Store: shared, Revalidate: time.Hour}
-		if mut != nil {
-			mut(&cfg)
-		}
-		c, err := session.NewCache(cfg)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = c.Close() })
-		return c
+		return openCache(t, session.CacheConfig{Authenticator: auth, Store: shared, Revalidate: time.Hour}, mut)
 	}
 	own := newCache(f.m, nil)                                                 // the runtime's guard: Keyfort's tokens
 	ext := newCache(session.IDTokens{IdP: "google", Verifier: f.google}, nil) // a service taking ID tokens
@@ -268,11 +255,7 @@ func TestLogoutOfABareToken(t *testing.T) {
 	shared := session.NewMemoryStore(nil)
 	f := newFixture(t, shared)
 	ctx := context.Background()
-	own, err := session.NewCache(session.CacheConfig{Authenticator: f.m, Store: shared, Revalidate: time.Hour})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = own.Close() })
+	own := openCache(t, session.CacheConfig{Authenticator: f.m, Store: shared, Revalidate: time.Hour}, nil)
 	issue := func() string {
 		tok, _, err := f.m.IssueToken(ctx, session.IssueRequest{Subject: "svc"})
 		if err != nil {

@@ -214,27 +214,36 @@ func RunStoreTests(t *testing.T, newStore func(t *testing.T) session.Store) {
 	})
 }
 
+// listen subscribes to the store's feed until the test ends and returns its events (Resyncs left
+// out: a reconnection may come at any time); nil when the store has no feed.
+func listen(t *testing.T, s session.Store) chan session.Revocation {
+	t.Helper()
+	feed, ok := s.(session.RevocationFeed)
+	if !ok {
+		return nil
+	}
+	heard := make(chan session.Revocation, 16)
+	stop, err := feed.SubscribeRevocations(context.Background(), func(r session.Revocation) {
+		if !r.Resync {
+			select { // never block the feed (the memory store's runs on the revoking call)
+			case heard <- r:
+			default:
+			}
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(stop)
+	return heard
+}
+
 // runCutTests checks SubjectCutter: a cut ends the subject's tokens issued before it, at its
 // identity provider or, with none, at every one and bare; the latest of two cuts stands; a cut
 // ends at its Until; tombstones are answered in the same call; the feed announces each cut.
 func runCutTests(t *testing.T, s session.Store, c session.SubjectCutter) {
 	ctx := context.Background()
-	var heard chan session.Revocation
-	if feed, ok := s.(session.RevocationFeed); ok {
-		heard = make(chan session.Revocation, 16)
-		stop, err := feed.SubscribeRevocations(ctx, func(r session.Revocation) {
-			if !r.Resync {
-				select {
-				case heard <- r:
-				default:
-				}
-			}
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer stop()
-	}
+	heard := listen(t, s)
 	now := time.Now()
 	before := session.CutBefore(now)
 	ended := func(subject, idp string, issued time.Time) bool {
@@ -328,22 +337,7 @@ func runCutTests(t *testing.T, s session.Store, c session.SubjectCutter) {
 // means any; the feed announces each.
 func runRevokeSubjectTests(t *testing.T, s session.Store, rs session.SubjectRevoker, family func(string) session.Family, now time.Time) {
 	ctx := context.Background()
-	var heard chan session.Revocation
-	if feed, ok := s.(session.RevocationFeed); ok {
-		heard = make(chan session.Revocation, 16)
-		stop, err := feed.SubscribeRevocations(ctx, func(r session.Revocation) {
-			if !r.Resync {
-				select { // never block the feed (the memory store's runs on the revoking call)
-				case heard <- r:
-				default:
-				}
-			}
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer stop()
-	}
+	heard := listen(t, s)
 	mk := func(id, idp, subject string, edit func(*session.Family)) {
 		f := family(id)
 		f.IdP, f.Subject = idp, subject
