@@ -123,7 +123,11 @@ func (c *Cache) onRevocation(r Revocation) {
 	case r.Subject != "":
 		c.metrics.events.WithLabelValues("subject").Inc()
 		rc := recentCut{idp: r.SubjectIdP, before: r.SubjectBefore, at: time.Now().UnixNano()}
-		if n, err := hex.Decode(rc.sum[:], []byte(r.Subject)); err == nil && n == len(rc.sum) && len(r.Subject) == 2*len(rc.sum) {
+		// The length first: Decode writes as much as the input holds (see Token above).
+		if len(r.Subject) != hex.EncodedLen(len(rc.sum)) {
+			return
+		}
+		if _, err := hex.Decode(rc.sum[:], []byte(r.Subject)); err == nil {
 			c.onCut(rc)
 		}
 	case r.Family != "":

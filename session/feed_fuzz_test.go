@@ -23,6 +23,8 @@ func FuzzRevocationEvent(f *testing.F) {
 	f.Add("", "", "", true)
 	f.Add("", "", SubjectHash("s"), false)
 	f.Add("fam", "", SubjectHash("s"), false)
+	f.Add("", "", SubjectHash("s")+"00", false)     // longer than a hash: must not overrun
+	f.Add("", "", "zz"+SubjectHash("s")[2:], false) // a hash's length, not hex
 	c, err := NewCache(CacheConfig{Authenticator: principalAuth{}, Store: NewMemoryStore(nil), Revalidate: time.Hour})
 	if err != nil {
 		f.Fatal(err)
