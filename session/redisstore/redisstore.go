@@ -41,7 +41,8 @@ type Store struct {
 	// the hash-key keeper (keepHashKey): its logger and metric, stopped by Close
 	log      *slog.Logger
 	mismatch prometheus.Gauge
-	stop     chan struct{}
+	stop     context.Context // done when Close begins: ends the keeper, and its call in flight
+	halt     context.CancelFunc
 	kept     chan struct{}
 	once     sync.Once
 }
@@ -211,7 +212,8 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 	if s.log == nil {
 		s.log = slog.Default()
 	}
-	s.stop, s.kept = make(chan struct{}), make(chan struct{})
+	s.stop, s.halt = context.WithCancel(context.Background())
+	s.kept = make(chan struct{})
 	every := cfg.HashKeyCheck
 	if every == 0 {
 		every = DefaultHashKeyCheck
@@ -245,11 +247,11 @@ func (s *Store) keepHashKey(every time.Duration) {
 	differs := false
 	for {
 		select {
-		case <-s.stop:
+		case <-s.stop.Done():
 			return
 		case <-t.C:
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), every)
+		ctx, cancel := context.WithTimeout(s.stop, min(every, 5*time.Second))
 		n, err := hashKeyScript.Run(ctx, s.rdb, []string{key}, s.hashKey).Int()
 		cancel()
 		if err != nil {
@@ -760,7 +762,7 @@ func (s *Store) Ping(ctx context.Context) error {
 func (s *Store) Close() error {
 	var err error
 	s.once.Do(func() {
-		close(s.stop)
+		s.halt()
 		<-s.kept
 		if s.owned {
 			err = s.rdb.Close()
