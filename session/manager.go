@@ -382,9 +382,19 @@ var ErrNoSubjectRevocation = errors.New("session: the store cannot end a subject
 // SubjectCutter, the subject is also cut for SubjectCutTTL: every token of the subject issued up
 // to now that no family stands for ends too — bare tokens of IssueToken (when sel names no
 // identity provider) and the identity provider's tokens, presented to StartSession or straight to
-// a guarded service sharing the store. It returns the families ended.
-func (m *Manager) EndSubjectSessions(ctx context.Context, sel SubjectSelector) ([]Family, error) {
+// a guarded service sharing the store. It returns the families ended and the cut's moment.
+func (m *Manager) EndSubjectSessions(ctx context.Context, sel SubjectSelector) (SubjectEnd, error) {
 	return EndSubject(ctx, m.store, sel, m.now(), m.cfg.SubjectCutTTL)
+}
+
+// SubjectEnd is what ending a subject's sessions did.
+type SubjectEnd struct {
+	// Ended are the live families revoked: the sessions ended.
+	Ended []Family
+	// CutBefore is the Before of the subject cut made (SubjectCut): the subject's tokens without a
+	// family issued before it are refused. Zero: no cut (some sessions picked, or a store without
+	// cuts).
+	CutBefore time.Time
 }
 
 // EndSubject is EndSubjectSessions on a store directly, with no Manager (provider-host
@@ -392,13 +402,14 @@ func (m *Manager) EndSubjectSessions(ctx context.Context, sel SubjectSelector) (
 // external tokens that started them tombstoned, and, when sel selects every session of the subject
 // and the store is a SubjectCutter, the subject cut at now for cutTTL (at most 0: the default,
 // DefaultSubjectCutTTL). The store must be a SubjectRevoker.
-func EndSubject(ctx context.Context, store Store, sel SubjectSelector, now time.Time, cutTTL time.Duration) ([]Family, error) {
+func EndSubject(ctx context.Context, store Store, sel SubjectSelector, now time.Time, cutTTL time.Duration) (SubjectEnd, error) {
+	var out SubjectEnd
 	if sel.Subject == "" {
-		return nil, errors.New("session: ending a subject's sessions needs a subject")
+		return out, errors.New("session: ending a subject's sessions needs a subject")
 	}
 	rs, ok := store.(SubjectRevoker)
 	if !ok {
-		return nil, ErrNoSubjectRevocation
+		return out, ErrNoSubjectRevocation
 	}
 	// The cut first: from the moment the families are revoked, no token of the subject issued
 	// before starts a session anywhere (a stolen ID token racing the revocation included).
@@ -408,21 +419,23 @@ func EndSubject(ctx context.Context, store Store, sel SubjectSelector, now time.
 		}
 		cut := SubjectCut{Subject: sel.Subject, IdP: sel.IdP, Before: CutBefore(now), Until: now.Add(cutTTL)}
 		if err := c.CutSubject(ctx, cut); err != nil {
-			return nil, fmt.Errorf("%w: %v", ErrStoreUnavailable, err)
+			return out, fmt.Errorf("%w: %v", ErrStoreUnavailable, err)
 		}
+		out.CutBefore = cut.Before
 	}
-	ended, err := rs.RevokeSubject(ctx, sel, now)
+	var err error
+	out.Ended, err = rs.RevokeSubject(ctx, sel, now)
 	if err != nil {
-		return ended, fmt.Errorf("%w: %v", ErrStoreUnavailable, err)
+		return out, fmt.Errorf("%w: %v", ErrStoreUnavailable, err)
 	}
-	for _, f := range ended {
+	for _, f := range out.Ended {
 		if f.Origin != "" && now.Before(f.OriginExpiresAt) {
 			if err := store.Tombstone(ctx, f.Origin, f.OriginExpiresAt); err != nil {
-				return ended, fmt.Errorf("%w: %v", ErrStoreUnavailable, err)
+				return out, fmt.Errorf("%w: %v", ErrStoreUnavailable, err)
 			}
 		}
 	}
-	return ended, nil
+	return out, nil
 }
 
 // ErrNoSubjectListing is returned by SubjectSessions over a store without SubjectLister.

@@ -46,10 +46,11 @@ func TestEndSubjectSessions(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	ended, err := f.m.EndSubjectSessions(ctx, session.SubjectSelector{Subject: "alice", IdP: "google"})
+	end, err := f.m.EndSubjectSessions(ctx, session.SubjectSelector{Subject: "alice", IdP: "google"})
 	if err != nil {
 		t.Fatal(err)
 	}
+	ended := end.Ended
 	got := map[string]bool{}
 	for _, fam := range ended {
 		got[fam.SessionID] = true
@@ -73,7 +74,7 @@ func TestEndSubjectSessions(t *testing.T) {
 		t.Errorf("bob's session after alice's were ended: %v", err)
 	}
 	login("alice", "after") // a fresh login is not affected
-	if again, err := f.m.EndSubjectSessions(ctx, session.SubjectSelector{Subject: "alice", IdP: "okta"}); err != nil || len(again) != 0 {
+	if again, err := f.m.EndSubjectSessions(ctx, session.SubjectSelector{Subject: "alice", IdP: "okta"}); err != nil || len(again.Ended) != 0 {
 		t.Errorf("alice at another identity provider: %+v, %v, want nothing", again, err)
 	}
 	if _, err := f.m.EndSubjectSessions(ctx, session.SubjectSelector{Subject: "", IdP: "google"}); err == nil {
@@ -225,18 +226,20 @@ func TestSubjectCutLifetime(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := m.EndSubjectSessions(ctx, session.SubjectSelector{Subject: "alice"}); err != nil {
+		end, err := m.EndSubjectSessions(ctx, session.SubjectSelector{Subject: "alice"})
+		if err != nil {
 			t.Fatal(err)
 		}
 		want := session.SubjectCut{Subject: "alice", Before: now.Truncate(time.Second).Add(time.Second), Until: now.Add(tc.want)}
-		if len(rec.cuts) != 1 || rec.cuts[0] != want {
-			t.Errorf("SubjectCutTTL %v, AccessTTL %v: cuts %+v, want %+v", tc.configured, tc.access, rec.cuts, want)
+		if len(rec.cuts) != 1 || rec.cuts[0] != want || !end.CutBefore.Equal(want.Before) {
+			t.Errorf("SubjectCutTTL %v, AccessTTL %v: cuts %+v (said %v), want %+v", tc.configured, tc.access, rec.cuts, end.CutBefore, want)
 		}
-		if _, err := m.EndSubjectSessions(ctx, session.SubjectSelector{Subject: "alice", Only: []string{"s1"}}); err != nil {
+		end, err = m.EndSubjectSessions(ctx, session.SubjectSelector{Subject: "alice", Only: []string{"s1"}})
+		if err != nil {
 			t.Fatal(err)
 		}
-		if len(rec.cuts) != 1 {
-			t.Errorf("a selection of some sessions made a cut: %+v", rec.cuts[1:])
+		if len(rec.cuts) != 1 || !end.CutBefore.IsZero() {
+			t.Errorf("a selection of some sessions made a cut: %+v (said %v)", rec.cuts[1:], end.CutBefore)
 		}
 	}
 	rec := &cutRecorder{MemoryStore: session.NewMemoryStore(nil)}

@@ -432,9 +432,9 @@ not, 2 when the configuration is invalid or has no shared store.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return f.runOnStore(cmd, subject, func(ctx context.Context, store sharedStore, cfg *config.Config) error {
-				ended, err := session.EndSubject(ctx, store, session.SubjectSelector{Subject: subject, IdP: idp, Only: only}, time.Now(), cfg.Session.SubjectCutTTL)
-				ids := make([]string, 0, len(ended))
-				for _, fam := range ended {
+				end, err := session.EndSubject(ctx, store, session.SubjectSelector{Subject: subject, IdP: idp, Only: only}, time.Now(), cfg.Session.SubjectCutTTL)
+				ids := make([]string, 0, len(end.Ended))
+				for _, fam := range end.Ended {
 					ids = append(ids, fam.SessionID)
 					fmt.Fprintf(cmd.OutOrStdout(), "ended session=%s subject=%s tenant=%s idp=%s\n", fam.SessionID, fam.Subject, fam.Tenant, fam.IdP)
 				}
@@ -445,12 +445,15 @@ not, 2 when the configuration is invalid or has no shared store.`,
 				}
 				audit.Info("keyfort: audit", slog.String("event", "session.end_subject"), slog.String("outcome", outcome),
 					slog.String("via", "provider-host end-sessions"), slog.String("for_subject", subject), slog.String("for_idp", idp),
-					slog.Any("sessions", ids), slog.Bool("tokens_cut", err == nil && len(only) == 0))
+					slog.Any("sessions", ids), slog.Bool("tokens_cut", !end.CutBefore.IsZero()))
 				if err != nil {
 					fmt.Fprintln(cmd.ErrOrStderr(), err)
 					return exitCode(exitFailing)
 				}
-				fmt.Fprintf(cmd.OutOrStdout(), "%d session(s) ended\n", len(ended))
+				fmt.Fprintf(cmd.OutOrStdout(), "%d session(s) ended\n", len(end.Ended))
+				if !end.CutBefore.IsZero() {
+					fmt.Fprintf(cmd.OutOrStdout(), "subject cut: its other tokens issued before %s are refused\n", end.CutBefore.UTC().Format(time.RFC3339))
+				}
 				return nil
 			})
 		},

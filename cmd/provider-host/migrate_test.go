@@ -132,7 +132,8 @@ func TestEndSessionsCommand(t *testing.T) {
 	stolen := iss.Sign(t, "k1", iss.Claims("alice", "client-1"), nil) // an ID token of alice's, never used
 	r = run(t, env, "end-sessions", "--config", cfg, "--subject", "alice", "--idp", "google")
 	if r.code != 0 || strings.Count(r.stdout, "ended session=") != 2 || !strings.Contains(r.stdout, "ended session="+first.GetTokens().GetSessionId()) ||
-		!strings.Contains(r.stdout, "2 session(s) ended") || !strings.Contains(r.stderr, "event=session.end_subject outcome=ok") || !strings.Contains(r.stderr, "tokens_cut=true") {
+		!strings.Contains(r.stdout, "2 session(s) ended") || !strings.Contains(r.stderr, "event=session.end_subject outcome=ok") || !strings.Contains(r.stderr, "tokens_cut=true") ||
+		!strings.Contains(r.stdout, "subject cut: its other tokens issued before ") {
 		t.Fatalf("end-sessions: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
 	for _, toks := range []*pb.SessionTokens{first.GetTokens(), second} {

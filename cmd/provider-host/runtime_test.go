@@ -232,7 +232,7 @@ func TestEndSubjectSessionsThroughServe(t *testing.T) {
 
 	// "Sign out my other devices", then "sign out that device", then everywhere.
 	out, err := rt.EndSubjectSessions(as(laptop), &pb.EndSubjectSessionsRequest{Subject: "alice", KeepCurrent: true})
-	if err != nil || len(out.GetSessionIds()) != 1 || out.GetSessionIds()[0] != phone.GetSessionId() {
+	if err != nil || len(out.GetSessionIds()) != 1 || out.GetSessionIds()[0] != phone.GetSessionId() || out.GetTokensCutBefore() != nil {
 		t.Fatalf("alice signing out her other devices: %v, %v", out, err)
 	}
 	if refreshes(phone) {
@@ -255,7 +255,8 @@ func TestEndSubjectSessionsThroughServe(t *testing.T) {
 	}
 	stolen := iss.Sign(t, "k1", iss.Claims("alice", "client-123.apps.googleusercontent.com"), nil)
 	out, err = rt.EndSubjectSessions(as(laptop), &pb.EndSubjectSessionsRequest{Subject: "alice"})
-	if err != nil || len(out.GetSessionIds()) != 1 || out.GetSessionIds()[0] != laptop.GetSessionId() {
+	if err != nil || len(out.GetSessionIds()) != 1 || out.GetSessionIds()[0] != laptop.GetSessionId() ||
+		out.GetTokensCutBefore().AsTime().Before(time.Now().Add(-time.Minute)) || out.GetTokensCutBefore().AsTime().Nanosecond() != 0 {
 		t.Fatalf("alice signing out everywhere (the laptop left): %v, %v", out, err)
 	}
 	if refreshes(laptop) || refreshes(tablet) || !refreshes(bob) {

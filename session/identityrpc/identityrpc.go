@@ -320,22 +320,26 @@ func (s *Server) EndSubjectSessions(ctx context.Context, req *pb.EndSubjectSessi
 		}
 		sel.Except = []string{cur.SessionID}
 	}
-	ended, err := s.m.EndSubjectSessions(ctx, sel)
+	end, err := s.m.EndSubjectSessions(ctx, sel)
 	if errors.Is(err, session.ErrNoSubjectRevocation) {
 		s.record(ctx, method, event, "unimplemented", err, who...)
 		return nil, status.Error(codes.Unimplemented, "the session store cannot end a subject's sessions")
 	}
-	ids := make([]string, 0, len(ended))
-	for _, f := range ended {
+	ids := make([]string, 0, len(end.Ended))
+	for _, f := range end.Ended {
 		ids = append(ids, f.SessionID)
 	}
+	who = append(who, slog.Any("sessions", ids), slog.Bool("tokens_cut", !end.CutBefore.IsZero()))
 	if err != nil {
-		s.record(ctx, method, event, outcome(err), err, append(who, slog.Any("sessions", ids))...)
+		s.record(ctx, method, event, outcome(err), err, who...)
 		return nil, statusOf(err)
 	}
-	_, cutter := s.m.Store().(session.SubjectCutter)
-	s.record(ctx, method, event, "ok", nil, append(who, slog.Any("sessions", ids), slog.Bool("tokens_cut", cutter && sel.All()))...)
-	return &pb.EndSubjectSessionsResponse{SessionIds: ids}, nil
+	s.record(ctx, method, event, "ok", nil, who...)
+	res := &pb.EndSubjectSessionsResponse{SessionIds: ids}
+	if !end.CutBefore.IsZero() {
+		res.TokensCutBefore = timestamppb.New(end.CutBefore)
+	}
+	return res, nil
 }
 
 // ListSubjectSessions implements the service: the live sessions of the subject (see subjectCall for

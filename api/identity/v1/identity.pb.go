@@ -718,9 +718,13 @@ func (x *EndSubjectSessionsRequest) GetKeepCurrent() bool {
 type EndSubjectSessionsResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// session_ids are the sessions ended.
-	SessionIds    []string `protobuf:"bytes,1,rep,name=session_ids,json=sessionIds,proto3" json:"session_ids,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	SessionIds []string `protobuf:"bytes,1,rep,name=session_ids,json=sessionIds,proto3" json:"session_ids,omitempty"`
+	// tokens_cut_before is set when the subject was also cut (every session selected, over a store
+	// that keeps cuts): its tokens that no session stands for (its ID tokens; without an identity
+	// provider, bare tokens too) issued before this moment are refused from now on.
+	TokensCutBefore *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=tokens_cut_before,json=tokensCutBefore,proto3" json:"tokens_cut_before,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *EndSubjectSessionsResponse) Reset() {
@@ -756,6 +760,13 @@ func (*EndSubjectSessionsResponse) Descriptor() ([]byte, []int) {
 func (x *EndSubjectSessionsResponse) GetSessionIds() []string {
 	if x != nil {
 		return x.SessionIds
+	}
+	return nil
+}
+
+func (x *EndSubjectSessionsResponse) GetTokensCutBefore() *timestamppb.Timestamp {
+	if x != nil {
+		return x.TokensCutBefore
 	}
 	return nil
 }
@@ -1004,10 +1015,11 @@ const file_keyfort_identity_v1_identity_proto_rawDesc = "" +
 	"\x11identity_provider\x18\x02 \x01(\tR\x10identityProvider\x12\x1f\n" +
 	"\vsession_ids\x18\x03 \x03(\tR\n" +
 	"sessionIds\x12!\n" +
-	"\fkeep_current\x18\x04 \x01(\bR\vkeepCurrent\"=\n" +
+	"\fkeep_current\x18\x04 \x01(\bR\vkeepCurrent\"\x85\x01\n" +
 	"\x1aEndSubjectSessionsResponse\x12\x1f\n" +
 	"\vsession_ids\x18\x01 \x03(\tR\n" +
-	"sessionIds\"c\n" +
+	"sessionIds\x12F\n" +
+	"\x11tokens_cut_before\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x0ftokensCutBefore\"c\n" +
 	"\x1aListSubjectSessionsRequest\x12\x18\n" +
 	"\asubject\x18\x01 \x01(\tR\asubject\x12+\n" +
 	"\x11identity_provider\x18\x02 \x01(\tR\x10identityProvider\"\xa7\x02\n" +
@@ -1072,28 +1084,29 @@ var file_keyfort_identity_v1_identity_proto_depIdxs = []int32{
 	0,  // 3: keyfort.identity.v1.RefreshIdentitySessionResponse.tokens:type_name -> keyfort.identity.v1.SessionTokens
 	17, // 4: keyfort.identity.v1.IssueIdentityTokenRequest.ttl:type_name -> google.protobuf.Duration
 	16, // 5: keyfort.identity.v1.IssueIdentityTokenResponse.expires_at:type_name -> google.protobuf.Timestamp
-	16, // 6: keyfort.identity.v1.SubjectSession.last_refreshed_at:type_name -> google.protobuf.Timestamp
-	16, // 7: keyfort.identity.v1.SubjectSession.expires_at:type_name -> google.protobuf.Timestamp
-	14, // 8: keyfort.identity.v1.ListSubjectSessionsResponse.sessions:type_name -> keyfort.identity.v1.SubjectSession
-	1,  // 9: keyfort.identity.v1.IdentityRuntimeService.StartIdentitySession:input_type -> keyfort.identity.v1.StartIdentitySessionRequest
-	3,  // 10: keyfort.identity.v1.IdentityRuntimeService.RefreshIdentitySession:input_type -> keyfort.identity.v1.RefreshIdentitySessionRequest
-	5,  // 11: keyfort.identity.v1.IdentityRuntimeService.EndIdentitySession:input_type -> keyfort.identity.v1.EndIdentitySessionRequest
-	7,  // 12: keyfort.identity.v1.IdentityRuntimeService.IssueIdentityToken:input_type -> keyfort.identity.v1.IssueIdentityTokenRequest
-	9,  // 13: keyfort.identity.v1.IdentityRuntimeService.EvaluateIdentityPolicy:input_type -> keyfort.identity.v1.EvaluateIdentityPolicyRequest
-	11, // 14: keyfort.identity.v1.IdentityRuntimeService.EndSubjectSessions:input_type -> keyfort.identity.v1.EndSubjectSessionsRequest
-	13, // 15: keyfort.identity.v1.IdentityRuntimeService.ListSubjectSessions:input_type -> keyfort.identity.v1.ListSubjectSessionsRequest
-	2,  // 16: keyfort.identity.v1.IdentityRuntimeService.StartIdentitySession:output_type -> keyfort.identity.v1.StartIdentitySessionResponse
-	4,  // 17: keyfort.identity.v1.IdentityRuntimeService.RefreshIdentitySession:output_type -> keyfort.identity.v1.RefreshIdentitySessionResponse
-	6,  // 18: keyfort.identity.v1.IdentityRuntimeService.EndIdentitySession:output_type -> keyfort.identity.v1.EndIdentitySessionResponse
-	8,  // 19: keyfort.identity.v1.IdentityRuntimeService.IssueIdentityToken:output_type -> keyfort.identity.v1.IssueIdentityTokenResponse
-	10, // 20: keyfort.identity.v1.IdentityRuntimeService.EvaluateIdentityPolicy:output_type -> keyfort.identity.v1.EvaluateIdentityPolicyResponse
-	12, // 21: keyfort.identity.v1.IdentityRuntimeService.EndSubjectSessions:output_type -> keyfort.identity.v1.EndSubjectSessionsResponse
-	15, // 22: keyfort.identity.v1.IdentityRuntimeService.ListSubjectSessions:output_type -> keyfort.identity.v1.ListSubjectSessionsResponse
-	16, // [16:23] is the sub-list for method output_type
-	9,  // [9:16] is the sub-list for method input_type
-	9,  // [9:9] is the sub-list for extension type_name
-	9,  // [9:9] is the sub-list for extension extendee
-	0,  // [0:9] is the sub-list for field type_name
+	16, // 6: keyfort.identity.v1.EndSubjectSessionsResponse.tokens_cut_before:type_name -> google.protobuf.Timestamp
+	16, // 7: keyfort.identity.v1.SubjectSession.last_refreshed_at:type_name -> google.protobuf.Timestamp
+	16, // 8: keyfort.identity.v1.SubjectSession.expires_at:type_name -> google.protobuf.Timestamp
+	14, // 9: keyfort.identity.v1.ListSubjectSessionsResponse.sessions:type_name -> keyfort.identity.v1.SubjectSession
+	1,  // 10: keyfort.identity.v1.IdentityRuntimeService.StartIdentitySession:input_type -> keyfort.identity.v1.StartIdentitySessionRequest
+	3,  // 11: keyfort.identity.v1.IdentityRuntimeService.RefreshIdentitySession:input_type -> keyfort.identity.v1.RefreshIdentitySessionRequest
+	5,  // 12: keyfort.identity.v1.IdentityRuntimeService.EndIdentitySession:input_type -> keyfort.identity.v1.EndIdentitySessionRequest
+	7,  // 13: keyfort.identity.v1.IdentityRuntimeService.IssueIdentityToken:input_type -> keyfort.identity.v1.IssueIdentityTokenRequest
+	9,  // 14: keyfort.identity.v1.IdentityRuntimeService.EvaluateIdentityPolicy:input_type -> keyfort.identity.v1.EvaluateIdentityPolicyRequest
+	11, // 15: keyfort.identity.v1.IdentityRuntimeService.EndSubjectSessions:input_type -> keyfort.identity.v1.EndSubjectSessionsRequest
+	13, // 16: keyfort.identity.v1.IdentityRuntimeService.ListSubjectSessions:input_type -> keyfort.identity.v1.ListSubjectSessionsRequest
+	2,  // 17: keyfort.identity.v1.IdentityRuntimeService.StartIdentitySession:output_type -> keyfort.identity.v1.StartIdentitySessionResponse
+	4,  // 18: keyfort.identity.v1.IdentityRuntimeService.RefreshIdentitySession:output_type -> keyfort.identity.v1.RefreshIdentitySessionResponse
+	6,  // 19: keyfort.identity.v1.IdentityRuntimeService.EndIdentitySession:output_type -> keyfort.identity.v1.EndIdentitySessionResponse
+	8,  // 20: keyfort.identity.v1.IdentityRuntimeService.IssueIdentityToken:output_type -> keyfort.identity.v1.IssueIdentityTokenResponse
+	10, // 21: keyfort.identity.v1.IdentityRuntimeService.EvaluateIdentityPolicy:output_type -> keyfort.identity.v1.EvaluateIdentityPolicyResponse
+	12, // 22: keyfort.identity.v1.IdentityRuntimeService.EndSubjectSessions:output_type -> keyfort.identity.v1.EndSubjectSessionsResponse
+	15, // 23: keyfort.identity.v1.IdentityRuntimeService.ListSubjectSessions:output_type -> keyfort.identity.v1.ListSubjectSessionsResponse
+	17, // [17:24] is the sub-list for method output_type
+	10, // [10:17] is the sub-list for method input_type
+	10, // [10:10] is the sub-list for extension type_name
+	10, // [10:10] is the sub-list for extension extendee
+	0,  // [0:10] is the sub-list for field type_name
 }
 
 func init() { file_keyfort_identity_v1_identity_proto_init() }
