@@ -231,6 +231,9 @@ func checkSessionStore(ctx context.Context, cat *catalog.Catalog) (string, bool)
 	if ps, ok := st.(*pgstore.Store); ok {
 		schema = fmt.Sprintf("schema version %d, ", ps.Schema().Version)
 	}
+	if rs, ok := st.(*redisstore.Store); ok && rs.Evicting() != "" {
+		schema = "MAY EVICT KEYS (" + rs.Evicting() + "; allowed by identity.session.redis_allow_eviction), "
+	}
 	// The revocation feed as every replica's cache would subscribe to it: without it (a Redis user
 	// without the channel) the store works, and revocations reach other replicas at revalidation.
 	feed := "revocation feed on"

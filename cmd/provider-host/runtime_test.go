@@ -935,7 +935,7 @@ identity:
 		t.Errorf("serve on an evicting Redis: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
 	allowed := writeConfig(t, fmt.Sprintf(body, ", redis_allow_eviction: true"))
-	if r := run(t, env, "check", "--config", allowed); r.code != 0 {
+	if r := run(t, env, "check", "--config", allowed); r.code != 0 || !strings.Contains(r.stdout, "MAY EVICT KEYS (maxmemory 67108864 bytes, maxmemory-policy allkeys-lru") {
 		t.Errorf("check with redis_allow_eviction: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
 	_, log, _ := startServe(t, env, "--config", allowed, "--grpc-addr", "127.0.0.1:0")
