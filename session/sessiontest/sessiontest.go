@@ -204,6 +204,18 @@ func RunStoreTests(t *testing.T, newStore func(t *testing.T) session.Store) {
 		}
 		runFeedTests(t, s, feed, family)
 	})
+	t.Run("PingAndCloseTwice", func(t *testing.T) {
+		s := newStore(t)
+		if p, ok := s.(session.Pinger); ok {
+			if err := p.Ping(ctx); err != nil {
+				t.Errorf("Ping of a store in service: %v", err)
+			}
+		}
+		if err := s.Close(); err != nil {
+			t.Fatal(err)
+		}
+		_ = s.Close() // a second Close (a deferred one after an explicit one) must not panic or hang
+	})
 	t.Run("SubjectCuts", func(t *testing.T) {
 		s := open(t)
 		c, ok := s.(session.SubjectCutter)
