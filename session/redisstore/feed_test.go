@@ -433,3 +433,23 @@ func TestSubjectCutEndsSessionsOnOtherReplicasAtOnce(t *testing.T) {
 	}
 	t.Fatal("the session's lease was not revoked")
 }
+
+// TestUserWithoutINFOStarts: a Redis user denied INFO (a narrow ACL) starts a Store: the eviction
+// check is skipped, not failed.
+func TestUserWithoutINFOStarts(t *testing.T) {
+	ctx := context.Background()
+	admin, prefix := redistest.Client(t)
+	const pw = "noinfo-test-password"
+	user := redistest.ACLUser(t, admin, prefix+"noinfo", prefix+"*", pw, "-info")
+	s, err := redisstore.New(ctx, redisstore.Config{URL: storeURL(t, uniqueName("kf-"), user, pw), Prefix: prefix})
+	if err != nil {
+		t.Fatalf("a user without INFO: %v", err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	if s.Evicting() != "" {
+		t.Errorf("Evicting() = %q with INFO denied", s.Evicting())
+	}
+	if err := s.CreateFamily(ctx, session.Family{ID: "f", Current: "j1", ExpiresAt: time.Now().Add(time.Hour)}); err != nil {
+		t.Errorf("the store of a user without INFO: %v", err)
+	}
+}
