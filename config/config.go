@@ -151,6 +151,9 @@ type SessionConfig struct {
 	RedisAllowEviction bool
 	// PostgresURL selects the PostgreSQL store shared by replicas, in place of Redis.
 	PostgresURL string
+	// IntrospectionClients are the client certificate identities (URI SAN, else subject) allowed
+	// the runtime's IntrospectIdentityToken (identity.session.introspection_clients).
+	IntrospectionClients []string
 	// UnboundRefresh is identity.session.bind_refresh_to_client set to false: refresh tokens are
 	// not bound to the mutual-TLS client that started their session (identityrpc.Options.BindClients).
 	UnboundRefresh bool
@@ -614,6 +617,22 @@ func (p *parser) sessionConfig(v any) {
 			}
 		case "redis_tls":
 			p.redisTLS(key, m[k])
+		case "introspection_clients":
+			switch a := m[k].(type) {
+			case []any:
+				for _, x := range a {
+					xs, ok := x.(string)
+					if !ok || xs == "" {
+						p.add(key, "", "", "want a list of client certificate identities (a URI SAN such as a SPIFFE ID, or a subject)")
+						break
+					}
+					sc.IntrospectionClients = append(sc.IntrospectionClients, xs)
+				}
+			case string: // from the environment: identities separated by spaces or commas
+				sc.IntrospectionClients = strings.FieldsFunc(a, func(r rune) bool { return r == ' ' || r == ',' })
+			default:
+				p.add(key, "", "", "want a list of client certificate identities (a URI SAN such as a SPIFFE ID, or a subject)")
+			}
 		case "bind_refresh_to_client":
 			b, ok := asBool(m[k])
 			if !ok {
@@ -653,7 +672,7 @@ func (p *parser) sessionConfig(v any) {
 				sc.RefreshGrace = d
 			}
 		default:
-			p.add(key, "", "", "unknown key (known: issuer, audience, access_ttl, refresh_ttl, refresh_grace, revalidate, subject_cut_ttl, bind_refresh_to_client, redis_url, redis_tls, redis_allow_eviction, postgres_url, postgres_migrate)")
+			p.add(key, "", "", "unknown key (known: issuer, audience, access_ttl, refresh_ttl, refresh_grace, revalidate, subject_cut_ttl, bind_refresh_to_client, introspection_clients, redis_url, redis_tls, redis_allow_eviction, postgres_url, postgres_migrate)")
 		}
 	}
 	if sc.RedisURL != "" && sc.PostgresURL != "" {

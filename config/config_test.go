@@ -355,6 +355,14 @@ identity:
 	if cfg.Session.UnboundRefresh {
 		t.Error("refresh tokens are bound to their client by default")
 	}
+	cfg, err = load(`identity: { secrets: { session_signing: "memory:s" }, session: { introspection_clients: ["spiffe://a/x", "CN=b"] } }`)
+	if err != nil || !slices.Equal(cfg.Session.IntrospectionClients, []string{"spiffe://a/x", "CN=b"}) {
+		t.Errorf("introspection_clients: %v, %+v", err, cfg.Session.IntrospectionClients)
+	}
+	cfg, err = load(`identity: { secrets: { session_signing: "memory:s" } }`, "KEYFORT_IDENTITY__SESSION__INTROSPECTION_CLIENTS=spiffe://a/x,spiffe://a/y")
+	if err != nil || !slices.Equal(cfg.Session.IntrospectionClients, []string{"spiffe://a/x", "spiffe://a/y"}) {
+		t.Errorf("introspection_clients from the environment: %v, %+v", err, cfg.Session.IntrospectionClients)
+	}
 	cfg, err = load(`identity: { secrets: { session_signing: "memory:s" }, session: { bind_refresh_to_client: false } }`)
 	if err != nil || !cfg.Session.UnboundRefresh {
 		t.Errorf("bind_refresh_to_client: false: %v, %+v", err, cfg.Session)
@@ -384,6 +392,8 @@ identity:
 			"identity.session.postgres_migrate: set, but identity.session.postgres_url is not"},
 		"migrate not a boolean": {`identity: { secrets: { session_signing: "memory:s" }, session: { postgres_url: "postgres://db/x", postgres_migrate: sometimes } }`, nil,
 			"identity.session.postgres_migrate: want true or false"},
+		"introspection clients not a list": {`identity: { secrets: { session_signing: "memory:s" }, session: { introspection_clients: { a: 1 } } }`, nil,
+			"identity.session.introspection_clients: want a list of client certificate identities"},
 		"binding not a boolean": {`identity: { secrets: { session_signing: "memory:s" }, session: { bind_refresh_to_client: often } }`, nil,
 			"identity.session.bind_refresh_to_client: want true or false"},
 		"eviction without redis": {`identity: { secrets: { session_signing: "memory:s" }, session: { postgres_url: "postgres://db/x", redis_allow_eviction: true } }`, nil,

@@ -160,6 +160,7 @@ func newIdentityRuntime(ctx context.Context, cfg *config.Config, cat *catalog.Ca
 		"/keyfort.identity.v1.IdentityRuntimeService/StartIdentitySession",
 		"/keyfort.identity.v1.IdentityRuntimeService/RefreshIdentitySession",
 		"/keyfort.identity.v1.IdentityRuntimeService/EndIdentitySession",
+		identityrpc.IntrospectionMethod, // its callers authenticate with their certificate
 		"/grpc.health.v1.Health/*",
 	}}
 	if withReflection {
@@ -175,7 +176,7 @@ func newIdentityRuntime(ctx context.Context, cfg *config.Config, cat *catalog.Ca
 	}
 	r.grpc = grpc.NewServer(opts...)
 	identityrpc.Register(r.grpc, m, identityrpc.Options{Sessions: cache, Logger: log, Registerer: reg,
-		BindClients: !cfg.Session.UnboundRefresh})
+		BindClients: !cfg.Session.UnboundRefresh, IntrospectionClients: cfg.Session.IntrospectionClients})
 	r.health = health.NewServer()
 	healthpb.RegisterHealthServer(r.grpc, r.health)
 	if withReflection {

@@ -148,6 +148,11 @@ func serve(ctx context.Context, log *slog.Logger, files []string, l listeners) e
 		log.Error(err.Error())
 		return exitCode(exitInvalidConfig)
 	}
+	if len(cfg.Session.IntrospectionClients) > 0 && l.clientCA == "" {
+		// Its callers are named by their certificate: without client certificates no one could call it.
+		log.Error("keyfort: identity.session.introspection_clients needs client certificates: serve with --tls-client-ca")
+		return exitCode(exitInvalidConfig)
+	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	memLocked := prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "keyfort", Subsystem: "process", Name: "memory_locked",

@@ -400,3 +400,84 @@ identity:
 		}
 	}
 }
+
+// TestIntrospection: over mutual TLS, a client on identity.session.introspection_clients asks
+// whether an access token is active and gets its claims; once its session is ended, or for a
+// refresh token, a junk token or an expired one, the answer is inactive and says nothing more.
+// Any other client is refused; and introspection clients without --tls-client-ca stop serve.
+func TestIntrospection(t *testing.T) {
+	serverCA, clientCA := testpki.New(t), testpki.New(t)
+	certFile, keyFile := serverCA.Server(t)
+	iss := oidctest.New(t)
+	roots := serverCA.Pool()
+	const gateway, python = "spiffe://keyfort.test/ns/prod/sa/gateway", "spiffe://keyfort.test/ns/prod/sa/python"
+	cfg := writeConfig(t, fmt.Sprintf(`
+providers:
+  dev:
+    type: memory
+    settings:
+      signing_keys: { session-signing: { algorithm: ES256 } }
+      secrets: { google-client-id: client-1 }
+identity:
+  secrets:
+    session_signing: dev:session-signing
+    oidc: { google: { client_id: dev:google-client-id, issuer: %s } }
+  session: { introspection_clients: [%q] }
+`, iss.URL, python))
+	r := run(t, []string{"PATH=" + os.Getenv("PATH")}, "serve", "--config", cfg, "--http-addr", "127.0.0.1:0", "--grpc-addr", "127.0.0.1:0")
+	if r.code == 0 || !strings.Contains(r.stdout+r.stderr, "introspection_clients needs client certificates") {
+		t.Errorf("introspection clients without --tls-client-ca: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	addrs, log, _ := hosttest.StartLogged(t, hosttest.ProviderHost(t), []string{"PATH=" + os.Getenv("PATH")}, servingTLS,
+		"serve", "--config", cfg, "--http-addr", "127.0.0.1:0", "--grpc-addr", "127.0.0.1:0", "--tls-cert", certFile, "--tls-key", keyFile,
+		"--tls-client-ca", clientCA.CertFile)
+	client := func(uri string) pb.IdentityRuntimeServiceClient {
+		cf, kf := clientCA.ClientWith(t, []string{uri}, nil)
+		c, err := tls.LoadX509KeyPair(cf, kf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cc, err := grpc.NewClient(addrs[1], grpc.WithTransportCredentials(credentials.NewTLS(&tls.Config{RootCAs: roots, Certificates: []tls.Certificate{c}})))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = cc.Close() })
+		return pb.NewIdentityRuntimeServiceClient(cc)
+	}
+	ctx := context.Background()
+	gw, py := client(gateway), client(python)
+	claims := iss.Claims("alice", "client-1")
+	started, err := gw.StartIdentitySession(ctx, &pb.StartIdentitySessionRequest{IdentityProvider: "google", Tenant: "acme",
+		ExternalToken: iss.Sign(t, "k1", claims, nil)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	access := started.GetTokens().GetAccessToken()
+	introspect := func(c pb.IdentityRuntimeServiceClient, tok string) (*pb.IntrospectIdentityTokenResponse, error) {
+		return c.IntrospectIdentityToken(ctx, &pb.IntrospectIdentityTokenRequest{Token: tok})
+	}
+	res, err := introspect(py, access)
+	if err != nil || !res.GetActive() || res.GetSubject() != "alice" || res.GetTenant() != "acme" || res.GetIdentityProvider() != "google" ||
+		!res.GetExpiresAt().AsTime().After(time.Now()) || res.GetIssuedAt().AsTime().After(time.Now()) {
+		t.Fatalf("an active access token: %v, %v", res, err)
+	}
+	if _, err := introspect(gw, access); status.Code(err) != codes.PermissionDenied {
+		t.Errorf("a client not on introspection_clients: got %v, want PermissionDenied", err)
+	}
+	waitLog(t, log, "is not on identity.session.introspection_clients")
+	for what, tok := range map[string]string{
+		"a refresh token": started.GetTokens().GetRefreshToken(),
+		"a junk token":    "not.a.token",
+		"an ID token":     iss.Sign(t, "k1", claims, nil),
+	} {
+		if res, err := introspect(py, tok); err != nil || res.GetActive() || res.GetSubject() != "" {
+			t.Errorf("%s: %v, %v; want inactive and nothing more", what, res, err)
+		}
+	}
+	if _, err := gw.EndIdentitySession(ctx, &pb.EndIdentitySessionRequest{Token: access}); err != nil {
+		t.Fatal(err)
+	}
+	if res, err := introspect(py, access); err != nil || res.GetActive() || res.GetSubject() != "" {
+		t.Errorf("the access token of an ended session: %v, %v; want inactive", res, err)
+	}
+}

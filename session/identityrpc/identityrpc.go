@@ -34,6 +34,9 @@ type Options struct {
 	Audit *slog.Logger
 	// Registerer receives keyfort_identity_calls_total{method, outcome}; nil: no metrics.
 	Registerer prometheus.Registerer
+	// IntrospectionClients are the client certificate identities (URI SAN, else subject; see
+	// BindClients) allowed IntrospectIdentityToken. Empty: no one.
+	IntrospectionClients []string
 	// BindClients binds the refresh tokens of each session to the client that started it, when it
 	// presented a certificate (mutual TLS): its URI SAN (a SPIFFE ID), else its subject. Only that
 	// client identity may refresh them, so they survive the client's certificate rotation but are
@@ -46,6 +49,8 @@ type Server struct {
 	pb.UnimplementedIdentityRuntimeServiceServer
 	m        *session.Manager
 	bind     bool
+	// introspectors may call IntrospectIdentityToken (by client identity)
+	introspectors map[string]bool
 	sessions *session.Cache
 	log      *slog.Logger
 	audit    *slog.Logger
@@ -56,13 +61,17 @@ type Server struct {
 func Register(s grpc.ServiceRegistrar, m *session.Manager, opts Options) *Server {
 	srv := &Server{m: m, bind: opts.BindClients, sessions: opts.Sessions, log: opts.Logger, audit: opts.Audit,
 		calls: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "keyfort", Subsystem: "identity",
-			Name: "calls_total", Help: "Identity runtime calls by method and outcome (ok, unauthenticated, refresh_reuse, client_mismatch, permission_denied, invalid_argument, unavailable)."},
+			Name: "calls_total", Help: "Identity runtime calls by method and outcome (ok, inactive, unauthenticated, refresh_reuse, client_mismatch, permission_denied, invalid_argument, unavailable)."},
 			[]string{"method", "outcome"})}
 	if srv.log == nil {
 		srv.log = slog.Default()
 	}
 	if srv.audit == nil {
 		srv.audit = srv.log
+	}
+	srv.introspectors = map[string]bool{}
+	for _, id := range opts.IntrospectionClients {
+		srv.introspectors[id] = true
 	}
 	if opts.Registerer != nil {
 		_ = opts.Registerer.Register(srv.calls)
@@ -380,4 +389,38 @@ func (s *Server) EvaluateIdentityPolicy(ctx context.Context, req *pb.EvaluateIde
 		Action: req.GetAction(), ForSubject: req.GetForSubject()})
 	s.record(ctx, "EvaluateIdentityPolicy", "", "ok", nil)
 	return &pb.EvaluateIdentityPolicyResponse{Allowed: d.Allowed, Reason: d.Reason}, nil
+}
+
+// IntrospectionMethod is IntrospectIdentityToken's full name: a guard exempts it from token
+// authentication (its callers authenticate with their client certificate).
+const IntrospectionMethod = "/keyfort.identity.v1.IdentityRuntimeService/IntrospectIdentityToken"
+
+// IntrospectIdentityToken implements the service: whether an access token is active, answered
+// from the server's session cache (Options.Sessions) as a guarded call on it would be. Only the
+// clients of Options.IntrospectionClients may ask. Counted (outcome ok or inactive), not audited:
+// a service may ask for every call it serves; refusals are logged.
+func (s *Server) IntrospectIdentityToken(ctx context.Context, req *pb.IntrospectIdentityTokenRequest) (*pb.IntrospectIdentityTokenResponse, error) {
+	const method = "IntrospectIdentityToken"
+	if id := clientIdentity(ctx); id == "" || !s.introspectors[id] {
+		s.record(ctx, method, "", "permission_denied", fmt.Errorf("client %q is not on identity.session.introspection_clients", id))
+		return nil, status.Error(codes.PermissionDenied, "not allowed to introspect tokens")
+	}
+	if s.sessions == nil {
+		s.record(ctx, method, "", "unimplemented", nil)
+		return nil, status.Error(codes.Unimplemented, "no session cache to introspect with")
+	}
+	sess, err := s.sessions.Get(ctx, req.GetToken())
+	switch {
+	case err == nil && !sess.Ended():
+		s.record(ctx, method, "", "ok", nil)
+		p := sess.Principal
+		return &pb.IntrospectIdentityTokenResponse{Active: true, Subject: p.Subject, Tenant: p.Tenant, IdentityProvider: p.IdP,
+			Scope: p.Scope, ExpiresAt: timestamppb.New(p.ExpiresAt), IssuedAt: timestamppb.New(p.IssuedAt)}, nil
+	case err == nil || errors.Is(err, session.ErrUnauthenticated):
+		s.calls.WithLabelValues(method, "inactive").Inc()
+		return &pb.IntrospectIdentityTokenResponse{}, nil
+	default: // the store or the key set cannot say: not the token's fault, and not "inactive"
+		s.record(ctx, method, "", "unavailable", err)
+		return nil, statusOf(err)
+	}
 }

@@ -964,6 +964,144 @@ func (x *ListSubjectSessionsResponse) GetSessions() []*SubjectSession {
 	return nil
 }
 
+type IntrospectIdentityTokenRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Token         string                 `protobuf:"bytes,1,opt,name=token,proto3" json:"token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *IntrospectIdentityTokenRequest) Reset() {
+	*x = IntrospectIdentityTokenRequest{}
+	mi := &file_keyfort_identity_v1_identity_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *IntrospectIdentityTokenRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*IntrospectIdentityTokenRequest) ProtoMessage() {}
+
+func (x *IntrospectIdentityTokenRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_keyfort_identity_v1_identity_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use IntrospectIdentityTokenRequest.ProtoReflect.Descriptor instead.
+func (*IntrospectIdentityTokenRequest) Descriptor() ([]byte, []int) {
+	return file_keyfort_identity_v1_identity_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *IntrospectIdentityTokenRequest) GetToken() string {
+	if x != nil {
+		return x.Token
+	}
+	return ""
+}
+
+type IntrospectIdentityTokenResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// active is false for any token that is not, whatever the reason (which is not told).
+	Active bool `protobuf:"varint,1,opt,name=active,proto3" json:"active,omitempty"`
+	// The token's claims, set only when active.
+	Subject          string                 `protobuf:"bytes,2,opt,name=subject,proto3" json:"subject,omitempty"`
+	Tenant           string                 `protobuf:"bytes,3,opt,name=tenant,proto3" json:"tenant,omitempty"`
+	IdentityProvider string                 `protobuf:"bytes,4,opt,name=identity_provider,json=identityProvider,proto3" json:"identity_provider,omitempty"`
+	Scope            string                 `protobuf:"bytes,5,opt,name=scope,proto3" json:"scope,omitempty"`
+	ExpiresAt        *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=expires_at,json=expiresAt,proto3" json:"expires_at,omitempty"`
+	IssuedAt         *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=issued_at,json=issuedAt,proto3" json:"issued_at,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *IntrospectIdentityTokenResponse) Reset() {
+	*x = IntrospectIdentityTokenResponse{}
+	mi := &file_keyfort_identity_v1_identity_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *IntrospectIdentityTokenResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*IntrospectIdentityTokenResponse) ProtoMessage() {}
+
+func (x *IntrospectIdentityTokenResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_keyfort_identity_v1_identity_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use IntrospectIdentityTokenResponse.ProtoReflect.Descriptor instead.
+func (*IntrospectIdentityTokenResponse) Descriptor() ([]byte, []int) {
+	return file_keyfort_identity_v1_identity_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *IntrospectIdentityTokenResponse) GetActive() bool {
+	if x != nil {
+		return x.Active
+	}
+	return false
+}
+
+func (x *IntrospectIdentityTokenResponse) GetSubject() string {
+	if x != nil {
+		return x.Subject
+	}
+	return ""
+}
+
+func (x *IntrospectIdentityTokenResponse) GetTenant() string {
+	if x != nil {
+		return x.Tenant
+	}
+	return ""
+}
+
+func (x *IntrospectIdentityTokenResponse) GetIdentityProvider() string {
+	if x != nil {
+		return x.IdentityProvider
+	}
+	return ""
+}
+
+func (x *IntrospectIdentityTokenResponse) GetScope() string {
+	if x != nil {
+		return x.Scope
+	}
+	return ""
+}
+
+func (x *IntrospectIdentityTokenResponse) GetExpiresAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ExpiresAt
+	}
+	return nil
+}
+
+func (x *IntrospectIdentityTokenResponse) GetIssuedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.IssuedAt
+	}
+	return nil
+}
+
 var File_keyfort_identity_v1_identity_proto protoreflect.FileDescriptor
 
 const file_keyfort_identity_v1_identity_proto_rawDesc = "" +
@@ -1034,7 +1172,18 @@ const file_keyfort_identity_v1_identity_proto_rawDesc = "" +
 	"expires_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\x12\x18\n" +
 	"\acurrent\x18\a \x01(\bR\acurrent\"^\n" +
 	"\x1bListSubjectSessionsResponse\x12?\n" +
-	"\bsessions\x18\x01 \x03(\v2#.keyfort.identity.v1.SubjectSessionR\bsessions2\xfc\x06\n" +
+	"\bsessions\x18\x01 \x03(\v2#.keyfort.identity.v1.SubjectSessionR\bsessions\"6\n" +
+	"\x1eIntrospectIdentityTokenRequest\x12\x14\n" +
+	"\x05token\x18\x01 \x01(\tR\x05token\"\xa2\x02\n" +
+	"\x1fIntrospectIdentityTokenResponse\x12\x16\n" +
+	"\x06active\x18\x01 \x01(\bR\x06active\x12\x18\n" +
+	"\asubject\x18\x02 \x01(\tR\asubject\x12\x16\n" +
+	"\x06tenant\x18\x03 \x01(\tR\x06tenant\x12+\n" +
+	"\x11identity_provider\x18\x04 \x01(\tR\x10identityProvider\x12\x14\n" +
+	"\x05scope\x18\x05 \x01(\tR\x05scope\x129\n" +
+	"\n" +
+	"expires_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\x127\n" +
+	"\tissued_at\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\bissuedAt2\x83\b\n" +
 	"\x16IdentityRuntimeService\x12{\n" +
 	"\x14StartIdentitySession\x120.keyfort.identity.v1.StartIdentitySessionRequest\x1a1.keyfort.identity.v1.StartIdentitySessionResponse\x12\x81\x01\n" +
 	"\x16RefreshIdentitySession\x122.keyfort.identity.v1.RefreshIdentitySessionRequest\x1a3.keyfort.identity.v1.RefreshIdentitySessionResponse\x12u\n" +
@@ -1042,7 +1191,8 @@ const file_keyfort_identity_v1_identity_proto_rawDesc = "" +
 	"\x12IssueIdentityToken\x12..keyfort.identity.v1.IssueIdentityTokenRequest\x1a/.keyfort.identity.v1.IssueIdentityTokenResponse\x12\x81\x01\n" +
 	"\x16EvaluateIdentityPolicy\x122.keyfort.identity.v1.EvaluateIdentityPolicyRequest\x1a3.keyfort.identity.v1.EvaluateIdentityPolicyResponse\x12u\n" +
 	"\x12EndSubjectSessions\x12..keyfort.identity.v1.EndSubjectSessionsRequest\x1a/.keyfort.identity.v1.EndSubjectSessionsResponse\x12x\n" +
-	"\x13ListSubjectSessions\x12/.keyfort.identity.v1.ListSubjectSessionsRequest\x1a0.keyfort.identity.v1.ListSubjectSessionsResponseB7Z5github.com/keyfort/keyfort/api/identity/v1;identityv1b\x06proto3"
+	"\x13ListSubjectSessions\x12/.keyfort.identity.v1.ListSubjectSessionsRequest\x1a0.keyfort.identity.v1.ListSubjectSessionsResponse\x12\x84\x01\n" +
+	"\x17IntrospectIdentityToken\x123.keyfort.identity.v1.IntrospectIdentityTokenRequest\x1a4.keyfort.identity.v1.IntrospectIdentityTokenResponseB7Z5github.com/keyfort/keyfort/api/identity/v1;identityv1b\x06proto3"
 
 var (
 	file_keyfort_identity_v1_identity_proto_rawDescOnce sync.Once
@@ -1056,57 +1206,63 @@ func file_keyfort_identity_v1_identity_proto_rawDescGZIP() []byte {
 	return file_keyfort_identity_v1_identity_proto_rawDescData
 }
 
-var file_keyfort_identity_v1_identity_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
+var file_keyfort_identity_v1_identity_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
 var file_keyfort_identity_v1_identity_proto_goTypes = []any{
-	(*SessionTokens)(nil),                  // 0: keyfort.identity.v1.SessionTokens
-	(*StartIdentitySessionRequest)(nil),    // 1: keyfort.identity.v1.StartIdentitySessionRequest
-	(*StartIdentitySessionResponse)(nil),   // 2: keyfort.identity.v1.StartIdentitySessionResponse
-	(*RefreshIdentitySessionRequest)(nil),  // 3: keyfort.identity.v1.RefreshIdentitySessionRequest
-	(*RefreshIdentitySessionResponse)(nil), // 4: keyfort.identity.v1.RefreshIdentitySessionResponse
-	(*EndIdentitySessionRequest)(nil),      // 5: keyfort.identity.v1.EndIdentitySessionRequest
-	(*EndIdentitySessionResponse)(nil),     // 6: keyfort.identity.v1.EndIdentitySessionResponse
-	(*IssueIdentityTokenRequest)(nil),      // 7: keyfort.identity.v1.IssueIdentityTokenRequest
-	(*IssueIdentityTokenResponse)(nil),     // 8: keyfort.identity.v1.IssueIdentityTokenResponse
-	(*EvaluateIdentityPolicyRequest)(nil),  // 9: keyfort.identity.v1.EvaluateIdentityPolicyRequest
-	(*EvaluateIdentityPolicyResponse)(nil), // 10: keyfort.identity.v1.EvaluateIdentityPolicyResponse
-	(*EndSubjectSessionsRequest)(nil),      // 11: keyfort.identity.v1.EndSubjectSessionsRequest
-	(*EndSubjectSessionsResponse)(nil),     // 12: keyfort.identity.v1.EndSubjectSessionsResponse
-	(*ListSubjectSessionsRequest)(nil),     // 13: keyfort.identity.v1.ListSubjectSessionsRequest
-	(*SubjectSession)(nil),                 // 14: keyfort.identity.v1.SubjectSession
-	(*ListSubjectSessionsResponse)(nil),    // 15: keyfort.identity.v1.ListSubjectSessionsResponse
-	(*timestamppb.Timestamp)(nil),          // 16: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),            // 17: google.protobuf.Duration
+	(*SessionTokens)(nil),                   // 0: keyfort.identity.v1.SessionTokens
+	(*StartIdentitySessionRequest)(nil),     // 1: keyfort.identity.v1.StartIdentitySessionRequest
+	(*StartIdentitySessionResponse)(nil),    // 2: keyfort.identity.v1.StartIdentitySessionResponse
+	(*RefreshIdentitySessionRequest)(nil),   // 3: keyfort.identity.v1.RefreshIdentitySessionRequest
+	(*RefreshIdentitySessionResponse)(nil),  // 4: keyfort.identity.v1.RefreshIdentitySessionResponse
+	(*EndIdentitySessionRequest)(nil),       // 5: keyfort.identity.v1.EndIdentitySessionRequest
+	(*EndIdentitySessionResponse)(nil),      // 6: keyfort.identity.v1.EndIdentitySessionResponse
+	(*IssueIdentityTokenRequest)(nil),       // 7: keyfort.identity.v1.IssueIdentityTokenRequest
+	(*IssueIdentityTokenResponse)(nil),      // 8: keyfort.identity.v1.IssueIdentityTokenResponse
+	(*EvaluateIdentityPolicyRequest)(nil),   // 9: keyfort.identity.v1.EvaluateIdentityPolicyRequest
+	(*EvaluateIdentityPolicyResponse)(nil),  // 10: keyfort.identity.v1.EvaluateIdentityPolicyResponse
+	(*EndSubjectSessionsRequest)(nil),       // 11: keyfort.identity.v1.EndSubjectSessionsRequest
+	(*EndSubjectSessionsResponse)(nil),      // 12: keyfort.identity.v1.EndSubjectSessionsResponse
+	(*ListSubjectSessionsRequest)(nil),      // 13: keyfort.identity.v1.ListSubjectSessionsRequest
+	(*SubjectSession)(nil),                  // 14: keyfort.identity.v1.SubjectSession
+	(*ListSubjectSessionsResponse)(nil),     // 15: keyfort.identity.v1.ListSubjectSessionsResponse
+	(*IntrospectIdentityTokenRequest)(nil),  // 16: keyfort.identity.v1.IntrospectIdentityTokenRequest
+	(*IntrospectIdentityTokenResponse)(nil), // 17: keyfort.identity.v1.IntrospectIdentityTokenResponse
+	(*timestamppb.Timestamp)(nil),           // 18: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),             // 19: google.protobuf.Duration
 }
 var file_keyfort_identity_v1_identity_proto_depIdxs = []int32{
-	16, // 0: keyfort.identity.v1.SessionTokens.access_expires_at:type_name -> google.protobuf.Timestamp
-	16, // 1: keyfort.identity.v1.SessionTokens.refresh_expires_at:type_name -> google.protobuf.Timestamp
+	18, // 0: keyfort.identity.v1.SessionTokens.access_expires_at:type_name -> google.protobuf.Timestamp
+	18, // 1: keyfort.identity.v1.SessionTokens.refresh_expires_at:type_name -> google.protobuf.Timestamp
 	0,  // 2: keyfort.identity.v1.StartIdentitySessionResponse.tokens:type_name -> keyfort.identity.v1.SessionTokens
 	0,  // 3: keyfort.identity.v1.RefreshIdentitySessionResponse.tokens:type_name -> keyfort.identity.v1.SessionTokens
-	17, // 4: keyfort.identity.v1.IssueIdentityTokenRequest.ttl:type_name -> google.protobuf.Duration
-	16, // 5: keyfort.identity.v1.IssueIdentityTokenResponse.expires_at:type_name -> google.protobuf.Timestamp
-	16, // 6: keyfort.identity.v1.EndSubjectSessionsResponse.tokens_cut_before:type_name -> google.protobuf.Timestamp
-	16, // 7: keyfort.identity.v1.SubjectSession.last_refreshed_at:type_name -> google.protobuf.Timestamp
-	16, // 8: keyfort.identity.v1.SubjectSession.expires_at:type_name -> google.protobuf.Timestamp
+	19, // 4: keyfort.identity.v1.IssueIdentityTokenRequest.ttl:type_name -> google.protobuf.Duration
+	18, // 5: keyfort.identity.v1.IssueIdentityTokenResponse.expires_at:type_name -> google.protobuf.Timestamp
+	18, // 6: keyfort.identity.v1.EndSubjectSessionsResponse.tokens_cut_before:type_name -> google.protobuf.Timestamp
+	18, // 7: keyfort.identity.v1.SubjectSession.last_refreshed_at:type_name -> google.protobuf.Timestamp
+	18, // 8: keyfort.identity.v1.SubjectSession.expires_at:type_name -> google.protobuf.Timestamp
 	14, // 9: keyfort.identity.v1.ListSubjectSessionsResponse.sessions:type_name -> keyfort.identity.v1.SubjectSession
-	1,  // 10: keyfort.identity.v1.IdentityRuntimeService.StartIdentitySession:input_type -> keyfort.identity.v1.StartIdentitySessionRequest
-	3,  // 11: keyfort.identity.v1.IdentityRuntimeService.RefreshIdentitySession:input_type -> keyfort.identity.v1.RefreshIdentitySessionRequest
-	5,  // 12: keyfort.identity.v1.IdentityRuntimeService.EndIdentitySession:input_type -> keyfort.identity.v1.EndIdentitySessionRequest
-	7,  // 13: keyfort.identity.v1.IdentityRuntimeService.IssueIdentityToken:input_type -> keyfort.identity.v1.IssueIdentityTokenRequest
-	9,  // 14: keyfort.identity.v1.IdentityRuntimeService.EvaluateIdentityPolicy:input_type -> keyfort.identity.v1.EvaluateIdentityPolicyRequest
-	11, // 15: keyfort.identity.v1.IdentityRuntimeService.EndSubjectSessions:input_type -> keyfort.identity.v1.EndSubjectSessionsRequest
-	13, // 16: keyfort.identity.v1.IdentityRuntimeService.ListSubjectSessions:input_type -> keyfort.identity.v1.ListSubjectSessionsRequest
-	2,  // 17: keyfort.identity.v1.IdentityRuntimeService.StartIdentitySession:output_type -> keyfort.identity.v1.StartIdentitySessionResponse
-	4,  // 18: keyfort.identity.v1.IdentityRuntimeService.RefreshIdentitySession:output_type -> keyfort.identity.v1.RefreshIdentitySessionResponse
-	6,  // 19: keyfort.identity.v1.IdentityRuntimeService.EndIdentitySession:output_type -> keyfort.identity.v1.EndIdentitySessionResponse
-	8,  // 20: keyfort.identity.v1.IdentityRuntimeService.IssueIdentityToken:output_type -> keyfort.identity.v1.IssueIdentityTokenResponse
-	10, // 21: keyfort.identity.v1.IdentityRuntimeService.EvaluateIdentityPolicy:output_type -> keyfort.identity.v1.EvaluateIdentityPolicyResponse
-	12, // 22: keyfort.identity.v1.IdentityRuntimeService.EndSubjectSessions:output_type -> keyfort.identity.v1.EndSubjectSessionsResponse
-	15, // 23: keyfort.identity.v1.IdentityRuntimeService.ListSubjectSessions:output_type -> keyfort.identity.v1.ListSubjectSessionsResponse
-	17, // [17:24] is the sub-list for method output_type
-	10, // [10:17] is the sub-list for method input_type
-	10, // [10:10] is the sub-list for extension type_name
-	10, // [10:10] is the sub-list for extension extendee
-	0,  // [0:10] is the sub-list for field type_name
+	18, // 10: keyfort.identity.v1.IntrospectIdentityTokenResponse.expires_at:type_name -> google.protobuf.Timestamp
+	18, // 11: keyfort.identity.v1.IntrospectIdentityTokenResponse.issued_at:type_name -> google.protobuf.Timestamp
+	1,  // 12: keyfort.identity.v1.IdentityRuntimeService.StartIdentitySession:input_type -> keyfort.identity.v1.StartIdentitySessionRequest
+	3,  // 13: keyfort.identity.v1.IdentityRuntimeService.RefreshIdentitySession:input_type -> keyfort.identity.v1.RefreshIdentitySessionRequest
+	5,  // 14: keyfort.identity.v1.IdentityRuntimeService.EndIdentitySession:input_type -> keyfort.identity.v1.EndIdentitySessionRequest
+	7,  // 15: keyfort.identity.v1.IdentityRuntimeService.IssueIdentityToken:input_type -> keyfort.identity.v1.IssueIdentityTokenRequest
+	9,  // 16: keyfort.identity.v1.IdentityRuntimeService.EvaluateIdentityPolicy:input_type -> keyfort.identity.v1.EvaluateIdentityPolicyRequest
+	11, // 17: keyfort.identity.v1.IdentityRuntimeService.EndSubjectSessions:input_type -> keyfort.identity.v1.EndSubjectSessionsRequest
+	13, // 18: keyfort.identity.v1.IdentityRuntimeService.ListSubjectSessions:input_type -> keyfort.identity.v1.ListSubjectSessionsRequest
+	16, // 19: keyfort.identity.v1.IdentityRuntimeService.IntrospectIdentityToken:input_type -> keyfort.identity.v1.IntrospectIdentityTokenRequest
+	2,  // 20: keyfort.identity.v1.IdentityRuntimeService.StartIdentitySession:output_type -> keyfort.identity.v1.StartIdentitySessionResponse
+	4,  // 21: keyfort.identity.v1.IdentityRuntimeService.RefreshIdentitySession:output_type -> keyfort.identity.v1.RefreshIdentitySessionResponse
+	6,  // 22: keyfort.identity.v1.IdentityRuntimeService.EndIdentitySession:output_type -> keyfort.identity.v1.EndIdentitySessionResponse
+	8,  // 23: keyfort.identity.v1.IdentityRuntimeService.IssueIdentityToken:output_type -> keyfort.identity.v1.IssueIdentityTokenResponse
+	10, // 24: keyfort.identity.v1.IdentityRuntimeService.EvaluateIdentityPolicy:output_type -> keyfort.identity.v1.EvaluateIdentityPolicyResponse
+	12, // 25: keyfort.identity.v1.IdentityRuntimeService.EndSubjectSessions:output_type -> keyfort.identity.v1.EndSubjectSessionsResponse
+	15, // 26: keyfort.identity.v1.IdentityRuntimeService.ListSubjectSessions:output_type -> keyfort.identity.v1.ListSubjectSessionsResponse
+	17, // 27: keyfort.identity.v1.IdentityRuntimeService.IntrospectIdentityToken:output_type -> keyfort.identity.v1.IntrospectIdentityTokenResponse
+	20, // [20:28] is the sub-list for method output_type
+	12, // [12:20] is the sub-list for method input_type
+	12, // [12:12] is the sub-list for extension type_name
+	12, // [12:12] is the sub-list for extension extendee
+	0,  // [0:12] is the sub-list for field type_name
 }
 
 func init() { file_keyfort_identity_v1_identity_proto_init() }
@@ -1120,7 +1276,7 @@ func file_keyfort_identity_v1_identity_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_keyfort_identity_v1_identity_proto_rawDesc), len(file_keyfort_identity_v1_identity_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   16,
+			NumMessages:   18,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

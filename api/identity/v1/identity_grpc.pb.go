@@ -24,13 +24,14 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	IdentityRuntimeService_StartIdentitySession_FullMethodName   = "/keyfort.identity.v1.IdentityRuntimeService/StartIdentitySession"
-	IdentityRuntimeService_RefreshIdentitySession_FullMethodName = "/keyfort.identity.v1.IdentityRuntimeService/RefreshIdentitySession"
-	IdentityRuntimeService_EndIdentitySession_FullMethodName     = "/keyfort.identity.v1.IdentityRuntimeService/EndIdentitySession"
-	IdentityRuntimeService_IssueIdentityToken_FullMethodName     = "/keyfort.identity.v1.IdentityRuntimeService/IssueIdentityToken"
-	IdentityRuntimeService_EvaluateIdentityPolicy_FullMethodName = "/keyfort.identity.v1.IdentityRuntimeService/EvaluateIdentityPolicy"
-	IdentityRuntimeService_EndSubjectSessions_FullMethodName     = "/keyfort.identity.v1.IdentityRuntimeService/EndSubjectSessions"
-	IdentityRuntimeService_ListSubjectSessions_FullMethodName    = "/keyfort.identity.v1.IdentityRuntimeService/ListSubjectSessions"
+	IdentityRuntimeService_StartIdentitySession_FullMethodName    = "/keyfort.identity.v1.IdentityRuntimeService/StartIdentitySession"
+	IdentityRuntimeService_RefreshIdentitySession_FullMethodName  = "/keyfort.identity.v1.IdentityRuntimeService/RefreshIdentitySession"
+	IdentityRuntimeService_EndIdentitySession_FullMethodName      = "/keyfort.identity.v1.IdentityRuntimeService/EndIdentitySession"
+	IdentityRuntimeService_IssueIdentityToken_FullMethodName      = "/keyfort.identity.v1.IdentityRuntimeService/IssueIdentityToken"
+	IdentityRuntimeService_EvaluateIdentityPolicy_FullMethodName  = "/keyfort.identity.v1.IdentityRuntimeService/EvaluateIdentityPolicy"
+	IdentityRuntimeService_EndSubjectSessions_FullMethodName      = "/keyfort.identity.v1.IdentityRuntimeService/EndSubjectSessions"
+	IdentityRuntimeService_ListSubjectSessions_FullMethodName     = "/keyfort.identity.v1.IdentityRuntimeService/ListSubjectSessions"
+	IdentityRuntimeService_IntrospectIdentityToken_FullMethodName = "/keyfort.identity.v1.IdentityRuntimeService/IntrospectIdentityToken"
 )
 
 // IdentityRuntimeServiceClient is the client API for IdentityRuntimeService service.
@@ -57,6 +58,12 @@ type IdentityRuntimeServiceClient interface {
 	// before ending them). Allowed as EndSubjectSessions is, with the policy action
 	// "keyfort:list_sessions" for another subject's.
 	ListSubjectSessions(ctx context.Context, in *ListSubjectSessionsRequest, opts ...grpc.CallOption) (*ListSubjectSessionsResponse, error)
+	// IntrospectIdentityToken tells a service that cannot see Keyfort's revocations itself (one not
+	// written in Go, or without the session store) whether one of Keyfort's access tokens is active:
+	// it verifies, has not expired, its session was not ended, it was not logged out and its subject
+	// was not cut (RFC 7662's question, over gRPC). Only clients whose certificate identity (mutual
+	// TLS) is on identity.session.introspection_clients may call it; others get PERMISSION_DENIED.
+	IntrospectIdentityToken(ctx context.Context, in *IntrospectIdentityTokenRequest, opts ...grpc.CallOption) (*IntrospectIdentityTokenResponse, error)
 }
 
 type identityRuntimeServiceClient struct {
@@ -137,6 +144,16 @@ func (c *identityRuntimeServiceClient) ListSubjectSessions(ctx context.Context, 
 	return out, nil
 }
 
+func (c *identityRuntimeServiceClient) IntrospectIdentityToken(ctx context.Context, in *IntrospectIdentityTokenRequest, opts ...grpc.CallOption) (*IntrospectIdentityTokenResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(IntrospectIdentityTokenResponse)
+	err := c.cc.Invoke(ctx, IdentityRuntimeService_IntrospectIdentityToken_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // IdentityRuntimeServiceServer is the server API for IdentityRuntimeService service.
 // All implementations must embed UnimplementedIdentityRuntimeServiceServer
 // for forward compatibility.
@@ -161,6 +178,12 @@ type IdentityRuntimeServiceServer interface {
 	// before ending them). Allowed as EndSubjectSessions is, with the policy action
 	// "keyfort:list_sessions" for another subject's.
 	ListSubjectSessions(context.Context, *ListSubjectSessionsRequest) (*ListSubjectSessionsResponse, error)
+	// IntrospectIdentityToken tells a service that cannot see Keyfort's revocations itself (one not
+	// written in Go, or without the session store) whether one of Keyfort's access tokens is active:
+	// it verifies, has not expired, its session was not ended, it was not logged out and its subject
+	// was not cut (RFC 7662's question, over gRPC). Only clients whose certificate identity (mutual
+	// TLS) is on identity.session.introspection_clients may call it; others get PERMISSION_DENIED.
+	IntrospectIdentityToken(context.Context, *IntrospectIdentityTokenRequest) (*IntrospectIdentityTokenResponse, error)
 	mustEmbedUnimplementedIdentityRuntimeServiceServer()
 }
 
@@ -191,6 +214,9 @@ func (UnimplementedIdentityRuntimeServiceServer) EndSubjectSessions(context.Cont
 }
 func (UnimplementedIdentityRuntimeServiceServer) ListSubjectSessions(context.Context, *ListSubjectSessionsRequest) (*ListSubjectSessionsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListSubjectSessions not implemented")
+}
+func (UnimplementedIdentityRuntimeServiceServer) IntrospectIdentityToken(context.Context, *IntrospectIdentityTokenRequest) (*IntrospectIdentityTokenResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method IntrospectIdentityToken not implemented")
 }
 func (UnimplementedIdentityRuntimeServiceServer) mustEmbedUnimplementedIdentityRuntimeServiceServer() {
 }
@@ -340,6 +366,24 @@ func _IdentityRuntimeService_ListSubjectSessions_Handler(srv interface{}, ctx co
 	return interceptor(ctx, in, info, handler)
 }
 
+func _IdentityRuntimeService_IntrospectIdentityToken_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(IntrospectIdentityTokenRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(IdentityRuntimeServiceServer).IntrospectIdentityToken(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: IdentityRuntimeService_IntrospectIdentityToken_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(IdentityRuntimeServiceServer).IntrospectIdentityToken(ctx, req.(*IntrospectIdentityTokenRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // IdentityRuntimeService_ServiceDesc is the grpc.ServiceDesc for IdentityRuntimeService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -374,6 +418,10 @@ var IdentityRuntimeService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ListSubjectSessions",
 			Handler:    _IdentityRuntimeService_ListSubjectSessions_Handler,
+		},
+		{
+			MethodName: "IntrospectIdentityToken",
+			Handler:    _IdentityRuntimeService_IntrospectIdentityToken_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
