@@ -47,14 +47,14 @@ type Options struct {
 // Server implements the service over a Manager.
 type Server struct {
 	pb.UnimplementedIdentityRuntimeServiceServer
-	m        *session.Manager
-	bind     bool
+	m    *session.Manager
+	bind bool
 	// introspectors may call IntrospectIdentityToken (by client identity)
 	introspectors map[string]bool
-	sessions *session.Cache
-	log      *slog.Logger
-	audit    *slog.Logger
-	calls    *prometheus.CounterVec
+	sessions      *session.Cache
+	log           *slog.Logger
+	audit         *slog.Logger
+	calls         *prometheus.CounterVec
 }
 
 // Register registers the service on s.
