@@ -333,54 +333,21 @@ func waitLog(t *testing.T, log *hosttest.Log, want string) {
 // new certificate (a rotation) refreshes; identity.session.bind_refresh_to_client: false turns
 // the binding off.
 func TestRefreshTokensBoundToTheClientCertificate(t *testing.T) {
-	serverCA, clientCA := testpki.New(t), testpki.New(t)
-	certFile, keyFile := serverCA.Server(t)
-	iss := oidctest.New(t)
-	roots := serverCA.Pool()
-	as := func(uri string) *tls.Config {
-		cf, kf := clientCA.ClientWith(t, []string{uri}, nil) // a new key and certificate each time
-		c, err := tls.LoadX509KeyPair(cf, kf)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return &tls.Config{RootCAs: roots, Certificates: []tls.Certificate{c}}
-	}
+	m := newMTLSRuntime(t)
 	const gateway, batch = "spiffe://keyfort.test/ns/prod/sa/gateway", "spiffe://keyfort.test/ns/prod/sa/batch"
 	for _, bind := range []bool{true, false} {
-		cfg := writeConfig(t, fmt.Sprintf(`
-providers:
-  dev:
-    type: memory
-    settings:
-      signing_keys: { session-signing: { algorithm: ES256 } }
-      secrets: { google-client-id: client-1 }
-identity:
-  secrets:
-    session_signing: dev:session-signing
-    oidc: { google: { client_id: dev:google-client-id, issuer: %s } }
-  session: { bind_refresh_to_client: %v }
-`, iss.URL, bind))
-		addrs, log, _ := hosttest.StartLogged(t, hosttest.ProviderHost(t), []string{"PATH=" + os.Getenv("PATH")}, servingTLS,
-			"serve", "--config", cfg, "--http-addr", "127.0.0.1:0", "--grpc-addr", "127.0.0.1:0", "--tls-cert", certFile, "--tls-key", keyFile,
-			"--tls-client-ca", clientCA.CertFile)
-		client := func(c *tls.Config) pb.IdentityRuntimeServiceClient {
-			cc, err := grpc.NewClient(addrs[1], grpc.WithTransportCredentials(credentials.NewTLS(c)))
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { _ = cc.Close() })
-			return pb.NewIdentityRuntimeServiceClient(cc)
-		}
+		addr, log := m.serve(m.config(fmt.Sprintf("bind_refresh_to_client: %v", bind)))
 		ctx := context.Background()
-		started, err := client(as(gateway)).StartIdentitySession(ctx, &pb.StartIdentitySessionRequest{IdentityProvider: "google",
-			ExternalToken: iss.Sign(t, "k1", iss.Claims("alice", "client-1"), nil)})
+		started, err := m.client(addr, gateway).StartIdentitySession(ctx, &pb.StartIdentitySessionRequest{IdentityProvider: "google",
+			ExternalToken: m.iss.Sign(t, "k1", m.iss.Claims("alice", "client-1"), nil)})
 		if err != nil {
 			t.Fatal(err)
 		}
-		refresh := func(c *tls.Config, tok string) (*pb.RefreshIdentitySessionResponse, error) {
-			return client(c).RefreshIdentitySession(ctx, &pb.RefreshIdentitySessionRequest{RefreshToken: tok})
+		// Each call from a new certificate (and key): a rotation, for the same identity.
+		refresh := func(uri, tok string) (*pb.RefreshIdentitySessionResponse, error) {
+			return m.client(addr, uri).RefreshIdentitySession(ctx, &pb.RefreshIdentitySessionRequest{RefreshToken: tok})
 		}
-		_, err = refresh(as(batch), started.GetTokens().GetRefreshToken())
+		_, err = refresh(batch, started.GetTokens().GetRefreshToken())
 		if !bind {
 			if err != nil {
 				t.Errorf("without binding, another client refreshing: %v", err)
@@ -391,11 +358,11 @@ identity:
 			t.Fatalf("another client refreshing a bound refresh token: got %v, want Unauthenticated", err)
 		}
 		waitLog(t, log, "event=session.refresh outcome=client_mismatch")
-		again, err := refresh(as(gateway), started.GetTokens().GetRefreshToken()) // a rotated certificate of the same workload
+		again, err := refresh(gateway, started.GetTokens().GetRefreshToken()) // a rotated certificate of the same workload
 		if err != nil {
 			t.Fatalf("the same client identity, with a new certificate: %v", err)
 		}
-		if _, err := refresh(as(batch), again.GetTokens().GetRefreshToken()); status.Code(err) != codes.Unauthenticated {
+		if _, err := refresh(batch, again.GetTokens().GetRefreshToken()); status.Code(err) != codes.Unauthenticated {
 			t.Errorf("the successor, by another client: %v", err)
 		}
 	}
@@ -406,44 +373,16 @@ identity:
 // refresh token, a junk token or an expired one, the answer is inactive and says nothing more.
 // Any other client is refused; and introspection clients without --tls-client-ca stop serve.
 func TestIntrospection(t *testing.T) {
-	serverCA, clientCA := testpki.New(t), testpki.New(t)
-	certFile, keyFile := serverCA.Server(t)
-	iss := oidctest.New(t)
-	roots := serverCA.Pool()
+	m := newMTLSRuntime(t)
+	iss := m.iss
 	const gateway, python = "spiffe://keyfort.test/ns/prod/sa/gateway", "spiffe://keyfort.test/ns/prod/sa/python"
-	cfg := writeConfig(t, fmt.Sprintf(`
-providers:
-  dev:
-    type: memory
-    settings:
-      signing_keys: { session-signing: { algorithm: ES256 } }
-      secrets: { google-client-id: client-1 }
-identity:
-  secrets:
-    session_signing: dev:session-signing
-    oidc: { google: { client_id: dev:google-client-id, issuer: %s } }
-  session: { introspection_clients: [%q] }
-`, iss.URL, python))
+	cfg := m.config(fmt.Sprintf("introspection_clients: [%q]", python))
 	r := run(t, []string{"PATH=" + os.Getenv("PATH")}, "serve", "--config", cfg, "--http-addr", "127.0.0.1:0", "--grpc-addr", "127.0.0.1:0")
 	if r.code == 0 || !strings.Contains(r.stdout+r.stderr, "introspection_clients needs client certificates") {
 		t.Errorf("introspection clients without --tls-client-ca: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
-	addrs, log, _ := hosttest.StartLogged(t, hosttest.ProviderHost(t), []string{"PATH=" + os.Getenv("PATH")}, servingTLS,
-		"serve", "--config", cfg, "--http-addr", "127.0.0.1:0", "--grpc-addr", "127.0.0.1:0", "--tls-cert", certFile, "--tls-key", keyFile,
-		"--tls-client-ca", clientCA.CertFile)
-	client := func(uri string) pb.IdentityRuntimeServiceClient {
-		cf, kf := clientCA.ClientWith(t, []string{uri}, nil)
-		c, err := tls.LoadX509KeyPair(cf, kf)
-		if err != nil {
-			t.Fatal(err)
-		}
-		cc, err := grpc.NewClient(addrs[1], grpc.WithTransportCredentials(credentials.NewTLS(&tls.Config{RootCAs: roots, Certificates: []tls.Certificate{c}})))
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = cc.Close() })
-		return pb.NewIdentityRuntimeServiceClient(cc)
-	}
+	addr, log := m.serve(cfg)
+	client := func(uri string) pb.IdentityRuntimeServiceClient { return m.client(addr, uri) }
 	ctx := context.Background()
 	gw, py := client(gateway), client(python)
 	claims := iss.Claims("alice", "client-1")
@@ -480,4 +419,58 @@ identity:
 	if res, err := introspect(py, access); err != nil || res.GetActive() || res.GetSubject() != "" {
 		t.Errorf("the access token of an ended session: %v, %v; want inactive", res, err)
 	}
+}
+
+// mtlsRuntime is a serve over mutual TLS (a server CA, a client CA) with an identity provider,
+// whose clients are named by a SPIFFE ID in their certificate.
+type mtlsRuntime struct {
+	t                  *testing.T
+	serverCA, clientCA *testpki.CA
+	iss                *oidctest.Issuer
+}
+
+func newMTLSRuntime(t *testing.T) *mtlsRuntime {
+	return &mtlsRuntime{t: t, serverCA: testpki.New(t), clientCA: testpki.New(t), iss: oidctest.New(t)}
+}
+
+// config is a configuration with the memory provider's signing key and the test identity provider
+// (client id client-1), and session settings (a YAML flow map's members).
+func (m *mtlsRuntime) config(session string) string {
+	return writeConfig(m.t, fmt.Sprintf(`
+providers:
+  dev:
+    type: memory
+    settings:
+      signing_keys: { session-signing: { algorithm: ES256 } }
+      secrets: { google-client-id: client-1 }
+identity:
+  secrets:
+    session_signing: dev:session-signing
+    oidc: { google: { client_id: dev:google-client-id, issuer: %s } }
+  session: { %s }
+`, m.iss.URL, session))
+}
+
+// serve starts serve on cfg with client certificates required, and returns its gRPC address and log.
+func (m *mtlsRuntime) serve(cfg string) (string, *hosttest.Log) {
+	certFile, keyFile := m.serverCA.Server(m.t)
+	addrs, log, _ := hosttest.StartLogged(m.t, hosttest.ProviderHost(m.t), []string{"PATH=" + os.Getenv("PATH")}, servingTLS,
+		"serve", "--config", cfg, "--http-addr", "127.0.0.1:0", "--grpc-addr", "127.0.0.1:0", "--tls-cert", certFile, "--tls-key", keyFile,
+		"--tls-client-ca", m.clientCA.CertFile)
+	return addrs[1], log
+}
+
+// client is a client of the runtime at addr with a new certificate (and key) naming uri.
+func (m *mtlsRuntime) client(addr, uri string) pb.IdentityRuntimeServiceClient {
+	cf, kf := m.clientCA.ClientWith(m.t, []string{uri}, nil)
+	c, err := tls.LoadX509KeyPair(cf, kf)
+	if err != nil {
+		m.t.Fatal(err)
+	}
+	cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(credentials.NewTLS(&tls.Config{RootCAs: m.serverCA.Pool(), Certificates: []tls.Certificate{c}})))
+	if err != nil {
+		m.t.Fatal(err)
+	}
+	m.t.Cleanup(func() { _ = cc.Close() })
+	return pb.NewIdentityRuntimeServiceClient(cc)
 }
