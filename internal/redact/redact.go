@@ -1,4 +1,3 @@
-// Package redact masks the secrets of connection strings for logs, errors and check output.
 package redact
 
 import (
