@@ -8,6 +8,7 @@ import (
 	"github.com/keyfort/keyfort/provider"
 	"github.com/keyfort/keyfort/providers/memory"
 	"github.com/keyfort/keyfort/session"
+	"github.com/keyfort/keyfort/session/oidc"
 	"github.com/keyfort/keyfort/session/token"
 )
 
@@ -54,4 +55,22 @@ func ExampleManager_EndSubjectSessions() {
 	// before: <nil>
 	// sessions ended: 0 cut: true
 	// after: true
+}
+
+// A guarded service that accepts the identity provider's ID tokens directly: IDTokens names the
+// identity provider as the runtime does, and sharing the runtime's store (here Redis, in
+// production) makes the runtime's logouts and subject cuts end this service's sessions too.
+func ExampleIDTokens() {
+	ctx := context.Background()
+	google, err := oidc.New(ctx, oidc.Config{Issuer: "https://accounts.google.com", Audience: "my-client-id.apps.googleusercontent.com"})
+	if err != nil {
+		return // discovery failed: the service cannot start without its identity provider
+	}
+	var shared session.Store = session.NewMemoryStore(nil) // redisstore.OpenConfigured(...) in production
+	sessions, err := session.NewCache(session.CacheConfig{Authenticator: session.IDTokens{IdP: "google", Verifier: google}, Store: shared})
+	if err != nil {
+		return
+	}
+	defer sessions.Close()
+	_ = sessions // grpcauth.New(grpcauth.Config{Sessions: sessions}).ServerOptions() guards the gRPC server
 }
