@@ -151,6 +151,9 @@ type SessionConfig struct {
 	RedisAllowEviction bool
 	// PostgresURL selects the PostgreSQL store shared by replicas, in place of Redis.
 	PostgresURL string
+	// MaxSessionsPerSubject bounds the live sessions of a subject at an identity provider; a start
+	// beyond it ends the oldest (identity.session.max_sessions_per_subject; 0: no bound).
+	MaxSessionsPerSubject int
 	// IntrospectionClients are the client certificate identities (URI SAN, else subject) allowed
 	// the runtime's IntrospectIdentityToken (identity.session.introspection_clients).
 	IntrospectionClients []string
@@ -617,6 +620,12 @@ func (p *parser) sessionConfig(v any) {
 			}
 		case "redis_tls":
 			p.redisTLS(key, m[k])
+		case "max_sessions_per_subject":
+			n, err := strconv.Atoi(fmt.Sprint(m[k]))
+			if err != nil || n < 0 {
+				p.add(key, "", "", "want a number of sessions (0: no bound)")
+			}
+			sc.MaxSessionsPerSubject = max(n, 0)
 		case "introspection_clients":
 			switch a := m[k].(type) {
 			case []any:
@@ -672,7 +681,7 @@ func (p *parser) sessionConfig(v any) {
 				sc.RefreshGrace = d
 			}
 		default:
-			p.add(key, "", "", "unknown key (known: issuer, audience, access_ttl, refresh_ttl, refresh_grace, revalidate, subject_cut_ttl, bind_refresh_to_client, introspection_clients, redis_url, redis_tls, redis_allow_eviction, postgres_url, postgres_migrate)")
+			p.add(key, "", "", "unknown key (known: issuer, audience, access_ttl, refresh_ttl, refresh_grace, revalidate, subject_cut_ttl, max_sessions_per_subject, bind_refresh_to_client, introspection_clients, redis_url, redis_tls, redis_allow_eviction, postgres_url, postgres_migrate)")
 		}
 	}
 	if sc.RedisURL != "" && sc.PostgresURL != "" {

@@ -394,6 +394,8 @@ identity:
 			"identity.session.postgres_migrate: want true or false"},
 		"introspection clients not a list": {`identity: { secrets: { session_signing: "memory:s" }, session: { introspection_clients: { a: 1 } } }`, nil,
 			"identity.session.introspection_clients: want a list of client certificate identities"},
+		"a negative session bound": {`identity: { secrets: { session_signing: "memory:s" }, session: { max_sessions_per_subject: -1 } }`, nil,
+			"identity.session.max_sessions_per_subject: want a number of sessions"},
 		"binding not a boolean": {`identity: { secrets: { session_signing: "memory:s" }, session: { bind_refresh_to_client: often } }`, nil,
 			"identity.session.bind_refresh_to_client: want true or false"},
 		"eviction without redis": {`identity: { secrets: { session_signing: "memory:s" }, session: { postgres_url: "postgres://db/x", redis_allow_eviction: true } }`, nil,
@@ -563,14 +565,14 @@ func TestSessionDurations(t *testing.T) {
 	cfg, err := config.Load(config.Source{Files: []string{write(t, "k.yaml", `
 identity:
   secrets: { session_signing: env:K }
-  session: { access_ttl: 5m, refresh_ttl: 1h, refresh_grace: 2s, revalidate: 1m, subject_cut_ttl: 48h }
+  session: { access_ttl: 5m, refresh_ttl: 1h, refresh_grace: 2s, revalidate: 1m, subject_cut_ttl: 48h, max_sessions_per_subject: 5 }
 `)}, Environ: []string{}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	s := cfg.Session
 	if s.AccessTTL != 5*time.Minute || s.RefreshTTL != time.Hour || s.RefreshGrace != 2*time.Second || s.Revalidate != time.Minute ||
-		s.SubjectCutTTL != 48*time.Hour {
+		s.SubjectCutTTL != 48*time.Hour || s.MaxSessionsPerSubject != 5 {
 		t.Errorf("session durations: %+v", s)
 	}
 	if s.TokenIssuer() != config.DefaultIssuer {

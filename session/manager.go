@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"time"
 
 	"github.com/keyfort/keyfort/session/oidc"
@@ -58,6 +59,11 @@ type Config struct {
 	// AccessTTL, RefreshTTL and RefreshGrace default to DefaultAccessTTL, DefaultRefreshTTL and
 	// DefaultRefreshGrace.
 	AccessTTL, RefreshTTL, RefreshGrace time.Duration
+	// MaxSessionsPerSubject, when positive, bounds the live sessions of one subject at one identity
+	// provider: a StartSession beyond it ends the oldest (a user's devices, most recent first). It
+	// needs a SubjectLister store (memory, Redis and PostgreSQL are). Replicas starting sessions
+	// for one subject at the same moment may leave one over the bound until the next start.
+	MaxSessionsPerSubject int
 	// SubjectCutTTL is how long the cut of EndSubjectSessions is kept (default
 	// DefaultSubjectCutTTL, and never less than AccessTTL): tokens it ends that live longer
 	// (an identity provider's token valid for more than a day) work again after it.
@@ -92,6 +98,9 @@ type Tokens struct {
 	RefreshExpiresAt time.Time
 	// Subject, Tenant and IdP are the session's (for the caller's records and audit logs).
 	Subject, Tenant, IdP string
+	// Evicted are the sessions of the subject StartSession ended to stay within
+	// Config.MaxSessionsPerSubject (oldest first).
+	Evicted []string
 }
 
 // StartRequest asks for a session on the strength of an external identity token.
@@ -125,6 +134,9 @@ func NewManager(cfg Config) (*Manager, error) {
 	if cfg.HashKey != nil && len(cfg.HashKey) < 32 {
 		return nil, errors.New("session: HashKey must be at least 32 bytes")
 	}
+	if cfg.MaxSessionsPerSubject < 0 {
+		return nil, errors.New("session: MaxSessionsPerSubject must not be negative")
+	}
 	m := &Manager{cfg: cfg, store: cfg.Store, log: cfg.Logger, now: cfg.Now}
 	if m.now == nil {
 		m.now = time.Now
@@ -134,6 +146,9 @@ func NewManager(cfg Config) (*Manager, error) {
 	}
 	if m.store == nil {
 		m.store = NewMemoryStore(m.now)
+	}
+	if _, ok := m.store.(SubjectLister); cfg.MaxSessionsPerSubject > 0 && !ok {
+		return nil, errors.New("session: MaxSessionsPerSubject needs a store that lists a subject's sessions (SubjectLister)")
 	}
 	m.cfg.HashKey = hashKeyOf(cfg.HashKey, m.store)
 	codec, err := token.New(token.Config{Issuer: cfg.Issuer, Keys: cfg.Keys, Signer: cfg.Signer, Now: m.now})
@@ -210,7 +225,46 @@ func (m *Manager) StartSession(ctx context.Context, req StartRequest) (Tokens, e
 	if err := m.store.CreateFamily(ctx, f); err != nil {
 		return Tokens{}, fmt.Errorf("%w: %v", ErrStoreUnavailable, err)
 	}
-	return m.issue(ctx, f, req.Client)
+	evicted, err := m.evictOldest(ctx, f, now)
+	if err != nil {
+		return Tokens{}, err // fail closed; the new family, held by no one, expires
+	}
+	t, err := m.issue(ctx, f, req.Client)
+	t.Evicted = evicted
+	return t, err
+}
+
+// evictOldest ends the oldest sessions of f's subject at f's identity provider beyond
+// MaxSessionsPerSubject (f, just made, is the newest and stays), as a logout does, and returns
+// their session IDs.
+func (m *Manager) evictOldest(ctx context.Context, f Family, now time.Time) ([]string, error) {
+	limit := m.cfg.MaxSessionsPerSubject
+	if limit <= 0 {
+		return nil, nil
+	}
+	live, err := m.store.(SubjectLister).SubjectFamilies(ctx, SubjectSelector{Subject: f.Subject, IdP: f.IdP, Except: []string{f.SessionID}}, now)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrStoreUnavailable, err)
+	}
+	if len(live) < limit {
+		return nil, nil
+	}
+	// A family's ExpiresAt is its start plus RefreshTTL, never moved by a rotation: the earliest
+	// started first.
+	slices.SortFunc(live, func(a, b Family) int { return a.ExpiresAt.Compare(b.ExpiresAt) })
+	var evicted []string
+	for _, old := range live[:len(live)-(limit-1)] {
+		if err := m.store.RevokeFamily(ctx, old.ID); err != nil {
+			return evicted, fmt.Errorf("%w: %v", ErrStoreUnavailable, err)
+		}
+		if old.Origin != "" && now.Before(old.OriginExpiresAt) {
+			if err := m.store.Tombstone(ctx, old.Origin, old.OriginExpiresAt); err != nil {
+				return evicted, fmt.Errorf("%w: %v", ErrStoreUnavailable, err)
+			}
+		}
+		evicted = append(evicted, old.SessionID)
+	}
+	return evicted, nil
 }
 
 // issue signs the access token and the refresh token of family f's current member, the refresh

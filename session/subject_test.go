@@ -3,11 +3,14 @@ package session_test
 import (
 	"context"
 	"errors"
+	"fmt"
+	"slices"
 	"testing"
 	"time"
 
 	"github.com/keyfort/keyfort/provider"
 	"github.com/keyfort/keyfort/session"
+	"github.com/keyfort/keyfort/session/oidc"
 	"github.com/keyfort/keyfort/session/token"
 )
 
@@ -285,5 +288,68 @@ func TestLogoutOfABareToken(t *testing.T) {
 	}
 	if got, err := own.Get(ctx, kept); err != nil || got != sKept {
 		t.Errorf("another bare token of the subject: %v", err)
+	}
+}
+
+// TestMaxSessionsPerSubject: with a bound of two sessions per subject, a third start ends the
+// oldest (its refresh refused, its cached session ended on the feed, its ID token unable to start
+// another) and names it; the subject's sessions at another identity provider, and other
+// subjects', do not count. A store that cannot list a subject's sessions is refused the setting.
+func TestMaxSessionsPerSubject(t *testing.T) {
+	shared := session.NewMemoryStore(nil)
+	f := newFixture(t, shared)
+	ctx := context.Background()
+	m, err := session.NewManager(session.Config{Issuer: "https://keyfort.test", Audience: "api", Store: shared, Now: f.clk.Now,
+		Keys:                  token.KeySourceFunc(func(ctx context.Context) (provider.KeySet, error) { return f.keys.SigningKeys(ctx, "session") }),
+		IdPs:                  map[string]*oidc.Verifier{"google": f.google, "other": f.google},
+		MaxSessionsPerSubject: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cache := openCache(t, session.CacheConfig{Authenticator: m, Store: shared, Revalidate: time.Hour}, nil)
+	n := 0
+	start := func(subject, idp string) (string, session.Tokens) {
+		t.Helper()
+		n++
+		claims := f.iss.Claims(subject, googleAud)
+		claims["nonce"] = fmt.Sprint(n)
+		ext := f.iss.Sign(t, "k1", claims, nil)
+		toks, err := m.StartSession(ctx, session.StartRequest{IdP: idp, ExternalToken: ext})
+		if err != nil {
+			t.Fatal(err)
+		}
+		f.clk.Advance(time.Second) // starts in order
+		return ext, toks
+	}
+	oldExt, oldest := start("alice", "google")
+	_, second := start("alice", "google")
+	_, elsewhere := start("alice", "other")
+	_, bob := start("bob", "google")
+	cached, err := cache.Get(ctx, oldest.AccessToken)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(second.Evicted)+len(elsewhere.Evicted)+len(bob.Evicted) != 0 {
+		t.Fatalf("starts within the bound evicted %v %v %v", second.Evicted, elsewhere.Evicted, bob.Evicted)
+	}
+	_, third := start("alice", "google")
+	if !slices.Equal(third.Evicted, []string{oldest.SessionID}) {
+		t.Fatalf("the third start evicted %v, want the oldest %s", third.Evicted, oldest.SessionID)
+	}
+	if _, err := m.RefreshSession(ctx, oldest.RefreshToken); !errors.Is(err, session.ErrUnauthenticated) {
+		t.Errorf("the evicted session refreshed: %v", err)
+	}
+	waitDone(t, cached)
+	if _, err := m.StartSession(ctx, session.StartRequest{IdP: "google", ExternalToken: oldExt}); !errors.Is(err, session.ErrUnauthenticated) {
+		t.Errorf("the evicted session's ID token started another: %v", err)
+	}
+	for _, toks := range []session.Tokens{second, third, elsewhere, bob} {
+		if _, err := m.RefreshSession(ctx, toks.RefreshToken); err != nil {
+			t.Errorf("session %s after the eviction: %v", toks.SessionID, err)
+		}
+	}
+	if _, err := session.NewManager(session.Config{Issuer: "x", Store: hidden{session.NewMemoryStore(nil)}, MaxSessionsPerSubject: 1,
+		Keys: token.KeySourceFunc(func(context.Context) (provider.KeySet, error) { return provider.KeySet{}, nil })}); err == nil {
+		t.Error("MaxSessionsPerSubject over a store without SubjectLister was accepted")
 	}
 }

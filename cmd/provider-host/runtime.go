@@ -137,8 +137,8 @@ func newIdentityRuntime(ctx context.Context, cfg *config.Config, cat *catalog.Ca
 	m, err := session.NewManager(session.Config{
 		Issuer: issuer, Audience: cfg.Session.Audience, Keys: keys, Signer: keys, IdPs: idps, Store: store,
 		AccessTTL: cfg.Session.AccessTTL, RefreshTTL: cfg.Session.RefreshTTL, RefreshGrace: cfg.Session.RefreshGrace,
-		SubjectCutTTL: cfg.Session.SubjectCutTTL,
-		Policy:        session.Policy{Rules: rules}, Logger: log,
+		SubjectCutTTL: cfg.Session.SubjectCutTTL, MaxSessionsPerSubject: cfg.Session.MaxSessionsPerSubject,
+		Policy: session.Policy{Rules: rules}, Logger: log,
 	})
 	if err != nil {
 		_ = store.Close()

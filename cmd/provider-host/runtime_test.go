@@ -941,3 +941,26 @@ identity:
 	_, log, _ := startServe(t, env, "--config", allowed, "--grpc-addr", "127.0.0.1:0")
 	waitLog(t, log, "the session Redis may evict keys")
 }
+
+// TestMaxSessionsPerSubjectThroughServe: with identity.session.max_sessions_per_subject: 2 and the
+// shared Redis store, a subject's third login ends its oldest session (its refresh refused), and
+// the start's audit record names the session evicted.
+func TestMaxSessionsPerSubjectThroughServe(t *testing.T) {
+	iss := oidctest.New(t)
+	rt, _, log := startRuntimeLogged(t, iss, "    max_sessions_per_subject: 2\n    redis_url: "+redistest.URL()+"\n", "")
+	subject := fmt.Sprintf("max-sessions-%d", time.Now().UnixNano()) // the Redis is shared with other tests
+	var toks []*pb.SessionTokens
+	for i := range 3 {
+		toks = append(toks, startAs(t, rt, iss, "client-123.apps.googleusercontent.com", subject, strconv.Itoa(i)))
+	}
+	ctx := context.Background()
+	if _, err := rt.RefreshIdentitySession(ctx, &pb.RefreshIdentitySessionRequest{RefreshToken: toks[0].GetRefreshToken()}); status.Code(err) != codes.Unauthenticated {
+		t.Errorf("the oldest session after a third login: got %v, want Unauthenticated", err)
+	}
+	for _, s := range toks[1:] {
+		if _, err := rt.RefreshIdentitySession(ctx, &pb.RefreshIdentitySessionRequest{RefreshToken: s.GetRefreshToken()}); err != nil {
+			t.Errorf("a session within the bound: %v", err)
+		}
+	}
+	waitLog(t, log, "evicted=["+toks[0].GetSessionId()+"]")
+}

@@ -193,7 +193,11 @@ func (s *Server) StartIdentitySession(ctx context.Context, req *pb.StartIdentity
 		s.record(ctx, method, event, outcome(err), err, slog.String("idp", req.GetIdentityProvider()), slog.String("tenant", req.GetTenant()))
 		return nil, statusOf(err)
 	}
-	s.record(ctx, method, event, "ok", nil, sessionAttrs(t.SessionID, t.Subject, t.Tenant, t.IdP)...)
+	attrs := sessionAttrs(t.SessionID, t.Subject, t.Tenant, t.IdP)
+	if len(t.Evicted) > 0 { // older sessions ended to stay within max_sessions_per_subject
+		attrs = append(attrs, slog.Any("evicted", t.Evicted))
+	}
+	s.record(ctx, method, event, "ok", nil, attrs...)
 	return &pb.StartIdentitySessionResponse{Tokens: tokensOut(t)}, nil
 }
 
