@@ -246,12 +246,14 @@ func (m *Manager) evictOldest(ctx context.Context, f Family, now time.Time) ([]s
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrStoreUnavailable, err)
 	}
+	// Only sessions started before this one are candidates: two logins of one subject at once then
+	// never end each other (the newer stays), at the cost of one over the bound until the next.
+	// A family's ExpiresAt is its start plus RefreshTTL, never moved by a rotation.
+	live = slices.DeleteFunc(live, func(o Family) bool { return !o.ExpiresAt.Before(f.ExpiresAt) })
 	if len(live) < limit {
 		return nil, nil
 	}
-	// A family's ExpiresAt is its start plus RefreshTTL, never moved by a rotation: the earliest
-	// started first.
-	slices.SortFunc(live, func(a, b Family) int { return a.ExpiresAt.Compare(b.ExpiresAt) })
+	slices.SortFunc(live, func(a, b Family) int { return a.ExpiresAt.Compare(b.ExpiresAt) }) // oldest first
 	var evicted []string
 	for _, old := range live[:len(live)-(limit-1)] {
 		if err := m.store.RevokeFamily(ctx, old.ID); err != nil {

@@ -348,6 +348,27 @@ func TestMaxSessionsPerSubject(t *testing.T) {
 			t.Errorf("session %s after the eviction: %v", toks.SessionID, err)
 		}
 	}
+	// A login racing a newer one (made first by another replica, say) does not end it: the newer
+	// session stays, one over the bound until the next login.
+	one, err := session.NewManager(session.Config{Issuer: "https://keyfort.test", Audience: "api", Store: shared, Now: f.clk.Now,
+		Keys:                  token.KeySourceFunc(func(ctx context.Context) (provider.KeySet, error) { return f.keys.SigningKeys(ctx, "session") }),
+		IdPs:                  map[string]*oidc.Verifier{"google": f.google},
+		MaxSessionsPerSubject: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	newer := session.Family{ID: "fam-newer", SessionID: "s-newer", Subject: "carol", IdP: "google", Current: "j1",
+		CurrentIssuedAt: f.clk.Now(), ExpiresAt: f.clk.Now().Add(session.DefaultRefreshTTL + time.Minute)}
+	if err := shared.CreateFamily(ctx, newer); err != nil {
+		t.Fatal(err)
+	}
+	racing, err := one.StartSession(ctx, session.StartRequest{IdP: "google", ExternalToken: f.iss.Sign(t, "k1", f.iss.Claims("carol", googleAud), nil)})
+	if err != nil || len(racing.Evicted) != 0 {
+		t.Fatalf("a login racing a newer session: evicted %v, %v", racing.Evicted, err)
+	}
+	if fam, err := shared.Family(ctx, "fam-newer"); err != nil || fam.Revoked {
+		t.Errorf("the newer session was ended: %+v, %v", fam, err)
+	}
 	if _, err := session.NewManager(session.Config{Issuer: "x", Store: hidden{session.NewMemoryStore(nil)}, MaxSessionsPerSubject: 1,
 		Keys: token.KeySourceFunc(func(context.Context) (provider.KeySet, error) { return provider.KeySet{}, nil })}); err == nil {
 		t.Error("MaxSessionsPerSubject over a store without SubjectLister was accepted")
