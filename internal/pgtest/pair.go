@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"os/user"
@@ -17,6 +16,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/keyfort/keyfort/internal/testnet"
 )
 
 // Pair is a PostgreSQL primary and a streaming-replication standby of it, each a server of its own
@@ -224,13 +225,5 @@ func pgMajor(path string) int {
 	return n
 }
 
-func freePort(tb testing.TB) string {
-	tb.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	defer l.Close()
-	_, port, _ := net.SplitHostPort(l.Addr().String())
-	return port
-}
+// freePort is testnet.FreePort.
+func freePort(tb testing.TB) string { return testnet.FreePort(tb) }

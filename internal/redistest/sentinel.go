@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/keyfort/keyfort/internal/testnet"
 )
 
 // SentinelMaster is the master name the Sentinel of StartSentinel monitors.
@@ -93,16 +95,8 @@ func (s *Sentinel) waitReplicas(tb testing.TB, n int) {
 	tb.Fatalf("the Sentinel never saw %d replica(s)", n)
 }
 
-func freePort(tb testing.TB) string {
-	tb.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	defer l.Close()
-	_, port, _ := net.SplitHostPort(l.Addr().String())
-	return port
-}
+// freePort is testnet.FreePort.
+func freePort(tb testing.TB) string { return testnet.FreePort(tb) }
 
 func waitPing(tb testing.TB, addr, logFile string) {
 	tb.Helper()
