@@ -160,6 +160,9 @@ type SessionConfig struct {
 	// UnboundRefresh is identity.session.bind_refresh_to_client set to false: refresh tokens are
 	// not bound to the mutual-TLS client that started their session (identityrpc.Options.BindClients).
 	UnboundRefresh bool
+	// BindAccess is identity.session.bind_access_to_client: access tokens are bound to the
+	// mutual-TLS client that started their session, too (session.Config.BindAccessTokens).
+	BindAccess bool
 	// PostgresNoMigrate is identity.session.postgres_migrate set to false: the store creates and
 	// changes no tables (pgstore.Config.DisableMigration).
 	PostgresNoMigrate bool
@@ -648,6 +651,12 @@ func (p *parser) sessionConfig(v any) {
 				p.add(key, "", "", "want true or false")
 			}
 			sc.UnboundRefresh = ok && !b
+		case "bind_access_to_client":
+			b, ok := asBool(m[k])
+			if !ok {
+				p.add(key, "", "", "want true or false")
+			}
+			sc.BindAccess = ok && b
 		case "redis_allow_eviction":
 			b, ok := asBool(m[k])
 			if !ok {
@@ -681,7 +690,7 @@ func (p *parser) sessionConfig(v any) {
 				sc.RefreshGrace = d
 			}
 		default:
-			p.add(key, "", "", "unknown key (known: issuer, audience, access_ttl, refresh_ttl, refresh_grace, revalidate, subject_cut_ttl, max_sessions_per_subject, bind_refresh_to_client, introspection_clients, redis_url, redis_tls, redis_allow_eviction, postgres_url, postgres_migrate)")
+			p.add(key, "", "", "unknown key (known: issuer, audience, access_ttl, refresh_ttl, refresh_grace, revalidate, subject_cut_ttl, max_sessions_per_subject, bind_refresh_to_client, bind_access_to_client, introspection_clients, redis_url, redis_tls, redis_allow_eviction, postgres_url, postgres_migrate)")
 		}
 	}
 	if sc.RedisURL != "" && sc.PostgresURL != "" {
@@ -689,6 +698,9 @@ func (p *parser) sessionConfig(v any) {
 	}
 	if _, set := m["redis_allow_eviction"]; set && sc.RedisURL == "" {
 		p.add("identity.session.redis_allow_eviction", "", "", "set, but identity.session.redis_url is not")
+	}
+	if sc.BindAccess && sc.UnboundRefresh {
+		p.add("identity.session.bind_access_to_client", "", "", "set, but identity.session.bind_refresh_to_client is false: a refresh token any client may use would mint access tokens for it")
 	}
 	if _, set := m["postgres_migrate"]; set && sc.PostgresURL == "" {
 		p.add("identity.session.postgres_migrate", "", "", "set, but identity.session.postgres_url is not")

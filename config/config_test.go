@@ -352,8 +352,8 @@ identity:
 	if cfg.Session.PostgresNoMigrate {
 		t.Error("migrations are off by default")
 	}
-	if cfg.Session.UnboundRefresh {
-		t.Error("refresh tokens are bound to their client by default")
+	if cfg.Session.UnboundRefresh || cfg.Session.BindAccess {
+		t.Error("by default refresh tokens are bound to their client, access tokens are not")
 	}
 	cfg, err = load(`identity: { secrets: { session_signing: "memory:s" }, session: { introspection_clients: ["spiffe://a/x", "CN=b"] } }`)
 	if err != nil || !slices.Equal(cfg.Session.IntrospectionClients, []string{"spiffe://a/x", "CN=b"}) {
@@ -366,6 +366,10 @@ identity:
 	cfg, err = load(`identity: { secrets: { session_signing: "memory:s" }, session: { bind_refresh_to_client: false } }`)
 	if err != nil || !cfg.Session.UnboundRefresh {
 		t.Errorf("bind_refresh_to_client: false: %v, %+v", err, cfg.Session)
+	}
+	cfg, err = load(`identity: { secrets: { session_signing: "memory:s" } }`, "KEYFORT_IDENTITY__SESSION__BIND_ACCESS_TO_CLIENT=true")
+	if err != nil || !cfg.Session.BindAccess {
+		t.Errorf("bind_access_to_client=true from the environment: %v, %+v", err, cfg.Session)
 	}
 	cfg, err = load(`identity: { secrets: { session_signing: "memory:s" }, session: { redis_url: "redis://r:6379/0" } }`,
 		"KEYFORT_IDENTITY__SESSION__REDIS_ALLOW_EVICTION=true")
@@ -398,6 +402,10 @@ identity:
 			"identity.session.max_sessions_per_subject: want a number of sessions"},
 		"binding not a boolean": {`identity: { secrets: { session_signing: "memory:s" }, session: { bind_refresh_to_client: often } }`, nil,
 			"identity.session.bind_refresh_to_client: want true or false"},
+		"access binding not a boolean": {`identity: { secrets: { session_signing: "memory:s" }, session: { bind_access_to_client: 1.5 } }`, nil,
+			"identity.session.bind_access_to_client: want true or false"},
+		"access tokens bound, refresh tokens not": {`identity: { secrets: { session_signing: "memory:s" }, session: { bind_access_to_client: true, bind_refresh_to_client: false } }`, nil,
+			"identity.session.bind_access_to_client: set, but identity.session.bind_refresh_to_client is false"},
 		"eviction without redis": {`identity: { secrets: { session_signing: "memory:s" }, session: { postgres_url: "postgres://db/x", redis_allow_eviction: true } }`, nil,
 			"identity.session.redis_allow_eviction: set, but identity.session.redis_url is not"},
 		"eviction not a boolean": {`identity: { secrets: { session_signing: "memory:s" }, session: { redis_url: "redis://r:6379/0", redis_allow_eviction: maybe } }`, nil,

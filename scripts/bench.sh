@@ -53,6 +53,7 @@ misscr=$(med BenchmarkSessionMiss/part=credentials); missallocs=$(field Benchmar
 storew=$(med BenchmarkMemoryStoreCreateFamily)
 ihit=$(med BenchmarkUnaryInterceptorHit); iraw=$(med BenchmarkRawInterceptorLimit); ihitallocs=$(field BenchmarkUnaryInterceptorHit allocs/op)
 thit=$(med BenchmarkTappedInterceptorHit); traw=$(med BenchmarkRawTappedLimit); thitallocs=$(field BenchmarkTappedInterceptorHit allocs/op)
+tbhit=$(med BenchmarkTappedInterceptorHitBound); tbhitallocs=$(field BenchmarkTappedInterceptorHitBound allocs/op)
 
 # One row per algorithm and operation: Keyfort beside the three libraries, from internal/benchcmp.
 libs() { # $1 Verify|Sign, $2 algorithm
@@ -76,6 +77,7 @@ table=$(cat <<TXT
 | same, 2 goroutines in parallel | $shitp | | | | | |
 | guarded call on a cached session, tap handle + interceptor (\`Guard.ServerOptions\`) | $thit | $thitallocs | the same job with raw primitives: both credential headers read in place, keyed hash, map lookup, context value | $traw | $(pratio BenchmarkTappedInterceptorHit BenchmarkRawTappedLimit)× | ≤ 1.2×, 1 alloc (the context value) |
 | | | | raw keyed hash + map lookup alone | $rawkh | $(pratio BenchmarkTappedInterceptorHit BenchmarkRawKeyedHashMapLookup)× | ≤ 1.2× |
+| same, access token bound to its client, presented by it over mutual TLS (\`bind_access_to_client\`) | $tbhit | $tbhitallocs | the same call with a bearer token (row above) | $thit | $(pratio BenchmarkTappedInterceptorHitBound BenchmarkTappedInterceptorHit)× | |
 | unary interceptor alone on a cached session (no tap handle) | $ihit | $ihitallocs | the same job with raw primitives: grpc metadata reads of the two credential headers, keyed hash, map lookup, context value | $iraw | $(pratio BenchmarkUnaryInterceptorHit BenchmarkRawInterceptorLimit)× | |
 | | | | raw keyed hash + map lookup alone | $rawkh | $(pratio BenchmarkUnaryInterceptorHit BenchmarkRawKeyedHashMapLookup)× | |
 | memory per cached session at 100k / 1M sessions | ${mem} B / ${mem1m} B | | | | | ≤ 1 KiB at 1M |

@@ -65,8 +65,7 @@ func (a *AccessVerifier) Authenticate(ctx context.Context, raw string) (Principa
 		}
 		return Principal{}, err // the key set is unavailable: not the caller's fault
 	}
-	p := Principal{Subject: cl.Subject, Tenant: cl.Tenant, IdP: cl.IdP, Scope: cl.Scope,
-		ExpiresAt: time.Unix(cl.ExpiresAt, 0), IssuedAt: time.Unix(cl.IssuedAt, 0), Identity: provider.SensitiveString(raw), Family: cl.Family}
+	p := principalOf(cl, raw)
 	if err := a.Revalidate(ctx, p); err != nil {
 		return Principal{}, err
 	}

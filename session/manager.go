@@ -38,9 +38,10 @@ var (
 	ErrRefreshReuse = errors.New("refresh token reuse detected; session revoked")
 	// ErrUnknownIdP: StartSession named an identity provider that is not configured.
 	ErrUnknownIdP = errors.New("unknown identity provider")
-	// ErrClientMismatch: a refresh token bound to a client (StartRequest.Client) was presented by
-	// another, or by none; nothing was rotated or revoked. It wraps ErrUnauthenticated.
-	ErrClientMismatch = fmt.Errorf("%w: refresh token is bound to another client", ErrUnauthenticated)
+	// ErrClientMismatch: a token bound to a client (StartRequest.Client: a refresh token, and with
+	// Config.BindAccessTokens an access token) was presented by another, or by none; nothing was
+	// rotated or revoked. It wraps ErrUnauthenticated.
+	ErrClientMismatch = fmt.Errorf("%w: token is bound to another client", ErrUnauthenticated)
 )
 
 // Config configures a Manager.
@@ -59,6 +60,13 @@ type Config struct {
 	// AccessTTL, RefreshTTL and RefreshGrace default to DefaultAccessTTL, DefaultRefreshTTL and
 	// DefaultRefreshGrace.
 	AccessTTL, RefreshTTL, RefreshGrace time.Duration
+	// BindAccessTokens binds a session's access tokens, too, to the client StartRequest.Client
+	// names: they carry its identity (claim cli), and a guard (grpcauth, Session.CheckClient)
+	// serves them only to a caller presenting a certificate of that identity, so an access token
+	// copied out of its client (a log, a proxy, a heap dump) is useless elsewhere. Off by default:
+	// a client that hands its access token to another workload (a gateway relaying it) must not
+	// bind it. Bare tokens (IssueToken) are never bound.
+	BindAccessTokens bool
 	// MaxSessionsPerSubject, when positive, bounds the live sessions of one subject at one identity
 	// provider: a StartSession beyond it ends the oldest (a user's devices, most recent first). It
 	// needs a SubjectLister store (memory, Redis and PostgreSQL are). Replicas starting sessions
@@ -166,6 +174,12 @@ func orDefault(d, def time.Duration) time.Duration {
 	return d
 }
 
+// Issuer is the iss of the Manager's tokens.
+func (m *Manager) Issuer() string { return m.cfg.Issuer }
+
+// Audience is the aud of the Manager's access tokens (Config.Audience, default the Issuer).
+func (m *Manager) Audience() string { return m.cfg.Audience }
+
 // Codec returns the token codec (for verifying access tokens elsewhere).
 func (m *Manager) Codec() *token.Codec { return m.codec }
 
@@ -270,9 +284,13 @@ func (m *Manager) evictOldest(ctx context.Context, f Family, now time.Time) ([]s
 }
 
 // issue signs the access token and the refresh token of family f's current member, the refresh
-// token bound to client when it is set.
+// token (and with BindAccessTokens the access token) bound to client when it is set.
 func (m *Manager) issue(ctx context.Context, f Family, client string) (Tokens, error) {
 	now := m.now()
+	var accessClient string
+	if m.cfg.BindAccessTokens {
+		accessClient = client
+	}
 	accessExp := now.Add(m.cfg.AccessTTL)
 	if accessExp.After(f.ExpiresAt) {
 		accessExp = f.ExpiresAt
@@ -280,6 +298,7 @@ func (m *Manager) issue(ctx context.Context, f Family, client string) (Tokens, e
 	access, err := m.codec.Sign(ctx, token.TypeAccess, token.Claims{
 		Subject: f.Subject, Audience: m.cfg.Audience, ExpiresAt: accessExp.Unix(), IssuedAt: now.Unix(),
 		ID: randomID(), Tenant: f.Tenant, IdP: f.IdP, SessionID: f.SessionID, Family: f.ID, Scope: f.Scope,
+		Client: accessClient,
 	})
 	if err != nil {
 		return Tokens{}, err
@@ -383,13 +402,30 @@ func (m *Manager) Logout(ctx context.Context, anyToken string) error {
 }
 
 // EndSession is Logout, returning the family it ended (its session id, subject, tenant and identity
-// provider, for the caller's records).
+// provider, for the caller's records). It ends the session of any valid token, bound to a client or
+// not: it is for the caller that holds the token legitimately (an operator, a test); a service
+// ending sessions for its callers uses EndSessionFrom.
 func (m *Manager) EndSession(ctx context.Context, anyToken string) (Family, error) {
+	return m.endSession(ctx, anyToken, "", false)
+}
+
+// EndSessionFrom is EndSession for the client named client (see StartRequest.Client): a token bound
+// to a client ends its session only when that client presents it; presented by another, or by
+// none, it is refused with ErrClientMismatch and nothing ends, so a thief of a bound token cannot
+// log its user out either.
+func (m *Manager) EndSessionFrom(ctx context.Context, anyToken, client string) (Family, error) {
+	return m.endSession(ctx, anyToken, client, true)
+}
+
+func (m *Manager) endSession(ctx context.Context, anyToken, client string, checkClient bool) (Family, error) {
 	cl, err := m.codec.Verify(ctx, anyToken, token.TypeAccess, m.cfg.Audience)
 	if err != nil {
 		if cl, err = m.codec.Verify(ctx, anyToken, token.TypeRefresh, RefreshAudience); err != nil {
 			return Family{}, unauthenticated("logout: %v", err)
 		}
+	}
+	if checkClient && cl.Client != "" && cl.Client != client {
+		return Family{}, ErrClientMismatch
 	}
 	if cl.Family == "" {
 		// A bare token of IssueToken: no session to revoke, so the token itself is tombstoned

@@ -2,7 +2,11 @@ package session_test
 
 import (
 	"context"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"errors"
+	"fmt"
+	"net/url"
 	"strings"
 	"sync"
 	"testing"
@@ -37,6 +41,12 @@ type fixture struct {
 // test OIDC issuer standing in for Google.
 func newFixture(t *testing.T, store session.Store) *fixture {
 	t.Helper()
+	return newFixtureWith(t, store, nil)
+}
+
+// newFixtureWith is newFixture with mut applied to the Manager's Config.
+func newFixtureWith(t *testing.T, store session.Store, mut func(*session.Config)) *fixture {
+	t.Helper()
 	ctx := context.Background()
 	clk := &clock{t: time.Now()}
 	mem, err := memory.New(ctx, memory.Config{SigningKeys: map[string]memory.KeySetConfig{"session": {Algorithm: "EdDSA"}}})
@@ -53,7 +63,7 @@ func newFixture(t *testing.T, store session.Store) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m, err := session.NewManager(session.Config{
+	cfg := session.Config{
 		Issuer: "https://keyfort.test", Audience: "api",
 		Keys:  token.KeySourceFunc(func(ctx context.Context) (provider.KeySet, error) { return keys.SigningKeys(ctx, "session") }),
 		IdPs:  map[string]*oidc.Verifier{"google": google},
@@ -62,7 +72,11 @@ func newFixture(t *testing.T, store session.Store) *fixture {
 			{Tenant: "acme", Scope: "orders:*", Action: "read", Effect: "allow"},
 			{Subject: "mallory", Effect: "deny"},
 		}},
-	})
+	}
+	if mut != nil {
+		mut(&cfg)
+	}
+	m, err := session.NewManager(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -345,5 +359,118 @@ func TestRefreshTokensBoundToTheClient(t *testing.T) {
 	unbound := start("")
 	if _, err := f.m.RefreshSessionFrom(ctx, unbound.RefreshToken, batch); err != nil {
 		t.Errorf("an unbound refresh token presented by a client: %v", err)
+	}
+	// Ending the session: only its client may, with a bound token; anyone with an unbound one.
+	last, err := f.m.RefreshSessionFrom(ctx, next.RefreshToken, gateway)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, client := range []string{batch, ""} {
+		if _, err := f.m.EndSessionFrom(ctx, last.RefreshToken, client); !errors.Is(err, session.ErrClientMismatch) {
+			t.Errorf("ending a session with its bound refresh token, presented by %q: got %v, want ErrClientMismatch", client, err)
+		}
+	}
+	if _, err := f.m.RefreshSessionFrom(ctx, last.RefreshToken, gateway); err != nil {
+		t.Errorf("the session after another client's attempt to end it: %v", err)
+	}
+	if _, err := f.m.EndSessionFrom(ctx, unbound.AccessToken, batch); err != nil {
+		t.Errorf("ending a session with an unbound token, presented by a client: %v", err)
+	}
+}
+
+// TestAccessTokensBoundToTheClient: with BindAccessTokens, the access tokens of a session started
+// by a client carry its identity (Principal.Client), those of its refreshes too, and
+// Session.CheckClient serves them only to a certificate of that identity (URI SAN, else subject);
+// without it, or for a session started without a client, access tokens are bearer tokens.
+func TestAccessTokensBoundToTheClient(t *testing.T) {
+	const gateway = "spiffe://keyfort.test/ns/prod/sa/gateway"
+	ctx := context.Background()
+	for _, bind := range []bool{true, false} {
+		f := newFixtureWith(t, nil, func(c *session.Config) { c.BindAccessTokens = bind })
+		start := func(client string) session.Tokens {
+			t.Helper()
+			ext := f.iss.Sign(t, "k1", f.iss.Claims("alice", "client-123.apps.googleusercontent.com"), nil)
+			toks, err := f.m.StartSession(ctx, session.StartRequest{IdP: "google", ExternalToken: ext, Client: client})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return toks
+		}
+		started := start(gateway)
+		next, err := f.m.RefreshSessionFrom(ctx, started.RefreshToken, gateway)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := ""
+		if bind {
+			want = gateway
+		}
+		cache, err := session.NewCache(session.CacheConfig{Authenticator: f.m, Store: f.m.Store()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for what, tok := range map[string]string{"started": started.AccessToken, "refreshed": next.AccessToken} {
+			p, err := f.m.Authenticate(ctx, tok)
+			if err != nil || p.Client != want {
+				t.Errorf("bind=%v, the %s session's access token: client %q (%v), want %q", bind, what, p.Client, err, want)
+			}
+			s, err := cache.Get(ctx, tok)
+			if err != nil {
+				t.Fatal(err)
+			}
+			err = s.CheckClient(nil)
+			if bind != errors.Is(err, session.ErrClientMismatch) || (err != nil && !errors.Is(err, session.ErrUnauthenticated)) {
+				t.Errorf("bind=%v, the %s access token presented without a certificate: %v", bind, what, err)
+			}
+		}
+		if p, err := f.m.Authenticate(ctx, start("").AccessToken); err != nil || p.Client != "" {
+			t.Errorf("bind=%v, a session started without a client: client %q (%v), want none", bind, p.Client, err)
+		}
+		_ = cache.Close()
+	}
+}
+
+// TestCheckClient: a bound session is served to a certificate whose identity is the one bound —
+// its first URI SAN, else its subject — and to no other; the refusal names both identities.
+func TestCheckClient(t *testing.T) {
+	gatewayURI, _ := url.Parse("spiffe://keyfort.test/ns/prod/sa/gateway")
+	batchURI, _ := url.Parse("spiffe://keyfort.test/ns/prod/sa/batch")
+	withURIs := &x509.Certificate{URIs: []*url.URL{gatewayURI, batchURI}, Subject: pkix.Name{CommonName: "batch"}}
+	named := &x509.Certificate{Subject: pkix.Name{CommonName: "gateway", Organization: []string{"Acme"}}}
+	other := &x509.Certificate{URIs: []*url.URL{batchURI}}
+	if session.ClientIdentity(withURIs) != gatewayURI.String() || session.ClientIdentity(named) != "CN=gateway,O=Acme" {
+		t.Fatalf("identities: %q, %q", session.ClientIdentity(withURIs), session.ClientIdentity(named))
+	}
+	f := newFixtureWith(t, nil, func(c *session.Config) { c.BindAccessTokens = true })
+	cache, err := session.NewCache(session.CacheConfig{Authenticator: f.m})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cache.Close() })
+	for _, tc := range []struct {
+		bound     string
+		good, bad *x509.Certificate
+	}{
+		{gatewayURI.String(), withURIs, other},
+		{"CN=gateway,O=Acme", named, withURIs},
+	} {
+		ext := f.iss.Sign(t, "k1", f.iss.Claims("alice", "client-123.apps.googleusercontent.com"), nil)
+		toks, err := f.m.StartSession(context.Background(), session.StartRequest{IdP: "google", ExternalToken: ext, Client: tc.bound})
+		if err != nil {
+			t.Fatal(err)
+		}
+		s, err := cache.Get(context.Background(), toks.AccessToken)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for range 2 { // the second time from the remembered certificate
+			if err := s.CheckClient(tc.good); err != nil {
+				t.Errorf("bound to %q, its certificate: %v", tc.bound, err)
+			}
+			err := s.CheckClient(tc.bad)
+			if !errors.Is(err, session.ErrClientMismatch) || !strings.Contains(err.Error(), fmt.Sprintf("bound to %q; presented by %q", tc.bound, session.ClientIdentity(tc.bad))) {
+				t.Errorf("bound to %q, another certificate: %v", tc.bound, err)
+			}
+		}
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
+	"crypto/x509"
 	"encoding/base64"
 	"encoding/binary"
 	"errors"
@@ -22,6 +23,7 @@ import (
 	"github.com/keyfort/keyfort/internal/coarseclock"
 	"github.com/keyfort/keyfort/internal/hmacpool"
 	"github.com/keyfort/keyfort/provider"
+	"github.com/keyfort/keyfort/session/token"
 )
 
 // Principal is an authenticated caller.
@@ -36,6 +38,9 @@ type Principal struct {
 	Identity provider.Sensitive
 	// Family is the refresh-token family of a Keyfort access token; empty for external tokens.
 	Family string
+	// Client is the identity of the client the token is bound to (claim cli: Config.BindAccessTokens);
+	// empty for a bearer token. Session.CheckClient enforces it.
+	Client string
 }
 
 // Revalidator is the optional capability of Authenticators whose tokens can be revoked before they
@@ -61,8 +66,14 @@ func (m *Manager) Authenticate(ctx context.Context, raw string) (Principal, erro
 	if err != nil {
 		return Principal{}, err
 	}
+	return principalOf(cl, raw), nil
+}
+
+// principalOf is the Principal of a verified Keyfort access token.
+func principalOf(cl token.Claims, raw string) Principal {
 	return Principal{Subject: cl.Subject, Tenant: cl.Tenant, IdP: cl.IdP, Scope: cl.Scope,
-		ExpiresAt: time.Unix(cl.ExpiresAt, 0), IssuedAt: time.Unix(cl.IssuedAt, 0), Identity: provider.SensitiveString(raw), Family: cl.Family}, nil
+		ExpiresAt: time.Unix(cl.ExpiresAt, 0), IssuedAt: time.Unix(cl.IssuedAt, 0), Identity: provider.SensitiveString(raw),
+		Family: cl.Family, Client: cl.Client}
 }
 
 // CredentialSource issues backend credentials for a role, on behalf of an identity when it is not
@@ -113,6 +124,9 @@ type Session struct {
 	touched atomic.Int64
 	// checked is when the session was last revalidated (unix nanoseconds).
 	checked atomic.Int64
+	// client is the last certificate CheckClient found of the bound client (Principal.Client): the
+	// calls of one connection compare a pointer.
+	client atomic.Pointer[x509.Certificate]
 }
 
 type leased struct {
@@ -610,6 +624,37 @@ func (c *Cache) Peek(raw string) *Session {
 
 // Owns reports whether s is a session of c.
 func (c *Cache) Owns(s *Session) bool { return s != nil && s.cache == c }
+
+// CheckClient reports whether the caller that presented leaf (its certificate over mutual TLS; nil:
+// none) may use the session. A session whose token is bound to no client is anyone's that holds
+// the token; one bound to a client (Principal.Client) is only that client's: leaf must be a
+// certificate of that identity (ClientIdentity), else the error wraps ErrClientMismatch and names
+// both identities (names, not secrets). The certificate must have been verified (a TLS handshake
+// against the server's client CAs); CheckClient does not verify it. Grpcauth's guard calls it on
+// every call; an HTTP server calls it with r.TLS.PeerCertificates[0].
+func (s *Session) CheckClient(leaf *x509.Certificate) error {
+	if s.Principal.Client == "" || (leaf != nil && s.client.Load() == leaf) {
+		return nil
+	}
+	if leaf == nil {
+		return fmt.Errorf("%w (bound to %q; presented without a client certificate)", ErrClientMismatch, s.Principal.Client)
+	}
+	if id := ClientIdentity(leaf); id != s.Principal.Client {
+		return fmt.Errorf("%w (bound to %q; presented by %q)", ErrClientMismatch, s.Principal.Client, id)
+	}
+	s.client.Store(leaf)
+	return nil
+}
+
+// ClientIdentity names a client by its certificate, as token binding does (StartRequest.Client):
+// its first URI SAN (a SPIFFE ID), else its subject. A name, not a key, so it survives the client's
+// certificate rotation; the server's client CAs (and allow list) vouch for it.
+func ClientIdentity(leaf *x509.Certificate) string {
+	if len(leaf.URIs) > 0 {
+		return leaf.URIs[0].String()
+	}
+	return leaf.Subject.String()
+}
 
 // Ended reports whether the session has ended.
 func (s *Session) Ended() bool { return s.over.Load() }

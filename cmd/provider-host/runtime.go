@@ -34,6 +34,8 @@ type identityRuntime struct {
 	cache   *session.Cache
 	store   session.Store
 	health  *health.Server
+	// service is the identity runtime service, whose introspection serve also mounts over HTTP.
+	service *identityrpc.Server
 	idps    []string
 	// storeName says which session store serves, for the start-up log: memory, or the shared
 	// store's kind and URL with its password masked.
@@ -138,7 +140,8 @@ func newIdentityRuntime(ctx context.Context, cfg *config.Config, cat *catalog.Ca
 		Issuer: issuer, Audience: cfg.Session.Audience, Keys: keys, Signer: keys, IdPs: idps, Store: store,
 		AccessTTL: cfg.Session.AccessTTL, RefreshTTL: cfg.Session.RefreshTTL, RefreshGrace: cfg.Session.RefreshGrace,
 		SubjectCutTTL: cfg.Session.SubjectCutTTL, MaxSessionsPerSubject: cfg.Session.MaxSessionsPerSubject,
-		Policy: session.Policy{Rules: rules}, Logger: log,
+		BindAccessTokens: cfg.Session.BindAccess,
+		Policy:           session.Policy{Rules: rules}, Logger: log,
 	})
 	if err != nil {
 		_ = store.Close()
@@ -175,7 +178,7 @@ func newIdentityRuntime(ctx context.Context, cfg *config.Config, cat *catalog.Ca
 		opts = append(opts, grpc.Creds(credentials.NewTLS(tlsCfg)))
 	}
 	r.grpc = grpc.NewServer(opts...)
-	identityrpc.Register(r.grpc, m, identityrpc.Options{Sessions: cache, Logger: log, Registerer: reg,
+	r.service = identityrpc.Register(r.grpc, m, identityrpc.Options{Sessions: cache, Logger: log, Registerer: reg,
 		BindClients: !cfg.Session.UnboundRefresh, IntrospectionClients: cfg.Session.IntrospectionClients})
 	r.health = health.NewServer()
 	healthpb.RegisterHealthServer(r.grpc, r.health)

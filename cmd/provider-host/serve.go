@@ -23,6 +23,7 @@ import (
 	"github.com/keyfort/keyfort/internal/harden"
 	"github.com/keyfort/keyfort/provider"
 	"github.com/keyfort/keyfort/session"
+	"github.com/keyfort/keyfort/session/identityrpc"
 	"github.com/keyfort/keyfort/session/redisstore"
 )
 
@@ -52,6 +53,8 @@ material is missing stops start-up with a non-zero exit naming it. Then serve ov
   /readyz                 the signing keys resolve through their provider and the shared session
                           store (Redis, PostgreSQL) answers (503 once shutting down)
   /metrics                Prometheus metrics (provider calls, errors, latency, cache hits)
+  /oauth2/introspect      RFC 7662 token introspection, with identity.session.introspection_clients:
+                          callers present a client certificate (of --tls-client-ca) on that list
 
 With no configuration at all (no --config, no KEYFORT_* variables) it runs on an ephemeral in-memory
 signing key and says so loudly; production: true forbids that.
@@ -134,7 +137,12 @@ func serve(ctx context.Context, log *slog.Logger, files []string, l listeners) e
 		}
 		tlsCfg = certs.tlsConfig()
 	}
-	grpcTLS := tlsCfg
+	cfg, err := config.Load(config.Source{Files: files})
+	if err != nil {
+		log.Error(err.Error())
+		return exitCode(exitInvalidConfig)
+	}
+	grpcTLS, httpTLS := tlsCfg, tlsCfg
 	if l.clientCA != "" {
 		cas, err := newClientCAReloader(l.clientCA, log)
 		if err != nil {
@@ -142,15 +150,20 @@ func serve(ctx context.Context, log *slog.Logger, files []string, l listeners) e
 			return exitCode(exitInvalidConfig)
 		}
 		grpcTLS = cas.mutualTLS(tlsCfg, l.allow)
-	}
-	cfg, err := config.Load(config.Source{Files: files})
-	if err != nil {
-		log.Error(err.Error())
-		return exitCode(exitInvalidConfig)
+		if len(cfg.Session.IntrospectionClients) > 0 {
+			// RFC 7662 introspection on the HTTP listener: its callers are named by certificate too.
+			httpTLS = cas.optionalTLS(tlsCfg)
+		}
 	}
 	if len(cfg.Session.IntrospectionClients) > 0 && l.clientCA == "" {
 		// Its callers are named by their certificate: without client certificates no one could call it.
 		log.Error("keyfort: identity.session.introspection_clients needs client certificates: serve with --tls-client-ca")
+		return exitCode(exitInvalidConfig)
+	}
+	if cfg.Session.BindAccess && l.clientCA == "" {
+		// Without client certificates there is no client to bind to: every access token would be a
+		// bearer token, which the setting says must not be.
+		log.Error("keyfort: identity.session.bind_access_to_client needs client certificates: serve with --tls-client-ca")
 		return exitCode(exitInvalidConfig)
 	}
 	reg := prometheus.NewRegistry()
@@ -213,6 +226,9 @@ func serve(ctx context.Context, log *slog.Logger, files []string, l listeners) e
 		return exitCode(exitInvalidConfig)
 	}
 	defer runtime.close()
+	if len(cfg.Session.IntrospectionClients) > 0 {
+		mux.Handle(identityrpc.IntrospectionPath, runtime.service.IntrospectionHandler())
+	}
 	var draining atomic.Bool
 	pinger, _ := runtime.manager.Store().(session.Pinger)
 	// notReady says why this replica should get no calls ("" when it should): shutting down, no
@@ -274,8 +290,8 @@ func serve(ctx context.Context, log *slog.Logger, files []string, l listeners) e
 		return fmt.Errorf("listen on %s: %w", httpAddr, err)
 	}
 	scheme := "http://"
-	if tlsCfg != nil {
-		ln = tls.NewListener(ln, tlsCfg)
+	if httpTLS != nil {
+		ln = tls.NewListener(ln, httpTLS)
 		scheme = "https://"
 	}
 	gln, err := net.Listen("tcp", grpcAddr)

@@ -5,9 +5,11 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -21,6 +23,7 @@ import (
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
 	pb "github.com/keyfort/keyfort/api/identity/v1"
@@ -365,6 +368,94 @@ func TestRefreshTokensBoundToTheClientCertificate(t *testing.T) {
 		if _, err := refresh(batch, again.GetTokens().GetRefreshToken()); status.Code(err) != codes.Unauthenticated {
 			t.Errorf("the successor, by another client: %v", err)
 		}
+		// Nor may another client end the session with it (a thief logging its user out).
+		if _, err := m.client(addr, batch).EndIdentitySession(ctx, &pb.EndIdentitySessionRequest{Token: again.GetTokens().GetRefreshToken()}); status.Code(err) != codes.Unauthenticated {
+			t.Errorf("another client ending the session with its bound refresh token: got %v, want Unauthenticated", err)
+		}
+		waitLog(t, log, "event=session.end outcome=client_mismatch")
+		if _, err := refresh(gateway, again.GetTokens().GetRefreshToken()); err != nil {
+			t.Errorf("the session after another client's attempt to end it: %v", err)
+		}
+	}
+}
+
+// TestAccessTokensBoundToTheClientCertificate: with identity.session.bind_access_to_client, the
+// access tokens of a session started over mutual TLS are served only to its client — any
+// certificate of its identity, a rotated one included, before and after a refresh — and refused to
+// another client of the same CA (a warning naming both identities, the session unharmed for its
+// client); introspection reports the bound client. Without the setting an access token is anyone's
+// who holds it. The setting without --tls-client-ca, or beside bind_refresh_to_client: false, stops
+// serve naming it.
+func TestAccessTokensBoundToTheClientCertificate(t *testing.T) {
+	m := newMTLSRuntime(t)
+	const gateway, batch, python = "spiffe://keyfort.test/ns/prod/sa/gateway", "spiffe://keyfort.test/ns/prod/sa/batch", "spiffe://keyfort.test/ns/prod/sa/python"
+	cfg := m.config(fmt.Sprintf("bind_access_to_client: true, introspection_clients: [%q]", python))
+	r := run(t, []string{"PATH=" + os.Getenv("PATH")}, "serve", "--config", m.config("bind_access_to_client: true"),
+		"--http-addr", "127.0.0.1:0", "--grpc-addr", "127.0.0.1:0")
+	if r.code == 0 || !strings.Contains(r.stdout+r.stderr, "identity.session.bind_access_to_client needs client certificates") {
+		t.Errorf("bind_access_to_client without --tls-client-ca: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	r = run(t, nil, "check", "--config", m.config("bind_access_to_client: true, bind_refresh_to_client: false"))
+	if r.code == 0 || !strings.Contains(r.stdout+r.stderr, "identity.session.bind_access_to_client: set, but identity.session.bind_refresh_to_client is false") {
+		t.Errorf("bind_access_to_client beside unbound refresh tokens: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	ctx := context.Background()
+	for _, bind := range []bool{true, false} {
+		conf := cfg
+		if !bind {
+			conf = m.config(fmt.Sprintf("introspection_clients: [%q]", python))
+		}
+		addr, log := m.serve(conf)
+		started, err := m.client(addr, gateway).StartIdentitySession(ctx, &pb.StartIdentitySessionRequest{IdentityProvider: "google",
+			ExternalToken: m.iss.Sign(t, "k1", m.iss.Claims("alice", "client-1"), nil)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		list := func(uri, access string) error {
+			_, err := m.client(addr, uri).ListSubjectSessions(metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+access),
+				&pb.ListSubjectSessionsRequest{Subject: "alice"})
+			return err
+		}
+		access := started.GetTokens().GetAccessToken()
+		if err := list(gateway, access); err != nil {
+			t.Fatalf("bind=%v: the access token from its client: %v", bind, err)
+		}
+		err = list(batch, access)
+		if !bind {
+			if err != nil {
+				t.Errorf("without binding, the access token from another client: %v", err)
+			}
+			res, err := m.client(addr, python).IntrospectIdentityToken(ctx, &pb.IntrospectIdentityTokenRequest{Token: access})
+			if err != nil || !res.GetActive() || res.GetClient() != "" {
+				t.Errorf("introspecting a bearer token: %v, %v; want active, no client", res, err)
+			}
+			continue
+		}
+		if status.Code(err) != codes.Unauthenticated {
+			t.Fatalf("a bound access token from another client: got %v, want Unauthenticated", err)
+		}
+		waitLog(t, log, `level=WARN msg="keyfort: call refused"`)
+		waitLog(t, log, fmt.Sprintf(`bound to \"%s\"; presented by \"%s\"`, gateway, batch))
+		if err := list(gateway, access); err != nil { // a new certificate of the same workload
+			t.Errorf("the access token from its client, after another's attempt: %v", err)
+		}
+		res, err := m.client(addr, python).IntrospectIdentityToken(ctx, &pb.IntrospectIdentityTokenRequest{Token: access})
+		if err != nil || !res.GetActive() || res.GetClient() != gateway {
+			t.Errorf("introspecting a bound token: %v, %v; want active, client %s", res, err, gateway)
+		}
+		next, err := m.client(addr, gateway).RefreshIdentitySession(ctx, &pb.RefreshIdentitySessionRequest{RefreshToken: started.GetTokens().GetRefreshToken()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := list(batch, next.GetTokens().GetAccessToken()); status.Code(err) != codes.Unauthenticated {
+			t.Errorf("a refreshed access token from another client: got %v, want Unauthenticated", err)
+		}
+		if err := list(gateway, next.GetTokens().GetAccessToken()); err != nil {
+			t.Errorf("a refreshed access token from its client: %v", err)
+		}
+		if strings.Contains(log.String(), access) {
+			t.Error("serve's log carries an access token")
+		}
 	}
 }
 
@@ -421,6 +512,105 @@ func TestIntrospection(t *testing.T) {
 	}
 }
 
+// TestIntrospectionOverHTTP: RFC 7662's form of introspection on serve's HTTP listener. A client
+// on identity.session.introspection_clients POSTs a form with the token and gets the JSON answer —
+// an active access token's claims (Keyfort's tid, idp and cli among them), {"active":false} and
+// nothing more for a refresh token, a junk token or the token of an ended session; a client
+// without a certificate gets 401, one off the list 403, a malformed request 400, a GET 405, each an
+// OAuth error body. Probes and the JWKS still answer callers without a certificate.
+func TestIntrospectionOverHTTP(t *testing.T) {
+	m := newMTLSRuntime(t)
+	const gateway, python = "spiffe://keyfort.test/ns/prod/sa/gateway", "spiffe://keyfort.test/ns/prod/sa/python"
+	httpAddr, grpcAddr, log := m.serveBoth(m.config(fmt.Sprintf("introspection_clients: [%q], bind_access_to_client: true", python)))
+	ctx := context.Background()
+	gw := m.client(grpcAddr, gateway)
+	started, err := gw.StartIdentitySession(ctx, &pb.StartIdentitySessionRequest{IdentityProvider: "google", Tenant: "acme",
+		ExternalToken: m.iss.Sign(t, "k1", m.iss.Claims("alice", "client-1"), nil)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	access := started.GetTokens().GetAccessToken()
+	endpoint := "https://" + httpAddr + "/oauth2/introspect"
+	post := func(hc *http.Client, form url.Values) (int, map[string]any, http.Header) {
+		t.Helper()
+		resp, err := hc.PostForm(endpoint, form)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var body map[string]any
+		if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
+			t.Fatalf("status %d: the body is not JSON: %v", resp.StatusCode, err)
+		}
+		return resp.StatusCode, body, resp.Header
+	}
+	py := m.httpClient(python)
+	code, body, hdr := post(py, url.Values{"token": {access}, "token_type_hint": {"refresh_token"}})
+	if code != http.StatusOK || body["active"] != true || body["sub"] != "alice" || body["tid"] != "acme" || body["idp"] != "google" ||
+		body["cli"] != gateway || body["iss"] != "keyfort" || body["token_type"] != "access_token" ||
+		body["exp"].(float64) <= float64(time.Now().Unix()) || hdr.Get("Cache-Control") != "no-store" || hdr.Get("Content-Type") != "application/json" {
+		t.Fatalf("an active access token: %d %v %v", code, body, hdr)
+	}
+	for what, tok := range map[string]string{
+		"a refresh token": started.GetTokens().GetRefreshToken(),
+		"a junk token":    "not.a.token",
+		"an ID token":     m.iss.Sign(t, "k1", m.iss.Claims("alice", "client-1"), nil),
+	} {
+		if code, body, _ := post(py, url.Values{"token": {tok}}); code != http.StatusOK || len(body) != 1 || body["active"] != false {
+			t.Errorf("%s: %d %v; want {\"active\":false} and nothing more", what, code, body)
+		}
+	}
+	for what, tc := range map[string]struct {
+		hc   *http.Client
+		form url.Values
+		code int
+		err  string
+	}{
+		"no client certificate": {m.httpClient(""), url.Values{"token": {access}}, http.StatusUnauthorized, "invalid_client"},
+		"a client off the list": {m.httpClient(gateway), url.Values{"token": {access}}, http.StatusForbidden, "access_denied"},
+		"no token":              {py, url.Values{"token_type_hint": {"access_token"}}, http.StatusBadRequest, "invalid_request"},
+		"two tokens":            {py, url.Values{"token": {access, access}}, http.StatusBadRequest, "invalid_request"},
+		"an oversized body":     {py, url.Values{"token": {strings.Repeat("a", 70<<10)}}, http.StatusBadRequest, "invalid_request"},
+	} {
+		if code, body, _ := post(tc.hc, tc.form); code != tc.code || body["error"] != tc.err || body["active"] != nil {
+			t.Errorf("%s: %d %v; want %d and error %s", what, code, body, tc.code, tc.err)
+		}
+	}
+	resp, err := py.Get(endpoint)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = resp.Body.Close()
+	if resp.StatusCode != http.StatusMethodNotAllowed || resp.Header.Get("Allow") != "POST" {
+		t.Errorf("GET: %d, Allow %q; want 405, POST", resp.StatusCode, resp.Header.Get("Allow"))
+	}
+	for _, path := range []string{"/healthz", "/.well-known/jwks.json", "/metrics"} {
+		resp, err := m.httpClient("").Get("https://" + httpAddr + path)
+		if err != nil {
+			t.Fatalf("%s without a client certificate: %v", path, err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		_ = resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Errorf("%s without a client certificate: %d", path, resp.StatusCode)
+		}
+		if path == "/metrics" && (!strings.Contains(string(body), `keyfort_identity_calls_total{method="IntrospectHTTP",outcome="ok"} 1`) ||
+			!strings.Contains(string(body), `keyfort_identity_calls_total{method="IntrospectHTTP",outcome="inactive"} 3`)) {
+			t.Errorf("the introspections are not counted:\n%s", body)
+		}
+	}
+	if _, err := gw.EndIdentitySession(ctx, &pb.EndIdentitySessionRequest{Token: access}); err != nil {
+		t.Fatal(err)
+	}
+	if code, body, _ := post(py, url.Values{"token": {access}}); code != http.StatusOK || body["active"] != false {
+		t.Errorf("the access token of an ended session: %d %v; want inactive", code, body)
+	}
+	waitLog(t, log, "is not on identity.session.introspection_clients")
+	if strings.Contains(log.String(), access) {
+		t.Error("serve's log carries the token")
+	}
+}
+
 // mtlsRuntime is a serve over mutual TLS (a server CA, a client CA) with an identity provider,
 // whose clients are named by a SPIFFE ID in their certificate.
 type mtlsRuntime struct {
@@ -453,11 +643,33 @@ identity:
 
 // serve starts serve on cfg with client certificates required, and returns its gRPC address and log.
 func (m *mtlsRuntime) serve(cfg string) (string, *hosttest.Log) {
+	_, grpcAddr, log := m.serveBoth(cfg)
+	return grpcAddr, log
+}
+
+// serveBoth is serve, returning the HTTP address too.
+func (m *mtlsRuntime) serveBoth(cfg string) (httpAddr, grpcAddr string, log *hosttest.Log) {
 	certFile, keyFile := m.serverCA.Server(m.t)
 	addrs, log, _ := hosttest.StartLogged(m.t, hosttest.ProviderHost(m.t), []string{"PATH=" + os.Getenv("PATH")}, servingTLS,
 		"serve", "--config", cfg, "--http-addr", "127.0.0.1:0", "--grpc-addr", "127.0.0.1:0", "--tls-cert", certFile, "--tls-key", keyFile,
 		"--tls-client-ca", m.clientCA.CertFile)
-	return addrs[1], log
+	return addrs[0], addrs[1], log
+}
+
+// httpClient is an HTTPS client of serve presenting a new certificate naming uri ("": none).
+func (m *mtlsRuntime) httpClient(uri string) *http.Client {
+	cfg := &tls.Config{RootCAs: m.serverCA.Pool()}
+	if uri != "" {
+		cf, kf := m.clientCA.ClientWith(m.t, []string{uri}, nil)
+		c, err := tls.LoadX509KeyPair(cf, kf)
+		if err != nil {
+			m.t.Fatal(err)
+		}
+		cfg.Certificates = []tls.Certificate{c}
+	}
+	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: cfg}, Timeout: 10 * time.Second}
+	m.t.Cleanup(hc.CloseIdleConnections)
+	return hc
 }
 
 // client is a client of the runtime at addr with a new certificate (and key) naming uri.

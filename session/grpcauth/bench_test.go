@@ -2,12 +2,18 @@ package grpcauth_test
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"net"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/tap"
 
 	"github.com/keyfort/keyfort/internal/rawbench"
@@ -90,6 +96,51 @@ func BenchmarkTappedInterceptorHit(b *testing.B) {
 		ctx, err := th(base, ti)
 		if err != nil {
 			b.Fatal(err)
+		}
+		if _, err := icpt(ctx, nil, info, handler); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// acceptBound authenticates any token as bound to the client boundURI names.
+type acceptBound struct{}
+
+const boundURI = "spiffe://keyfort.test/ns/prod/sa/gateway"
+
+func (acceptBound) Authenticate(context.Context, string) (session.Principal, error) {
+	return session.Principal{Subject: "s", ExpiresAt: time.Now().Add(time.Hour), Client: boundURI}, nil
+}
+
+// BenchmarkTappedInterceptorHitBound is BenchmarkTappedInterceptorHit for an access token bound to
+// its client (session.Config.BindAccessTokens), presented over mutual TLS by that client: the cost
+// of the binding is the peer's certificate read from the context and compared, as a pointer, with
+// the one the session last found of its client.
+func BenchmarkTappedInterceptorHitBound(b *testing.B) {
+	c, err := session.NewCache(session.CacheConfig{Authenticator: acceptBound{}, IdleTimeout: time.Hour})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = c.Close() })
+	g := grpcauth.New(grpcauth.Config{Sessions: c})
+	th, icpt := g.TapHandle(), g.UnaryServerInterceptor()
+	md, _ := metadata.FromIncomingContext(incoming())
+	uri, _ := url.Parse(boundURI)
+	leaf := &x509.Certificate{URIs: []*url.URL{uri}}
+	base := peer.NewContext(context.Background(), &peer.Peer{Addr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 50000},
+		AuthInfo: credentials.TLSInfo{State: tls.ConnectionState{PeerCertificates: []*x509.Certificate{leaf}}}})
+	if _, err := c.Get(base, benchToken); err != nil {
+		b.Fatal(err)
+	}
+	ti := &tap.Info{FullMethodName: info.FullMethod, Header: md}
+	b.ReportAllocs()
+	for b.Loop() {
+		ctx, err := th(base, ti)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, ok := session.FromContext(ctx); !ok {
+			b.Fatal("the tap handle did not serve the bound session to its client")
 		}
 		if _, err := icpt(ctx, nil, info, handler); err != nil {
 			b.Fatal(err)

@@ -9,4 +9,10 @@
 // A Guard (New) also has a tap handle, a fast path run by grpc-go before the stream exists: for a
 // call on a cached session it reads the credential headers in place and hands the session to the
 // interceptors, which then skip their own lookup. Guard.ServerOptions installs all three.
+//
+// A session whose access token is bound to a client (session.Config.BindAccessTokens; its
+// Principal.Client) is served only to a caller presenting, over mutual TLS, a certificate of that
+// client's identity (session.Session.CheckClient), on both paths; another caller is refused and
+// the refusal logged as a warning naming both identities. The server must ask for client
+// certificates (tls.Config.ClientAuth) for such tokens to be served at all.
 package grpcauth

@@ -2,6 +2,7 @@ package grpcauth
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
 	"log/slog"
 	"path"
@@ -11,7 +12,9 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 	"google.golang.org/grpc/tap"
 
@@ -170,7 +173,13 @@ func (g *guard) authenticate(ctx context.Context, method string) (*session.Sessi
 	if err == nil {
 		var s *session.Session
 		if s, err = g.cfg.Sessions.Get(ctx, tok); err == nil {
-			return s, nil
+			if err = s.CheckClient(peerCertificate(ctx)); err == nil {
+				return s, nil
+			}
+			// A token bound to a client, presented by another: a sign that it was stolen.
+			g.log.Warn("keyfort: call refused", slog.String("method", method), slog.String("session", s.ID),
+				slog.String("reason", err.Error()))
+			return nil, errUnauthenticated
 		}
 	}
 	g.log.Info("keyfort: call refused", slog.String("method", method), slog.String("reason", err.Error()))
@@ -225,11 +234,23 @@ func (gd *Guard) TapHandle() tap.ServerInHandle {
 		if err != nil {
 			return ctx, nil // the interceptor refuses it and logs why
 		}
-		if s := g.cfg.Sessions.Peek(tok); s != nil {
+		if s := g.cfg.Sessions.Peek(tok); s != nil && (s.Principal.Client == "" || s.CheckClient(peerCertificate(ctx)) == nil) {
 			return session.NewContext(ctx, s), nil
 		}
 		return ctx, nil
 	}
+}
+
+// peerCertificate is the certificate the caller presented over mutual TLS, or nil. A session's
+// token bound to a client (session.Principal.Client) is served only to a caller presenting a
+// certificate of that client (session.Session.CheckClient).
+func peerCertificate(ctx context.Context) *x509.Certificate {
+	if p, ok := peer.FromContext(ctx); ok {
+		if ti, ok := p.AuthInfo.(credentials.TLSInfo); ok && len(ti.State.PeerCertificates) > 0 {
+			return ti.State.PeerCertificates[0]
+		}
+	}
+	return nil
 }
 
 // fromTap returns the session the guard's tap handle put in ctx, if it is still live.

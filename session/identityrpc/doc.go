@@ -4,4 +4,8 @@
 // goes to the log); store failures are codes.Unavailable: the service fails closed. Every call that
 // starts, refreshes or ends a session or issues a token leaves an audit record (Options.Audit), and
 // every call is counted by method and outcome (keyfort_identity_calls_total).
+//
+// IntrospectIdentityToken tells services not written in Go whether an access token is active;
+// Server.IntrospectionHandler gives the same answer in RFC 7662's HTTP form. Both name their
+// callers by client certificate (Options.IntrospectionClients).
 package identityrpc

@@ -40,7 +40,8 @@ type Options struct {
 	// BindClients binds the refresh tokens of each session to the client that started it, when it
 	// presented a certificate (mutual TLS): its URI SAN (a SPIFFE ID), else its subject. Only that
 	// client identity may refresh them, so they survive the client's certificate rotation but are
-	// useless to any other client that steals them.
+	// useless to any other client that steals them. With the Manager's Config.BindAccessTokens,
+	// their access tokens are bound to it too.
 	BindClients bool
 }
 
@@ -151,19 +152,13 @@ func clientCert(ctx context.Context) *x509.Certificate {
 	return nil
 }
 
-// clientIdentity names the caller's certificate for refresh-token binding: its first URI SAN (a
-// SPIFFE ID), else its subject; "" without one. A name, not a key: it survives the client's
-// certificate rotation, and the server's client CA (and allow list) vouch for it.
+// clientIdentity names the caller's certificate for token binding (session.ClientIdentity); ""
+// without one.
 func clientIdentity(ctx context.Context) string {
-	leaf := clientCert(ctx)
-	switch {
-	case leaf == nil:
-		return ""
-	case len(leaf.URIs) > 0:
-		return leaf.URIs[0].String()
-	default:
-		return leaf.Subject.String()
+	if leaf := clientCert(ctx); leaf != nil {
+		return session.ClientIdentity(leaf)
 	}
+	return ""
 }
 
 func sessionAttrs(sessionID, subject, tenant, idp string) []slog.Attr {
@@ -218,10 +213,11 @@ func (s *Server) RefreshIdentitySession(ctx context.Context, req *pb.RefreshIden
 	return &pb.RefreshIdentitySessionResponse{Tokens: tokensOut(t)}, nil
 }
 
-// EndIdentitySession implements the service.
+// EndIdentitySession implements the service. A token bound to a client (a refresh token, and with
+// bind_access_to_client an access token) ends its session only when that client presents it.
 func (s *Server) EndIdentitySession(ctx context.Context, req *pb.EndIdentitySessionRequest) (*pb.EndIdentitySessionResponse, error) {
 	const method, event = "EndIdentitySession", "session.end"
-	f, err := s.m.EndSession(ctx, req.GetToken())
+	f, err := s.m.EndSessionFrom(ctx, req.GetToken(), clientIdentity(ctx))
 	if err == nil && s.sessions != nil {
 		err = s.sessions.End(ctx, req.GetToken(), time.Now().Add(session.DefaultRefreshTTL))
 	}
@@ -405,26 +401,49 @@ const IntrospectionMethod = "/keyfort.identity.v1.IdentityRuntimeService/Introsp
 // a service may ask for every call it serves; refusals are logged.
 func (s *Server) IntrospectIdentityToken(ctx context.Context, req *pb.IntrospectIdentityTokenRequest) (*pb.IntrospectIdentityTokenResponse, error) {
 	const method = "IntrospectIdentityToken"
-	if id := clientIdentity(ctx); id == "" || !s.introspectors[id] {
-		s.record(ctx, method, "", "permission_denied", fmt.Errorf("client %q is not on identity.session.introspection_clients", id))
+	p, active, err := s.introspect(ctx, method, clientIdentity(ctx), req.GetToken())
+	switch {
+	case errors.Is(err, errNotIntrospector):
 		return nil, status.Error(codes.PermissionDenied, "not allowed to introspect tokens")
+	case errors.Is(err, errNoSessions):
+		return nil, status.Error(codes.Unimplemented, "no session cache to introspect with")
+	case err != nil:
+		return nil, statusOf(err)
+	case !active:
+		return &pb.IntrospectIdentityTokenResponse{}, nil
+	}
+	return &pb.IntrospectIdentityTokenResponse{Active: true, Subject: p.Subject, Tenant: p.Tenant, IdentityProvider: p.IdP,
+		Scope: p.Scope, ExpiresAt: timestamppb.New(p.ExpiresAt), IssuedAt: timestamppb.New(p.IssuedAt), Client: p.Client}, nil
+}
+
+var (
+	errNotIntrospector = errors.New("not an introspection client")
+	errNoSessions      = errors.New("no session cache to introspect with")
+)
+
+// introspect answers, for the client named caller, whether tok is an active access token and whose:
+// the shared core of IntrospectIdentityToken and IntrospectionHandler, counted under method. A
+// caller not on Options.IntrospectionClients gets errNotIntrospector; a store or key set that
+// cannot say, an error (not "inactive").
+func (s *Server) introspect(ctx context.Context, method, caller, tok string) (session.Principal, bool, error) {
+	if caller == "" || !s.introspectors[caller] {
+		s.record(ctx, method, "", "permission_denied", fmt.Errorf("client %q is not on identity.session.introspection_clients", caller))
+		return session.Principal{}, false, errNotIntrospector
 	}
 	if s.sessions == nil {
 		s.record(ctx, method, "", "unimplemented", nil)
-		return nil, status.Error(codes.Unimplemented, "no session cache to introspect with")
+		return session.Principal{}, false, errNoSessions
 	}
-	sess, err := s.sessions.Get(ctx, req.GetToken())
+	sess, err := s.sessions.Get(ctx, tok)
 	switch {
 	case err == nil && !sess.Ended():
 		s.record(ctx, method, "", "ok", nil)
-		p := sess.Principal
-		return &pb.IntrospectIdentityTokenResponse{Active: true, Subject: p.Subject, Tenant: p.Tenant, IdentityProvider: p.IdP,
-			Scope: p.Scope, ExpiresAt: timestamppb.New(p.ExpiresAt), IssuedAt: timestamppb.New(p.IssuedAt)}, nil
+		return sess.Principal, true, nil
 	case err == nil || errors.Is(err, session.ErrUnauthenticated):
 		s.calls.WithLabelValues(method, "inactive").Inc()
-		return &pb.IntrospectIdentityTokenResponse{}, nil
+		return session.Principal{}, false, nil
 	default: // the store or the key set cannot say: not the token's fault, and not "inactive"
 		s.record(ctx, method, "", "unavailable", err)
-		return nil, statusOf(err)
+		return session.Principal{}, false, err
 	}
 }

@@ -1019,8 +1019,12 @@ type IntrospectIdentityTokenResponse struct {
 	Scope            string                 `protobuf:"bytes,5,opt,name=scope,proto3" json:"scope,omitempty"`
 	ExpiresAt        *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=expires_at,json=expiresAt,proto3" json:"expires_at,omitempty"`
 	IssuedAt         *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=issued_at,json=issuedAt,proto3" json:"issued_at,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// client is the identity (certificate URI SAN, else subject) of the client the token is bound to
+	// (identity.session.bind_access_to_client); empty for a bearer token. A service that enforces the
+	// binding itself serves the token only to a caller presenting a certificate of that identity.
+	Client        string `protobuf:"bytes,8,opt,name=client,proto3" json:"client,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *IntrospectIdentityTokenResponse) Reset() {
@@ -1102,6 +1106,13 @@ func (x *IntrospectIdentityTokenResponse) GetIssuedAt() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *IntrospectIdentityTokenResponse) GetClient() string {
+	if x != nil {
+		return x.Client
+	}
+	return ""
+}
+
 var File_keyfort_identity_v1_identity_proto protoreflect.FileDescriptor
 
 const file_keyfort_identity_v1_identity_proto_rawDesc = "" +
@@ -1174,7 +1185,7 @@ const file_keyfort_identity_v1_identity_proto_rawDesc = "" +
 	"\x1bListSubjectSessionsResponse\x12?\n" +
 	"\bsessions\x18\x01 \x03(\v2#.keyfort.identity.v1.SubjectSessionR\bsessions\"6\n" +
 	"\x1eIntrospectIdentityTokenRequest\x12\x14\n" +
-	"\x05token\x18\x01 \x01(\tR\x05token\"\xa2\x02\n" +
+	"\x05token\x18\x01 \x01(\tR\x05token\"\xba\x02\n" +
 	"\x1fIntrospectIdentityTokenResponse\x12\x16\n" +
 	"\x06active\x18\x01 \x01(\bR\x06active\x12\x18\n" +
 	"\asubject\x18\x02 \x01(\tR\asubject\x12\x16\n" +
@@ -1183,7 +1194,8 @@ const file_keyfort_identity_v1_identity_proto_rawDesc = "" +
 	"\x05scope\x18\x05 \x01(\tR\x05scope\x129\n" +
 	"\n" +
 	"expires_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\x127\n" +
-	"\tissued_at\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\bissuedAt2\x83\b\n" +
+	"\tissued_at\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\bissuedAt\x12\x16\n" +
+	"\x06client\x18\b \x01(\tR\x06client2\x83\b\n" +
 	"\x16IdentityRuntimeService\x12{\n" +
 	"\x14StartIdentitySession\x120.keyfort.identity.v1.StartIdentitySessionRequest\x1a1.keyfort.identity.v1.StartIdentitySessionResponse\x12\x81\x01\n" +
 	"\x16RefreshIdentitySession\x122.keyfort.identity.v1.RefreshIdentitySessionRequest\x1a3.keyfort.identity.v1.RefreshIdentitySessionResponse\x12u\n" +

@@ -43,7 +43,8 @@ type IdentityRuntimeServiceClient interface {
 	StartIdentitySession(ctx context.Context, in *StartIdentitySessionRequest, opts ...grpc.CallOption) (*StartIdentitySessionResponse, error)
 	// RefreshIdentitySession rotates a refresh token; reuse of a spent one revokes the session.
 	RefreshIdentitySession(ctx context.Context, in *RefreshIdentitySessionRequest, opts ...grpc.CallOption) (*RefreshIdentitySessionResponse, error)
-	// EndIdentitySession revokes the session of an access or refresh token (logout).
+	// EndIdentitySession revokes the session of an access or refresh token (logout). A token bound to
+	// a client (over mutual TLS) ends its session only when that client presents it.
 	EndIdentitySession(ctx context.Context, in *EndIdentitySessionRequest, opts ...grpc.CallOption) (*EndIdentitySessionResponse, error)
 	// IssueIdentityToken issues a bare access token (compatibility path: no session, no refresh).
 	IssueIdentityToken(ctx context.Context, in *IssueIdentityTokenRequest, opts ...grpc.CallOption) (*IssueIdentityTokenResponse, error)
@@ -163,7 +164,8 @@ type IdentityRuntimeServiceServer interface {
 	StartIdentitySession(context.Context, *StartIdentitySessionRequest) (*StartIdentitySessionResponse, error)
 	// RefreshIdentitySession rotates a refresh token; reuse of a spent one revokes the session.
 	RefreshIdentitySession(context.Context, *RefreshIdentitySessionRequest) (*RefreshIdentitySessionResponse, error)
-	// EndIdentitySession revokes the session of an access or refresh token (logout).
+	// EndIdentitySession revokes the session of an access or refresh token (logout). A token bound to
+	// a client (over mutual TLS) ends its session only when that client presents it.
 	EndIdentitySession(context.Context, *EndIdentitySessionRequest) (*EndIdentitySessionResponse, error)
 	// IssueIdentityToken issues a bare access token (compatibility path: no session, no refresh).
 	IssueIdentityToken(context.Context, *IssueIdentityTokenRequest) (*IssueIdentityTokenResponse, error)
