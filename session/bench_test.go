@@ -284,6 +284,7 @@ func BenchmarkSubjectCutScan(b *testing.B) {
 			if err := store.CutSubject(ctx, session.SubjectCut{Subject: "nobody", Before: now, Until: now.Add(time.Minute)}); err != nil {
 				b.Fatal(err)
 			}
+			c.WaitForCutScans() // the scan runs off the feed's goroutine
 		}
 		if c.Len() != n {
 			b.Fatalf("the cut ended sessions: %d left of %d", c.Len(), n)

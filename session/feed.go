@@ -179,23 +179,88 @@ func (rc *recentCut) covers(p *Principal) bool {
 		sha256.Sum256([]byte(p.Subject)) == rc.sum
 }
 
-// onCut ends the cached sessions a subject cut covers, and remembers the cut for sessions being
-// created (a scan of the cache: cuts are administrative and rare).
+// onCut remembers a subject cut for sessions being created (revokedWhileCreated) and has the cut
+// scanner end the cached sessions it covers. The scan (of the whole cache: about half a second at a
+// million sessions) runs on a goroutine of its own, so the feed's next events (a logout, a theft's
+// revocation) are not held behind it; cuts that arrive while it runs are taken together in its
+// next pass.
 func (c *Cache) onCut(rc recentCut) {
 	c.cutMu.Lock()
 	c.cuts = slices.DeleteFunc(c.cuts, func(o recentCut) bool { return rc.at-o.at >= int64(recentWindow) })
 	c.cuts = append(c.cuts, rc)
+	c.pendingCuts = append(c.pendingCuts, rc)
+	c.publishUnscanned()
+	start := !c.scanning
+	c.scanning = true
 	c.cutMu.Unlock()
-	var keys []tokenKey
-	for k, s := range c.c.All() {
-		if rc.covers(&s.Principal) {
-			keys = append(keys, k)
-		}
-	}
-	for _, k := range keys {
-		c.endKey(k)
+	if start {
+		c.wg.Add(1)
+		go c.scanCuts()
 	}
 }
+
+// scanCuts ends the cached sessions the pending cuts cover, one pass over the cache for all the cuts
+// pending when it starts, until none is left.
+func (c *Cache) scanCuts() {
+	defer c.wg.Done()
+	for {
+		c.cutMu.Lock()
+		batch := c.pendingCuts
+		c.pendingCuts, c.inflightCuts = nil, batch
+		c.publishUnscanned()
+		if len(batch) == 0 {
+			c.scanning = false
+			c.cutMu.Unlock()
+			return
+		}
+		c.cutMu.Unlock()
+		if cutScanHook != nil {
+			cutScanHook()
+		}
+		var keys []tokenKey
+		for k, s := range c.c.All() {
+			for i := range batch {
+				if batch[i].covers(&s.Principal) {
+					keys = append(keys, k)
+					break
+				}
+			}
+		}
+		for _, k := range keys {
+			c.endKey(k)
+		}
+	}
+}
+
+// publishUnscanned gives the hit path the cuts whose scan has not finished (cutUnscanned); callers
+// hold cutMu.
+func (c *Cache) publishUnscanned() {
+	if len(c.inflightCuts)+len(c.pendingCuts) == 0 {
+		c.unscanned.Store(nil)
+		return
+	}
+	u := slices.Concat(c.inflightCuts, c.pendingCuts)
+	c.unscanned.Store(&u)
+}
+
+// cutUnscanned reports whether a cut the scanner has not reached yet covers s: a hit is refused as
+// soon as the cut's event arrives, not when the scan gets to its session. One atomic load when no
+// cut is being scanned.
+func (c *Cache) cutUnscanned(s *Session) bool {
+	u := c.unscanned.Load()
+	if u == nil || s.Principal.Family != "" {
+		return false
+	}
+	for i := range *u {
+		if (*u)[i].covers(&s.Principal) {
+			return true
+		}
+	}
+	return false
+}
+
+// cutScanHook, when set (by tests), runs at the start of each pass of the cut scanner.
+var cutScanHook func()
 
 // cutWhileCreated reports whether a subject cut received within recentWindow covers s.
 func (c *Cache) cutWhileCreated(s *Session, now int64) bool {

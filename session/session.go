@@ -373,13 +373,19 @@ type Cache struct {
 	fams     [hotShards]famShard
 	famSeed  maphash.Seed
 	// cutter is the store's SubjectCutter (nil: it has none); cuts are the subject cuts of the
-	// feed received in the last recentWindow, for sessions created meanwhile (revokedWhileCreated).
-	cutter    SubjectCutter
-	cutMu     sync.Mutex
-	cuts      []recentCut
-	wg        sync.WaitGroup
-	closed    chan struct{}
-	closeOnce sync.Once
+	// feed received in the last recentWindow, for sessions created meanwhile (revokedWhileCreated);
+	// pendingCuts wait for the cut scanner (scanning: it runs), off the feed's goroutine, and
+	// inflightCuts are its current pass's; unscanned publishes both to the hit path (nil: none).
+	cutter       SubjectCutter
+	cutMu        sync.Mutex
+	cuts         []recentCut
+	pendingCuts  []recentCut
+	inflightCuts []recentCut
+	scanning     bool
+	unscanned    atomic.Pointer[[]recentCut]
+	wg           sync.WaitGroup
+	closed       chan struct{}
+	closeOnce    sync.Once
 }
 
 type cacheMetrics struct {
@@ -563,6 +569,10 @@ func (c *Cache) Get(ctx context.Context, raw string) (*Session, error) {
 	key := c.key(signed)
 	if s := c.hotGet(key); s != nil && !s.over.Load() && s.knows(sig) {
 		now := c.nowNano()
+		if c.cutUnscanned(s) {
+			c.endKey(key)
+			return nil, fmt.Errorf("%w: subject cut", ErrUnauthenticated)
+		}
 		if now < s.deadline {
 			c.touch(s, key, now)
 			if err := c.revalidateIfDue(ctx, s, key, now); err != nil {
@@ -614,7 +624,7 @@ func (c *Cache) Peek(raw string) *Session {
 		return nil
 	}
 	now := c.nowNano()
-	if now >= s.deadline || c.revalidationDue(s, now) {
+	if now >= s.deadline || c.revalidationDue(s, now) || c.cutUnscanned(s) {
 		return nil
 	}
 	c.touch(s, key, now)
