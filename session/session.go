@@ -646,14 +646,29 @@ func (s *Session) CheckClient(leaf *x509.Certificate) error {
 	if s.Principal.Client == "" || (leaf != nil && s.client.Load() == leaf) {
 		return nil
 	}
-	if leaf == nil {
-		return fmt.Errorf("%w (bound to %q; presented without a client certificate)", ErrClientMismatch, s.Principal.Client)
+	var id string
+	if leaf != nil {
+		id = ClientIdentity(leaf)
 	}
-	if id := ClientIdentity(leaf); id != s.Principal.Client {
-		return fmt.Errorf("%w (bound to %q; presented by %q)", ErrClientMismatch, s.Principal.Client, id)
+	if err := s.CheckClientIdentity(id); err != nil {
+		return err
 	}
 	s.client.Store(leaf)
 	return nil
+}
+
+// CheckClientIdentity is CheckClient for a caller named by its identity rather than its
+// certificate ("": none), as a proxy that terminated the caller's mutual TLS forwards it (see
+// grpcauth.ForwardedClientCert): only as trustworthy as the path from that proxy.
+func (s *Session) CheckClientIdentity(id string) error {
+	switch {
+	case s.Principal.Client == "" || id == s.Principal.Client:
+		return nil
+	case id == "":
+		return fmt.Errorf("%w (bound to %q; presented without a client certificate)", ErrClientMismatch, s.Principal.Client)
+	default:
+		return fmt.Errorf("%w (bound to %q; presented by %q)", ErrClientMismatch, s.Principal.Client, id)
+	}
 }
 
 // ClientIdentity names a client by its certificate, as token binding does (StartRequest.Client):

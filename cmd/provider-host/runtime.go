@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/reflection"
 
 	"github.com/keyfort/keyfort/catalog"
@@ -83,7 +84,7 @@ func identityProvider(ctx context.Context, cat *catalog.Catalog, name string) (*
 	return v, nil
 }
 
-func newIdentityRuntime(ctx context.Context, cfg *config.Config, cat *catalog.Catalog, log *slog.Logger, reg prometheus.Registerer, tlsCfg *tls.Config, withReflection bool) (*identityRuntime, error) {
+func newIdentityRuntime(ctx context.Context, cfg *config.Config, cat *catalog.Catalog, log *slog.Logger, reg prometheus.Registerer, tlsCfg *tls.Config, withReflection, forwarded bool) (*identityRuntime, error) {
 	r := &identityRuntime{}
 	idps := map[string]*oidc.Verifier{}
 	for _, name := range slices.Sorted(maps.Keys(cfg.OIDC)) {
@@ -166,6 +167,11 @@ func newIdentityRuntime(ctx context.Context, cfg *config.Config, cat *catalog.Ca
 		identityrpc.IntrospectionMethod, // its callers authenticate with their certificate
 		"/grpc.health.v1.Health/*",
 	}}
+	var ident func(context.Context, metadata.MD) string
+	if forwarded { // behind a sidecar that terminated the caller's mutual TLS
+		ident = grpcauth.ForwardedClientCert
+		guard.ClientIdentity = ident
+	}
 	if withReflection {
 		// The schema is public (proto/ in the repository): reflection needs no session.
 		guard.Exempt = append(guard.Exempt, "/grpc.reflection.v1.ServerReflection/*", "/grpc.reflection.v1alpha.ServerReflection/*")
@@ -179,7 +185,7 @@ func newIdentityRuntime(ctx context.Context, cfg *config.Config, cat *catalog.Ca
 	}
 	r.grpc = grpc.NewServer(opts...)
 	r.service = identityrpc.Register(r.grpc, m, identityrpc.Options{Sessions: cache, Logger: log, Registerer: reg,
-		BindClients: !cfg.Session.UnboundRefresh, IntrospectionClients: cfg.Session.IntrospectionClients})
+		BindClients: !cfg.Session.UnboundRefresh, IntrospectionClients: cfg.Session.IntrospectionClients, ClientIdentity: ident})
 	r.health = health.NewServer()
 	healthpb.RegisterHealthServer(r.grpc, r.health)
 	if withReflection {

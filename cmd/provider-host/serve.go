@@ -40,6 +40,7 @@ func newServeCmd() *cobra.Command {
 		cores      bool
 		noMlock    bool
 		reflection bool
+		forwarded  bool
 		drain      time.Duration
 	)
 	cmd := &cobra.Command{
@@ -85,6 +86,17 @@ close, revoking the leases they issued.`,
 			if err != nil {
 				return fmt.Errorf("--tls-client-allow: %w", err)
 			}
+			if forwarded {
+				if clientCA != "" {
+					return fmt.Errorf("--forwarded-client-cert and --tls-client-ca name callers two ways: behind a sidecar, the sidecar checks client certificates")
+				}
+				// Whoever can reach serve without the sidecar could write the header: loopback only.
+				for flag, addr := range map[string]string{"--grpc-addr": grpcAddr, "--http-addr": httpAddr} {
+					if !loopback(addr) {
+						return fmt.Errorf("--forwarded-client-cert needs %s on loopback, where only the sidecar reaches it (got %s)", flag, addr)
+					}
+				}
+			}
 			if !cores {
 				// The process holds signing keys: no core file, no same-user debugger.
 				if err := harden.Process(); err != nil {
@@ -93,7 +105,7 @@ close, revoking the leases they issued.`,
 			}
 			// ... and no swap, where the process may lock its memory.
 			locked := !noMlock && harden.LockMemoryLogged(log)
-			return serve(ctx, log, files, listeners{http: httpAddr, grpc: grpcAddr, cert: tlsCert, key: tlsKey, clientCA: clientCA, allow: allowList, drain: drain, memoryLocked: locked, reflection: reflection})
+			return serve(ctx, log, files, listeners{http: httpAddr, grpc: grpcAddr, cert: tlsCert, key: tlsKey, clientCA: clientCA, allow: allowList, drain: drain, memoryLocked: locked, reflection: reflection, forwarded: forwarded})
 		},
 	}
 	cmd.Flags().StringArrayVarP(&files, "config", "c", nil, "configuration file (YAML, TOML or JSON); repeat to layer files")
@@ -101,7 +113,8 @@ close, revoking the leases they issued.`,
 	cmd.Flags().StringVar(&grpcAddr, "grpc-addr", "127.0.0.1:9090", "address of the gRPC identity runtime service")
 	cmd.Flags().StringVar(&tlsCert, "tls-cert", "", "PEM certificate (chain) for both listeners, reloaded when the files change; without it they serve plaintext")
 	cmd.Flags().StringVar(&tlsKey, "tls-key", "", "PEM private key of --tls-cert")
-	cmd.Flags().StringVar(&clientCA, "tls-client-ca", "", "PEM bundle of CAs: the gRPC listener then requires a client certificate that chains to one (mutual TLS; reloaded when the file changes). The HTTP endpoints do not ask for one")
+	cmd.Flags().StringVar(&clientCA, "tls-client-ca", "", "PEM bundle of CAs: the gRPC listener then requires a client certificate that chains to one (mutual TLS; reloaded when the file changes). The HTTP listener asks for one only with identity.session.introspection_clients, for /oauth2/introspect")
+	cmd.Flags().BoolVar(&forwarded, "forwarded-client-cert", false, "behind a sidecar proxy that terminates mutual TLS (Envoy, Istio): name callers by the client certificate in its x-forwarded-client-cert header, for token binding and introspection; both listeners must be on loopback")
 	cmd.Flags().StringArrayVar(&allow, "tls-client-allow", nil, "with --tls-client-ca, an identity a client certificate must carry (repeat for several): a URI SAN such as a SPIFFE ID, exact or ending in /* for any under that path, or a DNS SAN")
 	cmd.Flags().DurationVar(&drain, "shutdown-timeout", 10*time.Second, "on SIGTERM, how long calls in flight (and open streams) may take to finish before they are cancelled")
 	cmd.Flags().BoolVarP(&verbose, "verbose", "v", false, "debug logging")
@@ -123,6 +136,9 @@ type listeners struct {
 	memoryLocked bool
 	// reflection serves the gRPC reflection service (--grpc-reflection).
 	reflection bool
+	// forwarded names callers by the x-forwarded-client-cert header of a sidecar
+	// (--forwarded-client-cert).
+	forwarded bool
 }
 
 func serve(ctx context.Context, log *slog.Logger, files []string, l listeners) error {
@@ -155,15 +171,15 @@ func serve(ctx context.Context, log *slog.Logger, files []string, l listeners) e
 			httpTLS = cas.optionalTLS(tlsCfg)
 		}
 	}
-	if len(cfg.Session.IntrospectionClients) > 0 && l.clientCA == "" {
+	if len(cfg.Session.IntrospectionClients) > 0 && l.clientCA == "" && !l.forwarded {
 		// Its callers are named by their certificate: without client certificates no one could call it.
-		log.Error("keyfort: identity.session.introspection_clients needs client certificates: serve with --tls-client-ca")
+		log.Error("keyfort: identity.session.introspection_clients needs client certificates: serve with --tls-client-ca (or --forwarded-client-cert behind a sidecar)")
 		return exitCode(exitInvalidConfig)
 	}
-	if cfg.Session.BindAccess && l.clientCA == "" {
+	if cfg.Session.BindAccess && l.clientCA == "" && !l.forwarded {
 		// Without client certificates there is no client to bind to: every access token would be a
 		// bearer token, which the setting says must not be.
-		log.Error("keyfort: identity.session.bind_access_to_client needs client certificates: serve with --tls-client-ca")
+		log.Error("keyfort: identity.session.bind_access_to_client needs client certificates: serve with --tls-client-ca (or --forwarded-client-cert behind a sidecar)")
 		return exitCode(exitInvalidConfig)
 	}
 	reg := prometheus.NewRegistry()
@@ -220,7 +236,7 @@ func serve(ctx context.Context, log *slog.Logger, files []string, l listeners) e
 	const readyStoreTimeout = 2 * time.Second
 	// healthInterval is how often the gRPC health service is brought up to date with those checks.
 	const healthInterval = 2 * time.Second
-	runtime, err := newIdentityRuntime(ctx, cfg, cat, log, reg, grpcTLS, l.reflection)
+	runtime, err := newIdentityRuntime(ctx, cfg, cat, log, reg, grpcTLS, l.reflection, l.forwarded)
 	if err != nil {
 		log.Error("keyfort: start-up failed", slog.String("error", err.Error()))
 		return exitCode(exitInvalidConfig)
@@ -301,7 +317,7 @@ func serve(ctx context.Context, log *slog.Logger, files []string, l listeners) e
 	}
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	log.Info("keyfort: serving", slog.String("http", scheme+ln.Addr().String()), slog.String("grpc", gln.Addr().String()),
-		slog.Bool("tls", tlsCfg != nil), slog.Bool("grpc_client_certs", l.clientCA != ""), slog.Bool("grpc_client_allow_list", l.allow != nil),
+		slog.Bool("tls", tlsCfg != nil), slog.Bool("grpc_client_certs", l.clientCA != ""), slog.Bool("grpc_client_allow_list", l.allow != nil), slog.Bool("forwarded_client_cert", l.forwarded),
 		slog.Any("config", cfg.Sources), slog.Int("keys", len(cfg.Keys())), slog.Any("identity_providers", runtime.idps),
 		slog.String("session_store", runtime.storeName))
 	errc := make(chan error, 2)
@@ -335,4 +351,17 @@ func serve(ctx context.Context, log *slog.Logger, files []string, l listeners) e
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	return srv.Shutdown(shutdownCtx)
+}
+
+// loopback reports whether addr (host:port) listens on a loopback address only.
+func loopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }

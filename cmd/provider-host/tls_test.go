@@ -611,6 +611,110 @@ func TestIntrospectionOverHTTP(t *testing.T) {
 	}
 }
 
+// servingPlain reads both addresses of a plaintext serve.
+var servingPlain = regexp.MustCompile(`http=http://(127\.0\.0\.1:\d+) grpc=(127\.0\.0\.1:\d+)`)
+
+// TestServeBehindASidecar: with --forwarded-client-cert, serve names its callers by the
+// x-forwarded-client-cert header of the sidecar that terminated their mutual TLS: tokens are bound
+// to the client it names (refresh and, with bind_access_to_client, access), another client named
+// there is refused, a call without the header holds no identity, introspection (gRPC and HTTP)
+// admits the clients of introspection_clients by it, and the audit records name the forwarded
+// client. The flag refuses listeners off loopback and --tls-client-ca beside it.
+func TestServeBehindASidecar(t *testing.T) {
+	m := newMTLSRuntime(t)
+	const gateway, batch, python = "spiffe://keyfort.test/ns/prod/sa/gateway", "spiffe://keyfort.test/ns/prod/sa/batch", "spiffe://keyfort.test/ns/prod/sa/python"
+	cfg := m.config(fmt.Sprintf("bind_access_to_client: true, introspection_clients: [%q]", python))
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--grpc-addr", "0.0.0.0:0", "--http-addr", "127.0.0.1:0"}, "--forwarded-client-cert needs --grpc-addr on loopback"},
+		{[]string{"--grpc-addr", "127.0.0.1:0", "--http-addr", ":0"}, "--forwarded-client-cert needs --http-addr on loopback"},
+		{[]string{"--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--tls-cert", "c", "--tls-key", "k", "--tls-client-ca", m.clientCA.CertFile},
+			"--forwarded-client-cert and --tls-client-ca name callers two ways"},
+	} {
+		r := run(t, nil, append([]string{"serve", "--config", cfg, "--forwarded-client-cert"}, tc.args...)...)
+		if r.code == 0 || !strings.Contains(r.stdout+r.stderr, tc.want) {
+			t.Errorf("%v: exit %d, want %q\n%s%s", tc.args, r.code, tc.want, r.stdout, r.stderr)
+		}
+	}
+	addrs, log, _ := hosttest.StartLogged(t, hosttest.ProviderHost(t), []string{"PATH=" + os.Getenv("PATH")}, servingPlain,
+		"serve", "--config", cfg, "--http-addr", "127.0.0.1:0", "--grpc-addr", "127.0.0.1:0", "--forwarded-client-cert")
+	httpAddr, grpcAddr := addrs[0], addrs[1]
+	cc, err := grpc.NewClient(grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cc.Close()
+	rt := pb.NewIdentityRuntimeServiceClient(cc)
+	// from is a call's context as the sidecar forwards it for the client uri ("": no header).
+	from := func(uri string, kv ...string) context.Context {
+		if uri != "" {
+			kv = append(kv, "x-forwarded-client-cert", "By=spiffe://keyfort.test/ns/prod/sa/keyfort;Hash=ab12;URI="+uri)
+		}
+		return metadata.AppendToOutgoingContext(context.Background(), kv...)
+	}
+	started, err := rt.StartIdentitySession(from(gateway), &pb.StartIdentitySessionRequest{IdentityProvider: "google",
+		ExternalToken: m.iss.Sign(t, "k1", m.iss.Claims("alice", "client-1"), nil)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	access, refresh := started.GetTokens().GetAccessToken(), started.GetTokens().GetRefreshToken()
+	list := func(uri string) error {
+		_, err := rt.ListSubjectSessions(from(uri, "authorization", "Bearer "+access), &pb.ListSubjectSessionsRequest{Subject: "alice"})
+		return err
+	}
+	if err := list(gateway); err != nil {
+		t.Fatalf("the bound access token, from its client through the sidecar: %v", err)
+	}
+	for _, uri := range []string{batch, ""} {
+		if err := list(uri); status.Code(err) != codes.Unauthenticated {
+			t.Errorf("the bound access token, from %q: got %v, want Unauthenticated", uri, err)
+		}
+		if _, err := rt.RefreshIdentitySession(from(uri), &pb.RefreshIdentitySessionRequest{RefreshToken: refresh}); status.Code(err) != codes.Unauthenticated {
+			t.Errorf("the bound refresh token, from %q: got %v, want Unauthenticated", uri, err)
+		}
+	}
+	res, err := rt.IntrospectIdentityToken(from(python), &pb.IntrospectIdentityTokenRequest{Token: access})
+	if err != nil || !res.GetActive() || res.GetClient() != gateway {
+		t.Errorf("introspection by an introspection client through the sidecar: %v, %v", res, err)
+	}
+	if _, err := rt.IntrospectIdentityToken(from(gateway), &pb.IntrospectIdentityTokenRequest{Token: access}); status.Code(err) != codes.PermissionDenied {
+		t.Errorf("introspection by another client: got %v, want PermissionDenied", err)
+	}
+	for uri, want := range map[string]int{python: http.StatusOK, gateway: http.StatusForbidden, "": http.StatusUnauthorized} {
+		req, err := http.NewRequest(http.MethodPost, "http://"+httpAddr+"/oauth2/introspect", strings.NewReader(url.Values{"token": {access}}.Encode()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		if uri != "" {
+			req.Header.Set("X-Forwarded-Client-Cert", "By=spiffe://keyfort.test/ns/prod/sa/keyfort;URI="+uri)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var body map[string]any
+		_ = json.NewDecoder(resp.Body).Decode(&body)
+		_ = resp.Body.Close()
+		if resp.StatusCode != want || (want == http.StatusOK && (body["active"] != true || body["cli"] != gateway)) {
+			t.Errorf("HTTP introspection from %q: %d %v, want %d", uri, resp.StatusCode, body, want)
+		}
+	}
+	next, err := rt.RefreshIdentitySession(from(gateway), &pb.RefreshIdentitySessionRequest{RefreshToken: refresh})
+	if err != nil {
+		t.Fatalf("the bound refresh token, from its client: %v", err)
+	}
+	access = next.GetTokens().GetAccessToken()
+	if err := list(gateway); err != nil {
+		t.Errorf("the refreshed access token, from its client: %v", err)
+	}
+	waitLog(t, log, "event=session.refresh outcome=client_mismatch")
+	waitLog(t, log, "client_forwarded="+gateway)
+	waitLog(t, log, "forwarded_client_cert=true")
+}
+
 // mtlsRuntime is a serve over mutual TLS (a server CA, a client CA) with an identity provider,
 // whose clients are named by a SPIFFE ID in their certificate.
 type mtlsRuntime struct {

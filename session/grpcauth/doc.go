@@ -14,5 +14,7 @@
 // Principal.Client) is served only to a caller presenting, over mutual TLS, a certificate of that
 // client's identity (session.Session.CheckClient), on both paths; another caller is refused and
 // the refusal logged as a warning naming both identities. The server must ask for client
-// certificates (tls.Config.ClientAuth) for such tokens to be served at all.
+// certificates (tls.Config.ClientAuth) for such tokens to be served at all — or, behind a sidecar
+// that terminates mutual TLS, name the caller with Config.ClientIdentity (ForwardedClientCert reads
+// Envoy's x-forwarded-client-cert).
 package grpcauth

@@ -49,6 +49,13 @@ type Config struct {
 	MaxHeaderListSize uint32
 	// Logger receives the reasons of refusals; nil: slog.Default().
 	Logger *slog.Logger
+	// ClientIdentity names the caller, for sessions whose token is bound to a client
+	// (session.Principal.Client), when the server does not see the caller's certificate itself:
+	// behind a proxy that terminates mutual TLS and forwards the client's identity in a header (an
+	// Envoy or Istio sidecar: ForwardedClientCert). md holds the call's received headers (read
+	// only); "" means no identity. Nil: the identity of the certificate of the call's own TLS peer. A forwarded identity is only as good as the path from the proxy: the server must
+	// accept connections from that proxy alone (a loopback listener beside its sidecar).
+	ClientIdentity func(ctx context.Context, md metadata.MD) string
 }
 
 type guard struct {
@@ -173,7 +180,7 @@ func (g *guard) authenticate(ctx context.Context, method string) (*session.Sessi
 	if err == nil {
 		var s *session.Session
 		if s, err = g.cfg.Sessions.Get(ctx, tok); err == nil {
-			if err = s.CheckClient(peerCertificate(ctx)); err == nil {
+			if err = g.checkClient(ctx, s, nil); err == nil {
 				return s, nil
 			}
 			// A token bound to a client, presented by another: a sign that it was stolen.
@@ -234,11 +241,27 @@ func (gd *Guard) TapHandle() tap.ServerInHandle {
 		if err != nil {
 			return ctx, nil // the interceptor refuses it and logs why
 		}
-		if s := g.cfg.Sessions.Peek(tok); s != nil && (s.Principal.Client == "" || s.CheckClient(peerCertificate(ctx)) == nil) {
+		if s := g.cfg.Sessions.Peek(tok); s != nil && (s.Principal.Client == "" || g.checkClient(ctx, s, info.Header) == nil) {
 			return session.NewContext(ctx, s), nil
 		}
 		return ctx, nil
 	}
+}
+
+// checkClient checks that the caller may use s, whose token may be bound to a client: by
+// Config.ClientIdentity when set (over md, the received headers; nil: those of ctx), else by the
+// certificate of the call's TLS peer.
+func (g *guard) checkClient(ctx context.Context, s *session.Session, md metadata.MD) error {
+	if s.Principal.Client == "" {
+		return nil
+	}
+	if g.cfg.ClientIdentity != nil {
+		if md == nil {
+			md, _ = metadata.FromIncomingContext(ctx)
+		}
+		return s.CheckClientIdentity(g.cfg.ClientIdentity(ctx, md))
+	}
+	return s.CheckClient(peerCertificate(ctx))
 }
 
 // peerCertificate is the certificate the caller presented over mutual TLS, or nil. A session's

@@ -12,6 +12,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -43,13 +44,19 @@ type Options struct {
 	// useless to any other client that steals them. With the Manager's Config.BindAccessTokens,
 	// their access tokens are bound to it too.
 	BindClients bool
+	// ClientIdentity names callers, for binding and introspection, when a proxy in front of the
+	// server terminated their mutual TLS and forwards their identity in a header (an Envoy or Istio
+	// sidecar: grpcauth.ForwardedClientCert); md holds the call's received headers. Nil: the
+	// certificate of the call's own TLS peer. The proxy must be the server's only way in.
+	ClientIdentity func(ctx context.Context, md metadata.MD) string
 }
 
 // Server implements the service over a Manager.
 type Server struct {
 	pb.UnimplementedIdentityRuntimeServiceServer
-	m    *session.Manager
-	bind bool
+	m     *session.Manager
+	bind  bool
+	ident func(ctx context.Context, md metadata.MD) string
 	// introspectors may call IntrospectIdentityToken (by client identity)
 	introspectors map[string]bool
 	sessions      *session.Cache
@@ -60,7 +67,7 @@ type Server struct {
 
 // Register registers the service on s.
 func Register(s grpc.ServiceRegistrar, m *session.Manager, opts Options) *Server {
-	srv := &Server{m: m, bind: opts.BindClients, sessions: opts.Sessions, log: opts.Logger, audit: opts.Audit,
+	srv := &Server{m: m, bind: opts.BindClients, ident: opts.ClientIdentity, sessions: opts.Sessions, log: opts.Logger, audit: opts.Audit,
 		calls: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "keyfort", Subsystem: "identity",
 			Name: "calls_total", Help: "Identity runtime calls by method and outcome (ok, inactive, unauthenticated, refresh_reuse, client_mismatch, permission_denied, invalid_argument, unavailable)."},
 			[]string{"method", "outcome"})}
@@ -133,7 +140,11 @@ func (s *Server) record(ctx context.Context, method, event, result string, err e
 	if p, ok := peer.FromContext(ctx); ok && p.Addr != nil {
 		attrs = append(attrs, slog.String("peer", p.Addr.String()))
 	}
-	if leaf := clientCert(ctx); leaf != nil {
+	if s.ident != nil { // the identity a proxy forwarded
+		if _, ok := metadata.FromIncomingContext(ctx); ok {
+			attrs = append(attrs, slog.String("client_forwarded", s.caller(ctx)))
+		}
+	} else if leaf := clientCert(ctx); leaf != nil {
 		attrs = append(attrs, slog.String("client_cert", leaf.Subject.String()))
 		if len(leaf.URIs) > 0 { // the workload's SPIFFE ID, when it has one
 			attrs = append(attrs, slog.String("client_uri", leaf.URIs[0].String()))
@@ -150,6 +161,16 @@ func clientCert(ctx context.Context) *x509.Certificate {
 		}
 	}
 	return nil
+}
+
+// caller names the caller for token binding and introspection: by Options.ClientIdentity when set,
+// else by its certificate (clientIdentity).
+func (s *Server) caller(ctx context.Context) string {
+	if s.ident != nil {
+		md, _ := metadata.FromIncomingContext(ctx)
+		return s.ident(ctx, md)
+	}
+	return clientIdentity(ctx)
 }
 
 // clientIdentity names the caller's certificate for token binding (session.ClientIdentity); ""
@@ -180,7 +201,7 @@ func (s *Server) StartIdentitySession(ctx context.Context, req *pb.StartIdentity
 	}
 	var client string
 	if s.bind {
-		client = clientIdentity(ctx)
+		client = s.caller(ctx)
 	}
 	t, err := s.m.StartSession(ctx, session.StartRequest{Subject: req.GetSubject(), Tenant: req.GetTenant(),
 		IdP: req.GetIdentityProvider(), ExternalToken: req.GetExternalToken(), Scope: req.GetScope(), Client: client})
@@ -199,7 +220,7 @@ func (s *Server) StartIdentitySession(ctx context.Context, req *pb.StartIdentity
 // RefreshIdentitySession implements the service.
 func (s *Server) RefreshIdentitySession(ctx context.Context, req *pb.RefreshIdentitySessionRequest) (*pb.RefreshIdentitySessionResponse, error) {
 	const method, event = "RefreshIdentitySession", "session.refresh"
-	t, err := s.m.RefreshSessionFrom(ctx, req.GetRefreshToken(), clientIdentity(ctx))
+	t, err := s.m.RefreshSessionFrom(ctx, req.GetRefreshToken(), s.caller(ctx))
 	if err != nil {
 		var reuse *session.ReuseError
 		var attrs []slog.Attr
@@ -217,7 +238,7 @@ func (s *Server) RefreshIdentitySession(ctx context.Context, req *pb.RefreshIden
 // bind_access_to_client an access token) ends its session only when that client presents it.
 func (s *Server) EndIdentitySession(ctx context.Context, req *pb.EndIdentitySessionRequest) (*pb.EndIdentitySessionResponse, error) {
 	const method, event = "EndIdentitySession", "session.end"
-	f, err := s.m.EndSessionFrom(ctx, req.GetToken(), clientIdentity(ctx))
+	f, err := s.m.EndSessionFrom(ctx, req.GetToken(), s.caller(ctx))
 	if err == nil && s.sessions != nil {
 		err = s.sessions.End(ctx, req.GetToken(), time.Now().Add(session.DefaultRefreshTTL))
 	}
@@ -401,7 +422,7 @@ const IntrospectionMethod = "/keyfort.identity.v1.IdentityRuntimeService/Introsp
 // a service may ask for every call it serves; refusals are logged.
 func (s *Server) IntrospectIdentityToken(ctx context.Context, req *pb.IntrospectIdentityTokenRequest) (*pb.IntrospectIdentityTokenResponse, error) {
 	const method = "IntrospectIdentityToken"
-	p, active, err := s.introspect(ctx, method, clientIdentity(ctx), req.GetToken())
+	p, active, err := s.introspect(ctx, method, s.caller(ctx), req.GetToken())
 	switch {
 	case errors.Is(err, errNotIntrospector):
 		return nil, status.Error(codes.PermissionDenied, "not allowed to introspect tokens")

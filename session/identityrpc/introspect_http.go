@@ -4,6 +4,9 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"strings"
+
+	"google.golang.org/grpc/metadata"
 
 	"github.com/keyfort/keyfort/session"
 )
@@ -53,9 +56,17 @@ func (s *Server) IntrospectionHandler() http.Handler {
 			return
 		}
 		var caller string
-		if r.TLS != nil && len(r.TLS.PeerCertificates) > 0 {
+		switch {
+		case s.ident != nil: // a proxy terminated the caller's TLS and forwards its identity
+			md := make(metadata.MD, len(r.Header))
+			for k, v := range r.Header {
+				md[strings.ToLower(k)] = v
+			}
+			caller = s.ident(r.Context(), md)
+		case r.TLS != nil && len(r.TLS.PeerCertificates) > 0:
 			caller = session.ClientIdentity(r.TLS.PeerCertificates[0])
-		} else {
+		}
+		if caller == "" {
 			s.record(r.Context(), method, "", "unauthenticated", errors.New("no client certificate"))
 			w.Header().Set("WWW-Authenticate", `TLS realm="keyfort"`)
 			oauthError(w, http.StatusUnauthorized, "invalid_client", "a client certificate is required")
