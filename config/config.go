@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"math"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -160,6 +161,9 @@ type SessionConfig struct {
 	// UnboundRefresh is identity.session.bind_refresh_to_client set to false: refresh tokens are
 	// not bound to the mutual-TLS client that started their session (identityrpc.Options.BindClients).
 	UnboundRefresh bool
+	// RateLimit is identity.session.rate_limit: each client's calls to the runtime service
+	// (identityrpc.Options.RateLimit); zero: no bound.
+	RateLimit RateLimit
 	// BindAccess is identity.session.bind_access_to_client: access tokens are bound to the
 	// mutual-TLS client that started their session, too (session.Config.BindAccessTokens).
 	BindAccess bool
@@ -623,6 +627,8 @@ func (p *parser) sessionConfig(v any) {
 			}
 		case "redis_tls":
 			p.redisTLS(key, m[k])
+		case "rate_limit":
+			p.rateLimit(key, m[k])
 		case "max_sessions_per_subject":
 			n, err := strconv.Atoi(fmt.Sprint(m[k]))
 			if err != nil || n < 0 {
@@ -690,7 +696,7 @@ func (p *parser) sessionConfig(v any) {
 				sc.RefreshGrace = d
 			}
 		default:
-			p.add(key, "", "", "unknown key (known: issuer, audience, access_ttl, refresh_ttl, refresh_grace, revalidate, subject_cut_ttl, max_sessions_per_subject, bind_refresh_to_client, bind_access_to_client, introspection_clients, redis_url, redis_tls, redis_allow_eviction, postgres_url, postgres_migrate)")
+			p.add(key, "", "", "unknown key (known: issuer, audience, access_ttl, refresh_ttl, refresh_grace, revalidate, subject_cut_ttl, max_sessions_per_subject, bind_refresh_to_client, bind_access_to_client, introspection_clients, rate_limit, redis_url, redis_tls, redis_allow_eviction, postgres_url, postgres_migrate)")
 		}
 	}
 	if sc.RedisURL != "" && sc.PostgresURL != "" {
@@ -707,6 +713,46 @@ func (p *parser) sessionConfig(v any) {
 	}
 	if sc.RedisTLS != (RedisTLS{}) && !strings.HasPrefix(sc.RedisURL, "rediss://") {
 		p.add("identity.session.redis_tls", "", "", "set, but identity.session.redis_url is not a rediss:// URL")
+	}
+}
+
+// RateLimit bounds each client's calls to the identity runtime (identity.session.rate_limit).
+type RateLimit struct {
+	// PerSecond is the sustained rate of a client's calls; Burst how many it may make at once
+	// (default: PerSecond, at least 1).
+	PerSecond float64
+	Burst     int
+}
+
+func (p *parser) rateLimit(key string, v any) {
+	m, ok := v.(map[string]any)
+	if !ok {
+		p.add(key, "", "", "want a map (per_second, burst)")
+		return
+	}
+	rl := &p.cfg.Session.RateLimit
+	for _, f := range slices.Sorted(maps.Keys(m)) {
+		switch f {
+		case "per_second":
+			n, err := strconv.ParseFloat(fmt.Sprint(m[f]), 64)
+			if err != nil || n <= 0 || math.IsInf(n, 0) {
+				p.add(key+"."+f, "", "", "want a positive number of calls per second")
+				continue
+			}
+			rl.PerSecond = n
+		case "burst":
+			n, err := strconv.Atoi(fmt.Sprint(m[f]))
+			if err != nil || n < 1 {
+				p.add(key+"."+f, "", "", "want a positive whole number of calls")
+				continue
+			}
+			rl.Burst = n
+		default:
+			p.add(key+"."+f, "", "", "unknown key (known: burst, per_second)")
+		}
+	}
+	if rl.PerSecond == 0 {
+		p.add(key, "", "", "per_second is required")
 	}
 }
 

@@ -367,6 +367,14 @@ identity:
 	if err != nil || !cfg.Session.UnboundRefresh {
 		t.Errorf("bind_refresh_to_client: false: %v, %+v", err, cfg.Session)
 	}
+	cfg, err = load(`identity: { secrets: { session_signing: "memory:s" }, session: { rate_limit: { per_second: 2.5, burst: 10 } } }`)
+	if err != nil || cfg.Session.RateLimit != (config.RateLimit{PerSecond: 2.5, Burst: 10}) {
+		t.Errorf("rate_limit: %v, %+v", err, cfg.Session.RateLimit)
+	}
+	cfg, err = load(`identity: { secrets: { session_signing: "memory:s" } }`, "KEYFORT_IDENTITY__SESSION__RATE_LIMIT__PER_SECOND=20")
+	if err != nil || cfg.Session.RateLimit != (config.RateLimit{PerSecond: 20}) {
+		t.Errorf("rate_limit.per_second from the environment: %v, %+v", err, cfg.Session.RateLimit)
+	}
 	cfg, err = load(`identity: { secrets: { session_signing: "memory:s" } }`, "KEYFORT_IDENTITY__SESSION__BIND_ACCESS_TO_CLIENT=true")
 	if err != nil || !cfg.Session.BindAccess {
 		t.Errorf("bind_access_to_client=true from the environment: %v, %+v", err, cfg.Session)
@@ -402,6 +410,14 @@ identity:
 			"identity.session.max_sessions_per_subject: want a number of sessions"},
 		"binding not a boolean": {`identity: { secrets: { session_signing: "memory:s" }, session: { bind_refresh_to_client: often } }`, nil,
 			"identity.session.bind_refresh_to_client: want true or false"},
+		"a rate limit without a rate": {`identity: { secrets: { session_signing: "memory:s" }, session: { rate_limit: { burst: 5 } } }`, nil,
+			"identity.session.rate_limit: per_second is required"},
+		"a rate limit of nothing": {`identity: { secrets: { session_signing: "memory:s" }, session: { rate_limit: { per_second: 0 } } }`, nil,
+			"identity.session.rate_limit.per_second: want a positive number"},
+		"a rate limit with an unknown key": {`identity: { secrets: { session_signing: "memory:s" }, session: { rate_limit: { per_second: 1, per_minute: 5 } } }`, nil,
+			"identity.session.rate_limit.per_minute: unknown key"},
+		"a rate limit not a map": {`identity: { secrets: { session_signing: "memory:s" }, session: { rate_limit: 5 } }`, nil,
+			"identity.session.rate_limit: want a map"},
 		"access binding not a boolean": {`identity: { secrets: { session_signing: "memory:s" }, session: { bind_access_to_client: 1.5 } }`, nil,
 			"identity.session.bind_access_to_client: want true or false"},
 		"access tokens bound, refresh tokens not": {`identity: { secrets: { session_signing: "memory:s" }, session: { bind_access_to_client: true, bind_refresh_to_client: false } }`, nil,

@@ -176,7 +176,13 @@ func newIdentityRuntime(ctx context.Context, cfg *config.Config, cat *catalog.Ca
 		// The schema is public (proto/ in the repository): reflection needs no session.
 		guard.Exempt = append(guard.Exempt, "/grpc.reflection.v1.ServerReflection/*", "/grpc.reflection.v1alpha.ServerReflection/*")
 	}
-	opts := grpcauth.New(guard).ServerOptions() // header bound, tap handle (fast path) and interceptors
+	r.service = identityrpc.New(m, identityrpc.Options{Sessions: cache, Logger: log, Registerer: reg,
+		BindClients: !cfg.Session.UnboundRefresh, IntrospectionClients: cfg.Session.IntrospectionClients, ClientIdentity: ident,
+		RateLimit: identityrpc.RateLimit{PerSecond: cfg.Session.RateLimit.PerSecond, Burst: cfg.Session.RateLimit.Burst}})
+	// The rate limit first, so that a client past it costs no token verification; then the header
+	// bound, the guard's tap handle (fast path) and interceptors.
+	opts := append([]grpc.ServerOption{grpc.ChainUnaryInterceptor(r.service.UnaryServerInterceptor())},
+		grpcauth.New(guard).ServerOptions()...)
 	// The runtime's requests carry a token or two (each capped at 16 KiB before parsing): a message
 	// far above that is refused before it is read into memory (grpc-go's default is 4 MiB).
 	opts = append(opts, grpc.MaxRecvMsgSize(maxRuntimeMessage))
@@ -184,8 +190,7 @@ func newIdentityRuntime(ctx context.Context, cfg *config.Config, cat *catalog.Ca
 		opts = append(opts, grpc.Creds(credentials.NewTLS(tlsCfg)))
 	}
 	r.grpc = grpc.NewServer(opts...)
-	r.service = identityrpc.Register(r.grpc, m, identityrpc.Options{Sessions: cache, Logger: log, Registerer: reg,
-		BindClients: !cfg.Session.UnboundRefresh, IntrospectionClients: cfg.Session.IntrospectionClients, ClientIdentity: ident})
+	r.service.RegisterOn(r.grpc)
 	r.health = health.NewServer()
 	healthpb.RegisterHealthServer(r.grpc, r.health)
 	if withReflection {

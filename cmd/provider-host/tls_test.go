@@ -611,6 +611,87 @@ func TestIntrospectionOverHTTP(t *testing.T) {
 	}
 }
 
+// TestRateLimit: with identity.session.rate_limit, each client of the runtime service has its own
+// bucket — by certificate identity over mutual TLS, by address without — and a client past it gets
+// ResourceExhausted, counted as rate_limited, while another client, introspection and the health
+// service go on. A bad setting stops serve naming it.
+func TestRateLimit(t *testing.T) {
+	m := newMTLSRuntime(t)
+	const gateway, batch, python = "spiffe://keyfort.test/ns/prod/sa/gateway", "spiffe://keyfort.test/ns/prod/sa/batch", "spiffe://keyfort.test/ns/prod/sa/python"
+	// Three calls at once, then one an hour: the fourth in a row is refused, whatever the machine's speed.
+	limit := "rate_limit: { per_second: 0.0003, burst: 3 }"
+	r := run(t, nil, "check", "--config", m.config("rate_limit: { per_second: -1, burst: many }"))
+	if r.code == 0 || !strings.Contains(r.stdout+r.stderr, "identity.session.rate_limit.per_second: want a positive number") ||
+		!strings.Contains(r.stdout+r.stderr, "identity.session.rate_limit.burst: want a positive whole number") {
+		t.Errorf("a bad rate_limit: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	ctx := context.Background()
+	start := func(c pb.IdentityRuntimeServiceClient) error {
+		_, err := c.StartIdentitySession(ctx, &pb.StartIdentitySessionRequest{IdentityProvider: "google", ExternalToken: "not.a.token"})
+		return err
+	}
+	httpAddr, grpcAddr, _ := m.serveBoth(m.config(fmt.Sprintf("%s, introspection_clients: [%q]", limit, python)))
+	gw := m.client(grpcAddr, gateway)
+	for i := range 3 {
+		if err := start(gw); status.Code(err) != codes.Unauthenticated {
+			t.Fatalf("call %d within the burst: got %v, want Unauthenticated (a junk token)", i+1, err)
+		}
+	}
+	if err := start(gw); status.Code(err) != codes.ResourceExhausted {
+		t.Fatalf("the call past the burst: got %v, want ResourceExhausted", err)
+	}
+	// The same identity with another certificate, on another connection: the same bucket.
+	if err := start(m.client(grpcAddr, gateway)); status.Code(err) != codes.ResourceExhausted {
+		t.Errorf("the same client on a new connection: got %v, want ResourceExhausted", err)
+	}
+	if err := start(m.client(grpcAddr, batch)); status.Code(err) != codes.Unauthenticated {
+		t.Errorf("another client: got %v, want its own bucket", err)
+	}
+	py := m.client(grpcAddr, python)
+	for range 5 {
+		if _, err := py.IntrospectIdentityToken(ctx, &pb.IntrospectIdentityTokenRequest{Token: "not.a.token"}); err != nil {
+			t.Fatalf("introspection is not rate limited: %v", err)
+		}
+	}
+	resp, err := m.httpClient("").Get("https://" + httpAddr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	_ = resp.Body.Close()
+	if !strings.Contains(string(body), `keyfort_identity_calls_total{method="StartIdentitySession",outcome="rate_limited"} 2`) {
+		t.Errorf("the refusals are not counted:\n%s", body)
+	}
+
+	// Without client certificates, the bucket is the caller's address.
+	addrs, _, _ := hosttest.StartLogged(t, hosttest.ProviderHost(t), []string{"PATH=" + os.Getenv("PATH")}, servingPlain,
+		"serve", "--config", m.config(limit), "--http-addr", "127.0.0.1:0", "--grpc-addr", "127.0.0.1:0")
+	dial := func() pb.IdentityRuntimeServiceClient {
+		cc, err := grpc.NewClient(addrs[1], grpc.WithTransportCredentials(insecure.NewCredentials()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = cc.Close() })
+		return pb.NewIdentityRuntimeServiceClient(cc)
+	}
+	for i := range 3 {
+		if err := start(dial()); status.Code(err) != codes.Unauthenticated {
+			t.Fatalf("plaintext call %d within the burst: got %v", i+1, err)
+		}
+	}
+	if err := start(dial()); status.Code(err) != codes.ResourceExhausted {
+		t.Errorf("a fourth connection from the same address: got %v, want ResourceExhausted", err)
+	}
+	hc, err := grpc.NewClient(addrs[1], grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer hc.Close()
+	if _, err := healthpb.NewHealthClient(hc).Check(ctx, &healthpb.HealthCheckRequest{}); err != nil {
+		t.Errorf("the health service, from a rate-limited address: %v", err)
+	}
+}
+
 // servingPlain reads both addresses of a plaintext serve.
 var servingPlain = regexp.MustCompile(`http=http://(127\.0\.0\.1:\d+) grpc=(127\.0\.0\.1:\d+)`)
 

@@ -8,4 +8,8 @@
 // IntrospectIdentityToken tells services not written in Go whether an access token is active;
 // Server.IntrospectionHandler gives the same answer in RFC 7662's HTTP form. Both name their
 // callers by client certificate (Options.IntrospectionClients).
+//
+// Options.RateLimit bounds each client's calls (a token bucket per certificate identity, else per
+// address), applied by Server.UnaryServerInterceptor, which goes before the server's guard: build
+// the service with New, install the interceptor, then RegisterOn the server.
 package identityrpc

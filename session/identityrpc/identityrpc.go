@@ -49,6 +49,9 @@ type Options struct {
 	// sidecar: grpcauth.ForwardedClientCert); md holds the call's received headers. Nil: the
 	// certificate of the call's own TLS peer. The proxy must be the server's only way in.
 	ClientIdentity func(ctx context.Context, md metadata.MD) string
+	// RateLimit bounds each client's calls to the service (Server.UnaryServerInterceptor applies
+	// it); zero: no bound.
+	RateLimit RateLimit
 }
 
 // Server implements the service over a Manager.
@@ -63,13 +66,25 @@ type Server struct {
 	log           *slog.Logger
 	audit         *slog.Logger
 	calls         *prometheus.CounterVec
+	limits        *limiter // nil: no rate limit
 }
 
-// Register registers the service on s.
+// Register registers the service on s: New, then RegisterOn.
 func Register(s grpc.ServiceRegistrar, m *session.Manager, opts Options) *Server {
+	srv := New(m, opts)
+	srv.RegisterOn(s)
+	return srv
+}
+
+// RegisterOn registers the service on s.
+func (s *Server) RegisterOn(r grpc.ServiceRegistrar) { pb.RegisterIdentityRuntimeServiceServer(r, s) }
+
+// New returns the service over m, to be registered with RegisterOn (after its
+// UnaryServerInterceptor was installed on the server, for a rate limit).
+func New(m *session.Manager, opts Options) *Server {
 	srv := &Server{m: m, bind: opts.BindClients, ident: opts.ClientIdentity, sessions: opts.Sessions, log: opts.Logger, audit: opts.Audit,
 		calls: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "keyfort", Subsystem: "identity",
-			Name: "calls_total", Help: "Identity runtime calls by method and outcome (ok, inactive, unauthenticated, refresh_reuse, client_mismatch, permission_denied, invalid_argument, unavailable)."},
+			Name: "calls_total", Help: "Identity runtime calls by method and outcome (ok, inactive, unauthenticated, refresh_reuse, client_mismatch, permission_denied, invalid_argument, unavailable, rate_limited)."},
 			[]string{"method", "outcome"})}
 	if srv.log == nil {
 		srv.log = slog.Default()
@@ -84,7 +99,7 @@ func Register(s grpc.ServiceRegistrar, m *session.Manager, opts Options) *Server
 	if opts.Registerer != nil {
 		_ = opts.Registerer.Register(srv.calls)
 	}
-	pb.RegisterIdentityRuntimeServiceServer(s, srv)
+	srv.limits = newLimiter(opts.RateLimit)
 	return srv
 }
 
