@@ -53,7 +53,8 @@ type Config struct {
 	// (session.Principal.Client), when the server does not see the caller's certificate itself:
 	// behind a proxy that terminates mutual TLS and forwards the client's identity in a header (an
 	// Envoy or Istio sidecar: ForwardedClientCert). md holds the call's received headers (read
-	// only); "" means no identity. Nil: the identity of the certificate of the call's own TLS peer. A forwarded identity is only as good as the path from the proxy: the server must
+	// only); "" means no identity. Nil: the identity of the certificate of the call's own TLS
+	// peer. A forwarded identity is only as good as the path from the proxy: the server must
 	// accept connections from that proxy alone (a loopback listener beside its sidecar).
 	ClientIdentity func(ctx context.Context, md metadata.MD) string
 }
