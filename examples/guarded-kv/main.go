@@ -2,13 +2,18 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/keyfort/keyfort/config"
 	"github.com/keyfort/keyfort/examples/guarded-kv/kvserver"
@@ -20,12 +25,70 @@ func main() {
 		addr    = flag.String("addr", "127.0.0.1:7070", "gRPC listen address")
 		noAuth  = flag.Bool("auth-disabled", false, "serve without authentication (development only)")
 		jwks    = flag.String("runtime-jwks", "", "accept Keyfort access tokens verified with this JWKS URL (provider-host serve's /.well-known/jwks.json) instead of ID tokens")
+		jwksCA  = flag.String("runtime-ca", "", "PEM CA bundle that signed the runtime's HTTPS certificate, for --runtime-jwks")
+		cert    = flag.String("tls-cert", "", "PEM certificate (chain) to serve gRPC over TLS")
+		key     = flag.String("tls-key", "", "PEM private key of --tls-cert")
+		ca      = flag.String("tls-client-ca", "", "PEM CA bundle: require client certificates of these CAs (mutual TLS; access tokens bound to their client are served to that client only)")
+		xfcc    = flag.Bool("forwarded-client-cert", false, "behind an Envoy or Istio sidecar on loopback: name callers by its x-forwarded-client-cert header")
 	)
 	flag.Parse()
-	if err := run(*cfgFile, *addr, kvserver.Options{AuthDisabled: *noAuth, RuntimeJWKS: *jwks}); err != nil {
+	opts := kvserver.Options{AuthDisabled: *noAuth, RuntimeJWKS: *jwks, ForwardedClientCert: *xfcc}
+	var err error
+	if opts.TLS, err = serverTLS(*cert, *key, *ca); err == nil && *jwksCA != "" {
+		opts.JWKSClient, err = clientWithRoots(*jwksCA)
+	}
+	if err == nil {
+		err = run(*cfgFile, *addr, opts)
+	}
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "guarded-kv:", err)
 		os.Exit(1)
 	}
+}
+
+// serverTLS is the gRPC listener's TLS (nil without a certificate), requiring client certificates
+// of clientCA when it is set.
+func serverTLS(certFile, keyFile, clientCA string) (*tls.Config, error) {
+	switch {
+	case certFile == "" && keyFile == "" && clientCA == "":
+		return nil, nil
+	case certFile == "" || keyFile == "":
+		return nil, errors.New("--tls-cert and --tls-key go together (and --tls-client-ca needs them)")
+	}
+	pair, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		return nil, fmt.Errorf("--tls-cert/--tls-key: %w", err)
+	}
+	cfg := &tls.Config{Certificates: []tls.Certificate{pair}, MinVersion: tls.VersionTLS12}
+	if clientCA != "" {
+		pool, err := pool(clientCA)
+		if err != nil {
+			return nil, fmt.Errorf("--tls-client-ca: %w", err)
+		}
+		cfg.ClientCAs, cfg.ClientAuth = pool, tls.RequireAndVerifyClientCert
+	}
+	return cfg, nil
+}
+
+// clientWithRoots is an HTTP client trusting the CAs of file.
+func clientWithRoots(file string) (*http.Client, error) {
+	roots, err := pool(file)
+	if err != nil {
+		return nil, fmt.Errorf("--runtime-ca: %w", err)
+	}
+	return &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}}}, nil
+}
+
+func pool(file string) (*x509.CertPool, error) {
+	pem, err := os.ReadFile(file)
+	if err != nil {
+		return nil, err
+	}
+	p := x509.NewCertPool()
+	if !p.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("%s holds no PEM certificate", file)
+	}
+	return p, nil
 }
 
 func run(cfgFile, addr string, opts kvserver.Options) error {
@@ -48,7 +111,8 @@ func run(cfgFile, addr string, opts kvserver.Options) error {
 	if err != nil {
 		return err
 	}
-	slog.Info("guarded-kv: serving", slog.String("addr", l.Addr().String()), slog.Bool("auth", !opts.AuthDisabled), slog.Bool("keyfort_tokens", opts.RuntimeJWKS != ""))
+	slog.Info("guarded-kv: serving", slog.String("addr", l.Addr().String()), slog.Bool("auth", !opts.AuthDisabled), slog.Bool("keyfort_tokens", opts.RuntimeJWKS != ""),
+		slog.Bool("tls", opts.TLS != nil), slog.Bool("client_certs", opts.TLS != nil && opts.TLS.ClientCAs != nil))
 	go func() { <-ctx.Done(); srv.Close() }()
 	return srv.Serve(l)
 }

@@ -3,16 +3,19 @@ package kvserver
 import (
 	"cmp"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"sort"
 	"sync"
 	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/status"
 
 	"github.com/keyfort/keyfort/catalog"
@@ -46,6 +49,17 @@ type Options struct {
 	// /.well-known/jwks.json): the service then accepts Keyfort's own access tokens, verified with
 	// those public keys for identity.session.issuer and .audience, instead of ID tokens.
 	RuntimeJWKS string
+	// JWKSClient fetches RuntimeJWKS (an https URL served with a private CA needs its roots);
+	// nil: token.JWKSConfig's default.
+	JWKSClient *http.Client
+	// TLS, when set, serves gRPC over TLS with it; with ClientAuth requiring client certificates,
+	// a Keyfort access token bound to its client (identity.session.bind_access_to_client) is
+	// served only to that client.
+	TLS *tls.Config
+	// ForwardedClientCert names callers by the x-forwarded-client-cert header of a sidecar that
+	// terminated their mutual TLS (grpcauth.ForwardedClientCert), for tokens bound to a client:
+	// only behind that sidecar, listening on loopback.
+	ForwardedClientCert bool
 }
 
 // Server is the running service.
@@ -83,6 +97,9 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Server, error)
 		return nil, err
 	}
 	guard := grpcauth.Config{Disabled: opts.AuthDisabled, Logger: log}
+	if opts.ForwardedClientCert {
+		guard.ClientIdentity = grpcauth.ForwardedClientCert
+	}
 	if !opts.AuthDisabled {
 		// With identity.session.redis_url (or postgres_url) set, tombstones live in the store that
 		// provider-host serve uses: a logout on any replica of this service, or of the runtime
@@ -121,7 +138,11 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Server, error)
 		}
 		guard.Sessions = s.cache
 	}
-	s.grpc = grpc.NewServer(grpcauth.New(guard).ServerOptions()...)
+	sopts := grpcauth.New(guard).ServerOptions()
+	if opts.TLS != nil {
+		sopts = append(sopts, grpc.Creds(credentials.NewTLS(opts.TLS)))
+	}
+	s.grpc = grpc.NewServer(sopts...)
 	pb.RegisterKeyValueServiceServer(s.grpc, &handler{s: s})
 	return s, nil
 }
@@ -131,7 +152,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Server, error)
 // The JWKS key source, when there is one, is returned for Close.
 func authenticator(ctx context.Context, cfg *config.Config, cat *catalog.Catalog, store session.Store, opts Options) (session.Authenticator, *token.JWKSKeys, error) {
 	if opts.RuntimeJWKS != "" {
-		keys, err := token.NewJWKSKeys(ctx, token.JWKSConfig{URL: opts.RuntimeJWKS})
+		keys, err := token.NewJWKSKeys(ctx, token.JWKSConfig{URL: opts.RuntimeJWKS, HTTPClient: opts.JWKSClient})
 		if err != nil {
 			return nil, nil, err
 		}

@@ -2,7 +2,10 @@ package kvserver_test
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
+	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -13,15 +16,18 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
 	identitypb "github.com/keyfort/keyfort/api/identity/v1"
+	"github.com/keyfort/keyfort/config"
 	"github.com/keyfort/keyfort/examples/guarded-kv/kvserver"
 	"github.com/keyfort/keyfort/internal/hosttest"
 	pb "github.com/keyfort/keyfort/internal/kvexamplepb/v1"
 	"github.com/keyfort/keyfort/internal/pgtest"
 	"github.com/keyfort/keyfort/internal/redistest"
+	"github.com/keyfort/keyfort/internal/testpki"
 	"github.com/keyfort/keyfort/provider"
 	"github.com/keyfort/keyfort/session/oidc/oidctest"
 )
@@ -256,4 +262,79 @@ func TestKeyfortTokensThroughVault(t *testing.T) {
 	}
 	role.waitGone() // with no call in between: the revocation feed ended the guarded session
 	waitRefused(t, kv, access)
+}
+
+// TestKeyfortAccessTokensBoundToTheirClient: the runtime over mutual TLS binds its access tokens
+// to the client that started the session (identity.session.bind_access_to_client), and the
+// guarded service, over mutual TLS too (Options.TLS, the JWKS fetched over HTTPS with the
+// runtime's CA), serves such a token to that client only: another workload holding a copy of it is
+// refused, and the session goes on for its client.
+func TestKeyfortAccessTokensBoundToTheirClient(t *testing.T) {
+	iss := oidctest.New(t)
+	const aud = "client-123.apps.googleusercontent.com"
+	const gateway, batch = "spiffe://keyfort.test/ns/prod/sa/gateway", "spiffe://keyfort.test/ns/prod/sa/batch"
+	t.Setenv("GOOGLE_CLIENT_ID", aud)
+	serverCA, clientCA := testpki.New(t), testpki.New(t)
+	certFile, keyFile := serverCA.Server(t)
+	addrs, _, _ := hosttest.StartLogged(t, hosttest.ProviderHost(t), []string{"PATH=" + os.Getenv("PATH"), "GOOGLE_CLIENT_ID=" + aud},
+		regexp.MustCompile(`http=https://(127\.0\.0\.1:\d+) grpc=(127\.0\.0\.1:\d+)`),
+		"serve", "--config", writeRuntimeConfigWith(t, iss.URL, "bind_access_to_client: true"), "--http-addr", "127.0.0.1:0",
+		"--grpc-addr", "127.0.0.1:0", "--tls-cert", certFile, "--tls-key", keyFile, "--tls-client-ca", clientCA.CertFile)
+	clientTLS := func(uri string) *tls.Config {
+		cf, kf := clientCA.ClientWith(t, []string{uri}, nil)
+		pair, err := tls.LoadX509KeyPair(cf, kf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return &tls.Config{RootCAs: serverCA.Pool(), Certificates: []tls.Certificate{pair}}
+	}
+	dial := func(addr, uri string) *grpc.ClientConn {
+		cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(credentials.NewTLS(clientTLS(uri))))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = cc.Close() })
+		return cc
+	}
+	rt := identitypb.NewIdentityRuntimeServiceClient(dial(addrs[1], gateway))
+
+	cfg, err := config.Load(config.Source{Files: []string{filepath.Join("..", "config", "auth-enabled.yaml")},
+		Environ: []string{"KEYFORT_IDENTITY__SECRETS__OIDC__GOOGLE__ISSUER=" + iss.URL}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pair, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := kvserver.New(context.Background(), cfg, kvserver.Options{HostBinary: hosttest.ProviderHost(t),
+		RuntimeJWKS: "https://" + addrs[0] + "/.well-known/jwks.json",
+		JWKSClient:  &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: serverCA.Pool()}}},
+		TLS:         &tls.Config{Certificates: []tls.Certificate{pair}, ClientCAs: clientCA.Pool(), ClientAuth: tls.RequireAndVerifyClientCert}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = srv.Serve(l) }()
+	t.Cleanup(srv.Close)
+
+	started, err := rt.StartIdentitySession(context.Background(), &identitypb.StartIdentitySessionRequest{IdentityProvider: "google",
+		ExternalToken: iss.Sign(t, "k1", iss.Claims("alice", aud), nil)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	access := started.GetTokens().GetAccessToken()
+	gw, other := pb.NewKeyValueServiceClient(dial(l.Addr().String(), gateway)), pb.NewKeyValueServiceClient(dial(l.Addr().String(), batch))
+	if _, err := gw.Put(bearer(access), &pb.PutRequest{Key: "a", Value: "1"}); err != nil {
+		t.Fatalf("the bound access token from its client: %v", err)
+	}
+	if _, err := other.Get(bearer(access), &pb.GetRequest{Key: "a"}); status.Code(err) != codes.Unauthenticated {
+		t.Errorf("the bound access token from another workload: got %v, want Unauthenticated", err)
+	}
+	if got, err := gw.Get(bearer(access), &pb.GetRequest{Key: "a"}); err != nil || got.GetValue() != "1" {
+		t.Errorf("the session, for its client, after the other's attempt: %v, %v", got, err)
+	}
 }
