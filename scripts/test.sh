@@ -70,6 +70,7 @@ go test -run '^$' -fuzz '^FuzzLoadYAML$' -fuzztime 4000x ./config/
 go test -run '^$' -fuzz '^FuzzVerify$' -fuzztime 40000x ./session/token/
 go test -run '^$' -fuzz '^FuzzVerify$' -fuzztime 40000x ./session/oidc/
 go test -run '^$' -fuzz '^FuzzToken$' -fuzztime 40000x ./session/grpcauth/
+go test -run '^$' -fuzz '^FuzzForwardedClientCert$' -fuzztime 40000x ./session/grpcauth/
 go test -run '^$' -fuzz '^FuzzRevocationEvent$' -fuzztime 20000x ./session/
 go test -run '^$' -fuzz '^FuzzObject$' -fuzztime 40000x ./internal/jsonstrict/
 

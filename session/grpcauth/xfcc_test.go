@@ -3,6 +3,7 @@ package grpcauth_test
 import (
 	"context"
 	"net"
+	"strings"
 	"testing"
 
 	"google.golang.org/grpc"
@@ -105,6 +106,27 @@ func TestBoundAccessTokensBehindAProxy(t *testing.T) {
 		}
 		if err := call(bearer); err != nil {
 			t.Errorf("a token bound to no client, without the header: %v", err)
+		}
+	})
+}
+
+// FuzzForwardedClientCert: any header parses without a panic, and a URI written the way Envoy
+// writes values (quoted, with '"' and '\' escaped) after another proxy's element comes back as it
+// was.
+func FuzzForwardedClientCert(f *testing.F) {
+	for _, seed := range []string{"spiffe://cluster.local/ns/prod/sa/gateway", `CN=a,"b";c\d`, "", " x ", "é\x00"} {
+		f.Add(seed, `By=spiffe://a/x;URI=spiffe://a/edge`)
+	}
+	f.Fuzz(func(t *testing.T, uri, header string) {
+		_ = grpcauth.ForwardedClientCert(context.Background(), metadata.MD{grpcauth.ForwardedClientCertHeader: {header}})
+		quoted := `"` + strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace(uri) + `"`
+		md := metadata.MD{grpcauth.ForwardedClientCertHeader: {`By=spiffe://a/edge;URI=spiffe://a/x,Hash=ab;URI=` + quoted}}
+		want := uri
+		if strings.TrimSpace(uri) != uri { // not what a certificate's URI looks like; the parser trims around values
+			return
+		}
+		if got := grpcauth.ForwardedClientCert(context.Background(), md); got != want {
+			t.Errorf("URI %q, written %s: got %q", uri, quoted, got)
 		}
 	})
 }
