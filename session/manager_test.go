@@ -83,6 +83,17 @@ func newFixtureWith(t *testing.T, store session.Store, mut func(*session.Config)
 	return &fixture{m: m, iss: iss, clk: clk, keys: keys, store: m.Store(), google: google}
 }
 
+// startFor starts a session of alice for the client named client ("": none).
+func (f *fixture) startFor(t *testing.T, client string) session.Tokens {
+	t.Helper()
+	ext := f.iss.Sign(t, "k1", f.iss.Claims("alice", "client-123.apps.googleusercontent.com"), nil)
+	toks, err := f.m.StartSession(context.Background(), session.StartRequest{IdP: "google", ExternalToken: ext, Client: client})
+	if err != nil {
+		t.Fatalf("StartSession: %v", err)
+	}
+	return toks
+}
+
 func (f *fixture) start(t *testing.T, sub string) session.Tokens {
 	t.Helper()
 	ext := f.iss.Sign(t, "k1", f.iss.Claims(sub, "client-123.apps.googleusercontent.com"), nil)
@@ -327,15 +338,7 @@ func TestIssueTokenAndPolicy(t *testing.T) {
 func TestRefreshTokensBoundToTheClient(t *testing.T) {
 	f := newFixture(t, nil)
 	ctx := context.Background()
-	start := func(client string) session.Tokens {
-		t.Helper()
-		ext := f.iss.Sign(t, "k1", f.iss.Claims("alice", "client-123.apps.googleusercontent.com"), nil)
-		toks, err := f.m.StartSession(ctx, session.StartRequest{IdP: "google", ExternalToken: ext, Client: client})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return toks
-	}
+	start := func(client string) session.Tokens { return f.startFor(t, client) }
 	const gateway, batch = "spiffe://keyfort.test/ns/prod/sa/gateway", "spiffe://keyfort.test/ns/prod/sa/batch"
 	bound := start(gateway)
 	for _, client := range []string{batch, ""} {
@@ -387,15 +390,7 @@ func TestAccessTokensBoundToTheClient(t *testing.T) {
 	ctx := context.Background()
 	for _, bind := range []bool{true, false} {
 		f := newFixtureWith(t, nil, func(c *session.Config) { c.BindAccessTokens = bind })
-		start := func(client string) session.Tokens {
-			t.Helper()
-			ext := f.iss.Sign(t, "k1", f.iss.Claims("alice", "client-123.apps.googleusercontent.com"), nil)
-			toks, err := f.m.StartSession(ctx, session.StartRequest{IdP: "google", ExternalToken: ext, Client: client})
-			if err != nil {
-				t.Fatal(err)
-			}
-			return toks
-		}
+		start := func(client string) session.Tokens { return f.startFor(t, client) }
 		started := start(gateway)
 		next, err := f.m.RefreshSessionFrom(ctx, started.RefreshToken, gateway)
 		if err != nil {
@@ -454,12 +449,7 @@ func TestCheckClient(t *testing.T) {
 		{gatewayURI.String(), withURIs, other},
 		{"CN=gateway,O=Acme", named, withURIs},
 	} {
-		ext := f.iss.Sign(t, "k1", f.iss.Claims("alice", "client-123.apps.googleusercontent.com"), nil)
-		toks, err := f.m.StartSession(context.Background(), session.StartRequest{IdP: "google", ExternalToken: ext, Client: tc.bound})
-		if err != nil {
-			t.Fatal(err)
-		}
-		s, err := cache.Get(context.Background(), toks.AccessToken)
+		s, err := cache.Get(context.Background(), f.startFor(t, tc.bound).AccessToken)
 		if err != nil {
 			t.Fatal(err)
 		}

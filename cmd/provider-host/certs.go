@@ -161,31 +161,29 @@ func (r *clientCAReloader) current() *x509.CertPool {
 
 // mutualTLS returns base (serve's server configuration) requiring, at each handshake, a client
 // certificate that chains to the current CAs and, with an allow-list, carries an allowed identity.
-// optionalTLS is base asking for a client certificate of the current client CAs without requiring
-// one: the HTTP listener's, where probes and JWKS fetches come without and introspection callers
-// (identity.session.introspection_clients) with one.
-func (r *clientCAReloader) optionalTLS(base *tls.Config) *tls.Config {
-	c := base.Clone()
-	c.ClientAuth = tls.VerifyClientCertIfGiven
-	c.GetConfigForClient = func(*tls.ClientHelloInfo) (*tls.Config, error) {
-		per := base.Clone()
-		per.ClientAuth = tls.VerifyClientCertIfGiven
-		per.ClientCAs = r.current()
-		return per, nil
-	}
-	return c
-}
-
 func (r *clientCAReloader) mutualTLS(base *tls.Config, allow *clientAllowList) *tls.Config {
 	if allow != nil {
 		base = base.Clone()
 		base.VerifyConnection = allow.verify(r.log)
 	}
+	return r.withClientAuth(base, tls.RequireAndVerifyClientCert)
+}
+
+// optionalTLS is base asking for a client certificate of the current client CAs without requiring
+// one: the HTTP listener's, where probes and JWKS fetches come without and introspection callers
+// (identity.session.introspection_clients) with one.
+func (r *clientCAReloader) optionalTLS(base *tls.Config) *tls.Config {
+	return r.withClientAuth(base, tls.VerifyClientCertIfGiven)
+}
+
+// withClientAuth is base checking client certificates by auth against the CAs current at each
+// handshake.
+func (r *clientCAReloader) withClientAuth(base *tls.Config, auth tls.ClientAuthType) *tls.Config {
 	c := base.Clone()
-	c.ClientAuth = tls.RequireAndVerifyClientCert
+	c.ClientAuth = auth
 	c.GetConfigForClient = func(*tls.ClientHelloInfo) (*tls.Config, error) {
 		per := base.Clone()
-		per.ClientAuth = tls.RequireAndVerifyClientCert
+		per.ClientAuth = auth
 		per.ClientCAs = r.current()
 		return per, nil
 	}

@@ -1,13 +1,11 @@
 package grpcauth_test
 
 import (
-	"bytes"
 	"context"
 	"crypto/tls"
 	"log/slog"
 	"net"
 	"strings"
-	"sync"
 	"testing"
 
 	"google.golang.org/grpc"
@@ -18,6 +16,7 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
+	"github.com/keyfort/keyfort/internal/hosttest"
 	"github.com/keyfort/keyfort/internal/testpki"
 	"github.com/keyfort/keyfort/provider"
 	"github.com/keyfort/keyfort/providers/memory"
@@ -27,24 +26,6 @@ import (
 	"github.com/keyfort/keyfort/session/oidc/oidctest"
 	"github.com/keyfort/keyfort/session/token"
 )
-
-// syncBuffer is a log destination safe for the server's goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // TestBoundAccessTokens: over mutual TLS, an access token bound to its client
 // (session.Config.BindAccessTokens) is served to that client — with any certificate of its
@@ -91,23 +72,8 @@ func TestBoundAccessTokens(t *testing.T) {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { _ = cache.Close() })
-		var log syncBuffer
-		cfg := grpcauth.Config{Sessions: cache, Logger: slog.New(slog.NewTextHandler(&log, nil))}
-		opts := []grpc.ServerOption{grpc.Creds(creds),
-			grpc.ChainUnaryInterceptor(grpcauth.UnaryServerInterceptor(cfg)),
-			grpc.ChainStreamInterceptor(grpcauth.StreamServerInterceptor(cfg))}
-		if w.tapped {
-			opts = append([]grpc.ServerOption{grpc.Creds(creds)}, grpcauth.New(cfg).ServerOptions()...)
-		}
-		srv := grpc.NewServer(opts...)
-		healthpb.RegisterHealthServer(srv, health.NewServer())
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		go func() { _ = srv.Serve(ln) }()
-		t.Cleanup(srv.Stop)
-		addr := ln.Addr().String()
+		var log hosttest.Log
+		addr := listenGuarded(t, w, grpcauth.Config{Sessions: cache, Logger: slog.New(slog.NewTextHandler(&log, nil))}, grpc.Creds(creds))
 
 		unary := func(c healthpb.HealthClient, tok string) error {
 			_, err := c.Check(metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+tok), &healthpb.HealthCheckRequest{})
@@ -158,6 +124,26 @@ func TestBoundAccessTokens(t *testing.T) {
 			t.Error("the log carries the token")
 		}
 	})
+}
+
+// listenGuarded serves a health service guarded by cfg (its interceptors, with the tap handle in
+// front when w.tapped) on a loopback port, with opts (TLS credentials, say), and returns its address.
+func listenGuarded(t *testing.T, w wiring, cfg grpcauth.Config, opts ...grpc.ServerOption) string {
+	t.Helper()
+	guard := []grpc.ServerOption{grpc.ChainUnaryInterceptor(grpcauth.UnaryServerInterceptor(cfg)),
+		grpc.ChainStreamInterceptor(grpcauth.StreamServerInterceptor(cfg))}
+	if w.tapped {
+		guard = grpcauth.New(cfg).ServerOptions()
+	}
+	srv := grpc.NewServer(append(opts, guard...)...)
+	healthpb.RegisterHealthServer(srv, health.NewServer())
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = srv.Serve(ln) }()
+	t.Cleanup(srv.Stop)
+	return ln.Addr().String()
 }
 
 // boundManager is a Manager binding access tokens to their client, and a function starting a

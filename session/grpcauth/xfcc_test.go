@@ -2,14 +2,12 @@ package grpcauth_test
 
 import (
 	"context"
-	"net"
 	"strings"
 	"testing"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
-	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
@@ -62,20 +60,8 @@ func TestBoundAccessTokensBehindAProxy(t *testing.T) {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { _ = cache.Close() })
-		cfg := grpcauth.Config{Sessions: cache, ClientIdentity: grpcauth.ForwardedClientCert}
-		opts := []grpc.ServerOption{grpc.ChainUnaryInterceptor(grpcauth.UnaryServerInterceptor(cfg))}
-		if w.tapped {
-			opts = grpcauth.New(cfg).ServerOptions()
-		}
-		srv := grpc.NewServer(opts...)
-		healthpb.RegisterHealthServer(srv, health.NewServer())
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		go func() { _ = srv.Serve(ln) }()
-		t.Cleanup(srv.Stop)
-		cc, err := grpc.NewClient(ln.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+		addr := listenGuarded(t, w, grpcauth.Config{Sessions: cache, ClientIdentity: grpcauth.ForwardedClientCert})
+		cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 		if err != nil {
 			t.Fatal(err)
 		}

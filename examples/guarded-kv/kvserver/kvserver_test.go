@@ -31,6 +31,18 @@ func TestMain(m *testing.M) { hosttest.Main(m) }
 // overridden through the environment as a deployment would, and runs the service.
 func serve(t *testing.T, file, issuer string, opts kvserver.Options, env ...string) (*kvserver.Server, pb.KeyValueServiceClient) {
 	t.Helper()
+	srv, addr := startKV(t, file, issuer, opts, env...)
+	cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cc.Close() })
+	return srv, pb.NewKeyValueServiceClient(cc)
+}
+
+// startKV is serve without the client: the service and its address.
+func startKV(t *testing.T, file, issuer string, opts kvserver.Options, env ...string) (*kvserver.Server, string) {
+	t.Helper()
 	environ := env
 	if issuer != "" {
 		environ = append(environ, "KEYFORT_IDENTITY__SECRETS__OIDC__GOOGLE__ISSUER="+issuer)
@@ -50,12 +62,7 @@ func serve(t *testing.T, file, issuer string, opts kvserver.Options, env ...stri
 	}
 	go func() { _ = srv.Serve(l) }()
 	t.Cleanup(srv.Close)
-	cc, err := grpc.NewClient(l.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cc.Close() })
-	return srv, pb.NewKeyValueServiceClient(cc)
+	return srv, l.Addr().String()
 }
 
 func bearer(tok string) context.Context {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -21,7 +20,6 @@ import (
 	"google.golang.org/grpc/status"
 
 	identitypb "github.com/keyfort/keyfort/api/identity/v1"
-	"github.com/keyfort/keyfort/config"
 	"github.com/keyfort/keyfort/examples/guarded-kv/kvserver"
 	"github.com/keyfort/keyfort/internal/hosttest"
 	pb "github.com/keyfort/keyfort/internal/kvexamplepb/v1"
@@ -298,28 +296,14 @@ func TestKeyfortAccessTokensBoundToTheirClient(t *testing.T) {
 	}
 	rt := identitypb.NewIdentityRuntimeServiceClient(dial(addrs[1], gateway))
 
-	cfg, err := config.Load(config.Source{Files: []string{filepath.Join("..", "config", "auth-enabled.yaml")},
-		Environ: []string{"KEYFORT_IDENTITY__SECRETS__OIDC__GOOGLE__ISSUER=" + iss.URL}})
-	if err != nil {
-		t.Fatal(err)
-	}
 	pair, err := tls.LoadX509KeyPair(certFile, keyFile)
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := kvserver.New(context.Background(), cfg, kvserver.Options{HostBinary: hosttest.ProviderHost(t),
+	_, kvAddr := startKV(t, "auth-enabled.yaml", iss.URL, kvserver.Options{
 		RuntimeJWKS: "https://" + addrs[0] + "/.well-known/jwks.json",
 		JWKSClient:  &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: serverCA.Pool()}}},
 		TLS:         &tls.Config{Certificates: []tls.Certificate{pair}, ClientCAs: clientCA.Pool(), ClientAuth: tls.RequireAndVerifyClientCert}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go func() { _ = srv.Serve(l) }()
-	t.Cleanup(srv.Close)
 
 	started, err := rt.StartIdentitySession(context.Background(), &identitypb.StartIdentitySessionRequest{IdentityProvider: "google",
 		ExternalToken: iss.Sign(t, "k1", iss.Claims("alice", aud), nil)})
@@ -327,7 +311,7 @@ func TestKeyfortAccessTokensBoundToTheirClient(t *testing.T) {
 		t.Fatal(err)
 	}
 	access := started.GetTokens().GetAccessToken()
-	gw, other := pb.NewKeyValueServiceClient(dial(l.Addr().String(), gateway)), pb.NewKeyValueServiceClient(dial(l.Addr().String(), batch))
+	gw, other := pb.NewKeyValueServiceClient(dial(kvAddr, gateway)), pb.NewKeyValueServiceClient(dial(kvAddr, batch))
 	if _, err := gw.Put(bearer(access), &pb.PutRequest{Key: "a", Value: "1"}); err != nil {
 		t.Fatalf("the bound access token from its client: %v", err)
 	}
