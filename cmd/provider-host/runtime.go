@@ -160,7 +160,7 @@ func newIdentityRuntime(ctx context.Context, cfg *config.Config, cat *catalog.Ca
 		return nil, err
 	}
 	r.cache = cache
-	guard := grpcauth.Config{Sessions: cache, Logger: log, Exempt: []string{
+	guard := grpcauth.Config{Sessions: cache, Logger: log, Registerer: reg, Exempt: []string{
 		"/keyfort.identity.v1.IdentityRuntimeService/StartIdentitySession",
 		"/keyfort.identity.v1.IdentityRuntimeService/RefreshIdentitySession",
 		"/keyfort.identity.v1.IdentityRuntimeService/EndIdentitySession",

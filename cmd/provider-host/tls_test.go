@@ -794,6 +794,15 @@ func TestServeBehindASidecar(t *testing.T) {
 	waitLog(t, log, "event=session.refresh outcome=client_mismatch")
 	waitLog(t, log, "client_forwarded="+gateway)
 	waitLog(t, log, "forwarded_client_cert=true")
+	resp, err := http.Get("http://" + httpAddr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	metrics, _ := io.ReadAll(resp.Body)
+	_ = resp.Body.Close()
+	if !strings.Contains(string(metrics), `keyfort_guard_refused_total{reason="client_mismatch"} 2`) {
+		t.Errorf("the guard's refusals of the bound token (another client, no client) are not counted:\n%s", metrics)
+	}
 }
 
 // mtlsRuntime is a serve over mutual TLS (a server CA, a client CA) with an identity provider,

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
@@ -17,6 +18,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/keyfort/keyfort/internal/hosttest"
+	"github.com/keyfort/keyfort/internal/metrictest"
 	"github.com/keyfort/keyfort/internal/testpki"
 	"github.com/keyfort/keyfort/provider"
 	"github.com/keyfort/keyfort/providers/memory"
@@ -73,7 +75,9 @@ func TestBoundAccessTokens(t *testing.T) {
 		}
 		t.Cleanup(func() { _ = cache.Close() })
 		var log hosttest.Log
-		addr := listenGuarded(t, w, grpcauth.Config{Sessions: cache, Logger: slog.New(slog.NewTextHandler(&log, nil))}, grpc.Creds(creds))
+		reg := prometheus.NewRegistry()
+		addr := listenGuarded(t, w, grpcauth.Config{Sessions: cache, Logger: slog.New(slog.NewTextHandler(&log, nil)), Registerer: reg},
+			grpc.Creds(creds))
 
 		unary := func(c healthpb.HealthClient, tok string) error {
 			_, err := c.Check(metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+tok), &healthpb.HealthCheckRequest{})
@@ -114,6 +118,18 @@ func TestBoundAccessTokens(t *testing.T) {
 				t.Errorf("a token bound to no client, from %s: %v", what, err)
 			}
 		}
+		// Refusals by reason: 12 of a bound token by the wrong caller above, and one of each other kind.
+		if _, err := gw.Check(ctx, &healthpb.HealthCheckRequest{}); status.Code(err) != codes.Unauthenticated {
+			t.Errorf("no credential: %v", err)
+		}
+		if err := unary(gw, bound[:len(bound)-4]+"AAAA"); status.Code(err) != codes.Unauthenticated {
+			t.Errorf("a forged token: %v", err)
+		}
+		for reason, want := range map[string]float64{"client_mismatch": 12, "credential": 1, "unauthenticated": 1, "unavailable": 0} {
+			if got := metrictest.Counter(t, reg, "keyfort_guard_refused_total", map[string]string{"reason": reason}); got != want {
+				t.Errorf("keyfort_guard_refused_total{reason=%q} = %v, want %v", reason, got, want)
+			}
+		}
 		out := log.String()
 		if !strings.Contains(out, `level=WARN msg="keyfort: call refused"`) ||
 			!strings.Contains(out, `bound to \"`+gateway+`\"; presented by \"`+batch+`\"`) ||
@@ -130,10 +146,12 @@ func TestBoundAccessTokens(t *testing.T) {
 // front when w.tapped) on a loopback port, with opts (TLS credentials, say), and returns its address.
 func listenGuarded(t *testing.T, w wiring, cfg grpcauth.Config, opts ...grpc.ServerOption) string {
 	t.Helper()
-	guard := []grpc.ServerOption{grpc.ChainUnaryInterceptor(grpcauth.UnaryServerInterceptor(cfg)),
-		grpc.ChainStreamInterceptor(grpcauth.StreamServerInterceptor(cfg))}
+	var guard []grpc.ServerOption
 	if w.tapped {
 		guard = grpcauth.New(cfg).ServerOptions()
+	} else {
+		guard = []grpc.ServerOption{grpc.ChainUnaryInterceptor(grpcauth.UnaryServerInterceptor(cfg)),
+			grpc.ChainStreamInterceptor(grpcauth.StreamServerInterceptor(cfg))}
 	}
 	srv := grpc.NewServer(append(opts, guard...)...)
 	healthpb.RegisterHealthServer(srv, health.NewServer())

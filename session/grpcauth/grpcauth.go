@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync/atomic"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
@@ -57,11 +58,18 @@ type Config struct {
 	// peer. A forwarded identity is only as good as the path from the proxy: the server must
 	// accept connections from that proxy alone (a loopback listener beside its sidecar).
 	ClientIdentity func(ctx context.Context, md metadata.MD) string
+	// Registerer receives keyfort_guard_refused_total{reason}: the calls the guard refused, by
+	// reason (credential: none, several, malformed; unauthenticated: a token that is invalid,
+	// expired or ended; client_mismatch: a token bound to another client; unavailable: the session
+	// store could not answer). Nil: not exported.
+	Registerer prometheus.Registerer
 }
 
 type guard struct {
 	cfg Config
 	log *slog.Logger
+	// refused counts refusals by reason (refusedReasons).
+	refused *prometheus.CounterVec
 	// tapped is set once the guard's tap handle exists: its interceptors then take a session the
 	// tap handle found instead of looking it up again.
 	tapped atomic.Bool
@@ -91,7 +99,21 @@ func newGuard(cfg Config) *guard {
 	if cfg.MaxHeaderListSize == 0 {
 		cfg.MaxHeaderListSize = DefaultMaxHeaderListSize
 	}
-	g := &guard{cfg: cfg, log: cfg.Logger}
+	g := &guard{cfg: cfg, log: cfg.Logger, refused: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "keyfort", Subsystem: "guard",
+		Name: "refused_total", Help: "Calls the guard refused, by reason (credential, unauthenticated, client_mismatch, unavailable)."}, []string{"reason"})}
+	if cfg.Registerer != nil {
+		// Guards sharing a registerer (UnaryServerInterceptor and StreamServerInterceptor of one
+		// Config, say) share the counter.
+		var already prometheus.AlreadyRegisteredError
+		if err := cfg.Registerer.Register(g.refused); errors.As(err, &already) {
+			if existing, ok := already.ExistingCollector.(*prometheus.CounterVec); ok {
+				g.refused = existing
+			}
+		}
+	}
+	for _, r := range refusedReasons { // every series from the start, at zero: alerts see a rise from 0
+		g.refused.WithLabelValues(r)
+	}
 	g.compileExempt()
 	if g.log == nil {
 		g.log = slog.Default()
@@ -100,6 +122,9 @@ func newGuard(cfg Config) *guard {
 }
 
 var errUnauthenticated = status.Error(codes.Unauthenticated, "unauthenticated")
+
+// refusedReasons label keyfort_guard_refused_total.
+var refusedReasons = []string{"credential", "unauthenticated", "client_mismatch", "unavailable"}
 
 // exempt reports whether method matches an exemption selector. It runs on every guarded call (twice
 // with the tap handle), so selectors are sorted once into exact names (a map lookup), service globs
@@ -178,22 +203,28 @@ func (g *guard) credential(values func(key string) []string) (string, error) {
 
 func (g *guard) authenticate(ctx context.Context, method string) (*session.Session, error) {
 	tok, err := g.token(ctx)
+	if err != nil {
+		g.refused.WithLabelValues("credential").Inc()
+		g.log.Info("keyfort: call refused", slog.String("method", method), slog.String("reason", err.Error()))
+		return nil, errUnauthenticated
+	}
+	s, err := g.cfg.Sessions.Get(ctx, tok)
 	if err == nil {
-		var s *session.Session
-		if s, err = g.cfg.Sessions.Get(ctx, tok); err == nil {
-			if err = g.checkClient(ctx, s, nil); err == nil {
-				return s, nil
-			}
-			// A token bound to a client, presented by another: a sign that it was stolen.
-			g.log.Warn("keyfort: call refused", slog.String("method", method), slog.String("session", s.ID),
-				slog.String("reason", err.Error()))
-			return nil, errUnauthenticated
+		if err = g.checkClient(ctx, s, nil); err == nil {
+			return s, nil
 		}
+		// A token bound to a client, presented by another: a sign that it was stolen.
+		g.refused.WithLabelValues("client_mismatch").Inc()
+		g.log.Warn("keyfort: call refused", slog.String("method", method), slog.String("session", s.ID),
+			slog.String("reason", err.Error()))
+		return nil, errUnauthenticated
 	}
 	g.log.Info("keyfort: call refused", slog.String("method", method), slog.String("reason", err.Error()))
 	if errors.Is(err, session.ErrStoreUnavailable) {
+		g.refused.WithLabelValues("unavailable").Inc()
 		return nil, status.Error(codes.Unavailable, "session store unavailable")
 	}
+	g.refused.WithLabelValues("unauthenticated").Inc()
 	return nil, errUnauthenticated
 }
 
