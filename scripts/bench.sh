@@ -18,6 +18,7 @@ trap 'rm -f "$out"' EXIT
 		go test -run '^$' -bench 'PluginStart' -benchtime 20x -benchmem ./provider/plugin/
 		go test -run '^$' -bench 'SessionCacheHit|RawKeyed' -benchmem ./session/
 		go test -run '^$' -bench 'Interceptor|RawTapped' -benchmem ./session/grpcauth/
+		go test -run '^$' -bench 'RateLimit' -benchmem ./session/identityrpc/
 		go test -run '^$' -bench 'SessionMiss|MemoryStoreCreateFamily' -benchtime 20000x -benchmem ./session/
 		go test -run '^$' -bench 'Verify|Sign|Raw' -benchmem ./session/token/
 		(cd internal/benchcmp && go test -run '^$' -bench . -benchmem ./...)
@@ -54,6 +55,7 @@ storew=$(med BenchmarkMemoryStoreCreateFamily)
 ihit=$(med BenchmarkUnaryInterceptorHit); iraw=$(med BenchmarkRawInterceptorLimit); ihitallocs=$(field BenchmarkUnaryInterceptorHit allocs/op)
 thit=$(med BenchmarkTappedInterceptorHit); traw=$(med BenchmarkRawTappedLimit); thitallocs=$(field BenchmarkTappedInterceptorHit allocs/op)
 tbhit=$(med BenchmarkTappedInterceptorHitBound); tbhitallocs=$(field BenchmarkTappedInterceptorHitBound allocs/op)
+rl=$(med BenchmarkRateLimitedCall); rlallocs=$(field BenchmarkRateLimitedCall allocs/op); rawrl=$(med BenchmarkRawRateLimit)
 
 # One row per algorithm and operation: Keyfort beside the three libraries, from internal/benchcmp.
 libs() { # $1 Verify|Sign, $2 algorithm
@@ -78,6 +80,7 @@ table=$(cat <<TXT
 | guarded call on a cached session, tap handle + interceptor (\`Guard.ServerOptions\`) | $thit | $thitallocs | the same job with raw primitives: both credential headers read in place, keyed hash, map lookup, context value | $traw | $(pratio BenchmarkTappedInterceptorHit BenchmarkRawTappedLimit)× | ≤ 1.2×, 1 alloc (the context value) |
 | | | | raw keyed hash + map lookup alone | $rawkh | $(pratio BenchmarkTappedInterceptorHit BenchmarkRawKeyedHashMapLookup)× | ≤ 1.2× |
 | same, access token bound to its client, presented by it over mutual TLS (\`bind_access_to_client\`) | $tbhit | $tbhitallocs | the same call with a bearer token (row above) | $thit | $(pratio BenchmarkTappedInterceptorHitBound BenchmarkTappedInterceptorHit)× | |
+| identity runtime call through the rate limit (\`identity.session.rate_limit\`), within its bound | $rl | $rlallocs | the caller's address from the peer, a map lookup, \`rate.Limiter.Allow\` | $rawrl | $(pratio BenchmarkRateLimitedCall BenchmarkRawRateLimit)× | |
 | unary interceptor alone on a cached session (no tap handle) | $ihit | $ihitallocs | the same job with raw primitives: grpc metadata reads of the two credential headers, keyed hash, map lookup, context value | $iraw | $(pratio BenchmarkUnaryInterceptorHit BenchmarkRawInterceptorLimit)× | |
 | | | | raw keyed hash + map lookup alone | $rawkh | $(pratio BenchmarkUnaryInterceptorHit BenchmarkRawKeyedHashMapLookup)× | |
 | memory per cached session at 100k / 1M sessions | ${mem} B / ${mem1m} B | | | | | ≤ 1 KiB at 1M |

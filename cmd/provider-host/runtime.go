@@ -202,6 +202,7 @@ func newIdentityRuntime(ctx context.Context, cfg *config.Config, cat *catalog.Ca
 }
 
 func (r *identityRuntime) close() {
+	r.service.Close()
 	_ = r.cache.Close()
 	_ = r.store.Close()
 }

@@ -3,6 +3,7 @@ package identityrpc
 import (
 	"context"
 	"net"
+	"net/netip"
 	"strings"
 	"time"
 
@@ -35,7 +36,15 @@ const (
 // limiter holds the buckets of the clients.
 type limiter struct {
 	cfg     RateLimit
-	buckets *otter.Cache[string, *rate.Limiter]
+	buckets *otter.Cache[rateKey, *rate.Limiter]
+	load    otter.Loader[rateKey, *rate.Limiter]
+}
+
+// rateKey names a client's bucket: its identity, else its address (the port left out: one
+// client's connections share a bucket). Comparable without a string built per call.
+type rateKey struct {
+	id   string
+	addr netip.Addr
 }
 
 func newLimiter(cfg RateLimit) *limiter {
@@ -45,18 +54,31 @@ func newLimiter(cfg RateLimit) *limiter {
 	if cfg.Burst < 1 {
 		cfg.Burst = max(1, int(cfg.PerSecond))
 	}
-	return &limiter{cfg: cfg, buckets: otter.Must(&otter.Options[string, *rate.Limiter]{
+	l := &limiter{cfg: cfg, buckets: otter.Must(&otter.Options[rateKey, *rate.Limiter]{
 		MaximumSize:      maxLimiters,
-		ExpiryCalculator: otter.ExpiryAccessing[string, *rate.Limiter](limiterIdle),
+		ExpiryCalculator: otter.ExpiryAccessing[rateKey, *rate.Limiter](limiterIdle),
 	})}
+	l.load = otter.LoaderFunc[rateKey, *rate.Limiter](func(context.Context, rateKey) (*rate.Limiter, error) {
+		return rate.NewLimiter(rate.Limit(cfg.PerSecond), cfg.Burst), nil
+	})
+	return l
 }
 
-// allow takes a call from client's bucket.
-func (l *limiter) allow(ctx context.Context, client string) bool {
-	b, _ := l.buckets.Get(ctx, client, otter.LoaderFunc[string, *rate.Limiter](func(context.Context, string) (*rate.Limiter, error) {
-		return rate.NewLimiter(rate.Limit(l.cfg.PerSecond), l.cfg.Burst), nil
-	}))
+// allow takes a call from the bucket of k.
+func (l *limiter) allow(ctx context.Context, k rateKey) bool {
+	b, ok := l.buckets.GetIfPresent(k)
+	if !ok {
+		b, _ = l.buckets.Get(ctx, k, l.load)
+	}
 	return b == nil || b.Allow()
+}
+
+// Close stops the rate limit's background work (its buckets' expiry); the service must not be
+// called afterwards. Without a rate limit it does nothing.
+func (s *Server) Close() {
+	if s.limits != nil {
+		s.limits.buckets.StopAllGoroutines()
+	}
 }
 
 // UnaryServerInterceptor applies Options.RateLimit to the service's calls: a client past its
@@ -78,18 +100,18 @@ func (s *Server) UnaryServerInterceptor() grpc.UnaryServerInterceptor {
 	}
 }
 
-// rateKey names the caller's bucket: its identity, else its address (without the port: one
-// client's connections share a bucket).
-func (s *Server) rateKey(ctx context.Context) string {
+// rateKey names the caller's bucket: its identity, else its address.
+func (s *Server) rateKey(ctx context.Context) rateKey {
 	if id := s.caller(ctx); id != "" {
-		return "id:" + id
+		return rateKey{id: id}
 	}
 	if p, ok := peer.FromContext(ctx); ok && p.Addr != nil {
-		host, _, err := net.SplitHostPort(p.Addr.String())
-		if err != nil {
-			host = p.Addr.String()
+		switch a := p.Addr.(type) {
+		case *net.TCPAddr:
+			return rateKey{addr: a.AddrPort().Addr().Unmap()}
+		default: // a unix socket, say: one bucket per kind of address
+			return rateKey{id: "addr:" + a.Network()}
 		}
-		return "addr:" + host
 	}
-	return "addr:"
+	return rateKey{}
 }
