@@ -19,6 +19,7 @@ trap 'rm -f "$out"' EXIT
 		go test -run '^$' -bench 'SessionCacheHit|RawKeyed' -benchmem ./session/
 		go test -run '^$' -bench 'Interceptor|RawTapped' -benchmem ./session/grpcauth/
 		go test -run '^$' -bench 'RateLimit' -benchmem ./session/identityrpc/
+		go test -run '^$' -bench 'HTTPGuard' -benchmem ./session/httpauth/
 		go test -run '^$' -bench 'SessionMiss|MemoryStoreCreateFamily' -benchtime 20000x -benchmem ./session/
 		go test -run '^$' -bench 'Verify|Sign|Raw' -benchmem ./session/token/
 		(cd internal/benchcmp && go test -run '^$' -bench . -benchmem ./...)
@@ -55,6 +56,7 @@ storew=$(med BenchmarkMemoryStoreCreateFamily)
 ihit=$(med BenchmarkUnaryInterceptorHit); iraw=$(med BenchmarkRawInterceptorLimit); ihitallocs=$(field BenchmarkUnaryInterceptorHit allocs/op)
 thit=$(med BenchmarkTappedInterceptorHit); traw=$(med BenchmarkRawTappedLimit); thitallocs=$(field BenchmarkTappedInterceptorHit allocs/op)
 tbhit=$(med BenchmarkTappedInterceptorHitBound); tbhitallocs=$(field BenchmarkTappedInterceptorHitBound allocs/op)
+hg=$(med BenchmarkHTTPGuardHit); hgallocs=$(field BenchmarkHTTPGuardHit allocs/op); rawhg=$(med BenchmarkRawHTTPGuardLimit)
 rl=$(med BenchmarkRateLimitedCall); rlallocs=$(field BenchmarkRateLimitedCall allocs/op); rawrl=$(med BenchmarkRawRateLimit)
 
 # One row per algorithm and operation: Keyfort beside the three libraries, from internal/benchcmp.
@@ -80,6 +82,7 @@ table=$(cat <<TXT
 | guarded call on a cached session, tap handle + interceptor (\`Guard.ServerOptions\`) | $thit | $thitallocs | the same job with raw primitives: both credential headers read in place, keyed hash, map lookup, context value | $traw | $(pratio BenchmarkTappedInterceptorHit BenchmarkRawTappedLimit)× | ≤ 1.2×, 1 alloc (the context value) |
 | | | | raw keyed hash + map lookup alone | $rawkh | $(pratio BenchmarkTappedInterceptorHit BenchmarkRawKeyedHashMapLookup)× | ≤ 1.2× |
 | same, access token bound to its client, presented by it over mutual TLS (\`bind_access_to_client\`) | $tbhit | $tbhitallocs | the same call with a bearer token (row above) | $thit | $(pratio BenchmarkTappedInterceptorHitBound BenchmarkTappedInterceptorHit)× | |
+| guarded HTTP request on a cached session (\`httpauth\` middleware; its context tied to the session's end) | $hg | $hgallocs | the same job with raw primitives: both credential headers, keyed hash, map lookup, \`r.WithContext\` of a context value | $rawhg | $(pratio BenchmarkHTTPGuardHit BenchmarkRawHTTPGuardLimit)× | |
 | identity runtime call through the rate limit (\`identity.session.rate_limit\`), within its bound | $rl | $rlallocs | the caller's address from the peer, a map lookup, \`rate.Limiter.Allow\` | $rawrl | $(pratio BenchmarkRateLimitedCall BenchmarkRawRateLimit)× | |
 | unary interceptor alone on a cached session (no tap handle) | $ihit | $ihitallocs | the same job with raw primitives: grpc metadata reads of the two credential headers, keyed hash, map lookup, context value | $iraw | $(pratio BenchmarkUnaryInterceptorHit BenchmarkRawInterceptorLimit)× | |
 | | | | raw keyed hash + map lookup alone | $rawkh | $(pratio BenchmarkUnaryInterceptorHit BenchmarkRawKeyedHashMapLookup)× | |

@@ -26,7 +26,7 @@ func FuzzToken(f *testing.F) {
 			md.Append("x-prism-token", prism)
 		}
 		tok, err := g.token(metadata.NewIncomingContext(context.Background(), md))
-		tapTok, tapErr := g.credential(func(key string) []string { return md[key] })
+		tapTok, tapErr := g.rules.Credential(func(key string) []string { return md[key] })
 		if tok != tapTok || (err == nil) != (tapErr == nil) {
 			t.Fatalf("the tap handle read %q (%v), the interceptor %q (%v)", tapTok, tapErr, tok, err)
 		}

@@ -5,9 +5,6 @@ import (
 	"crypto/x509"
 	"errors"
 	"log/slog"
-	"path"
-	"slices"
-	"strings"
 	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -20,10 +17,11 @@ import (
 	"google.golang.org/grpc/tap"
 
 	"github.com/keyfort/keyfort/session"
+	"github.com/keyfort/keyfort/session/internal/guardrules"
 )
 
 // DefaultMaxCredentialSize bounds a credential header value.
-const DefaultMaxCredentialSize = 16 << 10
+const DefaultMaxCredentialSize = guardrules.DefaultMaxCredentialSize
 
 // DefaultMaxHeaderListSize bounds all of a call's headers together (Guard.ServerOptions): room for a
 // credential of DefaultMaxCredentialSize and the usual headers, where HTTP/2's default lets a client
@@ -68,53 +66,21 @@ type Config struct {
 type guard struct {
 	cfg Config
 	log *slog.Logger
-	// refused counts refusals by reason (refusedReasons).
+	// refused counts refusals by reason (guardrules.Refused*).
 	refused *prometheus.CounterVec
 	// tapped is set once the guard's tap handle exists: its interceptors then take a session the
 	// tap handle found instead of looking it up again.
 	tapped atomic.Bool
-	// the exemption selectors, sorted by compileExempt
-	exact    map[string]struct{}
-	prefixes []string
-	patterns []string
+	// rules are the credential rules and exemption selectors, shared with httpauth.
+	rules *guardrules.Rules
 }
 
 func newGuard(cfg Config) *guard {
-	if cfg.BearerHeader == "" {
-		cfg.BearerHeader = "authorization"
-	}
-	if cfg.TokenHeaders == nil {
-		cfg.TokenHeaders = []string{"x-prism-token"}
-	}
-	// gRPC metadata keys are lower case (HTTP/2 refuses upper-case header names), so the names are
-	// too: the tap handle reads the received headers by exact name.
-	cfg.BearerHeader = strings.ToLower(cfg.BearerHeader)
-	cfg.TokenHeaders = slices.Clone(cfg.TokenHeaders)
-	for i, h := range cfg.TokenHeaders {
-		cfg.TokenHeaders[i] = strings.ToLower(h)
-	}
-	if cfg.MaxCredentialSize <= 0 {
-		cfg.MaxCredentialSize = DefaultMaxCredentialSize
-	}
 	if cfg.MaxHeaderListSize == 0 {
 		cfg.MaxHeaderListSize = DefaultMaxHeaderListSize
 	}
-	g := &guard{cfg: cfg, log: cfg.Logger, refused: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "keyfort", Subsystem: "guard",
-		Name: "refused_total", Help: "Calls the guard refused, by reason (credential, unauthenticated, client_mismatch, unavailable)."}, []string{"reason"})}
-	if cfg.Registerer != nil {
-		// Guards sharing a registerer (UnaryServerInterceptor and StreamServerInterceptor of one
-		// Config, say) share the counter.
-		var already prometheus.AlreadyRegisteredError
-		if err := cfg.Registerer.Register(g.refused); errors.As(err, &already) {
-			if existing, ok := already.ExistingCollector.(*prometheus.CounterVec); ok {
-				g.refused = existing
-			}
-		}
-	}
-	for _, r := range refusedReasons { // every series from the start, at zero: alerts see a rise from 0
-		g.refused.WithLabelValues(r)
-	}
-	g.compileExempt()
+	g := &guard{cfg: cfg, log: cfg.Logger, refused: guardrules.RefusedCounter(cfg.Registerer),
+		rules: guardrules.New(cfg.BearerHeader, cfg.TokenHeaders, cfg.MaxCredentialSize, cfg.Exempt)}
 	if g.log == nil {
 		g.log = slog.Default()
 	}
@@ -123,88 +89,19 @@ func newGuard(cfg Config) *guard {
 
 var errUnauthenticated = status.Error(codes.Unauthenticated, "unauthenticated")
 
-// refusedReasons label keyfort_guard_refused_total.
-var refusedReasons = []string{"credential", "unauthenticated", "client_mismatch", "unavailable"}
-
-// exempt reports whether method matches an exemption selector. It runs on every guarded call (twice
-// with the tap handle), so selectors are sorted once into exact names (a map lookup), service globs
-// ("/pkg.Svc/*": a prefix and no further '/', as path.Match has it) and other patterns (path.Match).
-func (g *guard) exempt(method string) bool {
-	if _, ok := g.exact[method]; ok {
-		return true
-	}
-	for _, p := range g.prefixes {
-		if strings.HasPrefix(method, p) && strings.IndexByte(method[len(p):], '/') < 0 {
-			return true
-		}
-	}
-	for _, sel := range g.patterns {
-		if ok, _ := path.Match(sel, method); ok {
-			return true
-		}
-	}
-	return false
-}
-
-// compileExempt sorts the exemption selectors (see exempt).
-func (g *guard) compileExempt() {
-	g.exact = map[string]struct{}{}
-	for _, sel := range g.cfg.Exempt {
-		switch meta := strings.IndexAny(sel, `*?[\`); {
-		case meta < 0:
-			g.exact[sel] = struct{}{}
-		case meta == len(sel)-1 && sel[meta] == '*':
-			g.prefixes = append(g.prefixes, sel[:meta])
-		default:
-			g.patterns = append(g.patterns, sel)
-		}
-	}
-}
+// exempt reports whether method matches an exemption selector.
+func (g *guard) exempt(method string) bool { return g.rules.Exempt(method) }
 
 // token extracts the one credential of the call from its incoming metadata. It reads only the
 // credential headers (metadata.FromIncomingContext would copy every header of every call).
 func (g *guard) token(ctx context.Context) (string, error) {
-	return g.credential(func(key string) []string { return metadata.ValueFromIncomingContext(ctx, key) })
-}
-
-// credential applies the credential rules to the values of the credential headers, which values
-// returns by lower-case name. The interceptors and the tap handle share it, so the fast path cannot
-// accept what the interceptors refuse.
-func (g *guard) credential(values func(key string) []string) (string, error) {
-	var tok string
-	n := 0
-	for _, v := range values(g.cfg.BearerHeader) {
-		scheme, t, ok := strings.Cut(v, " ")
-		if !ok || !strings.EqualFold(scheme, "bearer") || t == "" {
-			return "", errors.New("authorization header is not a bearer token")
-		}
-		tok, n = t, n+1
-	}
-	for _, h := range g.cfg.TokenHeaders {
-		for _, t := range values(h) {
-			tok, n = t, n+1
-		}
-	}
-	switch {
-	case n == 0:
-		return "", errors.New("no credential")
-	case n > 1:
-		return "", errors.New("more than one credential")
-	case len(tok) > g.cfg.MaxCredentialSize:
-		return "", errors.New("credential too large")
-	case strings.IndexByte(tok, ' ') >= 0:
-		return "", errors.New("credential contains a space")
-	}
-	// No byte-by-byte scan for other characters: a cached session is found only by the exact signed
-	// part and signature of a token that was verified, and verification accepts nothing but
-	// base64url and dots. Such a scan cost a guarded call a fifth of its time.
-	return tok, nil
+	return g.rules.Credential(func(key string) []string { return metadata.ValueFromIncomingContext(ctx, key) })
 }
 
 func (g *guard) authenticate(ctx context.Context, method string) (*session.Session, error) {
 	tok, err := g.token(ctx)
 	if err != nil {
-		g.refused.WithLabelValues("credential").Inc()
+		g.refused.WithLabelValues(guardrules.RefusedCredential).Inc()
 		g.log.Info("keyfort: call refused", slog.String("method", method), slog.String("reason", err.Error()))
 		return nil, errUnauthenticated
 	}
@@ -214,17 +111,17 @@ func (g *guard) authenticate(ctx context.Context, method string) (*session.Sessi
 			return s, nil
 		}
 		// A token bound to a client, presented by another: a sign that it was stolen.
-		g.refused.WithLabelValues("client_mismatch").Inc()
+		g.refused.WithLabelValues(guardrules.RefusedClientMismatch).Inc()
 		g.log.Warn("keyfort: call refused", slog.String("method", method), slog.String("session", s.ID),
 			slog.String("reason", err.Error()))
 		return nil, errUnauthenticated
 	}
 	g.log.Info("keyfort: call refused", slog.String("method", method), slog.String("reason", err.Error()))
 	if errors.Is(err, session.ErrStoreUnavailable) {
-		g.refused.WithLabelValues("unavailable").Inc()
+		g.refused.WithLabelValues(guardrules.RefusedUnavailable).Inc()
 		return nil, status.Error(codes.Unavailable, "session store unavailable")
 	}
-	g.refused.WithLabelValues("unauthenticated").Inc()
+	g.refused.WithLabelValues(guardrules.RefusedUnauthenticated).Inc()
 	return nil, errUnauthenticated
 }
 
@@ -269,7 +166,9 @@ func (gd *Guard) TapHandle() tap.ServerInHandle {
 		if g.cfg.Disabled || g.exempt(info.FullMethodName) {
 			return ctx, nil
 		}
-		tok, err := g.credential(func(key string) []string { return info.Header[key] })
+		// The rules the interceptors apply (and httpauth's), so the fast path cannot accept what
+		// they refuse.
+		tok, err := g.rules.Credential(func(key string) []string { return info.Header[key] })
 		if err != nil {
 			return ctx, nil // the interceptor refuses it and logs why
 		}
