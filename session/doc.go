@@ -18,7 +18,8 @@
 //     every Store passes.
 //
 // Sub-packages: session/token (Keyfort's own tokens), session/oidc (validation of incoming OIDC
-// JWTs, with a test issuer in session/oidc/oidctest), session/grpcauth (the gRPC interceptors) and
-// session/identityrpc (the IdentityRuntime service that provider-host serve runs). docs/sessions.md
-// is the guide.
+// JWTs, with a test issuer in session/oidc/oidctest), session/grpcauth (the gRPC interceptors),
+// session/httpauth (the same guard as net/http middleware) and session/identityrpc (the
+// IdentityRuntime service that provider-host serve runs). Session.CheckClient enforces tokens bound
+// to their client (Config.BindAccessTokens). docs/sessions.md is the guide.
 package session
