@@ -24,9 +24,7 @@ func (acceptAll) Authenticate(_ context.Context, raw string) (session.Principal,
 	return session.Principal{Subject: "s", ExpiresAt: time.Now().Add(time.Hour)}, nil
 }
 
-const benchToken = "eyJhbGciOiJFZERTQSIsImtpZCI6ImsxIiwidHlwIjoiYXQrand0In0." +
-	"eyJpc3MiOiJodHRwczovL2tleWZvcnQudGVzdCIsInN1YiI6ImFsaWNlIiwiYXVkIjoiYXBpIiwiZXhwIjoxODAwMDAwMDAwLCJpYXQiOjE3MDAwMDAwMDAsImp0aSI6ImoxIiwidGlkIjoiYWNtZSJ9." +
-	"c2lnbmF0dXJlLW9mLTY0LWJ5dGVzLXNpZ25hdHVyZS1vZi02NC1ieXRlcy1zaWduYXR1cmUtb2YtNjQtYnl0ZXMtc2lnbg"
+const benchToken = rawbench.Token
 
 func benchCache(b testing.TB) *session.Cache {
 	c, err := session.NewCache(session.CacheConfig{Authenticator: acceptAll{}, MaxSessions: 1 << 21, IdleTimeout: time.Hour})

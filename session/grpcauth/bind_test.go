@@ -20,13 +20,9 @@ import (
 	"github.com/keyfort/keyfort/internal/hosttest"
 	"github.com/keyfort/keyfort/internal/metrictest"
 	"github.com/keyfort/keyfort/internal/testpki"
-	"github.com/keyfort/keyfort/provider"
-	"github.com/keyfort/keyfort/providers/memory"
 	"github.com/keyfort/keyfort/session"
 	"github.com/keyfort/keyfort/session/grpcauth"
-	"github.com/keyfort/keyfort/session/oidc"
-	"github.com/keyfort/keyfort/session/oidc/oidctest"
-	"github.com/keyfort/keyfort/session/token"
+	"github.com/keyfort/keyfort/session/sessiontest"
 )
 
 // TestBoundAccessTokens: over mutual TLS, an access token bound to its client
@@ -38,7 +34,7 @@ import (
 func TestBoundAccessTokens(t *testing.T) {
 	const gateway, batch = "spiffe://keyfort.test/ns/prod/sa/gateway", "spiffe://keyfort.test/ns/prod/sa/batch"
 	ctx := context.Background()
-	m, startFor := boundManager(t)
+	m, startFor := sessiontest.BoundManager(t)
 
 	ca := testpki.New(t)
 	serverCert, serverKey := ca.Server(t)
@@ -162,42 +158,4 @@ func listenGuarded(t *testing.T, w wiring, cfg grpcauth.Config, opts ...grpc.Ser
 	go func() { _ = srv.Serve(ln) }()
 	t.Cleanup(srv.Stop)
 	return ln.Addr().String()
-}
-
-// boundManager is a Manager binding access tokens to their client, and a function starting a
-// session for a client ("": none) that returns its access token.
-func boundManager(t *testing.T) (*session.Manager, func(client string) string) {
-	t.Helper()
-	ctx := context.Background()
-	mem, err := memory.New(ctx, memory.Config{SigningKeys: map[string]memory.KeySetConfig{"session": {Algorithm: "EdDSA"}}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	keys, err := provider.NewClient(mem, provider.ClientConfig{Name: "memory"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = keys.Close() })
-	iss := oidctest.New(t)
-	google, err := oidc.New(ctx, oidc.Config{Issuer: iss.URL, Audience: "client-1"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	m, err := session.NewManager(session.Config{Issuer: "https://keyfort.test", BindAccessTokens: true,
-		Keys: token.KeySourceFunc(func(ctx context.Context) (provider.KeySet, error) { return keys.SigningKeys(ctx, "session") }),
-		IdPs: map[string]*oidc.Verifier{"google": google}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	startFor := func(client string) string {
-		t.Helper()
-		toks, err := m.StartSession(ctx, session.StartRequest{IdP: "google", Client: client,
-			ExternalToken: iss.Sign(t, "k1", iss.Claims("alice", "client-1"), nil)})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return toks.AccessToken
-	}
-
-	return m, startFor
 }

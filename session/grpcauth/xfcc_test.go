@@ -14,6 +14,7 @@ import (
 
 	"github.com/keyfort/keyfort/session"
 	"github.com/keyfort/keyfort/session/grpcauth"
+	"github.com/keyfort/keyfort/session/sessiontest"
 )
 
 func TestForwardedClientCert(t *testing.T) {
@@ -53,7 +54,7 @@ func TestForwardedClientCert(t *testing.T) {
 // anyone's.
 func TestBoundAccessTokensBehindAProxy(t *testing.T) {
 	const gateway, batch = "spiffe://keyfort.test/ns/prod/sa/gateway", "spiffe://keyfort.test/ns/prod/sa/batch"
-	m, startFor := boundManager(t)
+	m, startFor := sessiontest.BoundManager(t)
 	eachWiring(t, func(t *testing.T, w wiring) {
 		cache, err := session.NewCache(session.CacheConfig{Authenticator: m})
 		if err != nil {

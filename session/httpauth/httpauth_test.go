@@ -16,13 +16,9 @@ import (
 	"github.com/keyfort/keyfort/internal/hosttest"
 	"github.com/keyfort/keyfort/internal/metrictest"
 	"github.com/keyfort/keyfort/internal/testpki"
-	"github.com/keyfort/keyfort/provider"
-	"github.com/keyfort/keyfort/providers/memory"
 	"github.com/keyfort/keyfort/session"
 	"github.com/keyfort/keyfort/session/httpauth"
-	"github.com/keyfort/keyfort/session/oidc"
-	"github.com/keyfort/keyfort/session/oidc/oidctest"
-	"github.com/keyfort/keyfort/session/token"
+	"github.com/keyfort/keyfort/session/sessiontest"
 )
 
 const gateway, batch = "spiffe://keyfort.test/ns/prod/sa/gateway", "spiffe://keyfort.test/ns/prod/sa/batch"
@@ -36,41 +32,13 @@ type fixture struct {
 
 func newFixture(t *testing.T) *fixture {
 	t.Helper()
-	ctx := context.Background()
-	mem, err := memory.New(ctx, memory.Config{SigningKeys: map[string]memory.KeySetConfig{"session": {Algorithm: "EdDSA"}}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	keys, err := provider.NewClient(mem, provider.ClientConfig{Name: "memory"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = keys.Close() })
-	iss := oidctest.New(t)
-	google, err := oidc.New(ctx, oidc.Config{Issuer: iss.URL, Audience: "client-1"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	m, err := session.NewManager(session.Config{Issuer: "https://keyfort.test", BindAccessTokens: true,
-		Keys: token.KeySourceFunc(func(ctx context.Context) (provider.KeySet, error) { return keys.SigningKeys(ctx, "session") }),
-		IdPs: map[string]*oidc.Verifier{"google": google}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	m, startFor := sessiontest.BoundManager(t)
 	cache, err := session.NewCache(session.CacheConfig{Authenticator: m, Store: m.Store()})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = cache.Close() })
-	return &fixture{cache: cache, startFor: func(client string) string {
-		t.Helper()
-		toks, err := m.StartSession(ctx, session.StartRequest{IdP: "google", Client: client,
-			ExternalToken: iss.Sign(t, "k1", iss.Claims("alice", "client-1"), nil)})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return toks.AccessToken
-	}}
+	return &fixture{cache: cache, startFor: startFor}
 }
 
 // whoami answers the subject of the request's session.
