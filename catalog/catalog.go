@@ -13,6 +13,8 @@ import (
 	"sync"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/keyfort/keyfort/config"
 	"github.com/keyfort/keyfort/provider"
 	"github.com/keyfort/keyfort/provider/plugin"
@@ -40,6 +42,8 @@ type Options struct {
 	Metrics *provider.Metrics
 	// Now is the clock of the providers' caches; nil: time.Now.
 	Now func() time.Time
+	// TracerProvider receives the providers' spans (provider.ClientConfig.TracerProvider); nil: none.
+	TracerProvider trace.TracerProvider
 }
 
 // Catalog holds the running providers of one configuration. It is safe for concurrent use.
@@ -68,7 +72,7 @@ func Open(ctx context.Context, cfg *config.Config, opts Options) (*Catalog, erro
 			"lost on restart and differs between replicas. This is for first runs and tests only; configure " +
 			"identity.secrets.session_signing (see docs/configuration.md) before anything else.")
 		cl, err := provider.NewClient(newEphemeral(), provider.ClientConfig{
-			Name: EphemeralProvider, Metrics: opts.Metrics, Logger: log, Now: opts.Now, CacheTTL: -1,
+			Name: EphemeralProvider, Metrics: opts.Metrics, Logger: log, Now: opts.Now, CacheTTL: -1, TracerProvider: opts.TracerProvider,
 		})
 		if err != nil {
 			return nil, err
@@ -86,7 +90,7 @@ func Open(ctx context.Context, cfg *config.Config, opts Options) (*Catalog, erro
 		}
 		cl, err := provider.NewClient(driver, provider.ClientConfig{
 			Name: name, Timeout: pc.Timeout, CacheTTL: pc.CacheTTL, StaleBudget: pc.StaleBudget,
-			Metrics: opts.Metrics, Logger: log, Now: opts.Now,
+			Metrics: opts.Metrics, Logger: log, Now: opts.Now, TracerProvider: opts.TracerProvider,
 		})
 		if err != nil {
 			_ = driver.Close()
@@ -147,7 +151,7 @@ func start(ctx context.Context, cfg *config.Config, pc config.Provider, opts Opt
 		})
 	}
 	if f, ok := opts.InProcess[pc.Type]; ok {
-		return plugin.ServeInProcess(ctx, plugin.InProcessConfig{Name: pc.Name, Factory: f, Settings: settings, Logger: log})
+		return plugin.ServeInProcess(ctx, plugin.InProcessConfig{Name: pc.Name, Factory: f, Settings: settings, Logger: log, TracerProvider: opts.TracerProvider})
 	}
 	bin, err := hostBinary(opts.HostBinary)
 	if err != nil {

@@ -9,6 +9,9 @@ import (
 	"sync/atomic"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
 	"golang.org/x/sync/singleflight"
 
 	"github.com/keyfort/keyfort/internal/coarseclock"
@@ -43,7 +46,27 @@ type ClientConfig struct {
 	Logger *slog.Logger `koanf:"-"`
 	// Now is the clock; nil: time.Now.
 	Now func() time.Time `koanf:"-"`
+	// TracerProvider receives a span for every call that reaches the provider (cache misses, refreshes
+	// and pass-through calls; never a cache hit), named after [SpanPrefix] and the method, with the
+	// provider's name, the method, the location and, on failure, the error kind as attributes. Its
+	// context crosses the plugin boundary. nil: no spans (pass otel.GetTracerProvider() for the
+	// global one).
+	TracerProvider trace.TracerProvider `koanf:"-"`
 }
+
+// SpanPrefix starts the name of every span a [Client] makes: "keyfort.provider.SigningKeys".
+const SpanPrefix = "keyfort.provider."
+
+// TracerName is the instrumentation scope of the spans a [Client] makes.
+const TracerName = "github.com/keyfort/keyfort/provider"
+
+// Attribute keys of the spans a [Client] makes. None carries a value: material never reaches a span.
+const (
+	AttrProvider  = attribute.Key("keyfort.provider.name")
+	AttrOperation = attribute.Key("keyfort.provider.operation")
+	AttrLocation  = attribute.Key("keyfort.provider.location")
+	AttrErrorKind = attribute.Key("keyfort.error.kind")
+)
 
 // Client is the one concrete type every caller uses over any [IdentitySecretMaterialProvider]: it adds
 // a closed flag, a per-call timeout, error classification naming the provider once, a material cache
@@ -61,6 +84,7 @@ type Client struct {
 	now         func() time.Time
 	log         *slog.Logger
 	metrics     *Metrics
+	tracer      trace.Tracer // nil: no spans
 
 	closed atomic.Bool
 	bgCtx  context.Context
@@ -99,6 +123,9 @@ func NewClient(driver IdentitySecretMaterialProvider, cfg ClientConfig) (*Client
 		metrics:     cfg.Metrics,
 	}
 	c.refreshAt = c.ttl * 3 / 4
+	if cfg.TracerProvider != nil {
+		c.tracer = cfg.TracerProvider.Tracer(TracerName)
+	}
 	if c.now == nil {
 		coarseclock.Acquire() // released by Close
 	}
@@ -416,6 +443,12 @@ func (c *Client) call(ctx context.Context, op, location string, fn func(context.
 		ctx, cancel = context.WithTimeout(ctx, c.timeout)
 		defer cancel()
 	}
+	var span trace.Span
+	if c.tracer != nil {
+		ctx, span = c.tracer.Start(ctx, SpanPrefix+op, trace.WithSpanKind(trace.SpanKindClient),
+			trace.WithAttributes(AttrProvider.String(c.name), AttrOperation.String(op), AttrLocation.String(location)))
+		defer span.End()
+	}
 	start := time.Now()
 	err := fn(ctx)
 	c.metrics.latency.WithLabelValues(c.name, op).Observe(time.Since(start).Seconds())
@@ -428,7 +461,13 @@ func (c *Client) call(ctx context.Context, op, location string, fn func(context.
 		err = &Error{Kind: ErrUnavailable, Location: location, Err: fmt.Errorf("%w: %w", ctxErr, err)}
 	}
 	err = classify(err, c.name, op, location)
-	c.metrics.errors.WithLabelValues(c.name, op, KindName(KindOf(err))).Inc()
+	kind := KindName(KindOf(err))
+	c.metrics.errors.WithLabelValues(c.name, op, kind).Inc()
+	if span != nil {
+		// Error messages are free of secret values (the package's rule, tested for every adapter).
+		span.SetAttributes(AttrErrorKind.String(kind))
+		span.SetStatus(codes.Error, err.Error())
+	}
 	return err
 }
 
@@ -543,6 +582,10 @@ func lookup[T any](c *Client, ctx context.Context, mc *materialCache[T], op, nam
 		age := time.Duration(c.nowNano() - e.fetched)
 		if c.staleBudget >= 0 && age < c.ttl+c.staleBudget {
 			mc.counters.stale.Inc()
+			if span := trace.SpanFromContext(ctx); span.IsRecording() {
+				span.AddEvent("keyfort.provider.stale_served", trace.WithAttributes(AttrProvider.String(c.name),
+					AttrLocation.String(name), attribute.String("keyfort.provider.age", age.Round(time.Millisecond).String())))
+			}
 			if e.staleLogged.CompareAndSwap(false, true) {
 				c.log.Warn("keyfort: provider unavailable; serving last good material within the stale budget",
 					slog.String("op", op), slog.String("location", name), slog.Duration("age", age),

@@ -12,6 +12,9 @@ import (
 	"slices"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/keyfort/keyfort/session/oidc"
 	"github.com/keyfort/keyfort/session/token"
 )
@@ -85,16 +88,22 @@ type Config struct {
 	// Logger: nil means slog.Default(). Now: nil means time.Now.
 	Logger *slog.Logger
 	Now    func() time.Time
+	// TracerProvider receives a span for each StartSession, RefreshSession(From), EndSession(From),
+	// EndSubjectSessions and IssueToken, named SpanPrefix + the method, with the identity provider,
+	// the session id and the outcome (see Outcome); the provider's spans for signing nest under it.
+	// nil: no spans.
+	TracerProvider trace.TracerProvider
 }
 
 // Manager starts, refreshes and ends sessions and issues Keyfort's own tokens. It is safe for
 // concurrent use.
 type Manager struct {
-	cfg   Config
-	codec *token.Codec
-	store Store
-	log   *slog.Logger
-	now   func() time.Time
+	cfg    Config
+	codec  *token.Codec
+	store  Store
+	log    *slog.Logger
+	now    func() time.Time
+	tracer trace.Tracer // nil: no spans
 }
 
 // Tokens are a session's tokens.
@@ -145,7 +154,7 @@ func NewManager(cfg Config) (*Manager, error) {
 	if cfg.MaxSessionsPerSubject < 0 {
 		return nil, errors.New("session: MaxSessionsPerSubject must not be negative")
 	}
-	m := &Manager{cfg: cfg, store: cfg.Store, log: cfg.Logger, now: cfg.Now}
+	m := &Manager{cfg: cfg, store: cfg.Store, log: cfg.Logger, now: cfg.Now, tracer: tracerOf(cfg.TracerProvider)}
 	if m.now == nil {
 		m.now = time.Now
 	}
@@ -206,6 +215,13 @@ func unauthenticated(format string, args ...any) error {
 // StartSession validates the external token with the named identity provider (iss, aud = our client
 // id, signature, expiry; sub must match Subject when given) and issues an access and a refresh token.
 func (m *Manager) StartSession(ctx context.Context, req StartRequest) (Tokens, error) {
+	ctx, span := startSpan(ctx, m.tracer, "StartSession", AttrIdP.String(req.IdP))
+	t, err := m.startSession(ctx, req)
+	endSpan(span, err, AttrSession.String(t.SessionID))
+	return t, err
+}
+
+func (m *Manager) startSession(ctx context.Context, req StartRequest) (Tokens, error) {
 	v, ok := m.cfg.IdPs[req.IdP]
 	if !ok {
 		return Tokens{}, fmt.Errorf("%w: %q", ErrUnknownIdP, req.IdP)
@@ -340,6 +356,13 @@ func (m *Manager) RefreshSession(ctx context.Context, refreshToken string) (Toke
 // too; presented by another, it is refused with ErrClientMismatch before anything is rotated, so
 // the session goes on for its client.
 func (m *Manager) RefreshSessionFrom(ctx context.Context, refreshToken, client string) (Tokens, error) {
+	ctx, span := startSpan(ctx, m.tracer, "RefreshSession")
+	t, err := m.refreshSession(ctx, refreshToken, client)
+	endSpan(span, err, AttrSession.String(t.SessionID), AttrIdP.String(t.IdP))
+	return t, err
+}
+
+func (m *Manager) refreshSession(ctx context.Context, refreshToken, client string) (Tokens, error) {
 	cl, err := m.codec.Verify(ctx, refreshToken, token.TypeRefresh, RefreshAudience)
 	if err != nil {
 		return Tokens{}, unauthenticated("refresh token: %v", err)
@@ -418,6 +441,13 @@ func (m *Manager) EndSessionFrom(ctx context.Context, anyToken, client string) (
 }
 
 func (m *Manager) endSession(ctx context.Context, anyToken, client string, checkClient bool) (Family, error) {
+	ctx, span := startSpan(ctx, m.tracer, "EndSession")
+	f, err := m.endSessionTraced(ctx, anyToken, client, checkClient)
+	endSpan(span, err, AttrSession.String(f.SessionID), AttrIdP.String(f.IdP))
+	return f, err
+}
+
+func (m *Manager) endSessionTraced(ctx context.Context, anyToken, client string, checkClient bool) (Family, error) {
 	cl, err := m.codec.Verify(ctx, anyToken, token.TypeAccess, m.cfg.Audience)
 	if err != nil {
 		if cl, err = m.codec.Verify(ctx, anyToken, token.TypeRefresh, RefreshAudience); err != nil {
@@ -476,7 +506,13 @@ var ErrNoSubjectRevocation = errors.New("session: the store cannot end a subject
 // identity provider) and the identity provider's tokens, presented to StartSession or straight to
 // a guarded service sharing the store. It returns the families ended and the cut's moment.
 func (m *Manager) EndSubjectSessions(ctx context.Context, sel SubjectSelector) (SubjectEnd, error) {
-	return EndSubject(ctx, m.store, sel, m.now(), m.cfg.SubjectCutTTL)
+	ctx, span := startSpan(ctx, m.tracer, "EndSubjectSessions", AttrIdP.String(sel.IdP))
+	end, err := EndSubject(ctx, m.store, sel, m.now(), m.cfg.SubjectCutTTL)
+	if span != nil {
+		span.SetAttributes(attribute.Int("keyfort.session.ended", len(end.Ended)))
+	}
+	endSpan(span, err)
+	return end, err
 }
 
 // SubjectEnd is what ending a subject's sessions did.
@@ -560,6 +596,13 @@ type IssueRequest struct {
 
 // IssueToken signs a bare access token.
 func (m *Manager) IssueToken(ctx context.Context, req IssueRequest) (string, time.Time, error) {
+	ctx, span := startSpan(ctx, m.tracer, "IssueToken")
+	tok, exp, err := m.issueToken(ctx, req)
+	endSpan(span, err)
+	return tok, exp, err
+}
+
+func (m *Manager) issueToken(ctx context.Context, req IssueRequest) (string, time.Time, error) {
 	if req.Subject == "" {
 		return "", time.Time{}, errors.New("session: IssueToken needs a subject")
 	}

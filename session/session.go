@@ -19,6 +19,7 @@ import (
 
 	"github.com/maypok86/otter/v2"
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/keyfort/keyfort/internal/coarseclock"
 	"github.com/keyfort/keyfort/internal/hmacpool"
@@ -169,7 +170,7 @@ func (s *Session) Credentials(ctx context.Context, role string) (provider.Creden
 		l = &leased{ready: make(chan struct{})}
 		s.creds[role] = l
 		s.mu.Unlock()
-		s.fetch(role, l)
+		s.fetch(ctx, role, l)
 	} else {
 		s.mu.Unlock()
 	}
@@ -191,7 +192,9 @@ func (s *Session) Credentials(ctx context.Context, role string) (provider.Creden
 	return s.creds[role].creds, nil
 }
 
-func (s *Session) fetch(role string, l *leased) {
+// fetch gets role's credentials on the session's context, bounded by the fetch timeout; its span, if
+// any, joins the trace of asker (the request that asked first; Background for a renewal's replacement).
+func (s *Session) fetch(asker context.Context, role string, l *leased) {
 	if s.cache.creds == nil {
 		l.err = errors.New("session: no credential source configured")
 		close(l.ready)
@@ -199,7 +202,15 @@ func (s *Session) fetch(role string, l *leased) {
 	}
 	ctx, cancel := context.WithTimeout(s.ctx, s.cache.fetchTimeout)
 	defer cancel()
+	var span trace.Span
+	if s.cache.tracer != nil {
+		ctx = trace.ContextWithSpanContext(ctx, trace.SpanContextFromContext(asker))
+		ctx, span = startSpan(ctx, s.cache.tracer, "credentials", AttrRole.String(role), AttrSession.String(s.ID))
+	}
 	l.creds, l.leaser, l.err = s.cache.creds.Credentials(ctx, role, s.Principal.Identity)
+	if span != nil {
+		endSpan(span, l.err)
+	}
 	if l.err == nil {
 		s.schedule(role, l)
 	}
@@ -233,7 +244,7 @@ func (s *Session) schedule(role string, l *leased) {
 		}
 		// Replace the credentials before the old lease dies; revoke the old one afterwards.
 		fresh := &leased{ready: make(chan struct{})}
-		s.fetch(role, fresh)
+		s.fetch(context.Background(), role, fresh)
 		if fresh.err != nil {
 			s.cache.metrics.renewals.WithLabelValues("failed").Inc()
 			s.cache.log.Warn("keyfort: renewing session credentials failed", slog.String("role", role),
@@ -334,6 +345,11 @@ type CacheConfig struct {
 	Revalidate time.Duration
 	// Now is the clock of TTL and idle expiry; nil: time.Now.
 	Now func() time.Time
+	// TracerProvider receives a span for each miss (SpanPrefix + "create": verification, the
+	// tombstone check, the session's creation) and for each first fetch of a role's credentials
+	// (SpanPrefix + "credentials", under the span of the request that asked, with the provider's
+	// span beneath); a hit makes none. nil: no spans.
+	TracerProvider trace.TracerProvider
 	// IgnoreRevocationFeed keeps the Cache off its Store's RevocationFeed. By default a Cache whose
 	// configured Store has one subscribes to it and ends the sessions a revocation concerns (a
 	// family revoked, a token tombstoned, by any replica) at once, with their leases; Revalidate
@@ -362,6 +378,7 @@ type Cache struct {
 	injected    bool
 	now         func() time.Time
 	macs        *hmacpool.Pool
+	tracer      trace.Tracer // nil: no spans
 	revalidator Revalidator
 	revalidate  time.Duration
 	// sharedStore: the Store was configured (others may write its tombstones); recheck: sessions
@@ -412,7 +429,7 @@ func NewCache(cfg CacheConfig) (*Cache, error) {
 	cfg.IdleTimeout = orDefault(cfg.IdleTimeout, 15*time.Minute)
 	cfg.FetchTimeout = orDefault(cfg.FetchTimeout, 10*time.Second)
 	c := &Cache{auth: cfg.Authenticator, creds: cfg.Credentials, store: cfg.Store,
-		fetchTimeout: cfg.FetchTimeout, log: cfg.Logger, closed: make(chan struct{})}
+		fetchTimeout: cfg.FetchTimeout, log: cfg.Logger, closed: make(chan struct{}), tracer: tracerOf(cfg.TracerProvider)}
 	if c.log == nil {
 		c.log = slog.Default()
 	}
@@ -584,6 +601,20 @@ func (c *Cache) Get(ctx context.Context, raw string) (*Session, error) {
 		c.c.Invalidate(key) // past its absolute end: end it now rather than at the next sweep
 	}
 	c.metrics.miss.Inc()
+	ctx, span := startSpan(ctx, c.tracer, "create")
+	s, err := c.load(ctx, key, raw, sig)
+	if span != nil {
+		var id string
+		if s != nil {
+			id = s.ID
+		}
+		endSpan(span, err, AttrSession.String(id))
+	}
+	return s, err
+}
+
+// load is Get's miss path.
+func (c *Cache) load(ctx context.Context, key tokenKey, raw, sig string) (*Session, error) {
 	start := time.Now()
 	s, err := c.c.Get(ctx, key, otter.LoaderFunc[tokenKey, *Session](func(ctx context.Context, key tokenKey) (*Session, error) {
 		return c.create(ctx, key, raw, sig)

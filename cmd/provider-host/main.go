@@ -1,12 +1,15 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"os"
 	"sort"
+	"time"
 
 	"github.com/spf13/cobra"
+	"go.opentelemetry.io/otel/attribute"
 
 	"github.com/keyfort/keyfort/provider"
 	"github.com/keyfort/keyfort/provider/plugin"
@@ -62,8 +65,7 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 provider adapters as go-plugin plugins (Keyfort's host library starts "provider-host plugin NAME" for
 each configured provider), and administers a deployment: check and get inspect a configuration,
 migrate prepares the PostgreSQL session store, list-sessions and end-sessions show and end a
-subject's sessions, bench
-load-tests the runtime.`,
+subject's sessions, and bench load-tests the runtime.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
@@ -99,7 +101,22 @@ Built-in providers: %v`, builtinNames()),
 			if os.Getenv(plugin.Handshake.MagicCookieKey) != plugin.Handshake.MagicCookieValue {
 				return fmt.Errorf("this command is started by a Keyfort host as a plugin, not by hand; try \"provider-host check --config FILE\"")
 			}
-			plugin.ServeFactory(f)
+			var opts []plugin.ServeOption
+			tp, err := newTracerProvider(cmd.Context(), "keyfort-plugin-"+args[0], attribute.String("keyfort.plugin.type", args[0]))
+			if err != nil {
+				// The host reads this from stderr in its log; the plugin runs untraced rather than
+				// not at all (serve, which shares the environment, refuses it at start).
+				fmt.Fprintf(cmd.ErrOrStderr(), "keyfort: tracing: %v\n", err)
+			}
+			if tp != nil {
+				opts = append(opts, plugin.WithTracerProvider(tp))
+				defer func() {
+					ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+					defer cancel()
+					_ = tp.Shutdown(ctx)
+				}()
+			}
+			plugin.ServeFactory(f, opts...)
 			return nil
 		},
 	}

@@ -9,6 +9,11 @@ import (
 	"slices"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
+	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc/filters"
+	noopmetric "go.opentelemetry.io/otel/metric/noop"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/health"
@@ -84,7 +89,7 @@ func identityProvider(ctx context.Context, cat *catalog.Catalog, name string) (*
 	return v, nil
 }
 
-func newIdentityRuntime(ctx context.Context, cfg *config.Config, cat *catalog.Catalog, log *slog.Logger, reg prometheus.Registerer, tlsCfg *tls.Config, withReflection, forwarded bool) (*identityRuntime, error) {
+func newIdentityRuntime(ctx context.Context, cfg *config.Config, cat *catalog.Catalog, log *slog.Logger, reg prometheus.Registerer, tlsCfg *tls.Config, withReflection, forwarded bool, tp trace.TracerProvider) (*identityRuntime, error) {
 	r := &identityRuntime{}
 	idps := map[string]*oidc.Verifier{}
 	for _, name := range slices.Sorted(maps.Keys(cfg.OIDC)) {
@@ -142,7 +147,7 @@ func newIdentityRuntime(ctx context.Context, cfg *config.Config, cat *catalog.Ca
 		AccessTTL: cfg.Session.AccessTTL, RefreshTTL: cfg.Session.RefreshTTL, RefreshGrace: cfg.Session.RefreshGrace,
 		SubjectCutTTL: cfg.Session.SubjectCutTTL, MaxSessionsPerSubject: cfg.Session.MaxSessionsPerSubject,
 		BindAccessTokens: cfg.Session.BindAccess,
-		Policy:           session.Policy{Rules: rules}, Logger: log,
+		Policy:           session.Policy{Rules: rules}, Logger: log, TracerProvider: tp,
 	})
 	if err != nil {
 		_ = store.Close()
@@ -154,7 +159,7 @@ func newIdentityRuntime(ctx context.Context, cfg *config.Config, cat *catalog.Ca
 	}
 	r.manager = m
 	cache, err := session.NewCache(session.CacheConfig{Authenticator: m, Store: store, Registerer: reg, Logger: log,
-		Revalidate: cfg.Session.Revalidate})
+		Revalidate: cfg.Session.Revalidate, TracerProvider: tp})
 	if err != nil {
 		_ = store.Close()
 		return nil, err
@@ -188,6 +193,13 @@ func newIdentityRuntime(ctx context.Context, cfg *config.Config, cat *catalog.Ca
 	opts = append(opts, grpc.MaxRecvMsgSize(maxRuntimeMessage))
 	if tlsCfg != nil {
 		opts = append(opts, grpc.Creds(credentials.NewTLS(tlsCfg)))
+	}
+	if tp != nil {
+		// A server span per call (health checks aside), child of the caller's when its metadata
+		// carries W3C trace context; the Manager's and the providers' spans nest under it.
+		opts = append(opts, grpc.StatsHandler(otelgrpc.NewServerHandler(otelgrpc.WithTracerProvider(tp),
+			otelgrpc.WithPropagators(propagation.TraceContext{}), otelgrpc.WithMeterProvider(noopmetric.NewMeterProvider()),
+			otelgrpc.WithFilter(filters.Not(filters.HealthCheck())))))
 	}
 	r.grpc = grpc.NewServer(opts...)
 	r.service.RegisterOn(r.grpc)

@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/spf13/cobra"
+	"go.opentelemetry.io/otel/trace"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	"github.com/keyfort/keyfort/catalog"
@@ -198,8 +199,23 @@ func serve(ctx context.Context, log *slog.Logger, files []string, l listeners) e
 	if err != nil {
 		return err
 	}
+	sdkTP, err := newTracerProvider(ctx, "keyfort")
+	if err != nil {
+		log.Error("keyfort: tracing", slog.String("error", err.Error()))
+		return exitCode(exitInvalidConfig)
+	}
+	var tp trace.TracerProvider // nil unless the environment asks for traces
+	if sdkTP != nil {
+		tp = sdkTP
+		defer func() {
+			// Spans still batched are sent before the process exits.
+			sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			_ = sdkTP.Shutdown(sctx)
+		}()
+	}
 	startCtx, cancel := context.WithTimeout(ctx, time.Minute)
-	cat, err := catalog.Open(startCtx, cfg, catalog.Options{HostBinary: self, Verify: true, Logger: log, Metrics: metrics})
+	cat, err := catalog.Open(startCtx, cfg, catalog.Options{HostBinary: self, Verify: true, Logger: log, Metrics: metrics, TracerProvider: tp})
 	cancel()
 	if err != nil {
 		log.Error("keyfort: start-up failed", slog.String("error", err.Error()))
@@ -236,7 +252,7 @@ func serve(ctx context.Context, log *slog.Logger, files []string, l listeners) e
 	const readyStoreTimeout = 2 * time.Second
 	// healthInterval is how often the gRPC health service is brought up to date with those checks.
 	const healthInterval = 2 * time.Second
-	runtime, err := newIdentityRuntime(ctx, cfg, cat, log, reg, grpcTLS, l.reflection, l.forwarded)
+	runtime, err := newIdentityRuntime(ctx, cfg, cat, log, reg, grpcTLS, l.reflection, l.forwarded, tp)
 	if err != nil {
 		log.Error("keyfort: start-up failed", slog.String("error", err.Error()))
 		return exitCode(exitInvalidConfig)
@@ -319,7 +335,7 @@ func serve(ctx context.Context, log *slog.Logger, files []string, l listeners) e
 	log.Info("keyfort: serving", slog.String("http", scheme+ln.Addr().String()), slog.String("grpc", gln.Addr().String()),
 		slog.Bool("tls", tlsCfg != nil), slog.Bool("grpc_client_certs", l.clientCA != ""), slog.Bool("grpc_client_allow_list", l.allow != nil), slog.Bool("forwarded_client_cert", l.forwarded),
 		slog.Any("config", cfg.Sources), slog.Int("keys", len(cfg.Keys())), slog.Any("identity_providers", runtime.idps),
-		slog.String("session_store", runtime.storeName))
+		slog.String("session_store", runtime.storeName), slog.Bool("tracing", tp != nil))
 	errc := make(chan error, 2)
 	go func() { errc <- srv.Serve(ln) }()
 	go func() { errc <- runtime.grpc.Serve(gln) }()

@@ -7,6 +7,7 @@ import (
 
 	goplugin "github.com/hashicorp/go-plugin"
 	"github.com/hashicorp/go-plugin/runner"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/keyfort/keyfort/provider"
 )
@@ -21,6 +22,9 @@ type InProcessConfig struct {
 	Settings provider.Settings
 	// Logger: nil means slog.Default().
 	Logger *slog.Logger
+	// TracerProvider, when set, records the plugin side's server spans, as [WithTracerProvider] does
+	// in a plugin process.
+	TracerProvider trace.TracerProvider
 }
 
 // ServeInProcess serves a provider built by cfg.Factory on go-plugin's gRPC transport inside this
@@ -45,6 +49,9 @@ func ServeInProcess(ctx context.Context, cfg InProcessConfig) (*Process, error) 
 		go serve(&server{factory: cfg.Factory}, []ServeOption{func(o *serveOptions) {
 			o.test = &goplugin.ServeTestConfig{Context: srvCtx, ReattachConfigCh: reattach, CloseCh: done}
 			o.logger = newHCLogAdapter(log.With(slog.String("side", "plugin")))
+			if cfg.TracerProvider != nil {
+				WithTracerProvider(cfg.TracerProvider)(o)
+			}
 		}})
 		var rc *goplugin.ReattachConfig
 		select {
@@ -62,6 +69,7 @@ func ServeInProcess(ctx context.Context, cfg InProcessConfig) (*Process, error) 
 			Plugins:          versionedPlugins(nil)[ProtocolVersion],
 			Reattach:         rc,
 			AllowedProtocols: []goplugin.Protocol{goplugin.ProtocolGRPC},
+			GRPCDialOptions:  traceDialOptions(),
 			Logger:           newHCLogAdapter(log),
 		})
 		inst, err := dispense(client)

@@ -465,6 +465,16 @@ func TestFilterEnv(t *testing.T) {
 	if got := plugin.FilterEnv(environ, nil); !slices.Equal(got, []string{"PATH=/bin", "HOME=/root", "LC_ALL=C"}) {
 		t.Errorf("baseline only: got %v", got)
 	}
+	// The OpenTelemetry exporter's settings pass, but not its headers (a collector's API key) nor
+	// the host's service name, unless a plugin's own patterns name them.
+	otel := []string{"OTEL_EXPORTER_OTLP_ENDPOINT=http://c:4317", "OTEL_EXPORTER_OTLP_HEADERS=api-key=s",
+		"OTEL_SERVICE_NAME=host", "OTEL_TRACES_SAMPLER=always_on"}
+	if got := plugin.FilterEnv(otel, nil); !slices.Equal(got, []string{otel[0], otel[3]}) {
+		t.Errorf("OTEL_*: got %v", got)
+	}
+	if got := plugin.FilterEnv(otel, []string{"OTEL_EXPORTER_OTLP_HEADERS"}); !slices.Equal(got, []string{otel[0], otel[1], otel[3]}) {
+		t.Errorf("OTEL_* with the headers asked for: got %v", got)
+	}
 }
 
 // TestChangesCrossThePluginAndItsRestarts: a rotation made inside the plugin process reaches a

@@ -15,6 +15,8 @@ import (
 	"time"
 
 	goplugin "github.com/hashicorp/go-plugin"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -173,6 +175,7 @@ func Launch(ctx context.Context, cfg Config) (*Process, error) {
 			Cmd:              cmd,
 			SecureConfig:     secure,
 			AllowedProtocols: []goplugin.Protocol{goplugin.ProtocolGRPC},
+			GRPCDialOptions:  traceDialOptions(),
 			AutoMTLS:         true,
 			StartTimeout:     startTimeout,
 			Logger:           newHCLogAdapter(log),
@@ -411,7 +414,12 @@ func (p *Process) do(ctx context.Context, idempotent bool, fn func(*rpcClient) e
 		}
 		p.drop(inst, "connection", "plugin connection failed", killGrace)
 		lastErr = err
-		if !idempotent || attempt >= maxAttempts {
+		retry := idempotent && attempt < maxAttempts
+		if span := trace.SpanFromContext(ctx); span.IsRecording() {
+			span.AddEvent("keyfort.plugin.connection_failed", trace.WithAttributes(
+				attribute.Int("keyfort.plugin.attempt", attempt), attribute.Bool("keyfort.plugin.retry", retry)))
+		}
+		if !retry {
 			return provider.NewError(provider.ErrUnavailable, "", fmt.Errorf("plugin process failed: %w", err))
 		}
 	}

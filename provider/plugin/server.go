@@ -10,6 +10,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 	goplugin "github.com/hashicorp/go-plugin"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"
 
 	"github.com/keyfort/keyfort/internal/harden"
@@ -26,6 +27,7 @@ type serveOptions struct {
 	logger    hclog.Logger
 	coreDumps bool
 	noMlock   bool
+	tracer    trace.Tracer
 }
 
 // WithCoreDumps leaves core dumps and same-user debugging on, for debugging a plugin. By default a
@@ -89,7 +91,7 @@ func serve(srv *server, opts []ServeOption) {
 	goplugin.Serve(&goplugin.ServeConfig{
 		HandshakeConfig:  Handshake,
 		VersionedPlugins: versionedPlugins(srv),
-		GRPCServer:       goplugin.DefaultGRPCServer,
+		GRPCServer:       serverTracing{tracer: o.tracer}.grpcServer,
 		Logger:           o.logger,
 		Test:             o.test,
 	})

@@ -104,24 +104,7 @@ func New(m *session.Manager, opts Options) *Server {
 }
 
 // outcome names what happened to a call, for the audit record and the metric.
-func outcome(err error) string {
-	switch {
-	case err == nil:
-		return "ok"
-	case errors.Is(err, session.ErrRefreshReuse):
-		return "refresh_reuse"
-	case errors.Is(err, session.ErrClientMismatch):
-		return "client_mismatch"
-	case errors.Is(err, session.ErrStoreUnavailable):
-		return "unavailable"
-	case errors.Is(err, session.ErrUnknownIdP):
-		return "invalid_argument"
-	case errors.Is(err, session.ErrUnauthenticated):
-		return "unauthenticated"
-	default:
-		return "unavailable"
-	}
-}
+func outcome(err error) string { return session.Outcome(err) }
 
 // statusOf is the status a refused call answers with: generic messages, the reason stays in the log.
 func statusOf(err error) error {

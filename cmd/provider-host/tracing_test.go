@@ -1,0 +1,187 @@
+package main_test
+
+import (
+	"context"
+	"encoding/hex"
+	"net"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	collectorpb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
+	commonpb "go.opentelemetry.io/proto/otlp/common/v1"
+	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/metadata"
+
+	pb "github.com/keyfort/keyfort/api/identity/v1"
+	"github.com/keyfort/keyfort/session/oidc/oidctest"
+)
+
+// collector is an OTLP/gRPC trace collector on loopback: the real exporter sends it real OTLP.
+type collector struct {
+	collectorpb.UnimplementedTraceServiceServer
+	mu    sync.Mutex
+	spans []exported
+}
+
+// exported is a span with the service that sent it.
+type exported struct {
+	service string
+	span    *tracepb.Span
+}
+
+func (c *collector) Export(_ context.Context, req *collectorpb.ExportTraceServiceRequest) (*collectorpb.ExportTraceServiceResponse, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, rs := range req.GetResourceSpans() {
+		service := attrOf(rs.GetResource().GetAttributes(), "service.name")
+		for _, ss := range rs.GetScopeSpans() {
+			for _, s := range ss.GetSpans() {
+				c.spans = append(c.spans, exported{service: service, span: s})
+			}
+		}
+	}
+	return &collectorpb.ExportTraceServiceResponse{}, nil
+}
+
+func attrOf(kvs []*commonpb.KeyValue, key string) string {
+	for _, kv := range kvs {
+		if kv.GetKey() == key {
+			return kv.GetValue().GetStringValue()
+		}
+	}
+	return ""
+}
+
+// startCollector serves a collector on loopback and returns it and its address.
+func startCollector(t *testing.T) (*collector, string) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &collector{}
+	srv := grpc.NewServer()
+	collectorpb.RegisterTraceServiceServer(srv, c)
+	go func() { _ = srv.Serve(ln) }()
+	t.Cleanup(srv.Stop)
+	return c, ln.Addr().String()
+}
+
+// waitSpans waits until the collector holds a span of trace for each name in want, and returns the
+// spans of that trace by name.
+func (c *collector) waitSpans(t *testing.T, trace []byte, want ...string) map[string]exported {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		got := map[string]exported{}
+		c.mu.Lock()
+		for _, e := range c.spans {
+			if string(e.span.GetTraceId()) == string(trace) {
+				got[e.span.GetName()] = e
+			}
+		}
+		c.mu.Unlock()
+		missing := []string{}
+		for _, name := range want {
+			if _, ok := got[name]; !ok {
+				missing = append(missing, name)
+			}
+		}
+		if len(missing) == 0 {
+			return got
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the collector never received %v of the trace; it has %d spans of it", missing, len(got))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestServeExportsTraces: serve, configured by the standard OTEL_* environment, exports over OTLP
+// one trace per call that continues the caller's W3C trace context: the gRPC server span, the
+// Manager's, the provider client's and, from the memory plugin's own process, the plugin's server
+// span under the host's provider span. No token reaches any exported span.
+func TestServeExportsTraces(t *testing.T) {
+	col, addr := startCollector(t)
+	iss := oidctest.New(t)
+	cfg := writeConfig(t, `
+providers:
+  dev:
+    type: memory
+    cache_ttl: -1s
+    settings:
+      signing_keys: { session-signing: { algorithm: ES256 } }
+      secrets: { google-client-id: client-123.apps.googleusercontent.com }
+identity:
+  secrets:
+    session_signing: dev:session-signing
+    oidc:
+      google:
+        client_id: dev:google-client-id
+        issuer: `+iss.URL+`
+  session:
+    issuer: https://keyfort.test
+`)
+	env := []string{"PATH=" + os.Getenv("PATH"), "OTEL_EXPORTER_OTLP_ENDPOINT=http://" + addr,
+		"OTEL_EXPORTER_OTLP_INSECURE=true", "OTEL_BSP_SCHEDULE_DELAY=50", "OTEL_EXPORTER_OTLP_HEADERS=x-api-key=collector-key"}
+	_, log, _ := startServe(t, env, "--config", cfg, "--grpc-addr", "127.0.0.1:0")
+	if !strings.Contains(log.String(), "tracing=true") {
+		t.Errorf("serve's start line does not say it traces:\n%s", log.String())
+	}
+	rt := runtimeClient(t, log.String())
+
+	traceID, parentID := "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
+	ctx := metadata.AppendToOutgoingContext(context.Background(), "traceparent", "00-"+traceID+"-"+parentID+"-01")
+	ext := iss.Sign(t, "k1", iss.Claims("alice", "client-123.apps.googleusercontent.com"), nil)
+	started, err := rt.StartIdentitySession(ctx, &pb.StartIdentitySessionRequest{IdentityProvider: "google", ExternalToken: ext})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tid, _ := hex.DecodeString(traceID)
+	pid, _ := hex.DecodeString(parentID)
+	const rpc = "keyfort.identity.v1.IdentityRuntimeService/StartIdentitySession"
+	spans := col.waitSpans(t, tid, rpc, "keyfort.session.StartSession", "keyfort.provider.SigningKeys", "keyfort.plugin.SigningKeys")
+	if got := spans[rpc].span.GetParentSpanId(); string(got) != string(pid) {
+		t.Errorf("the server span's parent: %x, want the caller's %s", got, parentID)
+	}
+	if got := spans["keyfort.session.StartSession"].span.GetParentSpanId(); string(got) != string(spans[rpc].span.GetSpanId()) {
+		t.Error("the Manager's span is not under the server span")
+	}
+	host, plug := spans["keyfort.provider.SigningKeys"], spans["keyfort.plugin.SigningKeys"]
+	if host.service != "keyfort" || plug.service != "keyfort-plugin-memory" {
+		t.Errorf("services: host %q, plugin %q; want keyfort and keyfort-plugin-memory", host.service, plug.service)
+	}
+	if string(plug.span.GetParentSpanId()) != string(host.span.GetSpanId()) {
+		t.Error("the plugin's span (its own process) is not under the host's provider span")
+	}
+	toks := started.GetTokens()
+	col.mu.Lock()
+	defer col.mu.Unlock()
+	for _, e := range col.spans {
+		text := e.span.String()
+		for _, secret := range []string{ext, toks.GetAccessToken(), toks.GetRefreshToken(), "alice", "collector-key"} {
+			if strings.Contains(text, secret) {
+				t.Errorf("span %q of %s carries a secret value", e.span.GetName(), e.service)
+			}
+		}
+	}
+}
+
+// TestServeRefusesTracingItCannotDo: an exporter or protocol serve does not support is a start-up
+// error naming the variable, not a silent lack of traces.
+func TestServeRefusesTracingItCannotDo(t *testing.T) {
+	for _, env := range [][]string{
+		{"OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:4317", "OTEL_TRACES_EXPORTER=zipkin"},
+		{"OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:4317", "OTEL_EXPORTER_OTLP_PROTOCOL=http/json"},
+	} {
+		r := run(t, env, "serve", "--http-addr", "127.0.0.1:0", "--grpc-addr", "127.0.0.1:0")
+		name, _, _ := strings.Cut(env[1], "=")
+		if r.code != 2 || !strings.Contains(r.stderr, name) {
+			t.Errorf("%v: exit %d, want 2 with a message naming %s\n%s", env, r.code, name, r.stderr)
+		}
+	}
+}
