@@ -9,7 +9,8 @@
 //     container that keeps secret values out of logs, errors and fmt output;
 //   - [Client], the one concrete type every caller uses over any adapter: closed flag, per-call timeout,
 //     error classification with the provider's name added once, a TTL cache with single-flight refresh
-//     and a stale-on-error budget, and Prometheus metrics.
+//     and a stale-on-error budget, Prometheus metrics, and OpenTelemetry spans for the calls that
+//     reach the provider (with ClientConfig.TracerProvider).
 //
 // Errors form a closed set of sentinels ([ErrNotFound], [ErrPermissionDenied], [ErrInvalidArgument],
 // [ErrInvalidConfig], [ErrUnavailable], [ErrUnimplemented], [ErrClosed], [ErrInternal]). Adapters classify

@@ -21,5 +21,7 @@
 // JWTs, with a test issuer in session/oidc/oidctest), session/grpcauth (the gRPC interceptors),
 // session/httpauth (the same guard as net/http middleware) and session/identityrpc (the
 // IdentityRuntime service that provider-host serve runs). Session.CheckClient enforces tokens bound
-// to their client (Config.BindAccessTokens). docs/sessions.md is the guide.
+// to their client (Config.BindAccessTokens). With a TracerProvider, Manager and Cache make
+// OpenTelemetry spans (SpanPrefix; names and outcomes, never a token or a subject).
+// docs/sessions.md is the guide.
 package session

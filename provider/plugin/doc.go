@@ -12,5 +12,7 @@
 // Secret, Renew, Revoke, Sign, Health) are retried on the fresh process. Credentials are not retried,
 // because a lost answer may already have created a lease. Callers' deadlines and cancellation cross the
 // process boundary. Errors map to gRPC codes and back, so errors.Is(err, provider.ErrNotFound) works on
-// the host exactly as in process.
+// the host exactly as in process. The caller's trace context crosses too (W3C Trace Context in the
+// call's metadata), so a plugin's spans join the host's trace; [WithTracerProvider] makes the plugin
+// record a server span per call.
 package plugin
