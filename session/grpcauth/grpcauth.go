@@ -101,7 +101,7 @@ func (g *guard) token(ctx context.Context) (string, error) {
 func (g *guard) authenticate(ctx context.Context, method string) (*session.Session, error) {
 	tok, err := g.token(ctx)
 	if err != nil {
-		g.refused.WithLabelValues(guardrules.RefusedCredential).Inc()
+		guardrules.Refuse(ctx, g.refused, guardrules.RefusedCredential)
 		g.log.Info("keyfort: call refused", slog.String("method", method), slog.String("reason", err.Error()))
 		return nil, errUnauthenticated
 	}
@@ -111,17 +111,17 @@ func (g *guard) authenticate(ctx context.Context, method string) (*session.Sessi
 			return s, nil
 		}
 		// A token bound to a client, presented by another: a sign that it was stolen.
-		g.refused.WithLabelValues(guardrules.RefusedClientMismatch).Inc()
+		guardrules.Refuse(ctx, g.refused, guardrules.RefusedClientMismatch)
 		g.log.Warn("keyfort: call refused", slog.String("method", method), slog.String("session", s.ID),
 			slog.String("reason", err.Error()))
 		return nil, errUnauthenticated
 	}
 	g.log.Info("keyfort: call refused", slog.String("method", method), slog.String("reason", err.Error()))
 	if errors.Is(err, session.ErrStoreUnavailable) {
-		g.refused.WithLabelValues(guardrules.RefusedUnavailable).Inc()
+		guardrules.Refuse(ctx, g.refused, guardrules.RefusedUnavailable)
 		return nil, status.Error(codes.Unavailable, "session store unavailable")
 	}
-	g.refused.WithLabelValues(guardrules.RefusedUnauthenticated).Inc()
+	guardrules.Refuse(ctx, g.refused, guardrules.RefusedUnauthenticated)
 	return nil, errUnauthenticated
 }
 

@@ -127,7 +127,7 @@ func (g *guard) checkClient(r *http.Request, s *session.Session) error {
 // generic body; the reason goes to the log (a warning for a token bound to another client, a sign
 // that it was stolen) and to the refusal counter.
 func (g *guard) refuse(w http.ResponseWriter, r *http.Request, reason string, err error) {
-	g.refused.WithLabelValues(reason).Inc()
+	guardrules.Refuse(r.Context(), g.refused, reason)
 	level := slog.LevelInfo
 	if reason == guardrules.RefusedClientMismatch {
 		level = slog.LevelWarn

@@ -1,12 +1,15 @@
 package guardrules
 
 import (
+	"context"
 	"errors"
 	"path"
 	"slices"
 	"strings"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // DefaultMaxCredentialSize bounds a credential header value.
@@ -137,4 +140,17 @@ func RefusedCounter(reg prometheus.Registerer) *prometheus.CounterVec {
 		c.WithLabelValues(r)
 	}
 	return c
+}
+
+// RefusedEvent is the span event a refusal adds to the call's span, when it has a recording one
+// (otelgrpc's, otelhttp's), with the reason as keyfort.guard.reason.
+const RefusedEvent = "keyfort.guard.refused"
+
+// Refuse counts a refusal in c by reason and marks the call's span with it, so that a trace says why
+// a call was refused. Only the reason: never the token or the refusal's detail.
+func Refuse(ctx context.Context, c *prometheus.CounterVec, reason string) {
+	c.WithLabelValues(reason).Inc()
+	if span := trace.SpanFromContext(ctx); span.IsRecording() {
+		span.AddEvent(RefusedEvent, trace.WithAttributes(attribute.String("keyfort.guard.reason", reason)))
+	}
 }

@@ -1,0 +1,73 @@
+package grpcauth_test
+
+import (
+	"context"
+	"net"
+	"testing"
+
+	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/metadata"
+
+	"github.com/keyfort/keyfort/internal/spantest"
+	"github.com/keyfort/keyfort/session"
+	"github.com/keyfort/keyfort/session/grpcauth"
+	"github.com/keyfort/keyfort/session/sessiontest"
+)
+
+// TestRefusalMarksTheCallSpan: with otelgrpc's server handler, a call the guard refuses carries a
+// keyfort.guard.refused event naming the reason on its server span (both wirings); an accepted
+// call none; no token reaches a span.
+func TestRefusalMarksTheCallSpan(t *testing.T) {
+	eachWiring(t, func(t *testing.T, w wiring) {
+		m, startFor := sessiontest.BoundManager(t)
+		cache, err := session.NewCache(session.CacheConfig{Authenticator: m, Store: m.Store()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = cache.Close() })
+		rec := spantest.New(t)
+		cfg := grpcauth.Config{Sessions: cache}
+		opts := []grpc.ServerOption{grpc.ChainUnaryInterceptor(grpcauth.UnaryServerInterceptor(cfg))}
+		if w.tapped {
+			opts = grpcauth.New(cfg).ServerOptions()
+		}
+		srv := grpc.NewServer(append(opts, grpc.StatsHandler(otelgrpc.NewServerHandler(otelgrpc.WithTracerProvider(rec))))...)
+		healthpb.RegisterHealthServer(srv, health.NewServer())
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		go func() { _ = srv.Serve(ln) }()
+		t.Cleanup(srv.Stop)
+		cc, err := grpc.NewClient(ln.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = cc.Close() })
+		hc := healthpb.NewHealthClient(cc)
+		tok := startFor("")
+		forged := tok[:len(tok)-4] + "AAAA"
+		reasons := []string{}
+		for _, md := range [][]string{{"authorization", "Bearer " + tok}, nil, {"authorization", "Bearer " + forged}} {
+			_, _ = hc.Check(metadata.AppendToOutgoingContext(context.Background(), md...), &healthpb.HealthCheckRequest{})
+		}
+		srv.Stop() // the server spans end with their calls; Stop waits for them
+		for _, s := range rec.Named("grpc.health.v1.Health/Check") {
+			reason := "none"
+			for _, ev := range s.Events() {
+				if ev.Name == "keyfort.guard.refused" {
+					reason = ev.Attributes[0].Value.AsString()
+				}
+			}
+			reasons = append(reasons, reason)
+		}
+		if len(reasons) != 3 || reasons[0] != "none" || reasons[1] != "credential" || reasons[2] != "unauthenticated" {
+			t.Errorf("refusal reasons on the calls' spans: %v, want [none credential unauthenticated]", reasons)
+		}
+		rec.NoSecret(t, tok, forged)
+	})
+}
