@@ -20,6 +20,7 @@ trap 'rm -f "$out"' EXIT
 		go test -run '^$' -bench 'Interceptor|RawTapped' -benchmem ./session/grpcauth/
 		go test -run '^$' -bench 'RateLimit' -benchmem ./session/identityrpc/
 		go test -run '^$' -bench 'HTTPGuard' -benchmem ./session/httpauth/
+		go test -run '^$' -bench 'CallCredentials' -benchmem ./session/identityclient/
 		go test -run '^$' -bench 'SessionMiss|MemoryStoreCreateFamily' -benchtime 20000x -benchmem ./session/
 		go test -run '^$' -bench 'Verify|Sign|Raw' -benchmem ./session/token/
 		(cd internal/benchcmp && go test -run '^$' -bench . -benchmem ./...)
@@ -58,6 +59,7 @@ thit=$(med BenchmarkTappedInterceptorHit); traw=$(med BenchmarkRawTappedLimit); 
 tbhit=$(med BenchmarkTappedInterceptorHitBound); tbhitallocs=$(field BenchmarkTappedInterceptorHitBound allocs/op)
 hg=$(med BenchmarkHTTPGuardHit); hgallocs=$(field BenchmarkHTTPGuardHit allocs/op); rawhg=$(med BenchmarkRawHTTPGuardLimit)
 rl=$(med BenchmarkRateLimitedCall); rlallocs=$(field BenchmarkRateLimitedCall allocs/op); rawrl=$(med BenchmarkRawRateLimit)
+cc=$(med BenchmarkCallCredentials); ccallocs=$(field BenchmarkCallCredentials allocs/op); rawcc=$(med BenchmarkRawCallCredentials)
 
 # One row per algorithm and operation: Keyfort beside the three libraries, from internal/benchcmp.
 libs() { # $1 Verify|Sign, $2 algorithm
@@ -84,6 +86,7 @@ table=$(cat <<TXT
 | same, access token bound to its client, presented by it over mutual TLS (\`bind_access_to_client\`) | $tbhit | $tbhitallocs | the same call with a bearer token (row above) | $thit | $(pratio BenchmarkTappedInterceptorHitBound BenchmarkTappedInterceptorHit)× | |
 | guarded HTTP request on a cached session (\`httpauth\` middleware; its context tied to the session's end) | $hg | $hgallocs | the same job with raw primitives: both credential headers, keyed hash, map lookup, \`r.WithContext\` of a context value | $rawhg | $(pratio BenchmarkHTTPGuardHit BenchmarkRawHTTPGuardLimit)× | |
 | identity runtime call through the rate limit (\`identity.session.rate_limit\`), within its bound | $rl | $rlallocs | the caller's address from the peer, a map lookup, \`rate.Limiter.Allow\` | $rawrl | $(pratio BenchmarkRateLimitedCall BenchmarkRawRateLimit)× | |
+| a client's call credentials while its token is fresh (\`identityclient.Session\` as \`grpc.PerRPCCredentials\`) | $cc | $ccallocs | a mutex, a clock read, a comparison and a ready header map | $rawcc | $(pratio BenchmarkCallCredentials BenchmarkRawCallCredentials)× | 0 allocs |
 | unary interceptor alone on a cached session (no tap handle) | $ihit | $ihitallocs | the same job with raw primitives: grpc metadata reads of the two credential headers, keyed hash, map lookup, context value | $iraw | $(pratio BenchmarkUnaryInterceptorHit BenchmarkRawInterceptorLimit)× | |
 | | | | raw keyed hash + map lookup alone | $rawkh | $(pratio BenchmarkUnaryInterceptorHit BenchmarkRawKeyedHashMapLookup)× | |
 | memory per cached session at 100k / 1M sessions | ${mem} B / ${mem1m} B | | | | | ≤ 1 KiB at 1M |

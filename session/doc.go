@@ -19,8 +19,9 @@
 //
 // Sub-packages: session/token (Keyfort's own tokens), session/oidc (validation of incoming OIDC
 // JWTs, with a test issuer in session/oidc/oidctest), session/grpcauth (the gRPC interceptors),
-// session/httpauth (the same guard as net/http middleware) and session/identityrpc (the
-// IdentityRuntime service that provider-host serve runs). Session.CheckClient enforces tokens bound
+// session/httpauth (the same guard as net/http middleware), session/identityrpc (the
+// IdentityRuntime service that provider-host serve runs) and session/identityclient (its client
+// side: a session that refreshes itself and rides on gRPC calls as per-call credentials). Session.CheckClient enforces tokens bound
 // to their client (Config.BindAccessTokens). With a TracerProvider, Manager and Cache make
 // OpenTelemetry spans (SpanPrefix; names and outcomes, never a token or a subject).
 // docs/sessions.md is the guide.

@@ -1,0 +1,41 @@
+package identityclient_test
+
+import (
+	"context"
+	"crypto/tls"
+	"log"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+
+	pb "github.com/keyfort/keyfort/api/identity/v1"
+	"github.com/keyfort/keyfort/session/identityclient"
+)
+
+// A backend-for-frontend starts a session with the user's ID token and calls a guarded service with
+// it: every call carries a valid access token, refreshed ahead of its expiry.
+func ExampleStart() {
+	ctx := context.Background()
+	creds := credentials.NewTLS(&tls.Config{MinVersion: tls.VersionTLS13}) // with the client certificate, over mutual TLS
+	runtimeConn, err := grpc.NewClient("keyfort-runtime:9090", grpc.WithTransportCredentials(creds))
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer runtimeConn.Close()
+	idToken := "eyJ…" // from the user's login at the identity provider
+	sess, err := identityclient.Start(ctx, identityclient.Config{
+		Runtime:  pb.NewIdentityRuntimeServiceClient(runtimeConn),
+		OnTokens: func(t *pb.SessionTokens) { /* keep them, as secrets, to Resume after a restart */ },
+	}, &pb.StartIdentitySessionRequest{IdentityProvider: "google", ExternalToken: idToken})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer sess.End(ctx) // logout
+
+	orders, err := grpc.NewClient("orders:443", grpc.WithTransportCredentials(creds), grpc.WithPerRPCCredentials(sess))
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer orders.Close()
+	// ... calls on orders carry the session's access token
+}

@@ -1,0 +1,386 @@
+package identityclient
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/status"
+
+	pb "github.com/keyfort/keyfort/api/identity/v1"
+)
+
+// Defaults for Config's zero values.
+const (
+	// DefaultMaxRefreshBefore caps the default RefreshBefore: a third of the access token's life, at
+	// most this.
+	DefaultMaxRefreshBefore = 2 * time.Minute
+	// DefaultExpiryMargin is how long before its expiry an access token is no longer handed out: the
+	// time a call takes to reach its server, plus clock skew.
+	DefaultExpiryMargin = 5 * time.Second
+	// DefaultRefreshTimeout bounds one refresh call.
+	DefaultRefreshTimeout = 10 * time.Second
+)
+
+// Bounds of the pause between failed refreshes.
+const (
+	minRetry = 250 * time.Millisecond
+	maxRetry = 30 * time.Second
+)
+
+// ErrEnded is the error of every call on a session the runtime ended: its refresh token was refused
+// (the session was logged out, ended by an operator or by "sign out everywhere", expired, or its
+// refresh token was reused somewhere, which the runtime takes for theft). Only a new session, from a
+// new login, goes on.
+var ErrEnded = errors.New("identityclient: session ended")
+
+// Config configures a Session.
+type Config struct {
+	// Runtime is a client of the identity runtime (pb.NewIdentityRuntimeServiceClient). With
+	// refresh tokens bound to their client (the runtime's default over mutual TLS), its connection
+	// must present the certificate that started the session.
+	Runtime pb.IdentityRuntimeServiceClient
+	// RefreshBefore: the access token is refreshed once less than this remains of its life (at most
+	// half its life). Default: a third of its life, at most DefaultMaxRefreshBefore. Until it expires (less
+	// ExpiryMargin) the current token is handed out while the refresh runs, so callers do not wait.
+	RefreshBefore time.Duration
+	// ExpiryMargin: an access token this close to its expiry is not handed out; callers wait for
+	// the refresh instead. Default DefaultExpiryMargin.
+	ExpiryMargin time.Duration
+	// RefreshTimeout bounds each refresh call. Default DefaultRefreshTimeout.
+	RefreshTimeout time.Duration
+	// OnTokens, when set, receives the session's tokens when Start starts it and after each refresh
+	// (before any caller gets the new access token). A client that keeps its session across
+	// restarts saves them here and Resumes with the last: a refresh token is spent by its refresh,
+	// and presenting a spent one again ends the session everywhere. They are secrets: keep them as
+	// such.
+	OnTokens func(*pb.SessionTokens)
+	// Insecure lets the access token go over a connection without transport security (a test on
+	// loopback, a sidecar on localhost). Off, gRPC refuses to send it over plaintext.
+	Insecure bool
+	// Logger receives a warning for each failed refresh (never a token); nil: slog.Default().
+	Logger *slog.Logger
+	// Now is the clock; nil: time.Now.
+	Now func() time.Time
+}
+
+// Session is a client's session with the identity runtime. It hands out a valid access token,
+// refreshing it ahead of its expiry with the session's refresh token (one refresh at a time, however
+// many goroutines ask, so that the runtime never sees a refresh token twice), and it is a
+// credentials.PerRPCCredentials that puts the token on every call to a guarded service:
+//
+//	conn, _ := grpc.NewClient(addr, grpc.WithTransportCredentials(tlsCreds), grpc.WithPerRPCCredentials(sess))
+//
+// A Session is safe for concurrent use. Its String and errors never contain a token.
+type Session struct {
+	cfg Config
+	log *slog.Logger
+	now func() time.Time
+
+	mu      sync.Mutex
+	tok     *pb.SessionTokens
+	md      map[string]string // the call metadata of tok's access token
+	exp     time.Time         // tok's access expiry
+	usable  time.Time         // exp less ExpiryMargin
+	renewAt time.Time         // when a refresh starts
+	ended   error             // non-nil: the session is over (wraps ErrEnded)
+	// refreshing is closed when the running refresh ends (nil: none runs); lastErr is the last
+	// refresh's failure, retryAt when the next may start.
+	refreshing chan struct{}
+	lastErr    error
+	retryAt    time.Time
+	backoff    time.Duration
+	// ending: End runs; closed: Close was called. Neither lets a refresh start, so that their wait
+	// for the running one is the last.
+	ending, closed bool
+	wg             sync.WaitGroup
+}
+
+var _ credentials.PerRPCCredentials = (*Session)(nil)
+
+// Start starts a session with an identity provider's token (req) and returns it.
+func Start(ctx context.Context, cfg Config, req *pb.StartIdentitySessionRequest) (*Session, error) {
+	if cfg.Runtime == nil {
+		return nil, errors.New("identityclient: Config needs Runtime")
+	}
+	resp, err := cfg.Runtime.StartIdentitySession(ctx, req)
+	if err != nil {
+		return nil, fmt.Errorf("identityclient: starting a session at %q: %w", req.GetIdentityProvider(), err)
+	}
+	sess, err := Resume(cfg, resp.GetTokens())
+	if err != nil {
+		return nil, err
+	}
+	if cfg.OnTokens != nil {
+		cfg.OnTokens(resp.GetTokens())
+	}
+	return sess, nil
+}
+
+// Resume goes on with a session whose tokens were kept (by OnTokens, say). The refresh token must
+// be the session's latest.
+func Resume(cfg Config, tokens *pb.SessionTokens) (*Session, error) {
+	if cfg.Runtime == nil {
+		return nil, errors.New("identityclient: Config needs Runtime")
+	}
+	if tokens.GetAccessToken() == "" || tokens.GetRefreshToken() == "" || tokens.GetAccessExpiresAt() == nil {
+		return nil, errors.New("identityclient: tokens need an access token, its expiry and a refresh token")
+	}
+	if cfg.ExpiryMargin == 0 {
+		cfg.ExpiryMargin = DefaultExpiryMargin
+	}
+	if cfg.RefreshTimeout <= 0 {
+		cfg.RefreshTimeout = DefaultRefreshTimeout
+	}
+	s := &Session{cfg: cfg, log: cfg.Logger, now: cfg.Now}
+	if s.log == nil {
+		s.log = slog.Default()
+	}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	s.set(tokens, s.now())
+	return s, nil
+}
+
+// set makes tokens the session's, received at now. The caller holds mu, or owns s alone.
+func (s *Session) set(tokens *pb.SessionTokens, now time.Time) {
+	s.tok = tokens
+	s.md = map[string]string{"authorization": "Bearer " + tokens.GetAccessToken()}
+	s.exp = tokens.GetAccessExpiresAt().AsTime()
+	s.usable = s.exp.Add(-s.cfg.ExpiryMargin)
+	life := s.exp.Sub(now)
+	before := min(life/3, DefaultMaxRefreshBefore)
+	if s.cfg.RefreshBefore > 0 {
+		// Never more than half the life: a token refreshed as soon as it arrives would make every
+		// call a refresh.
+		before = min(s.cfg.RefreshBefore, life/2)
+	}
+	s.renewAt = s.exp.Add(-before)
+}
+
+// ID is the session's id (the runtime's audit records name it).
+func (s *Session) ID() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.tok.GetSessionId()
+}
+
+// String names the session and when its access token expires; never a token.
+func (s *Session) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return fmt.Sprintf("identityclient.Session{id: %s, access expires: %s}", s.tok.GetSessionId(), s.exp.Format(time.RFC3339))
+}
+
+// AccessToken returns a valid access token, refreshing the session's when it is due.
+func (s *Session) AccessToken(ctx context.Context) (string, error) {
+	md, err := s.metadata(ctx)
+	if err != nil {
+		return "", err
+	}
+	return md["authorization"][len("Bearer "):], nil
+}
+
+// GetRequestMetadata implements credentials.PerRPCCredentials: the call's authorization header.
+// The map is shared between calls and must not be modified (gRPC copies it).
+func (s *Session) GetRequestMetadata(ctx context.Context, _ ...string) (map[string]string, error) {
+	return s.metadata(ctx)
+}
+
+// RequireTransportSecurity implements credentials.PerRPCCredentials: true unless Config.Insecure.
+func (s *Session) RequireTransportSecurity() bool { return !s.cfg.Insecure }
+
+// metadata is the hot path: a lock, a clock read and two comparisons while the token is fresh.
+func (s *Session) metadata(ctx context.Context) (map[string]string, error) {
+	for {
+		s.mu.Lock()
+		if s.ended != nil {
+			err := s.ended
+			s.mu.Unlock()
+			return nil, err
+		}
+		now := s.now()
+		if now.Before(s.renewAt) {
+			md := s.md
+			s.mu.Unlock()
+			return md, nil
+		}
+		done := s.startRefresh(now)
+		if now.Before(s.usable) {
+			md := s.md // still valid: hand it out while the refresh runs
+			s.mu.Unlock()
+			return md, nil
+		}
+		if done == nil { // expired, and no refresh may start now
+			err := s.cannotRefresh()
+			s.mu.Unlock()
+			return nil, err
+		}
+		s.mu.Unlock()
+		select {
+		case <-done:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+		s.mu.Lock()
+		if s.ended == nil && !s.now().Before(s.usable) { // the refresh failed, or gave a token as stale
+			err := s.lastErr
+			if err == nil {
+				err = errors.New("the runtime's access tokens expire within ExpiryMargin of their issue")
+			}
+			id := s.tok.GetSessionId()
+			s.mu.Unlock()
+			return nil, fmt.Errorf("identityclient: session %s: access token expired, refresh failed: %w", id, err)
+		}
+		s.mu.Unlock()
+	}
+}
+
+// cannotRefresh says why an expired token cannot be refreshed now. The caller holds mu.
+func (s *Session) cannotRefresh() error {
+	switch {
+	case s.closed:
+		return fmt.Errorf("identityclient: session %s: access token expired, and the Session is closed", s.tok.GetSessionId())
+	case s.ending:
+		return fmt.Errorf("%w: session %s is being ended by its client", ErrEnded, s.tok.GetSessionId())
+	}
+	return fmt.Errorf("identityclient: session %s: access token expired, refresh failed: %w", s.tok.GetSessionId(), s.lastErr)
+}
+
+// startRefresh starts a refresh unless one runs or the last failed less than its backoff ago, and
+// returns the channel closed when the running one ends (nil: none runs). The caller holds mu.
+func (s *Session) startRefresh(now time.Time) chan struct{} {
+	if s.refreshing != nil {
+		return s.refreshing
+	}
+	if s.closed || s.ending || now.Before(s.retryAt) {
+		return nil
+	}
+	done := make(chan struct{})
+	s.refreshing = done
+	rt := s.tok.GetRefreshToken()
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		s.refresh(rt, done)
+	}()
+	return done
+}
+
+// refresh presents rt once and publishes the outcome.
+func (s *Session) refresh(rt string, done chan struct{}) {
+	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.RefreshTimeout)
+	resp, err := s.cfg.Runtime.RefreshIdentitySession(ctx, &pb.RefreshIdentitySessionRequest{RefreshToken: rt})
+	cancel()
+	var tokens *pb.SessionTokens
+	if err == nil {
+		tokens = resp.GetTokens()
+		if tokens.GetAccessToken() == "" || tokens.GetRefreshToken() == "" || tokens.GetAccessExpiresAt() == nil {
+			err = status.Error(codes.Internal, "the runtime answered a refresh without tokens")
+		}
+	}
+	if err == nil && s.cfg.OnTokens != nil {
+		s.cfg.OnTokens(tokens)
+	}
+	s.mu.Lock()
+	defer func() {
+		s.refreshing = nil
+		s.mu.Unlock()
+		close(done)
+	}()
+	id := s.tok.GetSessionId()
+	switch {
+	case err == nil:
+		s.set(tokens, s.now())
+		s.lastErr, s.retryAt, s.backoff = nil, time.Time{}, 0
+	case status.Code(err) == codes.Unauthenticated:
+		s.ended = fmt.Errorf("%w: session %s: the runtime refused its refresh token (%s)", ErrEnded, id, status.Convert(err).Message())
+		s.log.Warn("keyfort: session ended by the identity runtime", slog.String("session", id))
+	default:
+		s.backoff = min(max(2*s.backoff, minRetry), maxRetry)
+		s.lastErr, s.retryAt = err, s.now().Add(s.backoff)
+		s.log.Warn("keyfort: refreshing the session failed; retrying", slog.String("session", id),
+			slog.String("code", status.Code(err).String()), slog.Duration("retry_in", s.backoff))
+	}
+}
+
+// Refresh refreshes the access token now, or waits for the refresh that runs.
+func (s *Session) Refresh(ctx context.Context) error {
+	s.mu.Lock()
+	if s.ended != nil {
+		err := s.ended
+		s.mu.Unlock()
+		return err
+	}
+	s.retryAt = time.Time{}
+	done := s.startRefresh(s.now())
+	if done == nil {
+		err := s.cannotRefresh()
+		s.mu.Unlock()
+		return err
+	}
+	s.mu.Unlock()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ended != nil {
+		return s.ended
+	}
+	if s.lastErr != nil {
+		return fmt.Errorf("identityclient: session %s: refresh failed: %w", s.tok.GetSessionId(), s.lastErr)
+	}
+	return nil
+}
+
+// End ends the session at the runtime (its refresh and access tokens stop working everywhere) and
+// here, after the refresh that runs, if any. Ending an ended session does nothing; an End the
+// runtime did not receive (unreachable) leaves the session going, and can be tried again.
+func (s *Session) End(ctx context.Context) error {
+	s.mu.Lock()
+	if s.ended != nil || s.ending {
+		s.mu.Unlock()
+		return nil
+	}
+	s.ending = true
+	s.mu.Unlock()
+	s.wg.Wait()
+	s.mu.Lock()
+	rt, id, ended := s.tok.GetRefreshToken(), s.tok.GetSessionId(), s.ended
+	s.mu.Unlock()
+	var err error
+	if ended == nil {
+		_, err = s.cfg.Runtime.EndIdentitySession(ctx, &pb.EndIdentitySessionRequest{Token: rt})
+		if status.Code(err) == codes.Unauthenticated {
+			err = nil // refused: the session was over already
+		}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.ending = false
+	if err != nil {
+		return fmt.Errorf("identityclient: ending session %s: %w", id, err)
+	}
+	if s.ended == nil {
+		s.ended = fmt.Errorf("%w: session %s was ended by its client", ErrEnded, id)
+	}
+	return nil
+}
+
+// Close waits for the refresh that runs, if any, and starts no other: the session is not ended
+// (Resume goes on with its tokens); valid access tokens are still handed out until they expire.
+func (s *Session) Close() {
+	s.mu.Lock()
+	s.closed = true
+	s.mu.Unlock()
+	s.wg.Wait()
+}

@@ -1,0 +1,377 @@
+package identityclient_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+
+	pb "github.com/keyfort/keyfort/api/identity/v1"
+	"github.com/keyfort/keyfort/provider"
+	"github.com/keyfort/keyfort/providers/memory"
+	"github.com/keyfort/keyfort/session"
+	"github.com/keyfort/keyfort/session/grpcauth"
+	"github.com/keyfort/keyfort/session/identityclient"
+	"github.com/keyfort/keyfort/session/identityrpc"
+	"github.com/keyfort/keyfort/session/oidc"
+	"github.com/keyfort/keyfort/session/oidc/oidctest"
+	"github.com/keyfort/keyfort/session/token"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *clock) Now() time.Time          { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+func (c *clock) Advance(d time.Duration) { c.mu.Lock(); c.t = c.t.Add(d); c.mu.Unlock() }
+
+const accessTTL = time.Minute
+
+// maxRetryPause is the longest pause a Session makes between failed refreshes.
+const maxRetryPause = 30 * time.Second
+
+// runtime is the identity runtime as serve runs it (the service over a Manager, guarded by grpcauth
+// with its session calls exempt, and a health service standing for a guarded one) on loopback, on a
+// shared fake clock; it counts the refresh calls it receives.
+type runtime struct {
+	m         *session.Manager
+	iss       *oidctest.Issuer
+	clk       *clock
+	addr      string
+	srv       *grpc.Server
+	refreshes atomic.Int64
+	mkServer  func() *grpc.Server
+}
+
+func newRuntime(t testing.TB) *runtime {
+	t.Helper()
+	ctx := context.Background()
+	clk := &clock{t: time.Now()}
+	mem, err := memory.New(ctx, memory.Config{SigningKeys: map[string]memory.KeySetConfig{"session": {Algorithm: "EdDSA"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys, err := provider.NewClient(mem, provider.ClientConfig{Name: "memory"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = keys.Close() })
+	iss := oidctest.New(t)
+	google, err := oidc.New(ctx, oidc.Config{Issuer: iss.URL, Audience: "client-1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := session.NewManager(session.Config{Issuer: "https://keyfort.test", AccessTTL: accessTTL, Now: clk.Now,
+		Keys: token.KeySourceFunc(func(ctx context.Context) (provider.KeySet, error) { return keys.SigningKeys(ctx, "session") }),
+		IdPs: map[string]*oidc.Verifier{"google": google}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cache, err := session.NewCache(session.CacheConfig{Authenticator: m, Store: m.Store(), Now: clk.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cache.Close() })
+	r := &runtime{m: m, iss: iss, clk: clk}
+	svc := identityrpc.New(m, identityrpc.Options{Sessions: cache, Audit: slog.New(slog.DiscardHandler)})
+	t.Cleanup(svc.Close)
+	count := func(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+		if strings.HasSuffix(info.FullMethod, "/RefreshIdentitySession") {
+			r.refreshes.Add(1)
+		}
+		return h(ctx, req)
+	}
+	guard := grpcauth.Config{Sessions: cache, Exempt: []string{
+		"/keyfort.identity.v1.IdentityRuntimeService/StartIdentitySession",
+		"/keyfort.identity.v1.IdentityRuntimeService/RefreshIdentitySession",
+		"/keyfort.identity.v1.IdentityRuntimeService/EndIdentitySession",
+	}}
+	r.mkServer = func() *grpc.Server {
+		srv := grpc.NewServer(append([]grpc.ServerOption{grpc.ChainUnaryInterceptor(count)}, grpcauth.New(guard).ServerOptions()...)...)
+		svc.RegisterOn(srv)
+		healthpb.RegisterHealthServer(srv, health.NewServer())
+		return srv
+	}
+	r.serve(t, "127.0.0.1:0")
+	return r
+}
+
+// serve starts the runtime's gRPC server on addr.
+func (r *runtime) serve(t testing.TB, addr string) {
+	t.Helper()
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.addr, r.srv = ln.Addr().String(), r.mkServer()
+	srv := r.srv
+	go func() { _ = srv.Serve(ln) }()
+	t.Cleanup(srv.Stop)
+}
+
+// conn is a connection to the runtime, with creds on every call when not nil.
+func (r *runtime) conn(t testing.TB, creds *identityclient.Session) *grpc.ClientConn {
+	t.Helper()
+	opts := []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}
+	if creds != nil {
+		opts = append(opts, grpc.WithPerRPCCredentials(creds))
+	}
+	cc, err := grpc.NewClient(r.addr, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cc.Close() })
+	return cc
+}
+
+// start starts a session of alice through the runtime.
+func (r *runtime) start(t testing.TB, cfg identityclient.Config) *identityclient.Session {
+	t.Helper()
+	if cfg.Runtime == nil {
+		cfg.Runtime = pb.NewIdentityRuntimeServiceClient(r.conn(t, nil))
+	}
+	cfg.Insecure, cfg.Now = true, r.clk.Now
+	s, err := identityclient.Start(context.Background(), cfg, &pb.StartIdentitySessionRequest{IdentityProvider: "google",
+		ExternalToken: r.iss.Sign(t, "k1", r.iss.Claims("alice", "client-1"), nil)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Close)
+	return s
+}
+
+// guarded calls the guarded health service with the session's credentials.
+func (r *runtime) guarded(t *testing.T, s *identityclient.Session) error {
+	t.Helper()
+	_, err := healthpb.NewHealthClient(r.conn(t, s)).Check(context.Background(), &healthpb.HealthCheckRequest{})
+	return err
+}
+
+func accessToken(t *testing.T, s *identityclient.Session) string {
+	t.Helper()
+	tok, err := s.AccessToken(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
+}
+
+// TestRefreshesAheadOfExpiry: a Session's token reaches the guarded service; once a third of its
+// life is left, the next call still gets it while one refresh runs in the background, and the calls
+// after it get the new token, which OnTokens saw first; a Session resumed from what OnTokens saved
+// goes on with it.
+func TestRefreshesAheadOfExpiry(t *testing.T) {
+	r := newRuntime(t)
+	var saved atomic.Pointer[pb.SessionTokens]
+	s := r.start(t, identityclient.Config{OnTokens: func(tok *pb.SessionTokens) { saved.Store(tok) }})
+	first := accessToken(t, s)
+	if saved.Load().GetAccessToken() != first {
+		t.Error("OnTokens did not receive the started session's tokens")
+	}
+	if err := r.guarded(t, s); err != nil {
+		t.Fatalf("a guarded call with the session's credentials: %v", err)
+	}
+	r.clk.Advance(45 * time.Second) // 15 s left: within the last third, still valid
+	if got := accessToken(t, s); got != first {
+		t.Error("a valid token was not handed out while its refresh ran")
+	}
+	var next string
+	for range 500 {
+		if next = accessToken(t, s); next != first {
+			break
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	if next == first {
+		t.Fatal("the token was never refreshed")
+	}
+	if n := r.refreshes.Load(); n != 1 {
+		t.Errorf("refresh calls: %d, want 1", n)
+	}
+	if saved.Load().GetAccessToken() != next {
+		t.Error("OnTokens did not receive the new tokens")
+	}
+	if err := r.guarded(t, s); err != nil {
+		t.Fatalf("a guarded call after the refresh: %v", err)
+	}
+	s.Close()
+	resumed, err := identityclient.Resume(identityclient.Config{Runtime: pb.NewIdentityRuntimeServiceClient(r.conn(t, nil)),
+		Insecure: true, Now: r.clk.Now}, saved.Load())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resumed.Close()
+	r.clk.Advance(50 * time.Second)
+	if err := resumed.Refresh(context.Background()); err != nil {
+		t.Errorf("refreshing a resumed session with the saved refresh token: %v", err)
+	}
+	if err := r.guarded(t, resumed); err != nil {
+		t.Errorf("a guarded call of the resumed session: %v", err)
+	}
+}
+
+// TestConcurrentCallersShareOneRefresh: many goroutines asking for an expired token cause one
+// refresh call, so the runtime never sees a refresh token twice (which it would take for theft),
+// and all get the one new token.
+func TestConcurrentCallersShareOneRefresh(t *testing.T) {
+	r := newRuntime(t)
+	s := r.start(t, identityclient.Config{})
+	first := accessToken(t, s)
+	r.clk.Advance(58 * time.Second) // within the expiry margin: not handed out any more
+	var wg sync.WaitGroup
+	got := make([]string, 50)
+	errs := make([]error, 50)
+	for i := range got {
+		wg.Go(func() { got[i], errs[i] = s.AccessToken(context.Background()) })
+	}
+	wg.Wait()
+	for i := range got {
+		if errs[i] != nil || got[i] == first || got[i] != got[0] {
+			t.Fatalf("caller %d: %v; want the one new token", i, errs[i])
+		}
+	}
+	if n := r.refreshes.Load(); n != 1 {
+		t.Errorf("refresh calls: %d, want 1", n)
+	}
+	if err := r.guarded(t, s); err != nil {
+		t.Errorf("the new token at the guarded service: %v", err)
+	}
+}
+
+// TestRefusedRefreshEndsTheSession: a session an operator ended elsewhere fails its next refresh
+// with ErrEnded, and from then on every call fails the same way without asking the runtime again;
+// no error carries a token.
+func TestRefusedRefreshEndsTheSession(t *testing.T) {
+	r := newRuntime(t)
+	s := r.start(t, identityclient.Config{})
+	tok := accessToken(t, s)
+	if _, err := r.m.EndSession(context.Background(), tok); err != nil {
+		t.Fatal(err)
+	}
+	r.clk.Advance(58 * time.Second)
+	_, err := s.AccessToken(context.Background())
+	if !errors.Is(err, identityclient.ErrEnded) {
+		t.Fatalf("got %v, want ErrEnded", err)
+	}
+	for range 3 {
+		if _, err := s.AccessToken(context.Background()); !errors.Is(err, identityclient.ErrEnded) {
+			t.Fatalf("later: %v", err)
+		}
+	}
+	if err := s.Refresh(context.Background()); !errors.Is(err, identityclient.ErrEnded) {
+		t.Errorf("Refresh of an ended session: %v", err)
+	}
+	if n := r.refreshes.Load(); n != 1 {
+		t.Errorf("refresh calls: %d, want 1", n)
+	}
+	for _, text := range []string{err.Error(), s.String(), fmt.Sprint(s)} {
+		if strings.Contains(text, tok) || strings.Contains(text, "eyJ") {
+			t.Errorf("a token in %q", text)
+		}
+	}
+}
+
+// TestRuntimeDownKeepsTheValidToken: while the runtime cannot be reached, a still-valid token is
+// handed out; once it expires the error says the refresh failed (codes.Unavailable through it);
+// when the runtime is back, the next call after the retry pause refreshes.
+func TestRuntimeDownKeepsTheValidToken(t *testing.T) {
+	r := newRuntime(t)
+	s := r.start(t, identityclient.Config{})
+	first := accessToken(t, s)
+	addr := r.addr
+	r.srv.Stop()
+	r.clk.Advance(45 * time.Second)
+	if got := accessToken(t, s); got != first {
+		t.Error("the valid token was not handed out while the runtime was down")
+	}
+	r.clk.Advance(13 * time.Second)
+	var err error
+	for range 100 { // the background refresh of the call before may still be failing
+		if _, err = s.AccessToken(context.Background()); err != nil {
+			break
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if errors.Is(err, identityclient.ErrEnded) || status.Code(err) != codes.Unavailable {
+		t.Fatalf("got %v, want a failed refresh that is not the session's end", err)
+	}
+	r.serve(t, addr)
+	var next string
+	for range 300 { // gRPC reconnects after its own backoff (a second or more)
+		r.clk.Advance(maxRetryPause) // past the Session's retry pause
+		if next, err = s.AccessToken(context.Background()); err == nil {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if err != nil || next == first {
+		t.Fatalf("after the runtime came back: %v", err)
+	}
+}
+
+// TestEndEndsTheSessionEverywhere: End ends the session at the runtime (its token no longer
+// reaches the guarded service) and here (ErrEnded).
+func TestEndEndsTheSessionEverywhere(t *testing.T) {
+	r := newRuntime(t)
+	s := r.start(t, identityclient.Config{})
+	tok := accessToken(t, s)
+	if err := s.End(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.AccessToken(context.Background()); !errors.Is(err, identityclient.ErrEnded) {
+		t.Errorf("after End: %v, want ErrEnded", err)
+	}
+	_, err := healthpb.NewHealthClient(r.conn(t, nil)).Check(metadataCtx(tok), &healthpb.HealthCheckRequest{})
+	if status.Code(err) != codes.Unauthenticated {
+		t.Errorf("the ended session's token at the guarded service: %v, want Unauthenticated", err)
+	}
+	if err := s.End(context.Background()); err != nil {
+		t.Errorf("a second End: %v", err)
+	}
+}
+
+func metadataCtx(tok string) context.Context {
+	return metadata.AppendToOutgoingContext(context.Background(), "authorization", "Bearer "+tok)
+}
+
+// TestCredentialsNeedTransportSecurity: without Config.Insecure, gRPC refuses to send the token
+// over a plaintext connection.
+func TestCredentialsNeedTransportSecurity(t *testing.T) {
+	r := newRuntime(t)
+	var saved *pb.SessionTokens
+	r.start(t, identityclient.Config{OnTokens: func(tok *pb.SessionTokens) { saved = tok }})
+	strict, err := identityclient.Resume(identityclient.Config{Runtime: pb.NewIdentityRuntimeServiceClient(r.conn(t, nil))}, saved)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer strict.Close()
+	if !strict.RequireTransportSecurity() {
+		t.Fatal("credentials that do not require transport security by default")
+	}
+	cc, err := grpc.NewClient(r.addr, grpc.WithTransportCredentials(insecure.NewCredentials()), grpc.WithPerRPCCredentials(strict))
+	if err == nil {
+		_, err = healthpb.NewHealthClient(cc).Check(context.Background(), &healthpb.HealthCheckRequest{})
+		_ = cc.Close()
+	}
+	if err == nil || !strings.Contains(err.Error(), "transport level security") {
+		t.Errorf("a plaintext connection with the credentials: %v, want a refusal naming transport security", err)
+	}
+}
