@@ -2,6 +2,7 @@ package identityclient_test
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -15,6 +16,7 @@ import (
 	"go.uber.org/goleak"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
@@ -22,6 +24,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	pb "github.com/keyfort/keyfort/api/identity/v1"
+	"github.com/keyfort/keyfort/internal/testpki"
 	"github.com/keyfort/keyfort/provider"
 	"github.com/keyfort/keyfort/providers/memory"
 	"github.com/keyfort/keyfort/session"
@@ -61,7 +64,11 @@ type runtime struct {
 	mkServer  func() *grpc.Server
 }
 
-func newRuntime(t testing.TB) *runtime {
+func newRuntime(t testing.TB) *runtime { return newRuntimeWith(t, nil) }
+
+// newRuntimeWith is newRuntime over the server credentials creds (nil: plaintext); with creds, the
+// runtime binds sessions to their client's certificate, refresh and access tokens both.
+func newRuntimeWith(t testing.TB, creds credentials.TransportCredentials) *runtime {
 	t.Helper()
 	ctx := context.Background()
 	clk := &clock{t: time.Now()}
@@ -79,7 +86,7 @@ func newRuntime(t testing.TB) *runtime {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m, err := session.NewManager(session.Config{Issuer: "https://keyfort.test", AccessTTL: accessTTL, Now: clk.Now,
+	m, err := session.NewManager(session.Config{Issuer: "https://keyfort.test", AccessTTL: accessTTL, Now: clk.Now, BindAccessTokens: creds != nil,
 		Keys: token.KeySourceFunc(func(ctx context.Context) (provider.KeySet, error) { return keys.SigningKeys(ctx, "session") }),
 		IdPs: map[string]*oidc.Verifier{"google": google}})
 	if err != nil {
@@ -91,7 +98,7 @@ func newRuntime(t testing.TB) *runtime {
 	}
 	t.Cleanup(func() { _ = cache.Close() })
 	r := &runtime{m: m, iss: iss, clk: clk}
-	svc := identityrpc.New(m, identityrpc.Options{Sessions: cache, Audit: slog.New(slog.DiscardHandler)})
+	svc := identityrpc.New(m, identityrpc.Options{Sessions: cache, Audit: slog.New(slog.DiscardHandler), BindClients: creds != nil})
 	t.Cleanup(svc.Close)
 	count := func(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
 		if strings.HasSuffix(info.FullMethod, "/RefreshIdentitySession") {
@@ -105,7 +112,11 @@ func newRuntime(t testing.TB) *runtime {
 		"/keyfort.identity.v1.IdentityRuntimeService/EndIdentitySession",
 	}}
 	r.mkServer = func() *grpc.Server {
-		srv := grpc.NewServer(append([]grpc.ServerOption{grpc.ChainUnaryInterceptor(count)}, grpcauth.New(guard).ServerOptions()...)...)
+		opts := append([]grpc.ServerOption{grpc.ChainUnaryInterceptor(count)}, grpcauth.New(guard).ServerOptions()...)
+		if creds != nil {
+			opts = append(opts, grpc.Creds(creds))
+		}
+		srv := grpc.NewServer(opts...)
 		svc.RegisterOn(srv)
 		healthpb.RegisterHealthServer(srv, health.NewServer())
 		return srv
@@ -373,5 +384,73 @@ func TestCredentialsNeedTransportSecurity(t *testing.T) {
 	}
 	if err == nil || !strings.Contains(err.Error(), "transport level security") {
 		t.Errorf("a plaintext connection with the credentials: %v, want a refusal naming transport security", err)
+	}
+}
+
+// TestBoundSessionOverMutualTLS: over mutual TLS, where the runtime binds a session to the
+// certificate of the client that started it, the Session refreshes through its own client's
+// connection and its tokens reach the guarded service from it; the same tokens resumed behind
+// another client's certificate are refused: the refresh ends that Session (ErrEnded), and its access
+// token does not pass the guard.
+func TestBoundSessionOverMutualTLS(t *testing.T) {
+	const gateway, batch = "spiffe://keyfort.test/ns/prod/sa/gateway", "spiffe://keyfort.test/ns/prod/sa/batch"
+	ca := testpki.New(t)
+	certFile, keyFile := ca.Server(t)
+	pair, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := newRuntimeWith(t, credentials.NewTLS(&tls.Config{Certificates: []tls.Certificate{pair}, ClientCAs: ca.Pool(),
+		ClientAuth: tls.RequireAndVerifyClientCert, MinVersion: tls.VersionTLS13}))
+	dial := func(uri string, s *identityclient.Session) *grpc.ClientConn {
+		certFile, keyFile := ca.ClientWith(t, []string{uri}, nil)
+		cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+		if err != nil {
+			t.Fatal(err)
+		}
+		opts := []grpc.DialOption{grpc.WithTransportCredentials(credentials.NewTLS(&tls.Config{RootCAs: ca.Pool(),
+			Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS13}))}
+		if s != nil {
+			opts = append(opts, grpc.WithPerRPCCredentials(s))
+		}
+		cc, err := grpc.NewClient(r.addr, opts...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = cc.Close() })
+		return cc
+	}
+	check := func(cc *grpc.ClientConn) error {
+		_, err := healthpb.NewHealthClient(cc).Check(context.Background(), &healthpb.HealthCheckRequest{})
+		return err
+	}
+	var saved *pb.SessionTokens
+	s, err := identityclient.Start(context.Background(), identityclient.Config{Runtime: pb.NewIdentityRuntimeServiceClient(dial(gateway, nil)),
+		Now: r.clk.Now, OnTokens: func(tok *pb.SessionTokens) { saved = tok }},
+		&pb.StartIdentitySessionRequest{IdentityProvider: "google", ExternalToken: r.iss.Sign(t, "k1", r.iss.Claims("alice", "client-1"), nil)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if err := check(dial(gateway, s)); err != nil {
+		t.Fatalf("its own client's call: %v", err)
+	}
+	thief, err := identityclient.Resume(identityclient.Config{Runtime: pb.NewIdentityRuntimeServiceClient(dial(batch, nil)), Now: r.clk.Now}, saved)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer thief.Close()
+	if err := check(dial(batch, thief)); status.Code(err) != codes.Unauthenticated {
+		t.Errorf("the access token from another client: %v, want Unauthenticated", err)
+	}
+	if err := thief.Refresh(context.Background()); !errors.Is(err, identityclient.ErrEnded) {
+		t.Errorf("the refresh token from another client: %v, want ErrEnded", err)
+	}
+	r.clk.Advance(50 * time.Second)
+	if err := s.Refresh(context.Background()); err != nil {
+		t.Fatalf("its own client's refresh, after another client's attempt: %v", err)
+	}
+	if err := check(dial(gateway, s)); err != nil {
+		t.Errorf("its own client's call after the refresh: %v", err)
 	}
 }
