@@ -188,9 +188,14 @@ func (s *Session) AccessToken(ctx context.Context) (string, error) {
 }
 
 // GetRequestMetadata implements credentials.PerRPCCredentials: the call's authorization header.
-// The map is shared between calls and must not be modified (gRPC copies it).
+// The map is shared between calls and must not be modified (gRPC copies it). On an ended session
+// the call fails with codes.Unauthenticated (gRPC would make any other error Unavailable).
 func (s *Session) GetRequestMetadata(ctx context.Context, _ ...string) (map[string]string, error) {
-	return s.metadata(ctx)
+	md, err := s.metadata(ctx)
+	if errors.Is(err, ErrEnded) {
+		return nil, status.Error(codes.Unauthenticated, err.Error())
+	}
+	return md, err
 }
 
 // RequireTransportSecurity implements credentials.PerRPCCredentials: true unless Config.Insecure.

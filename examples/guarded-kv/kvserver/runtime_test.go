@@ -27,6 +27,7 @@ import (
 	"github.com/keyfort/keyfort/internal/redistest"
 	"github.com/keyfort/keyfort/internal/testpki"
 	"github.com/keyfort/keyfort/provider"
+	"github.com/keyfort/keyfort/session/identityclient"
 	"github.com/keyfort/keyfort/session/oidc/oidctest"
 )
 
@@ -219,6 +220,70 @@ func TestKeyfortAccessTokens(t *testing.T) {
 	}
 	waitEnded(t, srv, kv, access, put.GetBackendLease())
 	waitEnded(t, srv, kv, phoneAccess, putPhone.GetBackendLease())
+}
+
+// TestCallerWithIdentityClient: a caller keeps its runtime session with identityclient against the
+// real provider-host serve, and the guarded service accepts what it puts on each call, before and
+// after a refresh; once the caller ends the session, its calls fail with Unauthenticated before
+// they leave the client, and the service's session of the last token ends with its lease.
+func TestCallerWithIdentityClient(t *testing.T) {
+	redistest.Client(t) // skips without Redis (fails in CI)
+	iss := oidctest.New(t)
+	const aud = "client-123.apps.googleusercontent.com"
+	t.Setenv("GOOGLE_CLIENT_ID", aud)
+	rt, httpAddr := startRuntime(t, writeRuntimeConfig(t, iss.URL), []string{"GOOGLE_CLIENT_ID=" + aud})
+	srv, addr := startKV(t, "auth-enabled.yaml", iss.URL, kvserver.Options{Revalidate: time.Hour,
+		RuntimeJWKS: "http://" + httpAddr + "/.well-known/jwks.json"}, "KEYFORT_IDENTITY__SESSION__REDIS_URL="+redistest.URL())
+
+	ctx := context.Background()
+	sess, err := identityclient.Start(ctx, identityclient.Config{Runtime: rt, Insecure: true},
+		&identitypb.StartIdentitySessionRequest{IdentityProvider: "google", ExternalToken: iss.Sign(t, "k1", iss.Claims("alice", aud), nil)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sess.Close()
+	cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()), grpc.WithPerRPCCredentials(sess))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cc.Close()
+	kv := pb.NewKeyValueServiceClient(cc)
+	if _, err := kv.Put(ctx, &pb.PutRequest{Key: "a", Value: "1"}); err != nil {
+		t.Fatalf("a call with the session's credentials: %v", err)
+	}
+	before, _ := sess.AccessToken(ctx)
+	if err := sess.Refresh(ctx); err != nil {
+		t.Fatal(err)
+	}
+	after, _ := sess.AccessToken(ctx)
+	if after == before {
+		t.Fatal("the refresh gave the same access token")
+	}
+	put, err := kv.Put(ctx, &pb.PutRequest{Key: "b", Value: "2"})
+	if err != nil {
+		t.Fatalf("a call after the refresh: %v", err)
+	}
+	if got, err := kv.Get(ctx, &pb.GetRequest{Key: "b"}); err != nil || got.GetSubject() != "alice" {
+		t.Fatalf("a Get after the refresh: %v, %v", got, err)
+	}
+	if err := sess.End(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := kv.Get(ctx, &pb.GetRequest{Key: "a"}); status.Code(err) != codes.Unauthenticated {
+		t.Errorf("a call after End: %v, want Unauthenticated", err)
+	}
+	waitEnded(t, srv, pb.NewKeyValueServiceClient(plainConn(t, addr)), after, put.GetBackendLease())
+}
+
+// plainConn is a connection to addr without credentials.
+func plainConn(t *testing.T, addr string) *grpc.ClientConn {
+	t.Helper()
+	cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cc.Close() })
+	return cc
 }
 
 // TestKeyfortTokensThroughVault is the whole chain with Keyfort as the issuer: the runtime starts a
