@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"sync"
 	"time"
 
@@ -388,4 +389,42 @@ func (s *Session) Close() {
 	s.closed = true
 	s.mu.Unlock()
 	s.wg.Wait()
+}
+
+// RoundTripper returns an http.RoundTripper that sends each request through base (nil:
+// http.DefaultTransport) with the session's access token as its bearer credential, for guarded
+// HTTP services (session/httpauth). Like the gRPC credentials, it refuses plain http unless
+// Config.Insecure, and an ended session's requests fail before they leave (ErrEnded).
+func (s *Session) RoundTripper(base http.RoundTripper) http.RoundTripper {
+	if base == nil {
+		base = http.DefaultTransport
+	}
+	return roundTripper{s: s, base: base}
+}
+
+type roundTripper struct {
+	s    *Session
+	base http.RoundTripper
+}
+
+func (rt roundTripper) RoundTrip(req *http.Request) (*http.Response, error) {
+	if req.URL.Scheme != "https" && !rt.s.cfg.Insecure {
+		closeBody(req)
+		return nil, fmt.Errorf("identityclient: refusing to send an access token over %s (Config.Insecure allows it)", req.URL.Scheme)
+	}
+	md, err := rt.s.metadata(req.Context())
+	if err != nil {
+		closeBody(req)
+		return nil, err
+	}
+	out := req.Clone(req.Context()) // a RoundTripper must not modify its request
+	out.Header.Set("Authorization", md["authorization"])
+	return rt.base.RoundTrip(out)
+}
+
+// closeBody closes a request's body, as a RoundTripper must even when it fails.
+func closeBody(req *http.Request) {
+	if req.Body != nil {
+		_ = req.Body.Close()
+	}
 }

@@ -5,8 +5,11 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -29,6 +32,7 @@ import (
 	"github.com/keyfort/keyfort/providers/memory"
 	"github.com/keyfort/keyfort/session"
 	"github.com/keyfort/keyfort/session/grpcauth"
+	"github.com/keyfort/keyfort/session/httpauth"
 	"github.com/keyfort/keyfort/session/identityclient"
 	"github.com/keyfort/keyfort/session/identityrpc"
 	"github.com/keyfort/keyfort/session/oidc"
@@ -452,5 +456,56 @@ func TestBoundSessionOverMutualTLS(t *testing.T) {
 	}
 	if err := check(dial(gateway, s)); err != nil {
 		t.Errorf("its own client's call after the refresh: %v", err)
+	}
+}
+
+// TestRoundTripperAtAGuardedHTTPService: the session's RoundTripper puts its access token on
+// requests to an HTTP service guarded by httpauth; it refuses plain http unless Config.Insecure, and
+// an ended session's requests fail before they leave.
+func TestRoundTripperAtAGuardedHTTPService(t *testing.T) {
+	r := newRuntime(t)
+	cache, err := session.NewCache(session.CacheConfig{Authenticator: r.m, Store: r.m.Store(), Now: r.clk.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cache.Close()
+	var hits atomic.Int64
+	whoami := http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		hits.Add(1)
+		if s, ok := session.FromContext(req.Context()); ok {
+			_, _ = io.WriteString(w, s.Principal.Subject)
+		}
+	})
+	srv := httptest.NewTLSServer(httpauth.New(httpauth.Config{Sessions: cache})(whoami))
+	defer srv.Close()
+	var saved *pb.SessionTokens
+	r.start(t, identityclient.Config{OnTokens: func(tok *pb.SessionTokens) { saved = tok }})
+	s, err := identityclient.Resume(identityclient.Config{Runtime: pb.NewIdentityRuntimeServiceClient(r.conn(t, nil)), Now: r.clk.Now}, saved)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	client := &http.Client{Transport: s.RoundTripper(srv.Client().Transport)}
+	resp, err := client.Get(srv.URL + "/whoami")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || string(body) != "alice" {
+		t.Errorf("a guarded request: %d %q, want 200 alice", resp.StatusCode, body)
+	}
+	if _, err := client.Get(strings.Replace(srv.URL, "https://", "http://", 1) + "/whoami"); err == nil || !strings.Contains(err.Error(), "refusing") {
+		t.Errorf("plain http: %v, want a refusal", err)
+	}
+	if err := s.End(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	before := hits.Load()
+	if _, err := client.Get(srv.URL + "/whoami"); !errors.Is(err, identityclient.ErrEnded) {
+		t.Errorf("an ended session's request: %v, want ErrEnded", err)
+	}
+	if hits.Load() != before {
+		t.Error("an ended session's request reached the service")
 	}
 }
