@@ -2,8 +2,8 @@
 // resumes) a session with the runtime, hands out a valid access token — refreshing it ahead of its
 // expiry with the session's refresh token, one refresh at a time however many goroutines ask, so
 // that the runtime's reuse detection never mistakes the client for a thief — and puts it on every
-// gRPC call to a guarded service as credentials.PerRPCCredentials (and on every HTTP request through
-// Session.RoundTripper). A refresh the runtime refuses
-// ends the Session (ErrEnded); one that fails otherwise is retried with backoff while the current
-// token stays valid. docs/sessions.md ("Calling guarded services") is the guide.
+// gRPC call to a guarded service as credentials.PerRPCCredentials, and on every HTTP request
+// through Session.RoundTripper. A refresh the runtime refuses ends the Session (ErrEnded); one that
+// fails otherwise is retried with backoff while the current token stays valid. docs/sessions.md
+// ("Calling guarded services") is the guide.
 package identityclient
