@@ -329,6 +329,10 @@ func (p *Process) get(ctx context.Context) (*instance, error) {
 			p.mu.Unlock()
 			p.log.Error("keyfort: plugin failed to start", slog.String("error", err.Error()),
 				slog.Int("failures", p.failures), slog.Duration("backoff", backoff))
+			if span := trace.SpanFromContext(ctx); span.IsRecording() {
+				span.AddEvent("keyfort.plugin.start_failed", trace.WithAttributes(
+					attribute.String("keyfort.error.kind", provider.KindName(provider.KindOf(err)))))
+			}
 			return nil, err
 		}
 		if p.closed {
@@ -339,8 +343,13 @@ func (p *Process) get(ctx context.Context) (*instance, error) {
 		p.failures = 0
 		p.lastErr = nil
 		p.cur = inst
-		p.generation.Add(1)
+		gen := p.generation.Add(1)
 		p.mu.Unlock()
+		if span := trace.SpanFromContext(ctx); span.IsRecording() {
+			// The call that (re)started the plugin waited for it: say so on its span.
+			span.AddEvent("keyfort.plugin.started", trace.WithAttributes(attribute.Int("keyfort.plugin.pid", inst.pid),
+				attribute.Int64("keyfort.plugin.generation", int64(gen))))
+		}
 		return inst, nil
 	}
 }

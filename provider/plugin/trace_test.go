@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"sync"
+	"syscall"
 	"testing"
 
 	"go.opentelemetry.io/otel/codes"
@@ -123,5 +124,41 @@ func TestTraceReachesAnUntracedPlugin(t *testing.T) {
 	}
 	if s.last().IsValid() {
 		t.Error("a call outside any trace reached the provider with a span context")
+	}
+}
+
+// TestRestartIsOnTheCallersSpan: a call that finds its plugin process killed, and waits for the
+// fresh one, says so on its span: keyfort.plugin.started (with the new pid), after a
+// keyfort.plugin.connection_failed when the broken connection was seen first.
+func TestRestartIsOnTheCallersSpan(t *testing.T) {
+	rec := spantest.New(t)
+	p := launchMemory(t, plugin.Config{})
+	if _, err := p.SigningKeys(context.Background(), "signing"); err != nil {
+		t.Fatal(err)
+	}
+	pid := p.Pid()
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	ctx, span := rec.Tracer("test").Start(context.Background(), "request")
+	if _, err := p.SigningKeys(ctx, "signing"); err != nil {
+		t.Fatalf("the call after the crash: %v", err)
+	}
+	span.End()
+	var started, failed bool
+	for _, ev := range rec.Named("request")[0].Events() {
+		switch ev.Name {
+		case "keyfort.plugin.started":
+			for _, kv := range ev.Attributes {
+				if kv.Key == "keyfort.plugin.pid" && int(kv.Value.AsInt64()) == p.Pid() && p.Pid() != pid {
+					started = true
+				}
+			}
+		case "keyfort.plugin.connection_failed":
+			failed = true
+		}
+	}
+	if !started {
+		t.Errorf("no keyfort.plugin.started event with the new pid on the caller's span (connection_failed: %v)", failed)
 	}
 }
