@@ -46,7 +46,15 @@ func startRuntime(t *testing.T, iss *oidctest.Issuer, sessionExtra, extra string
 // startRuntimeLogged is startRuntime, also returning serve's log (still growing).
 func startRuntimeLogged(t *testing.T, iss *oidctest.Issuer, sessionExtra, extra string) (pb.IdentityRuntimeServiceClient, string, *hosttest.Log) {
 	t.Helper()
-	cfg := writeConfig(t, `
+	httpAddr, log, _ := startServe(t, []string{"PATH=" + os.Getenv("PATH")}, "--config", runtimeConfig(t, iss, sessionExtra, extra), "--grpc-addr", "127.0.0.1:0")
+	return runtimeClient(t, log.String()), httpAddr, log
+}
+
+// runtimeConfig is startRuntime's configuration file: provider dev (memory) serves the signing key
+// and the Google client id; sessionExtra and extra follow identity.session's settings.
+func runtimeConfig(t *testing.T, iss *oidctest.Issuer, sessionExtra, extra string) string {
+	t.Helper()
+	return writeConfig(t, `
 providers:
   dev:
     type: memory
@@ -64,8 +72,6 @@ identity:
     issuer: https://keyfort.test
     audience: api
 `+sessionExtra+extra)
-	httpAddr, log, _ := startServe(t, []string{"PATH=" + os.Getenv("PATH")}, "--config", cfg, "--grpc-addr", "127.0.0.1:0")
-	return runtimeClient(t, log.String()), httpAddr, log
 }
 
 // runtimeClient returns a client of the identity runtime whose gRPC address serve's log names.

@@ -108,25 +108,9 @@ func (c *collector) waitSpans(t *testing.T, trace []byte, want ...string) map[st
 func TestServeExportsTraces(t *testing.T) {
 	col, addr := startCollector(t)
 	iss := oidctest.New(t)
-	cfg := writeConfig(t, `
-providers:
-  dev:
-    type: memory
-    cache_ttl: -1s
-    settings:
-      signing_keys: { session-signing: { algorithm: ES256 } }
-      secrets: { google-client-id: client-123.apps.googleusercontent.com }
-identity:
-  secrets:
-    session_signing: dev:session-signing
-    oidc:
-      google:
-        client_id: dev:google-client-id
-        issuer: `+iss.URL+`
-  session:
-    issuer: https://keyfort.test
-`)
-	env := []string{"PATH=" + os.Getenv("PATH"), "OTEL_EXPORTER_OTLP_ENDPOINT=http://" + addr,
+	cfg := runtimeConfig(t, iss, "", "")
+	// No cache in front of the memory provider: every signing reaches the plugin process.
+	env := []string{"PATH=" + os.Getenv("PATH"), "KEYFORT_PROVIDERS__DEV__CACHE_TTL=-1s", "OTEL_EXPORTER_OTLP_ENDPOINT=http://" + addr,
 		"OTEL_EXPORTER_OTLP_INSECURE=true", "OTEL_BSP_SCHEDULE_DELAY=50", "OTEL_EXPORTER_OTLP_HEADERS=x-api-key=collector-key"}
 	_, log, _ := startServe(t, env, "--config", cfg, "--grpc-addr", "127.0.0.1:0")
 	if !strings.Contains(log.String(), "tracing=true") {

@@ -28,16 +28,13 @@ import (
 
 	pb "github.com/keyfort/keyfort/api/identity/v1"
 	"github.com/keyfort/keyfort/internal/testpki"
-	"github.com/keyfort/keyfort/provider"
-	"github.com/keyfort/keyfort/providers/memory"
 	"github.com/keyfort/keyfort/session"
 	"github.com/keyfort/keyfort/session/grpcauth"
 	"github.com/keyfort/keyfort/session/httpauth"
 	"github.com/keyfort/keyfort/session/identityclient"
 	"github.com/keyfort/keyfort/session/identityrpc"
-	"github.com/keyfort/keyfort/session/oidc"
 	"github.com/keyfort/keyfort/session/oidc/oidctest"
-	"github.com/keyfort/keyfort/session/token"
+	"github.com/keyfort/keyfort/session/sessiontest"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -74,28 +71,10 @@ func newRuntime(t testing.TB) *runtime { return newRuntimeWith(t, nil) }
 // runtime binds sessions to their client's certificate, refresh and access tokens both.
 func newRuntimeWith(t testing.TB, creds credentials.TransportCredentials) *runtime {
 	t.Helper()
-	ctx := context.Background()
 	clk := &clock{t: time.Now()}
-	mem, err := memory.New(ctx, memory.Config{SigningKeys: map[string]memory.KeySetConfig{"session": {Algorithm: "EdDSA"}}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	keys, err := provider.NewClient(mem, provider.ClientConfig{Name: "memory"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = keys.Close() })
-	iss := oidctest.New(t)
-	google, err := oidc.New(ctx, oidc.Config{Issuer: iss.URL, Audience: "client-1"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	m, err := session.NewManager(session.Config{Issuer: "https://keyfort.test", AccessTTL: accessTTL, Now: clk.Now, BindAccessTokens: creds != nil,
-		Keys: token.KeySourceFunc(func(ctx context.Context) (provider.KeySet, error) { return keys.SigningKeys(ctx, "session") }),
-		IdPs: map[string]*oidc.Verifier{"google": google}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	m, iss := sessiontest.NewManager(t, func(c *session.Config) {
+		c.AccessTTL, c.Now, c.BindAccessTokens = accessTTL, clk.Now, creds != nil
+	})
 	cache, err := session.NewCache(session.CacheConfig{Authenticator: m, Store: m.Store(), Now: clk.Now})
 	if err != nil {
 		t.Fatal(err)
