@@ -2,13 +2,13 @@ package grpcauth_test
 
 import (
 	"context"
-	"net"
 	"testing"
+	"time"
 
 	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
-	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/metadata"
 
@@ -30,20 +30,9 @@ func TestRefusalMarksTheCallSpan(t *testing.T) {
 		}
 		t.Cleanup(func() { _ = cache.Close() })
 		rec := spantest.New(t)
-		cfg := grpcauth.Config{Sessions: cache}
-		opts := []grpc.ServerOption{grpc.ChainUnaryInterceptor(grpcauth.UnaryServerInterceptor(cfg))}
-		if w.tapped {
-			opts = grpcauth.New(cfg).ServerOptions()
-		}
-		srv := grpc.NewServer(append(opts, grpc.StatsHandler(otelgrpc.NewServerHandler(otelgrpc.WithTracerProvider(rec))))...)
-		healthpb.RegisterHealthServer(srv, health.NewServer())
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		go func() { _ = srv.Serve(ln) }()
-		t.Cleanup(srv.Stop)
-		cc, err := grpc.NewClient(ln.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+		addr := listenGuarded(t, w, grpcauth.Config{Sessions: cache},
+			grpc.StatsHandler(otelgrpc.NewServerHandler(otelgrpc.WithTracerProvider(rec))))
+		cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -55,8 +44,14 @@ func TestRefusalMarksTheCallSpan(t *testing.T) {
 		for _, md := range [][]string{{"authorization", "Bearer " + tok}, nil, {"authorization", "Bearer " + forged}} {
 			_, _ = hc.Check(metadata.AppendToOutgoingContext(context.Background(), md...), &healthpb.HealthCheckRequest{})
 		}
-		srv.Stop() // the server spans end with their calls; Stop waits for them
-		for _, s := range rec.Named("grpc.health.v1.Health/Check") {
+		var spans []sdktrace.ReadOnlySpan
+		for range 500 { // a server span ends just after its answer is sent
+			if spans = rec.Named("grpc.health.v1.Health/Check"); len(spans) == 3 {
+				break
+			}
+			time.Sleep(2 * time.Millisecond)
+		}
+		for _, s := range spans {
 			reason := "none"
 			for _, ev := range s.Events() {
 				if ev.Name == "keyfort.guard.refused" {
