@@ -89,7 +89,8 @@ func identityProvider(ctx context.Context, cat *catalog.Catalog, name string) (*
 	return v, nil
 }
 
-func newIdentityRuntime(ctx context.Context, cfg *config.Config, cat *catalog.Catalog, log *slog.Logger, reg prometheus.Registerer, tlsCfg *tls.Config, withReflection, forwarded bool, tp trace.TracerProvider) (*identityRuntime, error) {
+func newIdentityRuntime(ctx context.Context, cfg *config.Config, cat *catalog.Catalog, log *slog.Logger, reg prometheus.Registerer, tlsCfg *tls.Config, l listeners, tp trace.TracerProvider) (*identityRuntime, error) {
+	withReflection, forwarded := l.reflection, l.forwarded
 	r := &identityRuntime{}
 	idps := map[string]*oidc.Verifier{}
 	for _, name := range slices.Sorted(maps.Keys(cfg.OIDC)) {
@@ -191,6 +192,9 @@ func newIdentityRuntime(ctx context.Context, cfg *config.Config, cat *catalog.Ca
 	// The runtime's requests carry a token or two (each capped at 16 KiB before parsing): a message
 	// far above that is refused before it is read into memory (grpc-go's default is 4 MiB).
 	opts = append(opts, grpc.MaxRecvMsgSize(maxRuntimeMessage))
+	// A client holds no more than its share: calls in flight per connection, and time to finish a
+	// new connection's handshake.
+	opts = append(opts, grpc.MaxConcurrentStreams(max(l.grpcMaxStreams, 1)), grpc.ConnectionTimeout(grpcHandshakeTimeout))
 	if tlsCfg != nil {
 		opts = append(opts, grpc.Creds(credentials.NewTLS(tlsCfg)))
 	}

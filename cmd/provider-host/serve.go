@@ -43,6 +43,8 @@ func newServeCmd() *cobra.Command {
 		reflection bool
 		forwarded  bool
 		drain      time.Duration
+		readTO     time.Duration
+		maxStreams uint32
 	)
 	cmd := &cobra.Command{
 		Use:   "serve [--config FILE]",
@@ -106,7 +108,8 @@ close, revoking the leases they issued.`,
 			}
 			// ... and no swap, where the process may lock its memory.
 			locked := !noMlock && harden.LockMemoryLogged(log)
-			return serve(ctx, log, files, listeners{http: httpAddr, grpc: grpcAddr, cert: tlsCert, key: tlsKey, clientCA: clientCA, allow: allowList, drain: drain, memoryLocked: locked, reflection: reflection, forwarded: forwarded})
+			return serve(ctx, log, files, listeners{http: httpAddr, grpc: grpcAddr, cert: tlsCert, key: tlsKey, clientCA: clientCA, allow: allowList, drain: drain, memoryLocked: locked, reflection: reflection, forwarded: forwarded,
+				httpReadTimeout: readTO, grpcMaxStreams: maxStreams})
 		},
 	}
 	cmd.Flags().StringArrayVarP(&files, "config", "c", nil, "configuration file (YAML, TOML or JSON); repeat to layer files")
@@ -121,6 +124,8 @@ close, revoking the leases they issued.`,
 	cmd.Flags().BoolVarP(&verbose, "verbose", "v", false, "debug logging")
 	cmd.Flags().BoolVar(&reflection, "grpc-reflection", false, "serve the gRPC reflection service, for grpcurl and the like (off by default; behind the same TLS and client certificates as the other services)")
 	cmd.Flags().BoolVar(&noMlock, "no-memory-lock", false, "leave the process's memory swappable (by default, with CAP_IPC_LOCK or an unlimited RLIMIT_MEMLOCK, it is locked into RAM so that signing keys never reach swap)")
+	cmd.Flags().DurationVar(&readTO, "http-read-timeout", 10*time.Second, "how long an HTTP request (TLS handshake, headers and body) may take to arrive before its connection is closed: a client trickling bytes holds a connection no longer")
+	cmd.Flags().Uint32Var(&maxStreams, "grpc-max-streams", 1000, "calls one gRPC connection may have in flight at once (HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS); further calls wait")
 	cmd.Flags().BoolVar(&cores, "allow-core-dumps", false, "leave core dumps and same-user debugging on (by default the process, which holds signing keys, is made non-dumpable)")
 	return cmd
 }
@@ -140,7 +145,25 @@ type listeners struct {
 	// forwarded names callers by the x-forwarded-client-cert header of a sidecar
 	// (--forwarded-client-cert).
 	forwarded bool
+	// httpReadTimeout bounds the arrival of an HTTP request (--http-read-timeout); grpcMaxStreams
+	// the calls in flight on one gRPC connection (--grpc-max-streams).
+	httpReadTimeout time.Duration
+	grpcMaxStreams  uint32
 }
+
+// Bounds of the listeners beside their flags: what a client may hold without sending a request.
+const (
+	// httpWriteTimeout bounds writing a response (/metrics is the largest).
+	httpWriteTimeout = 30 * time.Second
+	// httpIdleTimeout closes a kept-alive connection with no request.
+	httpIdleTimeout = 2 * time.Minute
+	// httpMaxHeaderBytes bounds a request's headers (net/http's default is 1 MiB); a token is at
+	// most 16 KiB, and nothing else here needs large headers.
+	httpMaxHeaderBytes = 64 << 10
+	// grpcHandshakeTimeout bounds a new gRPC connection's TLS and HTTP/2 handshake (grpc-go's
+	// default is two minutes).
+	grpcHandshakeTimeout = 10 * time.Second
+)
 
 func serve(ctx context.Context, log *slog.Logger, files []string, l listeners) error {
 	redisstore.RouteClientLogs(log) // go-redis's reconnection and failover lines, in serve's log
@@ -252,7 +275,7 @@ func serve(ctx context.Context, log *slog.Logger, files []string, l listeners) e
 	const readyStoreTimeout = 2 * time.Second
 	// healthInterval is how often the gRPC health service is brought up to date with those checks.
 	const healthInterval = 2 * time.Second
-	runtime, err := newIdentityRuntime(ctx, cfg, cat, log, reg, grpcTLS, l.reflection, l.forwarded, tp)
+	runtime, err := newIdentityRuntime(ctx, cfg, cat, log, reg, grpcTLS, l, tp)
 	if err != nil {
 		log.Error("keyfort: start-up failed", slog.String("error", err.Error()))
 		return exitCode(exitInvalidConfig)
@@ -331,7 +354,8 @@ func serve(ctx context.Context, log *slog.Logger, files []string, l listeners) e
 		_ = ln.Close()
 		return fmt.Errorf("listen on %s: %w", grpcAddr, err)
 	}
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: min(5*time.Second, l.httpReadTimeout), ReadTimeout: l.httpReadTimeout,
+		WriteTimeout: httpWriteTimeout, IdleTimeout: httpIdleTimeout, MaxHeaderBytes: httpMaxHeaderBytes}
 	log.Info("keyfort: serving", slog.String("http", scheme+ln.Addr().String()), slog.String("grpc", gln.Addr().String()),
 		slog.Bool("tls", tlsCfg != nil), slog.Bool("grpc_client_certs", l.clientCA != ""), slog.Bool("grpc_client_allow_list", l.allow != nil), slog.Bool("forwarded_client_cert", l.forwarded),
 		slog.Any("config", cfg.Sources), slog.Int("keys", len(cfg.Keys())), slog.Any("identity_providers", runtime.idps),
