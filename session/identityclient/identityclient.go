@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/status"
@@ -217,7 +218,7 @@ func (s *Session) metadata(ctx context.Context) (map[string]string, error) {
 			s.mu.Unlock()
 			return md, nil
 		}
-		done := s.startRefresh(now)
+		done := s.startRefresh(ctx, now)
 		if now.Before(s.usable) {
 			md := s.md // still valid: hand it out while the refresh runs
 			s.mu.Unlock()
@@ -260,8 +261,10 @@ func (s *Session) cannotRefresh() error {
 }
 
 // startRefresh starts a refresh unless one runs or the last failed less than its backoff ago, and
-// returns the channel closed when the running one ends (nil: none runs). The caller holds mu.
-func (s *Session) startRefresh(now time.Time) chan struct{} {
+// returns the channel closed when the running one ends (nil: none runs). The refresh runs on its
+// own context, which no caller's cancellation stops, in the trace of asker (the caller that started
+// it). The caller holds mu.
+func (s *Session) startRefresh(asker context.Context, now time.Time) chan struct{} {
 	if s.refreshing != nil {
 		return s.refreshing
 	}
@@ -271,17 +274,18 @@ func (s *Session) startRefresh(now time.Time) chan struct{} {
 	done := make(chan struct{})
 	s.refreshing = done
 	rt := s.tok.GetRefreshToken()
+	ctx := trace.ContextWithSpanContext(context.Background(), trace.SpanContextFromContext(asker))
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
-		s.refresh(rt, done)
+		s.refresh(ctx, rt, done)
 	}()
 	return done
 }
 
 // refresh presents rt once and publishes the outcome.
-func (s *Session) refresh(rt string, done chan struct{}) {
-	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.RefreshTimeout)
+func (s *Session) refresh(ctx context.Context, rt string, done chan struct{}) {
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.RefreshTimeout)
 	resp, err := s.cfg.Runtime.RefreshIdentitySession(ctx, &pb.RefreshIdentitySessionRequest{RefreshToken: rt})
 	cancel()
 	var tokens *pb.SessionTokens
@@ -325,7 +329,7 @@ func (s *Session) Refresh(ctx context.Context) error {
 		return err
 	}
 	s.retryAt = time.Time{}
-	done := s.startRefresh(s.now())
+	done := s.startRefresh(ctx, s.now())
 	if done == nil {
 		err := s.cannotRefresh()
 		s.mu.Unlock()
