@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -19,6 +20,7 @@ import (
 
 	"github.com/keyfort/keyfort/catalog"
 	"github.com/keyfort/keyfort/config"
+	"github.com/keyfort/keyfort/provider"
 	"github.com/keyfort/keyfort/session"
 	"github.com/keyfort/keyfort/session/pgstore"
 	"github.com/keyfort/keyfort/session/redisstore"
@@ -140,8 +142,9 @@ func signalContext(timeout time.Duration) (context.Context, context.CancelFunc) 
 
 func newCheckCmd() *cobra.Command {
 	var (
-		f    configFlags
-		idps bool
+		f      configFlags
+		idps   bool
+		asJSON bool
 	)
 	cmd := &cobra.Command{
 		Use:   "check --config FILE",
@@ -159,36 +162,30 @@ Exit status: 0 when every key resolves, 1 when any fails, 2 when the configurati
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return f.run(cmd, func(ctx context.Context, cat *catalog.Catalog) error {
-				out := cmd.OutOrStdout()
+				var rep checkReport
 				if cat.Config().Empty() {
-					fmt.Fprintln(out, "warning: no configuration; only the ephemeral signing key exists")
+					rep.Warning = "no configuration; only the ephemeral signing key exists"
 				}
-				failed := 0
 				for _, r := range cat.Check(ctx) {
-					fmt.Fprintln(out, r)
-					if !r.OK() {
-						failed++
+					line := checkLine{OK: r.OK(), Key: r.Binding.Key, Where: r.Binding.String(), Detail: r.Detail}
+					if r.Err != nil {
+						line.Detail, line.Kind = r.Err.Error(), provider.KindName(provider.KindOf(r.Err))
 					}
+					rep.add(line)
 				}
 				for _, name := range slices.Sorted(maps.Keys(cat.Config().OIDC)) {
 					if !idps {
 						break
 					}
-					line, ok := checkIdentityProvider(ctx, cat, name)
-					fmt.Fprintln(out, line)
-					if !ok {
-						failed++
-					}
+					rep.add(checkIdentityProvider(ctx, cat, name))
 				}
 				if cat.Config().Session.RedisURL != "" || cat.Config().Session.PostgresURL != "" {
-					line, ok := checkSessionStore(ctx, cat)
-					fmt.Fprintln(out, line)
-					if !ok {
-						failed++
-					}
+					rep.add(checkSessionStore(ctx, cat))
 				}
-				if failed > 0 {
-					fmt.Fprintf(out, "%d key(s) failing\n", failed)
+				if err := rep.write(cmd.OutOrStdout(), asJSON); err != nil {
+					return err
+				}
+				if rep.Failing > 0 {
 					return exitCode(exitFailing)
 				}
 				return nil
@@ -197,23 +194,79 @@ Exit status: 0 when every key resolves, 1 when any fails, 2 when the configurati
 	}
 	f.register(cmd)
 	cmd.Flags().BoolVar(&idps, "identity-providers", false, "also fetch each identity provider's discovery document and key set, as serve does at start-up (needs network access to them)")
+	cmd.Flags().BoolVar(&asJSON, "json", false, `print one JSON document instead of lines: {"ok", "failing", "warning", "checks": [{"key", "where", "ok", "detail", "error_kind"}]}`)
 	return cmd
+}
+
+// checkLine is one thing check resolved: a configured key, an identity provider, the session store.
+type checkLine struct {
+	Key string `json:"key"`
+	// Where is the binding (provider:location), the issuer or the store's URL without its password.
+	Where string `json:"where"`
+	OK    bool   `json:"ok"`
+	// Detail is what was found (kids, versions, schema), or why it failed; never a secret value.
+	Detail string `json:"detail"`
+	// Kind is the failure's error kind (not_found, permission_denied, unavailable …); "" when ok.
+	Kind string `json:"error_kind,omitempty"`
+}
+
+// checkReport is check's whole answer.
+type checkReport struct {
+	OK      bool        `json:"ok"`
+	Failing int         `json:"failing"`
+	Warning string      `json:"warning,omitempty"`
+	Checks  []checkLine `json:"checks"`
+}
+
+func (r *checkReport) add(l checkLine) {
+	r.Checks = append(r.Checks, l)
+	if !l.OK {
+		r.Failing++
+	}
+}
+
+// write prints the report as lines ("ok   KEY  WHERE  DETAIL", "FAIL …") or as one JSON document.
+func (r *checkReport) write(w io.Writer, asJSON bool) error {
+	r.OK = r.Failing == 0
+	if asJSON {
+		if r.Checks == nil {
+			r.Checks = []checkLine{}
+		}
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		return enc.Encode(r)
+	}
+	if r.Warning != "" {
+		fmt.Fprintln(w, "warning: "+r.Warning)
+	}
+	for _, l := range r.Checks {
+		status := "ok  "
+		if !l.OK {
+			status = "FAIL"
+		}
+		fmt.Fprintf(w, "%s %s  %s  %s\n", status, l.Key, l.Where, l.Detail)
+	}
+	if r.Failing > 0 {
+		fmt.Fprintf(w, "%d key(s) failing\n", r.Failing)
+	}
+	return nil
 }
 
 // checkIdentityProvider fetches an identity provider's discovery document and key set as serve
 // would at start-up, and renders one check line.
-func checkIdentityProvider(ctx context.Context, cat *catalog.Catalog, name string) (string, bool) {
-	key := "identity.secrets.oidc." + name + ".issuer"
-	issuer := cat.Config().OIDC[name].Issuer
+func checkIdentityProvider(ctx context.Context, cat *catalog.Catalog, name string) checkLine {
+	l := checkLine{Key: "identity.secrets.oidc." + name + ".issuer", Where: cat.Config().OIDC[name].Issuer}
 	if _, err := identityProvider(ctx, cat, name); err != nil {
-		return fmt.Sprintf("FAIL %s  %s  %v", key, issuer, err), false
+		l.Detail, l.Kind = err.Error(), "unavailable"
+		return l
 	}
-	return fmt.Sprintf("ok   %s  %s  discovery and key set fetched", key, issuer), true
+	l.OK, l.Detail = true, "discovery and key set fetched"
+	return l
 }
 
 // checkSessionStore connects to the shared session store (Redis or PostgreSQL) as serve would, and
 // renders one check line. The URL is shown without its password.
-func checkSessionStore(ctx context.Context, cat *catalog.Catalog) (string, bool) {
+func checkSessionStore(ctx context.Context, cat *catalog.Catalog) checkLine {
 	st, key, shown, err := openSharedStore(ctx, cat)
 	var se *pgstore.SchemaError
 	if errors.As(err, &se) && se.Found < se.Want && !cat.Config().Session.PostgresNoMigrate {
@@ -221,10 +274,10 @@ func checkSessionStore(ctx context.Context, cat *catalog.Catalog) (string, bool)
 		if se.Found == 0 {
 			what = fmt.Sprintf("no tables yet: serve creates them (schema version %d) at start-up", se.Want)
 		}
-		return fmt.Sprintf("ok   %s  %s  connected, %s, with a role that may (or run \"provider-host migrate\")", key, shown, what), true
+		return checkLine{Key: key, Where: shown, OK: true, Detail: fmt.Sprintf("connected, %s, with a role that may (or run \"provider-host migrate\")", what)}
 	}
 	if err != nil {
-		return fmt.Sprintf("FAIL %s  %s  %v", key, shown, err), false
+		return checkLine{Key: key, Where: shown, Detail: err.Error(), Kind: provider.KindName(provider.KindOf(err))}
 	}
 	defer st.Close()
 	schema := ""
@@ -243,7 +296,7 @@ func checkSessionStore(ctx context.Context, cat *catalog.Catalog) (string, bool)
 	} else {
 		stop()
 	}
-	return fmt.Sprintf("ok   %s  %s  connected, %s%s", key, shown, schema, feed), true
+	return checkLine{Key: key, Where: shown, OK: true, Detail: fmt.Sprintf("connected, %s%s", schema, feed)}
 }
 
 func newGetCmd() *cobra.Command {

@@ -2,6 +2,7 @@ package main_test
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"os"
 	"os/exec"
@@ -103,6 +104,50 @@ func TestCheckNamesTheMissingKey(t *testing.T) {
 		"check", "--config", cfg)
 	if r.code != 0 || strings.Contains(r.stdout, ".issuer") {
 		t.Errorf("without --identity-providers: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+}
+
+// TestCheckJSON: check --json says the same as its lines, as one document a pipeline can read:
+// each key with its binding, status, detail and error kind, and the count of failures; the exit
+// status is the same, and no secret value appears.
+func TestCheckJSON(t *testing.T) {
+	cfg := writeConfig(t, config)
+	r := run(t, nil, "check", "--json", "--config", cfg)
+	if r.code != 1 {
+		t.Fatalf("exit code: got %d, want 1\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	var rep struct {
+		OK      bool `json:"ok"`
+		Failing int  `json:"failing"`
+		Checks  []struct {
+			Key, Where, Detail string
+			OK                 bool   `json:"ok"`
+			Kind               string `json:"error_kind"`
+		} `json:"checks"`
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &rep); err != nil {
+		t.Fatalf("not one JSON document: %v\n%s", err, r.stdout)
+	}
+	byKey := map[string]int{}
+	for i, c := range rep.Checks {
+		byKey[c.Key] = i
+	}
+	id, ok := byKey["identity.secrets.oidc.google.client_id"]
+	if rep.OK || rep.Failing != 1 || !ok {
+		t.Fatalf("report: ok %v, failing %d, checks %+v", rep.OK, rep.Failing, rep.Checks)
+	}
+	if c := rep.Checks[id]; c.OK || c.Where != "env:KFCMD_GOOGLE_CLIENT_ID" || c.Kind != "not_found" {
+		t.Errorf("the missing key: %+v", c)
+	}
+	if c := rep.Checks[byKey["identity.secrets.session_signing"]]; !c.OK || c.Where != "dev:session-signing" || c.Kind != "" || c.Detail == "" {
+		t.Errorf("the signing key: %+v", c)
+	}
+	if strings.Contains(r.stdout+r.stderr, "the-api-key-value-1234") {
+		t.Error("check printed a secret value")
+	}
+	r = run(t, []string{"KFCMD_GOOGLE_CLIENT_ID=abc.apps.googleusercontent.com"}, "check", "--json", "--config", cfg)
+	if r.code != 0 || !strings.Contains(r.stdout, `"ok": true`) || !strings.Contains(r.stdout, `"failing": 0`) {
+		t.Errorf("with every key present: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
 }
 
