@@ -188,6 +188,27 @@ func (c *Catalog) Client(name string) (*provider.Client, bool) {
 	return cl, ok
 }
 
+
+// Refresh refetches every provider's cached material now (provider.Client.Refresh), providers in
+// parallel, and returns the failures joined; material that could not be refetched is still served
+// as before.
+func (c *Catalog) Refresh(ctx context.Context) error {
+	errs := make([]error, 0, len(c.clients))
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for _, cl := range c.clients {
+		wg.Go(func() {
+			if err := cl.Refresh(ctx); err != nil {
+				mu.Lock()
+				errs = append(errs, err)
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
 // Resolve returns the binding of a logical key and the client of its provider.
 func (c *Catalog) Resolve(key string) (config.Binding, *provider.Client, error) {
 	if c.cfg.Empty() {

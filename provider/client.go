@@ -200,6 +200,15 @@ func (c *Client) changed(name string) {
 }
 
 func markChanged[T any](c *Client, mc *materialCache[T], op, name string, fetch fetchFunc[T]) {
+	for _, n := range makeDue(c, mc, op, name) {
+		refreshInBackground(c, mc, op, n, fetch)
+	}
+}
+
+// makeDue ages the cached material at name (every cached value, for "") to its refresh point and
+// returns the names it aged: the next fetch of each asks the provider, while the old value is
+// still served until then.
+func makeDue[T any](c *Client, mc *materialCache[T], op, name string) []string {
 	names := []string{name}
 	if name == "" {
 		names = names[:0]
@@ -207,6 +216,7 @@ func markChanged[T any](c *Client, mc *materialCache[T], op, name string, fetch 
 			names = append(names, n)
 		}
 	}
+	due := names[:0]
 	for _, n := range names {
 		e := mc.get(n)
 		if e == nil {
@@ -215,13 +225,41 @@ func markChanged[T any](c *Client, mc *materialCache[T], op, name string, fetch 
 		// Aged to the refresh point, so that the shared fetch does not take it for fresh, and
 		// marked with the change, so that a fetch already under way (which may have read the
 		// material before the change) does not store over it.
-		due := &entry[T]{val: e.val, fetched: c.nowNano() - int64(c.refreshAt), seq: c.changeSeq.Add(1)}
-		due.refreshing.Store(true)
-		mc.put(n, due)
+		aged := &entry[T]{val: e.val, fetched: c.nowNano() - int64(c.refreshAt), seq: c.changeSeq.Add(1)}
+		aged.refreshing.Store(true)
+		mc.put(n, aged)
 		// A new fetch, not one already under way: that one may have read before the change.
 		c.flight.Forget(op + "\x00" + n)
-		refreshInBackground(c, mc, op, n, fetch)
+		due = append(due, n)
 	}
+	return due
+}
+
+// Refresh refetches every cached key set and secret now, as when a Watcher reports a change, and
+// waits for the fetches (each bounded by the per-call timeout, all by ctx). Callers are served the
+// old material until the new arrives; a fetch that fails leaves the old in place, within the cache
+// TTL and then the stale budget as usual, and its error is returned (all failures, joined). It is
+// how an operator makes a rotation, or the removal of a compromised key, take effect before the
+// cache TTL ends (provider-host serve does it on SIGHUP).
+func (c *Client) Refresh(ctx context.Context) error {
+	if c.closed.Load() {
+		return c.closedErr("Refresh", "")
+	}
+	if c.ttl < 0 {
+		return nil // nothing is cached
+	}
+	var errs []error
+	for _, n := range makeDue(c, &c.keySets, "SigningKeys", "") {
+		if _, err := fetchShared(c, ctx, &c.keySets, "SigningKeys", n, (*Client).fetchKeySet); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	for _, n := range makeDue(c, &c.secrets, "Secret", "") {
+		if _, err := fetchShared(c, ctx, &c.secrets, "Secret", n, (*Client).fetchSecret); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
 }
 
 func orDefault(d, def time.Duration) time.Duration {

@@ -384,3 +384,43 @@ func TestRotationReplacesCachedSet(t *testing.T) {
 		t.Errorf("cached set after rotation: active %q, want %q (was %q)", after.ActiveID, rotated.ActiveID, before.ActiveID)
 	}
 }
+
+// TestRefreshRefetchesNow: Refresh makes a rotation in a provider that reports no changes visible
+// at once, though the cache TTL is an hour away; when the provider is down it returns the failure
+// and the last good material keeps being served.
+func TestRefreshRefetchesNow(t *testing.T) {
+	drv := newFaulty(t)
+	c := newClient(t, drv, provider.ClientConfig{CacheTTL: time.Hour})
+	ctx := context.Background()
+	before, err := c.SigningKeys(ctx, "signing")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Secret(ctx, "db"); err != nil {
+		t.Fatal(err)
+	}
+	rotated, err := drv.IdentitySecretMaterialProvider.(provider.KeyRotator).RotateSigningKey(ctx, "signing")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := c.SigningKeys(ctx, "signing"); got.ActiveID != before.ActiveID {
+		t.Fatal("the cache did not hold the old set")
+	}
+	calls := drv.calls.Load()
+	if err := c.Refresh(ctx); err != nil {
+		t.Fatalf("Refresh: %v", err)
+	}
+	if got := drv.calls.Load() - calls; got != 2 {
+		t.Errorf("provider calls of Refresh: %d, want 2 (the key set and the secret)", got)
+	}
+	if got, _ := c.SigningKeys(ctx, "signing"); got.ActiveID != rotated.ActiveID {
+		t.Errorf("after Refresh: active %q, want the rotated %q", got.ActiveID, rotated.ActiveID)
+	}
+	drv.set(unavailable, nil)
+	if err := c.Refresh(ctx); !errors.Is(err, provider.ErrUnavailable) {
+		t.Errorf("Refresh with the provider down: %v, want ErrUnavailable", err)
+	}
+	if got, err := c.SigningKeys(ctx, "signing"); err != nil || got.ActiveID != rotated.ActiveID {
+		t.Errorf("after a failed Refresh: %v, %v; want the last good set", got.ActiveID, err)
+	}
+}

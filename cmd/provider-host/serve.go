@@ -9,7 +9,9 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/signal"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -66,7 +68,8 @@ signing key and says so loudly; production: true forbids that.
 The gRPC health service follows /readyz (checked every 2 seconds); the log says when readiness
 changes. On SIGINT or SIGTERM it stops taking calls: /readyz and the gRPC health service turn to not serving,
 calls in flight finish within --shutdown-timeout (then the rest are cancelled), and the providers
-close, revoking the leases they issued.`,
+close, revoking the leases they issued. On SIGHUP every provider refetches the material it has cached
+(a rotation at the backend takes effect before its cache_ttl); the configuration is not reloaded.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			level := slog.LevelInfo
@@ -311,6 +314,9 @@ func serve(ctx context.Context, log *slog.Logger, files []string, l listeners) e
 		}
 		_, _ = fmt.Fprintln(w, "ready")
 	})
+	// SIGHUP: refetch every provider's material now instead of at the end of its cache TTL (a
+	// rotation, or a compromised key removed at its backend, takes effect at once).
+	go refreshOnHangup(ctx, cat, log)
 	// The gRPC health service follows the same checks, every healthInterval, and the log says
 	// when readiness changes (a probe of /readyz alone leaves no trace).
 	hctx, stopHealth := context.WithCancel(ctx)
@@ -404,4 +410,39 @@ func loopback(addr string) bool {
 	}
 	ip := net.ParseIP(host)
 	return ip != nil && ip.IsLoopback()
+}
+
+// refreshTimeout bounds the refetch a SIGHUP starts.
+const refreshTimeout = 30 * time.Second
+
+// refreshOnHangup refetches every provider's cached material on each SIGHUP until ctx ends, and logs
+// what the signing key set is then (its kids, never a value).
+func refreshOnHangup(ctx context.Context, cat *catalog.Catalog, log *slog.Logger) {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-hup:
+		}
+		log.Info("keyfort: SIGHUP: refetching every provider's material")
+		rctx, cancel := context.WithTimeout(ctx, refreshTimeout)
+		err := cat.Refresh(rctx)
+		ks, kerr := cat.SigningKeys(rctx, config.SessionSigningKey)
+		cancel()
+		if err != nil {
+			log.Warn("keyfort: SIGHUP: some material could not be refetched; the last good is still served", slog.String("error", err.Error()))
+		}
+		if kerr != nil {
+			log.Warn("keyfort: SIGHUP: signing keys unavailable", slog.String("error", kerr.Error()))
+			continue
+		}
+		kids := make([]string, 0, len(ks.Keys))
+		for _, k := range ks.Keys {
+			kids = append(kids, k.ID)
+		}
+		log.Info("keyfort: SIGHUP: refetched", slog.String("active_kid", ks.ActiveID), slog.Any("kids", kids))
+	}
 }
