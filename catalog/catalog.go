@@ -188,7 +188,6 @@ func (c *Catalog) Client(name string) (*provider.Client, bool) {
 	return cl, ok
 }
 
-
 // Refresh refetches every provider's cached material now (provider.Client.Refresh), providers in
 // parallel, and returns the failures joined; material that could not be refetched is still served
 // as before.
