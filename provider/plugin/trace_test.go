@@ -3,6 +3,8 @@ package plugin_test
 import (
 	"context"
 	"errors"
+	"os"
+	"path/filepath"
 	"sync"
 	"syscall"
 	"testing"
@@ -10,6 +12,7 @@ import (
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/keyfort/keyfort/internal/hosttest"
 	"github.com/keyfort/keyfort/internal/spantest"
 	"github.com/keyfort/keyfort/provider"
 	"github.com/keyfort/keyfort/provider/plugin"
@@ -160,5 +163,35 @@ func TestRestartIsOnTheCallersSpan(t *testing.T) {
 	}
 	if !started {
 		t.Errorf("no keyfort.plugin.started event with the new pid on the caller's span (connection_failed: %v)", failed)
+	}
+}
+
+// TestFailedRestartIsOnTheCallersSpan: a call that finds its plugin process dead and cannot start a
+// new one (the binary is gone) says so on its span: keyfort.plugin.start_failed with the error kind.
+func TestFailedRestartIsOnTheCallersSpan(t *testing.T) {
+	rec := spantest.New(t)
+	bin := filepath.Join(t.TempDir(), "provider-host")
+	copyFile(t, hosttest.ProviderHost(t), bin)
+	p := launchMemory(t, plugin.Config{Path: bin})
+	if _, err := p.Secret(context.Background(), "s"); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(bin); err != nil {
+		t.Fatal(err)
+	}
+	_ = syscall.Kill(p.Pid(), syscall.SIGKILL)
+	ctx, span := rec.Tracer("test").Start(context.Background(), "request")
+	if _, err := p.Secret(ctx, "s"); err == nil {
+		t.Fatal("a call succeeded with the plugin binary gone")
+	}
+	span.End()
+	kind := ""
+	for _, ev := range rec.Named("request")[0].Events() {
+		if ev.Name == "keyfort.plugin.start_failed" {
+			kind = ev.Attributes[0].Value.AsString()
+		}
+	}
+	if kind == "" || kind == "ok" {
+		t.Errorf("no keyfort.plugin.start_failed event with an error kind on the caller's span (%q)", kind)
 	}
 }
