@@ -18,6 +18,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/spf13/cobra"
+	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
+	noopmetric "go.opentelemetry.io/otel/metric/noop"
+	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
@@ -285,7 +288,14 @@ func serve(ctx context.Context, log *slog.Logger, files []string, l listeners) e
 	}
 	defer runtime.close()
 	if len(cfg.Session.IntrospectionClients) > 0 {
-		mux.Handle(identityrpc.IntrospectionPath, runtime.service.IntrospectionHandler())
+		var h http.Handler = runtime.service.IntrospectionHandler()
+		if tp != nil {
+			// Services in other languages introspect over HTTP: their calls join their traces too.
+			// JWKS, health and metrics are not traced (probes and scrapes would drown the rest).
+			h = otelhttp.NewHandler(h, "POST "+identityrpc.IntrospectionPath, otelhttp.WithTracerProvider(tp),
+				otelhttp.WithPropagators(propagation.TraceContext{}), otelhttp.WithMeterProvider(noopmetric.NewMeterProvider()))
+		}
+		mux.Handle(identityrpc.IntrospectionPath, h)
 	}
 	var draining atomic.Bool
 	pinger, _ := runtime.manager.Store().(session.Pinger)

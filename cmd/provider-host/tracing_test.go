@@ -3,7 +3,10 @@ package main_test
 import (
 	"context"
 	"encoding/hex"
+	"fmt"
 	"net"
+	"net/http"
+	"net/url"
 	"os"
 	"strings"
 	"sync"
@@ -14,9 +17,11 @@ import (
 	commonpb "go.opentelemetry.io/proto/otlp/common/v1"
 	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
 
 	pb "github.com/keyfort/keyfort/api/identity/v1"
+	"github.com/keyfort/keyfort/internal/hosttest"
 	"github.com/keyfort/keyfort/session/oidc/oidctest"
 )
 
@@ -167,5 +172,53 @@ func TestServeRefusesTracingItCannotDo(t *testing.T) {
 		if r.code != 2 || !strings.Contains(r.stderr, name) {
 			t.Errorf("%v: exit %d, want 2 with a message naming %s\n%s", env, r.code, name, r.stderr)
 		}
+	}
+}
+
+// TestServeTracesHTTPIntrospection: RFC 7662 introspection over HTTP, the way services in other
+// languages ask, joins the caller's trace (W3C traceparent header); no token reaches the span.
+func TestServeTracesHTTPIntrospection(t *testing.T) {
+	col, addr := startCollector(t)
+	m := newMTLSRuntime(t)
+	const python = "spiffe://keyfort.test/ns/prod/sa/python"
+	cfg := m.config(fmt.Sprintf("introspection_clients: [%q]", python))
+	addrs, _, _ := hosttest.StartLogged(t, hosttest.ProviderHost(t), []string{"PATH=" + os.Getenv("PATH"),
+		"OTEL_EXPORTER_OTLP_ENDPOINT=http://" + addr, "OTEL_EXPORTER_OTLP_INSECURE=true", "OTEL_BSP_SCHEDULE_DELAY=50"}, servingPlain,
+		"serve", "--config", cfg, "--http-addr", "127.0.0.1:0", "--grpc-addr", "127.0.0.1:0", "--forwarded-client-cert")
+	cc, err := grpc.NewClient(addrs[1], grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cc.Close()
+	started, err := pb.NewIdentityRuntimeServiceClient(cc).StartIdentitySession(context.Background(), &pb.StartIdentitySessionRequest{
+		IdentityProvider: "google", ExternalToken: m.iss.Sign(t, "k1", m.iss.Claims("alice", "client-1"), nil)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	access := started.GetTokens().GetAccessToken()
+	traceID, parentID := "0af7651916cd43dd8448eb211c80319c", "b7ad6b7169203331"
+	req, err := http.NewRequest(http.MethodPost, "http://"+addrs[0]+"/oauth2/introspect", strings.NewReader(url.Values{"token": {access}}.Encode()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("X-Forwarded-Client-Cert", "By=spiffe://keyfort.test/ns/prod/sa/keyfort;URI="+python)
+	req.Header.Set("Traceparent", "00-"+traceID+"-"+parentID+"-01")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("introspection: %d", resp.StatusCode)
+	}
+	tid, _ := hex.DecodeString(traceID)
+	pid, _ := hex.DecodeString(parentID)
+	spans := col.waitSpans(t, tid, "POST /oauth2/introspect")
+	if got := spans["POST /oauth2/introspect"].span.GetParentSpanId(); string(got) != string(pid) {
+		t.Errorf("the introspection span's parent: %x, want the caller's %s", got, parentID)
+	}
+	if text := spans["POST /oauth2/introspect"].span.String(); strings.Contains(text, access) {
+		t.Error("the introspection span carries the token")
 	}
 }
