@@ -84,3 +84,13 @@ func TestServeBoundsWhatAClientHolds(t *testing.T) {
 		break
 	}
 }
+
+// TestServeRefusesUnboundedListeners: the bounds cannot be turned off by accident.
+func TestServeRefusesUnboundedListeners(t *testing.T) {
+	for _, args := range [][]string{{"--http-read-timeout", "0s"}, {"--http-read-timeout", "-1s"}, {"--grpc-max-streams", "0"}} {
+		r := run(t, nil, append([]string{"serve", "--http-addr", "127.0.0.1:0", "--grpc-addr", "127.0.0.1:0"}, args...)...)
+		if r.code == 0 || !strings.Contains(r.stderr, args[0]) {
+			t.Errorf("%v: exit %d, want a refusal naming the flag\n%s", args, r.code, r.stderr)
+		}
+	}
+}

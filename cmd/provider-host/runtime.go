@@ -194,7 +194,7 @@ func newIdentityRuntime(ctx context.Context, cfg *config.Config, cat *catalog.Ca
 	opts = append(opts, grpc.MaxRecvMsgSize(maxRuntimeMessage))
 	// A client holds no more than its share: calls in flight per connection, and time to finish a
 	// new connection's handshake.
-	opts = append(opts, grpc.MaxConcurrentStreams(max(l.grpcMaxStreams, 1)), grpc.ConnectionTimeout(grpcHandshakeTimeout))
+	opts = append(opts, grpc.MaxConcurrentStreams(l.grpcMaxStreams), grpc.ConnectionTimeout(grpcHandshakeTimeout))
 	if tlsCfg != nil {
 		opts = append(opts, grpc.Creds(credentials.NewTLS(tlsCfg)))
 	}

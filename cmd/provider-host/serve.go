@@ -82,6 +82,12 @@ close, revoking the leases they issued. On SIGHUP every provider refetches the m
 			log := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: level}))
 			ctx, stop := signalContext(0)
 			defer stop()
+			if readTO <= 0 {
+				return fmt.Errorf("--http-read-timeout must be positive (got %s): without it a client may hold a connection for ever", readTO)
+			}
+			if maxStreams == 0 {
+				return fmt.Errorf("--grpc-max-streams must be at least 1")
+			}
 			if (tlsCert == "") != (tlsKey == "") {
 				return fmt.Errorf("--tls-cert and --tls-key go together")
 			}
