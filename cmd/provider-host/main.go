@@ -102,7 +102,7 @@ Built-in providers: %v`, builtinNames()),
 				return fmt.Errorf("this command is started by a Keyfort host as a plugin, not by hand; try \"provider-host check --config FILE\"")
 			}
 			var opts []plugin.ServeOption
-			tp, err := newTracerProvider(cmd.Context(), "keyfort-plugin-"+args[0], attribute.String("keyfort.plugin.type", args[0]))
+			tp, err := newTracerProvider(cmd.Context(), nil, "keyfort-plugin-"+args[0], attribute.String("keyfort.plugin.type", args[0]))
 			if err != nil {
 				// The host reads this from stderr in its log; the plugin runs untraced rather than
 				// not at all (serve, which shares the environment, refuses it at start).

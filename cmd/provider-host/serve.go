@@ -234,7 +234,7 @@ func serve(ctx context.Context, log *slog.Logger, files []string, l listeners) e
 	if err != nil {
 		return err
 	}
-	sdkTP, err := newTracerProvider(ctx, "keyfort")
+	sdkTP, err := newTracerProvider(ctx, log, "keyfort")
 	if err != nil {
 		log.Error("keyfort: tracing", slog.String("error", err.Error()))
 		return exitCode(exitInvalidConfig)

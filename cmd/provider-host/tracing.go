@@ -3,9 +3,13 @@ package main
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"os"
 	"strings"
+	"sync"
+	"time"
 
+	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracegrpc"
 	"go.opentelemetry.io/otel/sdk/resource"
@@ -27,10 +31,14 @@ func tracingRequested() bool {
 // the service named service unless OTEL_SERVICE_NAME says otherwise. It returns nil when tracing is
 // not requested; a request it cannot honour (another exporter or protocol) is an error, not a
 // silent lack of traces.
-func newTracerProvider(ctx context.Context, service string, attrs ...attribute.KeyValue) (*sdktrace.TracerProvider, error) {
+//
+// The SDK's own errors (a collector that cannot be reached, spans dropped) go to log as warnings,
+// at most one a minute with the count of those held back; log nil: slog.Default() at the time.
+func newTracerProvider(ctx context.Context, log *slog.Logger, service string, attrs ...attribute.KeyValue) (*sdktrace.TracerProvider, error) {
 	if !tracingRequested() {
 		return nil, nil
 	}
+	otel.SetErrorHandler(&tracingErrors{log: log, every: time.Minute})
 	if v := strings.TrimSpace(os.Getenv("OTEL_TRACES_EXPORTER")); v != "" && v != "otlp" {
 		return nil, fmt.Errorf("OTEL_TRACES_EXPORTER=%s: only otlp (over gRPC) is supported", v)
 	}
@@ -54,4 +62,35 @@ func newTracerProvider(ctx context.Context, service string, attrs ...attribute.K
 		return nil, fmt.Errorf("trace resource: %w", err)
 	}
 	return sdktrace.NewTracerProvider(sdktrace.WithBatcher(exp), sdktrace.WithResource(res)), nil
+}
+
+// tracingErrors routes the OpenTelemetry SDK's errors into the process's structured log, at most one
+// line per interval: an unreachable collector fails every batch, and its errors must not drown the
+// log (they would otherwise go to the standard logger as unstructured lines).
+type tracingErrors struct {
+	log   *slog.Logger
+	every time.Duration
+
+	mu   sync.Mutex
+	last time.Time
+	held int
+}
+
+func (h *tracingErrors) Handle(err error) {
+	h.mu.Lock()
+	now := time.Now()
+	if !h.last.IsZero() && now.Sub(h.last) < h.every {
+		h.held++
+		h.mu.Unlock()
+		return
+	}
+	held := h.held
+	h.last, h.held = now, 0
+	h.mu.Unlock()
+	log := h.log
+	if log == nil {
+		log = slog.Default()
+	}
+	log.Warn("keyfort: tracing error; spans may be lost", slog.String("error", err.Error()),
+		slog.Int("errors_held_back", held), slog.Duration("next_report_in", h.every))
 }

@@ -222,3 +222,30 @@ func TestServeTracesHTTPIntrospection(t *testing.T) {
 		t.Error("the introspection span carries the token")
 	}
 }
+
+// TestServeReportsAnUnreachableCollector: when spans cannot be exported, serve says so in its own
+// structured log, as a warning naming the error, rather than in unstructured lines or not at all.
+func TestServeReportsAnUnreachableCollector(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	gone := ln.Addr().String()
+	_ = ln.Close() // nothing listens there any more
+	_, log, _ := startServe(t, []string{"PATH=" + os.Getenv("PATH"), "OTEL_EXPORTER_OTLP_ENDPOINT=http://" + gone,
+		"OTEL_EXPORTER_OTLP_INSECURE=true", "OTEL_BSP_SCHEDULE_DELAY=50", "OTEL_EXPORTER_OTLP_TIMEOUT=500"}, "--grpc-addr", "127.0.0.1:0")
+	rt := runtimeClient(t, log.String())
+	_, _ = rt.IssueIdentityToken(context.Background(), &pb.IssueIdentityTokenRequest{Subject: "batch"}) // a traced call
+	deadline := time.Now().Add(30 * time.Second)
+	for !strings.Contains(log.String(), "keyfort: tracing error") {
+		if time.Now().After(deadline) {
+			t.Fatalf("no warning about the unreachable collector:\n%s", log)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	for _, line := range strings.Split(log.String(), "\n") {
+		if strings.Contains(line, "keyfort: tracing error") && !strings.Contains(line, "level=WARN") {
+			t.Errorf("not a structured warning: %s", line)
+		}
+	}
+}
