@@ -488,3 +488,69 @@ func TestRoundTripperAtAGuardedHTTPService(t *testing.T) {
 		t.Error("an ended session's request reached the service")
 	}
 }
+
+// TestConcurrentUseAcrossRefreshesAndEnd: many goroutines take tokens while the clock runs through
+// several refreshes and the session is then ended: every token handed out before End is valid at the
+// runtime (the guard accepts it between refreshes), the runtime sees no refresh token twice (no
+// reuse detected, so every refresh succeeds), and after End every call fails with ErrEnded.
+// Run with -race, it also checks the Session's locking.
+func TestConcurrentUseAcrossRefreshesAndEnd(t *testing.T) {
+	r := newRuntime(t)
+	s := r.start(t, identityclient.Config{})
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	var handedOut atomic.Int64
+	errs := make(chan error, 16)
+	for range 8 {
+		wg.Go(func() {
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				if _, err := s.AccessToken(context.Background()); err != nil {
+					select {
+					case errs <- err:
+					default:
+					}
+					return
+				}
+				handedOut.Add(1)
+			}
+		})
+	}
+	for round := range 6 { // six times past the refresh point, refreshed by the callers or here
+		r.clk.Advance(45 * time.Second)
+		// A reused refresh token would have ended the session: this refresh, and the guarded call,
+		// would fail.
+		if err := s.Refresh(context.Background()); err != nil {
+			t.Fatalf("round %d: %v", round, err)
+		}
+		if err := r.guarded(t, s); err != nil {
+			t.Fatalf("a guarded call between refreshes: %v", err)
+		}
+	}
+	close(stop)
+	wg.Wait()
+	select {
+	case err := <-errs:
+		t.Fatalf("a caller failed before End: %v", err)
+	default:
+	}
+	if handedOut.Load() == 0 {
+		t.Fatal("no token was handed out")
+	}
+	if err := s.End(context.Background()); err != nil {
+		t.Fatalf("End after %d refreshes: %v", r.refreshes.Load(), err)
+	}
+	var after sync.WaitGroup
+	for range 8 {
+		after.Go(func() {
+			if _, err := s.AccessToken(context.Background()); !errors.Is(err, identityclient.ErrEnded) {
+				t.Errorf("after End: %v", err)
+			}
+		})
+	}
+	after.Wait()
+}
