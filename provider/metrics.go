@@ -1,9 +1,9 @@
 package provider
 
 import (
-	"errors"
-
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/keyfort/keyfort/internal/promreg"
 )
 
 // Metrics holds the Prometheus collectors of every [Client] that shares it. Labels carry the provider
@@ -59,15 +59,10 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 	return m, nil
 }
 
+// register registers c with reg, sharing an equal collector registered before; NewMetrics reports
+// no other registration error (a conflicting collector leaves c unregistered).
 func register[C prometheus.Collector](reg prometheus.Registerer, c C) C {
-	if err := reg.Register(c); err != nil {
-		var are prometheus.AlreadyRegisteredError
-		if errors.As(err, &are) {
-			if existing, ok := are.ExistingCollector.(C); ok {
-				return existing
-			}
-		}
-	}
+	c, _ = promreg.Register(reg, c)
 	return c
 }
 

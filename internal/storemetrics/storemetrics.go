@@ -1,9 +1,9 @@
 package storemetrics
 
 import (
-	"errors"
-
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/keyfort/keyfort/internal/promreg"
 )
 
 // Collectors are a store's metrics.
@@ -53,14 +53,5 @@ func New(reg prometheus.Registerer) (*Collectors, error) {
 
 // register registers c, or returns the equal collector registered before it.
 func register[C prometheus.Collector](reg prometheus.Registerer, c C) (C, error) {
-	if err := reg.Register(c); err != nil {
-		var are prometheus.AlreadyRegisteredError
-		if errors.As(err, &are) {
-			if existing, ok := are.ExistingCollector.(C); ok {
-				return existing, nil
-			}
-		}
-		return c, err
-	}
-	return c, nil
+	return promreg.Register(reg, c)
 }

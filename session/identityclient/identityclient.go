@@ -9,12 +9,14 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/status"
 
 	pb "github.com/keyfort/keyfort/api/identity/v1"
+	"github.com/keyfort/keyfort/internal/promreg"
 )
 
 // Defaults for Config's zero values.
@@ -69,6 +71,24 @@ type Config struct {
 	Logger *slog.Logger
 	// Now is the clock; nil: time.Now.
 	Now func() time.Time
+	// Registerer receives keyfort_identityclient_refreshes_total{outcome}: ok, ended (the runtime
+	// refused the refresh token: the session is over) and failed (anything else: retried). Sessions
+	// sharing a registerer share the counter. Nil: not exported.
+	Registerer prometheus.Registerer
+}
+
+// refreshCounter is keyfort_identityclient_refreshes_total, registered with reg when it is not nil
+// (or the one already registered there).
+func refreshCounter(reg prometheus.Registerer) *prometheus.CounterVec {
+	c := prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "keyfort", Subsystem: "identityclient", Name: "refreshes_total",
+		Help: "Refreshes of identity runtime sessions by outcome: ok, ended (refused: the session is over), failed (retried)."}, []string{"outcome"})
+	if reg != nil {
+		c, _ = promreg.Register(reg, c)
+	}
+	for _, o := range []string{"ok", "ended", "failed"} {
+		c.WithLabelValues(o)
+	}
+	return c
 }
 
 // Session is a client's session with the identity runtime. It hands out a valid access token,
@@ -80,9 +100,10 @@ type Config struct {
 //
 // A Session is safe for concurrent use. Its String and errors never contain a token.
 type Session struct {
-	cfg Config
-	log *slog.Logger
-	now func() time.Time
+	cfg       Config
+	log       *slog.Logger
+	now       func() time.Time
+	refreshes *prometheus.CounterVec
 
 	mu      sync.Mutex
 	tok     *pb.SessionTokens
@@ -139,7 +160,7 @@ func Resume(cfg Config, tokens *pb.SessionTokens) (*Session, error) {
 	if cfg.RefreshTimeout <= 0 {
 		cfg.RefreshTimeout = DefaultRefreshTimeout
 	}
-	s := &Session{cfg: cfg, log: cfg.Logger, now: cfg.Now}
+	s := &Session{cfg: cfg, log: cfg.Logger, now: cfg.Now, refreshes: refreshCounter(cfg.Registerer)}
 	if s.log == nil {
 		s.log = slog.Default()
 	}
@@ -309,12 +330,15 @@ func (s *Session) refresh(ctx context.Context, rt string, done chan struct{}) {
 	case err == nil:
 		s.set(tokens, s.now())
 		s.lastErr, s.retryAt, s.backoff = nil, time.Time{}, 0
+		s.refreshes.WithLabelValues("ok").Inc()
 	case status.Code(err) == codes.Unauthenticated:
 		s.ended = fmt.Errorf("%w: session %s: the runtime refused its refresh token (%s)", ErrEnded, id, status.Convert(err).Message())
 		s.log.Warn("keyfort: session ended by the identity runtime", slog.String("session", id))
+		s.refreshes.WithLabelValues("ended").Inc()
 	default:
 		s.backoff = min(max(2*s.backoff, minRetry), maxRetry)
 		s.lastErr, s.retryAt = err, s.now().Add(s.backoff)
+		s.refreshes.WithLabelValues("failed").Inc()
 		s.log.Warn("keyfort: refreshing the session failed; retrying", slog.String("session", id),
 			slog.String("code", status.Code(err).String()), slog.Duration("retry_in", s.backoff))
 	}

@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/goleak"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -27,6 +28,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	pb "github.com/keyfort/keyfort/api/identity/v1"
+	"github.com/keyfort/keyfort/internal/metrictest"
 	"github.com/keyfort/keyfort/internal/testpki"
 	"github.com/keyfort/keyfort/session"
 	"github.com/keyfort/keyfort/session/grpcauth"
@@ -255,7 +257,8 @@ func TestConcurrentCallersShareOneRefresh(t *testing.T) {
 // no error carries a token.
 func TestRefusedRefreshEndsTheSession(t *testing.T) {
 	r := newRuntime(t)
-	s := r.start(t, identityclient.Config{})
+	reg := prometheus.NewRegistry()
+	s := r.start(t, identityclient.Config{Registerer: reg})
 	tok := accessToken(t, s)
 	if _, err := r.m.EndSession(context.Background(), tok); err != nil {
 		t.Fatal(err)
@@ -276,6 +279,9 @@ func TestRefusedRefreshEndsTheSession(t *testing.T) {
 	if n := r.refreshes.Load(); n != 1 {
 		t.Errorf("refresh calls: %d, want 1", n)
 	}
+	if got := metrictest.Counter(t, reg, "keyfort_identityclient_refreshes_total", map[string]string{"outcome": "ended"}); got != 1 {
+		t.Errorf("refreshes ended: %v, want 1", got)
+	}
 	for _, text := range []string{err.Error(), s.String(), fmt.Sprint(s)} {
 		if strings.Contains(text, tok) || strings.Contains(text, "eyJ") {
 			t.Errorf("a token in %q", text)
@@ -288,7 +294,8 @@ func TestRefusedRefreshEndsTheSession(t *testing.T) {
 // when the runtime is back, the next call after the retry pause refreshes.
 func TestRuntimeDownKeepsTheValidToken(t *testing.T) {
 	r := newRuntime(t)
-	s := r.start(t, identityclient.Config{})
+	reg := prometheus.NewRegistry()
+	s := r.start(t, identityclient.Config{Registerer: reg})
 	first := accessToken(t, s)
 	addr := r.addr
 	r.srv.Stop()
@@ -318,6 +325,12 @@ func TestRuntimeDownKeepsTheValidToken(t *testing.T) {
 	}
 	if err != nil || next == first {
 		t.Fatalf("after the runtime came back: %v", err)
+	}
+	refreshes := func(outcome string) float64 {
+		return metrictest.Counter(t, reg, "keyfort_identityclient_refreshes_total", map[string]string{"outcome": outcome})
+	}
+	if refreshes("failed") < 1 || refreshes("ok") != 1 || refreshes("ended") != 0 {
+		t.Errorf("refreshes: failed %v, ok %v, ended %v; want failures, one ok, none ended", refreshes("failed"), refreshes("ok"), refreshes("ended"))
 	}
 }
 

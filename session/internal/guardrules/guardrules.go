@@ -10,6 +10,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/trace"
+
+	"github.com/keyfort/keyfort/internal/promreg"
 )
 
 // DefaultMaxCredentialSize bounds a credential header value.
@@ -129,12 +131,7 @@ func RefusedCounter(reg prometheus.Registerer) *prometheus.CounterVec {
 	c := prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "keyfort", Subsystem: "guard", Name: "refused_total",
 		Help: "Calls the guard refused, by reason (credential, unauthenticated, client_mismatch, unavailable)."}, []string{"reason"})
 	if reg != nil {
-		var already prometheus.AlreadyRegisteredError
-		if err := reg.Register(c); errors.As(err, &already) {
-			if existing, ok := already.ExistingCollector.(*prometheus.CounterVec); ok {
-				c = existing
-			}
-		}
+		c, _ = promreg.Register(reg, c)
 	}
 	for _, r := range []string{RefusedCredential, RefusedUnauthenticated, RefusedClientMismatch, RefusedUnavailable} {
 		c.WithLabelValues(r)
