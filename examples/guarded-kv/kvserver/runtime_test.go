@@ -166,19 +166,31 @@ func logoutEndsGuardedSessions(t *testing.T, storeKey, storeURL string) {
 	}
 }
 
+// aud is the test identity provider's audience: the Google client id the runtime is configured with.
+const aud = "client-123.apps.googleusercontent.com"
+
+// runtimeWithKV runs provider-host serve over the test Redis and, beside it on the same Redis, the
+// guarded service accepting the runtime's access tokens (RuntimeJWKS, revalidation an hour away);
+// it returns the runtime's client, the identity provider (tokens for aud), the service and its
+// address.
+func runtimeWithKV(t *testing.T) (identitypb.IdentityRuntimeServiceClient, *oidctest.Issuer, *kvserver.Server, string) {
+	t.Helper()
+	redistest.Client(t) // skips without Redis (fails in CI)
+	iss := oidctest.New(t)
+	t.Setenv("GOOGLE_CLIENT_ID", aud)
+	rt, httpAddr := startRuntime(t, writeRuntimeConfig(t, iss.URL), []string{"GOOGLE_CLIENT_ID=" + aud})
+	srv, addr := startKV(t, "auth-enabled.yaml", iss.URL, kvserver.Options{Revalidate: time.Hour,
+		RuntimeJWKS: "http://" + httpAddr + "/.well-known/jwks.json"}, "KEYFORT_IDENTITY__SESSION__REDIS_URL="+redistest.URL())
+	return rt, iss, srv, addr
+}
+
 // TestKeyfortAccessTokens: with RuntimeJWKS the service accepts the access tokens the runtime
 // issues (verified with its published public keys; ID tokens are refused), gives each session its
 // own backend credentials, and ends the sessions when the runtime ends them (here all of a
 // subject's at once, "sign out everywhere"), revoking them.
 func TestKeyfortAccessTokens(t *testing.T) {
-	redistest.Client(t) // skips without Redis (fails in CI)
-	iss := oidctest.New(t)
-	const aud = "client-123.apps.googleusercontent.com"
-	t.Setenv("GOOGLE_CLIENT_ID", aud)
-	rt, httpAddr := startRuntime(t, writeRuntimeConfig(t, iss.URL), []string{"GOOGLE_CLIENT_ID=" + aud})
-	srv, kv := serve(t, "auth-enabled.yaml", iss.URL, kvserver.Options{Revalidate: time.Hour,
-		RuntimeJWKS: "http://" + httpAddr + "/.well-known/jwks.json"},
-		"KEYFORT_IDENTITY__SESSION__REDIS_URL="+redistest.URL())
+	rt, iss, srv, addr := runtimeWithKV(t)
+	kv := pb.NewKeyValueServiceClient(plainConn(t, addr))
 
 	ctx := context.Background()
 	// A subject of this test alone: other tests share the Redis and its prefix, and this one ends
@@ -227,13 +239,7 @@ func TestKeyfortAccessTokens(t *testing.T) {
 // after a refresh; once the caller ends the session, its calls fail with Unauthenticated before
 // they leave the client, and the service's session of the last token ends with its lease.
 func TestCallerWithIdentityClient(t *testing.T) {
-	redistest.Client(t) // skips without Redis (fails in CI)
-	iss := oidctest.New(t)
-	const aud = "client-123.apps.googleusercontent.com"
-	t.Setenv("GOOGLE_CLIENT_ID", aud)
-	rt, httpAddr := startRuntime(t, writeRuntimeConfig(t, iss.URL), []string{"GOOGLE_CLIENT_ID=" + aud})
-	srv, addr := startKV(t, "auth-enabled.yaml", iss.URL, kvserver.Options{Revalidate: time.Hour,
-		RuntimeJWKS: "http://" + httpAddr + "/.well-known/jwks.json"}, "KEYFORT_IDENTITY__SESSION__REDIS_URL="+redistest.URL())
+	rt, iss, srv, addr := runtimeWithKV(t)
 
 	ctx := context.Background()
 	sess, err := identityclient.Start(ctx, identityclient.Config{Runtime: rt, Insecure: true},
