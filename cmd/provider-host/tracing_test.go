@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -22,6 +23,7 @@ import (
 
 	pb "github.com/keyfort/keyfort/api/identity/v1"
 	"github.com/keyfort/keyfort/internal/hosttest"
+	kvpb "github.com/keyfort/keyfort/internal/kvexamplepb/v1"
 	"github.com/keyfort/keyfort/session/oidc/oidctest"
 )
 
@@ -246,6 +248,50 @@ func TestServeReportsAnUnreachableCollector(t *testing.T) {
 	for _, line := range strings.Split(log.String(), "\n") {
 		if strings.Contains(line, "keyfort: tracing error") && !strings.Contains(line, "level=WARN") {
 			t.Errorf("not a structured warning: %s", line)
+		}
+	}
+}
+
+// TestGuardedExampleExportsTraces: the guarded example's binary, traced by the standard OTEL_*
+// environment, exports one trace per call under the caller's: its server span, the session's
+// creation and its credentials' first fetch with the provider's call, and the memory plugin's span
+// from its own process.
+func TestGuardedExampleExportsTraces(t *testing.T) {
+	col, addr := startCollector(t)
+	iss := oidctest.New(t)
+	const aud = "client-123.apps.googleusercontent.com"
+	bin := hosttest.Build(t, "github.com/keyfort/keyfort/examples/guarded-kv")
+	m, _, _ := hosttest.StartLogged(t, bin, []string{"PATH=" + os.Getenv("PATH"), "GOOGLE_CLIENT_ID=" + aud,
+		"KEYFORT_IDENTITY__SECRETS__OIDC__GOOGLE__ISSUER=" + iss.URL, "KEYFORT_PROVIDER_HOST=" + hosttest.ProviderHost(t),
+		"OTEL_EXPORTER_OTLP_ENDPOINT=http://" + addr, "OTEL_EXPORTER_OTLP_INSECURE=true", "OTEL_BSP_SCHEDULE_DELAY=50"},
+		regexp.MustCompile(`guarded-kv: serving addr=(127\.0\.0\.1:\d+).* tracing=true`),
+		"--config", "../../examples/guarded-kv/config/auth-enabled.yaml", "--addr", "127.0.0.1:0")
+	cc, err := grpc.NewClient(m[0], grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cc.Close()
+	traceID, parentID := "5b8efff798038103d269b633813fc60c", "eee19b7ec3c1b174"
+	tok := iss.Sign(t, "k1", iss.Claims("alice", aud), nil)
+	ctx := metadata.AppendToOutgoingContext(context.Background(), "traceparent", "00-"+traceID+"-"+parentID+"-01", "authorization", "Bearer "+tok)
+	if _, err := kvpb.NewKeyValueServiceClient(cc).Put(ctx, &kvpb.PutRequest{Key: "a", Value: "1"}); err != nil {
+		t.Fatal(err)
+	}
+	tid, _ := hex.DecodeString(traceID)
+	spans := col.waitSpans(t, tid, "keyfort.kvexample.v1.KeyValueService/Put", "keyfort.session.create",
+		"keyfort.session.credentials", "keyfort.provider.Credentials", "keyfort.plugin.Credentials")
+	pid, _ := hex.DecodeString(parentID)
+	if got := spans["keyfort.kvexample.v1.KeyValueService/Put"].span.GetParentSpanId(); string(got) != string(pid) {
+		t.Errorf("the service's span is not under the caller's: %x", got)
+	}
+	if plug := spans["keyfort.plugin.Credentials"]; plug.service != "keyfort-plugin-memory" {
+		t.Errorf("the plugin's span came from %q", plug.service)
+	}
+	col.mu.Lock()
+	defer col.mu.Unlock()
+	for _, e := range col.spans {
+		if strings.Contains(e.span.String(), tok) {
+			t.Errorf("span %q carries the token", e.span.GetName())
 		}
 	}
 }

@@ -15,6 +15,9 @@ import (
 	"syscall"
 	"time"
 
+	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracegrpc"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+
 	"github.com/keyfort/keyfort/config"
 	"github.com/keyfort/keyfort/examples/guarded-kv/kvserver"
 )
@@ -102,6 +105,17 @@ func run(cfgFile, addr string, opts kvserver.Options) error {
 	if err != nil {
 		return err
 	}
+	if os.Getenv("OTEL_EXPORTER_OTLP_ENDPOINT") != "" {
+		// Traces over OTLP/gRPC, configured by the standard OTEL_* environment (endpoint, TLS,
+		// sampler, service name); the service's spans, the session library's and the providers'.
+		exp, err := otlptracegrpc.New(ctx)
+		if err != nil {
+			return fmt.Errorf("OTLP exporter: %w", err)
+		}
+		tp := sdktrace.NewTracerProvider(sdktrace.WithBatcher(exp))
+		defer func() { _ = tp.Shutdown(context.Background()) }()
+		opts.TracerProvider = tp
+	}
 	srv, err := kvserver.New(ctx, cfg, opts)
 	if err != nil {
 		return err
@@ -112,7 +126,7 @@ func run(cfgFile, addr string, opts kvserver.Options) error {
 		return err
 	}
 	slog.Info("guarded-kv: serving", slog.String("addr", l.Addr().String()), slog.Bool("auth", !opts.AuthDisabled), slog.Bool("keyfort_tokens", opts.RuntimeJWKS != ""),
-		slog.Bool("tls", opts.TLS != nil), slog.Bool("client_certs", opts.TLS != nil && opts.TLS.ClientCAs != nil))
+		slog.Bool("tls", opts.TLS != nil), slog.Bool("client_certs", opts.TLS != nil && opts.TLS.ClientCAs != nil), slog.Bool("tracing", opts.TracerProvider != nil))
 	go func() { <-ctx.Done(); srv.Close() }()
 	return srv.Serve(l)
 }

@@ -13,6 +13,9 @@ import (
 	"sync"
 	"time"
 
+	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
@@ -60,6 +63,10 @@ type Options struct {
 	// terminated their mutual TLS (grpcauth.ForwardedClientCert), for tokens bound to a client:
 	// only behind that sidecar, listening on loopback.
 	ForwardedClientCert bool
+	// TracerProvider, when set, traces the service: a server span per call (otelgrpc, continuing
+	// the caller's W3C trace context), with the session library's spans (a cache miss, a role's
+	// first credentials) and the providers' beneath it.
+	TracerProvider trace.TracerProvider
 }
 
 // Server is the running service.
@@ -81,7 +88,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Server, error)
 	if log == nil {
 		log = slog.Default()
 	}
-	cat, err := catalog.Open(ctx, cfg, catalog.Options{HostBinary: opts.HostBinary, Verify: true, Logger: log})
+	cat, err := catalog.Open(ctx, cfg, catalog.Options{HostBinary: opts.HostBinary, Verify: true, Logger: log, TracerProvider: opts.TracerProvider})
 	if err != nil {
 		return nil, err
 	}
@@ -131,7 +138,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Server, error)
 				cr, cl, err := cat.Credentials(ctx, role, id)
 				return cr, cl, err
 			}),
-			Logger: log,
+			Logger: log, TracerProvider: opts.TracerProvider,
 		})
 		if err != nil {
 			return fail(err)
@@ -141,6 +148,10 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Server, error)
 	sopts := grpcauth.New(guard).ServerOptions()
 	if opts.TLS != nil {
 		sopts = append(sopts, grpc.Creds(credentials.NewTLS(opts.TLS)))
+	}
+	if opts.TracerProvider != nil {
+		sopts = append(sopts, grpc.StatsHandler(otelgrpc.NewServerHandler(otelgrpc.WithTracerProvider(opts.TracerProvider),
+			otelgrpc.WithPropagators(propagation.TraceContext{}))))
 	}
 	s.grpc = grpc.NewServer(sopts...)
 	pb.RegisterKeyValueServiceServer(s.grpc, &handler{s: s})
