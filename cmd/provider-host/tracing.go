@@ -12,6 +12,7 @@ import (
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracegrpc"
+	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
 	"go.opentelemetry.io/otel/sdk/resource"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
@@ -26,7 +27,8 @@ func tracingRequested() bool {
 	return os.Getenv("OTEL_EXPORTER_OTLP_ENDPOINT") != "" || os.Getenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") != ""
 }
 
-// newTracerProvider exports spans over OTLP/gRPC as the standard environment says (endpoint, TLS,
+// newTracerProvider exports spans over OTLP (gRPC, or HTTP with protobuf when
+// OTEL_EXPORTER_OTLP_PROTOCOL says http/protobuf) as the standard environment says (endpoint, TLS,
 // headers, timeouts: OTEL_EXPORTER_OTLP_*; sampling: OTEL_TRACES_SAMPLER; batching: OTEL_BSP_*), as
 // the service named service unless OTEL_SERVICE_NAME says otherwise. It returns nil when tracing is
 // not requested; a request it cannot honour (another exporter or protocol) is an error, not a
@@ -40,19 +42,27 @@ func newTracerProvider(ctx context.Context, log *slog.Logger, service string, at
 	}
 	otel.SetErrorHandler(&tracingErrors{log: log, every: time.Minute})
 	if v := strings.TrimSpace(os.Getenv("OTEL_TRACES_EXPORTER")); v != "" && v != "otlp" {
-		return nil, fmt.Errorf("OTEL_TRACES_EXPORTER=%s: only otlp (over gRPC) is supported", v)
+		return nil, fmt.Errorf("OTEL_TRACES_EXPORTER=%s: only otlp is supported", v)
 	}
+	protocol := "grpc" // Keyfort's default: grpc is in the binary already
 	for _, name := range []string{"OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "OTEL_EXPORTER_OTLP_PROTOCOL"} {
 		if v := strings.TrimSpace(os.Getenv(name)); v != "" {
-			if v != "grpc" {
-				return nil, fmt.Errorf("%s=%s: only grpc is supported", name, v)
+			if v != "grpc" && v != "http/protobuf" {
+				return nil, fmt.Errorf("%s=%s: only grpc and http/protobuf are supported", name, v)
 			}
+			protocol = v
 			break
 		}
 	}
-	exp, err := otlptracegrpc.New(ctx)
+	var exp sdktrace.SpanExporter
+	var err error
+	if protocol == "grpc" {
+		exp, err = otlptracegrpc.New(ctx)
+	} else {
+		exp, err = otlptracehttp.New(ctx)
+	}
 	if err != nil {
-		return nil, fmt.Errorf("OTLP trace exporter: %w", err)
+		return nil, fmt.Errorf("OTLP trace exporter (%s): %w", protocol, err)
 	}
 	res, err := resource.New(ctx,
 		resource.WithAttributes(append(attrs, semconv.ServiceName(service), semconv.ServiceVersion(version))...),

@@ -4,8 +4,10 @@ import (
 	"context"
 	"encoding/hex"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"os"
 	"regexp"
@@ -20,6 +22,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/protobuf/proto"
 
 	pb "github.com/keyfort/keyfort/api/identity/v1"
 	"github.com/keyfort/keyfort/internal/hosttest"
@@ -294,4 +297,37 @@ func TestGuardedExampleExportsTraces(t *testing.T) {
 			t.Errorf("span %q carries the token", e.span.GetName())
 		}
 	}
+}
+
+// startHTTPCollector serves a collector on loopback over OTLP/HTTP (protobuf bodies at /v1/traces).
+func startHTTPCollector(t *testing.T) (*collector, string) {
+	t.Helper()
+	c := &collector{}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, err := io.ReadAll(r.Body)
+		req := &collectorpb.ExportTraceServiceRequest{}
+		if err != nil || r.URL.Path != "/v1/traces" || proto.Unmarshal(body, req) != nil {
+			http.Error(w, "bad export", http.StatusBadRequest)
+			return
+		}
+		_, _ = c.Export(r.Context(), req)
+		w.Header().Set("Content-Type", "application/x-protobuf")
+		out, _ := proto.Marshal(&collectorpb.ExportTraceServiceResponse{})
+		_, _ = w.Write(out)
+	}))
+	t.Cleanup(srv.Close)
+	return c, strings.TrimPrefix(srv.URL, "http://")
+}
+
+// TestServeExportsTracesOverHTTP: with OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf, serve exports
+// over OTLP/HTTP, for collectors that take only that.
+func TestServeExportsTracesOverHTTP(t *testing.T) {
+	col, addr := startHTTPCollector(t)
+	_, log, _ := startServe(t, []string{"PATH=" + os.Getenv("PATH"), "OTEL_EXPORTER_OTLP_ENDPOINT=http://" + addr,
+		"OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf", "OTEL_BSP_SCHEDULE_DELAY=50"}, "--grpc-addr", "127.0.0.1:0")
+	traceID := "6e0c63257de34c92bf9efcd03927272e"
+	ctx := metadata.AppendToOutgoingContext(context.Background(), "traceparent", "00-"+traceID+"-00f067aa0ba902b7-01")
+	_, _ = runtimeClient(t, log.String()).IssueIdentityToken(ctx, &pb.IssueIdentityTokenRequest{Subject: "batch"})
+	tid, _ := hex.DecodeString(traceID)
+	col.waitSpans(t, tid, "keyfort.identity.v1.IdentityRuntimeService/IssueIdentityToken")
 }
