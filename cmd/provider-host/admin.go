@@ -156,7 +156,8 @@ With identity.session.redis_url or postgres_url set, it also connects to the sha
 (logging in with identity.secrets.redis_password or postgres_password when bound; on PostgreSQL it
 reports the tables' schema version and never creates or changes them: see "migrate"), and with --identity-providers it fetches each identity
 provider's discovery document and key set (identity.secrets.oidc.NAME.issuer) as serve does at
-start-up; each is a line of its own.
+start-up; each is a line of its own. With the OTEL_* environment asking for traces, it checks that
+serve can export them as asked (exporter and protocol; the collector is not contacted).
 
 Exit status: 0 when every key resolves, 1 when any fails, 2 when the configuration is invalid.`,
 		Args: cobra.NoArgs,
@@ -181,6 +182,9 @@ Exit status: 0 when every key resolves, 1 when any fails, 2 when the configurati
 				}
 				if cat.Config().Session.RedisURL != "" || cat.Config().Session.PostgresURL != "" {
 					rep.add(checkSessionStore(ctx, cat))
+				}
+				if tracingRequested() {
+					rep.add(checkTracing())
 				}
 				if err := rep.write(cmd.OutOrStdout(), asJSON); err != nil {
 					return err
@@ -261,6 +265,19 @@ func checkIdentityProvider(ctx context.Context, cat *catalog.Catalog, name strin
 		return l
 	}
 	l.OK, l.Detail = true, "discovery and key set fetched"
+	return l
+}
+
+// checkTracing reports the tracing the OTEL_* environment asks of serve: what serve would refuse at
+// start fails here. The collector is not contacted (spans are sent in batches, later).
+func checkTracing() checkLine {
+	l := checkLine{Key: "tracing", Where: tracingEndpoint()}
+	protocol, err := tracingProtocol()
+	if err != nil {
+		l.Detail, l.Kind = err.Error(), "invalid_config"
+		return l
+	}
+	l.OK, l.Detail = true, "OTLP over "+protocol
 	return l
 }
 

@@ -151,6 +151,21 @@ func TestCheckJSON(t *testing.T) {
 	}
 }
 
+// TestCheckReportsTracing: check reports the tracing the OTEL_* environment asks of serve, failing
+// what serve would refuse at start.
+func TestCheckReportsTracing(t *testing.T) {
+	cfg := writeConfig(t, config)
+	env := []string{"KFCMD_GOOGLE_CLIENT_ID=abc.apps.googleusercontent.com", "OTEL_EXPORTER_OTLP_ENDPOINT=http://collector:4317"}
+	r := run(t, env, "check", "--config", cfg)
+	if r.code != 0 || !strings.Contains(r.stdout, "ok   tracing  http://collector:4317  OTLP over grpc") {
+		t.Errorf("exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	r = run(t, append(env, "OTEL_EXPORTER_OTLP_PROTOCOL=http/json"), "check", "--config", cfg)
+	if r.code != 1 || !strings.Contains(r.stdout, "FAIL tracing  http://collector:4317  OTEL_EXPORTER_OTLP_PROTOCOL=http/json") {
+		t.Errorf("an unsupported protocol: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+}
+
 func TestCheckInvalidConfiguration(t *testing.T) {
 	cfg := writeConfig(t, "identity: { secrets: { session_signing: nowhere:x } }\nbogus: 1\n")
 	r := run(t, nil, "check", "--config", cfg)

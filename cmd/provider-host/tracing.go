@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"log/slog"
@@ -27,6 +28,28 @@ func tracingRequested() bool {
 	return os.Getenv("OTEL_EXPORTER_OTLP_ENDPOINT") != "" || os.Getenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") != ""
 }
 
+// tracingProtocol is the OTLP protocol the environment asks for (grpc by default, or
+// http/protobuf), or an error naming the variable that asks for something else.
+func tracingProtocol() (string, error) {
+	if v := strings.TrimSpace(os.Getenv("OTEL_TRACES_EXPORTER")); v != "" && v != "otlp" {
+		return "", fmt.Errorf("OTEL_TRACES_EXPORTER=%s: only otlp is supported", v)
+	}
+	for _, name := range []string{"OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "OTEL_EXPORTER_OTLP_PROTOCOL"} {
+		if v := strings.TrimSpace(os.Getenv(name)); v != "" {
+			if v != "grpc" && v != "http/protobuf" {
+				return "", fmt.Errorf("%s=%s: only grpc and http/protobuf are supported", name, v)
+			}
+			return v, nil
+		}
+	}
+	return "grpc", nil // Keyfort's default: grpc is in the binary already
+}
+
+// tracingEndpoint is the collector the environment names for traces.
+func tracingEndpoint() string {
+	return cmp.Or(os.Getenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"), os.Getenv("OTEL_EXPORTER_OTLP_ENDPOINT"))
+}
+
 // newTracerProvider exports spans over OTLP (gRPC, or HTTP with protobuf when
 // OTEL_EXPORTER_OTLP_PROTOCOL says http/protobuf) as the standard environment says (endpoint, TLS,
 // headers, timeouts: OTEL_EXPORTER_OTLP_*; sampling: OTEL_TRACES_SAMPLER; batching: OTEL_BSP_*), as
@@ -41,21 +64,11 @@ func newTracerProvider(ctx context.Context, log *slog.Logger, service string, at
 		return nil, nil
 	}
 	otel.SetErrorHandler(&tracingErrors{log: log, every: time.Minute})
-	if v := strings.TrimSpace(os.Getenv("OTEL_TRACES_EXPORTER")); v != "" && v != "otlp" {
-		return nil, fmt.Errorf("OTEL_TRACES_EXPORTER=%s: only otlp is supported", v)
-	}
-	protocol := "grpc" // Keyfort's default: grpc is in the binary already
-	for _, name := range []string{"OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "OTEL_EXPORTER_OTLP_PROTOCOL"} {
-		if v := strings.TrimSpace(os.Getenv(name)); v != "" {
-			if v != "grpc" && v != "http/protobuf" {
-				return nil, fmt.Errorf("%s=%s: only grpc and http/protobuf are supported", name, v)
-			}
-			protocol = v
-			break
-		}
+	protocol, err := tracingProtocol()
+	if err != nil {
+		return nil, err
 	}
 	var exp sdktrace.SpanExporter
-	var err error
 	if protocol == "grpc" {
 		exp, err = otlptracegrpc.New(ctx)
 	} else {
