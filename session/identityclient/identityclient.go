@@ -154,10 +154,13 @@ func Resume(cfg Config, tokens *pb.SessionTokens) (*Session, error) {
 	if tokens.GetAccessToken() == "" || tokens.GetRefreshToken() == "" || tokens.GetAccessExpiresAt() == nil {
 		return nil, errors.New("identityclient: tokens need an access token, its expiry and a refresh token")
 	}
+	if cfg.ExpiryMargin < 0 || cfg.RefreshBefore < 0 || cfg.RefreshTimeout < 0 {
+		return nil, errors.New("identityclient: ExpiryMargin, RefreshBefore and RefreshTimeout must not be negative (an expired token would be handed out)")
+	}
 	if cfg.ExpiryMargin == 0 {
 		cfg.ExpiryMargin = DefaultExpiryMargin
 	}
-	if cfg.RefreshTimeout <= 0 {
+	if cfg.RefreshTimeout == 0 {
 		cfg.RefreshTimeout = DefaultRefreshTimeout
 	}
 	s := &Session{cfg: cfg, log: cfg.Logger, now: cfg.Now, refreshes: refreshCounter(cfg.Registerer)}

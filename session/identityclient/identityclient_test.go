@@ -26,6 +26,7 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	pb "github.com/keyfort/keyfort/api/identity/v1"
 	"github.com/keyfort/keyfort/internal/metrictest"
@@ -566,4 +567,33 @@ func TestConcurrentUseAcrossRefreshesAndEnd(t *testing.T) {
 		})
 	}
 	after.Wait()
+}
+
+// TestResumeRefusesBadInput: tokens without an access token, its expiry or a refresh token, and
+// negative durations (which would hand out expired tokens) are refused with a clear error that
+// carries no token.
+func TestResumeRefusesBadInput(t *testing.T) {
+	rt := pb.NewIdentityRuntimeServiceClient(nil)
+	good := &pb.SessionTokens{SessionId: "s1", AccessToken: "eyJhY2Nlc3M", RefreshToken: "eyJyZWZyZXNo",
+		AccessExpiresAt: timestamppb.New(time.Now().Add(time.Minute))}
+	for name, tc := range map[string]struct {
+		cfg identityclient.Config
+		tok *pb.SessionTokens
+	}{
+		"no runtime":              {identityclient.Config{}, good},
+		"no tokens":               {identityclient.Config{Runtime: rt}, nil},
+		"no refresh token":        {identityclient.Config{Runtime: rt}, &pb.SessionTokens{AccessToken: "eyJhY2Nlc3M", AccessExpiresAt: good.AccessExpiresAt}},
+		"no expiry":               {identityclient.Config{Runtime: rt}, &pb.SessionTokens{AccessToken: "eyJhY2Nlc3M", RefreshToken: "eyJyZWZyZXNo"}},
+		"negative expiry margin":  {identityclient.Config{Runtime: rt, ExpiryMargin: -time.Second}, good},
+		"negative refresh before": {identityclient.Config{Runtime: rt, RefreshBefore: -time.Second}, good},
+	} {
+		_, err := identityclient.Resume(tc.cfg, tc.tok)
+		if err == nil {
+			t.Errorf("%s: accepted", name)
+			continue
+		}
+		if strings.Contains(err.Error(), "eyJ") {
+			t.Errorf("%s: the error carries a token: %v", name, err)
+		}
+	}
 }
