@@ -17,6 +17,8 @@ import (
 	"go.opentelemetry.io/otel/sdk/resource"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
+
+	"github.com/keyfort/keyfort/internal/redact"
 )
 
 // tracingRequested reports whether the standard OpenTelemetry environment asks for traces: an OTLP
@@ -114,6 +116,8 @@ func (h *tracingErrors) Handle(err error) {
 	if log == nil {
 		log = slog.Default()
 	}
-	log.Warn("keyfort: tracing error; spans may be lost", slog.String("error", err.Error()),
+	// The exporter's messages may quote its endpoint, whose user part may hold credentials (net/http
+	// masks a password there; other paths may not).
+	log.Warn("keyfort: tracing error; spans may be lost", slog.String("error", redact.Userinfo(err.Error())),
 		slog.Int("errors_held_back", held), slog.Duration("next_report_in", h.every))
 }

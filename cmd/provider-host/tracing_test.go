@@ -237,8 +237,9 @@ func TestServeReportsAnUnreachableCollector(t *testing.T) {
 	}
 	gone := ln.Addr().String()
 	_ = ln.Close() // nothing listens there any more
-	_, log, _ := startServe(t, []string{"PATH=" + os.Getenv("PATH"), "OTEL_EXPORTER_OTLP_ENDPOINT=http://" + gone,
-		"OTEL_EXPORTER_OTLP_INSECURE=true", "OTEL_BSP_SCHEDULE_DELAY=50", "OTEL_EXPORTER_OTLP_TIMEOUT=500"}, "--grpc-addr", "127.0.0.1:0")
+	// Over HTTP, whose errors quote the endpoint, with credentials in its user part.
+	_, log, _ := startServe(t, []string{"PATH=" + os.Getenv("PATH"), "OTEL_EXPORTER_OTLP_ENDPOINT=http://tenant:s3cret-key@" + gone,
+		"OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf", "OTEL_BSP_SCHEDULE_DELAY=50", "OTEL_EXPORTER_OTLP_TIMEOUT=500"}, "--grpc-addr", "127.0.0.1:0")
 	rt := runtimeClient(t, log.String())
 	_, _ = rt.IssueIdentityToken(context.Background(), &pb.IssueIdentityTokenRequest{Subject: "batch"}) // a traced call
 	deadline := time.Now().Add(30 * time.Second)
@@ -252,6 +253,9 @@ func TestServeReportsAnUnreachableCollector(t *testing.T) {
 		if strings.Contains(line, "keyfort: tracing error") && !strings.Contains(line, "level=WARN") {
 			t.Errorf("not a structured warning: %s", line)
 		}
+	}
+	if strings.Contains(log.String(), "s3cret-key") {
+		t.Errorf("the endpoint's credentials reached the log:\n%s", log)
 	}
 }
 

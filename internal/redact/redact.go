@@ -2,6 +2,7 @@ package redact
 
 import (
 	"net/url"
+	"regexp"
 	"strings"
 )
 
@@ -22,3 +23,10 @@ func URL(u, fallback string) string {
 	parsed.RawQuery = q.Encode()
 	return parsed.Redacted()
 }
+
+// userinfo matches the user part of a URL inside free text ("https://user:pass@host").
+var userinfo = regexp.MustCompile(`([a-zA-Z][a-zA-Z0-9+.-]*://)[^/@\s"']*@`)
+
+// Userinfo is text with the user part of every URL in it masked, for messages that libraries
+// build around a URL they were given (an exporter's endpoint, say), which may carry credentials.
+func Userinfo(text string) string { return userinfo.ReplaceAllString(text, "${1}xxxxx@") }

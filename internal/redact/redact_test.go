@@ -23,3 +23,16 @@ func TestURL(t *testing.T) {
 		}
 	}
 }
+
+// TestUserinfo: credentials in the URLs of a free text are masked, and nothing else changes.
+func TestUserinfo(t *testing.T) {
+	for in, want := range map[string]string{
+		`failed to send to https://tenant:s3cret@collector.example:4318/v1/traces: 401`: `failed to send to https://xxxxx@collector.example:4318/v1/traces: 401`,
+		`post "http://key@c:4318/v1/traces" and grpc://u:p@other:4317`:                  `post "http://xxxxx@c:4318/v1/traces" and grpc://xxxxx@other:4317`,
+		`connection refused: dial tcp 127.0.0.1:4317, mail admin@example.com`:           `connection refused: dial tcp 127.0.0.1:4317, mail admin@example.com`,
+	} {
+		if got := redact.Userinfo(in); got != want {
+			t.Errorf("Userinfo(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
