@@ -178,6 +178,11 @@ const (
 )
 
 func serve(ctx context.Context, log *slog.Logger, files []string, l listeners) error {
+	// SIGHUP refetches the providers' material once serving (refreshOnHangup); one that arrives
+	// during start-up waits for it instead of killing the process (the signal's default).
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 	redisstore.RouteClientLogs(log) // go-redis's reconnection and failover lines, in serve's log
 	httpAddr, grpcAddr := l.http, l.grpc
 	var tlsCfg *tls.Config
@@ -332,7 +337,7 @@ func serve(ctx context.Context, log *slog.Logger, files []string, l listeners) e
 	})
 	// SIGHUP: refetch every provider's material now instead of at the end of its cache TTL (a
 	// rotation, or a compromised key removed at its backend, takes effect at once).
-	go refreshOnHangup(ctx, cat, log)
+	go refreshOnHangup(ctx, hup, cat, log)
 	// The gRPC health service follows the same checks, every healthInterval, and the log says
 	// when readiness changes (a probe of /readyz alone leaves no trace).
 	hctx, stopHealth := context.WithCancel(ctx)
@@ -431,12 +436,9 @@ func loopback(addr string) bool {
 // refreshTimeout bounds the refetch a SIGHUP starts.
 const refreshTimeout = 30 * time.Second
 
-// refreshOnHangup refetches every provider's cached material on each SIGHUP until ctx ends, and logs
+// refreshOnHangup refetches every provider's cached material on each SIGHUP of hup until ctx ends, and logs
 // what the signing key set is then (its kids, never a value).
-func refreshOnHangup(ctx context.Context, cat *catalog.Catalog, log *slog.Logger) {
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
+func refreshOnHangup(ctx context.Context, hup <-chan os.Signal, cat *catalog.Catalog, log *slog.Logger) {
 	for {
 		select {
 		case <-ctx.Done():
