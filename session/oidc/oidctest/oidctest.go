@@ -62,8 +62,11 @@ func New(tb testing.TB) *Issuer {
 		}
 		_ = json.NewEncoder(w).Encode(set)
 	})
-	iss.srv = httptest.NewServer(mux)
-	iss.URL = iss.srv.URL
+	// The URL is known before the server answers: a request can arrive as soon as it listens (a
+	// client of an earlier test's issuer on a port used again, say), and its handler reads URL.
+	iss.srv = httptest.NewUnstartedServer(mux)
+	iss.URL = "http://" + iss.srv.Listener.Addr().String()
+	iss.srv.Start()
 	tb.Cleanup(iss.srv.Close)
 	iss.AddKey(tb, "k1", jose.RS256)
 	return iss
