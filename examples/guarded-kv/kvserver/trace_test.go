@@ -3,6 +3,7 @@ package kvserver_test
 import (
 	"context"
 	"testing"
+	"time"
 
 	"go.opentelemetry.io/otel/propagation"
 	"google.golang.org/grpc/metadata"
@@ -36,11 +37,19 @@ func TestTracedService(t *testing.T) {
 	}
 	caller.End()
 
+	// otelgrpc ends a server span just after the answer is sent: wait for the last one.
 	byName := map[string]int{}
-	for _, s := range rec.Ended() {
-		if s.SpanContext().TraceID() == caller.SpanContext().TraceID() {
-			byName[s.Name()]++
+	for range 500 {
+		byName = map[string]int{}
+		for _, s := range rec.Ended() {
+			if s.SpanContext().TraceID() == caller.SpanContext().TraceID() {
+				byName[s.Name()]++
+			}
 		}
+		if byName["keyfort.kvexample.v1.KeyValueService/Get"] > 0 {
+			break
+		}
+		time.Sleep(2 * time.Millisecond)
 	}
 	for name, want := range map[string]int{
 		"keyfort.kvexample.v1.KeyValueService/Put": 1, "keyfort.kvexample.v1.KeyValueService/Get": 1,
