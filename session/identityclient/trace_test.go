@@ -34,7 +34,7 @@ func TestRefreshJoinsTheCallersTrace(t *testing.T) {
 		t.Fatal(err)
 	}
 	caller.End()
-	for range 500 {
+	for range 2500 { // up to 5 s
 		if accessToken(t, s) != first {
 			break
 		}
