@@ -2,6 +2,7 @@ package grpcauth_test
 
 import (
 	"context"
+	"slices"
 	"testing"
 	"time"
 
@@ -51,6 +52,9 @@ func TestRefusalMarksTheCallSpan(t *testing.T) {
 			}
 			time.Sleep(2 * time.Millisecond)
 		}
+		// Spans are recorded as they end, and a server span ends just after its answer, so the
+		// recorder's order need not be the calls' order; the calls were sequential, their starts are.
+		slices.SortFunc(spans, func(a, b sdktrace.ReadOnlySpan) int { return a.StartTime().Compare(b.StartTime()) })
 		for _, s := range spans {
 			reason := "none"
 			for _, ev := range s.Events() {
