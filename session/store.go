@@ -79,9 +79,9 @@ type HashKeyHolder interface {
 }
 
 // Revocation is one event of a RevocationFeed: a family revoked, a token tombstoned, a subject's
-// tokens cut, or (Resync) a gap in the feed. Exactly one of Family, Token, Subject and Resync is
-// set. No identifier is secret: family IDs are random handles, token keys keyed hashes, subjects
-// SHA-256 hashes.
+// tokens cut, a signing key revoked, or (Resync) a gap in the feed. Exactly one of Family, Token,
+// Subject, Key and Resync is set. No identifier is secret: family IDs are random handles, token
+// keys keyed hashes, subjects SHA-256 hashes, key IDs public (the JWKS names them).
 type Revocation struct {
 	// Family is the ID of a family revoked (logout, refresh-token reuse).
 	Family string
@@ -93,6 +93,10 @@ type Revocation struct {
 	Subject       string
 	SubjectIdP    string
 	SubjectBefore time.Time
+	// Key is the kid of a signing key revoked (KeyRevoker.RevokeKey) until KeyUntil: tokens it
+	// signed are refused, and sessions of them end.
+	Key      string
+	KeyUntil time.Time
 	// Resync reports that events may have been lost (the feed's connection dropped and was made
 	// again): a subscriber cannot know what it missed and must check what it holds.
 	Resync bool
@@ -199,6 +203,29 @@ type SubjectCutter interface {
 	TokenEnded(ctx context.Context, t TokenRef) (bool, error)
 }
 
+// KeyRevocation withdraws one of Keyfort's own signing keys before its time (the key leaked): every
+// token it signed is refused, by every replica and verifier sharing the store, until Until.
+type KeyRevocation struct {
+	// KeyID is the key's kid (as in the JWKS and the tokens' headers).
+	KeyID string
+	// Until is when the store forgets the revocation: after the last token the key signed has
+	// expired (its refresh tokens' lifetime from now), by which time the key is also gone from its
+	// provider.
+	Until time.Time
+}
+
+// KeyRevoker is the optional capability of a Store that keeps revoked signing keys for every
+// replica sharing it: a deny list that takes effect at once, ahead of the key's removal from its
+// provider reaching every replica's cache. RevokedKeys (the process's view of the list) loads it
+// and follows the store's feed. MemoryStore, redisstore.Store and pgstore.Store have it.
+type KeyRevoker interface {
+	// RevokeKey records r (keeping, for one kid, the latest Until of every revocation made) and
+	// announces it on the store's feed (Revocation.Key).
+	RevokeKey(ctx context.Context, r KeyRevocation) error
+	// RevokedKeys returns the revocations still in force at now, in no particular order.
+	RevokedKeys(ctx context.Context, now time.Time) ([]KeyRevocation, error)
+}
+
 // Pinger is the optional capability of a Store that can tell whether it is reachable now, for a
 // readiness check (serve's /readyz): a replica that cannot reach the shared store can neither start
 // nor refresh sessions. redisstore.Store and pgstore.Store have it; a MemoryStore is always there.
@@ -235,6 +262,7 @@ type MemoryStore struct {
 	families   map[string]Family
 	tombstones map[string]time.Time
 	cuts       map[cutKey]SubjectCut
+	keys       map[string]time.Time // revoked signing keys: kid → until
 	now        func() time.Time
 	hashKey    []byte
 	// writes since the last gc; gc runs when they reach the entries it left (nextGC), so its cost
@@ -253,7 +281,7 @@ func NewMemoryStore(now func() time.Time) *MemoryStore {
 		now = time.Now
 	}
 	return &MemoryStore{families: map[string]Family{}, tombstones: map[string]time.Time{}, cuts: map[cutKey]SubjectCut{},
-		now: now, hashKey: randomKey()}
+		keys: map[string]time.Time{}, now: now, hashKey: randomKey()}
 }
 
 // cutKey is where a MemoryStore keeps a cut.
@@ -268,6 +296,7 @@ var (
 	_ SubjectRevoker = (*MemoryStore)(nil)
 	_ SubjectLister  = (*MemoryStore)(nil)
 	_ SubjectCutter  = (*MemoryStore)(nil)
+	_ KeyRevoker     = (*MemoryStore)(nil)
 )
 
 // SubscribeRevocations implements RevocationFeed: events reach fn synchronously, on the goroutine
@@ -458,6 +487,35 @@ func (s *MemoryStore) TokenEnded(_ context.Context, t TokenRef) (bool, error) {
 	return false, nil
 }
 
+// RevokeKey implements KeyRevoker.
+func (s *MemoryStore) RevokeKey(_ context.Context, r KeyRevocation) error {
+	if r.KeyID == "" {
+		return errors.New("session: a key revocation needs a key ID")
+	}
+	s.mu.Lock()
+	s.maybeGC()
+	if old, ok := s.keys[r.KeyID]; !ok || r.Until.After(old) {
+		s.keys[r.KeyID] = r.Until
+	}
+	until := s.keys[r.KeyID]
+	s.mu.Unlock()
+	s.publish(Revocation{Key: r.KeyID, KeyUntil: until})
+	return nil
+}
+
+// RevokedKeys implements KeyRevoker.
+func (s *MemoryStore) RevokedKeys(_ context.Context, now time.Time) ([]KeyRevocation, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []KeyRevocation
+	for kid, until := range s.keys {
+		if now.Before(until) {
+			out = append(out, KeyRevocation{KeyID: kid, Until: until})
+		}
+	}
+	return out, nil
+}
+
 // Close implements Store.
 func (s *MemoryStore) Close() error { return nil }
 
@@ -472,7 +530,7 @@ func (s *MemoryStore) maybeGC() {
 		return
 	}
 	s.gc()
-	s.writes, s.nextGC = 0, len(s.families)+len(s.tombstones)+len(s.cuts)
+	s.writes, s.nextGC = 0, len(s.families)+len(s.tombstones)+len(s.cuts)+len(s.keys)
 }
 
 // gc drops expired families and tombstones; callers hold s.mu.
@@ -491,6 +549,11 @@ func (s *MemoryStore) gc() {
 	for k, c := range s.cuts {
 		if !now.Before(c.Until) {
 			delete(s.cuts, k)
+		}
+	}
+	for kid, until := range s.keys {
+		if !now.Before(until) {
+			delete(s.keys, kid)
 		}
 	}
 }

@@ -10,8 +10,8 @@ import (
 	"github.com/keyfort/keyfort/session"
 )
 
-// Parse reads a feed payload: "f:" and a family ID, "t:" and a tombstone key, or a subject cut
-// (Cut). Anything else (a store's probe, a stranger's message, an event of a later release) is not
+// Parse reads a feed payload: "f:" and a family ID, "t:" and a tombstone key, a subject cut
+// (Cut) or a key revocation (Key). Anything else (a store's probe, a stranger's message, an event of a later release) is not
 // an event.
 func Parse(p string) (session.Revocation, bool) {
 	switch {
@@ -27,6 +27,13 @@ func Parse(p string) (session.Revocation, bool) {
 			return session.Revocation{}, false
 		}
 		return session.Revocation{Subject: hash, SubjectIdP: idp, SubjectBefore: time.UnixMilli(n)}, true
+	case strings.HasPrefix(p, "k:"):
+		ms, kid, ok := strings.Cut(p[2:], ":")
+		n, err := strconv.ParseInt(ms, 10, 64)
+		if !ok || err != nil || kid == "" {
+			return session.Revocation{}, false
+		}
+		return session.Revocation{Key: kid, KeyUntil: time.UnixMilli(n)}, true
 	}
 	return session.Revocation{}, false
 }
@@ -35,6 +42,12 @@ func Parse(p string) (session.Revocation, bool) {
 // session.SubjectHash and the identity provider (last: it may hold a colon), colon-separated.
 func Cut(c session.SubjectCut) string {
 	return "s:" + strconv.FormatInt(c.Before.UnixMilli(), 10) + ":" + session.SubjectHash(c.Subject) + ":" + c.IdP
+}
+
+// Key is the payload of a key revocation: "k:", its Until in unix milliseconds and the kid (last:
+// it may hold a colon), colon-separated.
+func Key(r session.KeyRevocation) string {
+	return "k:" + strconv.FormatInt(r.Until.UnixMilli(), 10) + ":" + r.KeyID
 }
 
 func isHex(s string) bool {

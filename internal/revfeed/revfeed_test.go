@@ -23,6 +23,9 @@ func TestParse(t *testing.T) {
 			Subject: session.SubjectHash("bob"), SubjectIdP: "a:b", SubjectBefore: time.UnixMilli(5)},
 		revfeed.Cut(session.SubjectCut{Subject: "carol", Before: time.UnixMilli(7)}): {
 			Subject: session.SubjectHash("carol"), SubjectBefore: time.UnixMilli(7)},
+		revfeed.Key(session.KeyRevocation{KeyID: "kid-1", Until: time.UnixMilli(1700000000123)}): {
+			Key: "kid-1", KeyUntil: time.UnixMilli(1700000000123)},
+		revfeed.Key(session.KeyRevocation{KeyID: "vault:2:x", Until: time.UnixMilli(9)}): {Key: "vault:2:x", KeyUntil: time.UnixMilli(9)},
 	} {
 		if got, ok := revfeed.Parse(in); !ok || got != want {
 			t.Errorf("Parse(%q): got %+v, %v; want %+v", in, got, ok, want)
@@ -30,7 +33,8 @@ func TestParse(t *testing.T) {
 	}
 	hash := session.SubjectHash("alice")
 	for _, in := range []string{"", "f:", "t:", "p:", "x:y", "fam", "s:", "s:1:" + hash, "s:x:" + hash + ":", "s:1:" + hash[1:] + ":",
-		"s:1:" + strings.Repeat("g", 64) + ":", "s:1:" + hash + "0:"} {
+		"s:1:" + strings.Repeat("g", 64) + ":", "s:1:" + hash + "0:",
+		"k:", "k:1", "k:1:", "k:x:kid", "k::kid"} {
 		if got, ok := revfeed.Parse(in); ok {
 			t.Errorf("Parse(%q): got %+v, want no event", in, got)
 		}

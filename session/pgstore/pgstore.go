@@ -68,6 +68,7 @@ type Store struct {
 	tomb    string
 	meta    string
 	cut     string
+	keys    string
 	channel string // unquoted, for pg_notify; quoted for LISTEN
 	hashKey []byte
 	schema  Schema
@@ -85,6 +86,7 @@ var (
 	_ session.SubjectRevoker = (*Store)(nil)
 	_ session.SubjectLister  = (*Store)(nil)
 	_ session.SubjectCutter  = (*Store)(nil)
+	_ session.KeyRevoker     = (*Store)(nil)
 	_ session.Pinger         = (*Store)(nil)
 )
 
@@ -108,6 +110,7 @@ func newStore(ctx context.Context, cfg Config, steps []step) (*Store, error) {
 		tomb:    pgx.Identifier{prefix + "tombstones"}.Sanitize(),
 		meta:    pgx.Identifier{prefix + "meta"}.Sanitize(),
 		cut:     pgx.Identifier{prefix + "subject_cuts"}.Sanitize(),
+		keys:    pgx.Identifier{prefix + "revoked_keys"}.Sanitize(),
 		channel: prefix + "revocations",
 		stop:    make(chan struct{}),
 		cleaned: make(chan struct{}),
@@ -381,6 +384,38 @@ func (s *Store) TokenEnded(ctx context.Context, t session.TokenRef) (bool, error
 	return ok, wrap(err)
 }
 
+// RevokeKey implements session.KeyRevoker and announces the revocation (with the Until kept) on
+// the feed, in one transaction.
+func (s *Store) RevokeKey(ctx context.Context, r session.KeyRevocation) error {
+	if r.KeyID == "" {
+		return errors.New("pgstore: a key revocation needs a key ID")
+	}
+	return wrap(pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		var until time.Time
+		if err := tx.QueryRow(ctx, `INSERT INTO `+s.keys+` (kid, until) VALUES ($1, $2)
+			ON CONFLICT (kid) DO UPDATE SET until = GREATEST(`+s.keys+`.until, EXCLUDED.until) RETURNING until`,
+			r.KeyID, r.Until).Scan(&until); err != nil {
+			return err
+		}
+		_, err := tx.Exec(ctx, `SELECT pg_notify($1, $2)`, s.channel, revfeed.Key(session.KeyRevocation{KeyID: r.KeyID, Until: until}))
+		return err
+	}))
+}
+
+// RevokedKeys implements session.KeyRevoker.
+func (s *Store) RevokedKeys(ctx context.Context, now time.Time) ([]session.KeyRevocation, error) {
+	rows, err := s.pool.Query(ctx, `SELECT kid, until FROM `+s.keys+` WHERE until > $1`, now)
+	if err != nil {
+		return nil, wrap(err)
+	}
+	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (session.KeyRevocation, error) {
+		var r session.KeyRevocation
+		err := row.Scan(&r.KeyID, &r.Until)
+		return r, err
+	})
+	return out, wrap(err)
+}
+
 // Ping implements session.Pinger: a round trip on a connection of the pool.
 func (s *Store) Ping(ctx context.Context) error {
 	return wrap(s.pool.Ping(ctx))
@@ -402,6 +437,7 @@ func (s *Store) cleanup(every time.Duration) {
 		_, _ = s.pool.Exec(ctx, `DELETE FROM `+s.fam+` WHERE expires_at < $1`, now)
 		_, _ = s.pool.Exec(ctx, `DELETE FROM `+s.tomb+` WHERE until < $1`, now)
 		_, _ = s.pool.Exec(ctx, `DELETE FROM `+s.cut+` WHERE until < $1`, now)
+		_, _ = s.pool.Exec(ctx, `DELETE FROM `+s.keys+` WHERE until < $1`, now)
 		cancel()
 	}
 }

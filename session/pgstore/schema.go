@@ -16,7 +16,7 @@ import (
 // SchemaVersion is the version of the table layout this package reads and writes. The tables
 // record theirs in <prefix>meta (rows schema-version and schema-compatible), written by the step
 // that last changed them; tables made before versioning (no such row) are version 1.
-const SchemaVersion = 3
+const SchemaVersion = 4
 
 // A step takes the tables from version to-1 to version to. Compatible is the oldest SchemaVersion
 // of code that can still read and write them afterwards: a step that only adds (a nullable column,
@@ -29,7 +29,7 @@ type step struct {
 }
 
 // tables are the quoted table names of one prefix.
-type tables struct{ fam, tomb, meta, cut string }
+type tables struct{ fam, tomb, meta, cut, keys string }
 
 // steps is the schema's history, oldest first; its last step is SchemaVersion.
 var steps = []step{
@@ -45,6 +45,10 @@ var steps = []step{
 				cut_before timestamptz NOT NULL, until timestamptz NOT NULL, PRIMARY KEY (subject, idp))`,
 			`CREATE INDEX IF NOT EXISTS ` + pgx.Identifier{strings.Trim(t.cut, `"`) + "_until"}.Sanitize() + ` ON ` + t.cut + ` (until)`,
 		}
+	}},
+	// 4: revoked signing keys, for KeyRevoker (additive: older code neither reads nor writes them).
+	{to: 4, compatible: 1, stmts: func(t tables) []string {
+		return []string{`CREATE TABLE IF NOT EXISTS ` + t.keys + ` (kid text PRIMARY KEY, until timestamptz NOT NULL)`}
 	}},
 }
 
@@ -108,7 +112,7 @@ func (s *Store) migrate(ctx context.Context, steps []step, disabled bool) error 
 	h := fnv.New64a()
 	h.Write([]byte("keyfort:" + s.fam))
 	lock := int64(h.Sum64())
-	t := tables{s.fam, s.tomb, s.meta, s.cut}
+	t := tables{s.fam, s.tomb, s.meta, s.cut, s.keys}
 	want := steps[len(steps)-1].to
 	name := strings.Trim(s.fam, `"`)
 	name = strings.TrimSuffix(name, "families") + "*"
@@ -162,7 +166,7 @@ func (s *Store) migrate(ctx context.Context, steps []step, disabled bool) error 
 		var missing *string
 		if err := tx.QueryRow(ctx, `SELECT string_agg(p || ' on ' || trim(both '"' from t), ', ')
 			FROM unnest($1::text[]) AS t, unnest(ARRAY['SELECT', 'INSERT', 'UPDATE', 'DELETE']) AS p
-			WHERE NOT has_table_privilege(t, p)`, []string{t.fam, t.tomb, t.meta, t.cut}).Scan(&missing); err != nil {
+			WHERE NOT has_table_privilege(t, p)`, []string{t.fam, t.tomb, t.meta, t.cut, t.keys}).Scan(&missing); err != nil {
 			return err
 		}
 		if missing != nil {

@@ -54,6 +54,7 @@ var (
 	_ session.SubjectRevoker = (*Store)(nil)
 	_ session.SubjectLister  = (*Store)(nil)
 	_ session.SubjectCutter  = (*Store)(nil)
+	_ session.KeyRevoker     = (*Store)(nil)
 	_ session.Pinger         = (*Store)(nil)
 )
 
@@ -417,6 +418,10 @@ func (s *Store) cutKey(subject string) string {
 	return s.prefix + "cut:" + session.SubjectHash(subject)
 }
 
+// revokedKeysKey is the hash of revoked signing keys, <prefix>revoked-keys: each kid's Until, in
+// unix milliseconds.
+func (s *Store) revokedKeysKey() string { return s.prefix + "revoked-keys" }
+
 // subjectIndexScript adds a family ID to its subject's set and keeps the set until the last of its
 // families expires (its time to live only ever grows; PTTL and PEXPIRE, not Redis 7's PEXPIRETIME).
 var subjectIndexScript = redis.NewScript(`
@@ -750,6 +755,57 @@ func (s *Store) TokenEnded(ctx context.Context, t session.TokenRef) (bool, error
 		}
 	}
 	return false, nil
+}
+
+// revokeKeyScript records a key revocation (the later Until of the one kept and this), forgets
+// those past their Until, keeps the hash until its latest Until, and announces the revocation (with
+// the Until kept) on the feed.
+var revokeKeyScript = redis.NewScript(`
+local now = tonumber(ARGV[3])
+local all = redis.call('HGETALL', KEYS[1])
+local last = 0
+for i = 1, #all, 2 do
+  local u = tonumber(all[i + 1]) or 0
+  if u <= now then redis.call('HDEL', KEYS[1], all[i]) elseif u > last then last = u end
+end
+local keep = tonumber(ARGV[2])
+local cur = tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '0')
+if cur > keep then keep = cur end
+redis.call('HSET', KEYS[1], ARGV[1], keep)
+if keep > last then last = keep end
+redis.call('PEXPIREAT', KEYS[1], last)
+if ARGV[4] ~= '' then redis.call('PUBLISH', ARGV[4], 'k:' .. keep .. ':' .. ARGV[1]) end
+return keep
+`)
+
+// RevokeKey implements session.KeyRevoker: one script on the revoked-keys hash.
+func (s *Store) RevokeKey(ctx context.Context, r session.KeyRevocation) error {
+	if r.KeyID == "" {
+		return errors.New("redisstore: a key revocation needs a key ID")
+	}
+	if !r.Until.After(time.Now()) {
+		return nil
+	}
+	return wrap(revokeKeyScript.Run(ctx, s.rdb, []string{s.revokedKeysKey()}, r.KeyID, ms(r.Until), ms(time.Now()), s.publish).Err())
+}
+
+// RevokedKeys implements session.KeyRevoker: the revoked-keys hash, whole.
+func (s *Store) RevokedKeys(ctx context.Context, now time.Time) ([]session.KeyRevocation, error) {
+	all, err := s.rdb.HGetAll(ctx, s.revokedKeysKey()).Result()
+	if err != nil {
+		return nil, wrap(err)
+	}
+	var out []session.KeyRevocation
+	for kid, v := range all {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil {
+			return nil, fmt.Errorf("%w: redis: malformed revocation of signing key %q", session.ErrStoreUnavailable, kid)
+		}
+		if until := time.UnixMilli(n); until.After(now) {
+			out = append(out, session.KeyRevocation{KeyID: kid, Until: until})
+		}
+	}
+	return out, nil
 }
 
 // Ping implements session.Pinger: a PING on a connection of the pool (on a Cluster, to one node).

@@ -224,6 +224,81 @@ func RunStoreTests(t *testing.T, newStore func(t *testing.T) session.Store) {
 		}
 		runCutTests(t, s, c)
 	})
+	t.Run("KeyRevocations", func(t *testing.T) {
+		s := open(t)
+		kr, ok := s.(session.KeyRevoker)
+		if !ok {
+			t.Skip("the store keeps no revoked keys")
+		}
+		runKeyTests(t, s, kr)
+	})
+}
+
+// runKeyTests checks KeyRevoker: a revocation is listed until its Until, the later Until of two
+// stands, kids of any bytes round-trip, the feed announces each with the Until kept, and a
+// revocation without a kid is refused.
+func runKeyTests(t *testing.T, s session.Store, kr session.KeyRevoker) {
+	ctx := context.Background()
+	heard := listen(t, s)
+	now := time.Now().Truncate(time.Millisecond)
+	revoke := func(kid string, until, kept time.Time) {
+		t.Helper()
+		if err := kr.RevokeKey(ctx, session.KeyRevocation{KeyID: kid, Until: until}); err != nil {
+			t.Fatal(err)
+		}
+		if heard == nil {
+			return
+		}
+		select {
+		case r := <-heard:
+			if r.Key != kid || !r.KeyUntil.Equal(kept) || r.Family != "" || r.Token != "" || r.Subject != "" {
+				t.Errorf("the feed announced %+v for the revocation of %q until %v", r, kid, kept)
+			}
+		case <-time.After(10 * time.Second):
+			t.Errorf("the feed announced no revocation of %q", kid)
+		}
+	}
+	listed := func(at time.Time) map[string]time.Time {
+		t.Helper()
+		rs, err := kr.RevokedKeys(ctx, at)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m := map[string]time.Time{}
+		for _, r := range rs {
+			m[r.KeyID] = r.Until
+		}
+		return m
+	}
+	if got := listed(now); len(got) != 0 {
+		t.Fatalf("revoked keys before any revocation: %v", got)
+	}
+	odd := "vault:transit/keys/identity:3 ü"
+	revoke("kid-a", now.Add(time.Hour), now.Add(time.Hour))
+	revoke(odd, now.Add(time.Hour), now.Add(time.Hour))
+	revoke("kid-a", now.Add(time.Minute), now.Add(time.Hour)) // an earlier Until: the later stands
+	revoke("kid-b", now.Add(time.Second), now.Add(time.Second))
+	got := listed(now)
+	if len(got) != 3 || !got["kid-a"].Equal(now.Add(time.Hour)) || !got[odd].Equal(now.Add(time.Hour)) || !got["kid-b"].Equal(now.Add(time.Second)) {
+		t.Errorf("revoked keys: %v; want kid-a and %q until %v, kid-b until %v", got, odd, now.Add(time.Hour), now.Add(time.Second))
+	}
+	if got := listed(now.Add(2 * time.Second)); len(got) != 2 || got["kid-b"] != (time.Time{}) {
+		t.Errorf("revoked keys past kid-b's Until: %v; want kid-a and %q only", got, odd)
+	}
+	// A store that forgets on its own clock (Redis's expiry) keeps what is in force.
+	time.Sleep(time.Until(now.Add(time.Second + 100*time.Millisecond)))
+	if err := kr.RevokeKey(ctx, session.KeyRevocation{KeyID: "kid-c", Until: time.Now().Add(time.Hour)}); err != nil {
+		t.Fatal(err)
+	}
+	if heard != nil {
+		<-heard
+	}
+	if got := listed(time.Now()); len(got) != 3 || got["kid-b"] != (time.Time{}) {
+		t.Errorf("revoked keys after kid-b's Until and another revocation: %v; want kid-a, %q and kid-c", got, odd)
+	}
+	if err := kr.RevokeKey(ctx, session.KeyRevocation{Until: now.Add(time.Hour)}); err == nil {
+		t.Error("a revocation with no kid was accepted")
+	}
 }
 
 // listen subscribes to the store's feed until the test ends and returns its events (Resyncs left
