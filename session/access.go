@@ -22,6 +22,10 @@ type AccessVerifierConfig struct {
 	// (logout, refresh-token theft) is refused, and a Cache revalidates the sessions it keeps. Nil:
 	// a token is good until it expires (access tokens live 15 minutes at most).
 	Store Store
+	// RevokedKeys, when set, is the deny list of the runtime's signing keys (NewRevokedKeys on the
+	// Store): tokens a revoked key signed are refused at once, ahead of the key's removal from the
+	// JWKS reaching this service. Nil: none is revoked.
+	RevokedKeys *RevokedKeys
 	// Now is the clock; nil: time.Now.
 	Now func() time.Time
 }
@@ -33,6 +37,7 @@ type AccessVerifier struct {
 	codec    *token.Codec
 	audience string
 	store    Store
+	revoked  *RevokedKeys
 }
 
 var (
@@ -48,11 +53,11 @@ func NewAccessVerifier(cfg AccessVerifierConfig) (*AccessVerifier, error) {
 	if cfg.Audience == "" {
 		cfg.Audience = cfg.Issuer
 	}
-	codec, err := token.New(token.Config{Issuer: cfg.Issuer, Keys: cfg.Keys, Now: cfg.Now})
+	codec, err := token.New(token.Config{Issuer: cfg.Issuer, Keys: cfg.Keys, Now: cfg.Now, Revoked: cfg.RevokedKeys.revokedFunc()})
 	if err != nil {
 		return nil, err
 	}
-	return &AccessVerifier{codec: codec, audience: cfg.Audience, store: cfg.Store}, nil
+	return &AccessVerifier{codec: codec, audience: cfg.Audience, store: cfg.Store, revoked: cfg.RevokedKeys}, nil
 }
 
 // Authenticate implements Authenticator: the token's signature, type (access), issuer, audience
@@ -72,8 +77,12 @@ func (a *AccessVerifier) Authenticate(ctx context.Context, raw string) (Principa
 	return p, nil
 }
 
-// Revalidate implements Revalidator: with a Store, whether the session family of p was revoked.
+// Revalidate implements Revalidator: whether the signing key of p's token was revoked, and with a
+// Store, whether its session family was.
 func (a *AccessVerifier) Revalidate(ctx context.Context, p Principal) error {
+	if err := a.revoked.keyRevoked(p.Identity); err != nil {
+		return err
+	}
 	if a.store == nil {
 		return nil
 	}
@@ -83,7 +92,7 @@ func (a *AccessVerifier) Revalidate(ctx context.Context, p Principal) error {
 // isTokenError reports whether err is the token's fault (any of token's Err* reasons).
 func isTokenError(err error) bool {
 	for _, reason := range []error{token.ErrMalformed, token.ErrAlgorithm, token.ErrSignature, token.ErrExpired,
-		token.ErrNotYetValid, token.ErrWrongType, token.ErrWrongIssuer, token.ErrWrongAudience} {
+		token.ErrNotYetValid, token.ErrWrongType, token.ErrWrongIssuer, token.ErrWrongAudience, token.ErrRevokedKey} {
 		if errors.Is(err, reason) {
 			return true
 		}

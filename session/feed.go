@@ -130,6 +130,12 @@ func (c *Cache) onRevocation(r Revocation) {
 		if _, err := hex.Decode(rc.sum[:], []byte(r.Subject)); err == nil {
 			c.onCut(rc)
 		}
+	case r.Key != "":
+		c.metrics.events.WithLabelValues("key").Inc()
+		// Only sessions of Keyfort's own tokens: an identity provider's kid may be any string.
+		if _, own := c.auth.(ownTokens); own {
+			c.onCut(recentCut{kid: r.Key, at: time.Now().UnixNano()})
+		}
 	case r.Family != "":
 		c.metrics.events.WithLabelValues("family").Inc()
 		sh := c.shardOf(r.Family)
@@ -163,18 +169,25 @@ func (c *Cache) endKey(k tokenKey) {
 	c.c.Invalidate(k)
 }
 
-// recentCut is a subject cut received on the feed, at (unix nanoseconds): sum is the SHA-256 of
-// its subject (SubjectHash, decoded).
+// recentCut is a subject cut, or a signing key's revocation, received on the feed, at (unix
+// nanoseconds): sum is the SHA-256 of the cut's subject (SubjectHash, decoded); kid, when set, is
+// the key revoked (and the rest unset).
 type recentCut struct {
 	sum    [sha256.Size]byte
 	idp    string
 	before time.Time
+	kid    string
 	at     int64
 }
 
 // covers reports whether the cut ends the session of p (its subject hashed only when the cheaper
-// checks pass, and compared as bytes: no allocation per session scanned).
+// checks pass, and compared as bytes: no allocation per session scanned), or whether the revoked
+// key signed its token (whatever its family).
 func (rc *recentCut) covers(p *Principal) bool {
+	if rc.kid != "" {
+		kid, ok := kidOf(p.Identity)
+		return ok && kid == rc.kid
+	}
 	return p.Family == "" && (rc.idp == "" || rc.idp == p.IdP) && p.IssuedAt.Before(rc.before) &&
 		sha256.Sum256([]byte(p.Subject)) == rc.sum
 }
@@ -248,7 +261,7 @@ func (c *Cache) publishUnscanned() {
 // cut is being scanned.
 func (c *Cache) cutUnscanned(s *Session) bool {
 	u := c.unscanned.Load()
-	if u == nil || s.Principal.Family != "" {
+	if u == nil {
 		return false
 	}
 	for i := range *u {
@@ -264,9 +277,6 @@ var cutScanHook func()
 
 // cutWhileCreated reports whether a subject cut received within recentWindow covers s.
 func (c *Cache) cutWhileCreated(s *Session, now int64) bool {
-	if s.Principal.Family != "" {
-		return false
-	}
 	c.cutMu.Lock()
 	defer c.cutMu.Unlock()
 	for i := range c.cuts {

@@ -79,6 +79,10 @@ type Config struct {
 	// DefaultSubjectCutTTL, and never less than AccessTTL): tokens it ends that live longer
 	// (an identity provider's token valid for more than a day) work again after it.
 	SubjectCutTTL time.Duration
+	// RevokedKeys, when set, is the deny list of signing keys (NewRevokedKeys on the Store): a
+	// token a revoked key signed is refused, and a revoked active key signs nothing (StartSession
+	// and RefreshSession fail until the key is rotated at its provider). Nil: none is revoked.
+	RevokedKeys *RevokedKeys
 	// HashKey keys the hashes that identify tokens in stores (at least 32 random bytes, the same for
 	// every replica). Default: the Store's when it is a HashKeyHolder (MemoryStore and
 	// redisstore.Store are), so replicas sharing a store agree without configuration.
@@ -168,7 +172,8 @@ func NewManager(cfg Config) (*Manager, error) {
 		return nil, errors.New("session: MaxSessionsPerSubject needs a store that lists a subject's sessions (SubjectLister)")
 	}
 	m.cfg.HashKey = hashKeyOf(cfg.HashKey, m.store)
-	codec, err := token.New(token.Config{Issuer: cfg.Issuer, Keys: cfg.Keys, Signer: cfg.Signer, Now: m.now})
+	codec, err := token.New(token.Config{Issuer: cfg.Issuer, Keys: cfg.Keys, Signer: cfg.Signer, Now: m.now,
+		Revoked: cfg.RevokedKeys.revokedFunc()})
 	if err != nil {
 		return nil, err
 	}

@@ -51,8 +51,12 @@ type Revalidator interface {
 	Revalidate(ctx context.Context, p Principal) error
 }
 
-// Revalidate reports whether the session family of p was revoked: *Manager is a Revalidator.
+// Revalidate reports whether the session family of p was revoked, or its token's signing key
+// (Config.RevokedKeys): *Manager is a Revalidator.
 func (m *Manager) Revalidate(ctx context.Context, p Principal) error {
+	if err := m.cfg.RevokedKeys.keyRevoked(p.Identity); err != nil {
+		return err
+	}
 	return familyLive(ctx, m.store, p.Family)
 }
 

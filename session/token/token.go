@@ -47,6 +47,8 @@ var (
 	ErrWrongType     = errors.New("wrong token type")
 	ErrWrongIssuer   = errors.New("wrong issuer")
 	ErrWrongAudience = errors.New("wrong audience")
+	// ErrRevokedKey: the token's signing key was revoked (Config.Revoked) before its time.
+	ErrRevokedKey = errors.New("signing key revoked")
 )
 
 // Claims are the claims of Keyfort's own tokens.
@@ -98,6 +100,10 @@ type Config struct {
 	MaxSize int
 	// Now is the clock; nil: time.Now.
 	Now func() time.Time
+	// Revoked, when set, reports whether a kid was revoked (session.RevokedKeys.Revoked): tokens
+	// it signed fail with ErrRevokedKey, and Sign refuses to sign with it. It must be cheap: it is
+	// asked on every Verify and Sign.
+	Revoked func(kid string) bool
 }
 
 // Codec signs and verifies tokens. It is safe for concurrent use.
@@ -108,6 +114,7 @@ type Codec struct {
 	skew    time.Duration
 	maxSize int
 	now     func() time.Time
+	revoked func(kid string) bool
 
 	parsed atomic.Pointer[parsedSet]
 	mu     sync.Mutex // serializes rebuilding parsed
@@ -136,7 +143,8 @@ func New(cfg Config) (*Codec, error) {
 	if cfg.Issuer == "" || cfg.Keys == nil {
 		return nil, errors.New("token: Config needs Issuer and Keys")
 	}
-	c := &Codec{issuer: cfg.Issuer, keys: cfg.Keys, signer: cfg.Signer, skew: cfg.Skew, maxSize: cfg.MaxSize, now: cfg.Now}
+	c := &Codec{issuer: cfg.Issuer, keys: cfg.Keys, signer: cfg.Signer, skew: cfg.Skew, maxSize: cfg.MaxSize, now: cfg.Now,
+		revoked: cfg.Revoked}
 	if c.skew == 0 {
 		c.skew = 5 * time.Second
 	} else if c.skew < 0 {
@@ -217,6 +225,25 @@ func (k *parsedKey) headerFor(typ string) string {
 	return h
 }
 
+// KeyID returns the kid in the header of a compact JWS, without verifying anything (for the
+// revocation of a key: which cached tokens did it sign). ok is false when the header cannot be read.
+func KeyID(token string) (kid string, ok bool) {
+	d := strings.IndexByte(token, '.')
+	if d < 0 || b64.DecodedLen(d) > 256 {
+		return "", false
+	}
+	var buf [256]byte
+	n, err := b64.Decode(buf[:], bytesOf(token[:d]))
+	if err != nil {
+		return "", false
+	}
+	var h header
+	if err := decodeHeader(buf[:n], &h); err != nil {
+		return "", false
+	}
+	return strings.Clone(h.Kid), true
+}
+
 type header struct {
 	Alg string `json:"alg"`
 	Kid string `json:"kid"`
@@ -243,6 +270,9 @@ func (c *Codec) Sign(ctx context.Context, typ string, claims Claims) (string, er
 		return "", err
 	}
 	k := ps.active
+	if c.revoked != nil && c.revoked(k.kid) {
+		return "", fmt.Errorf("%w: the active key %q may not sign; rotate the signing key at its provider", ErrRevokedKey, k.kid)
+	}
 	h := k.headerFor(typ)
 	sigLen := 512 // RS256 up to 4096-bit keys
 	switch k.alg {
@@ -349,6 +379,9 @@ func (c *Codec) Verify(ctx context.Context, token, typ, audience string) (Claims
 		if k == nil {
 			return claims, fmt.Errorf("%w: kid %q", ErrUnknownKey, h.Kid)
 		}
+	}
+	if c.revoked != nil && c.revoked(k.kid) {
+		return claims, fmt.Errorf("%w: kid %q", ErrRevokedKey, k.kid)
 	}
 	if h.Alg != string(k.alg) {
 		return claims, fmt.Errorf("%w: header alg %q, key %q is %s", ErrAlgorithm, h.Alg, k.kid, k.alg)
