@@ -115,7 +115,7 @@ func TestRevokedKeyAtRevalidation(t *testing.T) {
 	}
 	// A Manager of a replica that started later, with a cache off the feed that revalidates.
 	late, err := session.NewManager(session.Config{Issuer: "https://keyfort.test", Audience: "api", Store: shared,
-		Keys: token.KeySourceFunc(func(ctx context.Context) (provider.KeySet, error) { return f.keys.SigningKeys(ctx, "session") }),
+		Keys:        token.KeySourceFunc(func(ctx context.Context) (provider.KeySet, error) { return f.keys.SigningKeys(ctx, "session") }),
 		RevokedKeys: rk})
 	if err != nil {
 		t.Fatal(err)
