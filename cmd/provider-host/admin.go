@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"encoding/pem"
@@ -95,6 +96,7 @@ type sharedStore interface {
 	session.RevocationFeed
 	session.SubjectRevoker
 	session.SubjectLister
+	session.KeyRevoker
 }
 
 // openSharedStore opens the configuration's shared session store for an admin command: Redis as
@@ -575,6 +577,88 @@ has no shared store.`,
 	f.register(cmd)
 	cmd.Flags().StringVar(&subject, "subject", "", "the subject whose sessions to list (required)")
 	cmd.Flags().StringVar(&idp, "idp", "", "only its sessions at this identity provider (default: at every one)")
+	return cmd
+}
+
+func newRevokeKeyCmd() *cobra.Command {
+	var (
+		f    configFlags
+		forD time.Duration
+		list bool
+	)
+	cmd := &cobra.Command{
+		Use:   "revoke-key KID --config FILE [--for DURATION] | revoke-key --list --config FILE",
+		Short: "Revoke a leaked session signing key on every replica at once (break glass)",
+		Long: `Revoke the session signing key KID (its kid, as the JWKS and the tokens' headers name it) in the
+shared session store of the configuration (identity.session.redis_url or postgres_url): every
+replica, and every service verifying access tokens with the store's deny list, refuses the tokens
+it signed from now on, ends the sessions it holds of them (with their leases), and no longer
+publishes the key in its JWKS. A revoked active key signs nothing: the replicas cannot start or
+refresh sessions until the key is rotated at its provider, so rotate first (a new key active),
+then revoke the old one, then delete it at its provider.
+The revocation lasts --for (default identity.session.refresh_ttl, the longest a token lives), then
+the store forgets it. With --list, print the revocations in force.
+
+Exit status: 0 when the store answered, 1 when it did not, 2 when the configuration is invalid or
+has no shared store.`,
+		Args: cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if list == (len(args) == 1) {
+				return errors.New("give a KID to revoke, or --list")
+			}
+			return f.run(cmd, func(ctx context.Context, cat *catalog.Catalog) error {
+				store, err := openAdminStore(ctx, cmd, cat)
+				if err != nil {
+					return err
+				}
+				defer store.Close()
+				out := cmd.OutOrStdout()
+				if list {
+					rs, err := store.RevokedKeys(ctx, time.Now())
+					if err != nil {
+						fmt.Fprintln(cmd.ErrOrStderr(), err)
+						return exitCode(exitFailing)
+					}
+					slices.SortFunc(rs, func(a, b session.KeyRevocation) int { return strings.Compare(a.KeyID, b.KeyID) })
+					for _, r := range rs {
+						fmt.Fprintf(out, "revoked kid=%s until=%s\n", r.KeyID, r.Until.UTC().Format(time.RFC3339))
+					}
+					fmt.Fprintf(out, "%d key(s) revoked\n", len(rs))
+					return nil
+				}
+				kid := args[0]
+				d := forD
+				if d <= 0 {
+					d = cmp.Or(cat.Config().Session.RefreshTTL, session.DefaultRefreshTTL)
+				}
+				until := time.Now().Add(d)
+				err = session.RevokeKey(ctx, store, kid, until)
+				audit := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), nil))
+				outcome := "ok"
+				if err != nil {
+					outcome = "unavailable"
+				}
+				audit.Info("keyfort: audit", slog.String("event", "session.revoke_key"), slog.String("outcome", outcome),
+					slog.String("via", "provider-host revoke-key"), slog.String("kid", kid), slog.Time("until", until))
+				if err != nil {
+					fmt.Fprintln(cmd.ErrOrStderr(), err)
+					return exitCode(exitFailing)
+				}
+				fmt.Fprintf(out, "revoked kid=%s until=%s: every replica sharing the store refuses the tokens it signed\n", kid, until.UTC().Format(time.RFC3339))
+				ks, kerr := cat.SigningKeys(ctx, config.SessionSigningKey)
+				switch {
+				case kerr != nil:
+					fmt.Fprintf(out, "warning: the signing keys could not be read (%v): check that %s is not the active key\n", kerr, kid)
+				case ks.ActiveID == kid:
+					fmt.Fprintf(out, "warning: %s is the active signing key: no session can start or refresh until it is rotated at its provider\n", kid)
+				}
+				return nil
+			})
+		},
+	}
+	f.register(cmd)
+	cmd.Flags().DurationVar(&forD, "for", 0, "how long the revocation lasts (default identity.session.refresh_ttl)")
+	cmd.Flags().BoolVar(&list, "list", false, "print the revocations in force instead")
 	return cmd
 }
 

@@ -65,13 +65,14 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 provider adapters as go-plugin plugins (Keyfort's host library starts "provider-host plugin NAME" for
 each configured provider), and administers a deployment: check and get inspect a configuration,
 migrate prepares the PostgreSQL session store, list-sessions and end-sessions show and end a
-subject's sessions, and bench load-tests the runtime.`,
+subject's sessions, revoke-key withdraws a leaked signing key everywhere, and bench load-tests the
+runtime.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
 	root.SetOut(stdout)
 	root.SetErr(stderr)
-	root.AddCommand(newServeCmd(), newBenchCmd(), newPluginCmd(), newCheckCmd(), newGetCmd(), newMigrateCmd(), newListSessionsCmd(), newEndSessionsCmd(), newVersionCmd())
+	root.AddCommand(newServeCmd(), newBenchCmd(), newPluginCmd(), newCheckCmd(), newGetCmd(), newMigrateCmd(), newListSessionsCmd(), newEndSessionsCmd(), newRevokeKeyCmd(), newVersionCmd())
 	return root
 }
 

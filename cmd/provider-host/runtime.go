@@ -39,6 +39,8 @@ type identityRuntime struct {
 	manager *session.Manager
 	cache   *session.Cache
 	store   session.Store
+	// revoked is the deny list of signing keys on the store (every replica's, with a shared one).
+	revoked *session.RevokedKeys
 	health  *health.Server
 	// service is the identity runtime service, whose introspection serve also mounts over HTTP.
 	service *identityrpc.Server
@@ -142,19 +144,27 @@ func newIdentityRuntime(ctx context.Context, cfg *config.Config, cat *catalog.Ca
 	for _, pr := range cfg.Policy {
 		rules = append(rules, session.Rule{Subject: pr.Subject, Tenant: pr.Tenant, Scope: pr.Scope, Action: pr.Action, ForSubject: pr.ForSubject, Effect: pr.Effect})
 	}
+	revoked, err := session.NewRevokedKeys(ctx, session.RevokedKeysConfig{Store: store, Logger: log})
+	if err != nil {
+		_ = store.Close()
+		return nil, fmt.Errorf("session store: %w", err)
+	}
+	r.revoked = revoked
 	keys := catalogKeys{cat}
 	m, err := session.NewManager(session.Config{
 		Issuer: issuer, Audience: cfg.Session.Audience, Keys: keys, Signer: keys, IdPs: idps, Store: store,
 		AccessTTL: cfg.Session.AccessTTL, RefreshTTL: cfg.Session.RefreshTTL, RefreshGrace: cfg.Session.RefreshGrace,
 		SubjectCutTTL: cfg.Session.SubjectCutTTL, MaxSessionsPerSubject: cfg.Session.MaxSessionsPerSubject,
-		BindAccessTokens: cfg.Session.BindAccess,
+		BindAccessTokens: cfg.Session.BindAccess, RevokedKeys: revoked,
 		Policy:           session.Policy{Rules: rules}, Logger: log, TracerProvider: tp,
 	})
 	if err != nil {
+		revoked.Close()
 		_ = store.Close()
 		return nil, err
 	}
 	if _, err := m.Codec().Sign(ctx, token.TypeAccess, token.Claims{Subject: "keyfort-start-up-check", ExpiresAt: 1}); err != nil {
+		revoked.Close()
 		_ = store.Close()
 		return nil, fmt.Errorf("the session signing key cannot sign: %w", err)
 	}
@@ -162,6 +172,7 @@ func newIdentityRuntime(ctx context.Context, cfg *config.Config, cat *catalog.Ca
 	cache, err := session.NewCache(session.CacheConfig{Authenticator: m, Store: store, Registerer: reg, Logger: log,
 		Revalidate: cfg.Session.Revalidate, TracerProvider: tp})
 	if err != nil {
+		revoked.Close()
 		_ = store.Close()
 		return nil, err
 	}
@@ -220,5 +231,6 @@ func newIdentityRuntime(ctx context.Context, cfg *config.Config, cat *catalog.Ca
 func (r *identityRuntime) close() {
 	r.service.Close()
 	_ = r.cache.Close()
+	r.revoked.Close()
 	_ = r.store.Close()
 }

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"slices"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -268,6 +269,7 @@ func serve(ctx context.Context, log *slog.Logger, files []string, l listeners) e
 	defer cat.Close()
 
 	mux := http.NewServeMux()
+	var revoked *session.RevokedKeys // set before the listeners serve
 	mux.HandleFunc("GET /.well-known/jwks.json", func(w http.ResponseWriter, r *http.Request) {
 		ks, err := cat.SigningKeys(r.Context(), config.SessionSigningKey)
 		if err != nil {
@@ -275,6 +277,9 @@ func serve(ctx context.Context, log *slog.Logger, files []string, l listeners) e
 			http.Error(w, "signing keys unavailable", http.StatusServiceUnavailable)
 			return
 		}
+		// A revoked key is published no more: services verifying with the JWKS drop it at their
+		// next fetch.
+		ks.Keys = slices.DeleteFunc(slices.Clone(ks.Keys), func(k provider.Key) bool { return revoked.Revoked(k.ID) })
 		body, err := ks.PublicJWKS()
 		if err != nil {
 			http.Error(w, "signing keys unavailable", http.StatusServiceUnavailable)
@@ -298,6 +303,7 @@ func serve(ctx context.Context, log *slog.Logger, files []string, l listeners) e
 		return exitCode(exitInvalidConfig)
 	}
 	defer runtime.close()
+	revoked = runtime.revoked
 	if len(cfg.Session.IntrospectionClients) > 0 {
 		var h http.Handler = runtime.service.IntrospectionHandler()
 		if tp != nil {

@@ -1,0 +1,139 @@
+package main_test
+
+import (
+	"context"
+	"os"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+
+	pb "github.com/keyfort/keyfort/api/identity/v1"
+	"github.com/keyfort/keyfort/internal/hosttest"
+	"github.com/keyfort/keyfort/internal/redistest"
+	"github.com/keyfort/keyfort/session/oidc/oidctest"
+	"github.com/keyfort/keyfort/session/token"
+)
+
+// TestRevokeKeyCommand: after a rotation, "provider-host revoke-key" on the old kid (a separate
+// process, on the shared Redis) makes a running serve refuse at once the sessions and tokens that
+// key signed, stop publishing it in the JWKS, and keep serving the new key's sessions; --list
+// prints it. Revoking the active key stops StartIdentitySession (the command warns), and without
+// a shared store the command refuses to run. No token is printed.
+func TestRevokeKeyCommand(t *testing.T) {
+	dir := t.TempDir()
+	writeSigningKey(t, dir, "0001.pem")
+	bin := hosttest.Build(t, "github.com/keyfort/keyfort/examples/custom-plugin")
+	srv := redistest.StartServer(t)
+	iss := oidctest.New(t)
+	cfg := writeConfig(t, `
+providers:
+  files:
+    plugin: `+bin+`
+    cache_ttl: 1h
+    settings: { dir: `+dir+` }
+identity:
+  secrets:
+    session_signing: files:session
+    oidc:
+      google:
+        client_id: env:KFSERVE_CLIENT_ID
+        issuer: `+iss.URL+`
+  session:
+    issuer: https://keyfort.test
+    redis_url: "redis://`+srv.Addr+`/0"
+`)
+	env := []string{"PATH=" + os.Getenv("PATH"), "KFSERVE_CLIENT_ID=client-1"}
+	addr, log, cmd := startServe(t, env, "--config", cfg, "--grpc-addr", "127.0.0.1:0")
+	rt := runtimeClient(t, log.String())
+	ctx := context.Background()
+	old := startAs(t, rt, iss, "client-1", "alice", "laptop")
+	oldKID, _ := token.KeyID(old.GetAccessToken())
+	as := func(toks *pb.SessionTokens) context.Context {
+		return metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+toks.GetAccessToken())
+	}
+	if _, err := rt.EvaluateIdentityPolicy(as(old), &pb.EvaluateIdentityPolicyRequest{}); err != nil {
+		t.Fatal(err) // the session is cached now
+	}
+	writeSigningKey(t, dir, "0002.pem")
+	if err := cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	for len(jwksKids(t, addr)) != 2 {
+		time.Sleep(20 * time.Millisecond)
+	}
+	fresh := startAs(t, rt, iss, "client-1", "alice", "phone")
+	if kid, _ := token.KeyID(fresh.GetAccessToken()); kid == oldKID {
+		t.Fatal("the new key does not sign")
+	}
+
+	r := run(t, env, "revoke-key", oldKID, "--config", cfg)
+	if r.code != 0 || !strings.Contains(r.stdout, "revoked kid="+oldKID+" until=") || strings.Contains(r.stdout, "warning") ||
+		!strings.Contains(r.stderr, "event=session.revoke_key outcome=ok") {
+		t.Fatalf("revoke-key: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	var err error
+	for range 250 { // the revocation reaches serve on the store's feed
+		if _, err = rt.EvaluateIdentityPolicy(as(old), &pb.EvaluateIdentityPolicyRequest{}); status.Code(err) == codes.Unauthenticated {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if status.Code(err) != codes.Unauthenticated {
+		t.Fatalf("the revoked key's session after revoke-key: %v, want Unauthenticated", err)
+	}
+	if _, err := rt.RefreshIdentitySession(ctx, &pb.RefreshIdentitySessionRequest{RefreshToken: old.GetRefreshToken()}); status.Code(err) != codes.Unauthenticated {
+		t.Errorf("a refresh with the revoked key's refresh token: %v, want Unauthenticated", err)
+	}
+	if kids := jwksKids(t, addr); len(kids) != 1 || slices.Contains(kids, oldKID) {
+		t.Errorf("the JWKS after the revocation: %v, want the new key only", kids)
+	}
+	if _, err := rt.EvaluateIdentityPolicy(as(fresh), &pb.EvaluateIdentityPolicyRequest{}); err != nil {
+		t.Errorf("the new key's session after the old key's revocation: %v", err)
+	}
+	if _, err := rt.RefreshIdentitySession(ctx, &pb.RefreshIdentitySessionRequest{RefreshToken: fresh.GetRefreshToken()}); err != nil {
+		t.Errorf("a refresh of the new key's session: %v", err)
+	}
+	if r := run(t, env, "revoke-key", "--list", "--config", cfg); r.code != 0 || !strings.Contains(r.stdout, "revoked kid="+oldKID) || !strings.Contains(r.stdout, "1 key(s) revoked") {
+		t.Errorf("revoke-key --list: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	if !strings.Contains(log.String(), "signing key revoked") || !strings.Contains(log.String(), oldKID) {
+		t.Errorf("serve did not log the revocation:\n%s", log)
+	}
+
+	newKID, _ := token.KeyID(fresh.GetAccessToken())
+	r = run(t, env, "revoke-key", newKID, "--config", cfg, "--for", "10m")
+	if r.code != 0 || !strings.Contains(r.stdout, "warning: "+newKID+" is the active signing key") {
+		t.Fatalf("revoke-key of the active key: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	for range 250 {
+		_, err = rt.StartIdentitySession(ctx, &pb.StartIdentitySessionRequest{IdentityProvider: "google",
+			ExternalToken: iss.Sign(t, "k1", iss.Claims("bob", "client-1"), nil)})
+		if err != nil {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err == nil {
+		t.Error("StartIdentitySession with the active key revoked succeeded")
+	}
+	for _, out := range []string{log.String(), r.stdout, r.stderr} {
+		for _, tok := range []string{old.GetAccessToken(), old.GetRefreshToken(), fresh.GetAccessToken(), fresh.GetRefreshToken()} {
+			if strings.Contains(out, tok) {
+				t.Fatal("a token was printed")
+			}
+		}
+	}
+	mem := writeConfig(t, `identity: { secrets: { session_signing: env:KFSERVE_SIGNING } }`)
+	if r := run(t, append(env, signingKeyEnv(t)), "revoke-key", "kid", "--config", mem); r.code != 2 || !strings.Contains(r.stderr, "no shared session store") {
+		t.Errorf("without a shared store: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	if r := run(t, env, "revoke-key", "--config", cfg); r.code == 0 || !strings.Contains(r.stderr, "give a KID") {
+		t.Errorf("without a kid: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+}
