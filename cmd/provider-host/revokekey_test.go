@@ -119,8 +119,8 @@ identity:
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	if err == nil {
-		t.Error("StartIdentitySession with the active key revoked succeeded")
+	if status.Code(err) != codes.Unavailable || !strings.Contains(log.String(), "the active key \\\""+newKID+"\\\" may not sign") {
+		t.Errorf("StartIdentitySession with the active key revoked: %v, want Unavailable and the reason in the log:\n%s", err, log)
 	}
 	for _, out := range []string{log.String(), r.stdout, r.stderr} {
 		for _, tok := range []string{old.GetAccessToken(), old.GetRefreshToken(), fresh.GetAccessToken(), fresh.GetRefreshToken()} {
