@@ -76,6 +76,9 @@ type Server struct {
 	cache *session.Cache
 	store session.Store   // the shared Redis store when identity.session.redis_url is set
 	jwks  *token.JWKSKeys // the runtime's key set when Options.RuntimeJWKS is set
+	// revoked is the deny list of the runtime's signing keys, on the shared store (with
+	// RuntimeJWKS and a store: a leaked key is refused here at once, before the JWKS drops it)
+	revoked *session.RevokedKeys
 
 	mu   sync.Mutex
 	data map[string]string
@@ -94,6 +97,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Server, error)
 	}
 	s := &Server{cat: cat, data: map[string]string{}, log: log}
 	fail := func(err error) (*Server, error) {
+		s.revoked.Close()
 		if s.jwks != nil {
 			_ = s.jwks.Close()
 		}
@@ -126,11 +130,11 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Server, error)
 			}
 			store, s.store = ps, ps
 		}
-		auth, jwks, err := authenticator(ctx, cfg, cat, store, opts)
+		auth, jwks, revoked, err := authenticator(ctx, cfg, cat, store, opts, log)
 		if err != nil {
 			return fail(err)
 		}
-		s.jwks = jwks
+		s.jwks, s.revoked = jwks, revoked
 		s.cache, err = session.NewCache(session.CacheConfig{
 			Store: store, Revalidate: cmp.Or(opts.Revalidate, cfg.Session.Revalidate),
 			Authenticator: auth,
@@ -161,19 +165,27 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Server, error)
 // authenticator verifies the callers' tokens: Keyfort access tokens with the runtime's JWKS when
 // opts.RuntimeJWKS is set, else ID tokens of the identity provider opts.IdP.
 // The JWKS key source, when there is one, is returned for Close.
-func authenticator(ctx context.Context, cfg *config.Config, cat *catalog.Catalog, store session.Store, opts Options) (session.Authenticator, *token.JWKSKeys, error) {
+func authenticator(ctx context.Context, cfg *config.Config, cat *catalog.Catalog, store session.Store, opts Options, log *slog.Logger) (session.Authenticator, *token.JWKSKeys, *session.RevokedKeys, error) {
 	if opts.RuntimeJWKS != "" {
 		keys, err := token.NewJWKSKeys(ctx, token.JWKSConfig{URL: opts.RuntimeJWKS, HTTPClient: opts.JWKSClient})
 		if err != nil {
-			return nil, nil, err
+			return nil, nil, nil, err
+		}
+		var revoked *session.RevokedKeys
+		if store != nil {
+			if revoked, err = session.NewRevokedKeys(ctx, session.RevokedKeysConfig{Store: store, Logger: log}); err != nil {
+				_ = keys.Close()
+				return nil, nil, nil, err
+			}
 		}
 		av, err := session.NewAccessVerifier(session.AccessVerifierConfig{Issuer: cfg.Session.TokenIssuer(),
-			Audience: cfg.Session.Audience, Keys: keys, Store: store})
+			Audience: cfg.Session.Audience, Keys: keys, Store: store, RevokedKeys: revoked})
 		if err != nil {
+			revoked.Close()
 			_ = keys.Close()
-			return nil, nil, err
+			return nil, nil, nil, err
 		}
-		return av, keys, nil
+		return av, keys, revoked, nil
 	}
 	idp := opts.IdP
 	if idp == "" {
@@ -181,17 +193,17 @@ func authenticator(ctx context.Context, cfg *config.Config, cat *catalog.Catalog
 	}
 	oc, ok := cfg.OIDC[idp]
 	if !ok {
-		return nil, nil, fmt.Errorf("authentication is enabled but identity.secrets.oidc.%s is not configured", idp)
+		return nil, nil, nil, fmt.Errorf("authentication is enabled but identity.secrets.oidc.%s is not configured", idp)
 	}
 	clientID, err := cat.Secret(ctx, "oidc."+idp+".client_id")
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	v, err := oidc.New(ctx, oidc.Config{Issuer: oc.Issuer, Audience: clientID.Value.RevealString()})
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
-	return session.IDTokens{IdP: idp, Verifier: v}, nil, nil
+	return session.IDTokens{IdP: idp, Verifier: v}, nil, nil, nil
 }
 
 // Serve serves on l until Close.
@@ -212,6 +224,7 @@ func (s *Server) Close() {
 	if s.cache != nil {
 		_ = s.cache.Close()
 	}
+	s.revoked.Close()
 	if s.jwks != nil {
 		_ = s.jwks.Close()
 	}

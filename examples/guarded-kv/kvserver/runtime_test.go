@@ -27,8 +27,11 @@ import (
 	"github.com/keyfort/keyfort/internal/redistest"
 	"github.com/keyfort/keyfort/internal/testpki"
 	"github.com/keyfort/keyfort/provider"
+	"github.com/keyfort/keyfort/session"
 	"github.com/keyfort/keyfort/session/identityclient"
 	"github.com/keyfort/keyfort/session/oidc/oidctest"
+	"github.com/keyfort/keyfort/session/redisstore"
+	"github.com/keyfort/keyfort/session/token"
 )
 
 var serving = regexp.MustCompile(`http=http://(127\.0\.0\.1:\d+) grpc=(127\.0\.0\.1:\d+)`)
@@ -232,6 +235,39 @@ func TestKeyfortAccessTokens(t *testing.T) {
 	}
 	waitEnded(t, srv, kv, access, put.GetBackendLease())
 	waitEnded(t, srv, kv, phoneAccess, putPhone.GetBackendLease())
+}
+
+// TestRevokedKeyEndsGuardedSessions: a runtime signing key revoked on the shared store (as
+// "provider-host revoke-key" does; the service keeps verifying with the runtime's JWKS) ends, at
+// once, the service's session of an access token it signed, revoking its lease, and the token is
+// refused from then on.
+func TestRevokedKeyEndsGuardedSessions(t *testing.T) {
+	rt, iss, srv, addr := runtimeWithKV(t)
+	kv := pb.NewKeyValueServiceClient(plainConn(t, addr))
+	ctx := context.Background()
+	started, err := rt.StartIdentitySession(ctx, &identitypb.StartIdentitySessionRequest{IdentityProvider: "google",
+		ExternalToken: iss.Sign(t, "k1", iss.Claims("alice", aud), nil)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	access := started.GetTokens().GetAccessToken()
+	put, err := kv.Put(bearer(access), &pb.PutRequest{Key: "a", Value: "1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, _ := redistest.Client(t)
+	store, err := redisstore.New(ctx, redisstore.Config{Client: c, HashKeyCheck: -1}) // serve's prefix
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	kid, _ := token.KeyID(access)
+	// A minute: the runtime's key is this test's own (the memory provider made it), and the shared
+	// Redis forgets the revocation soon after.
+	if err := session.RevokeKey(ctx, store, kid, time.Now().Add(time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	waitEnded(t, srv, kv, access, put.GetBackendLease())
 }
 
 // TestCallerWithIdentityClient: a caller keeps its runtime session with identityclient against the
