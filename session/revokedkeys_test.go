@@ -169,6 +169,11 @@ func TestRevokedKeyAtAVerifyingService(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitDone(t, held)
+	// The verifier itself, not only the cache that heard the event (which refuses new sessions
+	// of the key for a while): a service that starts after the revocation has only the list.
+	if _, err := av.Authenticate(ctx, bare); !errors.Is(err, session.ErrUnauthenticated) || !strings.Contains(err.Error(), "signing key revoked") {
+		t.Errorf("the verifier authenticated a token of the revoked key: %v", err)
+	}
 	for name, tok := range map[string]string{"access": toks.AccessToken, "bare": bare} {
 		if _, err := cache.Get(ctx, tok); !errors.Is(err, session.ErrUnauthenticated) || !strings.Contains(err.Error(), kid) {
 			t.Errorf("the %s token of the revoked key at the service: got %v, want ErrUnauthenticated naming %q", name, err, kid)
