@@ -13,7 +13,8 @@
 //     public keys only) and IDTokens (an identity provider's tokens).
 //   - Store keeps refresh-token families, tombstones and, through optional capabilities, a
 //     revocation feed (RevocationFeed), a subject's sessions (SubjectRevoker, SubjectLister),
-//     subject cuts (SubjectCutter) and a readiness ping (Pinger). MemoryStore serves one replica;
+//     subject cuts (SubjectCutter), revoked signing keys (KeyRevoker, which RevokedKeys follows for
+//     a Manager or an AccessVerifier) and a readiness ping (Pinger). MemoryStore serves one replica;
 //     session/redisstore and session/pgstore serve many, and session/sessiontest is the contract
 //     every Store passes.
 //

@@ -525,7 +525,7 @@ func newCacheMetrics(reg prometheus.Registerer) cacheMetrics {
 		renewals: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "keyfort", Subsystem: "session",
 			Name: "lease_renewals_total", Help: "Session credential lease renewals by result (renewed, replaced, failed)."}, []string{"result"}),
 		events: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "keyfort", Subsystem: "session",
-			Name: "revocation_events_total", Help: "Events of the store's revocation feed received, by kind (family, token, subject, resync)."}, []string{"kind"}),
+			Name: "revocation_events_total", Help: "Events of the store's revocation feed received, by kind (family, token, subject, key, resync)."}, []string{"kind"}),
 		feed: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "keyfort", Subsystem: "session",
 			Name: "revocation_feed_subscribed", Help: "1 when the cache follows its store's revocation feed; 0 when it does not (no feed, or one that could not be subscribed to: revocations by other replicas then wait for revalidation)."}),
 	}

@@ -156,7 +156,7 @@ func newIdentityRuntime(ctx context.Context, cfg *config.Config, cat *catalog.Ca
 		AccessTTL: cfg.Session.AccessTTL, RefreshTTL: cfg.Session.RefreshTTL, RefreshGrace: cfg.Session.RefreshGrace,
 		SubjectCutTTL: cfg.Session.SubjectCutTTL, MaxSessionsPerSubject: cfg.Session.MaxSessionsPerSubject,
 		BindAccessTokens: cfg.Session.BindAccess, RevokedKeys: revoked,
-		Policy:           session.Policy{Rules: rules}, Logger: log, TracerProvider: tp,
+		Policy: session.Policy{Rules: rules}, Logger: log, TracerProvider: tp,
 	})
 	if err != nil {
 		revoked.Close()
