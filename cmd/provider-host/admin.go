@@ -315,7 +315,26 @@ func checkSessionStore(ctx context.Context, cat *catalog.Catalog) checkLine {
 	} else {
 		stop()
 	}
-	return checkLine{Key: key, Where: shown, OK: true, Detail: fmt.Sprintf("connected, %s%s", schema, feed)}
+	// The deny list of signing keys (revoke-key): an active key on it would stop every start and
+	// refresh.
+	revoked := ""
+	rs, err := st.RevokedKeys(ctx, time.Now())
+	if err != nil {
+		return checkLine{Key: key, Where: shown, Detail: "revoked signing keys unreadable: " + err.Error(), Kind: provider.KindName(provider.KindOf(err))}
+	}
+	if len(rs) > 0 {
+		revoked = fmt.Sprintf(", %d signing key(s) revoked", len(rs))
+		if ks, err := cat.SigningKeys(ctx, config.SessionSigningKey); err == nil {
+			for _, r := range rs {
+				if r.KeyID == ks.ActiveID {
+					return checkLine{Key: key, Where: shown, Kind: "invalid_config", Detail: fmt.Sprintf(
+						"the active signing key %s is revoked (until %s): serve would sign nothing; rotate identity.secrets.%s at its provider",
+						r.KeyID, r.Until.UTC().Format(time.RFC3339), config.SessionSigningKey)}
+				}
+			}
+		}
+	}
+	return checkLine{Key: key, Where: shown, OK: true, Detail: fmt.Sprintf("connected, %s%s%s", schema, feed, revoked)}
 }
 
 func newGetCmd() *cobra.Command {
