@@ -11,6 +11,9 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/keyfort/keyfort/internal/promreg"
 	"github.com/keyfort/keyfort/provider"
 	"github.com/keyfort/keyfort/session/token"
 )
@@ -41,9 +44,13 @@ type RevokedKeysConfig struct {
 	// Store is the shared store. One that is not a KeyRevoker revokes nothing (and NewRevokedKeys
 	// says so in its error).
 	Store Store
-	// Logger: nil means slog.Default(). Now: nil means time.Now.
-	Logger *slog.Logger
-	Now    func() time.Time
+	// Registerer, when set, receives keyfort_session_revoked_signing_keys: the revocations in
+	// force as this process knows them (alert on it above zero: a key leaked and is being
+	// withdrawn, and no token it signed is accepted). Logger: nil means slog.Default(). Now: nil
+	// means time.Now.
+	Registerer prometheus.Registerer
+	Logger     *slog.Logger
+	Now        func() time.Time
 }
 
 // ErrNoKeyRevocation: the store keeps no revoked keys (it is not a KeyRevoker).
@@ -77,6 +84,15 @@ func NewRevokedKeys(ctx context.Context, cfg RevokedKeysConfig) (*RevokedKeys, e
 	if err := r.Reload(ctx); err != nil {
 		r.Close()
 		return nil, err
+	}
+	if cfg.Registerer != nil {
+		if _, err := promreg.Register(cfg.Registerer, prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Namespace: "keyfort", Subsystem: "session", Name: "revoked_signing_keys",
+			Help: "Signing keys revoked (provider-host revoke-key) and in force, as this process knows them.",
+		}, func() float64 { return float64(len(r.List())) })); err != nil {
+			r.Close()
+			return nil, err
+		}
 	}
 	return r, nil
 }

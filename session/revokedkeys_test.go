@@ -7,6 +7,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/keyfort/keyfort/internal/metrictest"
 	"github.com/keyfort/keyfort/provider"
 	"github.com/keyfort/keyfort/session"
 	"github.com/keyfort/keyfort/session/token"
@@ -29,13 +32,22 @@ func revokedKeys(t *testing.T, store session.Store) *session.RevokedKeys {
 // fails, naming the kid, until the key is rotated.
 func TestRevokeKey(t *testing.T) {
 	shared := session.NewMemoryStore(nil)
-	rk := revokedKeys(t, shared)
+	reg := prometheus.NewRegistry()
+	rk, err := session.NewRevokedKeys(context.Background(), session.RevokedKeysConfig{Store: shared, Registerer: reg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(rk.Close)
+	revokedMetric := func() float64 { return metrictest.Counter(t, reg, "keyfort_session_revoked_signing_keys", nil) }
 	f := newFixtureWith(t, shared, func(c *session.Config) { c.RevokedKeys = rk })
 	ctx := context.Background()
 	cache := openCache(t, session.CacheConfig{Authenticator: f.m, Store: shared, Revalidate: time.Hour}, nil)
 
 	old := f.startFor(t, "")
 	oldKID, _ := token.KeyID(old.AccessToken)
+	if n := revokedMetric(); n != 0 {
+		t.Errorf("revoked keys reported before any revocation: %v", n)
+	}
 	cachedOld, err := cache.Get(ctx, old.AccessToken)
 	if err != nil {
 		t.Fatal(err)
@@ -74,8 +86,8 @@ func TestRevokeKey(t *testing.T) {
 	if _, err := cache.Get(ctx, unsure.AccessToken); err != nil {
 		t.Errorf("a lookup of the new key's access token: %v", err)
 	}
-	if got := rk.List(); len(got) != 1 || got[0].KeyID != oldKID {
-		t.Errorf("the deny list: %+v, want %q", got, oldKID)
+	if got := rk.List(); len(got) != 1 || got[0].KeyID != oldKID || revokedMetric() != 1 {
+		t.Errorf("the deny list: %+v (metric %v), want %q", got, revokedMetric(), oldKID)
 	}
 
 	// The active key revoked: nothing is signed until a rotation.

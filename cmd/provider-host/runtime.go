@@ -144,7 +144,7 @@ func newIdentityRuntime(ctx context.Context, cfg *config.Config, cat *catalog.Ca
 	for _, pr := range cfg.Policy {
 		rules = append(rules, session.Rule{Subject: pr.Subject, Tenant: pr.Tenant, Scope: pr.Scope, Action: pr.Action, ForSubject: pr.ForSubject, Effect: pr.Effect})
 	}
-	revoked, err := session.NewRevokedKeys(ctx, session.RevokedKeysConfig{Store: store, Logger: log})
+	revoked, err := session.NewRevokedKeys(ctx, session.RevokedKeysConfig{Store: store, Logger: log, Registerer: reg})
 	if err != nil {
 		_ = store.Close()
 		return nil, fmt.Errorf("session store: %w", err)
