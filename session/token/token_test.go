@@ -421,3 +421,49 @@ func TestVerifiedClaimsAreStable(t *testing.T) {
 		t.Errorf("claims changed after other verifications: %+v", first)
 	}
 }
+
+// TestRevokedKey: with Config.Revoked, a token of a revoked kid fails with ErrRevokedKey (and names
+// the kid), the revoked active key signs nothing, and the other keys of the set are unaffected;
+// KeyID reads a token's kid without verifying it, and refuses what is not a JWS header.
+func TestRevokedKey(t *testing.T) {
+	ctx := context.Background()
+	src, old := newKeys(t, provider.EdDSA)
+	fresh, err := provider.GenerateKey(provider.EdDSA, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var revoked sync.Map
+	c, err := token.New(token.Config{Issuer: "https://keyfort.test", Keys: src, Now: func() time.Time { return now },
+		Revoked: func(kid string) bool { _, ok := revoked.Load(kid); return ok }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	oldTok, err := c.Sign(ctx, token.TypeAccess, claims())
+	if err != nil {
+		t.Fatal(err)
+	}
+	src.set(provider.KeySet{Name: "session", ActiveID: fresh.ID, Keys: []provider.Key{fresh, old}})
+	freshTok, err := c.Sign(ctx, token.TypeAccess, claims())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if kid, ok := token.KeyID(oldTok); !ok || kid != old.ID {
+		t.Fatalf("KeyID: %q, %v; want %q", kid, ok, old.ID)
+	}
+	revoked.Store(old.ID, true)
+	if _, err := c.Verify(ctx, oldTok, token.TypeAccess, "api"); !errors.Is(err, token.ErrRevokedKey) || !strings.Contains(err.Error(), old.ID) {
+		t.Errorf("a token of the revoked key: got %v, want ErrRevokedKey naming %q", err, old.ID)
+	}
+	if _, err := c.Verify(ctx, freshTok, token.TypeAccess, "api"); err != nil {
+		t.Errorf("a token of the other key: %v", err)
+	}
+	revoked.Store(fresh.ID, true)
+	if _, err := c.Sign(ctx, token.TypeAccess, claims()); !errors.Is(err, token.ErrRevokedKey) || !strings.Contains(err.Error(), fresh.ID) {
+		t.Errorf("Sign with the revoked active key: got %v, want ErrRevokedKey naming %q", err, fresh.ID)
+	}
+	for _, bad := range []string{"", "nodot", "!!!.x.y", "e30.x.y" /* {} */, strings.Repeat("A", 400) + ".x.y"} {
+		if kid, ok := token.KeyID(bad); (ok && kid != "") || (bad != "e30.x.y" && ok) {
+			t.Errorf("KeyID(%.20q) = %q, %v", bad, kid, ok)
+		}
+	}
+}
