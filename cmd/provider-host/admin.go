@@ -625,12 +625,7 @@ has no shared store.`,
 			if list == (len(args) == 1) {
 				return errors.New("give a KID to revoke, or --list")
 			}
-			return f.run(cmd, func(ctx context.Context, cat *catalog.Catalog) error {
-				store, err := openAdminStore(ctx, cmd, cat)
-				if err != nil {
-					return err
-				}
-				defer store.Close()
+			return f.runWithStore(cmd, func(ctx context.Context, store sharedStore, cat *catalog.Catalog) error {
 				out := cmd.OutOrStdout()
 				if list {
 					rs, err := store.RevokedKeys(ctx, time.Now())
@@ -651,7 +646,7 @@ has no shared store.`,
 					d = cmp.Or(cat.Config().Session.RefreshTTL, session.DefaultRefreshTTL)
 				}
 				until := time.Now().Add(d)
-				err = session.RevokeKey(ctx, store, kid, until)
+				err := session.RevokeKey(ctx, store, kid, until)
 				audit := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), nil))
 				outcome := "ok"
 				if err != nil {
@@ -686,13 +681,20 @@ func (f *configFlags) runOnStore(cmd *cobra.Command, subject string, fn func(ctx
 	if subject == "" {
 		return errors.New("--subject is required")
 	}
+	return f.runWithStore(cmd, func(ctx context.Context, store sharedStore, cat *catalog.Catalog) error {
+		return fn(ctx, store, cat.Config())
+	})
+}
+
+// runWithStore is run with the configuration's shared session store opened for fn (and closed after).
+func (f *configFlags) runWithStore(cmd *cobra.Command, fn func(ctx context.Context, store sharedStore, cat *catalog.Catalog) error) error {
 	return f.run(cmd, func(ctx context.Context, cat *catalog.Catalog) error {
 		store, err := openAdminStore(ctx, cmd, cat)
 		if err != nil {
 			return err
 		}
 		defer store.Close()
-		return fn(ctx, store, cat.Config())
+		return fn(ctx, store, cat)
 	})
 }
 

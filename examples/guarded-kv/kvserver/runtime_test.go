@@ -237,15 +237,11 @@ func TestKeyfortAccessTokens(t *testing.T) {
 	waitEnded(t, srv, kv, phoneAccess, putPhone.GetBackendLease())
 }
 
-// TestRevokedKeyEndsGuardedSessions: a runtime signing key revoked on the shared store (as
-// "provider-host revoke-key" does; the service keeps verifying with the runtime's JWKS) ends, at
-// once, the service's session of an access token it signed, revoking its lease, and the token is
-// refused from then on.
-func TestRevokedKeyEndsGuardedSessions(t *testing.T) {
-	rt, iss, srv, addr := runtimeWithKV(t)
-	kv := pb.NewKeyValueServiceClient(plainConn(t, addr))
-	ctx := context.Background()
-	started, err := rt.StartIdentitySession(ctx, &identitypb.StartIdentitySessionRequest{IdentityProvider: "google",
+// startAndPut starts a runtime session for alice and puts a key at the guarded service with its
+// access token, and returns the token and the answer (the backend credentials' user and lease).
+func startAndPut(t *testing.T, rt identitypb.IdentityRuntimeServiceClient, iss *oidctest.Issuer, kv pb.KeyValueServiceClient) (string, *pb.PutResponse) {
+	t.Helper()
+	started, err := rt.StartIdentitySession(context.Background(), &identitypb.StartIdentitySessionRequest{IdentityProvider: "google",
 		ExternalToken: iss.Sign(t, "k1", iss.Claims("alice", aud), nil)})
 	if err != nil {
 		t.Fatal(err)
@@ -255,6 +251,18 @@ func TestRevokedKeyEndsGuardedSessions(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return access, put
+}
+
+// TestRevokedKeyEndsGuardedSessions: a runtime signing key revoked on the shared store (as
+// "provider-host revoke-key" does; the service keeps verifying with the runtime's JWKS) ends, at
+// once, the service's session of an access token it signed, revoking its lease, and the token is
+// refused from then on.
+func TestRevokedKeyEndsGuardedSessions(t *testing.T) {
+	rt, iss, srv, addr := runtimeWithKV(t)
+	kv := pb.NewKeyValueServiceClient(plainConn(t, addr))
+	ctx := context.Background()
+	access, put := startAndPut(t, rt, iss, kv)
 	c, _ := redistest.Client(t)
 	store, err := redisstore.New(ctx, redisstore.Config{Client: c, HashKeyCheck: -1}) // serve's prefix
 	if err != nil {
@@ -348,16 +356,7 @@ func TestKeyfortTokensThroughVault(t *testing.T) {
 		"KEYFORT_IDENTITY__SESSION__REDIS_URL="+redistest.URL())
 
 	ctx := context.Background()
-	started, err := rt.StartIdentitySession(ctx, &identitypb.StartIdentitySessionRequest{IdentityProvider: "google",
-		ExternalToken: iss.Sign(t, "k1", iss.Claims("alice", aud), nil)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	access := started.GetTokens().GetAccessToken()
-	put, err := kv.Put(bearer(access), &pb.PutRequest{Key: "a", Value: "1"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	access, put := startAndPut(t, rt, iss, kv)
 	role := pgRole(t, pgURL, put.GetBackendUser())
 	if !role.exists() {
 		t.Fatalf("backend user %q is not a PostgreSQL role made by Vault", put.GetBackendUser())
