@@ -275,7 +275,8 @@ func (c *Cache) cutUnscanned(s *Session) bool {
 // cutScanHook, when set (by tests), runs at the start of each pass of the cut scanner.
 var cutScanHook func()
 
-// cutWhileCreated reports whether a subject cut received within recentWindow covers s.
+// cutWhileCreated reports whether a subject cut or key revocation received within recentWindow
+// covers s.
 func (c *Cache) cutWhileCreated(s *Session, now int64) bool {
 	c.cutMu.Lock()
 	defer c.cutMu.Unlock()
