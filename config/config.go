@@ -711,6 +711,9 @@ func (p *parser) sessionConfig(v any) {
 	if _, set := m["postgres_migrate"]; set && sc.PostgresURL == "" {
 		p.add("identity.session.postgres_migrate", "", "", "set, but identity.session.postgres_url is not")
 	}
+	if sc.RateLimit.Shared && sc.RedisURL == "" {
+		p.add("identity.session.rate_limit.shared", "", "", "set, but identity.session.redis_url is not: the shared buckets live in the session Redis")
+	}
 	if sc.RedisTLS != (RedisTLS{}) && !strings.HasPrefix(sc.RedisURL, "rediss://") {
 		p.add("identity.session.redis_tls", "", "", "set, but identity.session.redis_url is not a rediss:// URL")
 	}
@@ -722,6 +725,9 @@ type RateLimit struct {
 	// (default: PerSecond, at least 1).
 	PerSecond float64
 	Burst     int
+	// Shared keeps the buckets in the session Redis (identity.session.redis_url), so that the bound
+	// holds across every replica together instead of per replica.
+	Shared bool
 }
 
 func (p *parser) rateLimit(key string, v any) {
@@ -747,8 +753,15 @@ func (p *parser) rateLimit(key string, v any) {
 				continue
 			}
 			rl.Burst = n
+		case "shared":
+			b, ok := asBool(m[f])
+			if !ok {
+				p.add(key+"."+f, "", "", "want true or false")
+				continue
+			}
+			rl.Shared = b
 		default:
-			p.add(key+"."+f, "", "", "unknown key (known: burst, per_second)")
+			p.add(key+"."+f, "", "", "unknown key (known: burst, per_second, shared)")
 		}
 	}
 	if rl.PerSecond == 0 {

@@ -371,6 +371,10 @@ identity:
 	if err != nil || cfg.Session.RateLimit != (config.RateLimit{PerSecond: 2.5, Burst: 10}) {
 		t.Errorf("rate_limit: %v, %+v", err, cfg.Session.RateLimit)
 	}
+	cfg, err = load(`identity: { secrets: { session_signing: "memory:s" }, session: { redis_url: "redis://127.0.0.1:6379/0", rate_limit: { per_second: 2.5, shared: true } } }`)
+	if err != nil || cfg.Session.RateLimit != (config.RateLimit{PerSecond: 2.5, Shared: true}) {
+		t.Errorf("rate_limit.shared: %v, %+v", err, cfg.Session.RateLimit)
+	}
 	cfg, err = load(`identity: { secrets: { session_signing: "memory:s" } }`, "KEYFORT_IDENTITY__SESSION__RATE_LIMIT__PER_SECOND=20")
 	if err != nil || cfg.Session.RateLimit != (config.RateLimit{PerSecond: 20}) {
 		t.Errorf("rate_limit.per_second from the environment: %v, %+v", err, cfg.Session.RateLimit)
@@ -416,6 +420,10 @@ identity:
 			"identity.session.rate_limit.per_second: want a positive number"},
 		"a rate limit with an unknown key": {`identity: { secrets: { session_signing: "memory:s" }, session: { rate_limit: { per_second: 1, per_minute: 5 } } }`, nil,
 			"identity.session.rate_limit.per_minute: unknown key"},
+		"a shared rate limit without Redis": {`identity: { secrets: { session_signing: "memory:s" }, session: { rate_limit: { per_second: 1, shared: true } } }`, nil,
+			"identity.session.rate_limit.shared: set, but identity.session.redis_url is not"},
+		"a shared rate limit not a boolean": {`identity: { secrets: { session_signing: "memory:s" }, session: { redis_url: "redis://127.0.0.1:6379/0", rate_limit: { per_second: 1, shared: 2 } } }`, nil,
+			"identity.session.rate_limit.shared: want true or false"},
 		"a rate limit not a map": {`identity: { secrets: { session_signing: "memory:s" }, session: { rate_limit: 5 } }`, nil,
 			"identity.session.rate_limit: want a map"},
 		"access binding not a boolean": {`identity: { secrets: { session_signing: "memory:s" }, session: { bind_access_to_client: 1.5 } }`, nil,

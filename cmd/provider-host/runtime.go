@@ -195,7 +195,7 @@ func newIdentityRuntime(ctx context.Context, cfg *config.Config, cat *catalog.Ca
 	}
 	r.service = identityrpc.New(m, identityrpc.Options{Sessions: cache, Logger: log, Registerer: reg,
 		BindClients: !cfg.Session.UnboundRefresh, IntrospectionClients: cfg.Session.IntrospectionClients, ClientIdentity: ident,
-		RateLimit: identityrpc.RateLimit{PerSecond: cfg.Session.RateLimit.PerSecond, Burst: cfg.Session.RateLimit.Burst}})
+		RateLimit: rateLimit(cfg.Session.RateLimit, store)})
 	// The rate limit first, so that a client past it costs no token verification; then the header
 	// bound, the guard's tap handle (fast path) and interceptors.
 	opts := append([]grpc.ServerOption{grpc.ChainUnaryInterceptor(r.service.UnaryServerInterceptor())},
@@ -226,6 +226,16 @@ func newIdentityRuntime(ctx context.Context, cfg *config.Config, cat *catalog.Ca
 		reflection.Register(r.grpc)
 	}
 	return r, nil
+}
+
+// rateLimit is the service's rate limit of identity.session.rate_limit: shared through the session
+// Redis when it says so (the configuration refuses shared without redis_url).
+func rateLimit(rl config.RateLimit, store session.Store) identityrpc.RateLimit {
+	out := identityrpc.RateLimit{PerSecond: rl.PerSecond, Burst: rl.Burst}
+	if rs, ok := store.(*redisstore.Store); ok && rl.Shared {
+		out.Shared = rs
+	}
+	return out
 }
 
 func (r *identityRuntime) close() {

@@ -67,6 +67,8 @@ type Server struct {
 	audit         *slog.Logger
 	calls         *prometheus.CounterVec
 	limits        *limiter // nil: no rate limit
+	// sharedLimitErrors counts calls let through because the shared rate limit could not be reached
+	sharedLimitErrors prometheus.Counter
 }
 
 // Register registers the service on s: New, then RegisterOn.
@@ -85,7 +87,9 @@ func New(m *session.Manager, opts Options) *Server {
 	srv := &Server{m: m, bind: opts.BindClients, ident: opts.ClientIdentity, sessions: opts.Sessions, log: opts.Logger, audit: opts.Audit,
 		calls: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "keyfort", Subsystem: "identity",
 			Name: "calls_total", Help: "Identity runtime calls by method and outcome (ok, inactive, unauthenticated, refresh_reuse, client_mismatch, permission_denied, invalid_argument, unavailable, rate_limited)."},
-			[]string{"method", "outcome"})}
+			[]string{"method", "outcome"}),
+		sharedLimitErrors: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "keyfort", Subsystem: "identity",
+			Name: "shared_rate_limit_errors_total", Help: "Calls let through on the replica's own rate limit because the shared one (identity.session.rate_limit.shared) could not be reached."})}
 	if srv.log == nil {
 		srv.log = slog.Default()
 	}
@@ -98,6 +102,9 @@ func New(m *session.Manager, opts Options) *Server {
 	}
 	if opts.Registerer != nil {
 		_ = opts.Registerer.Register(srv.calls)
+		if opts.RateLimit.Shared != nil {
+			_ = opts.Registerer.Register(srv.sharedLimitErrors)
+		}
 	}
 	srv.limits = newLimiter(opts.RateLimit)
 	return srv

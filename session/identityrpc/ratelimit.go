@@ -21,6 +21,20 @@ import (
 type RateLimit struct {
 	PerSecond float64
 	Burst     int
+	// Shared, when set, holds the buckets for every replica together (redisstore.Store): a
+	// client's calls count against one bound wherever they land. Each replica's own bucket still
+	// refuses first (no round trip for a client flooding one replica); a shared bucket that cannot
+	// be reached lets the call through on the replica's bound alone, counted in
+	// keyfort_identity_shared_rate_limit_errors_total.
+	Shared SharedRateLimiter
+}
+
+// SharedRateLimiter keeps rate-limit buckets where every replica sees them.
+type SharedRateLimiter interface {
+	// Allow takes one call from the bucket named key, refilled at perSecond up to burst calls, and
+	// reports whether it had one. key names a client (its identity or address); it is not secret,
+	// but an implementation should not store it as given (a client identity is any string).
+	Allow(ctx context.Context, key string, perSecond float64, burst int) (bool, error)
 }
 
 // servicePrefix is the full-method prefix of the service's methods.
@@ -64,13 +78,29 @@ func newLimiter(cfg RateLimit) *limiter {
 	return l
 }
 
-// allow takes a call from the bucket of k.
-func (l *limiter) allow(ctx context.Context, k rateKey) bool {
+// allow takes a call from the bucket of k, then from its shared bucket when there is one;
+// sharedErr is called when the shared bucket cannot be reached (the call is then allowed).
+func (l *limiter) allow(ctx context.Context, k rateKey, sharedErr func()) bool {
 	b, ok := l.buckets.GetIfPresent(k)
 	if !ok {
 		b, _ = l.buckets.Get(ctx, k, l.load)
 	}
-	return b == nil || b.Allow()
+	if b != nil && !b.Allow() {
+		return false
+	}
+	if l.cfg.Shared == nil {
+		return true
+	}
+	name := "id:" + k.id
+	if k.id == "" {
+		name = "ip:" + k.addr.String()
+	}
+	ok, err := l.cfg.Shared.Allow(ctx, name, l.cfg.PerSecond, l.cfg.Burst)
+	if err != nil {
+		sharedErr()
+		return true
+	}
+	return ok
 }
 
 // Close stops the rate limit's background work (its buckets' expiry); the service must not be
@@ -92,7 +122,7 @@ func (s *Server) UnaryServerInterceptor() grpc.UnaryServerInterceptor {
 		if s.limits == nil || !strings.HasPrefix(info.FullMethod, servicePrefix) || info.FullMethod == IntrospectionMethod {
 			return handler(ctx, req)
 		}
-		if !s.limits.allow(ctx, s.rateKey(ctx)) {
+		if !s.limits.allow(ctx, s.rateKey(ctx), s.sharedLimitErrors.Inc) {
 			s.calls.WithLabelValues(strings.TrimPrefix(info.FullMethod, servicePrefix), "rate_limited").Inc()
 			return nil, status.Error(codes.ResourceExhausted, "rate limited")
 		}

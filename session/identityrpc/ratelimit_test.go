@@ -5,12 +5,17 @@ import (
 	"net"
 	"testing"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 
+	"github.com/keyfort/keyfort/internal/metrictest"
+	"github.com/keyfort/keyfort/internal/redistest"
 	"github.com/keyfort/keyfort/session/identityrpc"
+	"github.com/keyfort/keyfort/session/redisstore"
 )
 
 // TestRateLimitBuckets: each address has its bucket (an IPv4 address and its IPv4-mapped IPv6 form
@@ -50,5 +55,64 @@ func TestRateLimitBuckets(t *testing.T) {
 		if err := call(unlimited.UnaryServerInterceptor(), from("10.0.0.7", 1000), start); err != nil {
 			t.Fatalf("without a rate limit: %v", err)
 		}
+	}
+}
+
+// TestSharedRateLimitAcrossReplicas: two services (two replicas) with a shared rate limit on one
+// Redis give a client one burst between them, not one each; a shared store that cannot be reached
+// lets calls through on each replica's own bucket, and counts them.
+func TestSharedRateLimitAcrossReplicas(t *testing.T) {
+	ctx := context.Background()
+	rdb, prefix := redistest.Client(t)
+	store, err := redisstore.New(ctx, redisstore.Config{Client: rdb, Prefix: prefix, HashKeyCheck: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	from := peer.NewContext(ctx, &peer.Peer{Addr: &net.TCPAddr{IP: net.ParseIP("10.0.0.9"), Port: 4000}})
+	call := func(srv *identityrpc.Server) error {
+		_, err := srv.UnaryServerInterceptor()(from, nil, &grpc.UnaryServerInfo{FullMethod: "/keyfort.identity.v1.IdentityRuntimeService/StartIdentitySession"}, ok)
+		return err
+	}
+	limit := identityrpc.RateLimit{PerSecond: 0.0001, Burst: 2, Shared: store}
+	a, b := identityrpc.New(nil, identityrpc.Options{RateLimit: limit}), identityrpc.New(nil, identityrpc.Options{RateLimit: limit})
+	defer a.Close()
+	defer b.Close()
+	if err := call(a); err != nil {
+		t.Fatal(err)
+	}
+	if err := call(b); err != nil {
+		t.Fatal(err)
+	}
+	for name, srv := range map[string]*identityrpc.Server{"a": a, "b": b} {
+		if err := call(srv); status.Code(err) != codes.ResourceExhausted {
+			t.Errorf("replica %s past the shared burst: got %v, want ResourceExhausted", name, err)
+		}
+	}
+
+	opts, err := redis.ParseURL(redistest.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	lost := redis.NewClient(opts)
+	gone, err := redisstore.New(ctx, redisstore.Config{Client: lost, Prefix: prefix, HashKeyCheck: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer gone.Close()
+	_ = lost.Close()
+	reg := prometheus.NewRegistry()
+	c := identityrpc.New(nil, identityrpc.Options{Registerer: reg, RateLimit: identityrpc.RateLimit{PerSecond: 0.0001, Burst: 2, Shared: gone}})
+	defer c.Close()
+	for i := range 2 {
+		if err := call(c); err != nil {
+			t.Errorf("call %d with the shared bucket unreachable, within the replica's own: %v", i+1, err)
+		}
+	}
+	if err := call(c); status.Code(err) != codes.ResourceExhausted {
+		t.Errorf("past the replica's own bucket: got %v, want ResourceExhausted", err)
+	}
+	if n := metrictest.Counter(t, reg, "keyfort_identity_shared_rate_limit_errors_total", nil); n != 2 {
+		t.Errorf("calls let through without the shared bucket: counted %v, want 2", n)
 	}
 }

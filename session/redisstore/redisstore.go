@@ -808,6 +808,37 @@ func (s *Store) RevokedKeys(ctx context.Context, now time.Time) ([]session.KeyRe
 	return out, nil
 }
 
+// rateScript is GCRA on one key holding the bucket's theoretical arrival time (microseconds, on
+// the Redis server's clock, so replicas' clocks do not matter): a call is allowed when, after it,
+// the arrival time is at most burst emission intervals ahead of now. A refused call changes
+// nothing. The key lives as long as the bucket is not full.
+var rateScript = redis.NewScript(`
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local interval = tonumber(ARGV[1])
+local burst = tonumber(ARGV[2])
+local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
+if tat < now then tat = now end
+local nexttat = tat + interval
+if nexttat - now > burst * interval then return 0 end
+redis.call('SET', KEYS[1], string.format('%.0f', nexttat), 'PX', math.ceil((nexttat - now) / 1000) + 1)
+return 1
+`)
+
+// Allow implements identityrpc.SharedRateLimiter: one script on the client's bucket,
+// <prefix>rate:<sha256 of key, hex>.
+func (s *Store) Allow(ctx context.Context, key string, perSecond float64, burst int) (bool, error) {
+	if perSecond <= 0 || burst < 1 {
+		return false, errors.New("redisstore: a rate limit needs a positive rate and burst")
+	}
+	interval := math.Max(1, math.Round(1e6/perSecond)) // microseconds per call
+	n, err := rateScript.Run(ctx, s.rdb, []string{s.prefix + "rate:" + session.SubjectHash(key)}, interval, burst).Int()
+	if err != nil {
+		return false, wrap(err)
+	}
+	return n == 1, nil
+}
+
 // Ping implements session.Pinger: a PING on a connection of the pool (on a Cluster, to one node).
 func (s *Store) Ping(ctx context.Context) error {
 	return wrap(s.rdb.Ping(ctx).Err())
