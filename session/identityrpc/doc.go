@@ -10,6 +10,7 @@
 // callers by client certificate (Options.IntrospectionClients).
 //
 // Options.RateLimit bounds each client's calls (a token bucket per certificate identity, else per
-// address), applied by Server.UnaryServerInterceptor, which goes before the server's guard: build
+// address; per replica, or for every replica together through a SharedRateLimiter such as
+// redisstore.Store), applied by Server.UnaryServerInterceptor, which goes before the server's guard: build
 // the service with New, install the interceptor, then RegisterOn the server.
 package identityrpc

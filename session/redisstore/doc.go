@@ -8,7 +8,9 @@
 // cluster=true reaches a Redis Cluster (each script touches one key, so none crosses slots).
 //
 // It also lists and revokes a subject's sessions (a set per subject), keeps subject cuts (a hash
-// per subject, read in the same pipeline as a token's tombstone) and answers a readiness Ping. New
+// per subject, read in the same pipeline as a token's tombstone), keeps revoked signing keys
+// (session.KeyRevoker: one hash), holds the identity runtime's shared rate-limit buckets (Allow, an
+// identityrpc.SharedRateLimiter: GCRA on Redis's clock) and answers a readiness Ping. New
 // refuses a server that may evict keys under memory pressure (ErrEvicting) unless told otherwise,
 // and every Store keeps the shared token-hash key: written back if it disappears (a FLUSHALL),
 // reported if it is not its own. Close stops that check.
