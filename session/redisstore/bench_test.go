@@ -56,3 +56,17 @@ func BenchmarkRawRoundTrip(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkSharedRateLimit is what identity.session.rate_limit.shared adds to a runtime call: one
+// GCRA script on the client's bucket (allowed every time: a rate no loop reaches). Compare
+// BenchmarkRawRoundTrip.
+func BenchmarkSharedRateLimit(b *testing.B) {
+	s := benchStore(b)
+	ctx := context.Background()
+	b.ReportAllocs()
+	for b.Loop() {
+		if ok, err := s.Allow(ctx, "id:spiffe://keyfort.test/ns/prod/sa/gateway", 1e9, 1_000_000); err != nil || !ok {
+			b.Fatal(ok, err)
+		}
+	}
+}
