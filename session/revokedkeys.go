@@ -248,6 +248,34 @@ type ownTokens interface{ ownTokens() }
 func (*Manager) ownTokens()        {}
 func (*AccessVerifier) ownTokens() {}
 
+// KeyRevoked is what Manager.RevokeKey did.
+type KeyRevoked struct {
+	// Until is when the store forgets the revocation.
+	Until time.Time
+	// Active reports that the key is the active signing key: the Manager signs nothing until it is
+	// rotated at its provider.
+	Active bool
+}
+
+// RevokeKey revokes the signing key kid in the Manager's store (a KeyRevoker) for d (at most 0:
+// Config.RefreshTTL, the longest a token lives), for every replica sharing it, and reports
+// whether it is the active key. It fails with ErrNoKeyRevocation over a store without revoked
+// keys, and wraps ErrStoreUnavailable when the store cannot be written.
+func (m *Manager) RevokeKey(ctx context.Context, kid string, d time.Duration) (KeyRevoked, error) {
+	if d <= 0 {
+		d = m.cfg.RefreshTTL
+	}
+	until := m.now().Add(d)
+	if err := RevokeKey(ctx, m.store, kid, until); err != nil {
+		return KeyRevoked{}, err
+	}
+	out := KeyRevoked{Until: until}
+	if ks, err := m.cfg.Keys.SigningKeys(ctx); err == nil {
+		out.Active = ks.ActiveID == kid
+	}
+	return out, nil
+}
+
 // keyRevoked fails with ErrUnauthenticated when the token id was signed by a key r revoked.
 func (r *RevokedKeys) keyRevoked(id provider.Sensitive) error {
 	if r == nil || r.set.Load() == nil {

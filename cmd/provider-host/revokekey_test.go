@@ -12,6 +12,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/durationpb"
 
 	pb "github.com/keyfort/keyfort/api/identity/v1"
 	"github.com/keyfort/keyfort/internal/hosttest"
@@ -148,5 +149,96 @@ identity:
 	}
 	if r := run(t, env, "revoke-key", "--config", cfg); r.code == 0 || !strings.Contains(r.stderr, "give a KID") {
 		t.Errorf("without a kid: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+}
+
+// TestRevokeSigningKeyThroughServe: on a single replica with the memory store (where revoke-key has
+// no store to reach), a session the policy allows keyfort:revoke_keys revokes a key through the
+// runtime's RevokeSigningKey: its tokens are refused at once and it leaves the JWKS, the call is
+// audited with its caller; a session without the permission, and a bare token, are refused.
+func TestRevokeSigningKeyThroughServe(t *testing.T) {
+	dir := t.TempDir()
+	writeSigningKey(t, dir, "0001.pem")
+	bin := hosttest.Build(t, "github.com/keyfort/keyfort/examples/custom-plugin")
+	iss := oidctest.New(t)
+	cfg := writeConfig(t, `
+providers:
+  files:
+    plugin: `+bin+`
+    cache_ttl: 1h
+    settings: { dir: `+dir+` }
+identity:
+  secrets:
+    session_signing: files:session
+    oidc:
+      google:
+        client_id: env:KFSERVE_CLIENT_ID
+        issuer: `+iss.URL+`
+  session:
+    issuer: https://keyfort.test
+  policy:
+    rules:
+      - { subject: ops, action: "keyfort:revoke_keys", effect: allow }
+      - { subject: ops, action: "keyfort:issue_token", effect: allow }
+`)
+	env := []string{"PATH=" + os.Getenv("PATH"), "KFSERVE_CLIENT_ID=client-1"}
+	addr, log, cmd := startServe(t, env, "--config", cfg, "--grpc-addr", "127.0.0.1:0")
+	rt := runtimeClient(t, log.String())
+	ctx := context.Background()
+	as := func(tok string) context.Context {
+		return metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+tok)
+	}
+	alice := startAs(t, rt, iss, "client-1", "alice", "laptop")
+	oldKID, _ := token.KeyID(alice.GetAccessToken())
+	writeSigningKey(t, dir, "0002.pem")
+	if err := cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	for len(jwksKids(t, addr)) != 2 {
+		time.Sleep(20 * time.Millisecond)
+	}
+	ops := startAs(t, rt, iss, "client-1", "ops", "desk")
+	bare, err := rt.IssueIdentityToken(as(ops.GetAccessToken()), &pb.IssueIdentityTokenRequest{Subject: "ops"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	revoke := func(tok, kid string) (*pb.RevokeSigningKeyResponse, error) {
+		return rt.RevokeSigningKey(as(tok), &pb.RevokeSigningKeyRequest{KeyId: kid})
+	}
+	if _, err := revoke(alice.GetAccessToken(), oldKID); status.Code(err) != codes.PermissionDenied {
+		t.Errorf("alice revoking a key: got %v, want PermissionDenied", err)
+	}
+	if _, err := revoke(bare.GetAccessToken(), oldKID); status.Code(err) != codes.PermissionDenied {
+		t.Errorf("a bare token of ops revoking a key: got %v, want PermissionDenied", err)
+	}
+	if _, err := revoke(ops.GetAccessToken(), ""); status.Code(err) != codes.InvalidArgument {
+		t.Errorf("no key_id: got %v, want InvalidArgument", err)
+	}
+	res, err := revoke(ops.GetAccessToken(), oldKID)
+	if err != nil || res.GetActive() || !res.GetRevokedUntil().AsTime().After(time.Now().Add(11*time.Hour)) {
+		t.Fatalf("ops revoking the old key: %v, %v", res, err)
+	}
+	if _, err := rt.EvaluateIdentityPolicy(as(alice.GetAccessToken()), &pb.EvaluateIdentityPolicyRequest{}); status.Code(err) != codes.Unauthenticated {
+		t.Errorf("the revoked key's session: %v, want Unauthenticated", err)
+	}
+	if kids := jwksKids(t, addr); len(kids) != 1 || slices.Contains(kids, oldKID) {
+		t.Errorf("the JWKS after the revocation: %v", kids)
+	}
+	if _, err := rt.EvaluateIdentityPolicy(as(ops.GetAccessToken()), &pb.EvaluateIdentityPolicyRequest{}); err != nil {
+		t.Errorf("the new key's session: %v", err)
+	}
+	newKID, _ := token.KeyID(ops.GetAccessToken())
+	res, err = rt.RevokeSigningKey(as(ops.GetAccessToken()), &pb.RevokeSigningKeyRequest{KeyId: newKID, Duration: durationpb.New(time.Minute)})
+	if err != nil || !res.GetActive() || res.GetRevokedUntil().AsTime().After(time.Now().Add(2*time.Minute)) {
+		t.Errorf("ops revoking the active key for a minute: %v, %v", res, err)
+	}
+	for _, want := range []string{"event=session.revoke_key outcome=ok subject=ops", "kid=" + oldKID, "active=true",
+		"event=session.revoke_key outcome=permission_denied subject=alice"} {
+		for i := 0; !strings.Contains(log.String(), want); i++ { // the log is read as serve writes it
+			if i == 250 {
+				t.Fatalf("the audit log lacks %q:\n%s", want, log)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
 	}
 }

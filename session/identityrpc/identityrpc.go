@@ -297,6 +297,7 @@ func (s *Server) IssueIdentityToken(ctx context.Context, req *pb.IssueIdentityTo
 const (
 	EndSessionsAction  = "keyfort:end_sessions"
 	ListSessionsAction = "keyfort:list_sessions"
+	RevokeKeysAction   = "keyfort:revoke_keys"
 )
 
 // subjectCall authorizes a call on the sessions of the subject at idp: the caller must hold a
@@ -375,6 +376,51 @@ func (s *Server) EndSubjectSessions(ctx context.Context, req *pb.EndSubjectSessi
 		res.TokensCutBefore = timestamppb.New(end.CutBefore)
 	}
 	return res, nil
+}
+
+// RevokeSigningKey implements the service: the key's revocation in the shared store, for a caller
+// whose session the policy allows RevokeKeysAction. Always audited.
+func (s *Server) RevokeSigningKey(ctx context.Context, req *pb.RevokeSigningKeyRequest) (*pb.RevokeSigningKeyResponse, error) {
+	const method, event = "RevokeSigningKey", "session.revoke_key"
+	who := []slog.Attr{slog.String("kid", req.GetKeyId())}
+	caller, ok := session.FromContext(ctx)
+	if !ok {
+		s.record(ctx, method, event, "unauthenticated", nil, who...)
+		return nil, status.Error(codes.Unauthenticated, "unauthenticated")
+	}
+	p := caller.Principal
+	who = append([]slog.Attr{slog.String("subject", p.Subject), slog.String("tenant", p.Tenant), slog.String("idp", p.IdP)}, who...)
+	// As for acting on sessions: a bare token names whatever subject its issuer chose.
+	if p.Family == "" || p.IdP == "" {
+		s.record(ctx, method, event, "permission_denied", nil, append(who, slog.String("reason", "a bare token, not a session"))...)
+		return nil, status.Error(codes.PermissionDenied, "only a session may revoke a signing key")
+	}
+	if d := s.m.EvaluatePolicy(session.PolicyRequest{Subject: p.Subject, Tenant: p.Tenant, Action: RevokeKeysAction}); !d.Allowed {
+		s.record(ctx, method, event, "permission_denied", nil, append(who, slog.String("reason", d.Reason))...)
+		return nil, status.Error(codes.PermissionDenied, "not allowed to revoke signing keys")
+	}
+	if req.GetKeyId() == "" {
+		s.record(ctx, method, event, "invalid_argument", nil, who...)
+		return nil, status.Error(codes.InvalidArgument, "key_id is required")
+	}
+	var d time.Duration
+	if req.GetDuration() != nil {
+		if d = req.GetDuration().AsDuration(); d <= 0 {
+			s.record(ctx, method, event, "invalid_argument", nil, who...)
+			return nil, status.Error(codes.InvalidArgument, "duration must be positive")
+		}
+	}
+	r, err := s.m.RevokeKey(ctx, req.GetKeyId(), d)
+	if errors.Is(err, session.ErrNoKeyRevocation) {
+		s.record(ctx, method, event, "unimplemented", err, who...)
+		return nil, status.Error(codes.Unimplemented, "the session store keeps no revoked signing keys")
+	}
+	if err != nil {
+		s.record(ctx, method, event, outcome(err), err, who...)
+		return nil, statusOf(err)
+	}
+	s.record(ctx, method, event, "ok", nil, append(who, slog.Time("until", r.Until), slog.Bool("active", r.Active))...)
+	return &pb.RevokeSigningKeyResponse{RevokedUntil: timestamppb.New(r.Until), Active: r.Active}, nil
 }
 
 // ListSubjectSessions implements the service: the live sessions of the subject (see subjectCall for

@@ -1113,6 +1113,117 @@ func (x *IntrospectIdentityTokenResponse) GetClient() string {
 	return ""
 }
 
+type RevokeSigningKeyRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// key_id is the key's kid, as the JWKS and the tokens' headers name it.
+	KeyId string `protobuf:"bytes,1,opt,name=key_id,json=keyId,proto3" json:"key_id,omitempty"`
+	// duration is how long the revocation lasts (after it no token the key signed is alive);
+	// unset: identity.session.refresh_ttl, the longest a token lives.
+	Duration      *durationpb.Duration `protobuf:"bytes,2,opt,name=duration,proto3" json:"duration,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RevokeSigningKeyRequest) Reset() {
+	*x = RevokeSigningKeyRequest{}
+	mi := &file_keyfort_identity_v1_identity_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RevokeSigningKeyRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RevokeSigningKeyRequest) ProtoMessage() {}
+
+func (x *RevokeSigningKeyRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_keyfort_identity_v1_identity_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RevokeSigningKeyRequest.ProtoReflect.Descriptor instead.
+func (*RevokeSigningKeyRequest) Descriptor() ([]byte, []int) {
+	return file_keyfort_identity_v1_identity_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *RevokeSigningKeyRequest) GetKeyId() string {
+	if x != nil {
+		return x.KeyId
+	}
+	return ""
+}
+
+func (x *RevokeSigningKeyRequest) GetDuration() *durationpb.Duration {
+	if x != nil {
+		return x.Duration
+	}
+	return nil
+}
+
+type RevokeSigningKeyResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// revoked_until is when the store forgets the revocation (the latest of every revocation of the
+	// key).
+	RevokedUntil *timestamppb.Timestamp `protobuf:"bytes,1,opt,name=revoked_until,json=revokedUntil,proto3" json:"revoked_until,omitempty"`
+	// active reports that the key revoked is the active signing key: nothing is signed until it is
+	// rotated at its provider.
+	Active        bool `protobuf:"varint,2,opt,name=active,proto3" json:"active,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RevokeSigningKeyResponse) Reset() {
+	*x = RevokeSigningKeyResponse{}
+	mi := &file_keyfort_identity_v1_identity_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RevokeSigningKeyResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RevokeSigningKeyResponse) ProtoMessage() {}
+
+func (x *RevokeSigningKeyResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_keyfort_identity_v1_identity_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RevokeSigningKeyResponse.ProtoReflect.Descriptor instead.
+func (*RevokeSigningKeyResponse) Descriptor() ([]byte, []int) {
+	return file_keyfort_identity_v1_identity_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *RevokeSigningKeyResponse) GetRevokedUntil() *timestamppb.Timestamp {
+	if x != nil {
+		return x.RevokedUntil
+	}
+	return nil
+}
+
+func (x *RevokeSigningKeyResponse) GetActive() bool {
+	if x != nil {
+		return x.Active
+	}
+	return false
+}
+
 var File_keyfort_identity_v1_identity_proto protoreflect.FileDescriptor
 
 const file_keyfort_identity_v1_identity_proto_rawDesc = "" +
@@ -1195,7 +1306,13 @@ const file_keyfort_identity_v1_identity_proto_rawDesc = "" +
 	"\n" +
 	"expires_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\x127\n" +
 	"\tissued_at\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\bissuedAt\x12\x16\n" +
-	"\x06client\x18\b \x01(\tR\x06client2\x83\b\n" +
+	"\x06client\x18\b \x01(\tR\x06client\"g\n" +
+	"\x17RevokeSigningKeyRequest\x12\x15\n" +
+	"\x06key_id\x18\x01 \x01(\tR\x05keyId\x125\n" +
+	"\bduration\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\bduration\"s\n" +
+	"\x18RevokeSigningKeyResponse\x12?\n" +
+	"\rrevoked_until\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\frevokedUntil\x12\x16\n" +
+	"\x06active\x18\x02 \x01(\bR\x06active2\xf4\b\n" +
 	"\x16IdentityRuntimeService\x12{\n" +
 	"\x14StartIdentitySession\x120.keyfort.identity.v1.StartIdentitySessionRequest\x1a1.keyfort.identity.v1.StartIdentitySessionResponse\x12\x81\x01\n" +
 	"\x16RefreshIdentitySession\x122.keyfort.identity.v1.RefreshIdentitySessionRequest\x1a3.keyfort.identity.v1.RefreshIdentitySessionResponse\x12u\n" +
@@ -1204,7 +1321,8 @@ const file_keyfort_identity_v1_identity_proto_rawDesc = "" +
 	"\x16EvaluateIdentityPolicy\x122.keyfort.identity.v1.EvaluateIdentityPolicyRequest\x1a3.keyfort.identity.v1.EvaluateIdentityPolicyResponse\x12u\n" +
 	"\x12EndSubjectSessions\x12..keyfort.identity.v1.EndSubjectSessionsRequest\x1a/.keyfort.identity.v1.EndSubjectSessionsResponse\x12x\n" +
 	"\x13ListSubjectSessions\x12/.keyfort.identity.v1.ListSubjectSessionsRequest\x1a0.keyfort.identity.v1.ListSubjectSessionsResponse\x12\x84\x01\n" +
-	"\x17IntrospectIdentityToken\x123.keyfort.identity.v1.IntrospectIdentityTokenRequest\x1a4.keyfort.identity.v1.IntrospectIdentityTokenResponseB7Z5github.com/keyfort/keyfort/api/identity/v1;identityv1b\x06proto3"
+	"\x17IntrospectIdentityToken\x123.keyfort.identity.v1.IntrospectIdentityTokenRequest\x1a4.keyfort.identity.v1.IntrospectIdentityTokenResponse\x12o\n" +
+	"\x10RevokeSigningKey\x12,.keyfort.identity.v1.RevokeSigningKeyRequest\x1a-.keyfort.identity.v1.RevokeSigningKeyResponseB7Z5github.com/keyfort/keyfort/api/identity/v1;identityv1b\x06proto3"
 
 var (
 	file_keyfort_identity_v1_identity_proto_rawDescOnce sync.Once
@@ -1218,7 +1336,7 @@ func file_keyfort_identity_v1_identity_proto_rawDescGZIP() []byte {
 	return file_keyfort_identity_v1_identity_proto_rawDescData
 }
 
-var file_keyfort_identity_v1_identity_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
+var file_keyfort_identity_v1_identity_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
 var file_keyfort_identity_v1_identity_proto_goTypes = []any{
 	(*SessionTokens)(nil),                   // 0: keyfort.identity.v1.SessionTokens
 	(*StartIdentitySessionRequest)(nil),     // 1: keyfort.identity.v1.StartIdentitySessionRequest
@@ -1238,43 +1356,49 @@ var file_keyfort_identity_v1_identity_proto_goTypes = []any{
 	(*ListSubjectSessionsResponse)(nil),     // 15: keyfort.identity.v1.ListSubjectSessionsResponse
 	(*IntrospectIdentityTokenRequest)(nil),  // 16: keyfort.identity.v1.IntrospectIdentityTokenRequest
 	(*IntrospectIdentityTokenResponse)(nil), // 17: keyfort.identity.v1.IntrospectIdentityTokenResponse
-	(*timestamppb.Timestamp)(nil),           // 18: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),             // 19: google.protobuf.Duration
+	(*RevokeSigningKeyRequest)(nil),         // 18: keyfort.identity.v1.RevokeSigningKeyRequest
+	(*RevokeSigningKeyResponse)(nil),        // 19: keyfort.identity.v1.RevokeSigningKeyResponse
+	(*timestamppb.Timestamp)(nil),           // 20: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),             // 21: google.protobuf.Duration
 }
 var file_keyfort_identity_v1_identity_proto_depIdxs = []int32{
-	18, // 0: keyfort.identity.v1.SessionTokens.access_expires_at:type_name -> google.protobuf.Timestamp
-	18, // 1: keyfort.identity.v1.SessionTokens.refresh_expires_at:type_name -> google.protobuf.Timestamp
+	20, // 0: keyfort.identity.v1.SessionTokens.access_expires_at:type_name -> google.protobuf.Timestamp
+	20, // 1: keyfort.identity.v1.SessionTokens.refresh_expires_at:type_name -> google.protobuf.Timestamp
 	0,  // 2: keyfort.identity.v1.StartIdentitySessionResponse.tokens:type_name -> keyfort.identity.v1.SessionTokens
 	0,  // 3: keyfort.identity.v1.RefreshIdentitySessionResponse.tokens:type_name -> keyfort.identity.v1.SessionTokens
-	19, // 4: keyfort.identity.v1.IssueIdentityTokenRequest.ttl:type_name -> google.protobuf.Duration
-	18, // 5: keyfort.identity.v1.IssueIdentityTokenResponse.expires_at:type_name -> google.protobuf.Timestamp
-	18, // 6: keyfort.identity.v1.EndSubjectSessionsResponse.tokens_cut_before:type_name -> google.protobuf.Timestamp
-	18, // 7: keyfort.identity.v1.SubjectSession.last_refreshed_at:type_name -> google.protobuf.Timestamp
-	18, // 8: keyfort.identity.v1.SubjectSession.expires_at:type_name -> google.protobuf.Timestamp
+	21, // 4: keyfort.identity.v1.IssueIdentityTokenRequest.ttl:type_name -> google.protobuf.Duration
+	20, // 5: keyfort.identity.v1.IssueIdentityTokenResponse.expires_at:type_name -> google.protobuf.Timestamp
+	20, // 6: keyfort.identity.v1.EndSubjectSessionsResponse.tokens_cut_before:type_name -> google.protobuf.Timestamp
+	20, // 7: keyfort.identity.v1.SubjectSession.last_refreshed_at:type_name -> google.protobuf.Timestamp
+	20, // 8: keyfort.identity.v1.SubjectSession.expires_at:type_name -> google.protobuf.Timestamp
 	14, // 9: keyfort.identity.v1.ListSubjectSessionsResponse.sessions:type_name -> keyfort.identity.v1.SubjectSession
-	18, // 10: keyfort.identity.v1.IntrospectIdentityTokenResponse.expires_at:type_name -> google.protobuf.Timestamp
-	18, // 11: keyfort.identity.v1.IntrospectIdentityTokenResponse.issued_at:type_name -> google.protobuf.Timestamp
-	1,  // 12: keyfort.identity.v1.IdentityRuntimeService.StartIdentitySession:input_type -> keyfort.identity.v1.StartIdentitySessionRequest
-	3,  // 13: keyfort.identity.v1.IdentityRuntimeService.RefreshIdentitySession:input_type -> keyfort.identity.v1.RefreshIdentitySessionRequest
-	5,  // 14: keyfort.identity.v1.IdentityRuntimeService.EndIdentitySession:input_type -> keyfort.identity.v1.EndIdentitySessionRequest
-	7,  // 15: keyfort.identity.v1.IdentityRuntimeService.IssueIdentityToken:input_type -> keyfort.identity.v1.IssueIdentityTokenRequest
-	9,  // 16: keyfort.identity.v1.IdentityRuntimeService.EvaluateIdentityPolicy:input_type -> keyfort.identity.v1.EvaluateIdentityPolicyRequest
-	11, // 17: keyfort.identity.v1.IdentityRuntimeService.EndSubjectSessions:input_type -> keyfort.identity.v1.EndSubjectSessionsRequest
-	13, // 18: keyfort.identity.v1.IdentityRuntimeService.ListSubjectSessions:input_type -> keyfort.identity.v1.ListSubjectSessionsRequest
-	16, // 19: keyfort.identity.v1.IdentityRuntimeService.IntrospectIdentityToken:input_type -> keyfort.identity.v1.IntrospectIdentityTokenRequest
-	2,  // 20: keyfort.identity.v1.IdentityRuntimeService.StartIdentitySession:output_type -> keyfort.identity.v1.StartIdentitySessionResponse
-	4,  // 21: keyfort.identity.v1.IdentityRuntimeService.RefreshIdentitySession:output_type -> keyfort.identity.v1.RefreshIdentitySessionResponse
-	6,  // 22: keyfort.identity.v1.IdentityRuntimeService.EndIdentitySession:output_type -> keyfort.identity.v1.EndIdentitySessionResponse
-	8,  // 23: keyfort.identity.v1.IdentityRuntimeService.IssueIdentityToken:output_type -> keyfort.identity.v1.IssueIdentityTokenResponse
-	10, // 24: keyfort.identity.v1.IdentityRuntimeService.EvaluateIdentityPolicy:output_type -> keyfort.identity.v1.EvaluateIdentityPolicyResponse
-	12, // 25: keyfort.identity.v1.IdentityRuntimeService.EndSubjectSessions:output_type -> keyfort.identity.v1.EndSubjectSessionsResponse
-	15, // 26: keyfort.identity.v1.IdentityRuntimeService.ListSubjectSessions:output_type -> keyfort.identity.v1.ListSubjectSessionsResponse
-	17, // 27: keyfort.identity.v1.IdentityRuntimeService.IntrospectIdentityToken:output_type -> keyfort.identity.v1.IntrospectIdentityTokenResponse
-	20, // [20:28] is the sub-list for method output_type
-	12, // [12:20] is the sub-list for method input_type
-	12, // [12:12] is the sub-list for extension type_name
-	12, // [12:12] is the sub-list for extension extendee
-	0,  // [0:12] is the sub-list for field type_name
+	20, // 10: keyfort.identity.v1.IntrospectIdentityTokenResponse.expires_at:type_name -> google.protobuf.Timestamp
+	20, // 11: keyfort.identity.v1.IntrospectIdentityTokenResponse.issued_at:type_name -> google.protobuf.Timestamp
+	21, // 12: keyfort.identity.v1.RevokeSigningKeyRequest.duration:type_name -> google.protobuf.Duration
+	20, // 13: keyfort.identity.v1.RevokeSigningKeyResponse.revoked_until:type_name -> google.protobuf.Timestamp
+	1,  // 14: keyfort.identity.v1.IdentityRuntimeService.StartIdentitySession:input_type -> keyfort.identity.v1.StartIdentitySessionRequest
+	3,  // 15: keyfort.identity.v1.IdentityRuntimeService.RefreshIdentitySession:input_type -> keyfort.identity.v1.RefreshIdentitySessionRequest
+	5,  // 16: keyfort.identity.v1.IdentityRuntimeService.EndIdentitySession:input_type -> keyfort.identity.v1.EndIdentitySessionRequest
+	7,  // 17: keyfort.identity.v1.IdentityRuntimeService.IssueIdentityToken:input_type -> keyfort.identity.v1.IssueIdentityTokenRequest
+	9,  // 18: keyfort.identity.v1.IdentityRuntimeService.EvaluateIdentityPolicy:input_type -> keyfort.identity.v1.EvaluateIdentityPolicyRequest
+	11, // 19: keyfort.identity.v1.IdentityRuntimeService.EndSubjectSessions:input_type -> keyfort.identity.v1.EndSubjectSessionsRequest
+	13, // 20: keyfort.identity.v1.IdentityRuntimeService.ListSubjectSessions:input_type -> keyfort.identity.v1.ListSubjectSessionsRequest
+	16, // 21: keyfort.identity.v1.IdentityRuntimeService.IntrospectIdentityToken:input_type -> keyfort.identity.v1.IntrospectIdentityTokenRequest
+	18, // 22: keyfort.identity.v1.IdentityRuntimeService.RevokeSigningKey:input_type -> keyfort.identity.v1.RevokeSigningKeyRequest
+	2,  // 23: keyfort.identity.v1.IdentityRuntimeService.StartIdentitySession:output_type -> keyfort.identity.v1.StartIdentitySessionResponse
+	4,  // 24: keyfort.identity.v1.IdentityRuntimeService.RefreshIdentitySession:output_type -> keyfort.identity.v1.RefreshIdentitySessionResponse
+	6,  // 25: keyfort.identity.v1.IdentityRuntimeService.EndIdentitySession:output_type -> keyfort.identity.v1.EndIdentitySessionResponse
+	8,  // 26: keyfort.identity.v1.IdentityRuntimeService.IssueIdentityToken:output_type -> keyfort.identity.v1.IssueIdentityTokenResponse
+	10, // 27: keyfort.identity.v1.IdentityRuntimeService.EvaluateIdentityPolicy:output_type -> keyfort.identity.v1.EvaluateIdentityPolicyResponse
+	12, // 28: keyfort.identity.v1.IdentityRuntimeService.EndSubjectSessions:output_type -> keyfort.identity.v1.EndSubjectSessionsResponse
+	15, // 29: keyfort.identity.v1.IdentityRuntimeService.ListSubjectSessions:output_type -> keyfort.identity.v1.ListSubjectSessionsResponse
+	17, // 30: keyfort.identity.v1.IdentityRuntimeService.IntrospectIdentityToken:output_type -> keyfort.identity.v1.IntrospectIdentityTokenResponse
+	19, // 31: keyfort.identity.v1.IdentityRuntimeService.RevokeSigningKey:output_type -> keyfort.identity.v1.RevokeSigningKeyResponse
+	23, // [23:32] is the sub-list for method output_type
+	14, // [14:23] is the sub-list for method input_type
+	14, // [14:14] is the sub-list for extension type_name
+	14, // [14:14] is the sub-list for extension extendee
+	0,  // [0:14] is the sub-list for field type_name
 }
 
 func init() { file_keyfort_identity_v1_identity_proto_init() }
@@ -1288,7 +1412,7 @@ func file_keyfort_identity_v1_identity_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_keyfort_identity_v1_identity_proto_rawDesc), len(file_keyfort_identity_v1_identity_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   18,
+			NumMessages:   20,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

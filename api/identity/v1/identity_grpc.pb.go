@@ -32,6 +32,7 @@ const (
 	IdentityRuntimeService_EndSubjectSessions_FullMethodName      = "/keyfort.identity.v1.IdentityRuntimeService/EndSubjectSessions"
 	IdentityRuntimeService_ListSubjectSessions_FullMethodName     = "/keyfort.identity.v1.IdentityRuntimeService/ListSubjectSessions"
 	IdentityRuntimeService_IntrospectIdentityToken_FullMethodName = "/keyfort.identity.v1.IdentityRuntimeService/IntrospectIdentityToken"
+	IdentityRuntimeService_RevokeSigningKey_FullMethodName        = "/keyfort.identity.v1.IdentityRuntimeService/RevokeSigningKey"
 )
 
 // IdentityRuntimeServiceClient is the client API for IdentityRuntimeService service.
@@ -65,6 +66,13 @@ type IdentityRuntimeServiceClient interface {
 	// was not cut (RFC 7662's question, over gRPC). Only clients whose certificate identity (mutual
 	// TLS) is on identity.session.introspection_clients may call it; others get PERMISSION_DENIED.
 	IntrospectIdentityToken(ctx context.Context, in *IntrospectIdentityTokenRequest, opts ...grpc.CallOption) (*IntrospectIdentityTokenResponse, error)
+	// RevokeSigningKey withdraws one of the runtime's signing keys before its time (the key leaked):
+	// from now on every replica sharing the session store refuses the tokens it signed, ends the
+	// sessions it holds of them and no longer publishes the key. The caller must hold a session the
+	// policy allows the action "keyfort:revoke_keys". A revoked active key signs nothing: starts and
+	// refreshes fail with UNAVAILABLE until the key is rotated at its provider, so rotate first.
+	// UNIMPLEMENTED when the session store keeps no revoked keys.
+	RevokeSigningKey(ctx context.Context, in *RevokeSigningKeyRequest, opts ...grpc.CallOption) (*RevokeSigningKeyResponse, error)
 }
 
 type identityRuntimeServiceClient struct {
@@ -155,6 +163,16 @@ func (c *identityRuntimeServiceClient) IntrospectIdentityToken(ctx context.Conte
 	return out, nil
 }
 
+func (c *identityRuntimeServiceClient) RevokeSigningKey(ctx context.Context, in *RevokeSigningKeyRequest, opts ...grpc.CallOption) (*RevokeSigningKeyResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RevokeSigningKeyResponse)
+	err := c.cc.Invoke(ctx, IdentityRuntimeService_RevokeSigningKey_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // IdentityRuntimeServiceServer is the server API for IdentityRuntimeService service.
 // All implementations must embed UnimplementedIdentityRuntimeServiceServer
 // for forward compatibility.
@@ -186,6 +204,13 @@ type IdentityRuntimeServiceServer interface {
 	// was not cut (RFC 7662's question, over gRPC). Only clients whose certificate identity (mutual
 	// TLS) is on identity.session.introspection_clients may call it; others get PERMISSION_DENIED.
 	IntrospectIdentityToken(context.Context, *IntrospectIdentityTokenRequest) (*IntrospectIdentityTokenResponse, error)
+	// RevokeSigningKey withdraws one of the runtime's signing keys before its time (the key leaked):
+	// from now on every replica sharing the session store refuses the tokens it signed, ends the
+	// sessions it holds of them and no longer publishes the key. The caller must hold a session the
+	// policy allows the action "keyfort:revoke_keys". A revoked active key signs nothing: starts and
+	// refreshes fail with UNAVAILABLE until the key is rotated at its provider, so rotate first.
+	// UNIMPLEMENTED when the session store keeps no revoked keys.
+	RevokeSigningKey(context.Context, *RevokeSigningKeyRequest) (*RevokeSigningKeyResponse, error)
 	mustEmbedUnimplementedIdentityRuntimeServiceServer()
 }
 
@@ -219,6 +244,9 @@ func (UnimplementedIdentityRuntimeServiceServer) ListSubjectSessions(context.Con
 }
 func (UnimplementedIdentityRuntimeServiceServer) IntrospectIdentityToken(context.Context, *IntrospectIdentityTokenRequest) (*IntrospectIdentityTokenResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method IntrospectIdentityToken not implemented")
+}
+func (UnimplementedIdentityRuntimeServiceServer) RevokeSigningKey(context.Context, *RevokeSigningKeyRequest) (*RevokeSigningKeyResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RevokeSigningKey not implemented")
 }
 func (UnimplementedIdentityRuntimeServiceServer) mustEmbedUnimplementedIdentityRuntimeServiceServer() {
 }
@@ -386,6 +414,24 @@ func _IdentityRuntimeService_IntrospectIdentityToken_Handler(srv interface{}, ct
 	return interceptor(ctx, in, info, handler)
 }
 
+func _IdentityRuntimeService_RevokeSigningKey_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RevokeSigningKeyRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(IdentityRuntimeServiceServer).RevokeSigningKey(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: IdentityRuntimeService_RevokeSigningKey_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(IdentityRuntimeServiceServer).RevokeSigningKey(ctx, req.(*RevokeSigningKeyRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // IdentityRuntimeService_ServiceDesc is the grpc.ServiceDesc for IdentityRuntimeService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -424,6 +470,10 @@ var IdentityRuntimeService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "IntrospectIdentityToken",
 			Handler:    _IdentityRuntimeService_IntrospectIdentityToken_Handler,
+		},
+		{
+			MethodName: "RevokeSigningKey",
+			Handler:    _IdentityRuntimeService_RevokeSigningKey_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
