@@ -1,17 +1,30 @@
 package main_test
 
 import (
+	"context"
+	"encoding/base64"
 	"encoding/json"
 	"encoding/pem"
+	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+
+	pb "github.com/keyfort/keyfort/api/identity/v1"
 	"github.com/keyfort/keyfort/internal/hosttest"
+	"github.com/keyfort/keyfort/internal/redistest"
 	"github.com/keyfort/keyfort/provider"
+	"github.com/keyfort/keyfort/session/oidc/oidctest"
+	"github.com/keyfort/keyfort/session/token"
 )
 
 // writeSigningKey writes a new ES256 key as file of the custom plugin's key set "session" in dir.
@@ -103,4 +116,98 @@ identity:
 	if got := jwksKids(t, addr); len(got) != 2 {
 		t.Errorf("serve stopped answering after SIGHUP: %v", got)
 	}
+}
+
+// TestRotationSeenFirstByOneReplica: two replicas over one Redis, a provider that reports no
+// changes (the custom plugin's files) cached for an hour. After a new key is added, one replica
+// refetches first (SIGHUP here; its cache TTL, in production) and signs with the new key; the
+// other, whose cache still holds the old set, accepts those tokens at once by refetching the set
+// for the unknown kid, instead of refusing them until its cache TTL ends. A flood of made-up kids
+// costs that replica no further provider call within the refetch interval.
+func TestRotationSeenFirstByOneReplica(t *testing.T) {
+	dir := t.TempDir()
+	writeSigningKey(t, dir, "0001.pem")
+	bin := hosttest.Build(t, "github.com/keyfort/keyfort/examples/custom-plugin")
+	srv := redistest.StartServer(t)
+	iss := oidctest.New(t)
+	cfg := writeConfig(t, `
+providers:
+  files:
+    plugin: `+bin+`
+    cache_ttl: 1h
+    settings: { dir: `+dir+` }
+identity:
+  secrets:
+    session_signing: files:session
+    oidc:
+      google:
+        client_id: env:KFSERVE_CLIENT_ID
+        issuer: `+iss.URL+`
+  session:
+    issuer: https://keyfort.test
+    redis_url: "redis://`+srv.Addr+`/0"
+`)
+	env := []string{"PATH=" + os.Getenv("PATH"), "KFSERVE_CLIENT_ID=client-1"}
+	addrA, logA, cmdA := startServe(t, env, "--config", cfg, "--grpc-addr", "127.0.0.1:0")
+	addrB, logB, _ := startServe(t, env, "--config", cfg, "--grpc-addr", "127.0.0.1:0")
+	a, b := runtimeClient(t, logA.String()), runtimeClient(t, logB.String())
+	ctx := context.Background()
+	old := startAs(t, a, iss, "client-1", "alice", "laptop")
+	writeSigningKey(t, dir, "0002.pem")
+	if err := cmdA.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	for len(jwksKids(t, addrA)) != 2 {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if kids := jwksKids(t, addrB); len(kids) != 1 {
+		t.Fatalf("replica B knew the new key before any token named it: %v", kids)
+	}
+	fresh := startAs(t, a, iss, "client-1", "bob", "phone")
+	freshKID, _ := token.KeyID(fresh.GetAccessToken())
+	if oldKID, _ := token.KeyID(old.GetAccessToken()); freshKID == oldKID {
+		t.Fatal("replica A does not sign with the new key")
+	}
+	as := func(tok string) context.Context {
+		return metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+tok)
+	}
+	if _, err := b.EvaluateIdentityPolicy(as(fresh.GetAccessToken()), &pb.EvaluateIdentityPolicyRequest{}); err != nil {
+		t.Fatalf("replica B refused a token of the key replica A rotated to: %v", err)
+	}
+	if _, err := b.RefreshIdentitySession(ctx, &pb.RefreshIdentitySessionRequest{RefreshToken: fresh.GetRefreshToken()}); err != nil {
+		t.Errorf("replica B refreshing the new key's session: %v", err)
+	}
+	if kids := jwksKids(t, addrB); len(kids) != 2 || !slices.Contains(kids, freshKID) {
+		t.Errorf("replica B's JWKS after the refetch: %v", kids)
+	}
+	calls := func() float64 {
+		_, body := get(t, "http://"+addrB+"/metrics")
+		return metricValue(body, `keyfort_provider_calls_total{method="SigningKeys",provider="files"}`)
+	}
+	before := calls()
+	if before < 2 {
+		t.Fatalf("replica B's SigningKeys calls: %v, want its first fetch and the refetch counted", before)
+	}
+	parts := strings.Split(fresh.GetAccessToken(), ".")
+	for i := range 20 {
+		h := base64.RawURLEncoding.EncodeToString(fmt.Appendf(nil, `{"alg":"ES256","kid":"made-up-%d","typ":"at+jwt"}`, i))
+		if _, err := b.EvaluateIdentityPolicy(as(h+"."+parts[1]+"."+parts[2]), &pb.EvaluateIdentityPolicyRequest{}); status.Code(err) != codes.Unauthenticated {
+			t.Fatalf("a made-up kid: %v", err)
+		}
+	}
+	if got := calls() - before; got != 0 {
+		t.Errorf("20 made-up kids within the refetch interval cost %v provider calls, want 0", got)
+	}
+}
+
+// metricValue is the value of series (name and labels, as the text exposition writes them) in
+// body; 0 when it is not there.
+func metricValue(body, series string) float64 {
+	for line := range strings.Lines(body) {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), series+" "); ok {
+			f, _ := strconv.ParseFloat(v, 64)
+			return f
+		}
+	}
+	return 0
 }

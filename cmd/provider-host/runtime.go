@@ -50,13 +50,29 @@ type identityRuntime struct {
 	storeName string
 }
 
-// signingKeys serves session_signing from the catalog; remoteSigner signs through the provider's
-// Signer capability for keys that never leave it.
-type catalogKeys struct{ cat *catalog.Catalog }
+// catalogKeys serves session_signing from the catalog (refetched, at most once per
+// provider.DefaultKeyRefreshInterval, when a token names a kid the cached set lacks: another
+// replica saw a rotation first), and signs through the provider's Signer capability for keys that
+// never leave it.
+type catalogKeys struct {
+	cat *catalog.Catalog
+	src *provider.KeySource
+}
+
+func newCatalogKeys(cat *catalog.Catalog) (catalogKeys, error) {
+	b, cl, err := cat.Resolve(config.SessionSigningKey)
+	if err != nil {
+		return catalogKeys{}, err
+	}
+	return catalogKeys{cat: cat, src: cl.KeySource(b.Location, 0)}, nil
+}
 
 func (k catalogKeys) SigningKeys(ctx context.Context) (provider.KeySet, error) {
-	return k.cat.SigningKeys(ctx, config.SessionSigningKey)
+	return k.cat.SigningKeys(ctx, config.SessionSigningKey) // its errors name the key
 }
+
+// Refresh implements token.Refresher.
+func (k catalogKeys) Refresh(ctx context.Context) error { return k.src.Refresh(ctx) }
 
 func (k catalogKeys) Sign(ctx context.Context, kid string, payload []byte) ([]byte, error) {
 	b, cl, err := k.cat.Resolve(config.SessionSigningKey)
@@ -150,7 +166,12 @@ func newIdentityRuntime(ctx context.Context, cfg *config.Config, cat *catalog.Ca
 		return nil, fmt.Errorf("session store: %w", err)
 	}
 	r.revoked = revoked
-	keys := catalogKeys{cat}
+	keys, err := newCatalogKeys(cat)
+	if err != nil {
+		revoked.Close()
+		_ = store.Close()
+		return nil, err
+	}
 	m, err := session.NewManager(session.Config{
 		Issuer: issuer, Audience: cfg.Session.Audience, Keys: keys, Signer: keys, IdPs: idps, Store: store,
 		AccessTTL: cfg.Session.AccessTTL, RefreshTTL: cfg.Session.RefreshTTL, RefreshGrace: cfg.Session.RefreshGrace,
