@@ -81,7 +81,37 @@ func (p *Provider) transitKeySet(ctx context.Context, location, path string) (pr
 	if ks.ActiveID == "" {
 		return provider.KeySet{}, provider.NewError(provider.ErrNotFound, location, errors.New("transit key has no usable version"))
 	}
+	byKID := make(map[string]transitVersion, len(ks.Keys))
+	for _, k := range ks.Keys {
+		byKID[k.ID] = transitVersion{version: k.Version, alg: k.Algorithm}
+	}
+	p.transit.Store(location, byKID)
 	return ks, nil
+}
+
+// transitVersion is a Transit key version as Sign needs it.
+type transitVersion struct {
+	version string
+	alg     provider.Algorithm
+}
+
+// transitVersionOf returns the version whose kid is kid, from the versions last read, or from
+// the key read again when kid is not among them (a rotation since).
+func (p *Provider) transitVersionOf(ctx context.Context, location, path, kid string) (transitVersion, error) {
+	if m, ok := p.transit.Load(location); ok {
+		if v, ok := m.(map[string]transitVersion)[kid]; ok {
+			return v, nil
+		}
+	}
+	if _, err := p.transitKeySet(ctx, location, path); err != nil {
+		return transitVersion{}, err
+	}
+	if m, ok := p.transit.Load(location); ok {
+		if v, ok := m.(map[string]transitVersion)[kid]; ok {
+			return v, nil
+		}
+	}
+	return transitVersion{}, provider.NewError(provider.ErrNotFound, location, fmt.Errorf("no key version with kid %q", kid))
 }
 
 func parseTransitPublic(typ, text string) (any, error) {
@@ -109,22 +139,18 @@ func (p *Provider) Sign(ctx context.Context, location, kid string, payload []byt
 	if scheme != "transit" {
 		return nil, provider.NewError(provider.ErrUnimplemented, location, errors.New("only transit locations sign inside Vault; kv key sets export their private keys"))
 	}
-	ks, err := p.transitKeySet(ctx, location, path)
+	k, err := p.transitVersionOf(ctx, location, path, kid)
 	if err != nil {
 		return nil, err
-	}
-	k, ok := ks.Lookup(kid)
-	if !ok {
-		return nil, provider.NewError(provider.ErrNotFound, location, fmt.Errorf("no key version with kid %q", kid))
 	}
 	mount, key := transitKey(path)
 	signPath := mount + "/sign/" + key
 	body := map[string]any{
 		"input":                base64.StdEncoding.EncodeToString(payload),
-		"key_version":          k.Version,
+		"key_version":          k.version,
 		"marshaling_algorithm": "jws",
 	}
-	switch k.Algorithm {
+	switch k.alg {
 	case provider.ES256:
 		body["hash_algorithm"] = "sha2-256"
 	case provider.RS256:

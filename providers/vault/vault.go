@@ -31,6 +31,10 @@ type Provider struct {
 	loggedIn bool // the token came from a login (revoked on Close), not from configuration
 
 	mounts sync.Map // mount path → kvMount
+	// transit holds, by transit location, the versions of its key set last read (kid → version):
+	// a kid names one public key, so one version, for good, and Sign needs no read of the key
+	// before each signature.
+	transit sync.Map // location → map[string]transitVersion
 
 	mu       sync.Mutex
 	sessions map[string]*session // lease id → the per-session token it was issued under

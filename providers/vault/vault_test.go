@@ -2,9 +2,11 @@ package vault_test
 
 import (
 	"context"
+	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/x509"
+	"encoding/base64"
 	"encoding/json"
 	"encoding/pem"
 	"errors"
@@ -162,6 +164,49 @@ func TestTransitSignerKeepsPrivateKeyInVault(t *testing.T) {
 				t.Errorf("the previous version still signs and verifies by kid: %v", err)
 			}
 		})
+	}
+}
+
+// TestTransitSignReadsTheKeyOnce: a signature is one call to Vault (transit/sign), not a read of
+// the key and then a signature: with its token's policy narrowed to signing alone after the key
+// set was read, the provider still signs with the versions it has read; a kid it has not seen (a
+// rotation since) makes it read the key again, which the narrowed policy refuses (PermissionDenied,
+// naming the location, never the token).
+func TestTransitSignReadsTheKeyOnce(t *testing.T) {
+	srv := vaulttest.Start(t)
+	srv.Write(t, "sys/mounts/transit", map[string]any{"type": "transit"})
+	srv.Write(t, "transit/keys/once", map[string]any{"type": "ed25519"})
+	policy := func(rules string) { srv.Write(t, "sys/policies/acl/signer", map[string]any{"policy": rules}) }
+	policy(`path "transit/keys/once" { capabilities = ["read"] }
+path "transit/sign/once" { capabilities = ["update"] }`)
+	tok := srv.Write(t, "auth/token/create", map[string]any{"policies": []string{"signer"}, "ttl": "1h"}).Auth.ClientToken
+	p := newProvider(t, map[string]any{"address": srv.Addr, "auth": map[string]any{"method": "token", "token": tok}})
+	ctx := context.Background()
+	const loc = "transit:transit/once"
+	ks, err := p.SigningKeys(ctx, loc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	active, _ := ks.Active()
+	policy(`path "transit/sign/once" { capabilities = ["update"] }`)
+	if err := providertest.SignAndVerify(ctx, p, loc, active); err != nil {
+		t.Fatalf("signing with a version already read, the key no longer readable: %v", err)
+	}
+	srv.Write(t, "transit/keys/once/rotate", nil)
+	rotated := srv.Client(t)
+	sec, err := rotated.Logical().Read("transit/keys/once")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, _ := sec.Data["keys"].(map[string]any)["2"].(map[string]any)["public_key"].(string)
+	raw, _ := base64.StdEncoding.DecodeString(pub)
+	k2, err := provider.KeyFromPublic(provider.EdDSA, ed25519.PublicKey(raw))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = p.Sign(ctx, loc, k2.ID, []byte("payload"))
+	if !errors.Is(err, provider.ErrPermissionDenied) || !strings.Contains(err.Error(), loc) || strings.Contains(err.Error(), tok) {
+		t.Errorf("signing with a version not read yet, the key not readable: %v", err)
 	}
 }
 
