@@ -27,6 +27,11 @@ type Config struct {
 	IdentityAuth *IdentityAuthConfig `json:"identity_auth"`
 	// MaxVerificationKeys caps how many older KV versions stay in a key set for verification (default 5).
 	MaxVerificationKeys int `json:"max_verification_keys"`
+	// TransitPublishAhead (Go duration, default none) publishes a new Transit key version for that
+	// long before it signs: the previous version keeps signing until the new one is that old (its
+	// creation_time), so that every verifier holding a copy of the JWKS has fetched the new key
+	// before any token names it. Set it above the verifiers' JWKS refresh (token.JWKSKeys: 5m).
+	TransitPublishAhead string `json:"transit_publish_ahead"`
 }
 
 // TLSConfig configures the connection to Vault.
@@ -69,6 +74,7 @@ const serviceAccountToken = "/var/run/secrets/kubernetes.io/serviceaccount/token
 type settings struct {
 	Config
 	requestTimeout time.Duration
+	publishAhead   time.Duration
 }
 
 // validate reports every problem at once; messages name settings, never values.
@@ -93,6 +99,13 @@ func (c Config) validate(name string) (settings, error) {
 	}
 	if s.MaxVerificationKeys == 0 {
 		s.MaxVerificationKeys = 5
+	}
+	if c.TransitPublishAhead != "" {
+		d, err := time.ParseDuration(c.TransitPublishAhead)
+		if err != nil || d < 0 {
+			add("transit_publish_ahead: want a duration like \"5m\"")
+		}
+		s.publishAhead = d
 	}
 	if (c.TLS.ClientCertFile == "") != (c.TLS.ClientKeyFile == "") {
 		add("tls: set both client_cert_file and client_key_file, or neither")

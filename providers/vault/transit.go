@@ -31,7 +31,8 @@ var transitAlgorithms = map[string]provider.Algorithm{
 }
 
 // transitKeySet publishes the public keys of a Transit key's versions from min_decryption_version
-// (and at most MaxVerificationKeys older than the latest) up to the latest, which signs.
+// (and at most MaxVerificationKeys older than the latest) up to the latest, which signs — or, with
+// TransitPublishAhead, the latest version that old, the newer ones published only.
 func (p *Provider) transitKeySet(ctx context.Context, location, path string) (provider.KeySet, error) {
 	mount, key := transitKey(path)
 	keyPath := mount + "/keys/" + key
@@ -73,10 +74,16 @@ func (p *Provider) transitKeySet(ctx context.Context, location, path string) (pr
 		if ct, _ := vm["creation_time"].(string); ct != "" {
 			k.NotBefore, _ = time.Parse(time.RFC3339Nano, ct)
 		}
-		if n == latest {
+		// ns is newest first: the first version old enough signs.
+		if ks.ActiveID == "" && (p.s.publishAhead == 0 || k.NotBefore.IsZero() || !p.now().Before(k.NotBefore.Add(p.s.publishAhead))) {
 			ks.ActiveID = k.ID
 		}
 		ks.Keys = append(ks.Keys, k)
+	}
+	if ks.ActiveID == "" && len(ks.Keys) > 0 {
+		// Every version in the set is younger than the delay (a new key, or older versions
+		// trimmed): the oldest one signs rather than none.
+		ks.ActiveID = ks.Keys[len(ks.Keys)-1].ID
 	}
 	if ks.ActiveID == "" {
 		return provider.KeySet{}, provider.NewError(provider.ErrNotFound, location, errors.New("transit key has no usable version"))

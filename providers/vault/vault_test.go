@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -207,6 +208,58 @@ path "transit/sign/once" { capabilities = ["update"] }`)
 	_, err = p.Sign(ctx, loc, k2.ID, []byte("payload"))
 	if !errors.Is(err, provider.ErrPermissionDenied) || !strings.Contains(err.Error(), loc) || strings.Contains(err.Error(), tok) {
 		t.Errorf("signing with a version not read yet, the key not readable: %v", err)
+	}
+}
+
+// TestTransitPublishAhead: with transit_publish_ahead, a new Transit version is published at once
+// and signs only once it is that old, the previous one signing meanwhile; a key whose only version
+// is younger signs with it rather than with none; a bad duration is a configuration error.
+func TestTransitPublishAhead(t *testing.T) {
+	srv := vaulttest.Start(t)
+	srv.Write(t, "sys/mounts/transit", map[string]any{"type": "transit"})
+	srv.Write(t, "transit/keys/ahead", map[string]any{"type": "ed25519"})
+	ctx := context.Background()
+	settings := func(ahead string) map[string]any {
+		s := rootSettings(srv)
+		s["transit_publish_ahead"] = ahead
+		return s
+	}
+	slow, quick := newProvider(t, settings("1h")), newProvider(t, settings("1s"))
+	const loc = "transit:transit/ahead"
+	first, err := slow.SigningKeys(ctx, loc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(first.Keys) != 1 {
+		t.Fatalf("a new key: %d versions", len(first.Keys))
+	}
+	srv.Write(t, "transit/keys/ahead/rotate", nil)
+	after, err := slow.SigningKeys(ctx, loc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(after.Keys) != 2 || after.ActiveID != first.ActiveID {
+		t.Fatalf("right after a rotation, an hour ahead: active %s of %d keys, want the first version (%s) active and both published",
+			after.ActiveID, len(after.Keys), first.ActiveID)
+	}
+	for i := 0; ; i++ {
+		ks, err := quick.SigningKeys(ctx, loc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ks.ActiveID != first.ActiveID {
+			if !slices.ContainsFunc(after.Keys, func(k provider.Key) bool { return k.ID == ks.ActiveID }) {
+				t.Fatalf("the active kid %s was not published before", ks.ActiveID)
+			}
+			break
+		}
+		if i == 100 {
+			t.Fatal("the new version never signed, a second ahead")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if _, err := vault.Factory(ctx, settingsJSON(t, settings("soon"))); err == nil || !strings.Contains(err.Error(), "transit_publish_ahead") {
+		t.Errorf("a bad transit_publish_ahead: %v", err)
 	}
 }
 
