@@ -136,6 +136,11 @@ identity:
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+	// A replica started now refuses to start, naming the key (its start-up probe signs).
+	if r := run(t, env, "serve", "--config", cfg, "--http-addr", "127.0.0.1:0", "--grpc-addr", "127.0.0.1:0"); r.code == 0 ||
+		!strings.Contains(r.stdout+r.stderr, "the session signing key cannot sign") || !strings.Contains(r.stdout+r.stderr, newKID) {
+		t.Errorf("serve with the active key revoked: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
 	for _, out := range []string{log.String(), r.stdout, r.stderr} {
 		for _, tok := range []string{old.GetAccessToken(), old.GetRefreshToken(), fresh.GetAccessToken(), fresh.GetRefreshToken()} {
 			if strings.Contains(out, tok) {
