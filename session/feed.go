@@ -101,6 +101,9 @@ func (c *Cache) revalidateForLog() time.Duration {
 // revoking caller's, for a MemoryStore) and does not block: the sessions' leases are revoked on the
 // cache's deletion goroutines.
 func (c *Cache) onRevocation(r Revocation) {
+	if c.revokedKeys != nil && (r.Key != "" || r.Resync) {
+		c.revokedKeys.onEvent(r) // first: a session created after the scan is checked against it
+	}
 	switch {
 	case r.Resync:
 		c.metrics.events.WithLabelValues("resync").Inc()

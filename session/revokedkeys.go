@@ -44,6 +44,13 @@ type RevokedKeysConfig struct {
 	// Store is the shared store. One that is not a KeyRevoker revokes nothing (and NewRevokedKeys
 	// says so in its error).
 	Store Store
+	// ReloadInterval is how often the list is read from the store again, the backstop for events
+	// the feed loses (default DefaultRevokedKeysReload; negative: never).
+	ReloadInterval time.Duration
+	// Unsubscribed leaves the store's feed to a Cache that passes its events on
+	// (CacheConfig.RevokedKeys), so that one subscription (one Redis or PostgreSQL connection)
+	// serves both; Reload once the Cache is made, for what was revoked in between.
+	Unsubscribed bool
 	// Registerer, when set, receives keyfort_session_revoked_signing_keys: the revocations in
 	// force as this process knows them (alert on it above zero: a key leaked and is being
 	// withdrawn, and no token it signed is accepted). Logger: nil means slog.Default(). Now: nil
@@ -52,6 +59,9 @@ type RevokedKeysConfig struct {
 	Logger     *slog.Logger
 	Now        func() time.Time
 }
+
+// DefaultRevokedKeysReload is how often RevokedKeys reads the list from the store again by default.
+const DefaultRevokedKeysReload = 30 * time.Second
 
 // ErrNoKeyRevocation: the store keeps no revoked keys (it is not a KeyRevoker).
 var ErrNoKeyRevocation = errors.New("session: the store keeps no revoked signing keys")
@@ -72,7 +82,7 @@ func NewRevokedKeys(ctx context.Context, cfg RevokedKeysConfig) (*RevokedKeys, e
 		r.log = slog.Default()
 	}
 	// Subscribe first, then load: a revocation made between the two is in the load or on the feed.
-	if feed, ok := cfg.Store.(RevocationFeed); ok {
+	if feed, ok := cfg.Store.(RevocationFeed); ok && !cfg.Unsubscribed {
 		stop, err := feed.SubscribeRevocations(ctx, r.onEvent)
 		if err != nil {
 			r.log.Warn("keyfort: the session store's revocation feed is unavailable; key revocations by other replicas take effect at restart only",
@@ -84,6 +94,10 @@ func NewRevokedKeys(ctx context.Context, cfg RevokedKeysConfig) (*RevokedKeys, e
 	if err := r.Reload(ctx); err != nil {
 		r.Close()
 		return nil, err
+	}
+	if every := orDefault(cfg.ReloadInterval, DefaultRevokedKeysReload); every > 0 {
+		r.wg.Add(1)
+		go r.reloadEvery(every)
 	}
 	if cfg.Registerer != nil {
 		if _, err := promreg.Register(cfg.Registerer, prometheus.NewGaugeFunc(prometheus.GaugeOpts{
@@ -137,15 +151,23 @@ func (r *RevokedKeys) Reload(ctx context.Context) error {
 		return fmt.Errorf("%w: revoked signing keys: %v", ErrStoreUnavailable, err)
 	}
 	r.mu.Lock()
-	defer r.mu.Unlock()
 	next := map[string]int64{}
-	if cur := r.set.Load(); cur != nil {
+	cur := r.set.Load()
+	if cur != nil {
 		maps.Copy(next, *cur) // a revocation heard on the feed while the store was read stays
 	}
+	var learned []string
 	for _, kr := range list {
+		if _, known := next[kr.KeyID]; !known {
+			learned = append(learned, kr.KeyID)
+		}
 		next[kr.KeyID] = max(next[kr.KeyID], kr.Until.UnixNano())
 	}
 	r.publish(next)
+	r.mu.Unlock()
+	for _, kid := range learned {
+		r.log.Warn("keyfort: signing key revoked: tokens it signed are refused", slog.String("kid", kid), slog.String("from", "store"))
+	}
 	return nil
 }
 
@@ -158,6 +180,25 @@ func (r *RevokedKeys) publish(next map[string]int64) {
 		return
 	}
 	r.set.Store(&next)
+}
+
+// reloadEvery reads the list again every interval until Close.
+func (r *RevokedKeys) reloadEvery(every time.Duration) {
+	defer r.wg.Done()
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-r.done:
+			return
+		case <-t.C:
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), every)
+		if err := r.Reload(ctx); err != nil {
+			r.log.Debug("keyfort: revoked signing keys could not be reloaded", slog.String("error", err.Error()))
+		}
+		cancel()
+	}
 }
 
 // onEvent adds a revocation heard on the feed, or reloads after a Resync.
@@ -174,12 +215,15 @@ func (r *RevokedKeys) onEvent(ev Revocation) {
 		r.mu.Unlock()
 		r.log.Warn("keyfort: signing key revoked: tokens it signed are refused", slog.String("kid", ev.Key), slog.Time("until", ev.KeyUntil))
 	case ev.Resync:
+		r.mu.Lock() // Close closes done under it: no Add after Close's Wait began
 		select {
 		case <-r.done:
+			r.mu.Unlock()
 			return
 		default:
 		}
 		r.wg.Add(1)
+		r.mu.Unlock()
 		go func() {
 			defer r.wg.Done()
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -197,7 +241,9 @@ func (r *RevokedKeys) Close() {
 		return
 	}
 	r.once.Do(func() {
+		r.mu.Lock()
 		close(r.done)
+		r.mu.Unlock()
 		if r.stop != nil {
 			r.stop()
 		}

@@ -192,3 +192,44 @@ func TestRevokedKeyAtAVerifyingService(t *testing.T) {
 		}
 	}
 }
+
+// TestRevokedKeysOnTheCachesSubscription: a deny list made Unsubscribed hears nothing of the feed
+// by itself; given to a Cache, it learns of a revocation from the cache's one subscription at once;
+// and its periodic reload from the store catches what no event told it.
+func TestRevokedKeysOnTheCachesSubscription(t *testing.T) {
+	shared := session.NewMemoryStore(nil)
+	ctx := context.Background()
+	open := func(reload time.Duration) *session.RevokedKeys {
+		rk, err := session.NewRevokedKeys(ctx, session.RevokedKeysConfig{Store: shared, Unsubscribed: true, ReloadInterval: reload})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(rk.Close)
+		return rk
+	}
+	deaf, viaCache, reloading := open(-1), open(-1), open(20*time.Millisecond)
+	f := newFixtureWith(t, shared, func(c *session.Config) { c.RevokedKeys = viaCache })
+	cache := openCache(t, session.CacheConfig{Authenticator: f.m, Store: shared, Revalidate: time.Hour, RevokedKeys: viaCache}, nil)
+	toks := f.startFor(t, "")
+	held, err := cache.Get(ctx, toks.AccessToken)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kid, _ := token.KeyID(toks.AccessToken)
+	if err := session.RevokeKey(ctx, shared, kid, time.Now().Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	if !viaCache.Revoked(kid) {
+		t.Error("the deny list given to the cache did not hear the revocation on the cache's feed")
+	}
+	waitDone(t, held)
+	if deaf.Revoked(kid) {
+		t.Error("an unsubscribed deny list with no reload heard the revocation: it is subscribed after all")
+	}
+	for i := 0; !reloading.Revoked(kid); i++ {
+		if i == 250 {
+			t.Fatal("the periodic reload never found the revocation")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}

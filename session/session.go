@@ -361,6 +361,9 @@ type CacheConfig struct {
 	// session due for revalidation at its next call. With the feed, a negative Revalidate means
 	// "only after a Resync".
 	IgnoreRevocationFeed bool
+	// RevokedKeys, when set, is given the key revocations and Resyncs of the Cache's feed: make it
+	// with RevokedKeysConfig.Unsubscribed, and one subscription serves both.
+	RevokedKeys *RevokedKeys
 }
 
 // Cache keeps sessions keyed by a keyed hash of their token's signed part, so every encoding of one
@@ -398,6 +401,7 @@ type Cache struct {
 	// pendingCuts wait for the cut scanner (scanning: it runs), off the feed's goroutine, and
 	// inflightCuts are its current pass's; unscanned publishes both to the hit path (nil: none).
 	cutter       SubjectCutter
+	revokedKeys  *RevokedKeys // given the feed's key events (CacheConfig.RevokedKeys); nil: none
 	cutMu        sync.Mutex
 	cuts         []recentCut
 	pendingCuts  []recentCut
@@ -443,6 +447,7 @@ func NewCache(cfg CacheConfig) (*Cache, error) {
 		c.sharedStore = true // tombstones written elsewhere (another replica, a Manager) can appear
 	}
 	c.cutter, _ = c.store.(SubjectCutter)
+	c.revokedKeys = cfg.RevokedKeys
 	c.hashKey = hashKeyOf(cfg.HashKey, c.store)
 	c.macs = hmacpool.New(c.hashKey)
 	c.metrics = newCacheMetrics(cfg.Registerer)

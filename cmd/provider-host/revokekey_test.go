@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
@@ -73,6 +74,12 @@ identity:
 		t.Fatal("the new key does not sign")
 	}
 
+	// One subscription to the feed serves the cache and the deny list: one pub/sub connection.
+	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr})
+	defer rdb.Close()
+	if list, err := rdb.Do(ctx, "CLIENT", "LIST", "TYPE", "pubsub").Text(); err != nil || strings.Count(list, "\n") != 1 {
+		t.Errorf("serve's pub/sub connections: %v\n%s", err, list)
+	}
 	r := run(t, env, "revoke-key", oldKID, "--config", cfg)
 	if r.code != 0 || !strings.Contains(r.stdout, "revoked kid="+oldKID+" until=") || strings.Contains(r.stdout, "warning") ||
 		!strings.Contains(r.stderr, "event=session.revoke_key outcome=ok") {

@@ -160,7 +160,8 @@ func newIdentityRuntime(ctx context.Context, cfg *config.Config, cat *catalog.Ca
 	for _, pr := range cfg.Policy {
 		rules = append(rules, session.Rule{Subject: pr.Subject, Tenant: pr.Tenant, Scope: pr.Scope, Action: pr.Action, ForSubject: pr.ForSubject, Effect: pr.Effect})
 	}
-	revoked, err := session.NewRevokedKeys(ctx, session.RevokedKeysConfig{Store: store, Logger: log, Registerer: reg})
+	revoked, err := session.NewRevokedKeys(ctx, session.RevokedKeysConfig{Store: store, Logger: log, Registerer: reg,
+		Unsubscribed: true}) // the cache's subscription feeds it (below)
 	if err != nil {
 		_ = store.Close()
 		return nil, fmt.Errorf("session store: %w", err)
@@ -191,11 +192,18 @@ func newIdentityRuntime(ctx context.Context, cfg *config.Config, cat *catalog.Ca
 	}
 	r.manager = m
 	cache, err := session.NewCache(session.CacheConfig{Authenticator: m, Store: store, Registerer: reg, Logger: log,
-		Revalidate: cfg.Session.Revalidate, TracerProvider: tp})
+		Revalidate: cfg.Session.Revalidate, TracerProvider: tp, RevokedKeys: revoked})
 	if err != nil {
 		revoked.Close()
 		_ = store.Close()
 		return nil, err
+	}
+	// What was revoked between the list's first read and the cache's subscription.
+	if err := revoked.Reload(ctx); err != nil {
+		_ = cache.Close()
+		revoked.Close()
+		_ = store.Close()
+		return nil, fmt.Errorf("session store: %w", err)
 	}
 	r.cache = cache
 	guard := grpcauth.Config{Sessions: cache, Logger: log, Registerer: reg, Exempt: []string{

@@ -137,7 +137,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Server, error)
 		s.jwks, s.revoked = jwks, revoked
 		s.cache, err = session.NewCache(session.CacheConfig{
 			Store: store, Revalidate: cmp.Or(opts.Revalidate, cfg.Session.Revalidate),
-			Authenticator: auth,
+			Authenticator: auth, RevokedKeys: revoked,
 			Credentials: session.CredentialsFunc(func(ctx context.Context, role string, id provider.Sensitive) (provider.Credentials, session.Leaser, error) {
 				cr, cl, err := cat.Credentials(ctx, role, id)
 				return cr, cl, err
@@ -146,6 +146,13 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Server, error)
 		})
 		if err != nil {
 			return fail(err)
+		}
+		if revoked != nil {
+			// What was revoked between the list's first read and the cache's subscription.
+			if err := revoked.Reload(ctx); err != nil {
+				_ = s.cache.Close()
+				return fail(err)
+			}
 		}
 		guard.Sessions = s.cache
 	}
@@ -173,7 +180,8 @@ func authenticator(ctx context.Context, cfg *config.Config, cat *catalog.Catalog
 		}
 		var revoked *session.RevokedKeys
 		if store != nil {
-			if revoked, err = session.NewRevokedKeys(ctx, session.RevokedKeysConfig{Store: store, Logger: log}); err != nil {
+			// The cache's subscription feeds it (New gives it to the cache): one connection.
+			if revoked, err = session.NewRevokedKeys(ctx, session.RevokedKeysConfig{Store: store, Logger: log, Unsubscribed: true}); err != nil {
 				_ = keys.Close()
 				return nil, nil, nil, err
 			}
