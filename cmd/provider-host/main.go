@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
 
 	"github.com/keyfort/keyfort/provider"
@@ -111,6 +112,9 @@ Built-in providers: %v`, builtinNames()),
 			}
 			if tp != nil {
 				opts = append(opts, plugin.WithTracerProvider(tp))
+				// The backend SDKs' own spans (Vault's and AWS's HTTP requests, GCP's gRPC calls)
+				// use the process's global provider, under the plugin's span of the call.
+				otel.SetTracerProvider(tp)
 				defer func() {
 					ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 					defer cancel()

@@ -27,6 +27,7 @@ import (
 	pb "github.com/keyfort/keyfort/api/identity/v1"
 	"github.com/keyfort/keyfort/internal/hosttest"
 	kvpb "github.com/keyfort/keyfort/internal/kvexamplepb/v1"
+	"github.com/keyfort/keyfort/internal/vaulttest"
 	"github.com/keyfort/keyfort/session/oidc/oidctest"
 )
 
@@ -334,4 +335,59 @@ func TestServeExportsTracesOverHTTP(t *testing.T) {
 	_, _ = runtimeClient(t, log.String()).IssueIdentityToken(ctx, &pb.IssueIdentityTokenRequest{Subject: "batch"})
 	tid, _ := hex.DecodeString(traceID)
 	col.waitSpans(t, tid, "keyfort.identity.v1.IdentityRuntimeService/IssueIdentityToken")
+}
+
+// TestPluginExportsBackendSpans: a built-in plugin traces its backend's calls too (the process's
+// global TracerProvider, set from OTEL_*): a session started through serve with a Vault Transit
+// signing key shows, from the vault plugin's process, the request to transit/sign under the
+// plugin's span of the signature, with no token in any span.
+func TestPluginExportsBackendSpans(t *testing.T) {
+	v := vaulttest.Start(t)
+	v.Write(t, "sys/mounts/transit", map[string]any{"type": "transit"})
+	v.Write(t, "transit/keys/traced", map[string]any{"type": "ed25519"})
+	vaultToken := v.Write(t, "auth/token/create", map[string]any{"ttl": "1h"}).Auth.ClientToken
+	col, addr := startCollector(t)
+	iss := oidctest.New(t)
+	cfg := writeConfig(t, `
+providers:
+  vault:
+    settings: { address: "`+v.Addr+`", auth: { method: token, token: "`+vaultToken+`" } }
+identity:
+  secrets:
+    session_signing: vault:transit:transit/traced
+    oidc:
+      google:
+        client_id: env:KFSERVE_CLIENT_ID
+        issuer: `+iss.URL+`
+  session:
+    issuer: https://keyfort.test
+`)
+	env := []string{"PATH=" + os.Getenv("PATH"), "KFSERVE_CLIENT_ID=client-1", "OTEL_EXPORTER_OTLP_ENDPOINT=http://" + addr,
+		"OTEL_EXPORTER_OTLP_INSECURE=true", "OTEL_BSP_SCHEDULE_DELAY=50"}
+	_, log, _ := startServe(t, env, "--config", cfg, "--grpc-addr", "127.0.0.1:0")
+	rt := runtimeClient(t, log.String())
+	traceID := "6c2a4e8f10b3d5f7a9c1e3f5b7d9f1a3"
+	ctx := metadata.AppendToOutgoingContext(context.Background(), "traceparent", "00-"+traceID+"-1a2b3c4d5e6f7a8b-01")
+	started, err := rt.StartIdentitySession(ctx, &pb.StartIdentitySessionRequest{IdentityProvider: "google",
+		ExternalToken: iss.Sign(t, "k1", iss.Claims("alice", "client-1"), nil)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tid, _ := hex.DecodeString(traceID)
+	spans := col.waitSpans(t, tid, "keyfort.plugin.Sign", "HTTP PUT")
+	sign, req := spans["keyfort.plugin.Sign"], spans["HTTP PUT"]
+	if req.service != "keyfort-plugin-vault" || string(req.span.GetParentSpanId()) != string(sign.span.GetSpanId()) ||
+		!strings.HasSuffix(attrOf(req.span.GetAttributes(), "url.full"), "/v1/transit/sign/traced") {
+		t.Errorf("the request to Vault: service %q, parent %x (the plugin's Sign: %x), url %q", req.service,
+			req.span.GetParentSpanId(), sign.span.GetSpanId(), attrOf(req.span.GetAttributes(), "url.full"))
+	}
+	col.mu.Lock()
+	defer col.mu.Unlock()
+	for _, e := range col.spans {
+		for _, secret := range []string{vaultToken, started.GetTokens().GetAccessToken(), started.GetTokens().GetRefreshToken()} {
+			if strings.Contains(e.span.String(), secret) {
+				t.Fatalf("a secret in the span %q of %s", e.span.GetName(), e.service)
+			}
+		}
+	}
 }

@@ -4,8 +4,11 @@ import (
 	"strings"
 	"testing"
 
+	"go.opentelemetry.io/otel"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
 )
 
 // Recorder is a tracer provider that keeps every span it ends in memory.
@@ -21,6 +24,28 @@ func New(tb testing.TB) *Recorder {
 	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec), sdktrace.WithSampler(sdktrace.AlwaysSample()))
 	tb.Cleanup(func() { _ = tp.Shutdown(tb.Context()) })
 	return &Recorder{TracerProvider: tp, rec: rec}
+}
+
+// Global makes a new Recorder the process's global TracerProvider until the test ends, for code
+// that traces through otel.GetTracerProvider (the backend SDKs, the adapters' HTTP clients); a test
+// that uses it must not run in parallel with another that does.
+func Global(tb testing.TB) *Recorder {
+	tb.Helper()
+	r := New(tb)
+	otel.SetTracerProvider(r)
+	tb.Cleanup(func() { otel.SetTracerProvider(noop.NewTracerProvider()) })
+	return r
+}
+
+// Children returns the ended spans whose parent is parent.
+func (r *Recorder) Children(parent trace.Span) []sdktrace.ReadOnlySpan {
+	var out []sdktrace.ReadOnlySpan
+	for _, s := range r.rec.Ended() {
+		if s.Parent().SpanID() == parent.SpanContext().SpanID() {
+			out = append(out, s)
+		}
+	}
+	return out
 }
 
 // Ended returns the spans ended so far, in the order they ended.

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"net/http"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -16,6 +17,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 	"github.com/aws/smithy-go"
+	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
 
 	"github.com/keyfort/keyfort/provider"
 )
@@ -53,6 +55,20 @@ func Factory(ctx context.Context, s provider.Settings) (provider.IdentitySecretM
 	return New(ctx, cfg)
 }
 
+// traced makes a client span per request of the SDK's HTTP client, under the plugin's span of the
+// call (the process's global TracerProvider: provider-host plugin sets it from OTEL_*; none, no
+// spans). The request is signed in its headers, which spans do not record. It wraps the client
+// LoadDefaultConfig made (which must be its own type to take a custom CA bundle).
+type traced struct{ rt http.RoundTripper }
+
+func tracedClient(c aws.HTTPClient) traced { return traced{otelhttp.NewTransport(roundTripper(c.Do))} }
+
+func (t traced) Do(req *http.Request) (*http.Response, error) { return t.rt.RoundTrip(req) }
+
+type roundTripper func(*http.Request) (*http.Response, error)
+
+func (f roundTripper) RoundTrip(req *http.Request) (*http.Response, error) { return f(req) }
+
 // New loads the SDK configuration.
 func New(ctx context.Context, cfg Config) (*Provider, error) {
 	timeout := 10 * time.Second
@@ -77,6 +93,7 @@ func New(ctx context.Context, cfg Config) (*Provider, error) {
 	if err != nil {
 		return nil, provider.NewError(provider.ErrInvalidConfig, "aws", fmt.Errorf("loading the AWS configuration: %v", err))
 	}
+	awsCfg.HTTPClient = tracedClient(awsCfg.HTTPClient)
 	if awsCfg.Region == "" {
 		return nil, provider.NewError(provider.ErrInvalidConfig, "region", errors.New("no region: set region or AWS_REGION"))
 	}

@@ -16,6 +16,7 @@ import (
 
 	"github.com/keyfort/keyfort/internal/hosttest"
 	"github.com/keyfort/keyfort/internal/mototest"
+	"github.com/keyfort/keyfort/internal/spantest"
 	"github.com/keyfort/keyfort/provider"
 	"github.com/keyfort/keyfort/provider/providertest"
 	"github.com/keyfort/keyfort/providers/aws"
@@ -251,4 +252,24 @@ func TestRotationThroughSessionRefresh(t *testing.T) {
 func headerKid(t *testing.T, tok string) string {
 	t.Helper()
 	return strings.Split(tok, ".")[0] + "|" + decodeHeader(t, tok)
+}
+
+// TestAWSRequestsAreTraced: with a global TracerProvider (provider-host plugin sets one from
+// OTEL_*), each request the SDK sends is a client span under the span of the call that made it,
+// with none of the request's signature or credentials.
+func TestAWSRequestsAreTraced(t *testing.T) {
+	url, sm := moto(t)
+	create(t, sm, "traced", "a-value-of-the-secret")
+	rec := spantest.Global(t)
+	p := newProvider(t, url)
+	ctx, call := rec.Tracer("test").Start(context.Background(), "call")
+	if _, err := p.Secret(ctx, "traced"); err != nil {
+		t.Fatal(err)
+	}
+	call.End()
+	spans := rec.Children(call)
+	if len(spans) == 0 || spantest.Attr(spans[0], "http.request.method") != "POST" || !strings.HasPrefix(spantest.Attr(spans[0], "url.full"), url) {
+		t.Fatalf("the call's client spans: %d, want the SDK's POST to %s", len(spans), url)
+	}
+	rec.NoSecret(t, "a-value-of-the-secret", "AWS4-HMAC-SHA256", "testing")
 }

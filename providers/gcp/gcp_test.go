@@ -7,6 +7,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"net"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -23,6 +24,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/keyfort/keyfort/internal/hosttest"
+	"github.com/keyfort/keyfort/internal/spantest"
 	"github.com/keyfort/keyfort/provider"
 	"github.com/keyfort/keyfort/provider/providertest"
 	"github.com/keyfort/keyfort/providers/gcp"
@@ -293,4 +295,27 @@ func TestIAMDenialAndDeadlines(t *testing.T) {
 	if !errors.Is(err, provider.ErrUnavailable) || !errors.Is(err, context.DeadlineExceeded) {
 		t.Errorf("a backend past the deadline: got %v, want ErrUnavailable wrapping DeadlineExceeded", err)
 	}
+}
+
+// TestGCPCallsAreTraced: with a global TracerProvider (provider-host plugin sets one from
+// OTEL_*), the client library's own instrumentation (its gRPC transport) makes a client span per
+// call under the span of the call that made it, with none of the secret's value.
+func TestGCPCallsAreTraced(t *testing.T) {
+	e := startEmulator(t)
+	name := e.create(t, "traced", "a-value-of-the-secret")
+	rec := spantest.Global(t)
+	p := newProvider(t, e)
+	ctx, call := rec.Tracer("test").Start(context.Background(), "call")
+	if _, err := p.Secret(ctx, name); err != nil {
+		t.Fatal(err)
+	}
+	call.End()
+	var names []string
+	for _, s := range rec.Children(call) {
+		names = append(names, s.Name())
+	}
+	if !slices.ContainsFunc(names, func(n string) bool { return strings.HasSuffix(n, "SecretManagerService/AccessSecretVersion") }) {
+		t.Errorf("the call's client spans: %q, want the AccessSecretVersion call", names)
+	}
+	rec.NoSecret(t, "a-value-of-the-secret")
 }

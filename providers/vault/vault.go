@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/vault/api"
+	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/keyfort/keyfort/provider"
@@ -79,6 +80,10 @@ func New(ctx context.Context, name string, cfg Config) (*Provider, error) {
 			return nil, provider.NewError(provider.ErrInvalidConfig, "tls", fmt.Errorf("tls settings: %v", err))
 		}
 	}
+	// A client span per request to Vault, under the plugin's span of the call (the process's
+	// global TracerProvider: provider-host plugin sets it from OTEL_*; none, no spans). Its URL
+	// carries a path, never the token (a header).
+	vc.HttpClient.Transport = otelhttp.NewTransport(vc.HttpClient.Transport)
 	client, err := api.NewClient(vc)
 	if err != nil {
 		return nil, provider.NewError(provider.ErrInvalidConfig, s.Address, err)

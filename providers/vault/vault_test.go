@@ -27,6 +27,7 @@ import (
 
 	"github.com/keyfort/keyfort/internal/hosttest"
 	"github.com/keyfort/keyfort/internal/pgtest"
+	"github.com/keyfort/keyfort/internal/spantest"
 	"github.com/keyfort/keyfort/internal/vaulttest"
 	"github.com/keyfort/keyfort/provider"
 	"github.com/keyfort/keyfort/provider/providertest"
@@ -733,4 +734,35 @@ func TestKubernetesLogin(t *testing.T) {
 	if reviews.Load() == 0 {
 		t.Error("Vault never asked the API server to review the token")
 	}
+}
+
+// TestVaultRequestsAreTraced: with a global TracerProvider (provider-host plugin sets one from
+// OTEL_*), each request to Vault is a client span under the span of the call that made it — the
+// key read and the signature here — naming the path, never the token.
+func TestVaultRequestsAreTraced(t *testing.T) {
+	srv := vaulttest.Start(t)
+	srv.Write(t, "sys/mounts/transit", map[string]any{"type": "transit"})
+	srv.Write(t, "transit/keys/traced", map[string]any{"type": "ed25519"})
+	tok := srv.Write(t, "auth/token/create", map[string]any{"ttl": "1h"}).Auth.ClientToken
+	rec := spantest.Global(t)
+	p := newProvider(t, map[string]any{"address": srv.Addr, "auth": map[string]any{"method": "token", "token": tok}})
+	ctx, call := rec.Tracer("test").Start(context.Background(), "call")
+	const loc = "transit:transit/traced"
+	ks, err := p.SigningKeys(ctx, loc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.Sign(ctx, loc, ks.ActiveID, []byte("payload")); err != nil {
+		t.Fatal(err)
+	}
+	call.End()
+	var paths []string
+	for _, s := range rec.Children(call) {
+		paths = append(paths, spantest.Attr(s, "http.request.method")+" "+spantest.Attr(s, "url.full"))
+	}
+	if len(paths) != 2 || !strings.Contains(paths[0], "GET") || !strings.HasSuffix(paths[0], "/v1/transit/keys/traced") ||
+		!strings.HasSuffix(paths[1], "/v1/transit/sign/traced") {
+		t.Errorf("the call's client spans: %q, want the key's GET and the signature's request", paths)
+	}
+	rec.NoSecret(t, tok)
 }
