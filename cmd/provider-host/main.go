@@ -112,8 +112,9 @@ Built-in providers: %v`, builtinNames()),
 			}
 			if tp != nil {
 				opts = append(opts, plugin.WithTracerProvider(tp))
-				// The backend SDKs' own spans (Vault's and AWS's HTTP requests, GCP's gRPC calls)
-				// use the process's global provider, under the plugin's span of the call.
+				// The backend SDKs' own spans, under the plugin's span of the call: GCP's gRPC
+				// instrumentation uses the process's global provider (Vault's and AWS's HTTP
+				// requests take the provider of the span in the call's context).
 				otel.SetTracerProvider(tp)
 				defer func() {
 					ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

@@ -56,7 +56,7 @@ func Factory(ctx context.Context, s provider.Settings) (provider.IdentitySecretM
 }
 
 // traced makes a client span per request of the SDK's HTTP client, under the plugin's span of the
-// call (the process's global TracerProvider: provider-host plugin sets it from OTEL_*; none, no
+// call (the provider of the span in the call's context, else the process's global one; none, no
 // spans). The request is signed in its headers, which spans do not record. It wraps the client
 // LoadDefaultConfig made (which must be its own type to take a custom CA bundle).
 type traced struct{ rt http.RoundTripper }
