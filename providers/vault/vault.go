@@ -80,8 +80,8 @@ func New(ctx context.Context, name string, cfg Config) (*Provider, error) {
 			return nil, provider.NewError(provider.ErrInvalidConfig, "tls", fmt.Errorf("tls settings: %v", err))
 		}
 	}
-	// A client span per request to Vault, under the plugin's span of the call (the process's
-	// global TracerProvider: provider-host plugin sets it from OTEL_*; none, no spans). Its URL
+	// A client span per request to Vault, under the plugin's span of the call (the provider of
+	// the span in the call's context, else the process's global one; none, no spans). Its URL
 	// carries a path, never the token (a header).
 	vc.HttpClient.Transport = otelhttp.NewTransport(vc.HttpClient.Transport)
 	client, err := api.NewClient(vc)
