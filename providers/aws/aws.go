@@ -17,8 +17,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 	"github.com/aws/smithy-go"
-	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
 
+	"github.com/keyfort/keyfort/internal/tracedhttp"
 	"github.com/keyfort/keyfort/provider"
 )
 
@@ -55,19 +55,17 @@ func Factory(ctx context.Context, s provider.Settings) (provider.IdentitySecretM
 	return New(ctx, cfg)
 }
 
-// traced makes a client span per request of the SDK's HTTP client, under the plugin's span of the
-// call (the provider of the span in the call's context, else the process's global one; none, no
-// spans). The request is signed in its headers, which spans do not record. It wraps the client
-// LoadDefaultConfig made (which must be its own type to take a custom CA bundle).
+// traced makes a client span per request of the SDK's HTTP client made in a traced call, under
+// the call's span (tracedhttp); the request is signed in its headers, which spans do not record.
+// It wraps the client LoadDefaultConfig made (which must be its own type to take a custom CA
+// bundle).
 type traced struct{ rt http.RoundTripper }
 
-func tracedClient(c aws.HTTPClient) traced { return traced{otelhttp.NewTransport(roundTripper(c.Do))} }
+func tracedClient(c aws.HTTPClient) traced {
+	return traced{tracedhttp.Transport(tracedhttp.RoundTripperFunc(c.Do))}
+}
 
 func (t traced) Do(req *http.Request) (*http.Response, error) { return t.rt.RoundTrip(req) }
-
-type roundTripper func(*http.Request) (*http.Response, error)
-
-func (f roundTripper) RoundTrip(req *http.Request) (*http.Response, error) { return f(req) }
 
 // New loads the SDK configuration.
 func New(ctx context.Context, cfg Config) (*Provider, error) {

@@ -10,9 +10,9 @@ import (
 	"time"
 
 	"github.com/hashicorp/vault/api"
-	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/keyfort/keyfort/internal/tracedhttp"
 	"github.com/keyfort/keyfort/provider"
 )
 
@@ -80,10 +80,10 @@ func New(ctx context.Context, name string, cfg Config) (*Provider, error) {
 			return nil, provider.NewError(provider.ErrInvalidConfig, "tls", fmt.Errorf("tls settings: %v", err))
 		}
 	}
-	// A client span per request to Vault, under the plugin's span of the call (the provider of
-	// the span in the call's context, else the process's global one; none, no spans). Its URL
-	// carries a path, never the token (a header).
-	vc.HttpClient.Transport = otelhttp.NewTransport(vc.HttpClient.Transport)
+	// A client span per request to Vault made in a traced call, under the call's span (with its
+	// tracer provider); untraced requests go straight out. Its URL carries a path, never the
+	// token (a header).
+	vc.HttpClient.Transport = tracedhttp.Transport(vc.HttpClient.Transport)
 	client, err := api.NewClient(vc)
 	if err != nil {
 		return nil, provider.NewError(provider.ErrInvalidConfig, s.Address, err)
