@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync/atomic"
+	"time"
 
 	secretmanager "cloud.google.com/go/secretmanager/apiv1"
 	"cloud.google.com/go/secretmanager/apiv1/secretmanagerpb"
@@ -33,13 +34,19 @@ type Config struct {
 	InsecurePlaintext bool `json:"insecure_plaintext"`
 	// MaxVerificationKeys caps how many older enabled versions verify (default 5).
 	MaxVerificationKeys int `json:"max_verification_keys"`
+	// PublishAhead (Go duration, default none) publishes a new version of a key set for that long
+	// before it signs: the newest enabled version at least that old (its create_time) signs, the
+	// newer ones verify, so that verifiers holding a copy of the JWKS have the key before any token
+	// names it.
+	PublishAhead string `json:"publish_ahead"`
 }
 
 // Provider serves material from Secret Manager. It is safe for concurrent use.
 type Provider struct {
-	c       *secretmanager.Client
-	maxKeys int
-	closed  atomic.Bool
+	c            *secretmanager.Client
+	maxKeys      int
+	publishAhead time.Duration
+	closed       atomic.Bool
 }
 
 var (
@@ -58,6 +65,14 @@ func Factory(ctx context.Context, s provider.Settings) (provider.IdentitySecretM
 
 // New creates the client; missing credentials are an error here.
 func New(ctx context.Context, cfg Config) (*Provider, error) {
+	var ahead time.Duration
+	if cfg.PublishAhead != "" {
+		d, err := time.ParseDuration(cfg.PublishAhead)
+		if err != nil || d < 0 {
+			return nil, provider.NewError(provider.ErrInvalidConfig, "publish_ahead", errors.New("want a duration like \"5m\""))
+		}
+		ahead = d
+	}
 	var opts []option.ClientOption
 	if cfg.Endpoint != "" {
 		opts = append(opts, option.WithEndpoint(cfg.Endpoint))
@@ -76,7 +91,7 @@ func New(ctx context.Context, cfg Config) (*Provider, error) {
 	if err != nil {
 		return nil, provider.NewError(provider.ErrInvalidConfig, "gcp", fmt.Errorf("secret manager client: %v", err))
 	}
-	p := &Provider{c: c, maxKeys: cfg.MaxVerificationKeys}
+	p := &Provider{c: c, maxKeys: cfg.MaxVerificationKeys, publishAhead: ahead}
 	if p.maxKeys <= 0 {
 		p.maxKeys = 5
 	}
@@ -206,6 +221,7 @@ func (p *Provider) SigningKeys(ctx context.Context, location string) (provider.K
 		return provider.KeySet{}, err
 	}
 	var versions []int
+	created := map[int]time.Time{}
 	if version != "" {
 		n, err := strconv.Atoi(version)
 		if err != nil {
@@ -227,6 +243,9 @@ func (p *Provider) SigningKeys(ctx context.Context, location string) (provider.K
 			}
 			if n, err := strconv.Atoi(lastElem(v.GetName())); err == nil {
 				versions = append(versions, n)
+				if v.GetCreateTime() != nil {
+					created[n] = v.GetCreateTime().AsTime()
+				}
 			}
 		}
 		sort.Sort(sort.Reverse(sort.IntSlice(versions)))
@@ -238,7 +257,7 @@ func (p *Provider) SigningKeys(ctx context.Context, location string) (provider.K
 		return provider.KeySet{}, provider.NewError(provider.ErrNotFound, location, errors.New("no enabled version"))
 	}
 	ks := provider.KeySet{Name: location}
-	for i, n := range versions {
+	for _, n := range versions {
 		name := versionName(secret, strconv.Itoa(n))
 		resp, err := p.access(ctx, location, name)
 		if err != nil {
@@ -249,12 +268,17 @@ func (p *Provider) SigningKeys(ctx context.Context, location string) (provider.K
 			return provider.KeySet{}, provider.NewError(provider.ErrInvalidConfig, name, err)
 		}
 		k.Version = strconv.Itoa(n)
-		if i == 0 {
+		// versions is newest first: the first one old enough signs (with PublishAhead).
+		if ks.ActiveID == "" && (p.publishAhead == 0 || created[n].IsZero() || !time.Now().Before(created[n].Add(p.publishAhead))) {
 			ks.ActiveID = k.ID
 		}
 		if _, dup := ks.Lookup(k.ID); !dup {
 			ks.Keys = append(ks.Keys, k)
 		}
+	}
+	if ks.ActiveID == "" {
+		// Every version is younger than PublishAhead: the oldest signs rather than none.
+		ks.ActiveID = ks.Keys[len(ks.Keys)-1].ID
 	}
 	return ks, nil
 }

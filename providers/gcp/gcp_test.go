@@ -319,3 +319,53 @@ func TestGCPCallsAreTraced(t *testing.T) {
 	}
 	rec.NoSecret(t, "a-value-of-the-secret")
 }
+
+// TestPublishAhead: with publish_ahead, a new version is published at once and signs only once it
+// is that old (its create_time), the previous one signing meanwhile; a key set whose versions are
+// all younger signs with the oldest; a bad duration is a configuration error.
+func TestPublishAhead(t *testing.T) {
+	e := startEmulator(t)
+	name := e.create(t, "ahead", pemKey(t, provider.EdDSA))
+	ctx := context.Background()
+	open := func(ahead string) *gcp.Provider {
+		p, err := gcp.New(ctx, gcp.Config{Endpoint: e.addr, InsecurePlaintext: true, PublishAhead: ahead})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = p.Close() })
+		return p
+	}
+	slow, quick := open("1h"), open("1s")
+	first, err := slow.SigningKeys(ctx, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.add(t, name, pemKey(t, provider.EdDSA))
+	after, err := slow.SigningKeys(ctx, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(after.Keys) != 2 || after.ActiveID != first.ActiveID {
+		t.Fatalf("right after a new version, an hour ahead: active %s of %d keys, want the first (%s) active and both published",
+			after.ActiveID, len(after.Keys), first.ActiveID)
+	}
+	for i := 0; ; i++ {
+		ks, err := quick.SigningKeys(ctx, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ks.ActiveID != first.ActiveID {
+			if _, ok := after.Lookup(ks.ActiveID); !ok {
+				t.Fatalf("the active kid %s was not published before", ks.ActiveID)
+			}
+			break
+		}
+		if i == 100 {
+			t.Fatal("the new version never signed, a second ahead")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if _, err := gcp.New(ctx, gcp.Config{Endpoint: e.addr, InsecurePlaintext: true, PublishAhead: "soon"}); !errors.Is(err, provider.ErrInvalidConfig) {
+		t.Errorf("a bad publish_ahead: %v", err)
+	}
+}
