@@ -671,7 +671,7 @@ has no shared store.`,
 		},
 	}
 	f.register(cmd)
-	cmd.Flags().DurationVar(&forD, "for", 0, "how long the revocation lasts (default identity.session.refresh_ttl)")
+	cmd.Flags().DurationVar(&forD, "for", 0, "how long the revocation lasts (default identity.session.refresh_ttl; shorter lets the key's unexpired tokens work again after it while the key is still at its provider)")
 	cmd.Flags().BoolVar(&list, "list", false, "print the revocations in force instead")
 	return cmd
 }
