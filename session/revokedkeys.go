@@ -66,8 +66,8 @@ const DefaultRevokedKeysReload = 30 * time.Second
 // ErrNoKeyRevocation: the store keeps no revoked keys (it is not a KeyRevoker).
 var ErrNoKeyRevocation = errors.New("session: the store keeps no revoked signing keys")
 
-// NewRevokedKeys loads the revoked keys of cfg.Store and follows its feed. ctx bounds the load and
-// the feed's set-up. An error means no view: the store could not be read (ErrStoreUnavailable),
+// NewRevokedKeys loads the revoked keys of cfg.Store, follows its feed (unless Unsubscribed) and
+// reads them again every ReloadInterval. ctx bounds the load and the feed's set-up. An error means no view: the store could not be read (ErrStoreUnavailable),
 // or keeps no revoked keys (ErrNoKeyRevocation).
 func NewRevokedKeys(ctx context.Context, cfg RevokedKeysConfig) (*RevokedKeys, error) {
 	kr, ok := cfg.Store.(KeyRevoker)
@@ -85,7 +85,7 @@ func NewRevokedKeys(ctx context.Context, cfg RevokedKeysConfig) (*RevokedKeys, e
 	if feed, ok := cfg.Store.(RevocationFeed); ok && !cfg.Unsubscribed {
 		stop, err := feed.SubscribeRevocations(ctx, r.onEvent)
 		if err != nil {
-			r.log.Warn("keyfort: the session store's revocation feed is unavailable; key revocations by other replicas take effect at restart only",
+			r.log.Warn("keyfort: the session store's revocation feed is unavailable; key revocations by other replicas take effect when the list is next read",
 				slog.String("error", err.Error()))
 		} else {
 			r.stop = stop
