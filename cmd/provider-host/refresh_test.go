@@ -7,6 +7,7 @@ import (
 	"encoding/pem"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -125,41 +126,15 @@ identity:
 // for the unknown kid, instead of refusing them until its cache TTL ends. A flood of made-up kids
 // costs that replica no further provider call within the refetch interval.
 func TestRotationSeenFirstByOneReplica(t *testing.T) {
-	dir := t.TempDir()
-	writeSigningKey(t, dir, "0001.pem")
-	bin := hosttest.Build(t, "github.com/keyfort/keyfort/examples/custom-plugin")
 	srv := redistest.StartServer(t)
-	iss := oidctest.New(t)
-	cfg := writeConfig(t, `
-providers:
-  files:
-    plugin: `+bin+`
-    cache_ttl: 1h
-    settings: { dir: `+dir+` }
-identity:
-  secrets:
-    session_signing: files:session
-    oidc:
-      google:
-        client_id: env:KFSERVE_CLIENT_ID
-        issuer: `+iss.URL+`
-  session:
-    issuer: https://keyfort.test
-    redis_url: "redis://`+srv.Addr+`/0"
-`)
-	env := []string{"PATH=" + os.Getenv("PATH"), "KFSERVE_CLIENT_ID=client-1"}
-	addrA, logA, cmdA := startServe(t, env, "--config", cfg, "--grpc-addr", "127.0.0.1:0")
-	addrB, logB, _ := startServe(t, env, "--config", cfg, "--grpc-addr", "127.0.0.1:0")
-	a, b := runtimeClient(t, logA.String()), runtimeClient(t, logB.String())
+	f := newFilesRuntime(t, `    redis_url: "redis://`+srv.Addr+`/0"
+`, "")
+	iss := f.iss
+	addrA, _, cmdA, a := f.serve(t)
+	addrB, _, _, b := f.serve(t)
 	ctx := context.Background()
 	old := startAs(t, a, iss, "client-1", "alice", "laptop")
-	writeSigningKey(t, dir, "0002.pem")
-	if err := cmdA.Process.Signal(syscall.SIGHUP); err != nil {
-		t.Fatal(err)
-	}
-	for len(jwksKids(t, addrA)) != 2 {
-		time.Sleep(20 * time.Millisecond)
-	}
+	f.rotate(t, cmdA, addrA)
 	if kids := jwksKids(t, addrB); len(kids) != 1 {
 		t.Fatalf("replica B knew the new key before any token named it: %v", kids)
 	}
@@ -210,4 +185,60 @@ func metricValue(body, series string) float64 {
 		}
 	}
 	return 0
+}
+
+// filesRuntime is a runtime configuration whose signing keys are files of the custom plugin (a
+// provider that reports no changes, cached for an hour): rotate adds a key file, and only a SIGHUP
+// or a refetch makes a serve see it.
+type filesRuntime struct {
+	dir string
+	iss *oidctest.Issuer
+	cfg string
+	env []string
+}
+
+// newFilesRuntime writes one key file and the configuration, with session lines (indented under
+// identity.session) and more identity lines (indented under identity) appended.
+func newFilesRuntime(t *testing.T, session, identity string) *filesRuntime {
+	t.Helper()
+	f := &filesRuntime{dir: t.TempDir(), iss: oidctest.New(t), env: []string{"PATH=" + os.Getenv("PATH"), "KFSERVE_CLIENT_ID=client-1"}}
+	writeSigningKey(t, f.dir, "0001.pem")
+	bin := hosttest.Build(t, "github.com/keyfort/keyfort/examples/custom-plugin")
+	f.cfg = writeConfig(t, `
+providers:
+  files:
+    plugin: `+bin+`
+    cache_ttl: 1h
+    settings: { dir: `+f.dir+` }
+identity:
+  secrets:
+    session_signing: files:session
+    oidc:
+      google:
+        client_id: env:KFSERVE_CLIENT_ID
+        issuer: `+f.iss.URL+`
+  session:
+    issuer: https://keyfort.test
+`+session+identity)
+	return f
+}
+
+// serve starts a serve on the configuration and returns its HTTP address, log, process and client.
+func (f *filesRuntime) serve(t *testing.T) (string, *hosttest.Log, *exec.Cmd, pb.IdentityRuntimeServiceClient) {
+	t.Helper()
+	addr, log, cmd := startServe(t, f.env, "--config", f.cfg, "--grpc-addr", "127.0.0.1:0")
+	return addr, log, cmd, runtimeClient(t, log.String())
+}
+
+// rotate adds a newer key file and makes the serve of cmd and addr refetch it (SIGHUP), waiting
+// until its JWKS publishes both keys.
+func (f *filesRuntime) rotate(t *testing.T, cmd *exec.Cmd, addr string) {
+	t.Helper()
+	writeSigningKey(t, f.dir, "0002.pem")
+	if err := cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	for len(jwksKids(t, addr)) != 2 {
+		time.Sleep(20 * time.Millisecond)
+	}
 }

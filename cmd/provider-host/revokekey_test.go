@@ -2,10 +2,8 @@ package main_test
 
 import (
 	"context"
-	"os"
 	"slices"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -16,9 +14,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	pb "github.com/keyfort/keyfort/api/identity/v1"
-	"github.com/keyfort/keyfort/internal/hosttest"
 	"github.com/keyfort/keyfort/internal/redistest"
-	"github.com/keyfort/keyfort/session/oidc/oidctest"
 	"github.com/keyfort/keyfort/session/token"
 )
 
@@ -28,31 +24,11 @@ import (
 // prints it, check counts it. Revoking the active key stops StartIdentitySession (the command
 // warns, check fails), and without a shared store the command refuses to run. No token is printed.
 func TestRevokeKeyCommand(t *testing.T) {
-	dir := t.TempDir()
-	writeSigningKey(t, dir, "0001.pem")
-	bin := hosttest.Build(t, "github.com/keyfort/keyfort/examples/custom-plugin")
 	srv := redistest.StartServer(t)
-	iss := oidctest.New(t)
-	cfg := writeConfig(t, `
-providers:
-  files:
-    plugin: `+bin+`
-    cache_ttl: 1h
-    settings: { dir: `+dir+` }
-identity:
-  secrets:
-    session_signing: files:session
-    oidc:
-      google:
-        client_id: env:KFSERVE_CLIENT_ID
-        issuer: `+iss.URL+`
-  session:
-    issuer: https://keyfort.test
-    redis_url: "redis://`+srv.Addr+`/0"
-`)
-	env := []string{"PATH=" + os.Getenv("PATH"), "KFSERVE_CLIENT_ID=client-1"}
-	addr, log, cmd := startServe(t, env, "--config", cfg, "--grpc-addr", "127.0.0.1:0")
-	rt := runtimeClient(t, log.String())
+	f := newFilesRuntime(t, `    redis_url: "redis://`+srv.Addr+`/0"
+`, "")
+	iss, cfg, env := f.iss, f.cfg, f.env
+	addr, log, cmd, rt := f.serve(t)
 	ctx := context.Background()
 	old := startAs(t, rt, iss, "client-1", "alice", "laptop")
 	oldKID, _ := token.KeyID(old.GetAccessToken())
@@ -62,13 +38,7 @@ identity:
 	if _, err := rt.EvaluateIdentityPolicy(as(old), &pb.EvaluateIdentityPolicyRequest{}); err != nil {
 		t.Fatal(err) // the session is cached now
 	}
-	writeSigningKey(t, dir, "0002.pem")
-	if err := cmd.Process.Signal(syscall.SIGHUP); err != nil {
-		t.Fatal(err)
-	}
-	for len(jwksKids(t, addr)) != 2 {
-		time.Sleep(20 * time.Millisecond)
-	}
+	f.rotate(t, cmd, addr)
 	fresh := startAs(t, rt, iss, "client-1", "alice", "phone")
 	if kid, _ := token.KeyID(fresh.GetAccessToken()); kid == oldKID {
 		t.Fatal("the new key does not sign")
@@ -169,46 +139,20 @@ identity:
 // runtime's RevokeSigningKey: its tokens are refused at once and it leaves the JWKS, the call is
 // audited with its caller; a session without the permission, and a bare token, are refused.
 func TestRevokeSigningKeyThroughServe(t *testing.T) {
-	dir := t.TempDir()
-	writeSigningKey(t, dir, "0001.pem")
-	bin := hosttest.Build(t, "github.com/keyfort/keyfort/examples/custom-plugin")
-	iss := oidctest.New(t)
-	cfg := writeConfig(t, `
-providers:
-  files:
-    plugin: `+bin+`
-    cache_ttl: 1h
-    settings: { dir: `+dir+` }
-identity:
-  secrets:
-    session_signing: files:session
-    oidc:
-      google:
-        client_id: env:KFSERVE_CLIENT_ID
-        issuer: `+iss.URL+`
-  session:
-    issuer: https://keyfort.test
-  policy:
+	f := newFilesRuntime(t, "", `  policy:
     rules:
       - { subject: ops, action: "keyfort:revoke_keys", effect: allow }
       - { subject: ops, action: "keyfort:issue_token", effect: allow }
 `)
-	env := []string{"PATH=" + os.Getenv("PATH"), "KFSERVE_CLIENT_ID=client-1"}
-	addr, log, cmd := startServe(t, env, "--config", cfg, "--grpc-addr", "127.0.0.1:0")
-	rt := runtimeClient(t, log.String())
+	iss := f.iss
+	addr, log, cmd, rt := f.serve(t)
 	ctx := context.Background()
 	as := func(tok string) context.Context {
 		return metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+tok)
 	}
 	alice := startAs(t, rt, iss, "client-1", "alice", "laptop")
 	oldKID, _ := token.KeyID(alice.GetAccessToken())
-	writeSigningKey(t, dir, "0002.pem")
-	if err := cmd.Process.Signal(syscall.SIGHUP); err != nil {
-		t.Fatal(err)
-	}
-	for len(jwksKids(t, addr)) != 2 {
-		time.Sleep(20 * time.Millisecond)
-	}
+	f.rotate(t, cmd, addr)
 	ops := startAs(t, rt, iss, "client-1", "ops", "desk")
 	bare, err := rt.IssueIdentityToken(as(ops.GetAccessToken()), &pb.IssueIdentityTokenRequest{Subject: "ops"})
 	if err != nil {

@@ -56,6 +56,19 @@ func Client(tb testing.TB) (*redis.Client, string) {
 	return c, prefix
 }
 
+// Lost returns a new client to the test server and a function that closes it: a store made on
+// the client while it is open and used after the call meets a connection that is gone (every
+// command fails), as after an outage, without touching the server others share.
+func Lost(tb testing.TB) (*redis.Client, func()) {
+	tb.Helper()
+	opts, err := redis.ParseURL(URL())
+	if err != nil {
+		tb.Fatalf("KEYFORT_REDIS_URL: %v", err)
+	}
+	c := redis.NewClient(opts)
+	return c, func() { _ = c.Close() }
+}
+
 // ACLUser creates a Redis ACL user on the server of admin with password pw, allowed only the keys
 // matching keys (a glob) and no pub/sub channel but those of rules (such as "&keyfort:revocations"),
 // and deletes it when the test ends. The user's name derives from name.

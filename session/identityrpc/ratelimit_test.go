@@ -6,7 +6,6 @@ import (
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/redis/go-redis/v9"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/peer"
@@ -90,17 +89,13 @@ func TestSharedRateLimitAcrossReplicas(t *testing.T) {
 		}
 	}
 
-	opts, err := redis.ParseURL(redistest.URL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	lost := redis.NewClient(opts)
+	lost, cut := redistest.Lost(t)
 	gone, err := redisstore.New(ctx, redisstore.Config{Client: lost, Prefix: prefix, HashKeyCheck: -1})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer gone.Close()
-	_ = lost.Close()
+	cut()
 	reg := prometheus.NewRegistry()
 	c := identityrpc.New(nil, identityrpc.Options{Registerer: reg, RateLimit: identityrpc.RateLimit{PerSecond: 0.0001, Burst: 2, Shared: gone}})
 	defer c.Close()

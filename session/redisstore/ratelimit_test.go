@@ -7,8 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/redis/go-redis/v9"
-
 	"github.com/keyfort/keyfort/internal/redistest"
 	"github.com/keyfort/keyfort/session"
 	"github.com/keyfort/keyfort/session/redisstore"
@@ -77,17 +75,13 @@ func TestSharedRateLimit(t *testing.T) {
 		t.Error("a rate of zero was accepted")
 	}
 	// A Redis that cannot be reached any more (the store's connection gone): an error, no verdict.
-	opts, err := redis.ParseURL(redistest.URL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	lost := redis.NewClient(opts)
+	lost, cut := redistest.Lost(t)
 	gone, err := redisstore.New(ctx, redisstore.Config{Client: lost, Prefix: prefix, HashKeyCheck: -1})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer gone.Close()
-	_ = lost.Close()
+	cut()
 	if _, err := gone.Allow(ctx, gw, 1, 1); !errors.Is(err, session.ErrStoreUnavailable) {
 		t.Errorf("Allow on an unreachable Redis: %v, want ErrStoreUnavailable", err)
 	}
