@@ -1117,8 +1117,9 @@ type RevokeSigningKeyRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// key_id is the key's kid, as the JWKS and the tokens' headers name it.
 	KeyId string `protobuf:"bytes,1,opt,name=key_id,json=keyId,proto3" json:"key_id,omitempty"`
-	// duration is how long the revocation lasts (after it no token the key signed is alive);
-	// unset: identity.session.refresh_ttl, the longest a token lives.
+	// duration is how long the revocation lasts; unset: identity.session.refresh_ttl, the longest a
+	// token lives (a shorter one lets the key's unexpired tokens work again after it, while the key
+	// is still at its provider).
 	Duration      *durationpb.Duration `protobuf:"bytes,2,opt,name=duration,proto3" json:"duration,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
