@@ -711,8 +711,8 @@ func (p *parser) sessionConfig(v any) {
 	if _, set := m["postgres_migrate"]; set && sc.PostgresURL == "" {
 		p.add("identity.session.postgres_migrate", "", "", "set, but identity.session.postgres_url is not")
 	}
-	if sc.RateLimit.Shared && sc.RedisURL == "" {
-		p.add("identity.session.rate_limit.shared", "", "", "set, but identity.session.redis_url is not: the shared buckets live in the session Redis")
+	if sc.RateLimit.Shared && sc.RedisURL == "" && sc.PostgresURL == "" {
+		p.add("identity.session.rate_limit.shared", "", "", "set, but no shared session store (identity.session.redis_url or postgres_url) holds the buckets")
 	}
 	if sc.RedisTLS != (RedisTLS{}) && !strings.HasPrefix(sc.RedisURL, "rediss://") {
 		p.add("identity.session.redis_tls", "", "", "set, but identity.session.redis_url is not a rediss:// URL")
@@ -725,8 +725,8 @@ type RateLimit struct {
 	// (default: PerSecond, at least 1).
 	PerSecond float64
 	Burst     int
-	// Shared keeps the buckets in the session Redis (identity.session.redis_url), so that the bound
-	// holds across every replica together instead of per replica.
+	// Shared keeps the buckets in the shared session store (identity.session.redis_url or
+	// postgres_url), so that the bound holds across every replica together instead of per replica.
 	Shared bool
 }
 

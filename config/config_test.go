@@ -421,7 +421,7 @@ identity:
 		"a rate limit with an unknown key": {`identity: { secrets: { session_signing: "memory:s" }, session: { rate_limit: { per_second: 1, per_minute: 5 } } }`, nil,
 			"identity.session.rate_limit.per_minute: unknown key"},
 		"a shared rate limit without Redis": {`identity: { secrets: { session_signing: "memory:s" }, session: { rate_limit: { per_second: 1, shared: true } } }`, nil,
-			"identity.session.rate_limit.shared: set, but identity.session.redis_url is not"},
+			"identity.session.rate_limit.shared: set, but no shared session store"},
 		"a shared rate limit not a boolean": {`identity: { secrets: { session_signing: "memory:s" }, session: { redis_url: "redis://127.0.0.1:6379/0", rate_limit: { per_second: 1, shared: 2 } } }`, nil,
 			"identity.session.rate_limit.shared: want true or false"},
 		"a rate limit not a map": {`identity: { secrets: { session_signing: "memory:s" }, session: { rate_limit: 5 } }`, nil,

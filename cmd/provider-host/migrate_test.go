@@ -84,8 +84,8 @@ func TestMigrateCommand(t *testing.T) {
 	if r.code != 0 || !strings.Contains(r.stdout, "ok   --postgres-url  postgres://postgres@127.0.0.1") || !strings.Contains(r.stdout, "tables created at schema version "+version) {
 		t.Fatalf("migrate as the owner: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
-	if n := tables(); n != 5 {
-		t.Errorf("migrate made %d tables, want 5", n)
+	if n := tables(); n != 6 {
+		t.Errorf("migrate made %d tables, want 6", n)
 	}
 	r = run(t, env, "migrate", "--config", cfg, "--postgres-url", ownerURL)
 	if r.code != 0 || !strings.Contains(r.stdout, "schema version "+version+": nothing to do") {

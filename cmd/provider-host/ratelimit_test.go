@@ -10,20 +10,53 @@ import (
 	"google.golang.org/grpc/status"
 
 	pb "github.com/keyfort/keyfort/api/identity/v1"
+	"github.com/keyfort/keyfort/internal/pgtest"
 	"github.com/keyfort/keyfort/internal/redistest"
+	"github.com/keyfort/keyfort/session/identityrpc"
+	"github.com/keyfort/keyfort/session/pgstore"
 	"github.com/keyfort/keyfort/session/redisstore"
 )
 
 // TestSharedRateLimitThroughServe: with identity.session.rate_limit.shared, serve draws a client's
-// calls from the bucket in the session Redis: a client whose shared bucket other replicas emptied
-// (here the test, drawing on it directly) is refused at once, its own replica's bucket still full.
+// calls from the bucket in the shared store, Redis or PostgreSQL: a client whose shared bucket
+// other replicas emptied (here the test, drawing on it directly) is refused at once, its own
+// replica's bucket still full.
 func TestSharedRateLimitThroughServe(t *testing.T) {
-	srv := redistest.StartServer(t)
+	ctx := context.Background()
+	t.Run("Redis", func(t *testing.T) {
+		srv := redistest.StartServer(t)
+		rdb := redis.NewClient(&redis.Options{Addr: srv.Addr})
+		t.Cleanup(func() { _ = rdb.Close() })
+		sharedRateLimit(t, `redis_url: "redis://`+srv.Addr+`/0"`, func() identityrpc.SharedRateLimiter {
+			other, err := redisstore.New(ctx, redisstore.Config{Client: rdb, HashKeyCheck: -1}) // serve's prefix
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { _ = other.Close() })
+			return other
+		})
+	})
+	t.Run("PostgreSQL", func(t *testing.T) {
+		u := pgtest.SchemaURL(t)
+		sharedRateLimit(t, `postgres_url: "`+u+`"`, func() identityrpc.SharedRateLimiter {
+			other, err := pgstore.New(ctx, pgstore.Config{URL: u, CleanupInterval: -1}) // serve's tables
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { _ = other.Close() })
+			return other
+		})
+	})
+}
+
+// sharedRateLimit runs serve over the store of storeLine (a line of identity.session) with a shared
+// rate limit, and empties its caller's bucket through the store other opens, once serve made it.
+func sharedRateLimit(t *testing.T, storeLine string, other func() identityrpc.SharedRateLimiter) {
 	cfg := writeConfig(t, `
 identity:
   secrets: { session_signing: env:KFSERVE_SIGNING }
   session:
-    redis_url: "redis://`+srv.Addr+`/0"
+    `+storeLine+`
     rate_limit: { per_second: 0.0003, burst: 3, shared: true }
 `)
 	_, log, _ := startServe(t, []string{"PATH=" + os.Getenv("PATH"), signingKeyEnv(t)}, "--config", cfg, "--grpc-addr", "127.0.0.1:0")
@@ -36,15 +69,9 @@ identity:
 	if err := start(); status.Code(err) == codes.ResourceExhausted {
 		t.Fatalf("the first call: %v", err)
 	}
-	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr})
-	defer rdb.Close()
-	other, err := redisstore.New(ctx, redisstore.Config{Client: rdb, HashKeyCheck: -1}) // serve's prefix
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer other.Close()
+	shared := other()
 	for i := 0; ; i++ { // the other replicas' calls of this client take what is left of the burst
-		ok, err := other.Allow(ctx, "ip:127.0.0.1", 0.0003, 3)
+		ok, err := shared.Allow(ctx, "ip:127.0.0.1", 0.0003, 3)
 		if err != nil {
 			t.Fatal(err)
 		}

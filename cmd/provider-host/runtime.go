@@ -258,11 +258,11 @@ func newIdentityRuntime(ctx context.Context, cfg *config.Config, cat *catalog.Ca
 }
 
 // rateLimit is the service's rate limit of identity.session.rate_limit: shared through the session
-// Redis when it says so (the configuration refuses shared without redis_url).
+// store (Redis or PostgreSQL) when it says so (the configuration refuses shared without one).
 func rateLimit(rl config.RateLimit, store session.Store) identityrpc.RateLimit {
 	out := identityrpc.RateLimit{PerSecond: rl.PerSecond, Burst: rl.Burst}
-	if rs, ok := store.(*redisstore.Store); ok && rl.Shared {
-		out.Shared = rs
+	if shared, ok := store.(identityrpc.SharedRateLimiter); ok && rl.Shared {
+		out.Shared = shared
 	}
 	return out
 }

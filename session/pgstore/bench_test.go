@@ -28,3 +28,18 @@ func BenchmarkRawRoundTrip(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkSharedRateLimit is what identity.session.rate_limit.shared adds to a runtime call on
+// PostgreSQL: one upsert of the client's row in an unlogged table (allowed every time: a rate no
+// loop reaches). Compare BenchmarkRawRoundTrip.
+func BenchmarkSharedRateLimit(b *testing.B) {
+	a, u := admin(b)
+	s := open(b, pgstore.Config{URL: u, Prefix: prefix(b, a), CleanupInterval: -1})
+	ctx := context.Background()
+	b.ReportAllocs()
+	for b.Loop() {
+		if ok, err := s.Allow(ctx, "id:spiffe://keyfort.test/ns/prod/sa/gateway", 1e9, 1_000_000); err != nil || !ok {
+			b.Fatal(ok, err)
+		}
+	}
+}

@@ -1,8 +1,10 @@
 // Package pgstore is a session.Store on PostgreSQL, for replicas that share a database rather than
-// a Redis: refresh-token families, tombstones, subject cuts and the token-hash key in four tables,
-// rotations in one transaction with the family's row locked, and a revocation feed over
-// LISTEN/NOTIFY (the notification is sent by the transaction that revokes, so it is delivered only
-// if the revocation commits).
+// a Redis: refresh-token families, tombstones, subject cuts, revoked signing keys
+// (session.KeyRevoker) and the token-hash key in tables of their own, rotations in one transaction
+// with the family's row locked, a revocation feed over LISTEN/NOTIFY (the notification is sent by
+// the transaction that revokes, so it is delivered only if the revocation commits), and the
+// identity runtime's shared rate-limit buckets (Allow, an identityrpc.SharedRateLimiter: GCRA in one
+// upsert of an unlogged table, on the database's clock).
 //
 // It creates its tables on first use and takes tables of an older schema version to SchemaVersion
 // (each step once, in one transaction, under an advisory lock so that replicas starting together do

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"regexp"
 	"strings"
 	"sync"
@@ -69,6 +70,7 @@ type Store struct {
 	meta    string
 	cut     string
 	keys    string
+	rate    string
 	channel string // unquoted, for pg_notify; quoted for LISTEN
 	hashKey []byte
 	schema  Schema
@@ -111,6 +113,7 @@ func newStore(ctx context.Context, cfg Config, steps []step) (*Store, error) {
 		meta:    pgx.Identifier{prefix + "meta"}.Sanitize(),
 		cut:     pgx.Identifier{prefix + "subject_cuts"}.Sanitize(),
 		keys:    pgx.Identifier{prefix + "revoked_keys"}.Sanitize(),
+		rate:    pgx.Identifier{prefix + "rate_limits"}.Sanitize(),
 		channel: prefix + "revocations",
 		stop:    make(chan struct{}),
 		cleaned: make(chan struct{}),
@@ -416,6 +419,30 @@ func (s *Store) RevokedKeys(ctx context.Context, now time.Time) ([]session.KeyRe
 	return out, wrap(err)
 }
 
+// Allow implements identityrpc.SharedRateLimiter: GCRA in one statement on the client's row of
+// <prefix>rate_limits (keyed by the SHA-256 of key, on the database's clock, so replicas' clocks
+// do not matter). A call is allowed when, after it, the row's theoretical arrival time is at most
+// burst emission intervals ahead of now; a refused call changes nothing.
+func (s *Store) Allow(ctx context.Context, key string, perSecond float64, burst int) (bool, error) {
+	if perSecond <= 0 || burst < 1 {
+		return false, errors.New("pgstore: a rate limit needs a positive rate and burst")
+	}
+	interval := time.Duration(math.Max(1, math.Round(float64(time.Second)/perSecond/1e3))) * time.Microsecond
+	limit := interval * time.Duration(burst)
+	var ok bool
+	err := s.pool.QueryRow(ctx, `INSERT INTO `+s.rate+` AS r (key, tat) VALUES ($1, clock_timestamp() + $2::interval)
+		ON CONFLICT (key) DO UPDATE SET tat = GREATEST(r.tat, clock_timestamp()) + $2::interval
+		WHERE GREATEST(r.tat, clock_timestamp()) + $2::interval - clock_timestamp() <= $3::interval
+		RETURNING true`, session.SubjectHash(key), interval, limit).Scan(&ok)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return false, nil
+	}
+	if err != nil {
+		return false, wrap(err)
+	}
+	return ok, nil
+}
+
 // Ping implements session.Pinger: a round trip on a connection of the pool.
 func (s *Store) Ping(ctx context.Context) error {
 	return wrap(s.pool.Ping(ctx))
@@ -438,6 +465,7 @@ func (s *Store) cleanup(every time.Duration) {
 		_, _ = s.pool.Exec(ctx, `DELETE FROM `+s.tomb+` WHERE until < $1`, now)
 		_, _ = s.pool.Exec(ctx, `DELETE FROM `+s.cut+` WHERE until < $1`, now)
 		_, _ = s.pool.Exec(ctx, `DELETE FROM `+s.keys+` WHERE until < $1`, now)
+		_, _ = s.pool.Exec(ctx, `DELETE FROM `+s.rate+` WHERE tat < $1`, now)
 		cancel()
 	}
 }

@@ -393,14 +393,14 @@ func dmlRole(t *testing.T, a *pgx.Conn, u, p string) (string, string) {
 	role := strings.TrimSuffix(p, "_") + "_dml"
 	for _, stmt := range []string{
 		"CREATE ROLE " + role + " LOGIN",
-		"GRANT SELECT, INSERT, UPDATE, DELETE ON " + p + "families, " + p + "tombstones, " + p + "meta, " + p + "subject_cuts, " + p + "revoked_keys TO " + role,
+		"GRANT SELECT, INSERT, UPDATE, DELETE ON " + p + "families, " + p + "tombstones, " + p + "meta, " + p + "subject_cuts, " + p + "revoked_keys, " + p + "rate_limits TO " + role,
 	} {
 		if _, err := a.Exec(ctx, stmt); err != nil {
 			t.Fatal(err)
 		}
 	}
 	t.Cleanup(func() {
-		_, _ = a.Exec(context.Background(), "REVOKE ALL ON "+p+"families, "+p+"tombstones, "+p+"meta, "+p+"subject_cuts, "+p+"revoked_keys FROM "+role)
+		_, _ = a.Exec(context.Background(), "REVOKE ALL ON "+p+"families, "+p+"tombstones, "+p+"meta, "+p+"subject_cuts, "+p+"revoked_keys, "+p+"rate_limits FROM "+role)
 		_, _ = a.Exec(context.Background(), "DROP ROLE IF EXISTS "+role)
 	})
 	var schemaCreate bool

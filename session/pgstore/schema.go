@@ -29,7 +29,7 @@ type step struct {
 }
 
 // tables are the quoted table names of one prefix.
-type tables struct{ fam, tomb, meta, cut, keys string }
+type tables struct{ fam, tomb, meta, cut, keys, rate string }
 
 // steps is the schema's history, oldest first; its last step is SchemaVersion.
 var steps = []step{
@@ -46,9 +46,14 @@ var steps = []step{
 			`CREATE INDEX IF NOT EXISTS ` + pgx.Identifier{strings.Trim(t.cut, `"`) + "_until"}.Sanitize() + ` ON ` + t.cut + ` (until)`,
 		}
 	}},
-	// 4: revoked signing keys, for KeyRevoker (additive: older code neither reads nor writes them).
+	// 4: revoked signing keys, for KeyRevoker, and the shared rate limit's buckets (unlogged: a
+	// bucket lost in a crash only lets a client's burst through again); additive, older code
+	// neither reads nor writes them.
 	{to: 4, compatible: 1, stmts: func(t tables) []string {
-		return []string{`CREATE TABLE IF NOT EXISTS ` + t.keys + ` (kid text PRIMARY KEY, until timestamptz NOT NULL)`}
+		return []string{
+			`CREATE TABLE IF NOT EXISTS ` + t.keys + ` (kid text PRIMARY KEY, until timestamptz NOT NULL)`,
+			`CREATE UNLOGGED TABLE IF NOT EXISTS ` + t.rate + ` (key text PRIMARY KEY, tat timestamptz NOT NULL)`,
+		}
 	}},
 }
 
@@ -112,7 +117,7 @@ func (s *Store) migrate(ctx context.Context, steps []step, disabled bool) error 
 	h := fnv.New64a()
 	h.Write([]byte("keyfort:" + s.fam))
 	lock := int64(h.Sum64())
-	t := tables{s.fam, s.tomb, s.meta, s.cut, s.keys}
+	t := tables{s.fam, s.tomb, s.meta, s.cut, s.keys, s.rate}
 	want := steps[len(steps)-1].to
 	name := strings.Trim(s.fam, `"`)
 	name = strings.TrimSuffix(name, "families") + "*"
@@ -166,7 +171,7 @@ func (s *Store) migrate(ctx context.Context, steps []step, disabled bool) error 
 		var missing *string
 		if err := tx.QueryRow(ctx, `SELECT string_agg(p || ' on ' || trim(both '"' from t), ', ')
 			FROM unnest($1::text[]) AS t, unnest(ARRAY['SELECT', 'INSERT', 'UPDATE', 'DELETE']) AS p
-			WHERE NOT has_table_privilege(t, p)`, []string{t.fam, t.tomb, t.meta, t.cut, t.keys}).Scan(&missing); err != nil {
+			WHERE NOT has_table_privilege(t, p)`, []string{t.fam, t.tomb, t.meta, t.cut, t.keys, t.rate}).Scan(&missing); err != nil {
 			return err
 		}
 		if missing != nil {
