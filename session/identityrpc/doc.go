@@ -11,6 +11,6 @@
 //
 // Options.RateLimit bounds each client's calls (a token bucket per certificate identity, else per
 // address; per replica, or for every replica together through a SharedRateLimiter such as
-// redisstore.Store), applied by Server.UnaryServerInterceptor, which goes before the server's guard: build
+// redisstore.Store or pgstore.Store), applied by Server.UnaryServerInterceptor, which goes before the server's guard: build
 // the service with New, install the interceptor, then RegisterOn the server.
 package identityrpc

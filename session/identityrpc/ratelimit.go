@@ -21,7 +21,7 @@ import (
 type RateLimit struct {
 	PerSecond float64
 	Burst     int
-	// Shared, when set, holds the buckets for every replica together (redisstore.Store): a
+	// Shared, when set, holds the buckets for every replica together (redisstore.Store, pgstore.Store): a
 	// client's calls count against one bound wherever they land. Each replica's own bucket still
 	// refuses first (no round trip for a client flooding one replica); a shared bucket that cannot
 	// be reached lets the call through on the replica's bound alone, counted in
