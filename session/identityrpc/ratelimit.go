@@ -40,6 +40,10 @@ type SharedRateLimiter interface {
 // servicePrefix is the full-method prefix of the service's methods.
 const servicePrefix = "/keyfort.identity.v1.IdentityRuntimeService/"
 
+// sharedLimitTimeout bounds the shared rate limit's store command; past it the call is let through
+// on the replica's own bound (and counted).
+const sharedLimitTimeout = time.Second
+
 // limiterIdle is how long an idle client's bucket is kept (it is full again by then at any useful
 // rate); maxLimiters bounds the buckets kept at once (an address-keyed flood cannot grow it).
 const (
@@ -95,7 +99,11 @@ func (l *limiter) allow(ctx context.Context, k rateKey, sharedErr func()) bool {
 	if k.id == "" {
 		name = "ip:" + k.addr.String()
 	}
-	ok, err := l.cfg.Shared.Allow(ctx, name, l.cfg.PerSecond, l.cfg.Burst)
+	// On a deadline of its own, not the caller's: a caller must not slip past the shared bound by
+	// sending a deadline too short for the store to answer.
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), sharedLimitTimeout)
+	defer cancel()
+	ok, err := l.cfg.Shared.Allow(sctx, name, l.cfg.PerSecond, l.cfg.Burst)
 	if err != nil {
 		sharedErr()
 		return true

@@ -4,6 +4,7 @@ import (
 	"context"
 	"net"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
@@ -109,5 +110,35 @@ func TestSharedRateLimitAcrossReplicas(t *testing.T) {
 	}
 	if n := metrictest.Counter(t, reg, "keyfort_identity_shared_rate_limit_errors_total", nil); n != 2 {
 		t.Errorf("calls let through without the shared bucket: counted %v, want 2", n)
+	}
+}
+
+// TestSharedRateLimitIgnoresTheCallersDeadline: a caller whose deadline has already passed when
+// the shared bucket is asked does not slip past the shared bound (the store's command runs on a
+// deadline of its own).
+func TestSharedRateLimitIgnoresTheCallersDeadline(t *testing.T) {
+	ctx := context.Background()
+	rdb, prefix := redistest.Client(t)
+	store, err := redisstore.New(ctx, redisstore.Config{Client: rdb, Prefix: prefix, HashKeyCheck: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	limit := identityrpc.RateLimit{PerSecond: 0.0001, Burst: 1, Shared: store}
+	a, b := identityrpc.New(nil, identityrpc.Options{RateLimit: limit}), identityrpc.New(nil, identityrpc.Options{RateLimit: limit})
+	defer a.Close()
+	defer b.Close()
+	from := peer.NewContext(ctx, &peer.Peer{Addr: &net.TCPAddr{IP: net.ParseIP("10.0.0.11"), Port: 4000}})
+	call := func(srv *identityrpc.Server, ctx context.Context) error {
+		_, err := srv.UnaryServerInterceptor()(ctx, nil, &grpc.UnaryServerInfo{FullMethod: "/keyfort.identity.v1.IdentityRuntimeService/StartIdentitySession"}, ok)
+		return err
+	}
+	if err := call(a, from); err != nil {
+		t.Fatal(err)
+	}
+	expired, cancel := context.WithDeadline(from, time.Now().Add(-time.Second))
+	defer cancel()
+	if err := call(b, expired); status.Code(err) != codes.ResourceExhausted {
+		t.Errorf("a call with an expired deadline past the shared burst: got %v, want ResourceExhausted", err)
 	}
 }
