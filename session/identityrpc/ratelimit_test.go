@@ -58,26 +58,37 @@ func TestRateLimitBuckets(t *testing.T) {
 	}
 }
 
+// sharedReplicas returns two services (two replicas) whose rate limit, of burst calls, is shared
+// through a store on the test Redis, and the prefix of that store's keys.
+func sharedReplicas(t *testing.T, burst int) (a, b *identityrpc.Server, prefix string) {
+	t.Helper()
+	rdb, prefix := redistest.Client(t)
+	store, err := redisstore.New(context.Background(), redisstore.Config{Client: rdb, Prefix: prefix, HashKeyCheck: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = store.Close() })
+	limit := identityrpc.RateLimit{PerSecond: 0.0001, Burst: burst, Shared: store}
+	a, b = identityrpc.New(nil, identityrpc.Options{RateLimit: limit}), identityrpc.New(nil, identityrpc.Options{RateLimit: limit})
+	t.Cleanup(a.Close)
+	t.Cleanup(b.Close)
+	return a, b, prefix
+}
+
+// startFrom calls StartIdentitySession through srv's rate limit with ctx, from address ip.
+func startFrom(srv *identityrpc.Server, ctx context.Context, ip string) error {
+	ctx = peer.NewContext(ctx, &peer.Peer{Addr: &net.TCPAddr{IP: net.ParseIP(ip), Port: 4000}})
+	_, err := srv.UnaryServerInterceptor()(ctx, nil, &grpc.UnaryServerInfo{FullMethod: "/keyfort.identity.v1.IdentityRuntimeService/StartIdentitySession"}, ok)
+	return err
+}
+
 // TestSharedRateLimitAcrossReplicas: two services (two replicas) with a shared rate limit on one
 // Redis give a client one burst between them, not one each; a shared store that cannot be reached
 // lets calls through on each replica's own bucket, and counts them.
 func TestSharedRateLimitAcrossReplicas(t *testing.T) {
 	ctx := context.Background()
-	rdb, prefix := redistest.Client(t)
-	store, err := redisstore.New(ctx, redisstore.Config{Client: rdb, Prefix: prefix, HashKeyCheck: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer store.Close()
-	from := peer.NewContext(ctx, &peer.Peer{Addr: &net.TCPAddr{IP: net.ParseIP("10.0.0.9"), Port: 4000}})
-	call := func(srv *identityrpc.Server) error {
-		_, err := srv.UnaryServerInterceptor()(from, nil, &grpc.UnaryServerInfo{FullMethod: "/keyfort.identity.v1.IdentityRuntimeService/StartIdentitySession"}, ok)
-		return err
-	}
-	limit := identityrpc.RateLimit{PerSecond: 0.0001, Burst: 2, Shared: store}
-	a, b := identityrpc.New(nil, identityrpc.Options{RateLimit: limit}), identityrpc.New(nil, identityrpc.Options{RateLimit: limit})
-	defer a.Close()
-	defer b.Close()
+	a, b, prefix := sharedReplicas(t, 2)
+	call := func(srv *identityrpc.Server) error { return startFrom(srv, ctx, "10.0.0.9") }
 	if err := call(a); err != nil {
 		t.Fatal(err)
 	}
@@ -117,28 +128,13 @@ func TestSharedRateLimitAcrossReplicas(t *testing.T) {
 // the shared bucket is asked does not slip past the shared bound (the store's command runs on a
 // deadline of its own).
 func TestSharedRateLimitIgnoresTheCallersDeadline(t *testing.T) {
-	ctx := context.Background()
-	rdb, prefix := redistest.Client(t)
-	store, err := redisstore.New(ctx, redisstore.Config{Client: rdb, Prefix: prefix, HashKeyCheck: -1})
-	if err != nil {
+	a, b, _ := sharedReplicas(t, 1)
+	if err := startFrom(a, context.Background(), "10.0.0.11"); err != nil {
 		t.Fatal(err)
 	}
-	defer store.Close()
-	limit := identityrpc.RateLimit{PerSecond: 0.0001, Burst: 1, Shared: store}
-	a, b := identityrpc.New(nil, identityrpc.Options{RateLimit: limit}), identityrpc.New(nil, identityrpc.Options{RateLimit: limit})
-	defer a.Close()
-	defer b.Close()
-	from := peer.NewContext(ctx, &peer.Peer{Addr: &net.TCPAddr{IP: net.ParseIP("10.0.0.11"), Port: 4000}})
-	call := func(srv *identityrpc.Server, ctx context.Context) error {
-		_, err := srv.UnaryServerInterceptor()(ctx, nil, &grpc.UnaryServerInfo{FullMethod: "/keyfort.identity.v1.IdentityRuntimeService/StartIdentitySession"}, ok)
-		return err
-	}
-	if err := call(a, from); err != nil {
-		t.Fatal(err)
-	}
-	expired, cancel := context.WithDeadline(from, time.Now().Add(-time.Second))
+	expired, cancel := context.WithDeadline(context.Background(), time.Now().Add(-time.Second))
 	defer cancel()
-	if err := call(b, expired); status.Code(err) != codes.ResourceExhausted {
+	if err := startFrom(b, expired, "10.0.0.11"); status.Code(err) != codes.ResourceExhausted {
 		t.Errorf("a call with an expired deadline past the shared burst: got %v, want ResourceExhausted", err)
 	}
 }
