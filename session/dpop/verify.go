@@ -194,11 +194,11 @@ func (v *Verifier) check(proof, method, callURL, accessToken string, now time.Ti
 		return "", "", invalid("claims: %v", err)
 	}
 	var c struct {
-		JTI *string      `json:"jti"`
-		HTM *string      `json:"htm"`
-		HTU *string      `json:"htu"`
-		IAT *float64     `json:"iat"`
-		ATH *string      `json:"ath"`
+		JTI *string  `json:"jti"`
+		HTM *string  `json:"htm"`
+		HTU *string  `json:"htu"`
+		IAT *float64 `json:"iat"`
+		ATH *string  `json:"ath"`
 	}
 	if err := json.Unmarshal(payload, &c); err != nil {
 		return "", "", invalid("claims: %v", err)
