@@ -167,6 +167,9 @@ type SessionConfig struct {
 	// BindAccess is identity.session.bind_access_to_client: access tokens are bound to the
 	// mutual-TLS client that started their session, too (session.Config.BindAccessTokens).
 	BindAccess bool
+	// DPoP is identity.session.dpop: binding sessions to the DPoP keys their clients prove
+	// (session/dpop; on by default).
+	DPoP DPoP
 	// PostgresNoMigrate is identity.session.postgres_migrate set to false: the store creates and
 	// changes no tables (pgstore.Config.DisableMigration).
 	PostgresNoMigrate bool
@@ -629,6 +632,8 @@ func (p *parser) sessionConfig(v any) {
 			p.redisTLS(key, m[k])
 		case "rate_limit":
 			p.rateLimit(key, m[k])
+		case "dpop":
+			p.dpop(key, m[k])
 		case "max_sessions_per_subject":
 			n, err := strconv.Atoi(fmt.Sprint(m[k]))
 			if err != nil || n < 0 {
@@ -696,7 +701,7 @@ func (p *parser) sessionConfig(v any) {
 				sc.RefreshGrace = d
 			}
 		default:
-			p.add(key, "", "", "unknown key (known: issuer, audience, access_ttl, refresh_ttl, refresh_grace, revalidate, subject_cut_ttl, max_sessions_per_subject, bind_refresh_to_client, bind_access_to_client, introspection_clients, rate_limit, redis_url, redis_tls, redis_allow_eviction, postgres_url, postgres_migrate)")
+			p.add(key, "", "", "unknown key (known: issuer, audience, access_ttl, refresh_ttl, refresh_grace, revalidate, subject_cut_ttl, max_sessions_per_subject, bind_refresh_to_client, bind_access_to_client, dpop, introspection_clients, rate_limit, redis_url, redis_tls, redis_allow_eviction, postgres_url, postgres_migrate)")
 		}
 	}
 	if sc.RedisURL != "" && sc.PostgresURL != "" {
@@ -720,6 +725,17 @@ func (p *parser) sessionConfig(v any) {
 }
 
 // RateLimit bounds each client's calls to the identity runtime (identity.session.rate_limit).
+// DPoP configures DPoP proofs (identity.session.dpop).
+type DPoP struct {
+	// Disabled is enabled set to false: proofs are ignored and no session is bound to a key.
+	Disabled bool
+	// MaxAge is how old a proof may be (max_age; zero: dpop.DefaultMaxAge).
+	MaxAge time.Duration
+	// Origins are the public origins proofs may name in place of the runtime's own (origins:
+	// "https://identity.example.com"), behind a proxy that rewrites the authority.
+	Origins []string
+}
+
 type RateLimit struct {
 	// PerSecond is the sustained rate of a client's calls; Burst how many it may make at once
 	// (default: PerSecond, at least 1).
@@ -766,6 +782,57 @@ func (p *parser) rateLimit(key string, v any) {
 	}
 	if rl.PerSecond == 0 {
 		p.add(key, "", "", "per_second is required")
+	}
+}
+
+func (p *parser) dpop(key string, v any) {
+	m, ok := v.(map[string]any)
+	if !ok {
+		p.add(key, "", "", "want a map (enabled, max_age, origins)")
+		return
+	}
+	d := &p.cfg.Session.DPoP
+	for _, f := range slices.Sorted(maps.Keys(m)) {
+		switch f {
+		case "enabled":
+			b, ok := asBool(m[f])
+			if !ok {
+				p.add(key+"."+f, "", "", "want true or false")
+				continue
+			}
+			d.Disabled = !b
+		case "max_age":
+			age, err := asDuration(m[f])
+			if err != nil || age <= 0 || age > 10*time.Minute {
+				p.add(key+"."+f, "", "", "want a duration above zero and at most 10m (a proof is fresh for each call)")
+				continue
+			}
+			d.MaxAge = age
+		case "origins":
+			var list []string
+			switch a := m[f].(type) {
+			case []any:
+				for _, x := range a {
+					xs, _ := x.(string)
+					list = append(list, xs)
+				}
+			case string: // from the environment: origins separated by spaces or commas
+				list = strings.FieldsFunc(a, func(r rune) bool { return r == ' ' || r == ',' })
+			}
+			if len(list) == 0 {
+				p.add(key+"."+f, "", "", "want a list of origins (https://host[:port])")
+				continue
+			}
+			for _, o := range list {
+				u, err := url.Parse(o)
+				if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || (u.Path != "" && u.Path != "/") || u.RawQuery != "" {
+					p.add(key+"."+f, "", "", "%q is not an origin (https://host[:port])", o)
+				}
+			}
+			d.Origins = list
+		default:
+			p.add(key+"."+f, "", "", "unknown key (known: enabled, max_age, origins)")
+		}
 	}
 }
 

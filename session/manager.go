@@ -15,6 +15,7 @@ import (
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/keyfort/keyfort/session/dpop"
 	"github.com/keyfort/keyfort/session/oidc"
 	"github.com/keyfort/keyfort/session/token"
 )
@@ -68,7 +69,9 @@ type Config struct {
 	// serves them only to a caller presenting a certificate of that identity, so an access token
 	// copied out of its client (a log, a proxy, a heap dump) is useless elsewhere. Off by default:
 	// a client that hands its access token to another workload (a gateway relaying it) must not
-	// bind it. Bare tokens (IssueToken) are never bound.
+	// bind it. Bare tokens (IssueToken) are never bound. A client named by a DPoP key
+	// (dpop.Identity: it proved the key when it started the session) has its access tokens bound
+	// whatever this says.
 	BindAccessTokens bool
 	// MaxSessionsPerSubject, when positive, bounds the live sessions of one subject at one identity
 	// provider: a StartSession beyond it ends the oldest (a user's devices, most recent first). It
@@ -305,11 +308,13 @@ func (m *Manager) evictOldest(ctx context.Context, f Family, now time.Time) ([]s
 }
 
 // issue signs the access token and the refresh token of family f's current member, the refresh
-// token (and with BindAccessTokens the access token) bound to client when it is set.
+// token (and with BindAccessTokens the access token) bound to client when it is set. A client
+// that proved a DPoP key has its access tokens bound to it whatever BindAccessTokens says: binding
+// them is what it asked for by proving the key.
 func (m *Manager) issue(ctx context.Context, f Family, client string) (Tokens, error) {
 	now := m.now()
 	var accessClient string
-	if m.cfg.BindAccessTokens {
+	if m.cfg.BindAccessTokens || dpop.IsIdentity(client) {
 		accessClient = client
 	}
 	accessExp := now.Add(m.cfg.AccessTTL)

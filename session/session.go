@@ -24,6 +24,7 @@ import (
 	"github.com/keyfort/keyfort/internal/coarseclock"
 	"github.com/keyfort/keyfort/internal/hmacpool"
 	"github.com/keyfort/keyfort/provider"
+	"github.com/keyfort/keyfort/session/dpop"
 	"github.com/keyfort/keyfort/session/token"
 )
 
@@ -700,15 +701,52 @@ func (s *Session) CheckClient(leaf *x509.Certificate) error {
 // CheckClientIdentity is CheckClient for a caller named by its identity rather than its
 // certificate ("": none), as a proxy that terminated the caller's mutual TLS forwards it (see
 // grpcauth.ForwardedClientCert): only as trustworthy as the path from that proxy.
+//
+// A session bound to a DPoP key is refused here whatever id says: only CheckProof's proof of the
+// key stands for it (a certificate or a forwarded header naming "dpop:..." does not).
 func (s *Session) CheckClientIdentity(id string) error {
 	switch {
-	case s.Principal.Client == "" || id == s.Principal.Client:
+	case s.Principal.Client == "":
+		return nil
+	case dpop.IsIdentity(s.Principal.Client):
+		return fmt.Errorf("%w (bound to %q; presented without a DPoP proof)", ErrClientMismatch, s.Principal.Client)
+	case id == s.Principal.Client:
 		return nil
 	case id == "":
 		return fmt.Errorf("%w (bound to %q; presented without a client certificate)", ErrClientMismatch, s.Principal.Client)
 	default:
 		return fmt.Errorf("%w (bound to %q; presented by %q)", ErrClientMismatch, s.Principal.Client, id)
 	}
+}
+
+// CheckProof is CheckClient for a session bound to a DPoP key (Principal.Client is a
+// dpop.Identity) and a call presenting proofs (the values of its DPoP header: exactly one is
+// needed) for its HTTP method (dpop.GRPCMethod for gRPC) and URL (dpop.GRPCURL), with the access
+// token accessToken: the proof must verify with v and prove the session's key. A session bound to
+// a certificate's identity is refused (a DPoP proof does not stand for a certificate), and so is a
+// DPoP-bound one when v is nil. Every refusal wraps ErrClientMismatch and names no secret.
+func (s *Session) CheckProof(v *dpop.Verifier, proofs []string, method, url, accessToken string) error {
+	bound := s.Principal.Client
+	switch {
+	case bound == "":
+		return nil
+	case !dpop.IsIdentity(bound):
+		return fmt.Errorf("%w (bound to %q; a DPoP proof does not stand for a certificate)", ErrClientMismatch, bound)
+	case v == nil:
+		return fmt.Errorf("%w (bound to %q; this guard verifies no DPoP proofs)", ErrClientMismatch, bound)
+	case len(proofs) == 0:
+		return fmt.Errorf("%w (bound to %q; presented without a DPoP proof)", ErrClientMismatch, bound)
+	case len(proofs) > 1:
+		return fmt.Errorf("%w (bound to %q; presented with %d DPoP proofs, want one)", ErrClientMismatch, bound, len(proofs))
+	}
+	id, err := v.Verify(proofs[0], method, url, accessToken)
+	if err != nil {
+		return fmt.Errorf("%w (bound to %q): %w", ErrClientMismatch, bound, err)
+	}
+	if id != bound {
+		return fmt.Errorf("%w (bound to %q; presented with a proof of %q)", ErrClientMismatch, bound, id)
+	}
+	return nil
 }
 
 // ClientIdentity names a client by its certificate, as token binding does (StartRequest.Client):

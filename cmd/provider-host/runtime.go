@@ -25,6 +25,7 @@ import (
 	"github.com/keyfort/keyfort/config"
 	"github.com/keyfort/keyfort/provider"
 	"github.com/keyfort/keyfort/session"
+	"github.com/keyfort/keyfort/session/dpop"
 	"github.com/keyfort/keyfort/session/grpcauth"
 	"github.com/keyfort/keyfort/session/identityrpc"
 	"github.com/keyfort/keyfort/session/oidc"
@@ -222,9 +223,20 @@ func newIdentityRuntime(ctx context.Context, cfg *config.Config, cat *catalog.Ca
 		// The schema is public (proto/ in the repository): reflection needs no session.
 		guard.Exempt = append(guard.Exempt, "/grpc.reflection.v1.ServerReflection/*", "/grpc.reflection.v1alpha.ServerReflection/*")
 	}
+	var proofs *dpop.Verifier
+	if !cfg.Session.DPoP.Disabled {
+		// One Verifier, one replay cache, for the service's calls and the guard's.
+		if proofs, err = dpop.NewVerifier(dpop.Config{MaxAge: cfg.Session.DPoP.MaxAge, Origins: cfg.Session.DPoP.Origins}); err != nil {
+			_ = cache.Close()
+			revoked.Close()
+			_ = store.Close()
+			return nil, fmt.Errorf("identity.session.dpop: %w", err)
+		}
+		guard.DPoP = proofs
+	}
 	r.service = identityrpc.New(m, identityrpc.Options{Sessions: cache, Logger: log, Registerer: reg,
 		BindClients: !cfg.Session.UnboundRefresh, IntrospectionClients: cfg.Session.IntrospectionClients, ClientIdentity: ident,
-		RateLimit: rateLimit(cfg.Session.RateLimit, store)})
+		RateLimit: rateLimit(cfg.Session.RateLimit, store), DPoP: proofs})
 	// The rate limit first, so that a client past it costs no token verification; then the header
 	// bound, the guard's tap handle (fast path) and interceptors.
 	opts := append([]grpc.ServerOption{grpc.ChainUnaryInterceptor(r.service.UnaryServerInterceptor())},

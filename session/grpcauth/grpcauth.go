@@ -17,6 +17,7 @@ import (
 	"google.golang.org/grpc/tap"
 
 	"github.com/keyfort/keyfort/session"
+	"github.com/keyfort/keyfort/session/dpop"
 	"github.com/keyfort/keyfort/session/internal/guardrules"
 )
 
@@ -56,6 +57,12 @@ type Config struct {
 	// peer. A forwarded identity is only as good as the path from the proxy: the server must
 	// accept connections from that proxy alone (a loopback listener beside its sidecar).
 	ClientIdentity func(ctx context.Context, md metadata.MD) string
+	// DPoP verifies the proofs of calls whose access token is bound to a DPoP key (the runtime
+	// binds the sessions its clients start with a proof: session/dpop): such a call must carry, in
+	// its dpop header, a fresh proof of that key for the call (method POST, URL
+	// dpop.GRPCURL(:authority, method)) and the token. Nil: DPoP-bound tokens are refused. One
+	// Verifier per process (its replay cache) serves every guard.
+	DPoP *dpop.Verifier
 	// Registerer receives keyfort_guard_refused_total{reason}: the calls the guard refused, by
 	// reason (credential: none, several, malformed; unauthenticated: a token that is invalid,
 	// expired or ended; client_mismatch: a token bound to another client; unavailable: the session
@@ -107,7 +114,7 @@ func (g *guard) authenticate(ctx context.Context, method string) (*session.Sessi
 	}
 	s, err := g.cfg.Sessions.Get(ctx, tok)
 	if err == nil {
-		if err = g.checkClient(ctx, s, nil); err == nil {
+		if err = g.checkClient(ctx, s, nil, tok, method); err == nil {
 			return s, nil
 		}
 		// A token bound to a client, presented by another: a sign that it was stolen.
@@ -172,19 +179,30 @@ func (gd *Guard) TapHandle() tap.ServerInHandle {
 		if err != nil {
 			return ctx, nil // the interceptor refuses it and logs why
 		}
-		if s := g.cfg.Sessions.Peek(tok); s != nil && (s.Principal.Client == "" || g.checkClient(ctx, s, info.Header) == nil) {
+		// A session bound to a DPoP key is left to the interceptors: a proof's signature check is
+		// no work for the connection's I/O goroutine.
+		if s := g.cfg.Sessions.Peek(tok); s != nil && (s.Principal.Client == "" ||
+			(!dpop.IsIdentity(s.Principal.Client) && g.checkClient(ctx, s, info.Header, tok, info.FullMethodName) == nil)) {
 			return session.NewContext(ctx, s), nil
 		}
 		return ctx, nil
 	}
 }
 
-// checkClient checks that the caller may use s, whose token may be bound to a client: by
-// Config.ClientIdentity when set (over md, the received headers; nil: those of ctx), else by the
-// certificate of the call's TLS peer.
-func (g *guard) checkClient(ctx context.Context, s *session.Session, md metadata.MD) error {
+// checkClient checks that the caller may use s, whose token (tok) may be bound to a client: by the
+// call's DPoP proof for a DPoP key, else by Config.ClientIdentity when set (over md, the received
+// headers; nil: those of ctx), else by the certificate of the call's TLS peer.
+func (g *guard) checkClient(ctx context.Context, s *session.Session, md metadata.MD, tok, method string) error {
 	if s.Principal.Client == "" {
 		return nil
+	}
+	if dpop.IsIdentity(s.Principal.Client) {
+		var authority string
+		if a := metadata.ValueFromIncomingContext(ctx, ":authority"); len(a) == 1 {
+			authority = a[0]
+		}
+		return s.CheckProof(g.cfg.DPoP, metadata.ValueFromIncomingContext(ctx, dpop.Header), dpop.GRPCMethod,
+			dpop.GRPCURL(authority, method), tok)
 	}
 	if g.cfg.ClientIdentity != nil {
 		if md == nil {

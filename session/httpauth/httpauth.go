@@ -9,6 +9,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/keyfort/keyfort/session"
+	"github.com/keyfort/keyfort/session/dpop"
 	"github.com/keyfort/keyfort/session/internal/guardrules"
 )
 
@@ -37,6 +38,12 @@ type Config struct {
 	// A forwarded identity is only as good as the path from the proxy: the server must accept
 	// connections from that proxy alone.
 	ClientIdentity func(r *http.Request) string
+	// DPoP verifies the proofs of requests whose access token is bound to a DPoP key
+	// (session/dpop): such a request must carry, in its DPoP header, a fresh proof of that key for
+	// its method and URL (scheme https with TLS, else http; the Host header; the path) and the
+	// token. Behind a proxy that rewrites scheme or host, set the Verifier's Origins to the public
+	// ones. Nil: DPoP-bound tokens are refused.
+	DPoP *dpop.Verifier
 	// Registerer receives keyfort_guard_refused_total{reason}, shared with grpcauth's guards on the
 	// same registerer. Nil: not exported.
 	Registerer prometheus.Registerer
@@ -96,7 +103,7 @@ func (g *guard) serve(w http.ResponseWriter, r *http.Request, next http.Handler)
 		g.refuse(w, r, guardrules.RefusedUnauthenticated, err)
 		return
 	}
-	if err := g.checkClient(r, s); err != nil {
+	if err := g.checkClient(r, s, tok); err != nil {
 		g.refuse(w, r, guardrules.RefusedClientMismatch, err)
 		return
 	}
@@ -109,11 +116,17 @@ func (g *guard) serve(w http.ResponseWriter, r *http.Request, next http.Handler)
 	next.ServeHTTP(w, r.WithContext(ctx))
 }
 
-// checkClient checks that the caller may use s, whose token may be bound to a client.
-func (g *guard) checkClient(r *http.Request, s *session.Session) error {
+// checkClient checks that the caller may use s, whose token (tok) may be bound to a client.
+func (g *guard) checkClient(r *http.Request, s *session.Session, tok string) error {
 	switch {
 	case s.Principal.Client == "":
 		return nil
+	case dpop.IsIdentity(s.Principal.Client):
+		scheme := "http"
+		if r.TLS != nil {
+			scheme = "https"
+		}
+		return s.CheckProof(g.cfg.DPoP, r.Header.Values("DPoP"), r.Method, scheme+"://"+r.Host+r.URL.EscapedPath(), tok)
 	case g.cfg.ClientIdentity != nil:
 		return s.CheckClientIdentity(g.cfg.ClientIdentity(r))
 	case r.TLS != nil && len(r.TLS.PeerCertificates) > 0:

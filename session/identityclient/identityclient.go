@@ -6,17 +6,20 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"go.opentelemetry.io/otel/trace"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/status"
 
 	pb "github.com/keyfort/keyfort/api/identity/v1"
 	"github.com/keyfort/keyfort/internal/promreg"
+	"github.com/keyfort/keyfort/session/dpop"
 )
 
 // Defaults for Config's zero values.
@@ -64,6 +67,12 @@ type Config struct {
 	// and presenting a spent one again ends the session everywhere. They are secrets: keep them as
 	// such.
 	OnTokens func(*pb.SessionTokens)
+	// DPoP, when set, binds the session to this key (session/dpop): Start presents a proof of it,
+	// so the runtime binds the session's refresh and access tokens to the key (with its
+	// Options.DPoP set), and every refresh, end and guarded call carries a fresh proof of it, the
+	// access token with the DPoP scheme. A stolen token is then useless without the key. A client
+	// that Resumes a session must give it the key that started it.
+	DPoP *dpop.Key
 	// Insecure lets the access token go over a connection without transport security (a test on
 	// loopback, a sidecar on localhost). Off, gRPC refuses to send it over plaintext.
 	Insecure bool
@@ -131,7 +140,7 @@ func Start(ctx context.Context, cfg Config, req *pb.StartIdentitySessionRequest)
 	if cfg.Runtime == nil {
 		return nil, errors.New("identityclient: Config needs Runtime")
 	}
-	resp, err := cfg.Runtime.StartIdentitySession(ctx, req)
+	resp, err := cfg.Runtime.StartIdentitySession(ctx, req, proofOption(cfg)...)
 	if err != nil {
 		return nil, fmt.Errorf("identityclient: starting a session at %q: %w", req.GetIdentityProvider(), err)
 	}
@@ -177,7 +186,11 @@ func Resume(cfg Config, tokens *pb.SessionTokens) (*Session, error) {
 // set makes tokens the session's, received at now. The caller holds mu, or owns s alone.
 func (s *Session) set(tokens *pb.SessionTokens, now time.Time) {
 	s.tok = tokens
-	s.md = map[string]string{"authorization": "Bearer " + tokens.GetAccessToken()}
+	scheme := "Bearer "
+	if s.cfg.DPoP != nil {
+		scheme = dpop.Scheme + " "
+	}
+	s.md = map[string]string{"authorization": scheme + tokens.GetAccessToken()}
 	s.exp = tokens.GetAccessExpiresAt().AsTime()
 	s.usable = s.exp.Add(-s.cfg.ExpiryMargin)
 	life := s.exp.Sub(now)
@@ -210,18 +223,52 @@ func (s *Session) AccessToken(ctx context.Context) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	return md["authorization"][len("Bearer "):], nil
+	return accessToken(md), nil
 }
 
-// GetRequestMetadata implements credentials.PerRPCCredentials: the call's authorization header.
-// The map is shared between calls and must not be modified (gRPC copies it). On an ended session
-// the call fails with codes.Unauthenticated (gRPC would make any other error Unavailable).
-func (s *Session) GetRequestMetadata(ctx context.Context, _ ...string) (map[string]string, error) {
+// accessToken is the token of the authorization header in md.
+func accessToken(md map[string]string) string {
+	v := md["authorization"]
+	return v[strings.IndexByte(v, ' ')+1:]
+}
+
+// runtimeProofCalls are the runtime's methods that Session calls with proofOption's proof.
+var runtimeProofCalls = map[string]bool{
+	pb.IdentityRuntimeService_RefreshIdentitySession_FullMethodName: true,
+	pb.IdentityRuntimeService_EndIdentitySession_FullMethodName:     true,
+}
+
+// proofOption is the call option that puts a DPoP proof on a call to the runtime, when the
+// session has a key.
+func proofOption(cfg Config) []grpc.CallOption {
+	if cfg.DPoP == nil {
+		return nil
+	}
+	return []grpc.CallOption{grpc.PerRPCCredentials(cfg.DPoP.Credentials(!cfg.Insecure))}
+}
+
+// GetRequestMetadata implements credentials.PerRPCCredentials: the call's authorization header
+// and, with Config.DPoP, its proof. Without DPoP the map is shared between calls and must not be
+// modified (gRPC copies it). On an ended session the call fails with codes.Unauthenticated (gRPC
+// would make any other error Unavailable).
+func (s *Session) GetRequestMetadata(ctx context.Context, uri ...string) (map[string]string, error) {
 	md, err := s.metadata(ctx)
 	if errors.Is(err, ErrEnded) {
 		return nil, status.Error(codes.Unauthenticated, err.Error())
 	}
-	return md, err
+	if err != nil || s.cfg.DPoP == nil {
+		return md, err
+	}
+	if ri, ok := credentials.RequestInfoFromContext(ctx); ok && runtimeProofCalls[ri.Method] {
+		// The session's own call to the runtime, over a connection that carries the session:
+		// that call has its proof (proofOption), and a second would be refused.
+		return md, nil
+	}
+	proof, err := s.cfg.DPoP.GRPCProof(ctx, uri, accessToken(md))
+	if err != nil {
+		return nil, err
+	}
+	return map[string]string{"authorization": md["authorization"], dpop.Header: proof}, nil
 }
 
 // RequireTransportSecurity implements credentials.PerRPCCredentials: true unless Config.Insecure.
@@ -310,7 +357,7 @@ func (s *Session) startRefresh(asker context.Context, now time.Time) chan struct
 // refresh presents rt once and publishes the outcome.
 func (s *Session) refresh(ctx context.Context, rt string, done chan struct{}) {
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.RefreshTimeout)
-	resp, err := s.cfg.Runtime.RefreshIdentitySession(ctx, &pb.RefreshIdentitySessionRequest{RefreshToken: rt})
+	resp, err := s.cfg.Runtime.RefreshIdentitySession(ctx, &pb.RefreshIdentitySessionRequest{RefreshToken: rt}, proofOption(s.cfg)...)
 	cancel()
 	var tokens *pb.SessionTokens
 	if err == nil {
@@ -396,7 +443,7 @@ func (s *Session) End(ctx context.Context) error {
 	s.mu.Unlock()
 	var err error
 	if ended == nil {
-		_, err = s.cfg.Runtime.EndIdentitySession(ctx, &pb.EndIdentitySessionRequest{Token: rt})
+		_, err = s.cfg.Runtime.EndIdentitySession(ctx, &pb.EndIdentitySessionRequest{Token: rt}, proofOption(s.cfg)...)
 		if status.Code(err) == codes.Unauthenticated {
 			err = nil // refused: the session was over already
 		}
@@ -450,6 +497,16 @@ func (rt roundTripper) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	out := req.Clone(req.Context()) // a RoundTripper must not modify its request
 	out.Header.Set("Authorization", md["authorization"])
+	if k := rt.s.cfg.DPoP; k != nil {
+		u := *req.URL
+		u.RawQuery, u.Fragment = "", ""
+		proof, err := k.Proof(req.Method, u.String(), accessToken(md))
+		if err != nil {
+			closeBody(req)
+			return nil, err
+		}
+		out.Header.Set("DPoP", proof)
+	}
 	return rt.base.RoundTrip(out)
 }
 

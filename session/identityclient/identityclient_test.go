@@ -32,6 +32,7 @@ import (
 	"github.com/keyfort/keyfort/internal/metrictest"
 	"github.com/keyfort/keyfort/internal/testpki"
 	"github.com/keyfort/keyfort/session"
+	"github.com/keyfort/keyfort/session/dpop"
 	"github.com/keyfort/keyfort/session/grpcauth"
 	"github.com/keyfort/keyfort/session/httpauth"
 	"github.com/keyfort/keyfort/session/identityclient"
@@ -60,6 +61,8 @@ const maxRetryPause = 30 * time.Second
 // shared fake clock; it counts the refresh calls it receives.
 type runtime struct {
 	m         *session.Manager
+	cache     *session.Cache
+	proofs    *dpop.Verifier // DPoP proofs, at the service and its guard
 	iss       *oidctest.Issuer
 	clk       *clock
 	addr      string
@@ -83,8 +86,12 @@ func newRuntimeWith(t testing.TB, creds credentials.TransportCredentials) *runti
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = cache.Close() })
-	r := &runtime{m: m, iss: iss, clk: clk}
-	svc := identityrpc.New(m, identityrpc.Options{Sessions: cache, Audit: slog.New(slog.DiscardHandler), BindClients: creds != nil})
+	proofs, err := dpop.NewVerifier(dpop.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &runtime{m: m, cache: cache, proofs: proofs, iss: iss, clk: clk}
+	svc := identityrpc.New(m, identityrpc.Options{Sessions: cache, Audit: slog.New(slog.DiscardHandler), BindClients: creds != nil, DPoP: proofs})
 	t.Cleanup(svc.Close)
 	count := func(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
 		if strings.HasSuffix(info.FullMethod, "/RefreshIdentitySession") {
@@ -92,7 +99,7 @@ func newRuntimeWith(t testing.TB, creds credentials.TransportCredentials) *runti
 		}
 		return h(ctx, req)
 	}
-	guard := grpcauth.Config{Sessions: cache, Exempt: []string{
+	guard := grpcauth.Config{Sessions: cache, DPoP: proofs, Exempt: []string{
 		"/keyfort.identity.v1.IdentityRuntimeService/StartIdentitySession",
 		"/keyfort.identity.v1.IdentityRuntimeService/RefreshIdentitySession",
 		"/keyfort.identity.v1.IdentityRuntimeService/EndIdentitySession",

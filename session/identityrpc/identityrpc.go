@@ -19,6 +19,7 @@ import (
 
 	pb "github.com/keyfort/keyfort/api/identity/v1"
 	"github.com/keyfort/keyfort/session"
+	"github.com/keyfort/keyfort/session/dpop"
 )
 
 // Options configure the service.
@@ -49,6 +50,13 @@ type Options struct {
 	// sidecar: grpcauth.ForwardedClientCert); md holds the call's received headers. Nil: the
 	// certificate of the call's own TLS peer. The proxy must be the server's only way in.
 	ClientIdentity func(ctx context.Context, md metadata.MD) string
+	// DPoP verifies DPoP proofs (session/dpop) on the calls that start, refresh and end sessions:
+	// a session started with a proof of a key (the dpop header; method POST, URL
+	// dpop.GRPCURL(:authority, method), no ath) is bound to that key — its refresh and access
+	// tokens, whatever BindClients and the Manager's BindAccessTokens say — and only calls with a
+	// proof of it refresh or end it. A proof that does not verify refuses the call. Nil: proofs
+	// are ignored and no session is bound to a key. Share the Verifier with the server's guard.
+	DPoP *dpop.Verifier
 	// RateLimit bounds each client's calls to the service (Server.UnaryServerInterceptor applies
 	// it); zero: no bound.
 	RateLimit RateLimit
@@ -60,6 +68,7 @@ type Server struct {
 	m     *session.Manager
 	bind  bool
 	ident func(ctx context.Context, md metadata.MD) string
+	dpop  *dpop.Verifier
 	// introspectors may call IntrospectIdentityToken (by client identity)
 	introspectors map[string]bool
 	sessions      *session.Cache
@@ -84,7 +93,7 @@ func (s *Server) RegisterOn(r grpc.ServiceRegistrar) { pb.RegisterIdentityRuntim
 // New returns the service over m, to be registered with RegisterOn (after its
 // UnaryServerInterceptor was installed on the server, for a rate limit).
 func New(m *session.Manager, opts Options) *Server {
-	srv := &Server{m: m, bind: opts.BindClients, ident: opts.ClientIdentity, sessions: opts.Sessions, log: opts.Logger, audit: opts.Audit,
+	srv := &Server{m: m, bind: opts.BindClients, ident: opts.ClientIdentity, dpop: opts.DPoP, sessions: opts.Sessions, log: opts.Logger, audit: opts.Audit,
 		calls: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "keyfort", Subsystem: "identity",
 			Name: "calls_total", Help: "Identity runtime calls by method and outcome (ok, inactive, unauthenticated, refresh_reuse, client_mismatch, permission_denied, invalid_argument, unavailable, rate_limited)."},
 			[]string{"method", "outcome"}),
@@ -178,6 +187,37 @@ func (s *Server) caller(ctx context.Context) string {
 	return clientIdentity(ctx)
 }
 
+// binding names the client a call binds to (StartIdentitySession) or must be bound to
+// (RefreshIdentitySession, EndIdentitySession): the DPoP key the call proves (Options.DPoP), else,
+// with certToo, the caller's certificate identity (caller). A certificate or forwarded identity
+// that names a DPoP key stands for nothing: only a proof does.
+func (s *Server) binding(ctx context.Context, certToo bool) (string, error) {
+	if s.dpop != nil {
+		if proofs := metadata.ValueFromIncomingContext(ctx, dpop.Header); len(proofs) > 0 {
+			if len(proofs) > 1 {
+				return "", fmt.Errorf("%w: %d DPoP proofs, want one", session.ErrClientMismatch, len(proofs))
+			}
+			method, _ := grpc.Method(ctx)
+			var authority string
+			if a := metadata.ValueFromIncomingContext(ctx, ":authority"); len(a) == 1 {
+				authority = a[0]
+			}
+			id, err := s.dpop.Verify(proofs[0], dpop.GRPCMethod, dpop.GRPCURL(authority, method), "")
+			if err != nil {
+				return "", fmt.Errorf("%w: %w", session.ErrClientMismatch, err)
+			}
+			return id, nil
+		}
+	}
+	if !certToo {
+		return "", nil
+	}
+	if id := s.caller(ctx); !dpop.IsIdentity(id) {
+		return id, nil
+	}
+	return "", nil
+}
+
 // clientIdentity names the caller's certificate for token binding (session.ClientIdentity); ""
 // without one.
 func clientIdentity(ctx context.Context) string {
@@ -204,9 +244,10 @@ func (s *Server) StartIdentitySession(ctx context.Context, req *pb.StartIdentity
 		s.record(ctx, method, event, "invalid_argument", nil, slog.String("idp", req.GetIdentityProvider()))
 		return nil, status.Error(codes.InvalidArgument, "identity_provider and external_token are required")
 	}
-	var client string
-	if s.bind {
-		client = s.caller(ctx)
+	client, err := s.binding(ctx, s.bind)
+	if err != nil {
+		s.record(ctx, method, event, outcome(err), err, slog.String("idp", req.GetIdentityProvider()), slog.String("tenant", req.GetTenant()))
+		return nil, statusOf(err)
 	}
 	t, err := s.m.StartSession(ctx, session.StartRequest{Subject: req.GetSubject(), Tenant: req.GetTenant(),
 		IdP: req.GetIdentityProvider(), ExternalToken: req.GetExternalToken(), Scope: req.GetScope(), Client: client})
@@ -225,7 +266,11 @@ func (s *Server) StartIdentitySession(ctx context.Context, req *pb.StartIdentity
 // RefreshIdentitySession implements the service.
 func (s *Server) RefreshIdentitySession(ctx context.Context, req *pb.RefreshIdentitySessionRequest) (*pb.RefreshIdentitySessionResponse, error) {
 	const method, event = "RefreshIdentitySession", "session.refresh"
-	t, err := s.m.RefreshSessionFrom(ctx, req.GetRefreshToken(), s.caller(ctx))
+	client, err := s.binding(ctx, true)
+	var t session.Tokens
+	if err == nil {
+		t, err = s.m.RefreshSessionFrom(ctx, req.GetRefreshToken(), client)
+	}
 	if err != nil {
 		var reuse *session.ReuseError
 		var attrs []slog.Attr
@@ -243,7 +288,11 @@ func (s *Server) RefreshIdentitySession(ctx context.Context, req *pb.RefreshIden
 // bind_access_to_client an access token) ends its session only when that client presents it.
 func (s *Server) EndIdentitySession(ctx context.Context, req *pb.EndIdentitySessionRequest) (*pb.EndIdentitySessionResponse, error) {
 	const method, event = "EndIdentitySession", "session.end"
-	f, err := s.m.EndSessionFrom(ctx, req.GetToken(), s.caller(ctx))
+	client, err := s.binding(ctx, true)
+	var f session.Family
+	if err == nil {
+		f, err = s.m.EndSessionFrom(ctx, req.GetToken(), client)
+	}
 	if err == nil && s.sessions != nil {
 		err = s.sessions.End(ctx, req.GetToken(), time.Now().Add(session.DefaultRefreshTTL))
 	}

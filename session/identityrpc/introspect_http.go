@@ -9,6 +9,7 @@ import (
 	"google.golang.org/grpc/metadata"
 
 	"github.com/keyfort/keyfort/session"
+	"github.com/keyfort/keyfort/session/dpop"
 )
 
 // IntrospectionPath is where provider-host serve mounts IntrospectionHandler on its HTTP listener.
@@ -32,6 +33,13 @@ type introspection struct {
 	Tenant    string `json:"tid,omitempty"`
 	IdP       string `json:"idp,omitempty"`
 	Client    string `json:"cli,omitempty"`
+	// Confirmation is RFC 9449's cnf for a token bound to a DPoP key: {"jkt": thumbprint}, which a
+	// gateway checks its request's DPoP proof against.
+	Confirmation *confirmation `json:"cnf,omitempty"`
+}
+
+type confirmation struct {
+	JKT string `json:"jkt"`
 }
 
 // IntrospectionHandler serves token introspection in RFC 7662's HTTP form, for what speaks it
@@ -39,7 +47,8 @@ type introspection struct {
 // application/x-www-form-urlencoded with a token (token_type_hint is accepted and ignored: only
 // access tokens can be active) answered with JSON — {"active":false} for any token that is not
 // active, whatever the reason, and for an active one its claims (sub, iss, aud, scope, exp, iat,
-// token_type "access_token", and Keyfort's tid, idp and cli, the client a bound token is bound to).
+// token_type "access_token", and Keyfort's tid, idp and cli, the client a bound token is bound to;
+// for a token bound to a DPoP key, RFC 9449's cnf.jkt too).
 // The answer is the one IntrospectIdentityToken gives, from the same session cache.
 //
 // The caller authenticates with its client certificate, over TLS that asks for one
@@ -99,6 +108,9 @@ func (s *Server) IntrospectionHandler() http.Handler {
 			res = introspection{Active: true, TokenType: "access_token", Subject: p.Subject, Issuer: s.m.Issuer(),
 				Audience: s.m.Audience(), Scope: p.Scope, ExpiresAt: p.ExpiresAt.Unix(), IssuedAt: p.IssuedAt.Unix(),
 				Tenant: p.Tenant, IdP: p.IdP, Client: p.Client}
+			if dpop.IsIdentity(p.Client) {
+				res.Confirmation = &confirmation{JKT: strings.TrimPrefix(p.Client, dpop.IdentityPrefix)}
+			}
 		}
 		w.Header().Set("Content-Type", "application/json")
 		_ = json.NewEncoder(w).Encode(res)

@@ -83,15 +83,18 @@ func (r *Rules) Exempt(name string) bool {
 }
 
 // Credential applies the credential rules to the values of the credential headers, which values
-// returns by lower-case name: exactly one credential, a bearer token or a bare one, within MaxSize.
+// returns by lower-case name: exactly one credential, a bearer (or DPoP) token or a bare one, within
+// MaxSize.
 // Every path of every guard uses it, so none can accept what another refuses.
 func (r *Rules) Credential(values func(key string) []string) (string, error) {
 	var tok string
 	n := 0
 	for _, v := range values(r.Bearer) {
 		scheme, t, ok := strings.Cut(v, " ")
-		if !ok || !strings.EqualFold(scheme, "bearer") || t == "" {
-			return "", errors.New("authorization header is not a bearer token")
+		// DPoP (RFC 9449) is a scheme like Bearer here: a token bound to a DPoP key carries that
+		// binding itself (claim cli), and the guard demands the key's proof whatever the scheme.
+		if !ok || (!strings.EqualFold(scheme, "bearer") && !strings.EqualFold(scheme, "dpop")) || t == "" {
+			return "", errors.New("authorization header is not a bearer or DPoP token")
 		}
 		tok, n = t, n+1
 	}
