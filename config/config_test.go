@@ -379,6 +379,15 @@ identity:
 	if err != nil || cfg.Session.RateLimit != (config.RateLimit{PerSecond: 20}) {
 		t.Errorf("rate_limit.per_second from the environment: %v, %+v", err, cfg.Session.RateLimit)
 	}
+	cfg, err = load(`identity: { secrets: { session_signing: "memory:s" }, session: { dpop: { max_age: 30s, origins: ["https://id.example.com"] } } }`)
+	if err != nil || cfg.Session.DPoP.Disabled || cfg.Session.DPoP.MaxAge != 30*time.Second || !slices.Equal(cfg.Session.DPoP.Origins, []string{"https://id.example.com"}) {
+		t.Errorf("dpop: %v, %+v", err, cfg.Session.DPoP)
+	}
+	cfg, err = load(`identity: { secrets: { session_signing: "memory:s" } }`, "KEYFORT_IDENTITY__SESSION__DPOP__ENABLED=false",
+		"KEYFORT_IDENTITY__SESSION__DPOP__ORIGINS=https://a.example.com,https://b.example.com:8443")
+	if err != nil || !cfg.Session.DPoP.Disabled || len(cfg.Session.DPoP.Origins) != 2 {
+		t.Errorf("dpop from the environment: %v, %+v", err, cfg.Session.DPoP)
+	}
 	cfg, err = load(`identity: { secrets: { session_signing: "memory:s" } }`, "KEYFORT_IDENTITY__SESSION__BIND_ACCESS_TO_CLIENT=true")
 	if err != nil || !cfg.Session.BindAccess {
 		t.Errorf("bind_access_to_client=true from the environment: %v, %+v", err, cfg.Session)
@@ -424,6 +433,16 @@ identity:
 			"identity.session.rate_limit.shared: set, but no shared session store"},
 		"a shared rate limit not a boolean": {`identity: { secrets: { session_signing: "memory:s" }, session: { redis_url: "redis://127.0.0.1:6379/0", rate_limit: { per_second: 1, shared: 2 } } }`, nil,
 			"identity.session.rate_limit.shared: want true or false"},
+		"dpop not a map": {`identity: { secrets: { session_signing: "memory:s" }, session: { dpop: true } }`, nil,
+			"identity.session.dpop: want a map (enabled, max_age, origins)"},
+		"dpop enabled not a boolean": {`identity: { secrets: { session_signing: "memory:s" }, session: { dpop: { enabled: yes please } } }`, nil,
+			"identity.session.dpop.enabled: want true or false"},
+		"a dpop max age of an hour": {`identity: { secrets: { session_signing: "memory:s" }, session: { dpop: { max_age: 1h } } }`, nil,
+			"identity.session.dpop.max_age: want a duration above zero and at most 10m"},
+		"a dpop origin with a path": {`identity: { secrets: { session_signing: "memory:s" }, session: { dpop: { origins: ["https://id.example.com/token"] } } }`, nil,
+			`identity.session.dpop.origins: "https://id.example.com/token" is not an origin`},
+		"dpop with an unknown key": {`identity: { secrets: { session_signing: "memory:s" }, session: { dpop: { nonce: true } } }`, nil,
+			"identity.session.dpop.nonce: unknown key (known: enabled, max_age, origins)"},
 		"a rate limit not a map": {`identity: { secrets: { session_signing: "memory:s" }, session: { rate_limit: 5 } }`, nil,
 			"identity.session.rate_limit: want a map"},
 		"access binding not a boolean": {`identity: { secrets: { session_signing: "memory:s" }, session: { bind_access_to_client: 1.5 } }`, nil,

@@ -866,14 +866,15 @@ func (m *mtlsRuntime) httpClient(uri string) *http.Client {
 	return hc
 }
 
-// client is a client of the runtime at addr with a new certificate (and key) naming uri.
-func (m *mtlsRuntime) client(addr, uri string) pb.IdentityRuntimeServiceClient {
+// client is a client of the runtime at addr with a new certificate (and key) naming uri, and opts.
+func (m *mtlsRuntime) client(addr, uri string, opts ...grpc.DialOption) pb.IdentityRuntimeServiceClient {
 	cf, kf := m.clientCA.ClientWith(m.t, []string{uri}, nil)
 	c, err := tls.LoadX509KeyPair(cf, kf)
 	if err != nil {
 		m.t.Fatal(err)
 	}
-	cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(credentials.NewTLS(&tls.Config{RootCAs: m.serverCA.Pool(), Certificates: []tls.Certificate{c}})))
+	opts = append(opts, grpc.WithTransportCredentials(credentials.NewTLS(&tls.Config{RootCAs: m.serverCA.Pool(), Certificates: []tls.Certificate{c}})))
+	cc, err := grpc.NewClient(addr, opts...)
 	if err != nil {
 		m.t.Fatal(err)
 	}

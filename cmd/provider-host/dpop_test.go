@@ -1,0 +1,102 @@
+package main_test
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+
+	pb "github.com/keyfort/keyfort/api/identity/v1"
+	"github.com/keyfort/keyfort/session/dpop"
+	"github.com/keyfort/keyfort/session/identityclient"
+)
+
+// TestDPoPThroughServe: serve binds a session started with a DPoP proof to the key (its default):
+// over mutual TLS the key, not the certificate, is what the tokens name; the session's client calls
+// the guarded runtime, refreshes and ends with proofs, while its access token from another client
+// (even with that client's own certificate) is refused; RFC 7662 introspection gives cnf.jkt. With
+// identity.session.dpop.enabled false, the proof is ignored and the refresh token is bound to the
+// certificate as before.
+func TestDPoPThroughServe(t *testing.T) {
+	const gateway, thief, python = "spiffe://keyfort.test/ns/prod/sa/gateway", "spiffe://keyfort.test/ns/prod/sa/thief", "spiffe://keyfort.test/ns/prod/sa/python"
+	m := newMTLSRuntime(t)
+	ctx := context.Background()
+	start := func(grpcAddr string, key *dpop.Key) (*identityclient.Session, *pb.SessionTokens) {
+		t.Helper()
+		var saved *pb.SessionTokens
+		s, err := identityclient.Start(ctx, identityclient.Config{Runtime: m.client(grpcAddr, gateway), DPoP: key,
+			OnTokens: func(tok *pb.SessionTokens) { saved = tok }},
+			&pb.StartIdentitySessionRequest{IdentityProvider: "google", ExternalToken: m.iss.Sign(t, "k1", m.iss.Claims("alice", "client-1"), nil)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(s.Close)
+		return s, saved
+	}
+	cli := func(tok string) string {
+		raw, _ := base64.RawURLEncoding.DecodeString(strings.Split(tok, ".")[1])
+		var c struct{ Cli string }
+		_ = json.Unmarshal(raw, &c)
+		return c.Cli
+	}
+	key, err := dpop.GenerateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	httpAddr, grpcAddr, _ := m.serveBoth(m.config(`introspection_clients: ["` + python + `"]`))
+	s, saved := start(grpcAddr, key)
+	if cli(saved.GetAccessToken()) != key.Identity() || cli(saved.GetRefreshToken()) != key.Identity() {
+		t.Fatalf("tokens bound to %q and %q, want the key %q", cli(saved.GetAccessToken()), cli(saved.GetRefreshToken()), key.Identity())
+	}
+	policy := func(c pb.IdentityRuntimeServiceClient, ctx context.Context) error {
+		_, err := c.EvaluateIdentityPolicy(ctx, &pb.EvaluateIdentityPolicyRequest{Subject: "alice", Action: "read"})
+		return err
+	}
+	if err := policy(m.client(grpcAddr, gateway, grpc.WithPerRPCCredentials(s)), ctx); err != nil {
+		t.Fatalf("its client's guarded call: %v", err)
+	}
+	stolen := metadata.AppendToOutgoingContext(ctx, "authorization", "DPoP "+saved.GetAccessToken())
+	for name, c := range map[string]pb.IdentityRuntimeServiceClient{"its own client, no proof": m.client(grpcAddr, gateway), "another client": m.client(grpcAddr, thief)} {
+		if err := policy(c, stolen); status.Code(err) != codes.Unauthenticated {
+			t.Errorf("the access token from %s: %v, want Unauthenticated", name, err)
+		}
+	}
+	resp, err := m.httpClient(python).PostForm("https://"+httpAddr+"/oauth2/introspect", url.Values{"token": {saved.GetAccessToken()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var body struct {
+		Active bool
+		Cli    string
+		Cnf    struct{ JKT string }
+	}
+	err = json.NewDecoder(resp.Body).Decode(&body)
+	_ = resp.Body.Close()
+	if err != nil || resp.StatusCode != http.StatusOK || !body.Active || body.Cli != key.Identity() || body.Cnf.JKT != key.Thumbprint() {
+		t.Errorf("introspection: %d %+v %v; want active, cnf.jkt %s", resp.StatusCode, body, err, key.Thumbprint())
+	}
+	if err := s.Refresh(ctx); err != nil {
+		t.Fatalf("its client's refresh: %v", err)
+	}
+	if err := policy(m.client(grpcAddr, gateway, grpc.WithPerRPCCredentials(s)), ctx); err != nil {
+		t.Fatalf("its client's guarded call after the refresh: %v", err)
+	}
+	if err := s.End(ctx); err != nil {
+		t.Fatalf("its client's end: %v", err)
+	}
+
+	_, grpcAddr, _ = m.serveBoth(m.config(`dpop: { enabled: false }`))
+	_, saved = start(grpcAddr, key)
+	if cli(saved.GetAccessToken()) != "" || cli(saved.GetRefreshToken()) != gateway {
+		t.Errorf("with dpop off: tokens bound to %q and %q, want none and the certificate", cli(saved.GetAccessToken()), cli(saved.GetRefreshToken()))
+	}
+}
