@@ -32,6 +32,7 @@ fi
 		go test -run '^$' -bench 'CallCredentials' -benchmem ./session/identityclient/
 		go test -run '^$' -bench 'SessionMiss|MemoryStoreCreateFamily' -benchtime 20000x -benchmem ./session/
 		go test -run '^$' -bench 'Verify|Sign|Raw' -benchmem ./session/token/
+		go test -run '^$' -bench . -benchmem ./session/dpop/
 		(cd internal/benchcmp && go test -run '^$' -bench . -benchmem ./...)
 	done
 	go test -run '^$' -bench 'SessionMemory' -benchtime 1x -count 1 ./session/
@@ -70,6 +71,9 @@ thit=$(med BenchmarkTappedInterceptorHit); traw=$(med BenchmarkRawTappedLimit); 
 tbhit=$(med BenchmarkTappedInterceptorHitBound); tbhitallocs=$(field BenchmarkTappedInterceptorHitBound allocs/op)
 hg=$(med BenchmarkHTTPGuardHit); hgallocs=$(field BenchmarkHTTPGuardHit allocs/op); rawhg=$(med BenchmarkRawHTTPGuardLimit)
 rl=$(med BenchmarkRateLimitedCall); rlallocs=$(field BenchmarkRateLimitedCall allocs/op); rawrl=$(med BenchmarkRawRateLimit)
+dvhes=$(med BenchmarkVerifyProof/ES256); dvhed=$(med BenchmarkVerifyProof/EdDSA); drves=$(med BenchmarkRawProofVerify/ES256); drved=$(med BenchmarkRawProofVerify/EdDSA)
+dpes=$(med BenchmarkProof/ES256); dped=$(med BenchmarkProof/EdDSA); drses=$(med BenchmarkRawProofSign/ES256); drsed=$(med BenchmarkRawProofSign/EdDSA)
+dhit=$(med BenchmarkInterceptorHitDPoP); dhitallocs=$(field BenchmarkInterceptorHitDPoP allocs/op); vhsd=$(med BenchmarkVerifyHS256DenyList)
 cc=$(med BenchmarkCallCredentials); ccallocs=$(field BenchmarkCallCredentials allocs/op); rawcc=$(med BenchmarkRawCallCredentials)
 
 # One row per algorithm and operation: Keyfort beside the three libraries, from internal/benchcmp.
@@ -96,6 +100,9 @@ table=$(cat <<TXT
 | same, access token bound to its client, presented by it over mutual TLS (\`bind_access_to_client\`) | $tbhit | $tbhitallocs | the same call with a bearer token (row above) | $thit | $(pratio BenchmarkTappedInterceptorHitBound BenchmarkTappedInterceptorHit)× | |
 | guarded HTTP request on a cached session (\`httpauth\` middleware; its context tied to the session's end) | $hg | $hgallocs | the same job with raw primitives: both credential headers, keyed hash, map lookup, \`r.WithContext\` of a context value | $rawhg | $(pratio BenchmarkHTTPGuardHit BenchmarkRawHTTPGuardLimit)× | |
 | identity runtime call through the rate limit (\`identity.session.rate_limit\`), within its bound | $rl | $rlallocs | the caller's address from the peer, a map lookup, \`rate.Limiter.Allow\` | $rawrl | $(pratio BenchmarkRateLimitedCall BenchmarkRawRateLimit)× | |
+| guarded call, access token bound to a DPoP key, with a fresh ES256 proof (\`grpcauth.Config.DPoP\`) | $dhit | $dhitallocs | the proof's signature check alone (SHA-256 + ecdsa.Verify) | $drves | $(pratio BenchmarkInterceptorHitDPoP BenchmarkRawProofVerify/ES256)× | |
+| DPoP proof check (\`dpop.Verifier.Verify\`: parse, key, signature, claims, thumbprint, replay cache) ES256 / EdDSA | $dvhes / $dvhed | $(field BenchmarkVerifyProof/ES256 allocs/op) / $(field BenchmarkVerifyProof/EdDSA allocs/op) | its signature check alone | $drves / $drved | $(pratio BenchmarkVerifyProof/ES256 BenchmarkRawProofVerify/ES256)× / $(pratio BenchmarkVerifyProof/EdDSA BenchmarkRawProofVerify/EdDSA)× | |
+| a client's DPoP proof (\`dpop.Key.Proof\`) ES256 / EdDSA | $dpes / $dped | $(field BenchmarkProof/ES256 allocs/op) / $(field BenchmarkProof/EdDSA allocs/op) | its signature alone | $drses / $drsed | $(pratio BenchmarkProof/ES256 BenchmarkRawProofSign/ES256)× / $(pratio BenchmarkProof/EdDSA BenchmarkRawProofSign/EdDSA)× | |
 | a client's call credentials while its token is fresh (\`identityclient.Session\` as \`grpc.PerRPCCredentials\`) | $cc | $ccallocs | a mutex, a clock read, a comparison and a ready header map | $rawcc | $(pratio BenchmarkCallCredentials BenchmarkRawCallCredentials)× | 0 allocs |
 | unary interceptor alone on a cached session (no tap handle) | $ihit | $ihitallocs | the same job with raw primitives: grpc metadata reads of the two credential headers, keyed hash, map lookup, context value | $iraw | $(pratio BenchmarkUnaryInterceptorHit BenchmarkRawInterceptorLimit)× | |
 | | | | raw keyed hash + map lookup alone | $rawkh | $(pratio BenchmarkUnaryInterceptorHit BenchmarkRawKeyedHashMapLookup)× | |
@@ -105,6 +112,7 @@ table=$(cat <<TXT
 | session store write (memory) with 100k live families | $storew | | | | | O(1) |
 | own token verify HS256 | $vhs | $(field BenchmarkVerifyHS256 allocs/op) | raw HMAC-SHA-256 of the signing input (hmac.New, Write, Sum) | $rawh | $(pratio BenchmarkVerifyHS256 BenchmarkRawHMACSHA256)× | ≤ 3× |
 | | | | the floor: pooled HMAC reset, input read in place | $rawhp | $(pratio BenchmarkVerifyHS256 BenchmarkRawHMACSHA256Pooled)× | |
+| own token verify HS256 with a deny list of revoked signing keys (\`revoke-key\`) | $vhsd | | the same without one | $vhs | $(pratio BenchmarkVerifyHS256DenyList BenchmarkVerifyHS256)× | |
 | own token verify EdDSA | $ved | | raw ed25519.Verify | $rawed | $(pratio BenchmarkVerifyEdDSA BenchmarkRawEd25519Verify)× | ≤ 1.1× |
 | own token verify ES256 | $ves | | raw SHA-256 + ecdsa.Verify | $rawes | $(pratio BenchmarkVerifyES256 BenchmarkRawECDSAP256Verify)× | |
 | own token verify RS256 | $vrs | | raw SHA-256 + rsa.VerifyPKCS1v15 | $rawrs | $(pratio BenchmarkVerifyRS256 BenchmarkRawRSAPKCS1v15Verify)× | |

@@ -18,6 +18,7 @@ import (
 
 	"github.com/keyfort/keyfort/internal/rawbench"
 	"github.com/keyfort/keyfort/session"
+	"github.com/keyfort/keyfort/session/dpop"
 	"github.com/keyfort/keyfort/session/grpcauth"
 )
 
@@ -192,5 +193,59 @@ func BenchmarkRawTappedLimit(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		job.serve(b, base, md["authorization"], len(md["x-prism-token"]))
+	}
+}
+
+// acceptDPoP authenticates any token as bound to the DPoP key named by its identity.
+type acceptDPoP struct{ id string }
+
+func (a acceptDPoP) Authenticate(context.Context, string) (session.Principal, error) {
+	return session.Principal{Subject: "s", ExpiresAt: time.Now().Add(time.Hour), Client: a.id}, nil
+}
+
+// BenchmarkInterceptorHitDPoP is a guarded call on a cached session whose access token is bound to
+// a DPoP key (ES256), with a fresh proof of it (made before the timer): the bearer call's work plus
+// the proof's check (dpop.Verifier.Verify). Its physical limit is the proof's signature check
+// (BenchmarkRawProofVerify/ES256 in session/dpop).
+func BenchmarkInterceptorHitDPoP(b *testing.B) {
+	key, err := dpop.GenerateKey()
+	if err != nil {
+		b.Fatal(err)
+	}
+	c, err := session.NewCache(session.CacheConfig{Authenticator: acceptDPoP{key.Identity()}, IdleTimeout: time.Hour})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = c.Close() })
+	v, err := dpop.NewVerifier(dpop.Config{MaxProofs: b.N + 2})
+	if err != nil {
+		b.Fatal(err)
+	}
+	g := grpcauth.New(grpcauth.Config{Sessions: c, DPoP: v})
+	th, icpt := g.TapHandle(), g.UnaryServerInterceptor()
+	ctxs := make([]context.Context, b.N+1)
+	for i := range ctxs {
+		proof, err := key.Proof(dpop.GRPCMethod, dpop.GRPCURL("127.0.0.1:7070", info.FullMethod), benchToken)
+		if err != nil {
+			b.Fatal(err)
+		}
+		md, _ := metadata.FromIncomingContext(incoming())
+		md = md.Copy()
+		md.Set("authorization", "DPoP "+benchToken)
+		md.Set("dpop", proof)
+		ctxs[i] = metadata.NewIncomingContext(context.Background(), md)
+	}
+	call := func(ctx context.Context) {
+		md, _ := metadata.FromIncomingContext(ctx)
+		ctx, _ = th(ctx, &tap.Info{FullMethodName: info.FullMethod, Header: md})
+		if _, err := icpt(ctx, nil, info, handler); err != nil {
+			b.Fatal(err)
+		}
+	}
+	call(ctxs[b.N])
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := range b.N {
+		call(ctxs[i])
 	}
 }
