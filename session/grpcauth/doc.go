@@ -16,5 +16,7 @@
 // the refusal logged as a warning naming both identities. The server must ask for client
 // certificates (tls.Config.ClientAuth) for such tokens to be served at all — or, behind a sidecar
 // that terminates mutual TLS, name the caller with Config.ClientIdentity (ForwardedClientCert reads
-// Envoy's x-forwarded-client-cert).
+// Envoy's x-forwarded-client-cert). A session bound to a DPoP key (session/dpop) is served only to
+// a call carrying a fresh proof of that key for the call and its token (Config.DPoP verifies it; in
+// the interceptors, not the tap handle).
 package grpcauth

@@ -4,6 +4,8 @@
 // that the runtime's reuse detection never mistakes the client for a thief — and puts it on every
 // gRPC call to a guarded service as credentials.PerRPCCredentials, and on every HTTP request
 // through Session.RoundTripper. A refresh the runtime refuses ends the Session (ErrEnded); one that
-// fails otherwise is retried with backoff while the current token stays valid. docs/sessions.md
+// fails otherwise is retried with backoff while the current token stays valid. With Config.DPoP
+// the session is bound to a key the client holds (session/dpop), and every call to the runtime and
+// to guarded services carries a fresh proof of it. docs/sessions.md
 // ("Calling guarded services") is the guide.
 package identityclient

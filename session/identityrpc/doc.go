@@ -13,4 +13,7 @@
 // address; per replica, or for every replica together through a SharedRateLimiter such as
 // redisstore.Store or pgstore.Store), applied by Server.UnaryServerInterceptor, which goes before the server's guard: build
 // the service with New, install the interceptor, then RegisterOn the server.
+//
+// Options.DPoP binds a session started with a DPoP proof (session/dpop) to the key it proves,
+// refresh and access tokens both; refreshing and ending it then take a proof of that key.
 package identityrpc
