@@ -22,7 +22,7 @@ import (
 // TestDPoPThroughServe: serve binds a session started with a DPoP proof to the key (its default):
 // over mutual TLS the key, not the certificate, is what the tokens name; the session's client calls
 // the guarded runtime, refreshes and ends with proofs, while its access token from another client
-// (even with that client's own certificate) is refused; RFC 7662 introspection gives cnf.jkt. With
+// (even with that client's own certificate, or one whose URI SAN names the key) is refused; RFC 7662 introspection gives cnf.jkt. With
 // identity.session.dpop.enabled false, the proof is ignored and the refresh token is bound to the
 // certificate as before.
 func TestDPoPThroughServe(t *testing.T) {
@@ -69,6 +69,14 @@ func TestDPoPThroughServe(t *testing.T) {
 		if err := policy(c, stolen); status.Code(err) != codes.Unauthenticated {
 			t.Errorf("the access token from %s: %v, want Unauthenticated", name, err)
 		}
+	}
+	// A certificate naming the key (a URI SAN "dpop:<thumbprint>") stands for nothing: only a proof does.
+	impostor := m.client(grpcAddr, key.Identity())
+	if _, err := impostor.RefreshIdentitySession(ctx, &pb.RefreshIdentitySessionRequest{RefreshToken: saved.GetRefreshToken()}); status.Code(err) != codes.Unauthenticated {
+		t.Errorf("the refresh token from a certificate naming the key: %v, want Unauthenticated", err)
+	}
+	if err := policy(impostor, stolen); status.Code(err) != codes.Unauthenticated {
+		t.Errorf("the access token from a certificate naming the key: %v, want Unauthenticated", err)
 	}
 	resp, err := m.httpClient(python).PostForm("https://"+httpAddr+"/oauth2/introspect", url.Values{"token": {saved.GetAccessToken()}})
 	if err != nil {
