@@ -26,6 +26,7 @@ import (
 	pb "github.com/keyfort/keyfort/internal/kvexamplepb/v1"
 	"github.com/keyfort/keyfort/provider"
 	"github.com/keyfort/keyfort/session"
+	"github.com/keyfort/keyfort/session/dpop"
 	"github.com/keyfort/keyfort/session/grpcauth"
 	"github.com/keyfort/keyfort/session/oidc"
 	"github.com/keyfort/keyfort/session/pgstore"
@@ -155,6 +156,12 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Server, error)
 			}
 		}
 		guard.Sessions = s.cache
+		// The runtime binds the sessions of clients that prove a DPoP key to it (its default):
+		// their calls carry proofs, which this guard checks.
+		if guard.DPoP, err = dpop.NewVerifier(dpop.Config{}); err != nil {
+			_ = s.cache.Close()
+			return fail(err)
+		}
 	}
 	sopts := grpcauth.New(guard).ServerOptions()
 	if opts.TLS != nil {

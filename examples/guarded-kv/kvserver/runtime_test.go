@@ -17,6 +17,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
 	identitypb "github.com/keyfort/keyfort/api/identity/v1"
@@ -28,6 +29,7 @@ import (
 	"github.com/keyfort/keyfort/internal/testpki"
 	"github.com/keyfort/keyfort/provider"
 	"github.com/keyfort/keyfort/session"
+	"github.com/keyfort/keyfort/session/dpop"
 	"github.com/keyfort/keyfort/session/identityclient"
 	"github.com/keyfort/keyfort/session/oidc/oidctest"
 	"github.com/keyfort/keyfort/session/redisstore"
@@ -281,12 +283,25 @@ func TestRevokedKeyEndsGuardedSessions(t *testing.T) {
 // TestCallerWithIdentityClient: a caller keeps its runtime session with identityclient against the
 // real provider-host serve, and the guarded service accepts what it puts on each call, before and
 // after a refresh; once the caller ends the session, its calls fail with Unauthenticated before
-// they leave the client, and the service's session of the last token ends with its lease.
+// they leave the client, and the service's session of the last token ends with its lease. Bearer
+// tokens, and tokens bound to the caller's DPoP key (with a proof on every call; the same token
+// without one is refused).
 func TestCallerWithIdentityClient(t *testing.T) {
+	t.Run("bearer", func(t *testing.T) { callerWithIdentityClient(t, nil) })
+	t.Run("dpop", func(t *testing.T) {
+		key, err := dpop.GenerateKey()
+		if err != nil {
+			t.Fatal(err)
+		}
+		callerWithIdentityClient(t, key)
+	})
+}
+
+func callerWithIdentityClient(t *testing.T, key *dpop.Key) {
 	rt, iss, srv, addr := runtimeWithKV(t)
 
 	ctx := context.Background()
-	sess, err := identityclient.Start(ctx, identityclient.Config{Runtime: rt, Insecure: true},
+	sess, err := identityclient.Start(ctx, identityclient.Config{Runtime: rt, Insecure: true, DPoP: key},
 		&identitypb.StartIdentitySessionRequest{IdentityProvider: "google", ExternalToken: iss.Sign(t, "k1", iss.Claims("alice", aud), nil)})
 	if err != nil {
 		t.Fatal(err)
@@ -315,6 +330,12 @@ func TestCallerWithIdentityClient(t *testing.T) {
 	}
 	if got, err := kv.Get(ctx, &pb.GetRequest{Key: "b"}); err != nil || got.GetSubject() != "alice" {
 		t.Fatalf("a Get after the refresh: %v, %v", got, err)
+	}
+	if key != nil {
+		stolen := metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+after)
+		if _, err := pb.NewKeyValueServiceClient(plainConn(t, addr)).Get(stolen, &pb.GetRequest{Key: "b"}); status.Code(err) != codes.Unauthenticated {
+			t.Errorf("the DPoP-bound token without a proof: %v, want Unauthenticated", err)
+		}
 	}
 	if err := sess.End(ctx); err != nil {
 		t.Fatal(err)
