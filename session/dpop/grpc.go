@@ -5,6 +5,7 @@ import (
 	"strings"
 
 	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/metadata"
 )
 
 // GRPCURL is the URL of a gRPC call, its proof's htu: "https://" + authority (":443" dropped) +
@@ -55,4 +56,15 @@ func (k *Key) GRPCProof(ctx context.Context, uri []string, accessToken string) (
 		u = GRPCURL(rest, ri.Method)
 	}
 	return k.Proof(GRPCMethod, u, accessToken)
+}
+
+// IncomingGRPC returns what a server checks a gRPC call's proof against: the values of the call's
+// dpop header (ctx's incoming metadata) and the call's URL, GRPCURL of its :authority and
+// fullMethod.
+func IncomingGRPC(ctx context.Context, fullMethod string) (proofs []string, callURL string) {
+	var authority string
+	if a := metadata.ValueFromIncomingContext(ctx, ":authority"); len(a) == 1 {
+		authority = a[0]
+	}
+	return metadata.ValueFromIncomingContext(ctx, Header), GRPCURL(authority, fullMethod)
 }

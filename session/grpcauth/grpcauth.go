@@ -197,12 +197,8 @@ func (g *guard) checkClient(ctx context.Context, s *session.Session, md metadata
 		return nil
 	}
 	if dpop.IsIdentity(s.Principal.Client) {
-		var authority string
-		if a := metadata.ValueFromIncomingContext(ctx, ":authority"); len(a) == 1 {
-			authority = a[0]
-		}
-		return s.CheckProof(g.cfg.DPoP, metadata.ValueFromIncomingContext(ctx, dpop.Header), dpop.GRPCMethod,
-			dpop.GRPCURL(authority, method), tok)
+		proofs, callURL := dpop.IncomingGRPC(ctx, method)
+		return s.CheckProof(g.cfg.DPoP, proofs, dpop.GRPCMethod, callURL, tok)
 	}
 	if g.cfg.ClientIdentity != nil {
 		if md == nil {

@@ -193,16 +193,12 @@ func (s *Server) caller(ctx context.Context) string {
 // that names a DPoP key stands for nothing: only a proof does.
 func (s *Server) binding(ctx context.Context, certToo bool) (string, error) {
 	if s.dpop != nil {
-		if proofs := metadata.ValueFromIncomingContext(ctx, dpop.Header); len(proofs) > 0 {
+		method, _ := grpc.Method(ctx)
+		if proofs, callURL := dpop.IncomingGRPC(ctx, method); len(proofs) > 0 {
 			if len(proofs) > 1 {
 				return "", fmt.Errorf("%w: %d DPoP proofs, want one", session.ErrClientMismatch, len(proofs))
 			}
-			method, _ := grpc.Method(ctx)
-			var authority string
-			if a := metadata.ValueFromIncomingContext(ctx, ":authority"); len(a) == 1 {
-				authority = a[0]
-			}
-			id, err := s.dpop.Verify(proofs[0], dpop.GRPCMethod, dpop.GRPCURL(authority, method), "")
+			id, err := s.dpop.Verify(proofs[0], dpop.GRPCMethod, callURL, "")
 			if err != nil {
 				return "", fmt.Errorf("%w: %w", session.ErrClientMismatch, err)
 			}
