@@ -4,8 +4,10 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"io"
 	"net/http"
 	"net/url"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -91,6 +93,16 @@ func TestDPoPThroughServe(t *testing.T) {
 	_ = resp.Body.Close()
 	if err != nil || resp.StatusCode != http.StatusOK || !body.Active || body.Cli != key.Identity() || body.Cnf.JKT != key.Thumbprint() {
 		t.Errorf("introspection: %d %+v %v; want active, cnf.jkt %s", resp.StatusCode, body, err, key.Thumbprint())
+	}
+	mresp, err := m.httpClient("").Get("https://" + httpAddr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	metrics, _ := io.ReadAll(mresp.Body)
+	_ = mresp.Body.Close()
+	if !regexp.MustCompile(`keyfort_dpop_proofs_total\{result="ok"\} [1-9]`).Match(metrics) ||
+		!strings.Contains(string(metrics), "keyfort_dpop_replay_cache_proofs ") {
+		t.Errorf("serve's metrics do not count proofs:\n%s", metrics)
 	}
 	if err := s.Refresh(ctx); err != nil {
 		t.Fatalf("its client's refresh: %v", err)

@@ -226,7 +226,7 @@ func newIdentityRuntime(ctx context.Context, cfg *config.Config, cat *catalog.Ca
 	var proofs *dpop.Verifier
 	if !cfg.Session.DPoP.Disabled {
 		// One Verifier, one replay cache, for the service's calls and the guard's.
-		if proofs, err = dpop.NewVerifier(dpop.Config{MaxAge: cfg.Session.DPoP.MaxAge, Origins: cfg.Session.DPoP.Origins}); err != nil {
+		if proofs, err = dpop.NewVerifier(dpop.Config{MaxAge: cfg.Session.DPoP.MaxAge, Origins: cfg.Session.DPoP.Origins, Registerer: reg}); err != nil {
 			_ = cache.Close()
 			revoked.Close()
 			_ = store.Close()

@@ -17,7 +17,9 @@ import (
 	"time"
 
 	"github.com/go-jose/go-jose/v4"
+	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/keyfort/keyfort/internal/metrictest"
 	"github.com/keyfort/keyfort/session/dpop"
 )
 
@@ -329,5 +331,30 @@ func TestURLMatching(t *testing.T) {
 	}
 	if got := dpop.GRPCURL("kv.internal:443", "/pkg.S/M"); got != "https://kv.internal/pkg.S/M" {
 		t.Errorf("GRPCURL: %q", got)
+	}
+}
+
+// TestMetrics: Verify counts its outcomes, and the replay cache's size is a gauge; a second
+// Verifier on the same registry is refused (its gauge would shadow the first's).
+func TestMetrics(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	v := mustVerifier(t, dpop.Config{Registerer: reg, MaxProofs: 2})
+	k, _ := dpop.GenerateKey()
+	p1, _ := k.Proof("POST", callURL, "")
+	p2, _ := k.Proof("POST", callURL, "")
+	p3, _ := k.Proof("POST", callURL, "")
+	for _, p := range []string{p1, p1, p2, p3, "junk"} {
+		_, _ = v.Verify(p, "POST", callURL, "")
+	}
+	for result, want := range map[string]float64{"ok": 2, "replayed": 1, "cache_full": 1, "invalid": 1} {
+		if got := metrictest.Counter(t, reg, "keyfort_dpop_proofs_total", map[string]string{"result": result}); got != want {
+			t.Errorf("proofs_total{result=%q} = %v, want %v", result, got, want)
+		}
+	}
+	if got := metrictest.Counter(t, reg, "keyfort_dpop_replay_cache_proofs", nil); got != 2 {
+		t.Errorf("replay_cache_proofs = %v, want 2", got)
+	}
+	if _, err := dpop.NewVerifier(dpop.Config{Registerer: reg}); err == nil {
+		t.Error("a second Verifier registered on the same registry")
 	}
 }

@@ -17,8 +17,10 @@ import (
 	"time"
 
 	"github.com/go-jose/go-jose/v4"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/keyfort/keyfort/internal/jsonstrict"
+	"github.com/keyfort/keyfort/internal/promreg"
 )
 
 // Defaults of Config.
@@ -61,6 +63,10 @@ type Config struct {
 	MaxSize int
 	// Now is the clock; nil: time.Now.
 	Now func() time.Time
+	// Registerer receives keyfort_dpop_proofs_total{result} (ok, invalid, replayed, cache_full:
+	// alert on replayed, a captured proof sent again) and keyfort_dpop_replay_cache_proofs (the
+	// proofs the replay cache holds, against MaxProofs). Nil: not exported.
+	Registerer prometheus.Registerer
 }
 
 // Verifier checks DPoP proofs. It is safe for concurrent use; its replay cache is its own, so one
@@ -72,6 +78,8 @@ type Verifier struct {
 	origins      map[string]bool
 	now          func() time.Time
 	replay       replayCache
+	// results counts Verify's outcomes: ok, invalid, replayed, cache_full
+	ok, invalidN, replayed, full prometheus.Counter
 }
 
 // NewVerifier returns a Verifier for cfg.
@@ -96,6 +104,21 @@ func NewVerifier(cfg Config) (*Verifier, error) {
 		cfg.MaxProofs = DefaultMaxProofs
 	}
 	v.replay = replayCache{span: v.maxAge + v.skew, max: cfg.MaxProofs}
+	results := prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "keyfort", Subsystem: "dpop", Name: "proofs_total",
+		Help: "DPoP proofs checked, by result (ok, invalid, replayed, cache_full)."}, []string{"result"})
+	if cfg.Registerer != nil {
+		var err error
+		if results, err = promreg.Register(cfg.Registerer, results); err != nil {
+			return nil, fmt.Errorf("dpop: registering metrics: %w", err)
+		}
+		size := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "keyfort", Subsystem: "dpop", Name: "replay_cache_proofs",
+			Help: "Proofs the DPoP replay cache holds (bounded by its MaxProofs)."}, func() float64 { return float64(v.Len()) })
+		if err := cfg.Registerer.Register(size); err != nil {
+			return nil, fmt.Errorf("dpop: registering metrics (one Verifier per registry): %w", err)
+		}
+	}
+	v.ok, v.invalidN, v.replayed, v.full = results.WithLabelValues("ok"), results.WithLabelValues("invalid"),
+		results.WithLabelValues("replayed"), results.WithLabelValues("cache_full")
 	for _, o := range cfg.Origins {
 		u, err := url.Parse(o)
 		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || (u.Path != "" && u.Path != "/") || u.RawQuery != "" {
@@ -124,11 +147,18 @@ func (v *Verifier) Verify(proof, method, callURL, accessToken string) (string, e
 	now := v.now()
 	jkt, jti, err := v.check(proof, method, callURL, accessToken, now)
 	if err != nil {
+		v.invalidN.Inc()
 		return "", err
 	}
 	if err := v.replay.add(replayKey(jkt, jti), now); err != nil {
+		if errors.Is(err, ErrReplayed) {
+			v.replayed.Inc()
+		} else {
+			v.full.Inc()
+		}
 		return "", err
 	}
+	v.ok.Inc()
 	return Identity(jkt), nil
 }
 
