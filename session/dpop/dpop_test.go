@@ -138,6 +138,9 @@ func TestProofAttacks(t *testing.T) {
 	ecGood := forged(t, ecPriv, "ES256", hdr("ES256", ecJWK), good)
 	segs := strings.Split(ecGood, ".")
 	weakRSA := mustRSA(t, 1024)
+	// A public key alone: the size is refused before any signature check.
+	hugeN := new(big.Int).SetBit(big.NewInt(1), 5119, 1)
+	hugeJWK := jwkOf(t, &rsa.PublicKey{N: hugeN.Add(hugeN, big.NewInt(1)), E: 65537})
 	privJWK, _ := (&jose.JSONWebKey{Key: ecPriv}).MarshalJSON()
 	n := elliptic.P256().Params().N
 	sigWith := func(r, s *big.Int) string {
@@ -168,6 +171,7 @@ func TestProofAttacks(t *testing.T) {
 		{"ES256 header, RSA key", forged(t, rsaPriv, "RS256", hdr("ES256", rsaJWK), good)},
 		{"RS256 header, Ed25519 key", forged(t, edPriv, "EdDSA", hdr("RS256", edJWK), good)},
 		{"1024-bit RSA", forged(t, weakRSA, "RS256", hdr("RS256", jwkOf(t, weakRSA.Public())), good)},
+		{"5120-bit RSA", b64.EncodeToString([]byte(hdr("RS256", hugeJWK))) + "." + segs[1] + "." + segs[2]},
 		{"signed by another key", forged(t, edPriv, "EdDSA", hdr("ES256", ecJWK), good)},
 		{"bad signature", segs[0] + "." + segs[1] + "." + b64.EncodeToString(make([]byte, 64))},
 		{"ECDSA r=s=0", sigWith(big.NewInt(0), big.NewInt(0))},

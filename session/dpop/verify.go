@@ -276,8 +276,10 @@ func algMatches(alg string, key any) error {
 		}
 	case *rsa.PublicKey:
 		if alg == "RS256" || alg == "PS256" {
-			if k.N.BitLen() < 2048 {
-				return invalid("RSA key of %d bits, fewer than 2048", k.N.BitLen())
+			// Above 4096 bits a key only makes the server's check slower (an unauthenticated
+			// start's proof is checked before its identity provider's token).
+			if n := k.N.BitLen(); n < 2048 || n > 4096 {
+				return invalid("RSA key of %d bits, not 2048 to 4096", n)
 			}
 			return nil
 		}
