@@ -196,7 +196,7 @@ func (g *guard) checkClient(ctx context.Context, s *session.Session, md metadata
 	if s.Principal.Client == "" {
 		return nil
 	}
-	if dpop.IsIdentity(s.Principal.Client) {
+	if dpop.IsIdentity(s.Principal.Client) { // only on the interceptors' path: ctx holds the headers
 		proofs, callURL := dpop.IncomingGRPC(ctx, method)
 		return s.CheckProof(g.cfg.DPoP, proofs, dpop.GRPCMethod, callURL, tok)
 	}
