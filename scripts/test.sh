@@ -65,7 +65,7 @@ step "end to end against a real OpenID Provider (internal/e2e, its own module)"
 
 # Counts rather than durations: a time-bounded fuzz run can end with a spurious "context deadline
 # exceeded" when the deadline catches a worker mid-exchange.
-step "fuzz: configuration, token, metadata and revocation-event parsing (a few seconds each)"
+step "fuzz: configuration, token, metadata, revocation-event and DPoP-proof parsing (a few seconds each)"
 go test -run '^$' -fuzz '^FuzzLoadYAML$' -fuzztime 4000x ./config/
 go test -run '^$' -fuzz '^FuzzVerify$' -fuzztime 40000x ./session/token/
 go test -run '^$' -fuzz '^FuzzVerify$' -fuzztime 40000x ./session/oidc/
@@ -73,6 +73,7 @@ go test -run '^$' -fuzz '^FuzzToken$' -fuzztime 40000x ./session/grpcauth/
 go test -run '^$' -fuzz '^FuzzForwardedClientCert$' -fuzztime 40000x ./session/grpcauth/
 go test -run '^$' -fuzz '^FuzzRevocationEvent$' -fuzztime 20000x ./session/
 go test -run '^$' -fuzz '^FuzzObject$' -fuzztime 40000x ./internal/jsonstrict/
+go test -run '^$' -fuzz '^FuzzVerify$' -fuzztime 20000x ./session/dpop/
 
 step "benchmarks: one iteration each, so that they keep working (and the JWT libraries compared with)"
 go test -short -run '^$' -bench . -benchtime 1x $(grep -rl --include='*_test.go' '^func Benchmark' . | grep -v '^./internal/benchcmp/' | xargs -n1 dirname | sort -u) >/dev/null
