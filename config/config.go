@@ -325,6 +325,8 @@ var envPattern = regexp.MustCompile(`^(\*|[A-Za-z_][A-Za-z0-9_]*\*?)$`)
 type parser struct {
 	problems []Problem
 	cfg      *Config
+	// dpopShared: identity.session.dpop.shared was set to true (it needs a shared store)
+	dpopShared bool
 }
 
 func (p *parser) add(key, prov, loc, format string, args ...any) {
@@ -716,6 +718,9 @@ func (p *parser) sessionConfig(v any) {
 	if _, set := m["postgres_migrate"]; set && sc.PostgresURL == "" {
 		p.add("identity.session.postgres_migrate", "", "", "set, but identity.session.postgres_url is not")
 	}
+	if p.dpopShared && sc.RedisURL == "" && sc.PostgresURL == "" {
+		p.add("identity.session.dpop.shared", "", "", "set, but no shared session store (identity.session.redis_url or postgres_url) holds the proofs")
+	}
 	if sc.RateLimit.Shared && sc.RedisURL == "" && sc.PostgresURL == "" {
 		p.add("identity.session.rate_limit.shared", "", "", "set, but no shared session store (identity.session.redis_url or postgres_url) holds the buckets")
 	}
@@ -734,6 +739,9 @@ type DPoP struct {
 	// Origins are the public origins proofs may name in place of the runtime's own (origins:
 	// "https://identity.example.com"), behind a proxy that rewrites the authority.
 	Origins []string
+	// Unshared is shared set to false: with a shared session store, proofs are remembered by each
+	// replica alone (dpop.Config.Shared unset), saving a store round trip per DPoP call.
+	Unshared bool
 }
 
 type RateLimit struct {
@@ -788,7 +796,7 @@ func (p *parser) rateLimit(key string, v any) {
 func (p *parser) dpop(key string, v any) {
 	m, ok := v.(map[string]any)
 	if !ok {
-		p.add(key, "", "", "want a map (enabled, max_age, origins)")
+		p.add(key, "", "", "want a map (enabled, max_age, origins, shared)")
 		return
 	}
 	d := &p.cfg.Session.DPoP
@@ -830,8 +838,16 @@ func (p *parser) dpop(key string, v any) {
 				}
 			}
 			d.Origins = list
+		case "shared":
+			b, ok := asBool(m[f])
+			if !ok {
+				p.add(key+"."+f, "", "", "want true or false")
+				continue
+			}
+			d.Unshared = !b
+			p.dpopShared = b
 		default:
-			p.add(key+"."+f, "", "", "unknown key (known: enabled, max_age, origins)")
+			p.add(key+"."+f, "", "", "unknown key (known: enabled, max_age, origins, shared)")
 		}
 	}
 }

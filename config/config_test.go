@@ -383,6 +383,10 @@ identity:
 	if err != nil || cfg.Session.DPoP.Disabled || cfg.Session.DPoP.MaxAge != 30*time.Second || !slices.Equal(cfg.Session.DPoP.Origins, []string{"https://id.example.com"}) {
 		t.Errorf("dpop: %v, %+v", err, cfg.Session.DPoP)
 	}
+	cfg, err = load(`identity: { secrets: { session_signing: "memory:s" }, session: { redis_url: "redis://r:6379/0", dpop: { shared: false } } }`)
+	if err != nil || !cfg.Session.DPoP.Unshared {
+		t.Errorf("dpop.shared: false: %v, %+v", err, cfg.Session.DPoP)
+	}
 	cfg, err = load(`identity: { secrets: { session_signing: "memory:s" } }`, "KEYFORT_IDENTITY__SESSION__DPOP__ENABLED=false",
 		"KEYFORT_IDENTITY__SESSION__DPOP__ORIGINS=https://a.example.com,https://b.example.com:8443")
 	if err != nil || !cfg.Session.DPoP.Disabled || len(cfg.Session.DPoP.Origins) != 2 {
@@ -434,7 +438,7 @@ identity:
 		"a shared rate limit not a boolean": {`identity: { secrets: { session_signing: "memory:s" }, session: { redis_url: "redis://127.0.0.1:6379/0", rate_limit: { per_second: 1, shared: 2 } } }`, nil,
 			"identity.session.rate_limit.shared: want true or false"},
 		"dpop not a map": {`identity: { secrets: { session_signing: "memory:s" }, session: { dpop: true } }`, nil,
-			"identity.session.dpop: want a map (enabled, max_age, origins)"},
+			"identity.session.dpop: want a map (enabled, max_age, origins, shared)"},
 		"dpop enabled not a boolean": {`identity: { secrets: { session_signing: "memory:s" }, session: { dpop: { enabled: yes please } } }`, nil,
 			"identity.session.dpop.enabled: want true or false"},
 		"a dpop max age of an hour": {`identity: { secrets: { session_signing: "memory:s" }, session: { dpop: { max_age: 1h } } }`, nil,
@@ -442,7 +446,9 @@ identity:
 		"a dpop origin with a path": {`identity: { secrets: { session_signing: "memory:s" }, session: { dpop: { origins: ["https://id.example.com/token"] } } }`, nil,
 			`identity.session.dpop.origins: "https://id.example.com/token" is not an origin`},
 		"dpop with an unknown key": {`identity: { secrets: { session_signing: "memory:s" }, session: { dpop: { nonce: true } } }`, nil,
-			"identity.session.dpop.nonce: unknown key (known: enabled, max_age, origins)"},
+			"identity.session.dpop.nonce: unknown key (known: enabled, max_age, origins, shared)"},
+		"a shared dpop replay cache without a store": {`identity: { secrets: { session_signing: "memory:s" }, session: { dpop: { shared: true } } }`, nil,
+			"identity.session.dpop.shared: set, but no shared session store"},
 		"a rate limit not a map": {`identity: { secrets: { session_signing: "memory:s" }, session: { rate_limit: 5 } }`, nil,
 			"identity.session.rate_limit: want a map"},
 		"access binding not a boolean": {`identity: { secrets: { session_signing: "memory:s" }, session: { bind_access_to_client: 1.5 } }`, nil,

@@ -43,16 +43,16 @@ func TestCheckProof(t *testing.T) {
 		}
 		return []string{p}
 	}
-	if err := s.CheckProof(v, proof(key, access), "POST", callURL, access); err != nil {
+	if err := s.CheckProof(context.Background(), v, proof(key, access), "POST", callURL, access); err != nil {
 		t.Fatalf("a proof of its key: %v", err)
 	}
 	named, _ := url.Parse(key.Identity())
 	for name, err := range map[string]error{
-		"a proof of another key":           s.CheckProof(v, proof(other, access), "POST", callURL, access),
-		"no proof":                         s.CheckProof(v, nil, "POST", callURL, access),
-		"two proofs":                       s.CheckProof(v, append(proof(key, access), proof(key, access)...), "POST", callURL, access),
-		"no Verifier":                      s.CheckProof(nil, proof(key, access), "POST", callURL, access),
-		"a proof for another token":        s.CheckProof(v, proof(key, access+"x"), "POST", callURL, access),
+		"a proof of another key":           s.CheckProof(context.Background(), v, proof(other, access), "POST", callURL, access),
+		"no proof":                         s.CheckProof(context.Background(), v, nil, "POST", callURL, access),
+		"two proofs":                       s.CheckProof(context.Background(), v, append(proof(key, access), proof(key, access)...), "POST", callURL, access),
+		"no Verifier":                      s.CheckProof(context.Background(), nil, proof(key, access), "POST", callURL, access),
+		"a proof for another token":        s.CheckProof(context.Background(), v, proof(key, access+"x"), "POST", callURL, access),
 		"an identity naming the key":       s.CheckClientIdentity(key.Identity()),
 		"a certificate whose URI names it": s.CheckClient(&x509.Certificate{URIs: []*url.URL{named}}),
 	} {
@@ -71,7 +71,7 @@ func TestCheckProof(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := certBound.CheckProof(v, proof(key, certAccess), "POST", callURL, certAccess); !errors.Is(err, session.ErrClientMismatch) {
+	if err := certBound.CheckProof(context.Background(), v, proof(key, certAccess), "POST", callURL, certAccess); !errors.Is(err, session.ErrClientMismatch) {
 		t.Errorf("a proof at a session bound to a certificate: %v, want ErrClientMismatch", err)
 	}
 }

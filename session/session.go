@@ -725,7 +725,11 @@ func (s *Session) CheckClientIdentity(id string) error {
 // token accessToken: the proof must verify with v and prove the session's key. A session bound to
 // a certificate's identity is refused (a DPoP proof does not stand for a certificate), and so is a
 // DPoP-bound one when v is nil. Every refusal wraps ErrClientMismatch and names no secret.
-func (s *Session) CheckProof(v *dpop.Verifier, proofs []string, method, url, accessToken string) error {
+//
+// With a Verifier whose replay cache is shared (dpop.Config.Shared), a proof that cannot be
+// checked there is refused with an error wrapping ErrStoreUnavailable instead (fail closed);
+// ctx bounds that round trip.
+func (s *Session) CheckProof(ctx context.Context, v *dpop.Verifier, proofs []string, method, url, accessToken string) error {
 	bound := s.Principal.Client
 	switch {
 	case bound == "":
@@ -739,7 +743,10 @@ func (s *Session) CheckProof(v *dpop.Verifier, proofs []string, method, url, acc
 	case len(proofs) > 1:
 		return fmt.Errorf("%w (bound to %q; presented with %d DPoP proofs, want one)", ErrClientMismatch, bound, len(proofs))
 	}
-	id, err := v.Verify(proofs[0], method, url, accessToken)
+	id, err := v.VerifyContext(ctx, proofs[0], method, url, accessToken)
+	if errors.Is(err, dpop.ErrUnavailable) {
+		return fmt.Errorf("%w: %w", ErrStoreUnavailable, err)
+	}
 	if err != nil {
 		return fmt.Errorf("%w (bound to %q): %w", ErrClientMismatch, bound, err)
 	}

@@ -7,18 +7,23 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"os"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
 	pb "github.com/keyfort/keyfort/api/identity/v1"
+	"github.com/keyfort/keyfort/internal/redistest"
 	"github.com/keyfort/keyfort/session/dpop"
 	"github.com/keyfort/keyfort/session/identityclient"
+	"github.com/keyfort/keyfort/session/oidc/oidctest"
 )
 
 // TestDPoPThroughServe: serve binds a session started with a DPoP proof to the key (its default):
@@ -119,4 +124,82 @@ func TestDPoPThroughServe(t *testing.T) {
 	if cli(saved.GetAccessToken()) != "" || cli(saved.GetRefreshToken()) != gateway {
 		t.Errorf("with dpop off: tokens bound to %q and %q, want none and the certificate", cli(saved.GetAccessToken()), cli(saved.GetRefreshToken()))
 	}
+}
+
+// TestDPoPAcrossReplicas: two serve replicas behind one authority (a load balancer's), sharing
+// Redis: a DPoP proof accepted by one is refused, replayed, by the other (the replicas share the
+// replay cache in the store), while a fresh proof works at either; with dpop.shared false, each
+// replica remembers only its own proofs and the replay passes (what the shared cache is for).
+func TestDPoPAcrossReplicas(t *testing.T) {
+	redistest.Client(t) // skips without Redis (fails in CI)
+	iss := oidctest.New(t)
+	const authority = "identity.test"
+	cfg := writeConfig(t, `
+identity:
+  secrets:
+    session_signing: env:KFSERVE_SIGNING
+    oidc:
+      google:
+        client_id: env:KFSERVE_CLIENT_ID
+        issuer: `+iss.URL+`
+  session:
+    issuer: https://keyfort.test
+`)
+	replicas := func(shared string) (a, b pb.IdentityRuntimeServiceClient) {
+		env := []string{"PATH=" + os.Getenv("PATH"), "KFSERVE_CLIENT_ID=client-1", signingKeyEnv(t),
+			"KEYFORT_IDENTITY__SESSION__REDIS_URL=" + redistest.URL(), "KEYFORT_IDENTITY__SESSION__DPOP__SHARED=" + shared}
+		dial := func() pb.IdentityRuntimeServiceClient {
+			_, log, _ := startServe(t, env, "--config", cfg, "--grpc-addr", "127.0.0.1:0")
+			l := log.String()
+			cc, err := grpc.NewClient(strings.Fields(l[strings.Index(l, grpcAddrRe)+len(grpcAddrRe):])[0],
+				grpc.WithTransportCredentials(insecure.NewCredentials()), grpc.WithAuthority(authority))
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { _ = cc.Close() })
+			return pb.NewIdentityRuntimeServiceClient(cc)
+		}
+		return dial(), dial()
+	}
+	ctx := context.Background()
+	for _, shared := range []bool{true, false} {
+		a, b := replicas(strconv.FormatBool(shared))
+		key, _ := dpop.GenerateKey()
+		start := must(key.Proof(dpop.GRPCMethod, dpop.GRPCURL(authority, pb.IdentityRuntimeService_StartIdentitySession_FullMethodName), ""))
+		started, err := a.StartIdentitySession(metadata.AppendToOutgoingContext(ctx, "dpop", start),
+			&pb.StartIdentitySessionRequest{IdentityProvider: "google", ExternalToken: iss.Sign(t, "k1", iss.Claims("alice", "client-1"), nil)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		tok := started.GetTokens().GetAccessToken()
+		call := func(c pb.IdentityRuntimeServiceClient, proof string) error {
+			_, err := c.EvaluateIdentityPolicy(metadata.AppendToOutgoingContext(ctx, "authorization", "DPoP "+tok, "dpop", proof),
+				&pb.EvaluateIdentityPolicyRequest{Subject: "alice", Action: "read"})
+			return err
+		}
+		proof := func() string {
+			return must(key.Proof(dpop.GRPCMethod, dpop.GRPCURL(authority, pb.IdentityRuntimeService_EvaluateIdentityPolicy_FullMethodName), tok))
+		}
+		p := proof()
+		if err := call(a, p); err != nil {
+			t.Fatalf("shared %v: a proof at the first replica: %v", shared, err)
+		}
+		err = call(b, p)
+		if shared && status.Code(err) != codes.Unauthenticated {
+			t.Errorf("the proof replayed at the second replica: %v, want Unauthenticated", err)
+		}
+		if !shared && err != nil {
+			t.Errorf("dpop.shared false: the replay at the second replica was refused (%v): the test no longer shows what sharing adds", err)
+		}
+		if err := call(b, proof()); err != nil {
+			t.Errorf("shared %v: a fresh proof at the second replica: %v", shared, err)
+		}
+	}
+}
+
+func must(s string, err error) string {
+	if err != nil {
+		panic(err)
+	}
+	return s
 }

@@ -226,7 +226,12 @@ func newIdentityRuntime(ctx context.Context, cfg *config.Config, cat *catalog.Ca
 	var proofs *dpop.Verifier
 	if !cfg.Session.DPoP.Disabled {
 		// One Verifier, one replay cache, for the service's calls and the guard's.
-		if proofs, err = dpop.NewVerifier(dpop.Config{MaxAge: cfg.Session.DPoP.MaxAge, Origins: cfg.Session.DPoP.Origins, Registerer: reg}); err != nil {
+		dcfg := dpop.Config{MaxAge: cfg.Session.DPoP.MaxAge, Origins: cfg.Session.DPoP.Origins, Registerer: reg}
+		if shared, ok := store.(dpop.SharedReplay); ok && !cfg.Session.DPoP.Unshared {
+			// Redis or PostgreSQL: a proof replayed to another replica is caught there too.
+			dcfg.Shared = shared
+		}
+		if proofs, err = dpop.NewVerifier(dcfg); err != nil {
 			_ = cache.Close()
 			revoked.Close()
 			_ = store.Close()

@@ -1,6 +1,7 @@
 package dpop_test
 
 import (
+	"context"
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/ed25519"
@@ -360,5 +361,27 @@ func TestMetrics(t *testing.T) {
 	}
 	if _, err := dpop.NewVerifier(dpop.Config{Registerer: reg}); err == nil {
 		t.Error("a second Verifier registered on the same registry")
+	}
+}
+
+// failingReplay is a shared replay cache that cannot be reached.
+type failingReplay struct{}
+
+func (failingReplay) FirstUse(context.Context, string, time.Time) (bool, error) {
+	return false, errors.New("connection refused")
+}
+
+// TestSharedReplayFailsClosed: a proof the shared replay cache cannot vouch for is refused
+// (ErrUnavailable), counted as unavailable.
+func TestSharedReplayFailsClosed(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	v := mustVerifier(t, dpop.Config{Shared: failingReplay{}, Registerer: reg})
+	k, _ := dpop.GenerateKey()
+	p, _ := k.Proof("POST", callURL, "")
+	if _, err := v.VerifyContext(context.Background(), p, "POST", callURL, ""); !errors.Is(err, dpop.ErrUnavailable) {
+		t.Fatalf("got %v, want ErrUnavailable", err)
+	}
+	if got := metrictest.Counter(t, reg, "keyfort_dpop_proofs_total", map[string]string{"result": "unavailable"}); got != 1 {
+		t.Errorf("proofs_total{result=unavailable} = %v, want 1", got)
 	}
 }

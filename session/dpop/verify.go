@@ -1,12 +1,14 @@
 package dpop
 
 import (
+	"context"
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/ed25519"
 	"crypto/elliptic"
 	"crypto/rsa"
 	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -42,7 +44,19 @@ var (
 	// ErrReplayCacheFull: the Verifier holds Config.MaxProofs live proofs and refuses more until
 	// they age out (it never forgets a live one, which would let it be replayed).
 	ErrReplayCacheFull = errors.New("dpop: replay cache full")
+	// ErrUnavailable: Config.Shared could not tell whether the proof was seen before; the proof is
+	// refused (fail closed).
+	ErrUnavailable = errors.New("dpop: shared replay cache unavailable")
 )
+
+// SharedReplay remembers proofs where every replica sees them: redisstore.Store and pgstore.Store
+// implement it on the session store the replicas share.
+type SharedReplay interface {
+	// FirstUse records the proof named key (hex, fixed length) until until and reports whether
+	// this is its first use (false: another replica, or this one, recorded it before and it has
+	// not expired). An error leaves the answer unknown.
+	FirstUse(ctx context.Context, key string, until time.Time) (bool, error)
+}
 
 // Config configures a Verifier.
 type Config struct {
@@ -63,7 +77,11 @@ type Config struct {
 	MaxSize int
 	// Now is the clock; nil: time.Now.
 	Now func() time.Time
-	// Registerer receives keyfort_dpop_proofs_total{result} (ok, invalid, replayed, cache_full:
+	// Shared, when set, is a replay cache every replica shares (the session store): a proof new to
+	// this Verifier is checked there too, one round trip, so that a proof replayed to another
+	// replica is caught. Its errors refuse the proof (ErrUnavailable).
+	Shared SharedReplay
+	// Registerer receives keyfort_dpop_proofs_total{result} (ok, invalid, replayed, cache_full, unavailable:
 	// alert on replayed, a captured proof sent again) and keyfort_dpop_replay_cache_proofs (the
 	// proofs the replay cache holds, against MaxProofs). Nil: not exported.
 	Registerer prometheus.Registerer
@@ -78,8 +96,9 @@ type Verifier struct {
 	origins      map[string]bool
 	now          func() time.Time
 	replay       replayCache
-	// results counts Verify's outcomes: ok, invalid, replayed, cache_full
-	ok, invalidN, replayed, full prometheus.Counter
+	shared       SharedReplay
+	// results counts Verify's outcomes: ok, invalid, replayed, cache_full, unavailable
+	ok, invalidN, replayed, full, unavailable prometheus.Counter
 }
 
 // NewVerifier returns a Verifier for cfg.
@@ -87,7 +106,7 @@ func NewVerifier(cfg Config) (*Verifier, error) {
 	if cfg.MaxAge < 0 || cfg.Skew < 0 || cfg.MaxProofs < 0 || cfg.MaxSize < 0 {
 		return nil, errors.New("dpop: MaxAge, Skew, MaxProofs and MaxSize must not be negative")
 	}
-	v := &Verifier{maxAge: cfg.MaxAge, skew: cfg.Skew, maxSize: cfg.MaxSize, now: cfg.Now}
+	v := &Verifier{maxAge: cfg.MaxAge, skew: cfg.Skew, maxSize: cfg.MaxSize, now: cfg.Now, shared: cfg.Shared}
 	if v.maxAge == 0 {
 		v.maxAge = DefaultMaxAge
 	}
@@ -105,7 +124,7 @@ func NewVerifier(cfg Config) (*Verifier, error) {
 	}
 	v.replay = replayCache{span: v.maxAge + v.skew, max: cfg.MaxProofs}
 	results := prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "keyfort", Subsystem: "dpop", Name: "proofs_total",
-		Help: "DPoP proofs checked, by result (ok, invalid, replayed, cache_full)."}, []string{"result"})
+		Help: "DPoP proofs checked, by result (ok, invalid, replayed, cache_full, unavailable)."}, []string{"result"})
 	if cfg.Registerer != nil {
 		var err error
 		if results, err = promreg.Register(cfg.Registerer, results); err != nil {
@@ -117,8 +136,8 @@ func NewVerifier(cfg Config) (*Verifier, error) {
 			return nil, fmt.Errorf("dpop: registering metrics (one Verifier per registry): %w", err)
 		}
 	}
-	v.ok, v.invalidN, v.replayed, v.full = results.WithLabelValues("ok"), results.WithLabelValues("invalid"),
-		results.WithLabelValues("replayed"), results.WithLabelValues("cache_full")
+	v.ok, v.invalidN, v.replayed, v.full, v.unavailable = results.WithLabelValues("ok"), results.WithLabelValues("invalid"),
+		results.WithLabelValues("replayed"), results.WithLabelValues("cache_full"), results.WithLabelValues("unavailable")
 	for _, o := range cfg.Origins {
 		u, err := url.Parse(o)
 		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || (u.Path != "" && u.Path != "/") || u.RawQuery != "" {
@@ -142,21 +161,42 @@ type proofHeader struct {
 // Verify checks proof for a call with the HTTP method (POST for gRPC) to callURL (GRPCURL for
 // gRPC), presenting accessToken ("" where none is: the runtime's calls that start or refresh a
 // session, whose proofs then carry no ath) and returns the client identity it proves
-// (Identity(jkt)). A proof verifies once.
+// (Identity(jkt)). A proof verifies once. With Config.Shared, Verify is VerifyContext on a
+// background context: prefer VerifyContext.
 func (v *Verifier) Verify(proof, method, callURL, accessToken string) (string, error) {
+	return v.VerifyContext(context.Background(), proof, method, callURL, accessToken)
+}
+
+// VerifyContext is Verify with a context for Config.Shared's round trip (the call's: its deadline
+// bounds the wait). Without Shared, ctx is not used.
+func (v *Verifier) VerifyContext(ctx context.Context, proof, method, callURL, accessToken string) (string, error) {
 	now := v.now()
-	jkt, jti, err := v.check(proof, method, callURL, accessToken, now)
+	jkt, jti, iat, err := v.check(proof, method, callURL, accessToken, now)
 	if err != nil {
 		v.invalidN.Inc()
 		return "", err
 	}
-	if err := v.replay.add(replayKey(jkt, jti), now); err != nil {
+	key := replayKey(jkt, jti)
+	if err := v.replay.add(key, now); err != nil {
 		if errors.Is(err, ErrReplayed) {
 			v.replayed.Inc()
 		} else {
 			v.full.Inc()
 		}
 		return "", err
+	}
+	if v.shared != nil {
+		// New here; seen at another replica? The proof is acceptable anywhere until iat + MaxAge
+		// on that replica's clock: Skew more covers replicas whose clocks differ by as much.
+		first, err := v.shared.FirstUse(ctx, hex.EncodeToString(key[:]), iat.Add(v.maxAge+v.skew))
+		switch {
+		case err != nil:
+			v.unavailable.Inc()
+			return "", fmt.Errorf("%w: %v", ErrUnavailable, err)
+		case !first:
+			v.replayed.Inc()
+			return "", fmt.Errorf("%w (at another replica)", ErrReplayed)
+		}
 	}
 	v.ok.Inc()
 	return Identity(jkt), nil
@@ -166,19 +206,19 @@ func invalid(format string, args ...any) error {
 	return fmt.Errorf("%w: "+format, append([]any{ErrInvalidProof}, args...)...)
 }
 
-// check verifies everything but the replay and returns the proof's key thumbprint and jti.
-func (v *Verifier) check(proof, method, callURL, accessToken string, now time.Time) (jkt, jti string, err error) {
+// check verifies everything but the replay and returns the proof's key thumbprint, jti and iat.
+func (v *Verifier) check(proof, method, callURL, accessToken string, now time.Time) (jkt, jti string, iat time.Time, err error) {
 	if len(proof) > v.maxSize {
-		return "", "", invalid("longer than %d bytes", v.maxSize)
+		return "", "", time.Time{}, invalid("longer than %d bytes", v.maxSize)
 	}
 	d1 := strings.IndexByte(proof, '.')
 	d2 := d1 + 1 + strings.IndexByte(proof[d1+1:], '.')
 	if d1 < 0 || d2 <= d1 || strings.IndexByte(proof[d2+1:], '.') >= 0 {
-		return "", "", invalid("not a compact JWS of three segments")
+		return "", "", time.Time{}, invalid("not a compact JWS of three segments")
 	}
 	hdr, err := b64.DecodeString(proof[:d1])
 	if err != nil {
-		return "", "", invalid("header is not canonical base64url")
+		return "", "", time.Time{}, invalid("header is not canonical base64url")
 	}
 	var h proofHeader
 	if err := jsonstrict.Object(hdr, func(name []byte) bool {
@@ -188,40 +228,40 @@ func (v *Verifier) check(proof, method, callURL, accessToken string, now time.Ti
 		}
 		return false
 	}); err != nil {
-		return "", "", invalid("header: %v (only typ, alg and jwk)", err)
+		return "", "", time.Time{}, invalid("header: %v (only typ, alg and jwk)", err)
 	}
 	if err := json.Unmarshal(hdr, &h); err != nil {
-		return "", "", invalid("header: %v", err)
+		return "", "", time.Time{}, invalid("header: %v", err)
 	}
 	if !strings.EqualFold(h.Typ, ProofType) {
-		return "", "", invalid("typ %q, want %q", h.Typ, ProofType)
+		return "", "", time.Time{}, invalid("typ %q, want %q", h.Typ, ProofType)
 	}
 	if len(h.JWK) == 0 {
-		return "", "", invalid("no jwk in the header")
+		return "", "", time.Time{}, invalid("no jwk in the header")
 	}
 	var jwk jose.JSONWebKey
 	if err := jwk.UnmarshalJSON(h.JWK); err != nil {
-		return "", "", invalid("jwk: %v", err)
+		return "", "", time.Time{}, invalid("jwk: %v", err)
 	}
 	if !jwk.IsPublic() {
-		return "", "", invalid("jwk is not a public key")
+		return "", "", time.Time{}, invalid("jwk is not a public key")
 	}
 	if err := algMatches(h.Alg, jwk.Key); err != nil {
-		return "", "", err
+		return "", "", time.Time{}, err
 	}
 	sig, err := b64.DecodeString(proof[d2+1:])
 	if err != nil {
-		return "", "", invalid("signature is not canonical base64url")
+		return "", "", time.Time{}, invalid("signature is not canonical base64url")
 	}
 	if !verifySig(h.Alg, jwk.Key, proof[:d2], sig) {
-		return "", "", invalid("bad signature")
+		return "", "", time.Time{}, invalid("bad signature")
 	}
 	payload, err := b64.DecodeString(proof[d1+1 : d2])
 	if err != nil {
-		return "", "", invalid("payload is not canonical base64url")
+		return "", "", time.Time{}, invalid("payload is not canonical base64url")
 	}
 	if err := jsonstrict.Object(payload, nil); err != nil {
-		return "", "", invalid("claims: %v", err)
+		return "", "", time.Time{}, invalid("claims: %v", err)
 	}
 	var c struct {
 		JTI *string  `json:"jti"`
@@ -231,36 +271,37 @@ func (v *Verifier) check(proof, method, callURL, accessToken string, now time.Ti
 		ATH *string  `json:"ath"`
 	}
 	if err := json.Unmarshal(payload, &c); err != nil {
-		return "", "", invalid("claims: %v", err)
+		return "", "", time.Time{}, invalid("claims: %v", err)
 	}
 	switch {
 	case c.JTI == nil || *c.JTI == "" || len(*c.JTI) > 256:
-		return "", "", invalid("jti missing, empty or longer than 256 bytes")
+		return "", "", time.Time{}, invalid("jti missing, empty or longer than 256 bytes")
 	case c.HTM == nil || c.HTU == nil || c.IAT == nil:
-		return "", "", invalid("htm, htu and iat are required")
+		return "", "", time.Time{}, invalid("htm, htu and iat are required")
 	case *c.HTM != method:
-		return "", "", invalid("htm %q, the call's method is %q", *c.HTM, method)
+		return "", "", time.Time{}, invalid("htm %q, the call's method is %q", *c.HTM, method)
 	}
 	if err := v.matchURL(*c.HTU, callURL); err != nil {
-		return "", "", err
+		return "", "", time.Time{}, err
 	}
-	switch issued := time.Unix(int64(*c.IAT), 0); {
+	issued := time.Unix(int64(*c.IAT), 0)
+	switch {
 	case issued.Before(now.Add(-v.maxAge)):
-		return "", "", invalid("issued %s ago, more than %s", now.Sub(issued).Truncate(time.Second), v.maxAge)
+		return "", "", time.Time{}, invalid("issued %s ago, more than %s", now.Sub(issued).Truncate(time.Second), v.maxAge)
 	case issued.After(now.Add(v.skew)):
-		return "", "", invalid("issued %s in the future, more than %s", issued.Sub(now).Truncate(time.Second), v.skew)
+		return "", "", time.Time{}, invalid("issued %s in the future, more than %s", issued.Sub(now).Truncate(time.Second), v.skew)
 	}
 	switch {
 	case accessToken != "" && c.ATH == nil:
-		return "", "", invalid("no ath for the access token presented")
+		return "", "", time.Time{}, invalid("no ath for the access token presented")
 	case accessToken != "" && *c.ATH != AccessTokenHash(accessToken):
-		return "", "", invalid("ath is not the hash of the access token presented")
+		return "", "", time.Time{}, invalid("ath is not the hash of the access token presented")
 	}
 	tp, err := jwk.Thumbprint(crypto.SHA256)
 	if err != nil {
-		return "", "", invalid("thumbprint: %v", err)
+		return "", "", time.Time{}, invalid("thumbprint: %v", err)
 	}
-	return b64.EncodeToString(tp), *c.JTI, nil
+	return b64.EncodeToString(tp), *c.JTI, issued, nil
 }
 
 // algMatches checks that alg is one Keyfort accepts and that key is of its type.

@@ -117,6 +117,12 @@ func (g *guard) authenticate(ctx context.Context, method string) (*session.Sessi
 		if err = g.checkClient(ctx, s, nil, tok, method); err == nil {
 			return s, nil
 		}
+		if errors.Is(err, session.ErrStoreUnavailable) { // DPoP's shared replay cache did not answer
+			guardrules.Refuse(ctx, g.refused, guardrules.RefusedUnavailable)
+			g.log.Warn("keyfort: call refused", slog.String("method", method), slog.String("session", s.ID),
+				slog.String("reason", err.Error()))
+			return nil, status.Error(codes.Unavailable, "session store unavailable")
+		}
 		// A token bound to a client, presented by another: a sign that it was stolen.
 		guardrules.Refuse(ctx, g.refused, guardrules.RefusedClientMismatch)
 		g.log.Warn("keyfort: call refused", slog.String("method", method), slog.String("session", s.ID),
@@ -198,7 +204,7 @@ func (g *guard) checkClient(ctx context.Context, s *session.Session, md metadata
 	}
 	if dpop.IsIdentity(s.Principal.Client) { // only on the interceptors' path: ctx holds the headers
 		proofs, callURL := dpop.IncomingGRPC(ctx, method)
-		return s.CheckProof(g.cfg.DPoP, proofs, dpop.GRPCMethod, callURL, tok)
+		return s.CheckProof(ctx, g.cfg.DPoP, proofs, dpop.GRPCMethod, callURL, tok)
 	}
 	if g.cfg.ClientIdentity != nil {
 		if md == nil {

@@ -104,7 +104,11 @@ func (g *guard) serve(w http.ResponseWriter, r *http.Request, next http.Handler)
 		return
 	}
 	if err := g.checkClient(r, s, tok); err != nil {
-		g.refuse(w, r, guardrules.RefusedClientMismatch, err)
+		reason := guardrules.RefusedClientMismatch
+		if errors.Is(err, session.ErrStoreUnavailable) { // DPoP's shared replay cache did not answer
+			reason = guardrules.RefusedUnavailable
+		}
+		g.refuse(w, r, reason, err)
 		return
 	}
 	// The request's context ends with the session: a long response (a stream of events) stops
@@ -126,7 +130,7 @@ func (g *guard) checkClient(r *http.Request, s *session.Session, tok string) err
 		if r.TLS != nil {
 			scheme = "https"
 		}
-		return s.CheckProof(g.cfg.DPoP, r.Header.Values("DPoP"), r.Method, scheme+"://"+r.Host+r.URL.EscapedPath(), tok)
+		return s.CheckProof(r.Context(), g.cfg.DPoP, r.Header.Values("DPoP"), r.Method, scheme+"://"+r.Host+r.URL.EscapedPath(), tok)
 	case g.cfg.ClientIdentity != nil:
 		return s.CheckClientIdentity(g.cfg.ClientIdentity(r))
 	case r.TLS != nil && len(r.TLS.PeerCertificates) > 0:

@@ -198,7 +198,10 @@ func (s *Server) binding(ctx context.Context, certToo bool) (string, error) {
 			if len(proofs) > 1 {
 				return "", fmt.Errorf("%w: %d DPoP proofs, want one", session.ErrClientMismatch, len(proofs))
 			}
-			id, err := s.dpop.Verify(proofs[0], dpop.GRPCMethod, callURL, "")
+			id, err := s.dpop.VerifyContext(ctx, proofs[0], dpop.GRPCMethod, callURL, "")
+			if errors.Is(err, dpop.ErrUnavailable) {
+				return "", fmt.Errorf("%w: %w", session.ErrStoreUnavailable, err)
+			}
 			if err != nil {
 				return "", fmt.Errorf("%w: %w", session.ErrClientMismatch, err)
 			}

@@ -443,6 +443,24 @@ func (s *Store) Allow(ctx context.Context, key string, perSecond float64, burst 
 	return ok, nil
 }
 
+// FirstUse implements dpop.SharedReplay: the proof's row in <prefix>rate_limits (the table of
+// short-lived keys the replicas share; key "dpop:<key>", tat its expiry), inserted unless a live one
+// is there, in one statement; an expired row is taken over. The table is unlogged: a crash or a
+// failover to a standby empties it, and proofs of the minute before can then be replayed once.
+func (s *Store) FirstUse(ctx context.Context, key string, until time.Time) (bool, error) {
+	var ok bool
+	err := s.pool.QueryRow(ctx, `INSERT INTO `+s.rate+` AS r (key, tat) VALUES ($1, $2)
+		ON CONFLICT (key) DO UPDATE SET tat = EXCLUDED.tat WHERE r.tat < clock_timestamp()
+		RETURNING true`, "dpop:"+key, until).Scan(&ok)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return false, nil
+	}
+	if err != nil {
+		return false, wrap(err)
+	}
+	return ok, nil
+}
+
 // Ping implements session.Pinger: a round trip on a connection of the pool.
 func (s *Store) Ping(ctx context.Context) error {
 	return wrap(s.pool.Ping(ctx))

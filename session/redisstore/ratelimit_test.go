@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"testing"
+	"time"
 
 	"github.com/keyfort/keyfort/internal/redistest"
 	"github.com/keyfort/keyfort/session"
@@ -41,5 +42,31 @@ func TestSharedRateLimit(t *testing.T) {
 	cut()
 	if _, err := gone.Allow(ctx, "id:x", 1, 1); !errors.Is(err, session.ErrStoreUnavailable) {
 		t.Errorf("Allow on an unreachable Redis: %v, want ErrStoreUnavailable", err)
+	}
+}
+
+// TestSharedDPoPReplay: the shared DPoP replay cache's contract through two stores on one Redis
+// (SET NX with the proof's remaining life), and a Redis that cannot be reached is an error.
+func TestSharedDPoPReplay(t *testing.T) {
+	ctx := context.Background()
+	rdb, prefix := redistest.Client(t)
+	replica := func() *redisstore.Store {
+		s, err := redisstore.New(ctx, redisstore.Config{Client: rdb, Prefix: prefix, HashKeyCheck: -1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = s.Close() })
+		return s
+	}
+	sessiontest.RunSharedReplayTests(t, replica(), replica())
+	lost, cut := redistest.Lost(t)
+	gone, err := redisstore.New(ctx, redisstore.Config{Client: lost, Prefix: prefix, HashKeyCheck: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer gone.Close()
+	cut()
+	if _, err := gone.FirstUse(ctx, "00", time.Now().Add(time.Minute)); !errors.Is(err, session.ErrStoreUnavailable) {
+		t.Errorf("FirstUse on an unreachable Redis: %v, want ErrStoreUnavailable", err)
 	}
 }

@@ -839,6 +839,16 @@ func (s *Store) Allow(ctx context.Context, key string, perSecond float64, burst 
 	return n == 1, nil
 }
 
+// FirstUse implements dpop.SharedReplay: SET <prefix>dpop:<key> NX, expiring at until (at least a
+// second from now), so that a DPoP proof is accepted by one replica only.
+func (s *Store) FirstUse(ctx context.Context, key string, until time.Time) (bool, error) {
+	first, err := s.rdb.SetNX(ctx, s.prefix+"dpop:"+key, 1, max(time.Until(until), time.Second)).Result()
+	if err != nil {
+		return false, wrap(err)
+	}
+	return first, nil
+}
+
 // Ping implements session.Pinger: a PING on a connection of the pool (on a Cluster, to one node).
 func (s *Store) Ping(ctx context.Context) error {
 	return wrap(s.rdb.Ping(ctx).Err())

@@ -158,7 +158,11 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Server, error)
 		guard.Sessions = s.cache
 		// The runtime binds the sessions of clients that prove a DPoP key to it (its default):
 		// their calls carry proofs, which this guard checks.
-		if guard.DPoP, err = dpop.NewVerifier(dpop.Config{}); err != nil {
+		dcfg := dpop.Config{}
+		if shared, ok := store.(dpop.SharedReplay); ok && !cfg.Session.DPoP.Unshared {
+			dcfg.Shared = shared // the runtime's store: a proof is accepted by one replica only
+		}
+		if guard.DPoP, err = dpop.NewVerifier(dcfg); err != nil {
 			_ = s.cache.Close()
 			return fail(err)
 		}
