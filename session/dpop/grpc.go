@@ -2,6 +2,7 @@ package dpop
 
 import (
 	"context"
+	"errors"
 	"strings"
 
 	"google.golang.org/grpc/credentials"
@@ -45,17 +46,16 @@ func (c proofCredentials) RequireTransportSecurity() bool { return c.tls }
 // (credentials.PerRPCCredentials.GetRequestMetadata's arguments: "https://authority/pkg.Service"),
 // carrying accessToken ("" for none).
 func (k *Key) GRPCProof(ctx context.Context, uri []string, accessToken string) (string, error) {
-	ri, _ := credentials.RequestInfoFromContext(ctx)
-	u := ""
-	if len(uri) > 0 {
-		// uri is the service's URL; the call's is the authority's with the full method.
-		rest := strings.TrimPrefix(uri[0], "https://")
-		if i := strings.IndexByte(rest, '/'); i >= 0 {
-			rest = rest[:i]
-		}
-		u = GRPCURL(rest, ri.Method)
+	ri, ok := credentials.RequestInfoFromContext(ctx)
+	if !ok || len(uri) == 0 {
+		return "", errors.New("dpop: a gRPC proof needs the call's request info and URI (per-call credentials' arguments)")
 	}
-	return k.Proof(GRPCMethod, u, accessToken)
+	// uri is the service's URL; the call's is the authority's with the full method.
+	authority := strings.TrimPrefix(uri[0], "https://")
+	if i := strings.IndexByte(authority, '/'); i >= 0 {
+		authority = authority[:i]
+	}
+	return k.Proof(GRPCMethod, GRPCURL(authority, ri.Method), accessToken)
 }
 
 // IncomingGRPC returns what a server checks a gRPC call's proof against: the values of the call's
