@@ -223,6 +223,13 @@ func TestProofAttacks(t *testing.T) {
 	if _, err := v.Verify(ecGood, "POST", callURL, token); err != nil {
 		t.Fatalf("the unaltered proof: %v", err)
 	}
+	// Every case fails the same at a Verifier that knows the good proof's header (its header cache):
+	// nothing about a header is remembered but what its bytes say.
+	for _, c := range cases {
+		if _, err := v.Verify(c.proof, "POST", callURL, token); !errors.Is(err, dpop.ErrInvalidProof) {
+			t.Errorf("%s, after the good proof's header was cached: %v, want ErrInvalidProof", c.name, err)
+		}
+	}
 	// So do the edges of the time window, and PS256.
 	for name, p := range map[string]string{
 		"iat MaxAge old":  forged(t, ecPriv, "ES256", hdr("ES256", ecJWK), claimsAt(now.Add(-dpop.DefaultMaxAge).Unix(), `,"ath":"`+ath(token)+`"`)),

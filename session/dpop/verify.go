@@ -97,6 +97,7 @@ type Verifier struct {
 	now          func() time.Time
 	replay       replayCache
 	shared       SharedReplay
+	headers      headerCache
 	// results counts Verify's outcomes: ok, invalid, replayed, cache_full, unavailable
 	ok, invalidN, replayed, full, unavailable prometheus.Counter
 }
@@ -216,44 +217,15 @@ func (v *Verifier) check(proof, method, callURL, accessToken string, now time.Ti
 	if d1 < 0 || d2 <= d1 || strings.IndexByte(proof[d2+1:], '.') >= 0 {
 		return "", "", time.Time{}, invalid("not a compact JWS of three segments")
 	}
-	hdr, err := b64.DecodeString(proof[:d1])
+	pk, err := v.headers.parse(proof[:d1])
 	if err != nil {
-		return "", "", time.Time{}, invalid("header is not canonical base64url")
-	}
-	var h proofHeader
-	if err := jsonstrict.Object(hdr, func(name []byte) bool {
-		switch string(name) {
-		case "typ", "alg", "jwk":
-			return true
-		}
-		return false
-	}); err != nil {
-		return "", "", time.Time{}, invalid("header: %v (only typ, alg and jwk)", err)
-	}
-	if err := json.Unmarshal(hdr, &h); err != nil {
-		return "", "", time.Time{}, invalid("header: %v", err)
-	}
-	if !strings.EqualFold(h.Typ, ProofType) {
-		return "", "", time.Time{}, invalid("typ %q, want %q", h.Typ, ProofType)
-	}
-	if len(h.JWK) == 0 {
-		return "", "", time.Time{}, invalid("no jwk in the header")
-	}
-	var jwk jose.JSONWebKey
-	if err := jwk.UnmarshalJSON(h.JWK); err != nil {
-		return "", "", time.Time{}, invalid("jwk: %v", err)
-	}
-	if !jwk.IsPublic() {
-		return "", "", time.Time{}, invalid("jwk is not a public key")
-	}
-	if err := algMatches(h.Alg, jwk.Key); err != nil {
 		return "", "", time.Time{}, err
 	}
 	sig, err := b64.DecodeString(proof[d2+1:])
 	if err != nil {
 		return "", "", time.Time{}, invalid("signature is not canonical base64url")
 	}
-	if !verifySig(h.Alg, jwk.Key, proof[:d2], sig) {
+	if !verifySig(pk.alg, pk.key, proof[:d2], sig) {
 		return "", "", time.Time{}, invalid("bad signature")
 	}
 	payload, err := b64.DecodeString(proof[d1+1 : d2])
@@ -297,11 +269,90 @@ func (v *Verifier) check(proof, method, callURL, accessToken string, now time.Ti
 	case accessToken != "" && *c.ATH != AccessTokenHash(accessToken):
 		return "", "", time.Time{}, invalid("ath is not the hash of the access token presented")
 	}
+	return pk.jkt, *c.JTI, issued, nil
+}
+
+// proofKey is what a proof's header says: its algorithm, its public key and the key's thumbprint.
+type proofKey struct {
+	alg string
+	key any
+	jkt string
+}
+
+// maxHeaders bounds the header cache; past it the cache starts again empty.
+const maxHeaders = 4096
+
+// headerCache keeps the parsed headers of recent proofs by their encoding: a client's proofs all
+// carry the same header (its key), so the JSON, the key's parsing (an ECDSA point's curve check)
+// and its thumbprint are done once per key rather than once per call. What is cached depends on
+// the header's bytes alone, and only headers that parsed are kept.
+type headerCache struct {
+	mu sync.RWMutex
+	m  map[string]*proofKey
+}
+
+// parse returns the key of the proof header whose base64url encoding is seg.
+func (c *headerCache) parse(seg string) (*proofKey, error) {
+	c.mu.RLock()
+	pk := c.m[seg]
+	c.mu.RUnlock()
+	if pk != nil {
+		return pk, nil
+	}
+	pk, err := parseHeader(seg)
+	if err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	if c.m == nil || len(c.m) >= maxHeaders {
+		c.m = make(map[string]*proofKey)
+	}
+	c.m[strings.Clone(seg)] = pk
+	c.mu.Unlock()
+	return pk, nil
+}
+
+// parseHeader checks a proof's header (base64url seg): exactly typ dpop+jwt, alg and a public jwk
+// of alg's type.
+func parseHeader(seg string) (*proofKey, error) {
+	hdr, err := b64.DecodeString(seg)
+	if err != nil {
+		return nil, invalid("header is not canonical base64url")
+	}
+	var h proofHeader
+	if err := jsonstrict.Object(hdr, func(name []byte) bool {
+		switch string(name) {
+		case "typ", "alg", "jwk":
+			return true
+		}
+		return false
+	}); err != nil {
+		return nil, invalid("header: %v (only typ, alg and jwk)", err)
+	}
+	if err := json.Unmarshal(hdr, &h); err != nil {
+		return nil, invalid("header: %v", err)
+	}
+	if !strings.EqualFold(h.Typ, ProofType) {
+		return nil, invalid("typ %q, want %q", h.Typ, ProofType)
+	}
+	if len(h.JWK) == 0 {
+		return nil, invalid("no jwk in the header")
+	}
+	var jwk jose.JSONWebKey
+	if err := jwk.UnmarshalJSON(h.JWK); err != nil {
+		return nil, invalid("jwk: %v", err)
+	}
+	if !jwk.IsPublic() {
+		return nil, invalid("jwk is not a public key")
+	}
+	if err := algMatches(h.Alg, jwk.Key); err != nil {
+		return nil, err
+	}
 	tp, err := jwk.Thumbprint(crypto.SHA256)
 	if err != nil {
-		return "", "", time.Time{}, invalid("thumbprint: %v", err)
+		return nil, invalid("thumbprint: %v", err)
 	}
-	return b64.EncodeToString(tp), *c.JTI, issued, nil
+	return &proofKey{alg: h.Alg, key: jwk.Key, jkt: b64.EncodeToString(tp)}, nil
 }
 
 // algMatches checks that alg is one Keyfort accepts and that key is of its type.
