@@ -6,25 +6,33 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/keyfort/keyfort/internal/redistest"
 	"github.com/keyfort/keyfort/session"
 	"github.com/keyfort/keyfort/session/redisstore"
 	"github.com/keyfort/keyfort/session/sessiontest"
 )
 
-// TestSharedRateLimit: the shared rate limit's contract through two stores on one Redis (GCRA on
-// Redis's clock), and a Redis that cannot be reached is an error wrapping ErrStoreUnavailable.
-func TestSharedRateLimit(t *testing.T) {
-	ctx := context.Background()
-	rdb, prefix := redistest.Client(t)
-	replica := func() *redisstore.Store {
-		s, err := redisstore.New(ctx, redisstore.Config{Client: rdb, Prefix: prefix, HashKeyCheck: -1})
+// replicas returns a function that opens another store (a replica) on rdb and prefix, closed when
+// the test ends.
+func replicas(t *testing.T, rdb *redis.Client, prefix string) func() *redisstore.Store {
+	return func() *redisstore.Store {
+		s, err := redisstore.New(context.Background(), redisstore.Config{Client: rdb, Prefix: prefix, HashKeyCheck: -1})
 		if err != nil {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { _ = s.Close() })
 		return s
 	}
+}
+
+// TestSharedRateLimit: the shared rate limit's contract through two stores on one Redis (GCRA on
+// Redis's clock), and a Redis that cannot be reached is an error wrapping ErrStoreUnavailable.
+func TestSharedRateLimit(t *testing.T) {
+	ctx := context.Background()
+	rdb, prefix := redistest.Client(t)
+	replica := replicas(t, rdb, prefix)
 	sessiontest.RunRateLimitTests(t, replica(), replica(), func() []string {
 		keys, err := rdb.Keys(ctx, prefix+"rate:*").Result()
 		if err != nil {
@@ -50,14 +58,7 @@ func TestSharedRateLimit(t *testing.T) {
 func TestSharedDPoPReplay(t *testing.T) {
 	ctx := context.Background()
 	rdb, prefix := redistest.Client(t)
-	replica := func() *redisstore.Store {
-		s, err := redisstore.New(ctx, redisstore.Config{Client: rdb, Prefix: prefix, HashKeyCheck: -1})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = s.Close() })
-		return s
-	}
+	replica := replicas(t, rdb, prefix)
 	sessiontest.RunSharedReplayTests(t, replica(), replica())
 	lost, cut := redistest.Lost(t)
 	gone, err := redisstore.New(ctx, redisstore.Config{Client: lost, Prefix: prefix, HashKeyCheck: -1})
