@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"google.golang.org/grpc"
@@ -215,5 +216,48 @@ func TestDPoPAtAGuardedHTTPService(t *testing.T) {
 	defer thief.Close()
 	if code, _ := get(thief.RoundTripper(srv.Client().Transport), "/whoami"); code != http.StatusUnauthorized {
 		t.Errorf("a bearer thief's GET: %d, want 401", code)
+	}
+}
+
+// lateCreds are per-call credentials whose Session is set after the connection is made: a client
+// that puts its Session on the connection it also reaches the runtime by.
+type lateCreds struct {
+	s atomic.Pointer[identityclient.Session]
+}
+
+func (c *lateCreds) GetRequestMetadata(ctx context.Context, uri ...string) (map[string]string, error) {
+	return c.s.Load().GetRequestMetadata(ctx, uri...)
+}
+func (c *lateCreds) RequireTransportSecurity() bool { return false }
+
+// TestDPoPSessionOnItsRuntimeConnection: a DPoP session whose runtime connection carries the
+// session itself (to call the runtime's guarded methods) refreshes and ends with one proof per
+// call, not two (the session's own proof and its credentials' would otherwise both ride on them).
+func TestDPoPSessionOnItsRuntimeConnection(t *testing.T) {
+	r := newRuntime(t)
+	key, _ := dpop.GenerateKey()
+	var saved *pb.SessionTokens
+	first := r.start(t, identityclient.Config{DPoP: key, OnTokens: func(tok *pb.SessionTokens) { saved = tok }})
+	first.Close()
+	creds := &lateCreds{}
+	cc, err := grpc.NewClient(r.addr, grpc.WithTransportCredentials(insecure.NewCredentials()), grpc.WithPerRPCCredentials(creds))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cc.Close()
+	s, err := identityclient.Resume(identityclient.Config{Runtime: pb.NewIdentityRuntimeServiceClient(cc), DPoP: key, Insecure: true}, saved)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	creds.s.Store(s)
+	if err := s.Refresh(context.Background()); err != nil {
+		t.Fatalf("a refresh over the connection that carries the session: %v", err)
+	}
+	if _, err := healthpb.NewHealthClient(cc).Check(context.Background(), &healthpb.HealthCheckRequest{}); err != nil {
+		t.Fatalf("a guarded call over it: %v", err)
+	}
+	if err := s.End(context.Background()); err != nil {
+		t.Fatalf("an end over it: %v", err)
 	}
 }
