@@ -729,7 +729,6 @@ func (p *parser) sessionConfig(v any) {
 	}
 }
 
-// RateLimit bounds each client's calls to the identity runtime (identity.session.rate_limit).
 // DPoP configures DPoP proofs (identity.session.dpop).
 type DPoP struct {
 	// Disabled is enabled set to false: proofs are ignored and no session is bound to a key.
@@ -742,8 +741,15 @@ type DPoP struct {
 	// Unshared is shared set to false: with a shared session store, proofs are remembered by each
 	// replica alone (dpop.Config.Shared unset), saving a store round trip per DPoP call.
 	Unshared bool
+	// Nonce makes every proof carry a nonce the server issued (nonce: true; RFC 9449 §8, §9), so
+	// that a key held for a moment cannot sign proofs for later; replicas sharing a session store
+	// issue and accept the same nonces. NoncePeriod is how often the nonce changes (nonce_period;
+	// zero: dpop.DefaultNoncePeriod).
+	Nonce       bool
+	NoncePeriod time.Duration
 }
 
+// RateLimit bounds each client's calls to the identity runtime (identity.session.rate_limit).
 type RateLimit struct {
 	// PerSecond is the sustained rate of a client's calls; Burst how many it may make at once
 	// (default: PerSecond, at least 1).
@@ -796,7 +802,7 @@ func (p *parser) rateLimit(key string, v any) {
 func (p *parser) dpop(key string, v any) {
 	m, ok := v.(map[string]any)
 	if !ok {
-		p.add(key, "", "", "want a map (enabled, max_age, origins, shared)")
+		p.add(key, "", "", "want a map (enabled, max_age, origins, shared, nonce, nonce_period)")
 		return
 	}
 	d := &p.cfg.Session.DPoP
@@ -846,9 +852,26 @@ func (p *parser) dpop(key string, v any) {
 			}
 			d.Unshared = !b
 			p.dpopShared = b
+		case "nonce":
+			b, ok := asBool(m[f])
+			if !ok {
+				p.add(key+"."+f, "", "", "want true or false")
+				continue
+			}
+			d.Nonce = b
+		case "nonce_period":
+			period, err := asDuration(m[f])
+			if err != nil || period < 10*time.Second || period > time.Hour {
+				p.add(key+"."+f, "", "", "want a duration from 10s to 1h (a nonce is accepted for two periods)")
+				continue
+			}
+			d.NoncePeriod = period
 		default:
-			p.add(key+"."+f, "", "", "unknown key (known: enabled, max_age, origins, shared)")
+			p.add(key+"."+f, "", "", "unknown key (known: enabled, max_age, nonce, nonce_period, origins, shared)")
 		}
+	}
+	if d.NoncePeriod != 0 && !d.Nonce {
+		p.add(key+".nonce_period", "", "", "set, but nonce is not true: proofs carry no nonce")
 	}
 }
 

@@ -392,6 +392,14 @@ identity:
 	if err != nil || !cfg.Session.DPoP.Disabled || len(cfg.Session.DPoP.Origins) != 2 {
 		t.Errorf("dpop from the environment: %v, %+v", err, cfg.Session.DPoP)
 	}
+	cfg, err = load(`identity: { secrets: { session_signing: "memory:s" }, session: { dpop: { nonce: true, nonce_period: 2m } } }`)
+	if err != nil || !cfg.Session.DPoP.Nonce || cfg.Session.DPoP.NoncePeriod != 2*time.Minute {
+		t.Errorf("dpop.nonce: %v, %+v", err, cfg.Session.DPoP)
+	}
+	cfg, err = load(`identity: { secrets: { session_signing: "memory:s" } }`, "KEYFORT_IDENTITY__SESSION__DPOP__NONCE=true")
+	if err != nil || !cfg.Session.DPoP.Nonce || cfg.Session.DPoP.NoncePeriod != 0 {
+		t.Errorf("dpop.nonce from the environment: %v, %+v", err, cfg.Session.DPoP)
+	}
 	cfg, err = load(`identity: { secrets: { session_signing: "memory:s" } }`, "KEYFORT_IDENTITY__SESSION__BIND_ACCESS_TO_CLIENT=true")
 	if err != nil || !cfg.Session.BindAccess {
 		t.Errorf("bind_access_to_client=true from the environment: %v, %+v", err, cfg.Session)
@@ -438,15 +446,21 @@ identity:
 		"a shared rate limit not a boolean": {`identity: { secrets: { session_signing: "memory:s" }, session: { redis_url: "redis://127.0.0.1:6379/0", rate_limit: { per_second: 1, shared: 2 } } }`, nil,
 			"identity.session.rate_limit.shared: want true or false"},
 		"dpop not a map": {`identity: { secrets: { session_signing: "memory:s" }, session: { dpop: true } }`, nil,
-			"identity.session.dpop: want a map (enabled, max_age, origins, shared)"},
+			"identity.session.dpop: want a map (enabled, max_age, origins, shared, nonce, nonce_period)"},
 		"dpop enabled not a boolean": {`identity: { secrets: { session_signing: "memory:s" }, session: { dpop: { enabled: yes please } } }`, nil,
 			"identity.session.dpop.enabled: want true or false"},
 		"a dpop max age of an hour": {`identity: { secrets: { session_signing: "memory:s" }, session: { dpop: { max_age: 1h } } }`, nil,
 			"identity.session.dpop.max_age: want a duration above zero and at most 10m"},
 		"a dpop origin with a path": {`identity: { secrets: { session_signing: "memory:s" }, session: { dpop: { origins: ["https://id.example.com/token"] } } }`, nil,
 			`identity.session.dpop.origins: "https://id.example.com/token" is not an origin`},
-		"dpop with an unknown key": {`identity: { secrets: { session_signing: "memory:s" }, session: { dpop: { nonce: true } } }`, nil,
-			"identity.session.dpop.nonce: unknown key (known: enabled, max_age, origins, shared)"},
+		"dpop with an unknown key": {`identity: { secrets: { session_signing: "memory:s" }, session: { dpop: { nonces: true } } }`, nil,
+			"identity.session.dpop.nonces: unknown key (known: enabled, max_age, nonce, nonce_period, origins, shared)"},
+		"a dpop nonce period of a day": {`identity: { secrets: { session_signing: "memory:s" }, session: { dpop: { nonce: true, nonce_period: 24h } } }`, nil,
+			"identity.session.dpop.nonce_period: want a duration from 10s to 1h"},
+		"a dpop nonce period without nonces": {`identity: { secrets: { session_signing: "memory:s" }, session: { dpop: { nonce_period: 1m } } }`, nil,
+			"identity.session.dpop.nonce_period: set, but nonce is not true"},
+		"dpop nonce not a boolean": {`identity: { secrets: { session_signing: "memory:s" }, session: { dpop: { nonce: sometimes } } }`, nil,
+			"identity.session.dpop.nonce: want true or false"},
 		"a shared dpop replay cache without a store": {`identity: { secrets: { session_signing: "memory:s" }, session: { dpop: { shared: true } } }`, nil,
 			"identity.session.dpop.shared: set, but no shared session store"},
 		"a rate limit not a map": {`identity: { secrets: { session_signing: "memory:s" }, session: { rate_limit: 5 } }`, nil,

@@ -730,30 +730,39 @@ func (s *Session) CheckClientIdentity(id string) error {
 // checked there is refused with an error wrapping ErrStoreUnavailable instead (fail closed);
 // ctx bounds that round trip.
 func (s *Session) CheckProof(ctx context.Context, v *dpop.Verifier, proofs []string, method, url, accessToken string) error {
+	_, err := s.CheckProofNonce(ctx, v, proofs, method, url, accessToken)
+	return err
+}
+
+// CheckProofNonce is CheckProof for a Verifier that requires nonces (dpop.Config.Nonces): it
+// also returns the nonce to send with the answer when the proof's is accepted but no longer the
+// current one (dpop.Proven.NewNonce; "" otherwise). A proof refused for want of a current nonce
+// wraps dpop.ErrUseNonce as well as ErrClientMismatch: answer it with v.Nonce().
+func (s *Session) CheckProofNonce(ctx context.Context, v *dpop.Verifier, proofs []string, method, url, accessToken string) (newNonce string, err error) {
 	bound := s.Principal.Client
 	switch {
 	case bound == "":
-		return nil
+		return "", nil
 	case !dpop.IsIdentity(bound):
-		return fmt.Errorf("%w (bound to %q; a DPoP proof does not stand for a certificate)", ErrClientMismatch, bound)
+		return "", fmt.Errorf("%w (bound to %q; a DPoP proof does not stand for a certificate)", ErrClientMismatch, bound)
 	case v == nil:
-		return fmt.Errorf("%w (bound to %q; this guard verifies no DPoP proofs)", ErrClientMismatch, bound)
+		return "", fmt.Errorf("%w (bound to %q; this guard verifies no DPoP proofs)", ErrClientMismatch, bound)
 	case len(proofs) == 0:
-		return fmt.Errorf("%w (bound to %q; presented without a DPoP proof)", ErrClientMismatch, bound)
+		return "", fmt.Errorf("%w (bound to %q; presented without a DPoP proof)", ErrClientMismatch, bound)
 	case len(proofs) > 1:
-		return fmt.Errorf("%w (bound to %q; presented with %d DPoP proofs, want one)", ErrClientMismatch, bound, len(proofs))
+		return "", fmt.Errorf("%w (bound to %q; presented with %d DPoP proofs, want one)", ErrClientMismatch, bound, len(proofs))
 	}
-	id, err := v.VerifyContext(ctx, proofs[0], method, url, accessToken)
+	p, err := v.VerifyProof(ctx, proofs[0], method, url, accessToken)
 	if errors.Is(err, dpop.ErrUnavailable) {
-		return fmt.Errorf("%w: %w", ErrStoreUnavailable, err)
+		return "", fmt.Errorf("%w: %w", ErrStoreUnavailable, err)
 	}
 	if err != nil {
-		return fmt.Errorf("%w (bound to %q): %w", ErrClientMismatch, bound, err)
+		return "", fmt.Errorf("%w (bound to %q): %w", ErrClientMismatch, bound, err)
 	}
-	if id != bound {
-		return fmt.Errorf("%w (bound to %q; presented with a proof of %q)", ErrClientMismatch, bound, id)
+	if p.Identity != bound {
+		return "", fmt.Errorf("%w (bound to %q; presented with a proof of %q)", ErrClientMismatch, bound, p.Identity)
 	}
-	return nil
+	return p.NewNonce, nil
 }
 
 // ClientIdentity names a client by its certificate, as token binding does (StartRequest.Client):

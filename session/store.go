@@ -8,6 +8,8 @@ import (
 	"slices"
 	"sync"
 	"time"
+
+	"github.com/keyfort/keyfort/session/dpop"
 )
 
 // Family is a refresh-token family: every refresh token descending from one session start. Only the
@@ -254,6 +256,14 @@ func hashKeyOf(configured []byte, store Store) []byte {
 		}
 	}
 	return randomKey()
+}
+
+// DPoPNonces returns the DPoP nonces (dpop.Config.Nonces) of the replicas and guarded services
+// that share store: keyed by its hash key (HashKeyHolder: Redis and PostgreSQL keep one for them
+// all), so that a nonce one of them issues is accepted by every other; with a store that holds no
+// hash key, keyed by a random secret of this process. period is dpop.NonceConfig.Period.
+func DPoPNonces(store Store, period time.Duration) (*dpop.Nonces, error) {
+	return dpop.NewNonces(dpop.NonceConfig{Secret: hashKeyOf(nil, store), Period: period})
 }
 
 // MemoryStore is the single-replica Store. It is safe for concurrent use.

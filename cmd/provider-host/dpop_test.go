@@ -146,20 +146,8 @@ identity:
     issuer: https://keyfort.test
 `)
 	replicas := func(shared string) (a, b pb.IdentityRuntimeServiceClient) {
-		env := []string{"PATH=" + os.Getenv("PATH"), "KFSERVE_CLIENT_ID=client-1", signingKeyEnv(t),
-			"KEYFORT_IDENTITY__SESSION__REDIS_URL=" + redistest.URL(), "KEYFORT_IDENTITY__SESSION__DPOP__SHARED=" + shared}
-		dial := func() pb.IdentityRuntimeServiceClient {
-			_, log, _ := startServe(t, env, "--config", cfg, "--grpc-addr", "127.0.0.1:0")
-			l := log.String()
-			cc, err := grpc.NewClient(strings.Fields(l[strings.Index(l, grpcAddrRe)+len(grpcAddrRe):])[0],
-				grpc.WithTransportCredentials(insecure.NewCredentials()), grpc.WithAuthority(authority))
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { _ = cc.Close() })
-			return pb.NewIdentityRuntimeServiceClient(cc)
-		}
-		return dial(), dial()
+		env := append(serveEnv(t), "KEYFORT_IDENTITY__SESSION__REDIS_URL="+redistest.URL(), "KEYFORT_IDENTITY__SESSION__DPOP__SHARED="+shared)
+		return dialServe(t, cfg, authority, env), dialServe(t, cfg, authority, env)
 	}
 	ctx := context.Background()
 	for _, shared := range []bool{true, false} {
@@ -194,6 +182,90 @@ identity:
 		if err := call(b, proof()); err != nil {
 			t.Errorf("shared %v: a fresh proof at the second replica: %v", shared, err)
 		}
+	}
+}
+
+// serveEnv is the environment of a serve of dialServe: PATH, the client id and a new signing key
+// (replicas share one serveEnv).
+func serveEnv(t *testing.T) []string {
+	return []string{"PATH=" + os.Getenv("PATH"), "KFSERVE_CLIENT_ID=client-1", signingKeyEnv(t)}
+}
+
+// dialServe starts serve with cfg and env (serveEnv and more) and returns a runtime client of it
+// that names authority.
+func dialServe(t *testing.T, cfg, authority string, env []string) pb.IdentityRuntimeServiceClient {
+	t.Helper()
+	_, log, _ := startServe(t, env, "--config", cfg, "--grpc-addr", "127.0.0.1:0")
+	l := log.String()
+	cc, err := grpc.NewClient(strings.Fields(l[strings.Index(l, grpcAddrRe)+len(grpcAddrRe):])[0],
+		grpc.WithTransportCredentials(insecure.NewCredentials()), grpc.WithAuthority(authority))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cc.Close() })
+	return pb.NewIdentityRuntimeServiceClient(cc)
+}
+
+// TestDPoPNoncesAcrossReplicas: with identity.session.dpop.nonce, replicas over one Redis issue and
+// accept the same nonces (keyed by the store's hash key). A client's start at one replica is
+// refused for want of a nonce and made again by identityclient; the nonce it learned there is
+// accepted at the other replica with no second try; a serve over its own (memory) store refuses a
+// start with it (use_dpop_nonce) and names its own nonce in the trailer.
+func TestDPoPNoncesAcrossReplicas(t *testing.T) {
+	redistest.Client(t) // skips without Redis (fails in CI)
+	iss := oidctest.New(t)
+	const authority = "identity.test"
+	cfg := writeConfig(t, `
+identity:
+  secrets:
+    session_signing: env:KFSERVE_SIGNING
+    oidc:
+      google:
+        client_id: env:KFSERVE_CLIENT_ID
+        issuer: `+iss.URL+`
+  session:
+    issuer: https://keyfort.test
+    dpop:
+      nonce: true
+`)
+	env := serveEnv(t)
+	shared := append(env[:len(env):len(env)], "KEYFORT_IDENTITY__SESSION__REDIS_URL="+redistest.URL())
+	a, b, alone := dialServe(t, cfg, authority, shared), dialServe(t, cfg, authority, shared), dialServe(t, cfg, authority, env)
+	ctx := context.Background()
+	key, _ := dpop.GenerateKey()
+	s, err := identityclient.Start(ctx, identityclient.Config{Runtime: a, DPoP: key, Insecure: true},
+		&pb.StartIdentitySessionRequest{IdentityProvider: "google", ExternalToken: iss.Sign(t, "k1", iss.Claims("alice", "client-1"), nil)})
+	if err != nil {
+		t.Fatalf("a start at a runtime that requires nonces: %v", err)
+	}
+	defer s.Close()
+	nonce := key.Nonce("https://" + authority + "/")
+	if nonce == "" {
+		t.Fatal("the client learned no nonce from the runtime")
+	}
+	tok, err := s.AccessToken(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	call := func(c pb.IdentityRuntimeServiceClient, trailer *metadata.MD) error {
+		proof := must(key.Proof(dpop.GRPCMethod, dpop.GRPCURL(authority, pb.IdentityRuntimeService_EvaluateIdentityPolicy_FullMethodName), tok))
+		_, err := c.EvaluateIdentityPolicy(metadata.AppendToOutgoingContext(ctx, "authorization", "DPoP "+tok, "dpop", proof),
+			&pb.EvaluateIdentityPolicyRequest{Subject: "alice", Action: "read"}, grpc.Trailer(trailer))
+		return err
+	}
+	var trailer metadata.MD
+	if err := call(b, &trailer); err != nil {
+		t.Fatalf("the first replica's nonce at the second: %v", err)
+	}
+	proof := must(key.Proof(dpop.GRPCMethod, dpop.GRPCURL(authority, pb.IdentityRuntimeService_StartIdentitySession_FullMethodName), ""))
+	_, err = alone.StartIdentitySession(metadata.AppendToOutgoingContext(ctx, "dpop", proof),
+		&pb.StartIdentitySessionRequest{IdentityProvider: "google", ExternalToken: iss.Sign(t, "k1", iss.Claims("alice", "client-1"), nil)},
+		grpc.Trailer(&trailer))
+	if st, _ := status.FromError(err); st.Code() != codes.Unauthenticated || st.Message() != "use_dpop_nonce" {
+		t.Fatalf("the nonce at a serve over another store: %v, want use_dpop_nonce", err)
+	}
+	if got := trailer.Get(dpop.NonceHeader); len(got) != 1 || got[0] == nonce {
+		t.Fatalf("the other serve's refusal names the nonce %v, want its own", got)
 	}
 }
 

@@ -231,7 +231,15 @@ func newIdentityRuntime(ctx context.Context, cfg *config.Config, cat *catalog.Ca
 			// Redis or PostgreSQL: a proof replayed to another replica is caught there too.
 			dcfg.Shared = shared
 		}
-		if proofs, err = dpop.NewVerifier(dcfg); err != nil {
+		if cfg.Session.DPoP.Nonce {
+			// Keyed by the store's hash key: every replica, and every guarded service on the same
+			// store, issues and accepts the same nonces.
+			dcfg.Nonces, err = session.DPoPNonces(store, cfg.Session.DPoP.NoncePeriod)
+		}
+		if err == nil {
+			proofs, err = dpop.NewVerifier(dcfg)
+		}
+		if err != nil {
 			_ = cache.Close()
 			revoked.Close()
 			_ = store.Close()

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"strings"
+	"time"
 
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/metadata"
@@ -55,7 +56,12 @@ func (k *Key) GRPCProof(ctx context.Context, uri []string, accessToken string) (
 	if i := strings.IndexByte(authority, '/'); i >= 0 {
 		authority = authority[:i]
 	}
-	return k.Proof(GRPCMethod, GRPCURL(authority, ri.Method), accessToken)
+	callURL := GRPCURL(authority, ri.Method)
+	nonce := k.Nonce(callURL)
+	if slot, ok := ctx.Value(slotKey{}).(*callSlot); ok {
+		slot.set(callURL, nonce)
+	}
+	return k.proofAt(GRPCMethod, callURL, accessToken, nonce, time.Now())
 }
 
 // IncomingGRPC returns what a server checks a gRPC call's proof against: the values of the call's

@@ -12,7 +12,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/url"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-jose/go-jose/v4"
@@ -49,6 +52,10 @@ type Key struct {
 	alg    string
 	header string // the proof header's base64url encoding, the same for every proof
 	jkt    string
+
+	// nonces are the nonces servers sent (SetNonce), by origin; anyNonce is set once one is.
+	nonces   sync.Map
+	anyNonce atomic.Bool
 }
 
 // GenerateKey returns a new ES256 key (P-256), the algorithm every DPoP server supports.
@@ -116,26 +123,28 @@ func (k *Key) String() string { return "dpop.Key(" + k.alg + " " + k.jkt + ")" }
 
 // proofClaims are a proof's claims.
 type proofClaims struct {
-	JTI string `json:"jti"`
-	HTM string `json:"htm"`
-	HTU string `json:"htu"`
-	IAT int64  `json:"iat"`
-	ATH string `json:"ath,omitempty"`
+	JTI   string `json:"jti"`
+	HTM   string `json:"htm"`
+	HTU   string `json:"htu"`
+	IAT   int64  `json:"iat"`
+	ATH   string `json:"ath,omitempty"`
+	Nonce string `json:"nonce,omitempty"`
 }
 
 // Proof returns a new proof of the key for a call with the HTTP method (POST for gRPC) to url
 // (GRPCURL for gRPC; any query or fragment is dropped), carrying accessToken ("" for the runtime's
-// calls that start or refresh a session), issued now.
+// calls that start or refresh a session) and the last nonce the url's server sent (SetNonce), issued
+// now.
 func (k *Key) Proof(method, url, accessToken string) (string, error) {
-	return k.proofAt(method, url, accessToken, time.Now())
+	return k.proofAt(method, url, accessToken, k.Nonce(url), time.Now())
 }
 
-func (k *Key) proofAt(method, url, accessToken string, now time.Time) (string, error) {
+func (k *Key) proofAt(method, url, accessToken, nonce string, now time.Time) (string, error) {
 	var jti [16]byte
 	if _, err := rand.Read(jti[:]); err != nil {
 		return "", err
 	}
-	c := proofClaims{JTI: b64.EncodeToString(jti[:]), HTM: method, HTU: stripQuery(url), IAT: now.Unix()}
+	c := proofClaims{JTI: b64.EncodeToString(jti[:]), HTM: method, HTU: stripQuery(url), IAT: now.Unix(), Nonce: nonce}
 	if accessToken != "" {
 		c.ATH = AccessTokenHash(accessToken)
 	}
@@ -170,6 +179,45 @@ func (k *Key) sign(input string) ([]byte, error) {
 		return rsa.SignPKCS1v15(rand.Reader, priv, crypto.SHA256, d[:])
 	}
 	return nil, errors.New("unsupported key")
+}
+
+// SetNonce records the nonce the server of url (its origin: scheme, host and port) sent (the
+// DPoP-Nonce header of an HTTP response; NonceHeader in gRPC metadata): the key's later proofs for
+// that server carry it. It reports whether the nonce is new; a nonce RFC 9449 does not allow
+// (empty, longer than 256 bytes, other than printable ASCII without space, '"' and '\') or a url
+// without a host is ignored.
+func (k *Key) SetNonce(url, nonce string) bool {
+	o, ok := originOf(url)
+	if !ok || !validNonceSyntax(nonce) {
+		return false
+	}
+	old, loaded := k.nonces.Swap(o, nonce)
+	k.anyNonce.Store(true)
+	return !loaded || old.(string) != nonce
+}
+
+// Nonce is the last nonce the server of url sent (SetNonce); "" if none.
+func (k *Key) Nonce(url string) string {
+	if !k.anyNonce.Load() {
+		return ""
+	}
+	o, ok := originOf(url)
+	if !ok {
+		return ""
+	}
+	if n, ok := k.nonces.Load(o); ok {
+		return n.(string)
+	}
+	return ""
+}
+
+// originOf is the origin of an absolute URL (origin), false when it has none.
+func originOf(s string) (string, bool) {
+	u, err := url.Parse(s)
+	if err != nil || u.Host == "" {
+		return "", false
+	}
+	return origin(u), true
 }
 
 // AccessTokenHash is a proof's ath for accessToken: the base64url SHA-256 of its ASCII.

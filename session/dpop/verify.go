@@ -81,8 +81,13 @@ type Config struct {
 	// this Verifier is checked there too, one round trip, so that a proof replayed to another
 	// replica is caught. Its errors refuse the proof (ErrUnavailable).
 	Shared SharedReplay
-	// Registerer receives keyfort_dpop_proofs_total{result} (ok, invalid, replayed, cache_full, unavailable:
-	// alert on replayed, a captured proof sent again) and keyfort_dpop_replay_cache_proofs (the
+	// Nonces, when set, makes every proof carry a nonce the server issued (RFC 9449 §8, §9): a
+	// proof without one, or with a stale one, is refused with ErrUseNonce, and the server sends
+	// Verifier.Nonce along for the client to sign a new proof with. Nil: proofs need no nonce (a
+	// nonce they carry is not checked).
+	Nonces *Nonces
+	// Registerer receives keyfort_dpop_proofs_total{result} (ok, invalid, use_nonce, replayed,
+	// cache_full, unavailable: alert on replayed, a captured proof sent again) and keyfort_dpop_replay_cache_proofs (the
 	// proofs the replay cache holds, against MaxProofs). Nil: not exported.
 	Registerer prometheus.Registerer
 }
@@ -97,9 +102,10 @@ type Verifier struct {
 	now          func() time.Time
 	replay       replayCache
 	shared       SharedReplay
+	nonces       *Nonces
 	headers      headerCache
-	// results counts Verify's outcomes: ok, invalid, replayed, cache_full, unavailable
-	ok, invalidN, replayed, full, unavailable prometheus.Counter
+	// results counts Verify's outcomes: ok, invalid, use_nonce, replayed, cache_full, unavailable
+	ok, invalidN, useNonce, replayed, full, unavailable prometheus.Counter
 }
 
 // NewVerifier returns a Verifier for cfg.
@@ -107,7 +113,7 @@ func NewVerifier(cfg Config) (*Verifier, error) {
 	if cfg.MaxAge < 0 || cfg.Skew < 0 || cfg.MaxProofs < 0 || cfg.MaxSize < 0 {
 		return nil, errors.New("dpop: MaxAge, Skew, MaxProofs and MaxSize must not be negative")
 	}
-	v := &Verifier{maxAge: cfg.MaxAge, skew: cfg.Skew, maxSize: cfg.MaxSize, now: cfg.Now, shared: cfg.Shared}
+	v := &Verifier{maxAge: cfg.MaxAge, skew: cfg.Skew, maxSize: cfg.MaxSize, now: cfg.Now, shared: cfg.Shared, nonces: cfg.Nonces}
 	if v.maxAge == 0 {
 		v.maxAge = DefaultMaxAge
 	}
@@ -125,7 +131,7 @@ func NewVerifier(cfg Config) (*Verifier, error) {
 	}
 	v.replay = replayCache{span: v.maxAge + v.skew, max: cfg.MaxProofs}
 	results := prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "keyfort", Subsystem: "dpop", Name: "proofs_total",
-		Help: "DPoP proofs checked, by result (ok, invalid, replayed, cache_full, unavailable)."}, []string{"result"})
+		Help: "DPoP proofs checked, by result (ok, invalid, use_nonce, replayed, cache_full, unavailable)."}, []string{"result"})
 	if cfg.Registerer != nil {
 		var err error
 		if results, err = promreg.Register(cfg.Registerer, results); err != nil {
@@ -137,8 +143,8 @@ func NewVerifier(cfg Config) (*Verifier, error) {
 			return nil, fmt.Errorf("dpop: registering metrics (one Verifier per registry): %w", err)
 		}
 	}
-	v.ok, v.invalidN, v.replayed, v.full, v.unavailable = results.WithLabelValues("ok"), results.WithLabelValues("invalid"),
-		results.WithLabelValues("replayed"), results.WithLabelValues("cache_full"), results.WithLabelValues("unavailable")
+	v.ok, v.invalidN, v.useNonce = results.WithLabelValues("ok"), results.WithLabelValues("invalid"), results.WithLabelValues("use_nonce")
+	v.replayed, v.full, v.unavailable = results.WithLabelValues("replayed"), results.WithLabelValues("cache_full"), results.WithLabelValues("unavailable")
 	for _, o := range cfg.Origins {
 		u, err := url.Parse(o)
 		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || (u.Path != "" && u.Path != "/") || u.RawQuery != "" {
@@ -171,11 +177,32 @@ func (v *Verifier) Verify(proof, method, callURL, accessToken string) (string, e
 // VerifyContext is Verify with a context for Config.Shared's round trip (the call's: its deadline
 // bounds the wait). Without Shared, ctx is not used.
 func (v *Verifier) VerifyContext(ctx context.Context, proof, method, callURL, accessToken string) (string, error) {
+	p, err := v.VerifyProof(ctx, proof, method, callURL, accessToken)
+	return p.Identity, err
+}
+
+// Proven is what a verified proof tells a server.
+type Proven struct {
+	// Identity is the client identity the proof proves (Identity(jkt)).
+	Identity string
+	// NewNonce, with Config.Nonces, is the current nonce when the proof carried an older one that
+	// is still accepted: the server sends it with its answer (NonceHeader) so that the client moves
+	// on before its nonce is refused. "" otherwise.
+	NewNonce string
+}
+
+// VerifyProof is VerifyContext that also tells whether the client should be sent a new nonce.
+// A refusal for want of a current nonce wraps ErrUseNonce: answer it with Nonce.
+func (v *Verifier) VerifyProof(ctx context.Context, proof, method, callURL, accessToken string) (Proven, error) {
 	now := v.now()
-	jkt, jti, iat, err := v.check(proof, method, callURL, accessToken, now)
+	jkt, jti, iat, nonceCurrent, err := v.check(proof, method, callURL, accessToken, now)
 	if err != nil {
-		v.invalidN.Inc()
-		return "", err
+		if errors.Is(err, ErrUseNonce) {
+			v.useNonce.Inc()
+		} else {
+			v.invalidN.Inc()
+		}
+		return Proven{}, err
 	}
 	key := replayKey(jkt, jti)
 	if err := v.replay.add(key, now); err != nil {
@@ -184,7 +211,7 @@ func (v *Verifier) VerifyContext(ctx context.Context, proof, method, callURL, ac
 		} else {
 			v.full.Inc()
 		}
-		return "", err
+		return Proven{}, err
 	}
 	if v.shared != nil {
 		// New here; seen at another replica? The proof is acceptable anywhere until iat + MaxAge
@@ -193,83 +220,112 @@ func (v *Verifier) VerifyContext(ctx context.Context, proof, method, callURL, ac
 		switch {
 		case err != nil:
 			v.unavailable.Inc()
-			return "", fmt.Errorf("%w: %v", ErrUnavailable, err)
+			return Proven{}, fmt.Errorf("%w: %v", ErrUnavailable, err)
 		case !first:
 			v.replayed.Inc()
-			return "", fmt.Errorf("%w (at another replica)", ErrReplayed)
+			return Proven{}, fmt.Errorf("%w (at another replica)", ErrReplayed)
 		}
 	}
 	v.ok.Inc()
-	return Identity(jkt), nil
+	p := Proven{Identity: Identity(jkt)}
+	if !nonceCurrent {
+		p.NewNonce = v.nonces.Current()
+	}
+	return p, nil
 }
+
+// Nonce is the nonce proofs must carry (Config.Nonces), to send to a client with ErrUseNonce's
+// refusal (NonceHeader); "" when the Verifier requires none.
+func (v *Verifier) Nonce() string {
+	if v.nonces == nil {
+		return ""
+	}
+	return v.nonces.Current()
+}
+
+// RequiresNonce reports whether proofs must carry a nonce (Config.Nonces).
+func (v *Verifier) RequiresNonce() bool { return v.nonces != nil }
 
 func invalid(format string, args ...any) error {
 	return fmt.Errorf("%w: "+format, append([]any{ErrInvalidProof}, args...)...)
 }
 
-// check verifies everything but the replay and returns the proof's key thumbprint, jti and iat.
-func (v *Verifier) check(proof, method, callURL, accessToken string, now time.Time) (jkt, jti string, iat time.Time, err error) {
+// check verifies everything but the replay and returns the proof's key thumbprint, jti and iat,
+// and whether its nonce is the current one (true when no nonce is required).
+func (v *Verifier) check(proof, method, callURL, accessToken string, now time.Time) (jkt, jti string, iat time.Time, nonceCurrent bool, err error) {
 	if len(proof) > v.maxSize {
-		return "", "", time.Time{}, invalid("longer than %d bytes", v.maxSize)
+		return "", "", time.Time{}, false, invalid("longer than %d bytes", v.maxSize)
 	}
 	d1 := strings.IndexByte(proof, '.')
 	d2 := d1 + 1 + strings.IndexByte(proof[d1+1:], '.')
 	if d1 < 0 || d2 <= d1 || strings.IndexByte(proof[d2+1:], '.') >= 0 {
-		return "", "", time.Time{}, invalid("not a compact JWS of three segments")
+		return "", "", time.Time{}, false, invalid("not a compact JWS of three segments")
 	}
 	pk, err := v.headers.parse(proof[:d1])
 	if err != nil {
-		return "", "", time.Time{}, err
+		return "", "", time.Time{}, false, err
 	}
 	sig, err := b64.DecodeString(proof[d2+1:])
 	if err != nil {
-		return "", "", time.Time{}, invalid("signature is not canonical base64url")
+		return "", "", time.Time{}, false, invalid("signature is not canonical base64url")
 	}
 	if !verifySig(pk.alg, pk.key, proof[:d2], sig) {
-		return "", "", time.Time{}, invalid("bad signature")
+		return "", "", time.Time{}, false, invalid("bad signature")
 	}
 	payload, err := b64.DecodeString(proof[d1+1 : d2])
 	if err != nil {
-		return "", "", time.Time{}, invalid("payload is not canonical base64url")
+		return "", "", time.Time{}, false, invalid("payload is not canonical base64url")
 	}
 	if err := jsonstrict.Object(payload, nil); err != nil {
-		return "", "", time.Time{}, invalid("claims: %v", err)
+		return "", "", time.Time{}, false, invalid("claims: %v", err)
 	}
 	var c struct {
-		JTI *string  `json:"jti"`
-		HTM *string  `json:"htm"`
-		HTU *string  `json:"htu"`
-		IAT *float64 `json:"iat"`
-		ATH *string  `json:"ath"`
+		JTI   *string  `json:"jti"`
+		HTM   *string  `json:"htm"`
+		HTU   *string  `json:"htu"`
+		IAT   *float64 `json:"iat"`
+		ATH   *string  `json:"ath"`
+		Nonce *string  `json:"nonce"`
 	}
 	if err := json.Unmarshal(payload, &c); err != nil {
-		return "", "", time.Time{}, invalid("claims: %v", err)
+		return "", "", time.Time{}, false, invalid("claims: %v", err)
 	}
 	switch {
 	case c.JTI == nil || *c.JTI == "" || len(*c.JTI) > 256:
-		return "", "", time.Time{}, invalid("jti missing, empty or longer than 256 bytes")
+		return "", "", time.Time{}, false, invalid("jti missing, empty or longer than 256 bytes")
 	case c.HTM == nil || c.HTU == nil || c.IAT == nil:
-		return "", "", time.Time{}, invalid("htm, htu and iat are required")
+		return "", "", time.Time{}, false, invalid("htm, htu and iat are required")
 	case *c.HTM != method:
-		return "", "", time.Time{}, invalid("htm %q, the call's method is %q", *c.HTM, method)
+		return "", "", time.Time{}, false, invalid("htm %q, the call's method is %q", *c.HTM, method)
 	}
 	if err := v.matchURL(*c.HTU, callURL); err != nil {
-		return "", "", time.Time{}, err
+		return "", "", time.Time{}, false, err
 	}
 	issued := time.Unix(int64(*c.IAT), 0)
 	switch {
 	case issued.Before(now.Add(-v.maxAge)):
-		return "", "", time.Time{}, invalid("issued %s ago, more than %s", now.Sub(issued).Truncate(time.Second), v.maxAge)
+		return "", "", time.Time{}, false, invalid("issued %s ago, more than %s", now.Sub(issued).Truncate(time.Second), v.maxAge)
 	case issued.After(now.Add(v.skew)):
-		return "", "", time.Time{}, invalid("issued %s in the future, more than %s", issued.Sub(now).Truncate(time.Second), v.skew)
+		return "", "", time.Time{}, false, invalid("issued %s in the future, more than %s", issued.Sub(now).Truncate(time.Second), v.skew)
 	}
 	switch {
 	case accessToken != "" && c.ATH == nil:
-		return "", "", time.Time{}, invalid("no ath for the access token presented")
+		return "", "", time.Time{}, false, invalid("no ath for the access token presented")
 	case accessToken != "" && *c.ATH != AccessTokenHash(accessToken):
-		return "", "", time.Time{}, invalid("ath is not the hash of the access token presented")
+		return "", "", time.Time{}, false, invalid("ath is not the hash of the access token presented")
 	}
-	return pk.jkt, *c.JTI, issued, nil
+	nonceCurrent = true
+	if v.nonces != nil {
+		// After everything else: a client told to use a nonce has a proof that would otherwise pass.
+		if c.Nonce == nil {
+			return "", "", time.Time{}, false, fmt.Errorf("%w: the proof carries no nonce", ErrUseNonce)
+		}
+		var valid bool
+		if valid, nonceCurrent = v.nonces.Valid(*c.Nonce); !valid {
+			return "", "", time.Time{}, false, fmt.Errorf("%w: the proof's nonce is stale or not this server's", ErrUseNonce)
+		}
+	}
+	return pk.jkt, *c.JTI, issued, nonceCurrent, nil
 }
 
 // proofKey is what a proof's header says: its algorithm, its public key and the key's thumbprint.

@@ -94,7 +94,12 @@ func newGuard(cfg Config) *guard {
 	return g
 }
 
-var errUnauthenticated = status.Error(codes.Unauthenticated, "unauthenticated")
+var (
+	errUnauthenticated = status.Error(codes.Unauthenticated, "unauthenticated")
+	// errUseNonce refuses a DPoP proof without the current nonce (RFC 9449's error code; the
+	// nonce goes in the trailer, dpop.NonceHeader).
+	errUseNonce = status.Error(codes.Unauthenticated, "use_dpop_nonce")
+)
 
 // exempt reports whether method matches an exemption selector.
 func (g *guard) exempt(method string) bool { return g.rules.Exempt(method) }
@@ -116,6 +121,13 @@ func (g *guard) authenticate(ctx context.Context, method string) (*session.Sessi
 	if err == nil {
 		if err = g.checkClient(ctx, s, nil, tok, method); err == nil {
 			return s, nil
+		}
+		if errors.Is(err, dpop.ErrUseNonce) { // the proof lacks the current nonce: routine, not theft
+			guardrules.Refuse(ctx, g.refused, guardrules.RefusedUseNonce)
+			_ = grpc.SetTrailer(ctx, metadata.Pairs(dpop.NonceHeader, g.cfg.DPoP.Nonce()))
+			g.log.Debug("keyfort: call refused", slog.String("method", method), slog.String("session", s.ID),
+				slog.String("reason", err.Error()))
+			return nil, errUseNonce
 		}
 		if errors.Is(err, session.ErrStoreUnavailable) { // DPoP's shared replay cache did not answer
 			guardrules.Refuse(ctx, g.refused, guardrules.RefusedUnavailable)
@@ -204,7 +216,11 @@ func (g *guard) checkClient(ctx context.Context, s *session.Session, md metadata
 	}
 	if dpop.IsIdentity(s.Principal.Client) { // only on the interceptors' path: ctx holds the headers
 		proofs, callURL := dpop.IncomingGRPC(ctx, method)
-		return s.CheckProof(ctx, g.cfg.DPoP, proofs, dpop.GRPCMethod, callURL, tok)
+		nonce, err := s.CheckProofNonce(ctx, g.cfg.DPoP, proofs, dpop.GRPCMethod, callURL, tok)
+		if nonce != "" { // the proof's nonce is about to be refused: the client moves on to this one
+			_ = grpc.SetHeader(ctx, metadata.Pairs(dpop.NonceHeader, nonce))
+		}
+		return err
 	}
 	if g.cfg.ClientIdentity != nil {
 		if md == nil {

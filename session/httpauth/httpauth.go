@@ -103,9 +103,12 @@ func (g *guard) serve(w http.ResponseWriter, r *http.Request, next http.Handler)
 		g.refuse(w, r, guardrules.RefusedUnauthenticated, err)
 		return
 	}
-	if err := g.checkClient(r, s, tok); err != nil {
+	if err := g.checkClient(w, r, s, tok); err != nil {
 		reason := guardrules.RefusedClientMismatch
-		if errors.Is(err, session.ErrStoreUnavailable) { // DPoP's shared replay cache did not answer
+		switch {
+		case errors.Is(err, dpop.ErrUseNonce): // the proof lacks the current nonce: routine, not theft
+			reason = guardrules.RefusedUseNonce
+		case errors.Is(err, session.ErrStoreUnavailable): // DPoP's shared replay cache did not answer
 			reason = guardrules.RefusedUnavailable
 		}
 		g.refuse(w, r, reason, err)
@@ -120,8 +123,9 @@ func (g *guard) serve(w http.ResponseWriter, r *http.Request, next http.Handler)
 	next.ServeHTTP(w, r.WithContext(ctx))
 }
 
-// checkClient checks that the caller may use s, whose token (tok) may be bound to a client.
-func (g *guard) checkClient(r *http.Request, s *session.Session, tok string) error {
+// checkClient checks that the caller may use s, whose token (tok) may be bound to a client. A DPoP
+// proof whose nonce is about to be refused gets the current one in the response's DPoP-Nonce.
+func (g *guard) checkClient(w http.ResponseWriter, r *http.Request, s *session.Session, tok string) error {
 	switch {
 	case s.Principal.Client == "":
 		return nil
@@ -130,7 +134,11 @@ func (g *guard) checkClient(r *http.Request, s *session.Session, tok string) err
 		if r.TLS != nil {
 			scheme = "https"
 		}
-		return s.CheckProof(r.Context(), g.cfg.DPoP, r.Header.Values("DPoP"), r.Method, scheme+"://"+r.Host+r.URL.EscapedPath(), tok)
+		nonce, err := s.CheckProofNonce(r.Context(), g.cfg.DPoP, r.Header.Values("DPoP"), r.Method, scheme+"://"+r.Host+r.URL.EscapedPath(), tok)
+		if nonce != "" {
+			w.Header().Set("DPoP-Nonce", nonce)
+		}
+		return err
 	case g.cfg.ClientIdentity != nil:
 		return s.CheckClientIdentity(g.cfg.ClientIdentity(r))
 	case r.TLS != nil && len(r.TLS.PeerCertificates) > 0:
@@ -146,13 +154,22 @@ func (g *guard) checkClient(r *http.Request, s *session.Session, tok string) err
 func (g *guard) refuse(w http.ResponseWriter, r *http.Request, reason string, err error) {
 	guardrules.Refuse(r.Context(), g.refused, reason)
 	level := slog.LevelInfo
-	if reason == guardrules.RefusedClientMismatch {
+	switch reason {
+	case guardrules.RefusedClientMismatch:
 		level = slog.LevelWarn
+	case guardrules.RefusedUseNonce:
+		level = slog.LevelDebug
 	}
 	g.log.LogAttrs(r.Context(), level, "keyfort: request refused", slog.String("method", r.Method),
 		slog.String("path", r.URL.Path), slog.String("reason", err.Error()))
 	if reason == guardrules.RefusedUnavailable {
 		http.Error(w, "session store unavailable", http.StatusServiceUnavailable)
+		return
+	}
+	if reason == guardrules.RefusedUseNonce { // RFC 9449 §9: the nonce to sign a new proof with
+		w.Header().Set("DPoP-Nonce", g.cfg.DPoP.Nonce())
+		w.Header().Set("WWW-Authenticate", `DPoP error="use_dpop_nonce", error_description="Resource server requires nonce in DPoP proof"`)
+		http.Error(w, "use_dpop_nonce", http.StatusUnauthorized)
 		return
 	}
 	w.Header().Set("WWW-Authenticate", `Bearer realm="keyfort"`)

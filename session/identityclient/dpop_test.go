@@ -10,9 +10,12 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
@@ -22,6 +25,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	pb "github.com/keyfort/keyfort/api/identity/v1"
+	"github.com/keyfort/keyfort/internal/metrictest"
 	"github.com/keyfort/keyfort/session"
 	"github.com/keyfort/keyfort/session/dpop"
 	"github.com/keyfort/keyfort/session/grpcauth"
@@ -259,5 +263,179 @@ func TestDPoPSessionOnItsRuntimeConnection(t *testing.T) {
 	}
 	if err := s.End(context.Background()); err != nil {
 		t.Fatalf("an end over it: %v", err)
+	}
+}
+
+// TestDPoPNonces: a runtime and guards that require DPoP nonces (RFC 9449 §8, §9). The client's
+// first start is refused for want of one and made again with it, unseen by the caller; the
+// runtime's answers name the nonce, so the first guarded call needs no second try. A guarded call
+// with the last period's nonce is served and told the new one, and so is a refresh; after two
+// idle periods a guarded call and a refresh are each refused once and made again, and the session
+// does not end for it. A guarded HTTP service does the same with DPoP-Nonce, and the RoundTripper sends a
+// refused request again with its body. A proof whose nonce is forged is refused.
+func TestDPoPNonces(t *testing.T) {
+	nclk := &clock{t: time.Now()}
+	nonces, err := dpop.NewNonces(dpop.NonceConfig{Secret: []byte(strings.Repeat("s", 32)), Period: 10 * time.Second, Now: nclk.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg := prometheus.NewRegistry()
+	r := newRuntimeWith(t, nil, dpop.Config{Nonces: nonces, Registerer: reg})
+	refusals := func() float64 {
+		return metrictest.Counter(t, reg, "keyfort_dpop_proofs_total", map[string]string{"result": "use_nonce"})
+	}
+	key, _ := dpop.GenerateKey()
+	var saved *pb.SessionTokens
+	s := r.start(t, identityclient.Config{DPoP: key, OnTokens: func(tok *pb.SessionTokens) { saved = tok }})
+	if got := claimOf(t, saved.GetAccessToken(), "cli"); got != key.Identity() {
+		t.Fatalf("access token bound to %v", got)
+	}
+	if n := refusals(); n != 1 {
+		t.Fatalf("the start was refused %v times for want of a nonce, want 1 (then made again)", n)
+	}
+	if key.Nonce("https://"+r.addr+"/") != nonces.Current() {
+		t.Fatal("the client did not learn the runtime's nonce")
+	}
+	cc, err := grpc.NewClient(r.addr, append(s.DialOptions(), grpc.WithTransportCredentials(insecure.NewCredentials()))...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cc.Close()
+	health := healthpb.NewHealthClient(cc)
+	check := func(what string, wantRefusals float64) {
+		t.Helper()
+		if _, err := health.Check(context.Background(), &healthpb.HealthCheckRequest{}); err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+		if n := refusals(); n != wantRefusals {
+			t.Fatalf("%s: %v refusals for want of a nonce, want %v", what, n, wantRefusals)
+		}
+	}
+	check("the first guarded call", 1)
+	nclk.Advance(10 * time.Second) // the client's nonce is the last period's: served, and told the new one
+	check("a call with the last period's nonce", 1)
+	if key.Nonce("https://"+r.addr+"/") != nonces.Current() {
+		t.Fatal("the guard did not send the new nonce with its answer")
+	}
+	nclk.Advance(20 * time.Second) // idle for two periods: refused once, made again
+	check("a call after two idle periods", 2)
+	nclk.Advance(10 * time.Second) // the runtime serves the last period's nonce and names the new one
+	if err := s.Refresh(context.Background()); err != nil {
+		t.Fatalf("a refresh with the last period's nonce: %v", err)
+	}
+	if n := refusals(); n != 2 || key.Nonce("https://"+r.addr+"/") != nonces.Current() {
+		t.Fatalf("a refresh with the last period's nonce: %v refusals (want 2), nonce current %v", n, key.Nonce("https://"+r.addr+"/") == nonces.Current())
+	}
+	nclk.Advance(20 * time.Second)
+	if err := s.Refresh(context.Background()); err != nil {
+		t.Fatalf("a refresh after two idle periods: %v", err)
+	}
+	if n := refusals(); n != 3 {
+		t.Fatalf("the refresh: %v refusals, want 3", n)
+	}
+
+	// By hand: a proof with a forged nonce is refused with use_dpop_nonce, and the trailer names the
+	// nonce to use.
+	tok := accessToken(t, s)
+	key.SetNonce("https://"+r.addr+"/", "forged-nonce") // a nonce no server issued
+	proof := must(key.Proof(dpop.GRPCMethod, dpop.GRPCURL(r.addr, healthCheck), tok))
+	key.SetNonce("https://"+r.addr+"/", nonces.Current())
+	var trailer metadata.MD
+	ctx := metadata.AppendToOutgoingContext(context.Background(), "authorization", "DPoP "+tok, "dpop", proof)
+	_, err = healthpb.NewHealthClient(r.conn(t, nil)).Check(ctx, &healthpb.HealthCheckRequest{}, grpc.Trailer(&trailer))
+	if st, _ := status.FromError(err); st.Code() != codes.Unauthenticated || st.Message() != "use_dpop_nonce" {
+		t.Fatalf("a forged nonce: %v, want Unauthenticated use_dpop_nonce", err)
+	}
+	if got := trailer.Get(dpop.NonceHeader); len(got) != 1 || got[0] != nonces.Current() {
+		t.Fatalf("the refusal's trailer names %v, want the current nonce", got)
+	}
+
+	// HTTP: the guard answers 401 use_dpop_nonce with DPoP-Nonce; the RoundTripper sends the POST
+	// again, body and all.
+	var bodies atomic.Int64
+	echo := http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		b, _ := io.ReadAll(req.Body)
+		bodies.Add(1)
+		_, _ = w.Write(b)
+	})
+	srv := httptest.NewTLSServer(httpauth.New(httpauth.Config{Sessions: r.cache, DPoP: r.proofs})(echo))
+	defer srv.Close()
+	client := &http.Client{Transport: s.RoundTripper(srv.Client().Transport)}
+	post := func(what string) {
+		t.Helper()
+		resp, err := client.Post(srv.URL+"/echo", "text/plain", strings.NewReader("payload"))
+		if err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != http.StatusOK || string(b) != "payload" {
+			t.Fatalf("%s: %d %q, want 200 payload", what, resp.StatusCode, b)
+		}
+	}
+	before := refusals()
+	post("the first POST to the HTTP service (it shares the runtime's nonces, but is another origin)")
+	if n := refusals(); n != before+1 || bodies.Load() != 1 {
+		t.Fatalf("the first POST: %v refusals (want %v), the handler ran %d times (want 1)", n, before+1, bodies.Load())
+	}
+	post("a second POST")
+	if n := refusals(); n != before+1 {
+		t.Fatalf("a second POST was refused for want of a nonce")
+	}
+
+	if err := s.End(context.Background()); err != nil {
+		t.Fatalf("end: %v", err)
+	}
+	if _, err := health.Check(context.Background(), &healthpb.HealthCheckRequest{}); status.Code(err) != codes.Unauthenticated {
+		t.Errorf("a call after the end: %v", err)
+	}
+}
+
+// TestDPoPNonceRefusalKeepsTheSession: a refresh the runtime refuses for want of a nonce, even
+// after its second try, leaves the session going (its refresh token was not spent): it fails, and
+// the next refresh succeeds (a refusal of the refresh token itself would end the session); an end
+// refused so is reported, not taken for a session that was over already.
+func TestDPoPNonceRefusalKeepsTheSession(t *testing.T) {
+	var spinning atomic.Bool
+	var mu sync.Mutex
+	at := time.Now()
+	now := func() time.Time { // while spinning, every nonce is stale by the time it is checked
+		mu.Lock()
+		defer mu.Unlock()
+		if spinning.Load() {
+			at = at.Add(30 * time.Second)
+		}
+		return at
+	}
+	nonces, err := dpop.NewNonces(dpop.NonceConfig{Secret: []byte(strings.Repeat("s", 32)), Period: 10 * time.Second, Now: now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := newRuntimeWith(t, nil, dpop.Config{Nonces: nonces})
+	key, _ := dpop.GenerateKey()
+	s := r.start(t, identityclient.Config{DPoP: key})
+	spinning.Store(true)
+	err = s.Refresh(context.Background())
+	if err == nil || errors.Is(err, identityclient.ErrEnded) || status.Convert(errors.Unwrap(err)).Message() != "use_dpop_nonce" {
+		t.Fatalf("a refresh refused twice for want of a nonce: %v, want a use_dpop_nonce failure that does not end the session", err)
+	}
+	spinning.Store(false)
+	if err := s.Refresh(context.Background()); err != nil {
+		t.Fatalf("the next refresh: %v", err)
+	}
+	// End likewise: refused for want of a nonce is not "over already".
+	spinning.Store(true)
+	if err := s.End(context.Background()); err == nil {
+		t.Fatal("an end refused twice for want of a nonce reported success")
+	}
+	spinning.Store(false)
+	if _, err := s.AccessToken(context.Background()); err != nil {
+		t.Fatalf("the session after a refused end: %v", err)
+	}
+	if err := s.End(context.Background()); err != nil {
+		t.Fatalf("the next end: %v", err)
+	}
+	if err := r.guarded(t, s); status.Code(err) != codes.Unauthenticated {
+		t.Fatalf("a call after the end: %v", err)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"strings"
@@ -140,7 +141,11 @@ func Start(ctx context.Context, cfg Config, req *pb.StartIdentitySessionRequest)
 	if cfg.Runtime == nil {
 		return nil, errors.New("identityclient: Config needs Runtime")
 	}
-	resp, err := cfg.Runtime.StartIdentitySession(ctx, req, proofOption(cfg)...)
+	var resp *pb.StartIdentitySessionResponse
+	err := runtimeCall(ctx, cfg, func(ctx context.Context, opts ...grpc.CallOption) (err error) {
+		resp, err = cfg.Runtime.StartIdentitySession(ctx, req, opts...)
+		return err
+	})
 	if err != nil {
 		return nil, fmt.Errorf("identityclient: starting a session at %q: %w", req.GetIdentityProvider(), err)
 	}
@@ -232,19 +237,43 @@ func accessToken(md map[string]string) string {
 	return v[strings.IndexByte(v, ' ')+1:]
 }
 
-// runtimeProofCalls are the runtime's methods that Session calls with proofOption's proof.
+// runtimeProofCalls are the runtime's methods that Session calls with runtimeCall's proof.
 var runtimeProofCalls = map[string]bool{
 	pb.IdentityRuntimeService_RefreshIdentitySession_FullMethodName: true,
 	pb.IdentityRuntimeService_EndIdentitySession_FullMethodName:     true,
 }
 
-// proofOption is the call option that puts a DPoP proof on a call to the runtime, when the
-// session has a key.
-func proofOption(cfg Config) []grpc.CallOption {
+// runtimeCall makes a call of the session to the runtime (invoke, with the options it is given):
+// with a DPoP key, it carries a proof of it (per-call credentials), learns the runtime's nonces
+// and, refused for want of a current one, is made once more (dpop.Key.Call).
+func runtimeCall(ctx context.Context, cfg Config, invoke func(ctx context.Context, opts ...grpc.CallOption) error) error {
 	if cfg.DPoP == nil {
-		return nil
+		return invoke(ctx)
 	}
-	return []grpc.CallOption{grpc.PerRPCCredentials(cfg.DPoP.Credentials(!cfg.Insecure))}
+	creds := grpc.PerRPCCredentials(cfg.DPoP.Credentials(!cfg.Insecure))
+	return cfg.DPoP.Call(ctx, func(ctx context.Context, opts ...grpc.CallOption) error {
+		return invoke(ctx, append(opts, creds)...)
+	})
+}
+
+// isUseNonce reports whether the runtime refused a call for want of a current DPoP nonce: nothing
+// was spent, and the session is not over.
+func isUseNonce(err error) bool {
+	st, _ := status.FromError(err)
+	return st.Code() == codes.Unauthenticated && st.Message() == "use_dpop_nonce"
+}
+
+// DialOptions are the options of a connection to guarded services that carries the session: its
+// credentials (the Session) and, with Config.DPoP, the interceptors that learn the services' DPoP
+// nonces and make a unary call refused for want of a current one once more
+// (dpop.Key.UnaryClientInterceptor, StreamClientInterceptor).
+func (s *Session) DialOptions() []grpc.DialOption {
+	opts := []grpc.DialOption{grpc.WithPerRPCCredentials(s)}
+	if k := s.cfg.DPoP; k != nil {
+		opts = append(opts, grpc.WithChainUnaryInterceptor(k.UnaryClientInterceptor()),
+			grpc.WithChainStreamInterceptor(k.StreamClientInterceptor()))
+	}
+	return opts
 }
 
 // GetRequestMetadata implements credentials.PerRPCCredentials: the call's authorization header
@@ -261,7 +290,7 @@ func (s *Session) GetRequestMetadata(ctx context.Context, uri ...string) (map[st
 	}
 	if ri, ok := credentials.RequestInfoFromContext(ctx); ok && runtimeProofCalls[ri.Method] {
 		// The session's own call to the runtime, over a connection that carries the session:
-		// that call has its proof (proofOption), and a second would be refused.
+		// that call has its proof (runtimeCall), and a second would be refused.
 		return md, nil
 	}
 	proof, err := s.cfg.DPoP.GRPCProof(ctx, uri, accessToken(md))
@@ -357,7 +386,11 @@ func (s *Session) startRefresh(asker context.Context, now time.Time) chan struct
 // refresh presents rt once and publishes the outcome.
 func (s *Session) refresh(ctx context.Context, rt string, done chan struct{}) {
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.RefreshTimeout)
-	resp, err := s.cfg.Runtime.RefreshIdentitySession(ctx, &pb.RefreshIdentitySessionRequest{RefreshToken: rt}, proofOption(s.cfg)...)
+	var resp *pb.RefreshIdentitySessionResponse
+	err := runtimeCall(ctx, s.cfg, func(ctx context.Context, opts ...grpc.CallOption) (err error) {
+		resp, err = s.cfg.Runtime.RefreshIdentitySession(ctx, &pb.RefreshIdentitySessionRequest{RefreshToken: rt}, opts...)
+		return err
+	})
 	cancel()
 	var tokens *pb.SessionTokens
 	if err == nil {
@@ -381,7 +414,7 @@ func (s *Session) refresh(ctx context.Context, rt string, done chan struct{}) {
 		s.set(tokens, s.now())
 		s.lastErr, s.retryAt, s.backoff = nil, time.Time{}, 0
 		s.refreshes.WithLabelValues("ok").Inc()
-	case status.Code(err) == codes.Unauthenticated:
+	case status.Code(err) == codes.Unauthenticated && !isUseNonce(err):
 		s.ended = fmt.Errorf("%w: session %s: the runtime refused its refresh token (%s)", ErrEnded, id, status.Convert(err).Message())
 		s.log.Warn("keyfort: session ended by the identity runtime", slog.String("session", id))
 		s.refreshes.WithLabelValues("ended").Inc()
@@ -443,8 +476,11 @@ func (s *Session) End(ctx context.Context) error {
 	s.mu.Unlock()
 	var err error
 	if ended == nil {
-		_, err = s.cfg.Runtime.EndIdentitySession(ctx, &pb.EndIdentitySessionRequest{Token: rt}, proofOption(s.cfg)...)
-		if status.Code(err) == codes.Unauthenticated {
+		err = runtimeCall(ctx, s.cfg, func(ctx context.Context, opts ...grpc.CallOption) error {
+			_, err := s.cfg.Runtime.EndIdentitySession(ctx, &pb.EndIdentitySessionRequest{Token: rt}, opts...)
+			return err
+		})
+		if status.Code(err) == codes.Unauthenticated && !isUseNonce(err) {
 			err = nil // refused: the session was over already
 		}
 	}
@@ -497,17 +533,61 @@ func (rt roundTripper) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	out := req.Clone(req.Context()) // a RoundTripper must not modify its request
 	out.Header.Set("Authorization", md["authorization"])
-	if k := rt.s.cfg.DPoP; k != nil {
-		u := *req.URL
-		u.RawQuery, u.Fragment = "", ""
-		proof, err := k.Proof(req.Method, u.String(), accessToken(md))
+	k := rt.s.cfg.DPoP
+	if k == nil {
+		return rt.base.RoundTrip(out)
+	}
+	u := *req.URL
+	u.RawQuery, u.Fragment = "", ""
+	htu := u.String()
+	for attempt := 0; ; attempt++ {
+		nonce := k.Nonce(htu)
+		proof, err := k.Proof(req.Method, htu, accessToken(md))
 		if err != nil {
-			closeBody(req)
+			closeBody(out)
 			return nil, err
 		}
 		out.Header.Set("DPoP", proof)
+		resp, err := rt.base.RoundTrip(out)
+		if err != nil {
+			return nil, err
+		}
+		// RFC 9449 §9: a service that requires a nonce sends it (DPoP-Nonce), with a 401 whose
+		// challenge says use_dpop_nonce when the proof lacked it. The request was refused before
+		// it was served: send it once more, with a proof that carries the nonce, when its body can
+		// be sent again.
+		k.SetNonce(htu, resp.Header.Get("DPoP-Nonce")) // ignored when absent or malformed
+		if attempt > 0 || resp.StatusCode != http.StatusUnauthorized || k.Nonce(htu) == nonce ||
+			!strings.Contains(resp.Header.Get("WWW-Authenticate"), "use_dpop_nonce") {
+			return resp, nil
+		}
+		next, ok := replay(req)
+		if !ok {
+			return resp, nil
+		}
+		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 4<<10))
+		_ = resp.Body.Close()
+		out = next
+		out.Header.Set("Authorization", md["authorization"])
 	}
-	return rt.base.RoundTrip(out)
+}
+
+// replay is a copy of req to send again, with a new body when it has one (GetBody); false when
+// its body cannot be read again.
+func replay(req *http.Request) (*http.Request, bool) {
+	out := req.Clone(req.Context())
+	if req.Body == nil || req.Body == http.NoBody {
+		return out, true
+	}
+	if req.GetBody == nil {
+		return nil, false
+	}
+	body, err := req.GetBody()
+	if err != nil {
+		return nil, false
+	}
+	out.Body = body
+	return out, true
 }
 
 // closeBody closes a request's body, as a RoundTripper must even when it fails.

@@ -71,11 +71,12 @@ type runtime struct {
 	mkServer  func() *grpc.Server
 }
 
-func newRuntime(t testing.TB) *runtime { return newRuntimeWith(t, nil) }
+func newRuntime(t testing.TB) *runtime { return newRuntimeWith(t, nil, dpop.Config{}) }
 
-// newRuntimeWith is newRuntime over the server credentials creds (nil: plaintext); with creds, the
-// runtime binds sessions to their client's certificate, refresh and access tokens both.
-func newRuntimeWith(t testing.TB, creds credentials.TransportCredentials) *runtime {
+// newRuntimeWith is newRuntime over the server credentials creds (nil: plaintext), verifying DPoP
+// proofs with dcfg; with creds, the runtime binds sessions to their client's certificate, refresh
+// and access tokens both.
+func newRuntimeWith(t testing.TB, creds credentials.TransportCredentials, dcfg dpop.Config) *runtime {
 	t.Helper()
 	clk := &clock{t: time.Now()}
 	m, iss := sessiontest.NewManager(t, func(c *session.Config) {
@@ -86,7 +87,7 @@ func newRuntimeWith(t testing.TB, creds credentials.TransportCredentials) *runti
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = cache.Close() })
-	proofs, err := dpop.NewVerifier(dpop.Config{})
+	proofs, err := dpop.NewVerifier(dcfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -405,7 +406,7 @@ func TestBoundSessionOverMutualTLS(t *testing.T) {
 		t.Fatal(err)
 	}
 	r := newRuntimeWith(t, credentials.NewTLS(&tls.Config{Certificates: []tls.Certificate{pair}, ClientCAs: ca.Pool(),
-		ClientAuth: tls.RequireAndVerifyClientCert, MinVersion: tls.VersionTLS13}))
+		ClientAuth: tls.RequireAndVerifyClientCert, MinVersion: tls.VersionTLS13}), dpop.Config{})
 	dial := func(uri string, s *identityclient.Session) *grpc.ClientConn {
 		certFile, keyFile := ca.ClientWith(t, []string{uri}, nil)
 		cert, err := tls.LoadX509KeyPair(certFile, keyFile)

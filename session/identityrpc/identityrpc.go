@@ -120,13 +120,20 @@ func New(m *session.Manager, opts Options) *Server {
 }
 
 // outcome names what happened to a call, for the audit record and the metric.
-func outcome(err error) string { return session.Outcome(err) }
+func outcome(err error) string {
+	if errors.Is(err, dpop.ErrUseNonce) {
+		return "use_dpop_nonce"
+	}
+	return session.Outcome(err)
+}
 
 // statusOf is the status a refused call answers with: generic messages, the reason stays in the log.
 func statusOf(err error) error {
 	switch outcome(err) {
 	case "invalid_argument":
 		return status.Error(codes.InvalidArgument, "unknown identity provider")
+	case "use_dpop_nonce": // RFC 9449's error code; the nonce is in the trailer (dpop.NonceHeader)
+		return status.Error(codes.Unauthenticated, "use_dpop_nonce")
 	case "unauthenticated", "refresh_reuse", "client_mismatch":
 		return status.Error(codes.Unauthenticated, "unauthenticated")
 	case "unavailable":
@@ -198,14 +205,22 @@ func (s *Server) binding(ctx context.Context, certToo bool) (string, error) {
 			if len(proofs) > 1 {
 				return "", fmt.Errorf("%w: %d DPoP proofs, want one", session.ErrClientMismatch, len(proofs))
 			}
-			id, err := s.dpop.VerifyContext(ctx, proofs[0], dpop.GRPCMethod, callURL, "")
+			p, err := s.dpop.VerifyProof(ctx, proofs[0], dpop.GRPCMethod, callURL, "")
 			if errors.Is(err, dpop.ErrUnavailable) {
 				return "", fmt.Errorf("%w: %w", session.ErrStoreUnavailable, err)
+			}
+			if errors.Is(err, dpop.ErrUseNonce) { // RFC 9449 §8: the nonce to sign a new proof with
+				_ = grpc.SetTrailer(ctx, metadata.Pairs(dpop.NonceHeader, s.dpop.Nonce()))
 			}
 			if err != nil {
 				return "", fmt.Errorf("%w: %w", session.ErrClientMismatch, err)
 			}
-			return id, nil
+			if s.dpop.RequiresNonce() {
+				// Every answer to a proof names the current nonce, for the client's next calls here
+				// and at the services that share the nonce secret.
+				_ = grpc.SetHeader(ctx, metadata.Pairs(dpop.NonceHeader, s.dpop.Nonce()))
+			}
+			return p.Identity, nil
 		}
 	}
 	if !certToo {

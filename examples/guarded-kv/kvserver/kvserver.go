@@ -162,7 +162,15 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Server, error)
 		if shared, ok := store.(dpop.SharedReplay); ok && !cfg.Session.DPoP.Unshared {
 			dcfg.Shared = shared // the runtime's store: a proof is accepted by one replica only
 		}
-		if guard.DPoP, err = dpop.NewVerifier(dcfg); err != nil {
+		if cfg.Session.DPoP.Nonce {
+			// The runtime's nonces (keyed by the store they share): a client that has the
+			// runtime's nonce has this service's.
+			dcfg.Nonces, err = session.DPoPNonces(store, cfg.Session.DPoP.NoncePeriod)
+		}
+		if err == nil {
+			guard.DPoP, err = dpop.NewVerifier(dcfg)
+		}
+		if err != nil {
 			_ = s.cache.Close()
 			return fail(err)
 		}

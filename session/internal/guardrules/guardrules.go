@@ -125,6 +125,9 @@ const (
 	RefusedUnauthenticated = "unauthenticated"
 	RefusedClientMismatch  = "client_mismatch"
 	RefusedUnavailable     = "unavailable"
+	// RefusedUseNonce: a DPoP proof without the nonce the guard requires (dpop.Config.Nonces);
+	// the client is sent it and calls again.
+	RefusedUseNonce = "use_dpop_nonce"
 )
 
 // RefusedCounter is keyfort_guard_refused_total, registered with reg when it is not nil; guards
@@ -136,7 +139,7 @@ func RefusedCounter(reg prometheus.Registerer) *prometheus.CounterVec {
 	if reg != nil {
 		c, _ = promreg.Register(reg, c)
 	}
-	for _, r := range []string{RefusedCredential, RefusedUnauthenticated, RefusedClientMismatch, RefusedUnavailable} {
+	for _, r := range []string{RefusedCredential, RefusedUnauthenticated, RefusedClientMismatch, RefusedUnavailable, RefusedUseNonce} {
 		c.WithLabelValues(r)
 	}
 	return c
