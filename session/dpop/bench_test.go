@@ -31,16 +31,27 @@ func benchKeys(b *testing.B) map[string]*dpop.Key {
 }
 
 // BenchmarkVerifyProof is a guard's check of one call's proof: parse, key, signature, claims,
-// thumbprint and the replay cache. Each iteration verifies a new proof (made before the timer).
+// thumbprint and the replay cache; ES256_nonce with a server nonce required (dpop.Config.Nonces)
+// and carried. Each iteration verifies a new proof (made before the timer).
 func BenchmarkVerifyProof(b *testing.B) {
-	for _, alg := range []string{"ES256", "EdDSA"} {
-		b.Run(alg, func(b *testing.B) {
+	for _, name := range []string{"ES256", "EdDSA", "ES256_nonce"} {
+		b.Run(name, func(b *testing.B) {
+			alg, withNonce := strings.CutSuffix(name, "_nonce")
 			k := benchKeys(b)[alg]
+			cfg := dpop.Config{MaxProofs: b.N + 1}
+			if withNonce {
+				n, err := dpop.NewNonces(dpop.NonceConfig{Secret: []byte(strings.Repeat("s", 32)), Period: dpop.MaxNoncePeriod})
+				if err != nil {
+					b.Fatal(err)
+				}
+				cfg.Nonces = n
+				k.SetNonce(callURL, n.Current())
+			}
 			proofs := make([]string, b.N)
 			for i := range proofs {
 				proofs[i], _ = k.Proof("POST", callURL, token)
 			}
-			v := mustVerifier(b, dpop.Config{MaxProofs: b.N + 1})
+			v := mustVerifier(b, cfg)
 			b.ReportAllocs()
 			b.ResetTimer()
 			for i := range b.N {

@@ -19,4 +19,11 @@
 // For gRPC, a call's method is POST and its URL "https://" + :authority + the full method name
 // (GRPCURL), as grpc-go names a call to per-call credentials. Key.Credentials puts proofs on a
 // client's calls; identityclient does it for a session's own.
+//
+// Server nonces (RFC 9449 §8, §9) are optional: with Config.Nonces, a proof must also carry a nonce
+// the server issued (Nonces: stateless, the same at every replica with the same secret), and one
+// without the current nonce is refused with ErrUseNonce; the server sends Verifier.Nonce with the
+// refusal (NonceHeader, DPoP-Nonce in HTTP). A Key keeps the nonces servers send (SetNonce) and puts
+// them in its proofs; Key.Call, UnaryClientInterceptor and StreamClientInterceptor learn them from
+// gRPC answers and call once more after a refusal.
 package dpop

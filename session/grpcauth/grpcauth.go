@@ -61,7 +61,10 @@ type Config struct {
 	// binds the sessions its clients start with a proof: session/dpop): such a call must carry, in
 	// its dpop header, a fresh proof of that key for the call (method POST, URL
 	// dpop.GRPCURL(:authority, method)) and the token. Nil: DPoP-bound tokens are refused. One
-	// Verifier per process (its replay cache) serves every guard.
+	// Verifier per process (its replay cache) serves every guard. With a Verifier that requires
+	// nonces (dpop.Config.Nonces), a proof without the current one is refused with
+	// Unauthenticated "use_dpop_nonce" and the nonce in the trailer (dpop.NonceHeader), and one
+	// with the last period's is served with the current nonce in the header.
 	DPoP *dpop.Verifier
 	// Registerer receives keyfort_guard_refused_total{reason}: the calls the guard refused, by
 	// reason (credential: none, several, malformed; unauthenticated: a token that is invalid,

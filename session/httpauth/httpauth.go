@@ -42,7 +42,10 @@ type Config struct {
 	// (session/dpop): such a request must carry, in its DPoP header, a fresh proof of that key for
 	// its method and URL (scheme https with TLS, else http; the Host header; the path) and the
 	// token. Behind a proxy that rewrites scheme or host, set the Verifier's Origins to the public
-	// ones. Nil: DPoP-bound tokens are refused.
+	// ones. Nil: DPoP-bound tokens are refused. With a Verifier that requires nonces
+	// (dpop.Config.Nonces), a proof without the current one gets 401 with WWW-Authenticate: DPoP
+	// error="use_dpop_nonce" and the nonce in DPoP-Nonce (RFC 9449 §9), and one with the last
+	// period's is served with the current nonce in DPoP-Nonce.
 	DPoP *dpop.Verifier
 	// Registerer receives keyfort_guard_refused_total{reason}, shared with grpcauth's guards on the
 	// same registerer. Nil: not exported.

@@ -72,7 +72,9 @@ type Config struct {
 	// so the runtime binds the session's refresh and access tokens to the key (with its
 	// Options.DPoP set), and every refresh, end and guarded call carries a fresh proof of it, the
 	// access token with the DPoP scheme. A stolen token is then useless without the key. A client
-	// that Resumes a session must give it the key that started it.
+	// that Resumes a session must give it the key that started it. Runtimes and services that
+	// require DPoP nonces are followed: the session's own calls learn them and, refused for want
+	// of one, are made once more; guarded connections do the same with DialOptions.
 	DPoP *dpop.Key
 	// Insecure lets the access token go over a connection without transport security (a test on
 	// loopback, a sidecar on localhost). Off, gRPC refuses to send it over plaintext.

@@ -56,6 +56,10 @@ type Options struct {
 	// tokens, whatever BindClients and the Manager's BindAccessTokens say — and only calls with a
 	// proof of it refresh or end it. A proof that does not verify refuses the call. Nil: proofs
 	// are ignored and no session is bound to a key. Share the Verifier with the server's guard.
+	// With one that requires nonces (dpop.Config.Nonces), a call whose proof lacks the current
+	// nonce is refused with Unauthenticated "use_dpop_nonce" and the nonce in the trailer
+	// (dpop.NonceHeader), spending nothing; every answer to a proof names the current nonce in
+	// the header.
 	DPoP *dpop.Verifier
 	// RateLimit bounds each client's calls to the service (Server.UnaryServerInterceptor applies
 	// it); zero: no bound.
