@@ -178,14 +178,14 @@ const aud = "client-123.apps.googleusercontent.com"
 // guarded service accepting the runtime's access tokens (RuntimeJWKS, revalidation an hour away);
 // it returns the runtime's client, the identity provider (tokens for aud), the service and its
 // address.
-func runtimeWithKV(t *testing.T) (identitypb.IdentityRuntimeServiceClient, *oidctest.Issuer, *kvserver.Server, string) {
+func runtimeWithKV(t *testing.T, env ...string) (identitypb.IdentityRuntimeServiceClient, *oidctest.Issuer, *kvserver.Server, string) {
 	t.Helper()
 	redistest.Client(t) // skips without Redis (fails in CI)
 	iss := oidctest.New(t)
 	t.Setenv("GOOGLE_CLIENT_ID", aud)
-	rt, httpAddr := startRuntime(t, writeRuntimeConfig(t, iss.URL), []string{"GOOGLE_CLIENT_ID=" + aud})
+	rt, httpAddr := startRuntime(t, writeRuntimeConfig(t, iss.URL), append([]string{"GOOGLE_CLIENT_ID=" + aud}, env...))
 	srv, addr := startKV(t, "auth-enabled.yaml", iss.URL, kvserver.Options{Revalidate: time.Hour,
-		RuntimeJWKS: "http://" + httpAddr + "/.well-known/jwks.json"}, "KEYFORT_IDENTITY__SESSION__REDIS_URL="+redistest.URL())
+		RuntimeJWKS: "http://" + httpAddr + "/.well-known/jwks.json"}, append([]string{"KEYFORT_IDENTITY__SESSION__REDIS_URL=" + redistest.URL()}, env...)...)
 	return rt, iss, srv, addr
 }
 
@@ -295,10 +295,19 @@ func TestCallerWithIdentityClient(t *testing.T) {
 		}
 		callerWithIdentityClient(t, key)
 	})
+	// The runtime and the service both require DPoP nonces (identity.session.dpop.nonce): the
+	// client follows them with no error reaching the caller.
+	t.Run("dpop_nonce", func(t *testing.T) {
+		key, err := dpop.GenerateKey()
+		if err != nil {
+			t.Fatal(err)
+		}
+		callerWithIdentityClient(t, key, "KEYFORT_IDENTITY__SESSION__DPOP__NONCE=true")
+	})
 }
 
-func callerWithIdentityClient(t *testing.T, key *dpop.Key) {
-	rt, iss, srv, addr := runtimeWithKV(t)
+func callerWithIdentityClient(t *testing.T, key *dpop.Key, env ...string) {
+	rt, iss, srv, addr := runtimeWithKV(t, env...)
 
 	ctx := context.Background()
 	sess, err := identityclient.Start(ctx, identityclient.Config{Runtime: rt, Insecure: true, DPoP: key},
@@ -307,7 +316,7 @@ func callerWithIdentityClient(t *testing.T, key *dpop.Key) {
 		t.Fatal(err)
 	}
 	defer sess.Close()
-	cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()), grpc.WithPerRPCCredentials(sess))
+	cc, err := grpc.NewClient(addr, append(sess.DialOptions(), grpc.WithTransportCredentials(insecure.NewCredentials()))...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -315,6 +324,9 @@ func callerWithIdentityClient(t *testing.T, key *dpop.Key) {
 	kv := pb.NewKeyValueServiceClient(cc)
 	if _, err := kv.Put(ctx, &pb.PutRequest{Key: "a", Value: "1"}); err != nil {
 		t.Fatalf("a call with the session's credentials: %v", err)
+	}
+	if got := key != nil && key.Nonce("https://"+addr+"/") != ""; got != (len(env) > 0) {
+		t.Fatalf("the client holds a nonce of the service: %v, want %v", got, len(env) > 0)
 	}
 	before, _ := sess.AccessToken(ctx)
 	if err := sess.Refresh(ctx); err != nil {
