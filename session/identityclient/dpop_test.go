@@ -271,7 +271,7 @@ func TestDPoPSessionOnItsRuntimeConnection(t *testing.T) {
 // runtime's answers name the nonce, so the first guarded call needs no second try. A guarded call
 // with the last period's nonce is served and told the new one, and so is a refresh; after two
 // idle periods a guarded call and a refresh are each refused once and made again, and the session
-// does not end for it. A guarded HTTP service does the same with DPoP-Nonce, and the RoundTripper sends a
+// does not end for it; a stream refused so is not reopened, but the next one is served. A guarded HTTP service does the same with DPoP-Nonce, and the RoundTripper sends a
 // refused request again with its body. A proof whose nonce is forged is refused.
 func TestDPoPNonces(t *testing.T) {
 	nclk := &clock{t: time.Now()}
@@ -332,6 +332,26 @@ func TestDPoPNonces(t *testing.T) {
 	}
 	if n := refusals(); n != 3 {
 		t.Fatalf("the refresh: %v refusals, want 3", n)
+	}
+
+	// A stream after two idle periods is refused (not reopened: its messages may be gone) and the
+	// refusal's nonce learned, so the next stream is served.
+	nclk.Advance(20 * time.Second)
+	watch := func() error {
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		w, err := health.Watch(ctx, &healthpb.HealthCheckRequest{})
+		if err != nil {
+			return err
+		}
+		_, err = w.Recv()
+		return err
+	}
+	if err := watch(); status.Code(err) != codes.Unauthenticated || status.Convert(err).Message() != "use_dpop_nonce" {
+		t.Fatalf("a stream after two idle periods: %v, want use_dpop_nonce", err)
+	}
+	if err := watch(); err != nil {
+		t.Fatalf("the next stream: %v", err)
 	}
 
 	// By hand: a proof with a forged nonce is refused with use_dpop_nonce, and the trailer names the
