@@ -23,6 +23,10 @@ const (
 // in gRPC metadata) and calls again. Key's clients do that on their own.
 var ErrUseNonce = errors.New("dpop: use_dpop_nonce")
 
+// UseNonce is RFC 9449's error code for a proof without the nonce the server requires: the
+// message of Keyfort's gRPC refusals (codes.Unauthenticated) and the error of its HTTP challenges.
+const UseNonce = "use_dpop_nonce"
+
 // NonceHeader is the header (gRPC metadata key: lower case) in which a server sends the nonce its
 // proofs must carry.
 const NonceHeader = "dpop-nonce"

@@ -101,7 +101,7 @@ var (
 	errUnauthenticated = status.Error(codes.Unauthenticated, "unauthenticated")
 	// errUseNonce refuses a DPoP proof without the current nonce (RFC 9449's error code; the
 	// nonce goes in the trailer, dpop.NonceHeader).
-	errUseNonce = status.Error(codes.Unauthenticated, "use_dpop_nonce")
+	errUseNonce = status.Error(codes.Unauthenticated, dpop.UseNonce)
 )
 
 // exempt reports whether method matches an exemption selector.

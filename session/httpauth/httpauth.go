@@ -171,8 +171,8 @@ func (g *guard) refuse(w http.ResponseWriter, r *http.Request, reason string, er
 	}
 	if reason == guardrules.RefusedUseNonce { // RFC 9449 §9: the nonce to sign a new proof with
 		w.Header().Set("DPoP-Nonce", g.cfg.DPoP.Nonce())
-		w.Header().Set("WWW-Authenticate", `DPoP error="use_dpop_nonce", error_description="Resource server requires nonce in DPoP proof"`)
-		http.Error(w, "use_dpop_nonce", http.StatusUnauthorized)
+		w.Header().Set("WWW-Authenticate", `DPoP error="`+dpop.UseNonce+`", error_description="Resource server requires nonce in DPoP proof"`)
+		http.Error(w, dpop.UseNonce, http.StatusUnauthorized)
 		return
 	}
 	w.Header().Set("WWW-Authenticate", `Bearer realm="keyfort"`)

@@ -262,7 +262,7 @@ func runtimeCall(ctx context.Context, cfg Config, invoke func(ctx context.Contex
 // was spent, and the session is not over.
 func isUseNonce(err error) bool {
 	st, _ := status.FromError(err)
-	return st.Code() == codes.Unauthenticated && st.Message() == "use_dpop_nonce"
+	return st.Code() == codes.Unauthenticated && st.Message() == dpop.UseNonce
 }
 
 // DialOptions are the options of a connection to guarded services that carries the session: its
@@ -560,7 +560,7 @@ func (rt roundTripper) RoundTrip(req *http.Request) (*http.Response, error) {
 		// be sent again.
 		k.SetNonce(htu, resp.Header.Get("DPoP-Nonce")) // ignored when absent or malformed
 		if attempt > 0 || resp.StatusCode != http.StatusUnauthorized || k.Nonce(htu) == nonce ||
-			!strings.Contains(resp.Header.Get("WWW-Authenticate"), "use_dpop_nonce") {
+			!strings.Contains(resp.Header.Get("WWW-Authenticate"), dpop.UseNonce) {
 			return resp, nil
 		}
 		next, ok := replay(req)

@@ -126,7 +126,7 @@ func New(m *session.Manager, opts Options) *Server {
 // outcome names what happened to a call, for the audit record and the metric.
 func outcome(err error) string {
 	if errors.Is(err, dpop.ErrUseNonce) {
-		return "use_dpop_nonce"
+		return dpop.UseNonce
 	}
 	return session.Outcome(err)
 }
@@ -136,8 +136,8 @@ func statusOf(err error) error {
 	switch outcome(err) {
 	case "invalid_argument":
 		return status.Error(codes.InvalidArgument, "unknown identity provider")
-	case "use_dpop_nonce": // RFC 9449's error code; the nonce is in the trailer (dpop.NonceHeader)
-		return status.Error(codes.Unauthenticated, "use_dpop_nonce")
+	case dpop.UseNonce: // RFC 9449's error code; the nonce is in the trailer (dpop.NonceHeader)
+		return status.Error(codes.Unauthenticated, dpop.UseNonce)
 	case "unauthenticated", "refresh_reuse", "client_mismatch":
 		return status.Error(codes.Unauthenticated, "unauthenticated")
 	case "unavailable":

@@ -12,6 +12,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/keyfort/keyfort/internal/promreg"
+	"github.com/keyfort/keyfort/session/dpop"
 )
 
 // DefaultMaxCredentialSize bounds a credential header value.
@@ -127,7 +128,7 @@ const (
 	RefusedUnavailable     = "unavailable"
 	// RefusedUseNonce: a DPoP proof without the nonce the guard requires (dpop.Config.Nonces);
 	// the client is sent it and calls again.
-	RefusedUseNonce = "use_dpop_nonce"
+	RefusedUseNonce = dpop.UseNonce
 )
 
 // RefusedCounter is keyfort_guard_refused_total, registered with reg when it is not nil; guards
