@@ -120,6 +120,9 @@ type Tokens struct {
 	AccessExpiresAt  time.Time
 	RefreshToken     string
 	RefreshExpiresAt time.Time
+	// Client is the client the access token is bound to (its cli claim): a certificate's identity,
+	// a DPoP key's (dpop.Identity), or "" for a bearer token.
+	Client string
 	// Subject, Tenant and IdP are the session's (for the caller's records and audit logs).
 	Subject, Tenant, IdP string
 	// Evicted are the sessions of the subject StartSession ended to stay within
@@ -337,7 +340,7 @@ func (m *Manager) issue(ctx context.Context, f Family, client string) (Tokens, e
 		return Tokens{}, err
 	}
 	return Tokens{SessionID: f.SessionID, AccessToken: access, AccessExpiresAt: accessExp,
-		RefreshToken: refresh, RefreshExpiresAt: f.ExpiresAt, Subject: f.Subject, Tenant: f.Tenant, IdP: f.IdP}, nil
+		RefreshToken: refresh, RefreshExpiresAt: f.ExpiresAt, Client: accessClient, Subject: f.Subject, Tenant: f.Tenant, IdP: f.IdP}, nil
 }
 
 // ReuseError is RefreshSession's error when a spent refresh token was presented again: errors.Is

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"io"
 	"net/http"
 	"net/url"
@@ -30,8 +31,9 @@ import (
 // over mutual TLS the key, not the certificate, is what the tokens name; the session's client calls
 // the guarded runtime, refreshes and ends with proofs, while its access token from another client
 // (even with that client's own certificate, or one whose URI SAN names the key) is refused; RFC 7662 introspection gives cnf.jkt. With
-// identity.session.dpop.enabled false, the proof is ignored and the refresh token is bound to the
-// certificate as before.
+// identity.session.dpop.enabled false, the proof is ignored, the refresh token is bound to the
+// certificate as before and token_type says Bearer, which identityclient refuses from a start with a
+// key (ErrBinding).
 func TestDPoPThroughServe(t *testing.T) {
 	const gateway, thief, python = "spiffe://keyfort.test/ns/prod/sa/gateway", "spiffe://keyfort.test/ns/prod/sa/thief", "spiffe://keyfort.test/ns/prod/sa/python"
 	m := newMTLSRuntime(t)
@@ -120,9 +122,22 @@ func TestDPoPThroughServe(t *testing.T) {
 	}
 
 	_, grpcAddr, _ = m.serveBoth(m.config(`dpop: { enabled: false }`))
-	_, saved = start(grpcAddr, key)
-	if cli(saved.GetAccessToken()) != "" || cli(saved.GetRefreshToken()) != gateway {
-		t.Errorf("with dpop off: tokens bound to %q and %q, want none and the certificate", cli(saved.GetAccessToken()), cli(saved.GetRefreshToken()))
+	idToken := m.iss.Sign(t, "k1", m.iss.Claims("alice", "client-1"), nil)
+	started, err := m.client(grpcAddr, gateway).StartIdentitySession(ctx,
+		&pb.StartIdentitySessionRequest{IdentityProvider: "google", ExternalToken: idToken}, grpc.PerRPCCredentials(key.Credentials(true)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	saved = started.GetTokens()
+	if cli(saved.GetAccessToken()) != "" || cli(saved.GetRefreshToken()) != gateway || saved.GetTokenType() != "Bearer" {
+		t.Errorf("with dpop off: tokens bound to %q and %q, token_type %q; want none, the certificate and Bearer",
+			cli(saved.GetAccessToken()), cli(saved.GetRefreshToken()), saved.GetTokenType())
+	}
+	// identityclient does not take them for tokens bound to its key (RFC 9449 §5).
+	_, err = identityclient.Start(ctx, identityclient.Config{Runtime: m.client(grpcAddr, gateway), DPoP: key},
+		&pb.StartIdentitySessionRequest{IdentityProvider: "google", ExternalToken: m.iss.Sign(t, "k1", m.iss.Claims("alice", "client-1"), nil)})
+	if !errors.Is(err, identityclient.ErrBinding) {
+		t.Errorf("identityclient.Start with a key at a runtime with dpop off: %v, want ErrBinding", err)
 	}
 }
 

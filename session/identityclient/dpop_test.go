@@ -23,6 +23,7 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 
 	pb "github.com/keyfort/keyfort/api/identity/v1"
 	"github.com/keyfort/keyfort/internal/metrictest"
@@ -103,21 +104,28 @@ func TestDPoPBoundSession(t *testing.T) {
 		}
 	}
 
-	// A thief with the tokens, as a bearer, or with a key of its own.
+	// A thief with the tokens, as a bearer (its client ignores token_type, which identityclient
+	// checks), or with a key of its own.
+	stripped := proto.Clone(saved).(*pb.SessionTokens)
+	stripped.TokenType = "Bearer"
+	thief, err := identityclient.Resume(identityclient.Config{Runtime: pb.NewIdentityRuntimeServiceClient(r.conn(t, nil)), Insecure: true}, stripped)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.guarded(t, thief); status.Code(err) != codes.Unauthenticated {
+		t.Errorf("the bearer thief's guarded call: %v, want Unauthenticated", err)
+	}
+	if err := thief.Refresh(context.Background()); !errors.Is(err, identityclient.ErrEnded) {
+		t.Errorf("the bearer thief's refresh: %v, want ErrEnded", err)
+	}
+	thief.Close()
 	other, _ := dpop.GenerateKey()
-	for name, k := range map[string]*dpop.Key{"bearer": nil, "another key": other} {
-		thief, err := identityclient.Resume(identityclient.Config{Runtime: pb.NewIdentityRuntimeServiceClient(r.conn(t, nil)),
-			Insecure: true, DPoP: k}, saved)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := r.guarded(t, thief); status.Code(err) != codes.Unauthenticated {
-			t.Errorf("%s thief's guarded call: %v, want Unauthenticated", name, err)
-		}
-		if err := thief.Refresh(context.Background()); !errors.Is(err, identityclient.ErrEnded) {
-			t.Errorf("%s thief's refresh: %v, want ErrEnded", name, err)
-		}
-		thief.Close()
+	if err := call("authorization", "DPoP "+tok, "dpop", must(other.Proof(dpop.GRPCMethod, dpop.GRPCURL(r.addr, healthCheck), tok))); status.Code(err) != codes.Unauthenticated {
+		t.Errorf("the thief with its own key, guarded call: %v, want Unauthenticated", err)
+	}
+	if _, err := pb.NewIdentityRuntimeServiceClient(r.conn(t, nil)).RefreshIdentitySession(context.Background(),
+		&pb.RefreshIdentitySessionRequest{RefreshToken: saved.GetRefreshToken()}, grpc.PerRPCCredentials(other.Credentials(false))); status.Code(err) != codes.Unauthenticated {
+		t.Errorf("the thief with its own key, refresh: %v, want Unauthenticated", err)
 	}
 
 	// A guard that verifies no proofs refuses the session rather than take it for a bearer's.
@@ -213,7 +221,9 @@ func TestDPoPAtAGuardedHTTPService(t *testing.T) {
 			t.Errorf("its client's GET %s: %d %q, want 200 alice", path, code, body)
 		}
 	}
-	thief, err := identityclient.Resume(identityclient.Config{Runtime: pb.NewIdentityRuntimeServiceClient(r.conn(t, nil))}, saved)
+	stripped := proto.Clone(saved).(*pb.SessionTokens)
+	stripped.TokenType = "Bearer" // the thief's client ignores it
+	thief, err := identityclient.Resume(identityclient.Config{Runtime: pb.NewIdentityRuntimeServiceClient(r.conn(t, nil))}, stripped)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -280,7 +290,7 @@ func TestDPoPNonces(t *testing.T) {
 		t.Fatal(err)
 	}
 	reg := prometheus.NewRegistry()
-	r := newRuntimeWith(t, nil, dpop.Config{Nonces: nonces, Registerer: reg})
+	r := newRuntimeWith(t, nil, &dpop.Config{Nonces: nonces, Registerer: reg})
 	refusals := func() float64 {
 		return metrictest.Counter(t, reg, "keyfort_dpop_proofs_total", map[string]string{"result": "use_nonce"})
 	}
@@ -431,7 +441,7 @@ func TestDPoPNonceRefusalKeepsTheSession(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := newRuntimeWith(t, nil, dpop.Config{Nonces: nonces})
+	r := newRuntimeWith(t, nil, &dpop.Config{Nonces: nonces})
 	key, _ := dpop.GenerateKey()
 	s := r.start(t, identityclient.Config{DPoP: key})
 	spinning.Store(true)
@@ -457,5 +467,95 @@ func TestDPoPNonceRefusalKeepsTheSession(t *testing.T) {
 	}
 	if err := r.guarded(t, s); status.Code(err) != codes.Unauthenticated {
 		t.Fatalf("a call after the end: %v", err)
+	}
+}
+
+// TestDPoPBindingChecked: a Session refuses tokens that are not bound as its Config says (RFC 9449
+// §5). A runtime that verifies no proofs answers a start with a proof with bearer tokens: Start
+// fails with ErrBinding, OnTokens never sees them, and the unbound session is ended at the runtime
+// (the subject has no live session left). The tokens of a DPoP session resumed without its key, or
+// with another key, are refused; tokens from a runtime before token_type (empty) are checked by
+// their cli claim.
+func TestDPoPBindingChecked(t *testing.T) {
+	ctx := context.Background()
+	lax := newRuntimeWith(t, nil, nil)
+	key, _ := dpop.GenerateKey()
+	var leaked *pb.SessionTokens
+	req := &pb.StartIdentitySessionRequest{IdentityProvider: "google", ExternalToken: lax.iss.Sign(t, "k1", lax.iss.Claims("alice", "client-1"), nil)}
+	_, err := identityclient.Start(ctx, identityclient.Config{Runtime: pb.NewIdentityRuntimeServiceClient(lax.conn(t, nil)), Insecure: true,
+		DPoP: key, OnTokens: func(tok *pb.SessionTokens) { leaked = tok }}, req)
+	if !errors.Is(err, identityclient.ErrBinding) || !strings.Contains(err.Error(), "Bearer") {
+		t.Fatalf("a start answered with bearer tokens: %v, want ErrBinding naming Bearer", err)
+	}
+	if leaked != nil {
+		t.Fatal("OnTokens saw the unbound tokens")
+	}
+	if live, err := lax.m.SubjectSessions(ctx, session.SubjectSelector{Subject: "alice"}); err != nil || len(live) != 0 {
+		t.Fatalf("the unbound session was left at the runtime: %d live, %v", len(live), err)
+	}
+
+	r := newRuntime(t)
+	var saved *pb.SessionTokens
+	first := r.start(t, identityclient.Config{DPoP: key, OnTokens: func(tok *pb.SessionTokens) { saved = tok }})
+	first.Close()
+	if saved.GetTokenType() != dpop.Scheme {
+		t.Fatalf("token_type %q, want DPoP", saved.GetTokenType())
+	}
+	other, _ := dpop.GenerateKey()
+	rt := pb.NewIdentityRuntimeServiceClient(r.conn(t, nil))
+	for name, k := range map[string]*dpop.Key{"without its key": nil, "with another key": other} {
+		if _, err := identityclient.Resume(identityclient.Config{Runtime: rt, DPoP: k}, saved); !errors.Is(err, identityclient.ErrBinding) {
+			t.Errorf("resumed %s: %v, want ErrBinding", name, err)
+		}
+	}
+	old := proto.Clone(saved).(*pb.SessionTokens)
+	old.TokenType = "" // a runtime from before token_type
+	s, err := identityclient.Resume(identityclient.Config{Runtime: rt, DPoP: key, Insecure: true}, old)
+	if err != nil {
+		t.Fatalf("resumed from a runtime before token_type: %v", err)
+	}
+	s.Close()
+	if _, err := identityclient.Resume(identityclient.Config{Runtime: rt, DPoP: other}, old); !errors.Is(err, identityclient.ErrBinding) {
+		t.Errorf("resumed from a runtime before token_type with another key: %v, want ErrBinding", err)
+	}
+	// A bearer session: its token_type says so, and it resumes without a key.
+	var bearer *pb.SessionTokens
+	r.start(t, identityclient.Config{OnTokens: func(tok *pb.SessionTokens) { bearer = tok }}).Close()
+	if bearer.GetTokenType() != "Bearer" {
+		t.Fatalf("a bearer session's token_type %q", bearer.GetTokenType())
+	}
+}
+
+// downgrading is a runtime client whose refreshes come back as bearer tokens: a runtime that
+// stopped binding sessions to their keys between a start and a refresh (reconfigured, or an
+// attacker's in the middle of a connection without TLS).
+type downgrading struct{ pb.IdentityRuntimeServiceClient }
+
+func (d downgrading) RefreshIdentitySession(ctx context.Context, in *pb.RefreshIdentitySessionRequest, opts ...grpc.CallOption) (*pb.RefreshIdentitySessionResponse, error) {
+	resp, err := d.IdentityRuntimeServiceClient.RefreshIdentitySession(ctx, in, opts...)
+	if err == nil {
+		resp.Tokens.TokenType = "Bearer"
+	}
+	return resp, err
+}
+
+// TestDPoPRefreshDowngradeEndsTheSession: a refresh answered with tokens that are not bound to the
+// session's key ends the Session (ErrEnded wrapping ErrBinding) rather than use them; OnTokens
+// never sees them.
+func TestDPoPRefreshDowngradeEndsTheSession(t *testing.T) {
+	r := newRuntime(t)
+	key, _ := dpop.GenerateKey()
+	var seen atomic.Int64
+	s := r.start(t, identityclient.Config{DPoP: key, Runtime: downgrading{pb.NewIdentityRuntimeServiceClient(r.conn(t, nil))},
+		OnTokens: func(*pb.SessionTokens) { seen.Add(1) }})
+	err := s.Refresh(context.Background())
+	if !errors.Is(err, identityclient.ErrEnded) || !errors.Is(err, identityclient.ErrBinding) {
+		t.Fatalf("a downgraded refresh: %v, want ErrEnded and ErrBinding", err)
+	}
+	if seen.Load() != 1 {
+		t.Fatalf("OnTokens called %d times, want once (the start)", seen.Load())
+	}
+	if _, err := s.AccessToken(context.Background()); !errors.Is(err, identityclient.ErrEnded) {
+		t.Fatalf("the session after the downgrade: %v, want ErrEnded", err)
 	}
 }

@@ -2,6 +2,8 @@ package identityclient
 
 import (
 	"context"
+	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -46,6 +48,14 @@ const (
 // refresh token was reused somewhere, which the runtime takes for theft). Only a new session, from a
 // new login, goes on.
 var ErrEnded = errors.New("identityclient: session ended")
+
+// ErrBinding: the runtime's tokens are not bound as Config says. With Config.DPoP, the runtime
+// issued tokens that are not bound to the key (token_type "Bearer", or bound to another key): it
+// ignored the proof (its identity.session.dpop is off, or it verifies no proofs), and a session
+// that would pass for bound but is not is refused (RFC 9449 §5), and ended at the runtime when
+// Start got it. Without Config.DPoP, Resume got tokens bound to a DPoP key: give it the key that
+// started the session.
+var ErrBinding = errors.New("identityclient: the session's tokens are not bound as configured")
 
 // Config configures a Session.
 type Config struct {
@@ -152,6 +162,14 @@ func Start(ctx context.Context, cfg Config, req *pb.StartIdentitySessionRequest)
 		return nil, fmt.Errorf("identityclient: starting a session at %q: %w", req.GetIdentityProvider(), err)
 	}
 	sess, err := Resume(cfg, resp.GetTokens())
+	if errors.Is(err, ErrBinding) {
+		// Not bound to the key: no one should hold it for a session that is. End it (best
+		// effort; its tokens expire otherwise).
+		_ = runtimeCall(ctx, cfg, func(ctx context.Context, opts ...grpc.CallOption) error {
+			_, err := cfg.Runtime.EndIdentitySession(ctx, &pb.EndIdentitySessionRequest{Token: resp.GetTokens().GetRefreshToken()}, opts...)
+			return err
+		})
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -169,6 +187,9 @@ func Resume(cfg Config, tokens *pb.SessionTokens) (*Session, error) {
 	}
 	if tokens.GetAccessToken() == "" || tokens.GetRefreshToken() == "" || tokens.GetAccessExpiresAt() == nil {
 		return nil, errors.New("identityclient: tokens need an access token, its expiry and a refresh token")
+	}
+	if err := checkBinding(cfg.DPoP, tokens); err != nil {
+		return nil, err
 	}
 	if cfg.ExpiryMargin < 0 || cfg.RefreshBefore < 0 || cfg.RefreshTimeout < 0 {
 		return nil, errors.New("identityclient: ExpiryMargin, RefreshBefore and RefreshTimeout must not be negative (an expired token would be handed out)")
@@ -237,6 +258,44 @@ func (s *Session) AccessToken(ctx context.Context) (string, error) {
 func accessToken(md map[string]string) string {
 	v := md["authorization"]
 	return v[strings.IndexByte(v, ' ')+1:]
+}
+
+// checkBinding checks that tokens are bound to key (nil: to no DPoP key): by their token_type and
+// the access token's cli claim (read, not verified: the runtime signed it, the guards verify it),
+// which a runtime from before token_type also sets.
+func checkBinding(key *dpop.Key, tokens *pb.SessionTokens) error {
+	tt := tokens.GetTokenType()
+	if key == nil {
+		if tt == dpop.Scheme {
+			return fmt.Errorf("%w: session %s is bound to a DPoP key; give Config.DPoP the key that started it", ErrBinding, tokens.GetSessionId())
+		}
+		return nil
+	}
+	if tt != "" && tt != dpop.Scheme {
+		return fmt.Errorf("%w: the runtime issued %s tokens for session %s, not tokens bound to the DPoP key %s (is its identity.session.dpop off?)",
+			ErrBinding, tt, tokens.GetSessionId(), key.Thumbprint())
+	}
+	if cli := clientClaim(tokens.GetAccessToken()); cli != key.Identity() {
+		return fmt.Errorf("%w: session %s's access token is bound to %q, not to the DPoP key %s", ErrBinding, tokens.GetSessionId(), cli, key.Thumbprint())
+	}
+	return nil
+}
+
+// clientClaim is the cli claim of a JWT's payload, "" when it has none or does not decode.
+func clientClaim(jwt string) string {
+	parts := strings.SplitN(jwt, ".", 3)
+	if len(parts) != 3 {
+		return ""
+	}
+	raw, err := base64.RawURLEncoding.DecodeString(parts[1])
+	if err != nil {
+		return ""
+	}
+	var c struct {
+		Cli string `json:"cli"`
+	}
+	_ = json.Unmarshal(raw, &c)
+	return c.Cli
 }
 
 // runtimeProofCalls are the runtime's methods that Session calls with runtimeCall's proof.
@@ -399,6 +458,8 @@ func (s *Session) refresh(ctx context.Context, rt string, done chan struct{}) {
 		tokens = resp.GetTokens()
 		if tokens.GetAccessToken() == "" || tokens.GetRefreshToken() == "" || tokens.GetAccessExpiresAt() == nil {
 			err = status.Error(codes.Internal, "the runtime answered a refresh without tokens")
+		} else {
+			err = checkBinding(s.cfg.DPoP, tokens)
 		}
 	}
 	if err == nil && s.cfg.OnTokens != nil {
@@ -416,6 +477,10 @@ func (s *Session) refresh(ctx context.Context, rt string, done chan struct{}) {
 		s.set(tokens, s.now())
 		s.lastErr, s.retryAt, s.backoff = nil, time.Time{}, 0
 		s.refreshes.WithLabelValues("ok").Inc()
+	case errors.Is(err, ErrBinding): // the refresh spent the bound tokens for unbound ones
+		s.ended = fmt.Errorf("%w: session %s: %w", ErrEnded, id, err)
+		s.log.Warn("keyfort: session ended: the identity runtime's tokens are not bound to its DPoP key", slog.String("session", id))
+		s.refreshes.WithLabelValues("ended").Inc()
 	case status.Code(err) == codes.Unauthenticated && !isUseNonce(err):
 		s.ended = fmt.Errorf("%w: session %s: the runtime refused its refresh token (%s)", ErrEnded, id, status.Convert(err).Message())
 		s.log.Warn("keyfort: session ended by the identity runtime", slog.String("session", id))

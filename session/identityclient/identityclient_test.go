@@ -71,12 +71,12 @@ type runtime struct {
 	mkServer  func() *grpc.Server
 }
 
-func newRuntime(t testing.TB) *runtime { return newRuntimeWith(t, nil, dpop.Config{}) }
+func newRuntime(t testing.TB) *runtime { return newRuntimeWith(t, nil, &dpop.Config{}) }
 
 // newRuntimeWith is newRuntime over the server credentials creds (nil: plaintext), verifying DPoP
-// proofs with dcfg; with creds, the runtime binds sessions to their client's certificate, refresh
-// and access tokens both.
-func newRuntimeWith(t testing.TB, creds credentials.TransportCredentials, dcfg dpop.Config) *runtime {
+// proofs with dcfg (nil: none; the runtime ignores proofs); with creds, the runtime binds sessions
+// to their client's certificate, refresh and access tokens both.
+func newRuntimeWith(t testing.TB, creds credentials.TransportCredentials, dcfg *dpop.Config) *runtime {
 	t.Helper()
 	clk := &clock{t: time.Now()}
 	m, iss := sessiontest.NewManager(t, func(c *session.Config) {
@@ -87,9 +87,11 @@ func newRuntimeWith(t testing.TB, creds credentials.TransportCredentials, dcfg d
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = cache.Close() })
-	proofs, err := dpop.NewVerifier(dcfg)
-	if err != nil {
-		t.Fatal(err)
+	var proofs *dpop.Verifier
+	if dcfg != nil {
+		if proofs, err = dpop.NewVerifier(*dcfg); err != nil {
+			t.Fatal(err)
+		}
 	}
 	r := &runtime{m: m, cache: cache, proofs: proofs, iss: iss, clk: clk}
 	svc := identityrpc.New(m, identityrpc.Options{Sessions: cache, Audit: slog.New(slog.DiscardHandler), BindClients: creds != nil, DPoP: proofs})
@@ -406,7 +408,7 @@ func TestBoundSessionOverMutualTLS(t *testing.T) {
 		t.Fatal(err)
 	}
 	r := newRuntimeWith(t, credentials.NewTLS(&tls.Config{Certificates: []tls.Certificate{pair}, ClientCAs: ca.Pool(),
-		ClientAuth: tls.RequireAndVerifyClientCert, MinVersion: tls.VersionTLS13}), dpop.Config{})
+		ClientAuth: tls.RequireAndVerifyClientCert, MinVersion: tls.VersionTLS13}), &dpop.Config{})
 	dial := func(uri string, s *identityclient.Session) *grpc.ClientConn {
 		certFile, keyFile := ca.ClientWith(t, []string{uri}, nil)
 		cert, err := tls.LoadX509KeyPair(certFile, keyFile)

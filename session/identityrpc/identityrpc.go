@@ -251,8 +251,12 @@ func sessionAttrs(sessionID, subject, tenant, idp string) []slog.Attr {
 }
 
 func tokensOut(t session.Tokens) *pb.SessionTokens {
+	tokenType := "Bearer"
+	if dpop.IsIdentity(t.Client) {
+		tokenType = dpop.Scheme
+	}
 	return &pb.SessionTokens{SessionId: t.SessionID, AccessToken: t.AccessToken, AccessExpiresAt: timestamppb.New(t.AccessExpiresAt),
-		RefreshToken: t.RefreshToken, RefreshExpiresAt: timestamppb.New(t.RefreshExpiresAt)}
+		RefreshToken: t.RefreshToken, RefreshExpiresAt: timestamppb.New(t.RefreshExpiresAt), TokenType: tokenType}
 }
 
 // StartIdentitySession implements the service.

@@ -35,8 +35,12 @@ type SessionTokens struct {
 	AccessExpiresAt  *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=access_expires_at,json=accessExpiresAt,proto3" json:"access_expires_at,omitempty"`
 	RefreshToken     string                 `protobuf:"bytes,4,opt,name=refresh_token,json=refreshToken,proto3" json:"refresh_token,omitempty"`
 	RefreshExpiresAt *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=refresh_expires_at,json=refreshExpiresAt,proto3" json:"refresh_expires_at,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// token_type is "DPoP" when the tokens are bound to the DPoP key the start's proof proved (RFC
+	// 9449 §5: a client that sent a proof and gets "Bearer" must not take its tokens for bound ones),
+	// else "Bearer" (bound to a client certificate or not). Empty from runtimes before it existed.
+	TokenType     string `protobuf:"bytes,6,opt,name=token_type,json=tokenType,proto3" json:"token_type,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *SessionTokens) Reset() {
@@ -102,6 +106,13 @@ func (x *SessionTokens) GetRefreshExpiresAt() *timestamppb.Timestamp {
 		return x.RefreshExpiresAt
 	}
 	return nil
+}
+
+func (x *SessionTokens) GetTokenType() string {
+	if x != nil {
+		return x.TokenType
+	}
+	return ""
 }
 
 type StartIdentitySessionRequest struct {
@@ -1229,14 +1240,16 @@ var File_keyfort_identity_v1_identity_proto protoreflect.FileDescriptor
 
 const file_keyfort_identity_v1_identity_proto_rawDesc = "" +
 	"\n" +
-	"\"keyfort/identity/v1/identity.proto\x12\x13keyfort.identity.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1egoogle/protobuf/duration.proto\"\x88\x02\n" +
+	"\"keyfort/identity/v1/identity.proto\x12\x13keyfort.identity.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1egoogle/protobuf/duration.proto\"\xa7\x02\n" +
 	"\rSessionTokens\x12\x1d\n" +
 	"\n" +
 	"session_id\x18\x01 \x01(\tR\tsessionId\x12!\n" +
 	"\faccess_token\x18\x02 \x01(\tR\vaccessToken\x12F\n" +
 	"\x11access_expires_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x0faccessExpiresAt\x12#\n" +
 	"\rrefresh_token\x18\x04 \x01(\tR\frefreshToken\x12H\n" +
-	"\x12refresh_expires_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\x10refreshExpiresAt\"\xb9\x01\n" +
+	"\x12refresh_expires_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\x10refreshExpiresAt\x12\x1d\n" +
+	"\n" +
+	"token_type\x18\x06 \x01(\tR\ttokenType\"\xb9\x01\n" +
 	"\x1bStartIdentitySessionRequest\x12\x18\n" +
 	"\asubject\x18\x01 \x01(\tR\asubject\x12\x16\n" +
 	"\x06tenant\x18\x02 \x01(\tR\x06tenant\x12+\n" +
