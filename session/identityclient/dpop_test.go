@@ -529,7 +529,9 @@ func TestDPoPBindingChecked(t *testing.T) {
 // downgrading is a runtime client whose refreshes come back as bearer tokens: a runtime that
 // stopped binding sessions to their keys between a start and a refresh (reconfigured, or an
 // attacker's in the middle of a connection without TLS).
-type downgrading struct{ pb.IdentityRuntimeServiceClient }
+type downgrading struct {
+	pb.IdentityRuntimeServiceClient
+}
 
 func (d downgrading) RefreshIdentitySession(ctx context.Context, in *pb.RefreshIdentitySessionRequest, opts ...grpc.CallOption) (*pb.RefreshIdentitySessionResponse, error) {
 	resp, err := d.IdentityRuntimeServiceClient.RefreshIdentitySession(ctx, in, opts...)
