@@ -30,7 +30,7 @@ import (
 // TestDPoPThroughServe: serve binds a session started with a DPoP proof to the key (its default):
 // over mutual TLS the key, not the certificate, is what the tokens name; the session's client calls
 // the guarded runtime, refreshes and ends with proofs, while its access token from another client
-// (even with that client's own certificate, or one whose URI SAN names the key) is refused; RFC 7662 introspection gives cnf.jkt. With
+// (even with that client's own certificate, or one whose URI SAN names the key) is refused; RFC 7662 introspection gives token_type DPoP and cnf.jkt. With
 // identity.session.dpop.enabled false, the proof is ignored, the refresh token is bound to the
 // certificate as before and token_type says Bearer, which identityclient refuses from a start with a
 // key (ErrBinding).
@@ -92,14 +92,15 @@ func TestDPoPThroughServe(t *testing.T) {
 		t.Fatal(err)
 	}
 	var body struct {
-		Active bool
-		Cli    string
-		Cnf    struct{ JKT string }
+		Active    bool
+		Cli       string
+		TokenType string `json:"token_type"`
+		Cnf       struct{ JKT string }
 	}
 	err = json.NewDecoder(resp.Body).Decode(&body)
 	_ = resp.Body.Close()
-	if err != nil || resp.StatusCode != http.StatusOK || !body.Active || body.Cli != key.Identity() || body.Cnf.JKT != key.Thumbprint() {
-		t.Errorf("introspection: %d %+v %v; want active, cnf.jkt %s", resp.StatusCode, body, err, key.Thumbprint())
+	if err != nil || resp.StatusCode != http.StatusOK || !body.Active || body.Cli != key.Identity() || body.Cnf.JKT != key.Thumbprint() || body.TokenType != "DPoP" {
+		t.Errorf("introspection: %d %+v %v; want active, token_type DPoP, cnf.jkt %s", resp.StatusCode, body, err, key.Thumbprint())
 	}
 	mresp, err := m.httpClient("").Get("https://" + httpAddr + "/metrics")
 	if err != nil {

@@ -547,7 +547,7 @@ func TestIntrospectionOverHTTP(t *testing.T) {
 	py := m.httpClient(python)
 	code, body, hdr := post(py, url.Values{"token": {access}, "token_type_hint": {"refresh_token"}})
 	if code != http.StatusOK || body["active"] != true || body["sub"] != "alice" || body["tid"] != "acme" || body["idp"] != "google" ||
-		body["cli"] != gateway || body["iss"] != "keyfort" || body["token_type"] != "access_token" ||
+		body["cli"] != gateway || body["iss"] != "keyfort" || body["token_type"] != "Bearer" ||
 		body["exp"].(float64) <= float64(time.Now().Unix()) || hdr.Get("Cache-Control") != "no-store" || hdr.Get("Content-Type") != "application/json" {
 		t.Fatalf("an active access token: %d %v %v", code, body, hdr)
 	}

@@ -47,8 +47,9 @@ type confirmation struct {
 // application/x-www-form-urlencoded with a token (token_type_hint is accepted and ignored: only
 // access tokens can be active) answered with JSON — {"active":false} for any token that is not
 // active, whatever the reason, and for an active one its claims (sub, iss, aud, scope, exp, iat,
-// token_type "access_token", and Keyfort's tid, idp and cli, the client a bound token is bound to;
-// for a token bound to a DPoP key, RFC 9449's cnf.jkt too).
+// token_type — "DPoP" for a token bound to a DPoP key, else "Bearer": RFC 7662 takes RFC 6749's
+// token types —, and Keyfort's tid, idp and cli, the client a bound token is bound to; for a token
+// bound to a DPoP key, RFC 9449's cnf.jkt too).
 // The answer is the one IntrospectIdentityToken gives, from the same session cache.
 //
 // The caller authenticates with its client certificate, over TLS that asks for one
@@ -105,11 +106,11 @@ func (s *Server) IntrospectionHandler() http.Handler {
 		}
 		res := introspection{Active: active}
 		if active {
-			res = introspection{Active: true, TokenType: "access_token", Subject: p.Subject, Issuer: s.m.Issuer(),
+			res = introspection{Active: true, TokenType: "Bearer", Subject: p.Subject, Issuer: s.m.Issuer(),
 				Audience: s.m.Audience(), Scope: p.Scope, ExpiresAt: p.ExpiresAt.Unix(), IssuedAt: p.IssuedAt.Unix(),
 				Tenant: p.Tenant, IdP: p.IdP, Client: p.Client}
 			if dpop.IsIdentity(p.Client) {
-				res.Confirmation = &confirmation{JKT: strings.TrimPrefix(p.Client, dpop.IdentityPrefix)}
+				res.TokenType, res.Confirmation = dpop.Scheme, &confirmation{JKT: strings.TrimPrefix(p.Client, dpop.IdentityPrefix)}
 			}
 		}
 		w.Header().Set("Content-Type", "application/json")
