@@ -117,6 +117,38 @@ func TestProofRoundTrip(t *testing.T) {
 	}
 }
 
+// TestAlgorithms: the algorithms the challenge lists (Algorithms) are those a Verifier accepts: a
+// proof signed with each verifies, and one with an algorithm not listed (ES384) does not.
+func TestAlgorithms(t *testing.T) {
+	_, edPriv, _ := ed25519.GenerateKey(rand.Reader)
+	ecPriv, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	rsaPriv := mustRSA(t, 2048)
+	keys := map[string]crypto.Signer{"EdDSA": edPriv, "ES256": ecPriv, "RS256": rsaPriv, "PS256": rsaPriv}
+	v := mustVerifier(t, dpop.Config{})
+	now := time.Now().Unix()
+	for i, alg := range strings.Fields(dpop.Algorithms) {
+		priv, ok := keys[alg]
+		if !ok {
+			t.Fatalf("Algorithms lists %s, which this test cannot sign", alg)
+		}
+		header := `{"typ":"dpop+jwt","alg":"` + alg + `","jwk":` + jwkOf(t, priv.Public()) + `}`
+		claims := `{"jti":"alg-` + jsonInt(int64(i)) + `","htm":"POST","htu":"` + callURL + `","iat":` + jsonInt(now) + `}`
+		if _, err := v.Verify(forged(t, priv, alg, header, claims), "POST", callURL, ""); err != nil {
+			t.Errorf("%s, listed: %v", alg, err)
+		}
+	}
+	if len(strings.Fields(dpop.Algorithms)) != len(keys) {
+		t.Errorf("Algorithms %q, want the %d this test signs", dpop.Algorithms, len(keys))
+	}
+	p384, _ := ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
+	header := `{"typ":"dpop+jwt","alg":"ES384","jwk":` + jwkOf(t, p384.Public()) + `}`
+	claims := `{"jti":"alg-384","htm":"POST","htu":"` + callURL + `","iat":` + jsonInt(now) + `}`
+	input := b64.EncodeToString([]byte(header)) + "." + b64.EncodeToString([]byte(claims))
+	if _, err := v.Verify(input+"."+b64.EncodeToString(make([]byte, 96)), "POST", callURL, ""); !errors.Is(err, dpop.ErrInvalidProof) {
+		t.Errorf("ES384, not listed: %v, want ErrInvalidProof", err)
+	}
+}
+
 func mustRSA(t testing.TB, bits int) *rsa.PrivateKey {
 	t.Helper()
 	k, err := rsa.GenerateKey(rand.Reader, bits)

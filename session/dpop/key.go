@@ -40,6 +40,10 @@ func Identity(jkt string) string { return IdentityPrefix + jkt }
 // certificate's.
 func IsIdentity(client string) bool { return strings.HasPrefix(client, IdentityPrefix) }
 
+// Algorithms are the proof algorithms a Verifier accepts, space-separated, as RFC 9449's algs
+// challenge parameter and dpop_signing_alg_values_supported list them.
+const Algorithms = "ES256 EdDSA RS256 PS256"
+
 // ProofType is the typ header of a proof.
 const ProofType = "dpop+jwt"
 

@@ -169,12 +169,22 @@ func (g *guard) refuse(w http.ResponseWriter, r *http.Request, reason string, er
 		http.Error(w, "session store unavailable", http.StatusServiceUnavailable)
 		return
 	}
+	algs := `algs="` + dpop.Algorithms + `"`
 	if reason == guardrules.RefusedUseNonce { // RFC 9449 §9: the nonce to sign a new proof with
 		w.Header().Set("DPoP-Nonce", g.cfg.DPoP.Nonce())
-		w.Header().Set("WWW-Authenticate", `DPoP error="`+dpop.UseNonce+`", error_description="Resource server requires nonce in DPoP proof"`)
+		w.Header().Set("WWW-Authenticate", `DPoP error="`+dpop.UseNonce+`", error_description="Resource server requires nonce in DPoP proof", `+algs)
 		http.Error(w, dpop.UseNonce, http.StatusUnauthorized)
 		return
 	}
 	w.Header().Set("WWW-Authenticate", `Bearer realm="keyfort"`)
+	if g.cfg.DPoP != nil {
+		// RFC 9449 §7.1: a service that takes DPoP says so, with the algorithms it verifies; a
+		// proof that did not verify (or was replayed) is named as such, the rest stays generic.
+		if errors.Is(err, dpop.ErrInvalidProof) || errors.Is(err, dpop.ErrReplayed) {
+			w.Header().Add("WWW-Authenticate", `DPoP error="invalid_dpop_proof", `+algs)
+		} else {
+			w.Header().Add("WWW-Authenticate", `DPoP `+algs)
+		}
+	}
 	http.Error(w, "unauthenticated", http.StatusUnauthorized)
 }

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -230,6 +231,32 @@ func TestDPoPAtAGuardedHTTPService(t *testing.T) {
 	defer thief.Close()
 	if code, _ := get(thief.RoundTripper(srv.Client().Transport), "/whoami"); code != http.StatusUnauthorized {
 		t.Errorf("a bearer thief's GET: %d, want 401", code)
+	}
+	// The challenges (RFC 9449 §7.1): Bearer, and DPoP with the algorithms; a proof that does not
+	// verify is named invalid_dpop_proof.
+	challenges := func(proof string) []string {
+		t.Helper()
+		req, _ := http.NewRequest(http.MethodGet, srv.URL+"/whoami", nil)
+		req.Header.Set("Authorization", "DPoP "+saved.GetAccessToken())
+		if proof != "" {
+			req.Header.Set("DPoP", proof)
+		}
+		resp, err := srv.Client().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusUnauthorized {
+			t.Fatalf("status %d, want 401", resp.StatusCode)
+		}
+		return resp.Header.Values("WWW-Authenticate")
+	}
+	if got := challenges(""); !slices.Equal(got, []string{`Bearer realm="keyfort"`, `DPoP algs="ES256 EdDSA RS256 PS256"`}) {
+		t.Errorf("challenges of a request without a proof: %q", got)
+	}
+	wrong := must(key.Proof(http.MethodPost, srv.URL+"/whoami", saved.GetAccessToken()))
+	if got := challenges(wrong); len(got) != 2 || got[1] != `DPoP error="invalid_dpop_proof", algs="ES256 EdDSA RS256 PS256"` {
+		t.Errorf("challenges of a request with a proof for another method: %q", got)
 	}
 }
 
