@@ -54,8 +54,8 @@ func (k *Key) learn(slot *callSlot, mds ...metadata.MD) bool {
 // Call makes a unary gRPC call whose proof k makes (its Credentials, or per-call credentials that
 // call GRPCProof, as identityclient's Session does), with nonces (RFC 9449 §8, §9): it records the
 // nonce the server sends with the answer (NonceHeader in its header or trailer), and when the
-// server refused the call for want of a current nonce (codes.Unauthenticated with a nonce other
-// than the proof's), it calls once more with a proof that carries the new one. The server refused
+// server refused the call for want of a current nonce (codes.Unauthenticated, message UseNonce,
+// with a nonce other than the proof's), it calls once more with a proof that carries the new one. The server refused
 // that first call before running it, so calling again is safe whatever the method does. invoke
 // makes the call with the context and options it is given (added to its own).
 func (k *Key) Call(ctx context.Context, invoke func(ctx context.Context, opts ...grpc.CallOption) error) error {
@@ -64,10 +64,18 @@ func (k *Key) Call(ctx context.Context, invoke func(ctx context.Context, opts ..
 		var header, trailer metadata.MD
 		err := invoke(context.WithValue(ctx, slotKey{}, slot), grpc.Header(&header), grpc.Trailer(&trailer))
 		renewed := k.learn(slot, trailer, header)
-		if err == nil || attempt > 0 || !renewed || status.Code(err) != codes.Unauthenticated {
+		if err == nil || attempt > 0 || !renewed || !IsUseNonce(err) {
 			return err
 		}
 	}
+}
+
+// IsUseNonce reports whether err is a refusal for want of a current nonce (codes.Unauthenticated
+// with the message UseNonce, as Keyfort's servers refuse), not another refusal that happens to
+// come with a nonce (the runtime names its nonce in every answer to a proof).
+func IsUseNonce(err error) bool {
+	st, _ := status.FromError(err)
+	return st.Code() == codes.Unauthenticated && st.Message() == UseNonce
 }
 
 // UnaryClientInterceptor is Call for every unary call of a connection: add it to a connection

@@ -440,6 +440,23 @@ func TestDPoPNonces(t *testing.T) {
 		t.Fatalf("a second POST was refused for want of a nonce")
 	}
 
+	// A refusal that is not for want of a nonce is not made again, though it names a new nonce
+	// (the runtime names it in every answer to a proof): a refresh with a bad token, its proof's
+	// nonce a period old.
+	nclk.Advance(10 * time.Second)
+	before = float64(r.refreshes.Load())
+	err = key.Call(context.Background(), func(ctx context.Context, opts ...grpc.CallOption) error {
+		_, err := pb.NewIdentityRuntimeServiceClient(r.conn(t, nil)).RefreshIdentitySession(ctx,
+			&pb.RefreshIdentitySessionRequest{RefreshToken: "not-a-token"}, append(opts, grpc.PerRPCCredentials(key.Credentials(false)))...)
+		return err
+	})
+	if status.Code(err) != codes.Unauthenticated || dpop.IsUseNonce(err) || float64(r.refreshes.Load()) != before+1 {
+		t.Fatalf("a refresh with a bad token: %v after %v calls, want one Unauthenticated call", err, float64(r.refreshes.Load())-before)
+	}
+	if key.Nonce("https://"+r.addr+"/") != nonces.Current() {
+		t.Fatal("the refusal's nonce was not learned")
+	}
+
 	if err := s.End(context.Background()); err != nil {
 		t.Fatalf("end: %v", err)
 	}

@@ -317,13 +317,6 @@ func runtimeCall(ctx context.Context, cfg Config, invoke func(ctx context.Contex
 	})
 }
 
-// isUseNonce reports whether the runtime refused a call for want of a current DPoP nonce: nothing
-// was spent, and the session is not over.
-func isUseNonce(err error) bool {
-	st, _ := status.FromError(err)
-	return st.Code() == codes.Unauthenticated && st.Message() == dpop.UseNonce
-}
-
 // DialOptions are the options of a connection to guarded services that carries the session: its
 // credentials (the Session) and, with Config.DPoP, the interceptors that learn the services' DPoP
 // nonces and make a unary call refused for want of a current one once more
@@ -481,7 +474,7 @@ func (s *Session) refresh(ctx context.Context, rt string, done chan struct{}) {
 		s.ended = fmt.Errorf("%w: session %s: %w", ErrEnded, id, err)
 		s.log.Warn("keyfort: session ended: the identity runtime's tokens are not bound to its DPoP key", slog.String("session", id))
 		s.refreshes.WithLabelValues("ended").Inc()
-	case status.Code(err) == codes.Unauthenticated && !isUseNonce(err):
+	case status.Code(err) == codes.Unauthenticated && !dpop.IsUseNonce(err):
 		s.ended = fmt.Errorf("%w: session %s: the runtime refused its refresh token (%s)", ErrEnded, id, status.Convert(err).Message())
 		s.log.Warn("keyfort: session ended by the identity runtime", slog.String("session", id))
 		s.refreshes.WithLabelValues("ended").Inc()
@@ -547,7 +540,7 @@ func (s *Session) End(ctx context.Context) error {
 			_, err := s.cfg.Runtime.EndIdentitySession(ctx, &pb.EndIdentitySessionRequest{Token: rt}, opts...)
 			return err
 		})
-		if status.Code(err) == codes.Unauthenticated && !isUseNonce(err) {
+		if status.Code(err) == codes.Unauthenticated && !dpop.IsUseNonce(err) {
 			err = nil // refused: the session was over already
 		}
 	}
