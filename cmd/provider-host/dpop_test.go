@@ -21,6 +21,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	pb "github.com/keyfort/keyfort/api/identity/v1"
+	"github.com/keyfort/keyfort/internal/hosttest"
 	"github.com/keyfort/keyfort/internal/redistest"
 	"github.com/keyfort/keyfort/session/dpop"
 	"github.com/keyfort/keyfort/session/identityclient"
@@ -163,7 +164,9 @@ identity:
 `)
 	replicas := func(shared string) (a, b pb.IdentityRuntimeServiceClient) {
 		env := append(serveEnv(t), "KEYFORT_IDENTITY__SESSION__REDIS_URL="+redistest.URL(), "KEYFORT_IDENTITY__SESSION__DPOP__SHARED="+shared)
-		return dialServe(t, cfg, authority, env), dialServe(t, cfg, authority, env)
+		a, _ = dialServe(t, cfg, authority, env)
+		b, _ = dialServe(t, cfg, authority, env)
+		return a, b
 	}
 	ctx := context.Background()
 	for _, shared := range []bool{true, false} {
@@ -208,8 +211,8 @@ func serveEnv(t *testing.T) []string {
 }
 
 // dialServe starts serve with cfg and env (serveEnv and more) and returns a runtime client of it
-// that names authority.
-func dialServe(t *testing.T, cfg, authority string, env []string) pb.IdentityRuntimeServiceClient {
+// that names authority, and its log.
+func dialServe(t *testing.T, cfg, authority string, env []string) (pb.IdentityRuntimeServiceClient, *hosttest.Log) {
 	t.Helper()
 	_, log, _ := startServe(t, env, "--config", cfg, "--grpc-addr", "127.0.0.1:0")
 	l := log.String()
@@ -219,7 +222,7 @@ func dialServe(t *testing.T, cfg, authority string, env []string) pb.IdentityRun
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = cc.Close() })
-	return pb.NewIdentityRuntimeServiceClient(cc)
+	return pb.NewIdentityRuntimeServiceClient(cc), log
 }
 
 // TestDPoPNoncesAcrossReplicas: with identity.session.dpop.nonce, replicas over one Redis issue and
@@ -246,7 +249,14 @@ identity:
 `)
 	env := serveEnv(t)
 	shared := append(env[:len(env):len(env)], "KEYFORT_IDENTITY__SESSION__REDIS_URL="+redistest.URL())
-	a, b, alone := dialServe(t, cfg, authority, shared), dialServe(t, cfg, authority, shared), dialServe(t, cfg, authority, env)
+	a, alog := dialServe(t, cfg, authority, shared)
+	b, _ := dialServe(t, cfg, authority, shared)
+	alone, lonelog := dialServe(t, cfg, authority, env)
+	for log, want := range map[*hosttest.Log]string{alog: `dpop="on, nonces every 5m0s, replay cache shared"`, lonelog: `dpop="on, nonces every 5m0s"`} {
+		if !strings.Contains(log.String(), want) {
+			t.Errorf("serve's start-up line does not say %s:\n%s", want, log)
+		}
+	}
 	ctx := context.Background()
 	key, _ := dpop.GenerateKey()
 	s, err := identityclient.Start(ctx, identityclient.Config{Runtime: a, DPoP: key, Insecure: true},

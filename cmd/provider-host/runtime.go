@@ -49,6 +49,9 @@ type identityRuntime struct {
 	// storeName says which session store serves, for the start-up log: memory, or the shared
 	// store's kind and URL with its password masked.
 	storeName string
+	// dpopMode says how DPoP proofs are checked, for the start-up log: off, on, or on with nonces,
+	// and whether the replay cache is shared.
+	dpopMode string
 }
 
 // catalogKeys serves session_signing from the catalog (refetched, at most once per
@@ -224,6 +227,7 @@ func newIdentityRuntime(ctx context.Context, cfg *config.Config, cat *catalog.Ca
 		guard.Exempt = append(guard.Exempt, "/grpc.reflection.v1.ServerReflection/*", "/grpc.reflection.v1alpha.ServerReflection/*")
 	}
 	var proofs *dpop.Verifier
+	r.dpopMode = "off"
 	if !cfg.Session.DPoP.Disabled {
 		// One Verifier, one replay cache, for the service's calls and the guard's.
 		dcfg := dpop.Config{MaxAge: cfg.Session.DPoP.MaxAge, Origins: cfg.Session.DPoP.Origins, Registerer: reg}
@@ -238,6 +242,13 @@ func newIdentityRuntime(ctx context.Context, cfg *config.Config, cat *catalog.Ca
 		}
 		if err == nil {
 			proofs, err = dpop.NewVerifier(dcfg)
+		}
+		r.dpopMode = "on"
+		if dcfg.Nonces != nil {
+			r.dpopMode += ", nonces every " + dcfg.Nonces.Period().String()
+		}
+		if dcfg.Shared != nil {
+			r.dpopMode += ", replay cache shared"
 		}
 		if err != nil {
 			_ = cache.Close()

@@ -392,7 +392,7 @@ func serve(ctx context.Context, log *slog.Logger, files []string, l listeners) e
 	log.Info("keyfort: serving", slog.String("http", scheme+ln.Addr().String()), slog.String("grpc", gln.Addr().String()),
 		slog.Bool("tls", tlsCfg != nil), slog.Bool("grpc_client_certs", l.clientCA != ""), slog.Bool("grpc_client_allow_list", l.allow != nil), slog.Bool("forwarded_client_cert", l.forwarded),
 		slog.Any("config", cfg.Sources), slog.Int("keys", len(cfg.Keys())), slog.Any("identity_providers", runtime.idps),
-		slog.String("session_store", runtime.storeName), slog.Bool("tracing", tp != nil))
+		slog.String("session_store", runtime.storeName), slog.String("dpop", runtime.dpopMode), slog.Bool("tracing", tp != nil))
 	errc := make(chan error, 2)
 	go func() { errc <- srv.Serve(ln) }()
 	go func() { errc <- runtime.grpc.Serve(gln) }()
