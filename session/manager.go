@@ -605,6 +605,9 @@ type IssueRequest struct {
 	Tenant  string
 	Scope   string
 	TTL     time.Duration // default and maximum: Config.AccessTTL
+	// Client, when set, binds the token to that client (its cli claim): a certificate's identity
+	// (session.ClientIdentity) or a DPoP key's (dpop.Identity). Guards serve it to that client only.
+	Client string
 }
 
 // IssueToken signs a bare access token.
@@ -627,7 +630,7 @@ func (m *Manager) issueToken(ctx context.Context, req IssueRequest) (string, tim
 	exp := now.Add(ttl)
 	tok, err := m.codec.Sign(ctx, token.TypeAccess, token.Claims{
 		Subject: req.Subject, Audience: m.cfg.Audience, ExpiresAt: exp.Unix(), IssuedAt: now.Unix(),
-		ID: randomID(), Tenant: req.Tenant, Scope: req.Scope,
+		ID: randomID(), Tenant: req.Tenant, Scope: req.Scope, Client: req.Client,
 	})
 	return tok, exp, err
 }

@@ -818,8 +818,8 @@ func newMTLSRuntime(t *testing.T) *mtlsRuntime {
 }
 
 // config is a configuration with the memory provider's signing key and the test identity provider
-// (client id client-1), and session settings (a YAML flow map's members).
-func (m *mtlsRuntime) config(session string) string {
+// (client id client-1), and session settings (a YAML flow map's members), then any more of identity (YAML lines indented by two).
+func (m *mtlsRuntime) config(session string, identity ...string) string {
 	return writeConfig(m.t, fmt.Sprintf(`
 providers:
   dev:
@@ -832,7 +832,7 @@ identity:
     session_signing: dev:session-signing
     oidc: { google: { client_id: dev:google-client-id, issuer: %s } }
   session: { %s }
-`, m.iss.URL, session))
+%s`, m.iss.URL, session, strings.Join(identity, "")))
 }
 
 // serve starts serve on cfg with client certificates required, and returns its gRPC address and log.
@@ -880,4 +880,49 @@ func (m *mtlsRuntime) client(addr, uri string, opts ...grpc.DialOption) pb.Ident
 	}
 	m.t.Cleanup(func() { _ = cc.Close() })
 	return pb.NewIdentityRuntimeServiceClient(cc)
+}
+
+// TestBareTokensBoundToTheCallerCertificate: over mutual TLS with serve's defaults (access tokens
+// not bound), IssueIdentityToken with bind_to_caller binds the bare token to the identity of the
+// calling client's certificate (token_type Bearer, as RFC 8705 has it): serve's guard takes it from
+// that client, with any certificate of the same identity, and refuses it from another; the audit
+// record names the binding.
+func TestBareTokensBoundToTheCallerCertificate(t *testing.T) {
+	const gateway, batch = "spiffe://keyfort.test/ns/prod/sa/gateway", "spiffe://keyfort.test/ns/prod/sa/batch"
+	m := newMTLSRuntime(t)
+	addr, log := m.serve(m.config("", `  policy:
+    rules:
+      - { subject: alice, action: "keyfort:issue_token", for_subject: "batch-*", effect: allow }
+`))
+	ctx := context.Background()
+	started, err := m.client(addr, gateway).StartIdentitySession(ctx, &pb.StartIdentitySessionRequest{IdentityProvider: "google",
+		ExternalToken: m.iss.Sign(t, "k1", m.iss.Claims("alice", "client-1"), nil)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	as := func(tok string) context.Context {
+		return metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+tok)
+	}
+	issued, err := m.client(addr, gateway).IssueIdentityToken(as(started.GetTokens().GetAccessToken()),
+		&pb.IssueIdentityTokenRequest{Subject: "batch-7", BindToCaller: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if issued.GetTokenType() != "Bearer" {
+		t.Errorf("token_type %q, want Bearer", issued.GetTokenType())
+	}
+	policy := func(uri string) error {
+		_, err := m.client(addr, uri).EvaluateIdentityPolicy(as(issued.GetAccessToken()), &pb.EvaluateIdentityPolicyRequest{Subject: "batch-7", Action: "read"})
+		return err
+	}
+	if err := policy(gateway); err != nil {
+		t.Errorf("the bound bare token from its client: %v", err)
+	}
+	if err := policy(batch); status.Code(err) != codes.Unauthenticated {
+		t.Errorf("the bound bare token from another client: %v, want Unauthenticated", err)
+	}
+	waitLog(t, log, `event=token.issue outcome=ok`)
+	if !strings.Contains(log.String(), `bound_to=`+gateway) {
+		t.Errorf("the audit record does not name the binding:\n%s", log)
+	}
 }

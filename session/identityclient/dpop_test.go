@@ -605,3 +605,61 @@ func TestDPoPRefreshDowngradeEndsTheSession(t *testing.T) {
 		t.Fatalf("the session after the downgrade: %v, want ErrEnded", err)
 	}
 }
+
+// TestBareTokensBoundToTheCaller: IssueIdentityToken with bind_to_caller binds the bare token to
+// the DPoP key of the caller's session (cli, token_type DPoP): a guard serves it with a proof of
+// that key, not as a bearer token nor with another key's proof. Without it the token is a bearer's
+// (token_type Bearer). A caller bound to no client (a bearer session, no certificate) is refused
+// FailedPrecondition.
+func TestBareTokensBoundToTheCaller(t *testing.T) {
+	r := newRuntime(t)
+	ctx := context.Background()
+	key, _ := dpop.GenerateKey()
+	s := r.start(t, identityclient.Config{DPoP: key})
+	cc, err := grpc.NewClient(r.addr, append(s.DialOptions(), grpc.WithTransportCredentials(insecure.NewCredentials()))...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cc.Close()
+	rt := pb.NewIdentityRuntimeServiceClient(cc)
+	bound, err := rt.IssueIdentityToken(ctx, &pb.IssueIdentityTokenRequest{Subject: "batch-1", BindToCaller: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok := bound.GetAccessToken()
+	if claimOf(t, tok, "cli") != key.Identity() || bound.GetTokenType() != dpop.Scheme || claimOf(t, tok, "sub") != "batch-1" {
+		t.Fatalf("a bare token bound to the caller: cli %v, token_type %q, sub %v", claimOf(t, tok, "cli"), bound.GetTokenType(), claimOf(t, tok, "sub"))
+	}
+	call := func(md ...string) error {
+		_, err := healthpb.NewHealthClient(r.conn(t, nil)).Check(metadata.AppendToOutgoingContext(ctx, md...), &healthpb.HealthCheckRequest{})
+		return err
+	}
+	other, _ := dpop.GenerateKey()
+	if err := call("authorization", "DPoP "+tok, "dpop", must(key.Proof(dpop.GRPCMethod, dpop.GRPCURL(r.addr, healthCheck), tok))); err != nil {
+		t.Errorf("the bound bare token with a proof of the caller's key: %v", err)
+	}
+	for name, md := range map[string][]string{
+		"as a bearer token":        {"authorization", "Bearer " + tok},
+		"with another key's proof": {"authorization", "DPoP " + tok, "dpop", must(other.Proof(dpop.GRPCMethod, dpop.GRPCURL(r.addr, healthCheck), tok))},
+	} {
+		if err := call(md...); status.Code(err) != codes.Unauthenticated {
+			t.Errorf("the bound bare token %s: %v, want Unauthenticated", name, err)
+		}
+	}
+	plain, err := rt.IssueIdentityToken(ctx, &pb.IssueIdentityTokenRequest{Subject: "batch-2"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if claimOf(t, plain.GetAccessToken(), "cli") != nil || plain.GetTokenType() != "Bearer" {
+		t.Fatalf("a bare token not bound: cli %v, token_type %q", claimOf(t, plain.GetAccessToken(), "cli"), plain.GetTokenType())
+	}
+	if err := call("authorization", "Bearer "+plain.GetAccessToken()); err != nil {
+		t.Errorf("the unbound bare token as a bearer token: %v", err)
+	}
+
+	b := r.start(t, identityclient.Config{})
+	_, err = pb.NewIdentityRuntimeServiceClient(r.conn(t, b)).IssueIdentityToken(ctx, &pb.IssueIdentityTokenRequest{Subject: "batch-3", BindToCaller: true})
+	if status.Code(err) != codes.FailedPrecondition {
+		t.Errorf("bind_to_caller from a caller bound to nothing: %v, want FailedPrecondition", err)
+	}
+}

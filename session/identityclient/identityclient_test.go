@@ -75,12 +75,14 @@ func newRuntime(t testing.TB) *runtime { return newRuntimeWith(t, nil, &dpop.Con
 
 // newRuntimeWith is newRuntime over the server credentials creds (nil: plaintext), verifying DPoP
 // proofs with dcfg (nil: none; the runtime ignores proofs); with creds, the runtime binds sessions
-// to their client's certificate, refresh and access tokens both.
+// to their client's certificate, refresh and access tokens both. Its policy lets alice issue bare
+// tokens for batch-* subjects.
 func newRuntimeWith(t testing.TB, creds credentials.TransportCredentials, dcfg *dpop.Config) *runtime {
 	t.Helper()
 	clk := &clock{t: time.Now()}
 	m, iss := sessiontest.NewManager(t, func(c *session.Config) {
 		c.AccessTTL, c.Now, c.BindAccessTokens = accessTTL, clk.Now, creds != nil
+		c.Policy = session.Policy{Rules: []session.Rule{{Subject: "alice", Action: identityrpc.IssueAction, ForSubject: "batch-*", Effect: "allow"}}}
 	})
 	cache, err := session.NewCache(session.CacheConfig{Authenticator: m, Store: m.Store(), Now: clk.Now})
 	if err != nil {

@@ -251,12 +251,17 @@ func sessionAttrs(sessionID, subject, tenant, idp string) []slog.Attr {
 }
 
 func tokensOut(t session.Tokens) *pb.SessionTokens {
-	tokenType := "Bearer"
-	if dpop.IsIdentity(t.Client) {
-		tokenType = dpop.Scheme
-	}
 	return &pb.SessionTokens{SessionId: t.SessionID, AccessToken: t.AccessToken, AccessExpiresAt: timestamppb.New(t.AccessExpiresAt),
-		RefreshToken: t.RefreshToken, RefreshExpiresAt: timestamppb.New(t.RefreshExpiresAt), TokenType: tokenType}
+		RefreshToken: t.RefreshToken, RefreshExpiresAt: timestamppb.New(t.RefreshExpiresAt), TokenType: tokenType(t.Client)}
+}
+
+// tokenType is the token_type of an access token bound to client: "DPoP" for a DPoP key (RFC 9449
+// §5), else "Bearer" (bound to a certificate or not, as RFC 8705 has it).
+func tokenType(client string) string {
+	if dpop.IsIdentity(client) {
+		return dpop.Scheme
+	}
+	return "Bearer"
 }
 
 // StartIdentitySession implements the service.
@@ -355,13 +360,29 @@ func (s *Server) IssueIdentityToken(ctx context.Context, req *pb.IssueIdentityTo
 	if req.GetTtl() != nil {
 		ttl = req.GetTtl().AsDuration()
 	}
-	tok, exp, err := s.m.IssueToken(ctx, session.IssueRequest{Subject: req.GetSubject(), Tenant: req.GetTenant(), Scope: req.GetScope(), TTL: ttl})
+	var client string
+	if req.GetBindToCaller() {
+		// The client the caller's session is bound to (the guard checked the call's proof or
+		// certificate against it), else the call's certificate: never a certificate that names a
+		// DPoP key, which only a proof stands for.
+		if client = caller.Principal.Client; client == "" {
+			if id := s.caller(ctx); !dpop.IsIdentity(id) {
+				client = id
+			}
+		}
+		if client == "" {
+			s.record(ctx, method, event, "failed_precondition", nil, append(who, slog.String("reason", "bind_to_caller: the caller is bound to no client"))...)
+			return nil, status.Error(codes.FailedPrecondition, "bind_to_caller: the caller is bound to no client (no DPoP key, no client certificate)")
+		}
+		who = append(who, slog.String("bound_to", client))
+	}
+	tok, exp, err := s.m.IssueToken(ctx, session.IssueRequest{Subject: req.GetSubject(), Tenant: req.GetTenant(), Scope: req.GetScope(), TTL: ttl, Client: client})
 	if err != nil {
 		s.record(ctx, method, event, outcome(err), err, who...)
 		return nil, statusOf(err)
 	}
 	s.record(ctx, method, event, "ok", nil, append(who, slog.Time("expires", exp))...)
-	return &pb.IssueIdentityTokenResponse{AccessToken: tok, ExpiresAt: timestamppb.New(exp)}, nil
+	return &pb.IssueIdentityTokenResponse{AccessToken: tok, ExpiresAt: timestamppb.New(exp), TokenType: tokenType(client)}, nil
 }
 
 // The policy actions a caller needs to act on another subject's sessions (its own it may always).

@@ -106,11 +106,11 @@ func (s *Server) IntrospectionHandler() http.Handler {
 		}
 		res := introspection{Active: active}
 		if active {
-			res = introspection{Active: true, TokenType: "Bearer", Subject: p.Subject, Issuer: s.m.Issuer(),
+			res = introspection{Active: true, TokenType: tokenType(p.Client), Subject: p.Subject, Issuer: s.m.Issuer(),
 				Audience: s.m.Audience(), Scope: p.Scope, ExpiresAt: p.ExpiresAt.Unix(), IssuedAt: p.IssuedAt.Unix(),
 				Tenant: p.Tenant, IdP: p.IdP, Client: p.Client}
 			if dpop.IsIdentity(p.Client) {
-				res.TokenType, res.Confirmation = dpop.Scheme, &confirmation{JKT: strings.TrimPrefix(p.Client, dpop.IdentityPrefix)}
+				res.Confirmation = &confirmation{JKT: strings.TrimPrefix(p.Client, dpop.IdentityPrefix)}
 			}
 		}
 		w.Header().Set("Content-Type", "application/json")

@@ -404,11 +404,17 @@ func (*EndIdentitySessionResponse) Descriptor() ([]byte, []int) {
 }
 
 type IssueIdentityTokenRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Subject       string                 `protobuf:"bytes,1,opt,name=subject,proto3" json:"subject,omitempty"`
-	Tenant        string                 `protobuf:"bytes,2,opt,name=tenant,proto3" json:"tenant,omitempty"`
-	Scope         string                 `protobuf:"bytes,3,opt,name=scope,proto3" json:"scope,omitempty"`
-	Ttl           *durationpb.Duration   `protobuf:"bytes,4,opt,name=ttl,proto3" json:"ttl,omitempty"`
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Subject string                 `protobuf:"bytes,1,opt,name=subject,proto3" json:"subject,omitempty"`
+	Tenant  string                 `protobuf:"bytes,2,opt,name=tenant,proto3" json:"tenant,omitempty"`
+	Scope   string                 `protobuf:"bytes,3,opt,name=scope,proto3" json:"scope,omitempty"`
+	Ttl     *durationpb.Duration   `protobuf:"bytes,4,opt,name=ttl,proto3" json:"ttl,omitempty"`
+	// bind_to_caller binds the token to the client that asks for it: the DPoP key or certificate
+	// identity its own session is bound to, else the identity of the client certificate of the call.
+	// Guards then serve the token only to that client (with a proof of the key, or over mutual TLS
+	// with that certificate), so that a token leaked on its way to its use is useless. A caller bound
+	// to no client is refused with FAILED_PRECONDITION.
+	BindToCaller  bool `protobuf:"varint,5,opt,name=bind_to_caller,json=bindToCaller,proto3" json:"bind_to_caller,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -471,10 +477,19 @@ func (x *IssueIdentityTokenRequest) GetTtl() *durationpb.Duration {
 	return nil
 }
 
+func (x *IssueIdentityTokenRequest) GetBindToCaller() bool {
+	if x != nil {
+		return x.BindToCaller
+	}
+	return false
+}
+
 type IssueIdentityTokenResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	AccessToken   string                 `protobuf:"bytes,1,opt,name=access_token,json=accessToken,proto3" json:"access_token,omitempty"`
-	ExpiresAt     *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=expires_at,json=expiresAt,proto3" json:"expires_at,omitempty"`
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	AccessToken string                 `protobuf:"bytes,1,opt,name=access_token,json=accessToken,proto3" json:"access_token,omitempty"`
+	ExpiresAt   *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=expires_at,json=expiresAt,proto3" json:"expires_at,omitempty"`
+	// token_type is "DPoP" for a token bound to a DPoP key, else "Bearer" (as SessionTokens').
+	TokenType     string `protobuf:"bytes,3,opt,name=token_type,json=tokenType,proto3" json:"token_type,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -521,6 +536,13 @@ func (x *IssueIdentityTokenResponse) GetExpiresAt() *timestamppb.Timestamp {
 		return x.ExpiresAt
 	}
 	return nil
+}
+
+func (x *IssueIdentityTokenResponse) GetTokenType() string {
+	if x != nil {
+		return x.TokenType
+	}
+	return ""
 }
 
 type EvaluateIdentityPolicyRequest struct {
@@ -1264,16 +1286,19 @@ const file_keyfort_identity_v1_identity_proto_rawDesc = "" +
 	"\x06tokens\x18\x01 \x01(\v2\".keyfort.identity.v1.SessionTokensR\x06tokens\"1\n" +
 	"\x19EndIdentitySessionRequest\x12\x14\n" +
 	"\x05token\x18\x01 \x01(\tR\x05token\"\x1c\n" +
-	"\x1aEndIdentitySessionResponse\"\x90\x01\n" +
+	"\x1aEndIdentitySessionResponse\"\xb6\x01\n" +
 	"\x19IssueIdentityTokenRequest\x12\x18\n" +
 	"\asubject\x18\x01 \x01(\tR\asubject\x12\x16\n" +
 	"\x06tenant\x18\x02 \x01(\tR\x06tenant\x12\x14\n" +
 	"\x05scope\x18\x03 \x01(\tR\x05scope\x12+\n" +
-	"\x03ttl\x18\x04 \x01(\v2\x19.google.protobuf.DurationR\x03ttl\"z\n" +
+	"\x03ttl\x18\x04 \x01(\v2\x19.google.protobuf.DurationR\x03ttl\x12$\n" +
+	"\x0ebind_to_caller\x18\x05 \x01(\bR\fbindToCaller\"\x99\x01\n" +
 	"\x1aIssueIdentityTokenResponse\x12!\n" +
 	"\faccess_token\x18\x01 \x01(\tR\vaccessToken\x129\n" +
 	"\n" +
-	"expires_at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\"\xa0\x01\n" +
+	"expires_at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\x12\x1d\n" +
+	"\n" +
+	"token_type\x18\x03 \x01(\tR\ttokenType\"\xa0\x01\n" +
 	"\x1dEvaluateIdentityPolicyRequest\x12\x18\n" +
 	"\asubject\x18\x01 \x01(\tR\asubject\x12\x16\n" +
 	"\x06tenant\x18\x02 \x01(\tR\x06tenant\x12\x14\n" +
