@@ -32,6 +32,7 @@ import (
 
 	pb "github.com/keyfort/keyfort/api/identity/v1"
 	kvpb "github.com/keyfort/keyfort/internal/kvexamplepb/v1"
+	"github.com/keyfort/keyfort/session/dpop"
 )
 
 // benchOptions are the flags of "provider-host bench".
@@ -47,6 +48,8 @@ type benchOptions struct {
 	jsonOut     string
 	progress    string
 	keepLogs    bool
+	dpop        bool // sessions bound to a DPoP key of each simulated client, proofs on every call
+	dpopNonce   bool // the replicas started here require DPoP nonces (identity.session.dpop.nonce)
 
 	// services started elsewhere, trusting an issuer that "provider-host bench issuer" serves
 	runtimeAddrs []string
@@ -79,6 +82,12 @@ token), refreshes it (RefreshIdentitySession, rotating the refresh token), or lo
 (EndIdentitySession; the next step starts it again with a new ID token). With R > 1 every call goes
 to a replica chosen at random, so refreshes and logouts routinely land on a replica other than the
 one that issued the token.
+
+With --dpop each simulated client holds a DPoP key (ES256) and its session is bound to it: every
+start, refresh, logout and guarded call on the runtime carries a fresh proof (and the guarded call
+the access token with the DPoP scheme), so the figures include signing and checking proofs, and
+with a shared store its replay cache. --dpop-nonce makes the replicas require server nonces too,
+which the clients follow (a refused call is made again with the nonce, inside its latency).
 
 To drive services started elsewhere instead, run "provider-host bench issuer --key FILE" first, start
 them with identity.secrets.oidc.<idp>.issuer set to its URL, and pass --runtime-addr (repeat for
@@ -118,6 +127,8 @@ non-zero.`,
 	f.StringVar(&o.mix, "mix", "guarded=80,refresh=15,logout=5", "weights of the mixed phase's operations")
 	f.StringVar(&o.jsonOut, "json", "", "also write the report as JSON to this file")
 	f.StringVar(&o.progress, "progress", "auto", "progress bar: auto (when stderr is a terminal), always, lines (one line every 5s) or never")
+	f.BoolVar(&o.dpop, "dpop", false, "bind each session to a DPoP key of its simulated client (ES256): every start, refresh, logout and guarded call on the runtime carries a proof")
+	f.BoolVar(&o.dpopNonce, "dpop-nonce", false, "with --dpop: the replicas started here require DPoP server nonces (identity.session.dpop.nonce), which the clients follow")
 	f.BoolVar(&o.keepLogs, "keep-logs", false, "keep the services' logs and configuration (their directory is printed)")
 	f.StringArrayVar(&o.runtimeAddrs, "runtime-addr", nil, "drive the identity runtime already serving gRPC here (repeat for replicas) instead of starting one; needs --issuer-url, --issuer-key, --client-id")
 	f.StringVar(&o.guardedAddr, "guarded-addr", "", "with --runtime-addr: the guarded example service already serving here")
@@ -197,6 +208,9 @@ type benchReport struct {
 	Interrupted          bool    `json:"interrupted,omitempty"`
 	// External: the services were started elsewhere (--runtime-addr).
 	External bool `json:"external,omitempty"`
+	// DPoP: "on" when every session was bound to a DPoP key of its client (--dpop), "nonces" when
+	// the replicas required server nonces too (--dpop-nonce).
+	DPoP string `json:"dpop,omitempty"`
 
 	redisDelta   int64 // Redis commands in the mixed phase
 	guardedMixed int64 // guarded calls (all in the mixed phase)
@@ -261,6 +275,12 @@ func (o benchOptions) validate() error {
 		return errors.New("--postgres-url configures the replicas started here; it does not go with --runtime-addr")
 	case !o.external() && (o.guardedAddr != "" || o.issuerURL != "" || o.issuerKey != "" || o.clientID != ""):
 		return errors.New("--guarded-addr, --issuer-url, --issuer-key and --client-id go with --runtime-addr")
+	case o.dpop && (o.guardedBin != "" || o.guardedAddr != ""):
+		return errors.New("--dpop drives the runtime's own guarded calls: the guarded example takes ID tokens, which DPoP does not bind")
+	case o.dpopNonce && !o.dpop:
+		return errors.New("--dpop-nonce goes with --dpop")
+	case o.dpopNonce && o.external():
+		return errors.New("--dpop-nonce configures the replicas started here; services started elsewhere require nonces by their own configuration (the clients follow them either way)")
 	}
 	if !slices.Contains([]string{"auto", "always", "lines", "never"}, o.progress) {
 		return fmt.Errorf("--progress %q: want auto, always, lines or never", o.progress)
@@ -276,6 +296,7 @@ type benchUser struct {
 	ext             string // the ID token from the issuer
 	access, refresh string
 	started, put    bool
+	key             *dpop.Key // with --dpop: the client's key, which its session is bound to
 }
 
 // benchTarget is the deployment under load.
@@ -290,8 +311,46 @@ func (t *benchTarget) runtime(rng *rand.Rand) pb.IdentityRuntimeServiceClient {
 	return t.runtimes[rng.IntN(len(t.runtimes))]
 }
 
+// call makes one call of u's to the runtime (invoke, with the options it is given): with a DPoP
+// key, with a proof of it (carrying accessToken's hash when it is not "") and following the
+// runtime's nonces (dpop.Key.Call); else as a bearer of accessToken, when it is not "".
+func (u *benchUser) call(ctx context.Context, accessToken string, invoke func(ctx context.Context, opts ...grpc.CallOption) error) error {
+	if u.key == nil {
+		if accessToken != "" {
+			ctx = metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+accessToken)
+		}
+		return invoke(ctx)
+	}
+	creds := grpc.PerRPCCredentials(benchProof{key: u.key, token: accessToken})
+	return u.key.Call(ctx, func(ctx context.Context, opts ...grpc.CallOption) error {
+		return invoke(ctx, append(opts, creds)...)
+	})
+}
+
+// benchProof puts a DPoP proof of key on a call, and the access token (when there is one) with
+// the DPoP scheme.
+type benchProof struct {
+	key   *dpop.Key
+	token string
+}
+
+func (p benchProof) GetRequestMetadata(ctx context.Context, uri ...string) (map[string]string, error) {
+	proof, err := p.key.GRPCProof(ctx, uri, p.token)
+	if err != nil {
+		return nil, err
+	}
+	md := map[string]string{dpop.Header: proof}
+	if p.token != "" {
+		md["authorization"] = dpop.Scheme + " " + p.token
+	}
+	return md, nil
+}
+
+func (benchProof) RequireTransportSecurity() bool { return false } // loopback
+
 // step runs one operation for u and returns which it was.
 func (t *benchTarget) step(ctx context.Context, rng *rand.Rand, u *benchUser, op int) error {
+	rt := t.runtime(rng) // one replica for the step: a call refused for want of a nonce is made again there
 	switch op {
 	case opStart:
 		u.nonce++
@@ -299,28 +358,42 @@ func (t *benchTarget) step(ctx context.Context, rng *rand.Rand, u *benchUser, op
 		if err != nil {
 			return err
 		}
-		res, err := t.runtime(rng).StartIdentitySession(ctx, &pb.StartIdentitySessionRequest{
-			Subject: u.subject, Tenant: "bench", IdentityProvider: t.idp, ExternalToken: ext})
+		var res *pb.StartIdentitySessionResponse
+		err = u.call(ctx, "", func(ctx context.Context, opts ...grpc.CallOption) (err error) {
+			res, err = rt.StartIdentitySession(ctx, &pb.StartIdentitySessionRequest{
+				Subject: u.subject, Tenant: "bench", IdentityProvider: t.idp, ExternalToken: ext}, opts...)
+			return err
+		})
 		if err != nil {
 			return err
 		}
+		if u.key != nil && res.GetTokens().GetTokenType() != dpop.Scheme {
+			return fmt.Errorf("the runtime did not bind the session to the client's DPoP key (token_type %q)", res.GetTokens().GetTokenType())
+		}
 		u.ext, u.access, u.refresh, u.started, u.put = ext, res.GetTokens().GetAccessToken(), res.GetTokens().GetRefreshToken(), true, false
 	case opRefresh:
-		res, err := t.runtime(rng).RefreshIdentitySession(ctx, &pb.RefreshIdentitySessionRequest{RefreshToken: u.refresh})
+		var res *pb.RefreshIdentitySessionResponse
+		err := u.call(ctx, "", func(ctx context.Context, opts ...grpc.CallOption) (err error) {
+			res, err = rt.RefreshIdentitySession(ctx, &pb.RefreshIdentitySessionRequest{RefreshToken: u.refresh}, opts...)
+			return err
+		})
 		if err != nil {
 			return err
 		}
 		u.access, u.refresh = res.GetTokens().GetAccessToken(), res.GetTokens().GetRefreshToken()
 	case opLogout:
 		u.started = false
-		_, err := t.runtime(rng).EndIdentitySession(ctx, &pb.EndIdentitySessionRequest{Token: u.refresh})
-		return err
+		return u.call(ctx, "", func(ctx context.Context, opts ...grpc.CallOption) error {
+			_, err := rt.EndIdentitySession(ctx, &pb.EndIdentitySessionRequest{Token: u.refresh}, opts...)
+			return err
+		})
 	case opGuarded:
 		if t.kv == nil {
-			actx := metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+u.access)
-			_, err := t.runtime(rng).EvaluateIdentityPolicy(actx, &pb.EvaluateIdentityPolicyRequest{
-				Subject: u.subject, Tenant: "bench", Scope: "orders", Action: "read"})
-			return err
+			return u.call(ctx, u.access, func(ctx context.Context, opts ...grpc.CallOption) error {
+				_, err := rt.EvaluateIdentityPolicy(ctx, &pb.EvaluateIdentityPolicyRequest{
+					Subject: u.subject, Tenant: "bench", Scope: "orders", Action: "read"}, opts...)
+				return err
+			})
 		}
 		actx := metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+u.ext)
 		if !u.put {
@@ -456,6 +529,11 @@ func runBench(ctx context.Context, o benchOptions, stderr io.Writer) (*benchRepo
 	users := make([]*benchUser, o.sessions)
 	for i := range users {
 		users[i] = &benchUser{subject: fmt.Sprintf("bench-user-%d", i)}
+		if o.dpop {
+			if users[i].key, err = dpop.GenerateKey(); err != nil {
+				return nil, err
+			}
+		}
 	}
 	workers := make([]*benchWorker, o.concurrency)
 	for i := range workers {
@@ -463,6 +541,12 @@ func runBench(ctx context.Context, o benchOptions, stderr io.Writer) (*benchRepo
 	}
 	rep := &benchReport{Sessions: o.sessions, Concurrency: o.concurrency, Replicas: o.replicas, Store: "memory",
 		Guarded: o.guardedBin != "" || o.guardedAddr != "", Mix: o.mix, Ops: map[string]*opReport{}, CPUs: runtime.NumCPU()}
+	switch {
+	case o.dpopNonce:
+		rep.DPoP = "nonces"
+	case o.dpop:
+		rep.DPoP = "on"
+	}
 	switch {
 	case o.redisURL != "":
 		rep.Store = "redis"
@@ -642,6 +726,12 @@ func (r *benchReport) print(out io.Writer) {
 	if r.Guarded {
 		target = "guarded calls: Put/Get on the guarded key-value service"
 	}
+	switch r.DPoP {
+	case "on":
+		target += ", sessions bound to DPoP keys (a proof on every call)"
+	case "nonces":
+		target += ", sessions bound to DPoP keys (a proof on every call, server nonces)"
+	}
 	fmt.Fprintf(out, "keyfort bench: %d sessions, %d in flight, %d serve replica(s), %s, %s, mix %s, %d CPU(s)\n",
 		r.Sessions, r.Concurrency, r.Replicas, store, target, r.Mix, r.CPUs)
 	fmt.Fprintf(out, "  start phase: %d sessions in %.2fs (%.0f/s)\n", r.StartPhase.Calls, r.StartPhase.Seconds, r.StartPhase.Throughput)
@@ -778,6 +868,9 @@ identity:
 		}
 	}
 	env = append(env, "BENCH_SESSION_SIGNING_KEY="+signing, "BENCH_GOOGLE_CLIENT_ID="+clientID, "KEYFORT_PROVIDER_HOST="+self)
+	if o.dpopNonce {
+		env = append(env, "KEYFORT_IDENTITY__SESSION__DPOP__NONCE=true")
+	}
 
 	for i := range o.replicas {
 		c, err := d.start(ctx, fmt.Sprintf("serve-%d", i), self, env, serveReady,

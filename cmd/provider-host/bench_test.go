@@ -40,6 +40,7 @@ type benchReport struct {
 	RedisCommandsPerCall float64          `json:"redis_commands_per_runtime_call"`
 	StoreCommandsPerCall float64          `json:"store_commands_per_runtime_call"`
 	Store                string           `json:"store"`
+	DPoP                 string           `json:"dpop"`
 }
 
 func runBench(t *testing.T, args ...string) (benchReport, result) {
@@ -94,6 +95,28 @@ func TestBenchDrivesRuntimeAndGuardedService(t *testing.T) {
 	}
 }
 
+// TestBenchDPoP: with --dpop every session is bound to its client's key and every call carries a
+// proof; with --dpop-nonce the replicas (two, on Redis: each is an origin of its own to the clients)
+// require server nonces, which the clients follow. No call fails.
+func TestBenchDPoP(t *testing.T) {
+	redistest.Client(t)
+	for _, args := range [][]string{{"--dpop"}, {"--dpop", "--dpop-nonce", "--replicas", "2", "--redis-url", redistest.URL()}} {
+		rep, r := runBench(t, append([]string{"--sessions", "20", "--concurrency", "4", "--duration", "1500ms",
+			"--mix", "guarded=60,refresh=30,logout=10"}, args...)...)
+		if r.code != 0 {
+			t.Fatalf("bench %v exited %d:\n%s\n%s", args, r.code, r.stdout, r.stderr)
+		}
+		checkOps(t, rep, "start", "guarded", "refresh", "logout")
+		want := "on"
+		if len(args) > 1 {
+			want = "nonces"
+		}
+		if rep.DPoP != want || !strings.Contains(r.stdout, "sessions bound to DPoP keys") {
+			t.Errorf("bench %v: dpop %q, want %q:\n%s", args, rep.DPoP, want, r.stdout)
+		}
+	}
+}
+
 // Two replicas share sessions through Redis: refreshes and logouts land on either one, and none
 // fails (a rotation seen by one replica is seen by the other).
 func TestBenchTwoReplicasShareRedis(t *testing.T) {
@@ -141,6 +164,8 @@ func TestBenchRefusesBadSetups(t *testing.T) {
 		{[]string{"--runtime-addr", "127.0.0.1:1"}, "needs --issuer-url, --issuer-key and --client-id"},
 		{[]string{"--runtime-addr", "127.0.0.1:1", "--issuer-url", "http://x", "--issuer-key", "k", "--client-id", "c", "--replicas", "2"}, "services started elsewhere"},
 		{[]string{"--guarded-addr", "127.0.0.1:1"}, "go with --runtime-addr"},
+		{[]string{"--dpop", "--guarded-bin", "/bin/false"}, "--dpop drives the runtime's own guarded calls"},
+		{[]string{"--dpop-nonce"}, "--dpop-nonce goes with --dpop"},
 	} {
 		_, r := runBench(t, tc.args...)
 		if r.code == 0 || !strings.Contains(r.stderr, tc.want) {
