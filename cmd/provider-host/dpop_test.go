@@ -151,17 +151,7 @@ func TestDPoPAcrossReplicas(t *testing.T) {
 	redistest.Client(t) // skips without Redis (fails in CI)
 	iss := oidctest.New(t)
 	const authority = "identity.test"
-	cfg := writeConfig(t, `
-identity:
-  secrets:
-    session_signing: env:KFSERVE_SIGNING
-    oidc:
-      google:
-        client_id: env:KFSERVE_CLIENT_ID
-        issuer: `+iss.URL+`
-  session:
-    issuer: https://keyfort.test
-`)
+	cfg := envRuntimeConfig(t, iss.URL, "")
 	replicas := func(shared string) (a, b pb.IdentityRuntimeServiceClient) {
 		env := append(serveEnv(t), "KEYFORT_IDENTITY__SESSION__REDIS_URL="+redistest.URL(), "KEYFORT_IDENTITY__SESSION__DPOP__SHARED="+shared)
 		a, _ = dialServe(t, cfg, authority, env)
@@ -234,19 +224,7 @@ func TestDPoPNoncesAcrossReplicas(t *testing.T) {
 	redistest.Client(t) // skips without Redis (fails in CI)
 	iss := oidctest.New(t)
 	const authority = "identity.test"
-	cfg := writeConfig(t, `
-identity:
-  secrets:
-    session_signing: env:KFSERVE_SIGNING
-    oidc:
-      google:
-        client_id: env:KFSERVE_CLIENT_ID
-        issuer: `+iss.URL+`
-  session:
-    issuer: https://keyfort.test
-    dpop:
-      nonce: true
-`)
+	cfg := envRuntimeConfig(t, iss.URL, "    dpop: { nonce: true }\n")
 	env := serveEnv(t)
 	shared := append(env[:len(env):len(env)], "KEYFORT_IDENTITY__SESSION__REDIS_URL="+redistest.URL())
 	a, alog := dialServe(t, cfg, authority, shared)

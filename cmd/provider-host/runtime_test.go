@@ -401,18 +401,7 @@ func TestServeThroughPostgresFailover(t *testing.T) {
 func twoReplicasAgree(t *testing.T, storeEnv, wantLog string) (string, []string) {
 	t.Helper()
 	iss := oidctest.New(t)
-	cfg := writeConfig(t, `
-identity:
-  secrets:
-    session_signing: env:KFSERVE_SIGNING
-    oidc:
-      google:
-        client_id: env:KFSERVE_CLIENT_ID
-        issuer: `+iss.URL+`
-  session:
-    issuer: https://keyfort.test
-    refresh_grace: -1s
-`)
+	cfg := envRuntimeConfig(t, iss.URL, "    refresh_grace: -1s\n")
 	env := []string{"PATH=" + os.Getenv("PATH"), "KFSERVE_CLIENT_ID=client-1", signingKeyEnv(t), storeEnv}
 	start := func() pb.IdentityRuntimeServiceClient {
 		_, log, _ := startServe(t, env, "--config", cfg, "--grpc-addr", "127.0.0.1:0")
@@ -838,6 +827,14 @@ func startAs(t *testing.T, rt pb.IdentityRuntimeServiceClient, iss *oidctest.Iss
 // key and Google client id from the environment (signingKeyEnv, KFSERVE_CLIENT_ID).
 func pgRuntimeConfig(t *testing.T, issuer, pgURL string) string {
 	t.Helper()
+	return envRuntimeConfig(t, issuer, fmt.Sprintf("    postgres_url: %q\n", pgURL))
+}
+
+// envRuntimeConfig writes a configuration with the session signing key and Google's client id
+// from the environment (signingKeyEnv, KFSERVE_CLIENT_ID), Google at issuer, the session issuer
+// https://keyfort.test and more session settings (YAML lines indented by four).
+func envRuntimeConfig(t *testing.T, issuer, session string) string {
+	t.Helper()
 	return writeConfig(t, fmt.Sprintf(`
 identity:
   secrets:
@@ -848,8 +845,7 @@ identity:
         issuer: %s
   session:
     issuer: https://keyfort.test
-    postgres_url: %q
-`, issuer, pgURL))
+%s`, issuer, session))
 }
 
 // serveAndStart runs serve with env and the configuration file cfg, and starts a session for alice
