@@ -618,7 +618,7 @@ func (rt roundTripper) RoundTrip(req *http.Request) (*http.Response, error) {
 		// be sent again.
 		k.SetNonce(htu, resp.Header.Get("DPoP-Nonce")) // ignored when absent or malformed
 		if attempt > 0 || resp.StatusCode != http.StatusUnauthorized || k.Nonce(htu) == nonce ||
-			!strings.Contains(resp.Header.Get("WWW-Authenticate"), dpop.UseNonce) {
+			!strings.Contains(strings.Join(resp.Header.Values("WWW-Authenticate"), ","), dpop.UseNonce) {
 			return resp, nil
 		}
 		next, ok := replay(req)
