@@ -6,6 +6,8 @@
 // through Session.RoundTripper. A refresh the runtime refuses ends the Session (ErrEnded); one that
 // fails otherwise is retried with backoff while the current token stays valid. With Config.DPoP
 // the session is bound to a key the client holds (session/dpop), and every call to the runtime and
-// to guarded services carries a fresh proof of it. docs/sessions.md
+// to guarded services carries a fresh proof of it; tokens the runtime did not bind to the key are
+// refused (ErrBinding), and servers' DPoP nonces are followed (Session.DialOptions for guarded
+// connections). docs/sessions.md
 // ("Calling guarded services") is the guide.
 package identityclient

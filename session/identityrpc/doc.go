@@ -15,5 +15,8 @@
 // the service with New, install the interceptor, then RegisterOn the server.
 //
 // Options.DPoP binds a session started with a DPoP proof (session/dpop) to the key it proves,
-// refresh and access tokens both; refreshing and ending it then take a proof of that key.
+// refresh and access tokens both; refreshing and ending it then take a proof of that key. Its
+// answers say token_type DPoP or Bearer (RFC 9449 §5), and with a Verifier that requires nonces it
+// refuses proofs without the current one (use_dpop_nonce, the nonce in the trailer). A bare token of
+// IssueIdentityToken is bound to its caller when the request asks (bind_to_caller).
 package identityrpc
