@@ -784,9 +784,8 @@ func (p *parser) rateLimit(key string, v any) {
 			}
 			rl.Burst = n
 		case "shared":
-			b, ok := asBool(m[f])
+			b, ok := p.flag(key+"."+f, m[f])
 			if !ok {
-				p.add(key+"."+f, "", "", "want true or false")
 				continue
 			}
 			rl.Shared = b
@@ -799,6 +798,14 @@ func (p *parser) rateLimit(key string, v any) {
 	}
 }
 
+// flag reads the boolean at key, reporting it when it is not one.
+func (p *parser) flag(key string, v any) (b, ok bool) {
+	if b, ok = asBool(v); !ok {
+		p.add(key, "", "", "want true or false")
+	}
+	return b, ok
+}
+
 func (p *parser) dpop(key string, v any) {
 	m, ok := v.(map[string]any)
 	if !ok {
@@ -809,9 +816,8 @@ func (p *parser) dpop(key string, v any) {
 	for _, f := range slices.Sorted(maps.Keys(m)) {
 		switch f {
 		case "enabled":
-			b, ok := asBool(m[f])
+			b, ok := p.flag(key+"."+f, m[f])
 			if !ok {
-				p.add(key+"."+f, "", "", "want true or false")
 				continue
 			}
 			d.Disabled = !b
@@ -845,17 +851,15 @@ func (p *parser) dpop(key string, v any) {
 			}
 			d.Origins = list
 		case "shared":
-			b, ok := asBool(m[f])
+			b, ok := p.flag(key+"."+f, m[f])
 			if !ok {
-				p.add(key+"."+f, "", "", "want true or false")
 				continue
 			}
 			d.Unshared = !b
 			p.dpopShared = b
 		case "nonce":
-			b, ok := asBool(m[f])
+			b, ok := p.flag(key+"."+f, m[f])
 			if !ok {
-				p.add(key+"."+f, "", "", "want true or false")
 				continue
 			}
 			d.Nonce = b
