@@ -359,7 +359,7 @@ func parse(raw map[string]any, sources []string) (*Config, error) {
 		case "identity":
 			p.identity(v)
 		default:
-			p.add(key, "", "", "unknown key (known: production, providers, identity)")
+			p.unknown(key, "", "", "production", "providers", "identity")
 		}
 	}
 	p.resolveProviders()
@@ -500,7 +500,7 @@ func (p *parser) provider(name string, v any) {
 				p.add(fkey, name, "", "want a number of CPUs (1 or more) or \"all\"")
 			}
 		default:
-			p.add(fkey, name, "", "unknown key (known: type, plugin, args, sha256, settings, timeout, cache_ttl, stale_budget, max_procs, probe_timeout, close_timeout, inherit_env)")
+			p.unknown(fkey, name, "", "type", "plugin", "args", "sha256", "settings", "timeout", "cache_ttl", "stale_budget", "max_procs", "probe_timeout", "close_timeout", "inherit_env")
 		}
 	}
 	switch {
@@ -513,7 +513,11 @@ func (p *parser) provider(name string, v any) {
 			p.add(key, name, "", "set type (one of %v) or plugin (a custom plugin binary)", BuiltinTypes)
 		}
 	case pr.Type != "" && !isBuiltin(pr.Type):
-		p.add(key+".type", name, "", "unknown built-in type %q (built-in: %v; a custom adapter is a plugin: path)", pr.Type, BuiltinTypes)
+		if s := suggest(pr.Type, BuiltinTypes); s != "" {
+			p.add(key+".type", name, "", "unknown built-in type %q: did you mean %q? (built-in: %v; a custom adapter is a plugin: path)", pr.Type, s, BuiltinTypes)
+		} else {
+			p.add(key+".type", name, "", "unknown built-in type %q (built-in: %v; a custom adapter is a plugin: path)", pr.Type, BuiltinTypes)
+		}
 	case pr.Plugin != "":
 		if st, err := os.Stat(pr.Plugin); err != nil {
 			p.add(key+".plugin", name, pr.Plugin, "plugin binary not found")
@@ -565,7 +569,7 @@ func (p *parser) identity(v any) {
 		case "policy":
 			p.policy(m[key])
 		default:
-			p.add("identity."+key, "", "", "unknown key (known: secrets, credentials, session, policy)")
+			p.unknown("identity."+key, "", "", "secrets", "credentials", "session", "policy")
 		}
 	}
 	for idp := range p.cfg.OIDC {
@@ -703,7 +707,7 @@ func (p *parser) sessionConfig(v any) {
 				sc.RefreshGrace = d
 			}
 		default:
-			p.add(key, "", "", "unknown key (known: issuer, audience, access_ttl, refresh_ttl, refresh_grace, revalidate, subject_cut_ttl, max_sessions_per_subject, bind_refresh_to_client, bind_access_to_client, dpop, introspection_clients, rate_limit, redis_url, redis_tls, redis_allow_eviction, postgres_url, postgres_migrate)")
+			p.unknown(key, "", "", "issuer", "audience", "access_ttl", "refresh_ttl", "refresh_grace", "revalidate", "subject_cut_ttl", "max_sessions_per_subject", "bind_refresh_to_client", "bind_access_to_client", "dpop", "introspection_clients", "rate_limit", "redis_url", "redis_tls", "redis_allow_eviction", "postgres_url", "postgres_migrate")
 		}
 	}
 	if sc.RedisURL != "" && sc.PostgresURL != "" {
@@ -790,7 +794,7 @@ func (p *parser) rateLimit(key string, v any) {
 			}
 			rl.Shared = b
 		default:
-			p.add(key+"."+f, "", "", "unknown key (known: burst, per_second, shared)")
+			p.unknown(key+"."+f, "", "", "burst", "per_second", "shared")
 		}
 	}
 	if rl.PerSecond == 0 {
@@ -871,7 +875,7 @@ func (p *parser) dpop(key string, v any) {
 			}
 			d.NoncePeriod = period
 		default:
-			p.add(key+"."+f, "", "", "unknown key (known: enabled, max_age, nonce, nonce_period, origins, shared)")
+			p.unknown(key+"."+f, "", "", "enabled", "max_age", "nonce", "nonce_period", "origins", "shared")
 		}
 	}
 	if d.NoncePeriod != 0 && !d.Nonce {
@@ -901,7 +905,7 @@ func (p *parser) stringFields(key string, m map[string]any, fields map[string]*s
 	for _, f := range slices.Sorted(maps.Keys(m)) {
 		dst, ok := fields[f]
 		if !ok {
-			p.add(key+"."+f, "", "", "unknown key (known: %s)", strings.Join(slices.Sorted(maps.Keys(fields)), ", "))
+			p.unknown(key+"."+f, "", "", slices.Sorted(maps.Keys(fields))...)
 			continue
 		}
 		s, ok := m[f].(string)
@@ -921,7 +925,7 @@ func (p *parser) policy(v any) {
 	}
 	for _, k := range slices.Sorted(maps.Keys(m)) {
 		if k != "rules" {
-			p.add("identity.policy."+k, "", "", "unknown key (known: rules)")
+			p.unknown("identity.policy."+k, "", "", "rules")
 			continue
 		}
 		rules, ok := m[k].([]any)
@@ -1044,7 +1048,7 @@ func (p *parser) binding(key string, v any, kind Kind) {
 					p.add(key+".kind", prov, loc, "want keyset or secret")
 				}
 			default:
-				p.add(key+"."+f, prov, loc, "unknown key (known: provider, location, kind, per_session)")
+				p.unknown(key+"."+f, prov, loc, "provider", "location", "kind", "per_session")
 			}
 		}
 	default:
@@ -1072,6 +1076,11 @@ func (p *parser) resolveProviders() {
 		}
 		if isBuiltin(b.Provider) {
 			p.cfg.Providers[b.Provider] = Provider{Name: b.Provider, Type: b.Provider, Implicit: true}
+			return
+		}
+		names := append(slices.Sorted(maps.Keys(p.cfg.Providers)), BuiltinTypes...)
+		if s := suggest(b.Provider, names); s != "" {
+			p.add(b.Key, b.Provider, b.Location, "unknown provider %q: did you mean %q? (declare it under providers; built-in types: %v)", b.Provider, s, BuiltinTypes)
 			return
 		}
 		p.add(b.Key, b.Provider, b.Location, "unknown provider %q: declare it under providers (built-in types: %v)", b.Provider, BuiltinTypes)

@@ -179,6 +179,55 @@ identity:
 	}
 }
 
+// TestMisspelledKeysGetASuggestion: an unknown key, provider type or provider name that is a
+// misspelling of a known one (a typo, a transposition, a missing underscore in an environment
+// variable) is reported with the known one it most likely means; one that resembles nothing is
+// reported with the known keys only.
+func TestMisspelledKeysGetASuggestion(t *testing.T) {
+	body := `
+productoin: true
+providers:
+  mem: { type: memroy, setings: {} }
+  corp: { type: vault, clsoe_timeout: 5s }
+identity:
+  secrets:
+    session_signing: mme:signing
+    api_key: { provider: env, locaton: API_KEY }
+  credentails: {}
+  session:
+    acces_ttl: 5m
+    zzz: 1
+    dpop: { enabeld: true }
+    rate_limit: { brust: 1 }
+  policy: { ruels: [] }
+`
+	_, err := config.Load(config.Source{Files: []string{write(t, "k.yaml", body)},
+		Environ: []string{"KEYFORT_IDENTITY__SESSION__REFRESHTTL=1h"}})
+	if err == nil {
+		t.Fatal("a misspelled configuration loaded")
+	}
+	msg := err.Error()
+	for _, want := range []string{
+		`productoin: unknown key: did you mean "production"?`,
+		`providers.mem.type (provider "mem"): unknown built-in type "memroy": did you mean "memory"?`,
+		`providers.mem.setings (provider "mem"): unknown key: did you mean "settings"?`,
+		`providers.corp.clsoe_timeout (provider "corp"): unknown key: did you mean "close_timeout"?`,
+		`identity.secrets.session_signing (provider "mme", location "signing"): unknown provider "mme": did you mean "mem"?`,
+		`identity.secrets.api_key.locaton: unknown key: did you mean "location"?`,
+		`identity.credentails: unknown key: did you mean "credentials"?`,
+		`identity.session.acces_ttl: unknown key: did you mean "access_ttl"?`,
+		`identity.session.refreshttl: unknown key: did you mean "refresh_ttl"?`,
+		`identity.session.zzz: unknown key (known: issuer, audience,`,
+		`identity.session.dpop.enabeld: unknown key: did you mean "enabled"?`,
+		`identity.session.rate_limit.brust: unknown key: did you mean "burst"?`,
+		`identity.policy.ruels: unknown key: did you mean "rules"?`,
+	} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("the error does not report %q:\n%s", want, msg)
+		}
+	}
+}
+
 func TestDefaultBinding(t *testing.T) {
 	cfg, err := config.Load(config.Source{Environ: []string{
 		"KEYFORT_IDENTITY__SECRETS__DEFAULT=env:keyfort",
@@ -454,7 +503,7 @@ identity:
 		"a dpop origin with a path": {`identity: { secrets: { session_signing: "memory:s" }, session: { dpop: { origins: ["https://id.example.com/token"] } } }`, nil,
 			`identity.session.dpop.origins: "https://id.example.com/token" is not an origin`},
 		"dpop with an unknown key": {`identity: { secrets: { session_signing: "memory:s" }, session: { dpop: { nonces: true } } }`, nil,
-			"identity.session.dpop.nonces: unknown key (known: enabled, max_age, nonce, nonce_period, origins, shared)"},
+			`identity.session.dpop.nonces: unknown key: did you mean "nonce"? (known: enabled, max_age, nonce, nonce_period, origins, shared)`},
 		"a dpop nonce period of a day": {`identity: { secrets: { session_signing: "memory:s" }, session: { dpop: { nonce: true, nonce_period: 24h } } }`, nil,
 			"identity.session.dpop.nonce_period: want a duration from 10s to 1h"},
 		"a dpop nonce period without nonces": {`identity: { secrets: { session_signing: "memory:s" }, session: { dpop: { nonce_period: 1m } } }`, nil,
