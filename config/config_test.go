@@ -105,7 +105,7 @@ func TestFormatsAgree(t *testing.T) {
 }
 
 func TestEnvironmentOverridesFile(t *testing.T) {
-	cfg, err := config.Load(config.Source{
+	_, err := config.Load(config.Source{
 		Files: []string{write(t, "k.yaml", yamlConfig)},
 		Environ: []string{
 			"KEYFORT_IDENTITY__SECRETS__SESSION_SIGNING=env:SIGNING_KEY",
@@ -117,7 +117,7 @@ func TestEnvironmentOverridesFile(t *testing.T) {
 	if !errors.As(err, &verr) || !strings.Contains(err.Error(), "providers.vault_eu") {
 		t.Fatalf("got %v, want a problem naming providers.vault_eu (set type or plugin)", err)
 	}
-	cfg, err = config.Load(config.Source{
+	cfg, err := config.Load(config.Source{
 		Files: []string{write(t, "k.yaml", yamlConfig)},
 		Environ: []string{
 			"KEYFORT_IDENTITY__SECRETS__SESSION_SIGNING=env:SIGNING_KEY",

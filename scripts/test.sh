@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Keyfort's one test command: sets up what the tests need and runs them all.
 #   scripts/test.sh
-# Steps: formatting, a check that every test docs/ names exists, vet, module tidiness, govulncheck, protobuf regeneration check, the servers the tests need
+# Steps: formatting, a check that every test docs/ names exists, vet, staticcheck, module tidiness, govulncheck, protobuf regeneration check, the servers the tests need
 # (scripts/services.sh: PostgreSQL and Redis on loopback, a Vault binary built once and cached), the full test
 # suite with the race detector (plugin processes are built from this checkout by the tests), a short
 # fuzzing pass on configuration parsing, and one iteration of every benchmark so they keep working.
@@ -41,6 +41,9 @@ done
 step "go vet"
 go vet ./...
 for mod in internal/e2e internal/benchcmp internal/tools/loadplot; do (cd "$mod" && go vet ./...); done
+
+step "staticcheck (honnef.co/go/tools v0.8.2; checks in staticcheck.conf)"
+go run honnef.co/go/tools/cmd/staticcheck@v0.8.2 ./...
 
 step "govulncheck: no known vulnerability reachable from Keyfort's code (offline database, scripts/vulncheck.sh)"
 scripts/vulncheck.sh

@@ -308,7 +308,7 @@ func TestEndSubjectSessionsThroughServe(t *testing.T) {
 	// A bare token names alice but is no session of hers (it is not her "sign out everywhere"), and
 	// one naming ops-admin is not ops-admin: whoever may issue tokens would otherwise hold every
 	// user's and administrator's rights.
-	again = start("alice")
+	start("alice") // her one session, which the bare tokens below must not end
 	for _, named := range []string{"alice", "ops-admin"} {
 		bare, err := rt.IssueIdentityToken(as(admin), &pb.IssueIdentityTokenRequest{Subject: named})
 		if err != nil {

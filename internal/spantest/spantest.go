@@ -66,7 +66,7 @@ func (r *Recorder) Named(name string) []sdktrace.ReadOnlySpan {
 func Attr(s sdktrace.ReadOnlySpan, key string) string {
 	for _, kv := range s.Attributes() {
 		if string(kv.Key) == key {
-			return kv.Value.Emit()
+			return kv.Value.String()
 		}
 	}
 	return ""
@@ -78,12 +78,12 @@ func Text(s sdktrace.ReadOnlySpan) string {
 	b.WriteString(s.Name())
 	b.WriteString("\n" + s.Status().Description)
 	for _, kv := range s.Attributes() {
-		b.WriteString("\n" + string(kv.Key) + "=" + kv.Value.Emit())
+		b.WriteString("\n" + string(kv.Key) + "=" + kv.Value.String())
 	}
 	for _, ev := range s.Events() {
 		b.WriteString("\n" + ev.Name)
 		for _, kv := range ev.Attributes {
-			b.WriteString("\n" + string(kv.Key) + "=" + kv.Value.Emit())
+			b.WriteString("\n" + string(kv.Key) + "=" + kv.Value.String())
 		}
 	}
 	return b.String()

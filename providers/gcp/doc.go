@@ -11,7 +11,8 @@
 //   - Secret: the payload, or one field of its JSON.
 //   - Credentials: a JSON secret with username and password; other fields become extra fields.
 //
-// Authentication is Application Default Credentials, or credentials_file; endpoint overrides the
+// Authentication is Application Default Credentials, or credentials_file, which must hold credentials
+// of credentials_type (service_account unless set; a file of another type is refused); endpoint overrides the
 // service address (private service connect, or an emulator with insecure_plaintext). Errors are
 // classified from gRPC codes and name the resource, never the payload.
 package gcp

@@ -6,6 +6,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
+	"os"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -26,8 +29,14 @@ import (
 
 // Config is the gcp provider's settings block.
 type Config struct {
-	// CredentialsFile is a service account key file; default: Application Default Credentials.
+	// CredentialsFile is a credentials file (a service account key by default); default:
+	// Application Default Credentials.
 	CredentialsFile string `json:"credentials_file"`
+	// CredentialsType is the type CredentialsFile must have (its "type" member): service_account
+	// (the default), authorized_user, impersonated_service_account or external_account. A file of
+	// another type is refused, so that a file swapped for, say, an external account configuration
+	// whose credential source runs a program is never acted on.
+	CredentialsType string `json:"credentials_type"`
 	// Endpoint overrides the service address ("host:port").
 	Endpoint string `json:"endpoint"`
 	// InsecurePlaintext talks to Endpoint without TLS and without credentials: emulators only.
@@ -85,7 +94,16 @@ func New(ctx context.Context, cfg Config) (*Provider, error) {
 		opts = append(opts, option.WithoutAuthentication(),
 			option.WithGRPCDialOption(grpc.WithTransportCredentials(insecure.NewCredentials())))
 	case cfg.CredentialsFile != "":
-		opts = append(opts, option.WithCredentialsFile(cfg.CredentialsFile)) //nolint:staticcheck // the documented way for key files
+		credType, err := credentialsType(cfg.CredentialsType)
+		if err != nil {
+			return nil, err
+		}
+		if err := checkCredentialsFile(cfg.CredentialsFile, credType); err != nil {
+			return nil, err
+		}
+		opts = append(opts, option.WithAuthCredentialsFile(credType, cfg.CredentialsFile))
+	case cfg.CredentialsType != "":
+		return nil, provider.NewError(provider.ErrInvalidConfig, "credentials_type", errors.New("credentials_type needs credentials_file"))
 	}
 	c, err := secretmanager.NewClient(ctx, opts...)
 	if err != nil {
@@ -317,6 +335,47 @@ func (p *Provider) Revoke(_ context.Context, l provider.Lease) error {
 func (p *Provider) Close() error {
 	if p.closed.CompareAndSwap(false, true) {
 		return p.c.Close()
+	}
+	return nil
+}
+
+// credentialsTypes are the credentials_file types the provider accepts.
+var credentialsTypes = map[string]option.CredentialsType{
+	"service_account":              option.ServiceAccount,
+	"authorized_user":              option.AuthorizedUser,
+	"impersonated_service_account": option.ImpersonatedServiceAccount,
+	"external_account":             option.ExternalAccount,
+}
+
+func credentialsType(name string) (option.CredentialsType, error) {
+	if name == "" {
+		name = "service_account"
+	}
+	t, ok := credentialsTypes[name]
+	if !ok {
+		return "", provider.NewError(provider.ErrInvalidConfig, "credentials_type",
+			fmt.Errorf("unknown credentials type %q (want one of %s)", name, strings.Join(slices.Sorted(maps.Keys(credentialsTypes)), ", ")))
+	}
+	return t, nil
+}
+
+// checkCredentialsFile refuses a credentials file that is not of type want before the client
+// library reads it, naming the file and both types (never its contents): the library would refuse
+// it too, but only on the first call.
+func checkCredentialsFile(file string, want option.CredentialsType) error {
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return provider.NewError(provider.ErrInvalidConfig, "credentials_file", fmt.Errorf("%s: %w", file, errors.Unwrap(err)))
+	}
+	var head struct {
+		Type string `json:"type"`
+	}
+	if err := json.Unmarshal(b, &head); err != nil {
+		return provider.NewError(provider.ErrInvalidConfig, "credentials_file", fmt.Errorf("%s is not a JSON credentials file", file))
+	}
+	if head.Type != string(want) {
+		return provider.NewError(provider.ErrInvalidConfig, "credentials_file",
+			fmt.Errorf("%s holds %q credentials, and credentials_type is %q: set credentials_type to accept them", file, head.Type, want))
 	}
 	return nil
 }

@@ -362,7 +362,7 @@ func (v *Verifier) Verify(ctx context.Context, raw string) (*Token, error) {
 	if !keyAllows(key, alg) {
 		return nil, fmt.Errorf("%w: %s with key %q", ErrAlgorithm, alg, h.Kid)
 	}
-	jws, err := jose.ParseSigned(raw, []jose.SignatureAlgorithm{alg})
+	jws, err := jose.ParseSignedCompact(raw, []jose.SignatureAlgorithm{alg})
 	if err != nil || len(jws.Signatures) != 1 {
 		return nil, fmt.Errorf("%w: not a single-signature JWS", ErrMalformed)
 	}

@@ -69,10 +69,6 @@ func TestConformance(t *testing.T) {
 	})
 }
 
-func settings(dir string) provider.Settings {
-	return provider.NewSettings("files", []byte(`{"dir":"`+dir+`"}`))
-}
-
 // TestLoadedByConfigFile runs the plugin binary the way a user would: named in a configuration file,
 // pinned by its sha256, and resolved by logical key.
 func TestLoadedByConfigFile(t *testing.T) {
