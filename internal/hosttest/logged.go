@@ -43,6 +43,13 @@ func StartLogged(tb testing.TB, bin string, env []string, ready *regexp.Regexp, 
 	tb.Helper()
 	cmd := exec.Command(bin, args...)
 	cmd.Env = env
+	m, log := StartCmd(tb, cmd, ready)
+	return m, log, cmd
+}
+
+// StartCmd is StartLogged for a command the caller made (to set its process attributes, say).
+func StartCmd(tb testing.TB, cmd *exec.Cmd, ready *regexp.Regexp) ([]string, *Log) {
+	tb.Helper()
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		tb.Fatal(err)
@@ -63,9 +70,9 @@ func StartLogged(tb testing.TB, bin string, env []string, ready *regexp.Regexp, 
 					log.add(sc.Text())
 				}
 			}()
-			return m[1:], log, cmd
+			return m[1:], log
 		}
 	}
-	tb.Fatalf("%s %v never served:\n%s", bin, args, log.String())
-	return nil, nil, nil
+	tb.Fatalf("%s %v never served:\n%s", cmd.Path, cmd.Args[1:], log.String())
+	return nil, nil
 }

@@ -168,3 +168,61 @@ func findRecord(t *testing.T, log string, want map[string]any) map[string]any {
 	}
 	return nil
 }
+
+// TestPluginOutlivesASIGTERMSentToItsHostsGroup: a supervisor stopping a service often signals all
+// of its processes at once (systemd's KillMode=control-group, `timeout`, `kill -TERM -PGID`), and
+// a SIGHUP meant for the host may reach its plugins too. A plugin ignores the SIGHUP; on a SIGTERM it
+// keeps serving its host, which still needs it to revoke leases while it shuts down,
+// and exits cleanly when the host stops it. A second SIGTERM ends it (closing its provider); the
+// host then starts a new process at the next call.
+func TestPluginOutlivesASIGTERMSentToItsHostsGroup(t *testing.T) {
+	var log hosttest.Log
+	var restarts []string
+	p := launchMemory(t, plugin.Config{
+		Logger:    slog.New(slog.NewJSONHandler(&log, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		OnRestart: func(r string) { restarts = append(restarts, r) },
+	})
+	ctx := context.Background()
+	if _, err := p.SigningKeys(ctx, "signing"); err != nil {
+		t.Fatal(err)
+	}
+	pid := p.Pid()
+	// A SIGHUP to the group (a reload of the host's material, a terminal's hang-up) is the host's.
+	if err := syscall.Kill(pid, syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	waitRecord := func(want map[string]any) {
+		t.Helper()
+		for deadline := time.Now().Add(30 * time.Second); findRecord(t, log.String(), want) == nil; time.Sleep(10 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("the host's log has no record %v:\n%s", want, log.String())
+			}
+		}
+	}
+	if err := syscall.Kill(pid, syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	waitRecord(map[string]any{"level": "INFO", "msg": "keyfort: SIGTERM received; serving until the host stops this plugin", "provider": "mem"})
+	if _, err := p.SigningKeys(ctx, "signing"); err != nil {
+		t.Fatalf("a call after the SIGTERM: %v", err)
+	}
+	if p.Pid() != pid || !alive(pid) || len(restarts) != 0 {
+		t.Fatalf("the plugin did not outlive the SIGTERM: pid %d → %d, restarts %v", pid, p.Pid(), restarts)
+	}
+
+	if err := syscall.Kill(pid, syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	waitRecord(map[string]any{"level": "WARN", "msg": "keyfort: closing the provider and exiting", "reason": "a second SIGTERM", "provider": "mem"})
+	for deadline := time.Now().Add(30 * time.Second); alive(pid); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("plugin process %d still runs after a second SIGTERM", pid)
+		}
+	}
+	if _, err := p.SigningKeys(ctx, "signing"); err != nil {
+		t.Fatalf("the call after the plugin exited: %v", err)
+	}
+	if p.Pid() == pid {
+		t.Error("the host did not start a new plugin process")
+	}
+}

@@ -5,8 +5,10 @@ import (
 	"errors"
 	"log/slog"
 	"os"
+	"os/signal"
 	"strings"
 	"sync"
+	"syscall"
 
 	"github.com/hashicorp/go-hclog"
 	goplugin "github.com/hashicorp/go-plugin"
@@ -50,6 +52,14 @@ func WithLogLevel(l slog.Level) ServeOption { return func(o *serveOptions) { o.l
 // Serve serves impl as a Keyfort provider plugin over go-plugin's gRPC transport and returns when the
 // host stops the plugin, after closing impl. The host's Configure call is ignored, except that an impl
 // implementing [Configurable] receives the settings.
+//
+// The host owns the plugin's life. SIGINT and SIGHUP are ignored (go-plugin's rule for SIGINT: a
+// terminal's Ctrl-C reaches the host, which stops its plugins in order; a SIGHUP sent to the host's
+// group to reload its material, or its terminal's hang-up, is the host's too). The first SIGTERM is logged and the plugin keeps
+// serving for up to [TermGrace], because a supervisor stopping the service signals the host and its
+// plugins together and the host still needs the plugin to revoke leases as it shuts down; a second
+// SIGTERM, or the grace running out, closes impl and exits. A plugin whose host dies closes impl and
+// exits within a second.
 func Serve(impl provider.IdentitySecretMaterialProvider, opts ...ServeOption) {
 	serve(&server{impl: impl}, opts)
 }
@@ -87,6 +97,12 @@ func serve(srv *server, opts []ServeOption) {
 	}
 	if o.test == nil {
 		go watchParent(context.Background(), srv, os.Getppid(), parentPoll, os.Exit)
+		// A hang-up of the host's terminal, or a SIGHUP sent to its whole group to reload its
+		// material, is the host's business: by default it would kill the plugin.
+		signal.Ignore(syscall.SIGHUP)
+		term := make(chan os.Signal, 2)
+		signal.Notify(term, syscall.SIGTERM)
+		go awaitHost(context.Background(), srv, term, TermGrace, os.Exit)
 	}
 	goplugin.Serve(&goplugin.ServeConfig{
 		HandshakeConfig:  Handshake,
