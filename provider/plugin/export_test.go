@@ -11,3 +11,13 @@ func PluginAddr(p *Process) net.Addr {
 	}
 	return p.cur.addr
 }
+
+// SetAfterPinCheck runs fn between the digest check of a pinned plugin binary and its start, until
+// the test ends.
+func SetAfterPinCheck(t interface{ Cleanup(func()) }, fn func(path string)) {
+	afterPinCheck = fn
+	t.Cleanup(func() { afterPinCheck = nil })
+}
+
+// PinnedExec reports whether pinned binaries start from the file that was checked.
+const PinnedExec = pinnedExec

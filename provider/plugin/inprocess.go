@@ -48,7 +48,7 @@ func ServeInProcess(ctx context.Context, cfg InProcessConfig) (*Process, error) 
 		done := make(chan struct{})
 		go serve(&server{factory: cfg.Factory}, []ServeOption{func(o *serveOptions) {
 			o.test = &goplugin.ServeTestConfig{Context: srvCtx, ReattachConfigCh: reattach, CloseCh: done}
-			o.logger = newHCLogAdapter(log.With(slog.String("side", "plugin")))
+			o.logger = newHCLogAdapter(log.With(slog.String("side", "plugin")), "")
 			if cfg.TracerProvider != nil {
 				WithTracerProvider(cfg.TracerProvider)(o)
 			}
@@ -70,7 +70,7 @@ func ServeInProcess(ctx context.Context, cfg InProcessConfig) (*Process, error) 
 			Reattach:         rc,
 			AllowedProtocols: []goplugin.Protocol{goplugin.ProtocolGRPC},
 			GRPCDialOptions:  traceDialOptions(),
-			Logger:           newHCLogAdapter(log),
+			Logger:           newHCLogAdapter(log, ""),
 		})
 		inst, err := dispense(client)
 		if err != nil {

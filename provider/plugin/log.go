@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"log/slog"
+	"path/filepath"
 	"strings"
 
 	"github.com/hashicorp/go-hclog"
@@ -11,16 +12,22 @@ import (
 
 // newHCLogAdapter gives go-plugin an hclog.Logger that writes into slog: hclog renders each line as
 // JSON into slogWriter, which re-emits it as an slog record with the same level and fields.
-func newHCLogAdapter(log *slog.Logger) hclog.Logger {
+//
+// bin, when set, is the binary's path for a plugin started through a descriptor (pinnedCommand):
+// go-plugin names such a plugin after /proc/self/fd/3, which the lines then show as bin again.
+func newHCLogAdapter(log *slog.Logger, bin string) hclog.Logger {
 	return hclog.New(&hclog.LoggerOptions{
 		Name:       "go-plugin",
-		Output:     &slogWriter{log: log},
+		Output:     &slogWriter{log: log, bin: bin},
 		JSONFormat: true,
 		Level:      hclog.Debug,
 	})
 }
 
-type slogWriter struct{ log *slog.Logger }
+type slogWriter struct {
+	log *slog.Logger
+	bin string
+}
 
 func (w *slogWriter) Write(p []byte) (int, error) {
 	for _, line := range strings.Split(strings.TrimSpace(string(p)), "\n") {
@@ -57,6 +64,13 @@ func (w *slogWriter) Write(p []byte) (int, error) {
 				continue
 			case "@module":
 				k = "module"
+				if w.bin != "" && v == "go-plugin."+filepath.Base(pinnedPath) {
+					v = "go-plugin." + filepath.Base(w.bin)
+				}
+			case "plugin":
+				if w.bin != "" && v == pinnedPath {
+					v = w.bin
+				}
 			}
 			attrs = append(attrs, slog.Any(k, v))
 		}

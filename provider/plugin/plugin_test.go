@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
@@ -234,6 +235,71 @@ func TestSHA256Pinning(t *testing.T) {
 	_, err = plugin.Launch(context.Background(), plugin.Config{Name: "mem", Path: bin, SHA256: "abc"})
 	if !errors.Is(err, provider.ErrInvalidConfig) {
 		t.Errorf("malformed digest: got %v, want ErrInvalidConfig", err)
+	}
+}
+
+// TestPinnedBinaryIsTheOneThatRuns: a pinned binary is checked and started from one open file, so
+// replacing it at its path after the check (the window go-plugin's check-by-path leaves open) does
+// not run the replacement; the replacement is refused at the next start, when the host restarts the
+// plugin after a crash.
+func TestPinnedBinaryIsTheOneThatRuns(t *testing.T) {
+	if !plugin.PinnedExec {
+		t.Skip("this system starts pinned binaries by path") // Linux starts them from the checked file
+	}
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "keyfort-plugin")
+	data, err := os.ReadFile(hosttest.ProviderHost(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(bin, data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(data)
+	marker := filepath.Join(dir, "impostor-ran")
+	impostor := filepath.Join(dir, "impostor")
+	if err := os.WriteFile(impostor, []byte("#!/bin/sh\ntouch "+marker+"\nexit 1\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	swapped := false
+	plugin.SetAfterPinCheck(t, func(path string) {
+		if !swapped {
+			swapped = true
+			if err := os.Rename(impostor, path); err != nil {
+				t.Error(err)
+			}
+		}
+	})
+	var log hosttest.Log
+	p := launchMemory(t, plugin.Config{Path: bin, SHA256: hex.EncodeToString(sum[:]),
+		Logger: slog.New(slog.NewJSONHandler(&log, &slog.HandlerOptions{Level: slog.LevelDebug}))})
+	if !swapped {
+		t.Fatal("the binary was not swapped after its check")
+	}
+	ctx := context.Background()
+	if _, err := p.SigningKeys(ctx, "signing"); err != nil {
+		t.Fatalf("the checked binary does not serve: %v", err)
+	}
+	if _, err := os.Stat(marker); err == nil {
+		t.Fatal("the binary swapped in after the check ran")
+	}
+	// Started through a descriptor, its log lines still name it by its path.
+	for deadline := time.Now().Add(10 * time.Second); findRecord(t, log.String(), map[string]any{"module": "go-plugin.keyfort-plugin"}) == nil; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no plugin log line names the binary:\n%s", log.String())
+		}
+	}
+
+	// The plugin crashes: its restart checks the path again, and finds the impostor.
+	if err := syscall.Kill(p.Pid(), syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	_, err = p.SigningKeys(ctx, "signing")
+	if !errors.Is(err, provider.ErrPermissionDenied) || !strings.Contains(err.Error(), "checksum") {
+		t.Errorf("the restart with the impostor in place: got %v, want ErrPermissionDenied about the checksum", err)
+	}
+	if _, err := os.Stat(marker); err == nil {
+		t.Error("the impostor ran at the restart")
 	}
 }
 

@@ -151,13 +151,20 @@ func Launch(ctx context.Context, cfg Config) (*Process, error) {
 	if cfg.Path == "" {
 		return nil, provider.NewError(provider.ErrInvalidConfig, cfg.Name, errors.New("no plugin binary path"))
 	}
-	var secure *goplugin.SecureConfig
+	var (
+		secure *goplugin.SecureConfig
+		pinned []byte
+	)
 	if cfg.SHA256 != "" {
 		sum, err := hex.DecodeString(cfg.SHA256)
 		if err != nil || len(sum) != sha256.Size {
 			return nil, provider.NewError(provider.ErrInvalidConfig, cfg.Name, fmt.Errorf("sha256 of %s is not 64 hex digits", cfg.Path))
 		}
-		secure = &goplugin.SecureConfig{Checksum: sum, Hash: sha256.New()}
+		if pinnedExec {
+			pinned = sum
+		} else {
+			secure = &goplugin.SecureConfig{Checksum: sum, Hash: sha256.New()}
+		}
 	}
 	log := cfg.Logger
 	if log == nil {
@@ -165,8 +172,21 @@ func Launch(ctx context.Context, cfg Config) (*Process, error) {
 	}
 	log = log.With(slog.String("provider", cfg.Name))
 	startTimeout := orDefault(cfg.StartTimeout, DefaultStartTimeout)
+	pinnedName := ""
+	if pinned != nil {
+		pinnedName = cfg.Path
+	}
 	start := func() (*instance, error) {
 		cmd := exec.Command(cfg.Path, cfg.Args...)
+		if pinned != nil {
+			// Checked and started from one open file, on every (re)start.
+			bin, err := openPinned(cfg.Path, pinned)
+			if err != nil {
+				return nil, err
+			}
+			defer bin.Close() // the child has its own descriptor once started
+			cmd = pinnedCommand(bin, cfg.Path, cfg.Args)
+		}
 		cmd.Env = pluginEnv(cfg.Environ, cfg.MaxProcs, cfg.Env)
 		client := goplugin.NewClient(&goplugin.ClientConfig{
 			SkipHostEnv:      true, // pluginEnv has it, so that GOMAXPROCS is ours, not the host's
@@ -178,7 +198,7 @@ func Launch(ctx context.Context, cfg Config) (*Process, error) {
 			GRPCDialOptions:  traceDialOptions(),
 			AutoMTLS:         true,
 			StartTimeout:     startTimeout,
-			Logger:           newHCLogAdapter(log),
+			Logger:           newHCLogAdapter(log, pinnedName),
 		})
 		inst, err := dispense(client)
 		if err != nil {
