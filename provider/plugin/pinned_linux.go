@@ -3,6 +3,7 @@ package plugin
 import (
 	"os"
 	"os/exec"
+	"syscall"
 )
 
 // pinnedExec reports whether pinned binaries are started from the file that was checked.
@@ -19,4 +20,14 @@ func pinnedCommand(f *os.File, path string, args []string) *exec.Cmd {
 	cmd.Args = append([]string{path}, args...)
 	cmd.ExtraFiles = []*os.File{f}
 	return cmd
+}
+
+// changeTime is f's inode change time: any write to the file, or change of its times or mode,
+// moves it, and no one can set it back.
+func changeTime(f *os.File) (syscall.Timespec, error) {
+	var st syscall.Stat_t
+	if err := syscall.Fstat(int(f.Fd()), &st); err != nil {
+		return syscall.Timespec{}, err
+	}
+	return st.Ctim, nil
 }

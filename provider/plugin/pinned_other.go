@@ -5,6 +5,7 @@ package plugin
 import (
 	"os"
 	"os/exec"
+	"syscall"
 )
 
 // pinnedExec reports whether pinned binaries are started from the file that was checked: not on
@@ -16,3 +17,5 @@ const pinnedPath = ""
 func pinnedCommand(_ *os.File, path string, args []string) *exec.Cmd {
 	return exec.Command(path, args...)
 }
+
+func changeTime(*os.File) (syscall.Timespec, error) { return syscall.Timespec{}, nil }

@@ -239,9 +239,9 @@ func TestSHA256Pinning(t *testing.T) {
 }
 
 // TestPinnedBinaryIsTheOneThatRuns: a pinned binary is checked and started from one open file, so
-// replacing it at its path after the check (the window go-plugin's check-by-path leaves open) does
-// not run the replacement; the replacement is refused at the next start, when the host restarts the
-// plugin after a crash.
+// replacing it at its path after the check (the window go-plugin's check-by-path leaves open) never
+// runs the replacement: the start is refused (the checked file was unlinked under it), and so is
+// the next start, which finds the replacement at the path.
 func TestPinnedBinaryIsTheOneThatRuns(t *testing.T) {
 	if !plugin.PinnedExec {
 		t.Skip("this system starts pinned binaries by path") // Linux starts them from the checked file
@@ -261,45 +261,88 @@ func TestPinnedBinaryIsTheOneThatRuns(t *testing.T) {
 	if err := os.WriteFile(impostor, []byte("#!/bin/sh\ntouch "+marker+"\nexit 1\n"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	swapped := false
-	plugin.SetAfterPinCheck(t, func(path string) {
-		if !swapped {
-			swapped = true
-			if err := os.Rename(impostor, path); err != nil {
-				t.Error(err)
-			}
-		}
-	})
 	var log hosttest.Log
-	p := launchMemory(t, plugin.Config{Path: bin, SHA256: hex.EncodeToString(sum[:]),
-		Logger: slog.New(slog.NewJSONHandler(&log, &slog.HandlerOptions{Level: slog.LevelDebug}))})
-	if !swapped {
-		t.Fatal("the binary was not swapped after its check")
+	cfg := plugin.Config{Name: "mem", Path: bin, Args: []string{"plugin", "memory"}, SHA256: hex.EncodeToString(sum[:]),
+		Settings: memorySettings, Logger: slog.New(slog.NewJSONHandler(&log, &slog.HandlerOptions{Level: slog.LevelDebug}))}
+
+	// Untouched, the pinned binary starts from its descriptor, and its log lines name it by its path.
+	p, err := plugin.Launch(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
 	}
-	ctx := context.Background()
-	if _, err := p.SigningKeys(ctx, "signing"); err != nil {
+	if _, err := p.SigningKeys(context.Background(), "signing"); err != nil {
 		t.Fatalf("the checked binary does not serve: %v", err)
 	}
-	if _, err := os.Stat(marker); err == nil {
-		t.Fatal("the binary swapped in after the check ran")
-	}
-	// Started through a descriptor, its log lines still name it by its path.
 	for deadline := time.Now().Add(10 * time.Second); findRecord(t, log.String(), map[string]any{"module": "go-plugin.keyfort-plugin"}) == nil; time.Sleep(10 * time.Millisecond) {
 		if time.Now().After(deadline) {
 			t.Fatalf("no plugin log line names the binary:\n%s", log.String())
 		}
 	}
+	_ = p.Close()
 
-	// The plugin crashes: its restart checks the path again, and finds the impostor.
-	if err := syscall.Kill(p.Pid(), syscall.SIGKILL); err != nil {
-		t.Fatal(err)
+	swapped := false
+	plugin.SetAfterPinCheck(t, func(path string) {
+		if !swapped {
+			swapped = true
+			time.Sleep(20 * time.Millisecond) // past the kernel's coarse timestamp granularity
+			if err := os.Rename(impostor, path); err != nil {
+				t.Error(err)
+			}
+		}
+	})
+	_, err = plugin.Launch(context.Background(), cfg)
+	if !swapped {
+		t.Fatal("the binary was not swapped after its check")
 	}
-	_, err = p.SigningKeys(ctx, "signing")
-	if !errors.Is(err, provider.ErrPermissionDenied) || !strings.Contains(err.Error(), "checksum") {
-		t.Errorf("the restart with the impostor in place: got %v, want ErrPermissionDenied about the checksum", err)
+	if !errors.Is(err, provider.ErrPermissionDenied) {
+		t.Errorf("a start during which the binary was replaced: got %v, want ErrPermissionDenied", err)
 	}
 	if _, err := os.Stat(marker); err == nil {
-		t.Error("the impostor ran at the restart")
+		t.Fatal("the binary swapped in after the check ran")
+	}
+	_, err = plugin.Launch(context.Background(), cfg)
+	if !errors.Is(err, provider.ErrPermissionDenied) || !strings.Contains(err.Error(), "checksum") {
+		t.Errorf("the next start, with the impostor in place: got %v, want ErrPermissionDenied about the checksum", err)
+	}
+	if _, err := os.Stat(marker); err == nil {
+		t.Error("the impostor ran at the next start")
+	}
+}
+
+// TestPinnedBinaryRewrittenWhileStartingIsRefused: a pinned binary written to in place between its
+// check and its start (the same file, so the descriptor it starts from sees the new bytes) is
+// refused before the plugin is handed its settings. The bytes written here are the checked ones:
+// the write, not what it wrote, is what is detected.
+func TestPinnedBinaryRewrittenWhileStartingIsRefused(t *testing.T) {
+	if !plugin.PinnedExec {
+		t.Skip("this system starts pinned binaries by path") // Linux starts them from the checked file
+	}
+	bin := filepath.Join(t.TempDir(), "keyfort-plugin")
+	data, err := os.ReadFile(hosttest.ProviderHost(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(bin, data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(data)
+	plugin.SetAfterPinCheck(t, func(path string) {
+		time.Sleep(20 * time.Millisecond) // past the kernel's coarse timestamp granularity
+		f, err := os.OpenFile(path, os.O_WRONLY, 0)
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		if _, err := f.WriteAt(data[:4096], 0); err != nil {
+			t.Error(err)
+		}
+		_ = f.Close()
+	})
+	_, err = plugin.Launch(context.Background(), plugin.Config{
+		Name: "mem", Path: bin, Args: []string{"plugin", "memory"}, SHA256: hex.EncodeToString(sum[:]), Settings: memorySettings,
+	})
+	if !errors.Is(err, provider.ErrPermissionDenied) || !strings.Contains(err.Error(), "was written to between its checksum and its start") {
+		t.Errorf("got %v, want ErrPermissionDenied naming the write", err)
 	}
 }
 

@@ -178,14 +178,15 @@ func Launch(ctx context.Context, cfg Config) (*Process, error) {
 	}
 	start := func() (*instance, error) {
 		cmd := exec.Command(cfg.Path, cfg.Args...)
+		var bin *pinnedFile
 		if pinned != nil {
 			// Checked and started from one open file, on every (re)start.
-			bin, err := openPinned(cfg.Path, pinned)
-			if err != nil {
+			var err error
+			if bin, err = openPinned(cfg.Path, pinned); err != nil {
 				return nil, err
 			}
 			defer bin.Close() // the child has its own descriptor once started
-			cmd = pinnedCommand(bin, cfg.Path, cfg.Args)
+			cmd = pinnedCommand(bin.File, cfg.Path, cfg.Args)
 		}
 		cmd.Env = pluginEnv(cfg.Environ, cfg.MaxProcs, cfg.Env)
 		client := goplugin.NewClient(&goplugin.ClientConfig{
@@ -206,6 +207,12 @@ func Launch(ctx context.Context, cfg Config) (*Process, error) {
 			return nil, err
 		}
 		inst.process = cmd.Process
+		if bin != nil {
+			if err := bin.unchanged(); err != nil {
+				inst.kill(killGrace)
+				return nil, err
+			}
+		}
 		cctx, cancel := context.WithTimeout(context.Background(), startTimeout)
 		defer cancel()
 		if err := inst.rpc.configure(cctx, cfg.Settings); err != nil {
