@@ -37,6 +37,10 @@ type Options struct {
 	// Verify resolves every configured key after start and fails Open, naming each key whose material
 	// is missing or unreachable.
 	Verify bool
+	// KeepGoing opens the catalog even when providers fail to start: the keys bound to such a
+	// provider then resolve to its start error (see StartErrors), so that a report such as
+	// provider-host check names every key and every failure at once. Without it, Open fails.
+	KeepGoing bool
 	// Logger: nil means slog.Default(). Metrics: nil means unregistered collectors.
 	Logger  *slog.Logger
 	Metrics *provider.Metrics
@@ -48,9 +52,10 @@ type Options struct {
 
 // Catalog holds the running providers of one configuration. It is safe for concurrent use.
 type Catalog struct {
-	cfg     *config.Config
-	clients map[string]*provider.Client
-	log     *slog.Logger
+	cfg       *config.Config
+	clients   map[string]*provider.Client
+	startErrs map[string]error // with Options.KeepGoing: providers that did not start
+	log       *slog.Logger
 
 	closeOnce sync.Once
 	closeErr  error
@@ -86,6 +91,7 @@ func Open(ctx context.Context, cfg *config.Config, opts Options) (*Catalog, erro
 		driver, err := start(ctx, cfg, pc, opts, log)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("provider %q: %w", name, err))
+			c.failedToStart(name, err)
 			continue
 		}
 		cl, err := provider.NewClient(driver, provider.ClientConfig{
@@ -95,11 +101,12 @@ func Open(ctx context.Context, cfg *config.Config, opts Options) (*Catalog, erro
 		if err != nil {
 			_ = driver.Close()
 			errs = append(errs, err)
+			c.failedToStart(name, err)
 			continue
 		}
 		c.clients[name] = cl
 	}
-	if len(errs) > 0 {
+	if len(errs) > 0 && !opts.KeepGoing {
 		_ = c.Close()
 		return nil, fmt.Errorf("keyfort: cannot start providers: %w", errors.Join(errs...))
 	}
@@ -224,9 +231,42 @@ func (c *Catalog) Resolve(key string) (config.Binding, *provider.Client, error) 
 	}
 	cl, ok := c.clients[b.Provider]
 	if !ok {
+		if err, failed := c.startErrs[b.Provider]; failed {
+			return b, nil, err
+		}
 		return b, nil, provider.NewError(provider.ErrInvalidConfig, b.Key, fmt.Errorf("provider %q is not running", b.Provider))
 	}
 	return b, cl, nil
+}
+
+// failedToStart records why provider name did not start, as the error of the keys bound to it.
+func (c *Catalog) failedToStart(name string, err error) {
+	if c.startErrs == nil {
+		c.startErrs = map[string]error{}
+	}
+	c.startErrs[name] = &StartError{Provider: name, Err: err}
+}
+
+// StartError is why a provider did not start (Options.KeepGoing): the error of every key bound to
+// it. errors.Is sees the provider's error kind through it.
+type StartError struct {
+	Provider string
+	Err      error
+}
+
+func (e *StartError) Error() string {
+	return fmt.Sprintf("provider %q did not start: %v", e.Provider, e.Err)
+}
+
+func (e *StartError) Unwrap() error { return e.Err }
+
+// StartErrors returns, by provider name, why providers did not start (Options.KeepGoing); nil when
+// every provider runs.
+func (c *Catalog) StartErrors() map[string]error {
+	if len(c.startErrs) == 0 {
+		return nil
+	}
+	return maps.Clone(c.startErrs)
 }
 
 // SigningKeys returns the key set of a logical key ("session_signing").

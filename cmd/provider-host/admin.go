@@ -37,6 +37,9 @@ type configFlags struct {
 	files   []string
 	timeout time.Duration
 	verbose bool
+	// keepGoing opens the catalog even when providers do not start (catalog.Options.KeepGoing):
+	// check reports them, and the keys bound to them, as failing lines.
+	keepGoing bool
 }
 
 func (f *configFlags) register(cmd *cobra.Command) {
@@ -65,7 +68,7 @@ func (f *configFlags) openCatalog(ctx context.Context, stderr io.Writer, verify 
 	if err != nil {
 		return nil, err
 	}
-	cat, err := catalog.Open(ctx, cfg, catalog.Options{HostBinary: self, Verify: verify, Logger: f.logger(stderr)})
+	cat, err := catalog.Open(ctx, cfg, catalog.Options{HostBinary: self, Verify: verify, KeepGoing: f.keepGoing, Logger: f.logger(stderr)})
 	if err != nil {
 		fmt.Fprintln(stderr, err)
 		var missing *catalog.MissingError
@@ -164,15 +167,29 @@ serve can export them as asked (exporter and protocol; the collector is not cont
 Exit status: 0 when every key resolves, 1 when any fails, 2 when the configuration is invalid.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			f.keepGoing = true
 			return f.run(cmd, func(ctx context.Context, cat *catalog.Catalog) error {
 				var rep checkReport
 				if cat.Config().Empty() {
 					rep.Warning = "no configuration; only the ephemeral signing key exists"
 				}
+				startErrs := cat.StartErrors()
+				for _, name := range slices.Sorted(maps.Keys(startErrs)) {
+					pc := cat.Config().Providers[name]
+					where := pc.Type
+					if pc.Plugin != "" {
+						where = pc.Plugin
+					}
+					err := startErrs[name].(*catalog.StartError).Err
+					rep.add(checkLine{Key: "providers." + name, Where: where, Detail: "did not start: " + oneLine(err.Error()), Kind: provider.KindName(provider.KindOf(err))})
+				}
 				for _, r := range cat.Check(ctx) {
 					line := checkLine{OK: r.OK(), Key: r.Binding.Key, Where: r.Binding.String(), Detail: r.Detail}
 					if r.Err != nil {
-						line.Detail, line.Kind = r.Err.Error(), provider.KindName(provider.KindOf(r.Err))
+						line.Detail, line.Kind = oneLine(r.Err.Error()), provider.KindName(provider.KindOf(r.Err))
+						if se, ok := errors.AsType[*catalog.StartError](r.Err); ok {
+							line.Detail = fmt.Sprintf("provider %q did not start (providers.%s)", se.Provider, se.Provider)
+						}
 					}
 					rep.add(line)
 				}
@@ -223,6 +240,10 @@ type checkReport struct {
 	Warning string      `json:"warning,omitempty"`
 	Checks  []checkLine `json:"checks"`
 }
+
+// oneLine folds a multi-line error (go-plugin explains a plugin that did not start over a dozen
+// lines) into one, so that check keeps to a line per check.
+func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
 
 func (r *checkReport) add(l checkLine) {
 	r.Checks = append(r.Checks, l)

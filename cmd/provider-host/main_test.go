@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -163,6 +164,78 @@ func TestCheckReportsTracing(t *testing.T) {
 	r = run(t, append(env, "OTEL_EXPORTER_OTLP_PROTOCOL=http/json"), "check", "--config", cfg)
 	if r.code != 1 || !strings.Contains(r.stdout, "FAIL tracing  http://collector:4317  OTEL_EXPORTER_OTLP_PROTOCOL=http/json") {
 		t.Errorf("an unsupported protocol: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+}
+
+// TestCheckReportsProvidersThatDoNotStart: check reports a provider that does not start (a plugin
+// binary that is no plugin, a Vault nobody answers at) as a failing line of its own, and every key
+// bound to it as failing because of it, while the keys of the providers that did start are still
+// resolved: every problem at once, a line each, exit status 1.
+func TestCheckReportsProvidersThatDoNotStart(t *testing.T) {
+	dead, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadAddr := dead.Addr().String()
+	_ = dead.Close()
+	cfg := writeConfig(t, `
+providers:
+  dev:
+    type: memory
+    settings:
+      secrets: { api-key: "the-api-key-value-1234" }
+  corp:
+    plugin: /bin/false
+  vault:
+    settings: { address: "http://`+deadAddr+`", auth: { method: token } }
+identity:
+  secrets:
+    session_signing: corp:session
+    api_key: dev:api-key
+    db_password: vault:kv:secret/db#password
+`)
+	r := run(t, []string{"VAULT_TOKEN=not-a-real-token-5150"}, "check", "--config", cfg)
+	if r.code != 1 {
+		t.Errorf("exit code: got %d, want 1\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	for _, want := range []string{
+		"FAIL providers.corp  /bin/false  did not start: keyfort: unavailable: plugin did not start",
+		"FAIL providers.vault  vault  did not start: keyfort: \"auth.token\": unavailable: vault GET auth/token/lookup-self: server unreachable",
+		"FAIL identity.secrets.session_signing  corp:session  provider \"corp\" did not start (providers.corp)",
+		"FAIL identity.secrets.db_password  vault:kv:secret/db#password  provider \"vault\" did not start (providers.vault)",
+		"ok   identity.secrets.api_key  dev:api-key  secret: 22 bytes",
+		"4 key(s) failing",
+	} {
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("stdout lacks %q:\n%s", want, r.stdout)
+		}
+	}
+	if n := strings.Count(strings.TrimSpace(r.stdout), "\n") + 1; n != 6 {
+		t.Errorf("%d lines, want one per check and the total:\n%s", n, r.stdout)
+	}
+	if strings.Contains(r.stdout+r.stderr, "not-a-real-token-5150") {
+		t.Error("check printed the Vault token")
+	}
+
+	r = run(t, []string{"VAULT_TOKEN=not-a-real-token-5150"}, "check", "--config", cfg, "--json")
+	var rep struct {
+		OK      bool
+		Failing int
+		Checks  []struct {
+			Key, Kind string
+			OK        bool
+			ErrorKind string `json:"error_kind"`
+		}
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &rep); err != nil {
+		t.Fatalf("--json: %v\n%s", err, r.stdout)
+	}
+	kinds := map[string]string{}
+	for _, c := range rep.Checks {
+		kinds[c.Key] = c.ErrorKind
+	}
+	if rep.OK || rep.Failing != 4 || kinds["providers.vault"] != "unavailable" || kinds["identity.secrets.session_signing"] != "unavailable" || kinds["identity.secrets.api_key"] != "" {
+		t.Errorf("--json: ok %v, failing %d, kinds %v", rep.OK, rep.Failing, kinds)
 	}
 }
 

@@ -4,7 +4,9 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"net/url"
 	"os"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -21,6 +23,18 @@ func URL() string {
 		return u
 	}
 	return DefaultURL
+}
+
+// DBURL is URL on database db: a package whose tests run services on the default key prefix
+// takes a database of its own, so that their revocation feed (a channel per database) is not
+// heard by another package's tests running at the same time.
+func DBURL(db int) string {
+	u, err := url.Parse(URL())
+	if err != nil {
+		return URL()
+	}
+	u.Path = "/" + strconv.Itoa(db)
+	return u.String()
 }
 
 // Client returns a client to the test server and a key prefix unique to this test; keys under the

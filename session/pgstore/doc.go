@@ -2,7 +2,8 @@
 // a Redis: refresh-token families, tombstones, subject cuts, revoked signing keys
 // (session.KeyRevoker) and the token-hash key in tables of their own, rotations in one transaction
 // with the family's row locked, a revocation feed over LISTEN/NOTIFY (the notification is sent by
-// the transaction that revokes, so it is delivered only if the revocation commits), and the
+// the transaction that revokes, so it is delivered only if the revocation commits; on a channel of
+// the tables' schema when that is not public, since a channel spans the database), and the
 // identity runtime's shared rate-limit buckets (Allow, an identityrpc.SharedRateLimiter: GCRA in one
 // upsert of an unlogged table, on the database's clock).
 //

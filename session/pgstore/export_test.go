@@ -19,3 +19,6 @@ func NewWithSteps(ctx context.Context, cfg Config, extra ...TestStep) (*Store, e
 	}
 	return newStore(ctx, cfg, all)
 }
+
+// FeedChannel is the notification channel of s.
+func FeedChannel(s *Store) string { return s.channel }

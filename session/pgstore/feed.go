@@ -22,8 +22,9 @@ const (
 	feedMaxBackoff = 10 * time.Second
 )
 
-// SubscribeRevocations implements session.RevocationFeed with LISTEN on "<prefix>revocations", on a
-// connection of its own outside the pool. Every Store on this database and prefix notifies there,
+// SubscribeRevocations implements session.RevocationFeed with LISTEN on the store's channel
+// ("<prefix>revocations", or a channel of the tables' schema when that is not public), on a
+// connection of its own outside the pool. Every Store on this database, schema and prefix notifies there,
 // in the transaction that revokes, so an event is sent only for a revocation that committed. When
 // the connection is lost it is made again (with a pause that grows to 10 s), and fn gets a Resync:
 // PostgreSQL keeps no notifications for a listener that was away. fn is called on one goroutine,

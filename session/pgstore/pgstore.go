@@ -2,6 +2,8 @@ package pgstore
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"math"
@@ -19,6 +21,20 @@ import (
 	"github.com/keyfort/keyfort/internal/storemetrics"
 	"github.com/keyfort/keyfort/session"
 )
+
+// feedChannelOf is the notification channel of the tables with prefix in schema:
+// "<prefix>revocations" in public, "<prefix>revocations_<10 hex digits of the schema's SHA-256>"
+// in any other. Tables live in their schema, but a channel is the whole database's: without the
+// schema, two deployments sharing a database in schemas of their own would take each other's
+// revocations (a subject cut names its subject by an unkeyed hash, so one deployment's cut would
+// end the other's sessions of that subject). The name stays within PostgreSQL's 63 bytes.
+func feedChannelOf(prefix, schema string) string {
+	if schema == "public" {
+		return prefix + "revocations"
+	}
+	sum := sha256.Sum256([]byte(schema))
+	return prefix + "revocations_" + hex.EncodeToString(sum[:5])
+}
 
 // DefaultPrefix prefixes Keyfort's table names and its notification channel.
 const DefaultPrefix = "keyfort_"
@@ -161,6 +177,12 @@ func newStore(ctx context.Context, cfg Config, steps []step) (*Store, error) {
 		s.closePool()
 		return nil, err
 	}
+	var schema string
+	if err := s.pool.QueryRow(ctx, `SELECT current_schema()`).Scan(&schema); err != nil {
+		s.closePool()
+		return nil, fmt.Errorf("%w: postgres: current_schema(): %v", session.ErrStoreUnavailable, redactErr(err))
+	}
+	s.channel = feedChannelOf(prefix, schema)
 	every := cfg.CleanupInterval
 	if every == 0 {
 		every = DefaultCleanupInterval

@@ -2,7 +2,8 @@
 // tombstones in Redis (github.com/redis/go-redis/v9). Rotation is one Lua script, so two replicas
 // presented the same refresh token at once cannot both rotate it. Keys expire with what they hold.
 //
-// A Store is a session.RevocationFeed: each revocation is published on "<prefix>revocations" by the
+// A Store is a session.RevocationFeed: each revocation is published on "<prefix>revocations" (on a
+// database N other than 0, "<prefix>revocations:dbN": Redis publishes across databases) by the
 // script that makes it, and every replica's Cache ends the sessions it concerns at once. A URL with
 // master_name reaches the master through Redis Sentinel and follows its failovers; one with
 // cluster=true reaches a Redis Cluster (each script touches one key, so none crosses slots).

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -34,7 +35,7 @@ const feedQueue = 1024
 // keys but not the channel keeps working as before, without the feed, rather than failing every
 // revocation on a PUBLISH it may not make.
 func (s *Store) probeFeed(ctx context.Context) error {
-	s.channel = s.prefix + feedChannel
+	s.channel = feedChannelOf(s.prefix, s.rdb)
 	err := s.rdb.Publish(ctx, s.channel, probePayload).Err()
 	switch {
 	case err == nil:
@@ -47,13 +48,28 @@ func (s *Store) probeFeed(ctx context.Context) error {
 	}
 }
 
+// feedChannelOf is the feed's channel for a Store on rdb with prefix: "<prefix>revocations", and
+// "<prefix>revocations:db<N>" on a database N other than 0. Keys live in their database, but Redis
+// publishes to every subscriber of the server whatever database it selected: without the number,
+// two deployments sharing a server in databases of their own would take each other's revocations
+// (a subject cut names its subject by an unkeyed hash, so one deployment's cut would end the
+// other's sessions of that subject).
+func feedChannelOf(prefix string, rdb redis.UniversalClient) string {
+	if c, ok := rdb.(*redis.Client); ok {
+		if db := c.Options().DB; db != 0 {
+			return prefix + feedChannel + ":db" + strconv.Itoa(db)
+		}
+	}
+	return prefix + feedChannel
+}
+
 func isNoPerm(err error) bool {
 	var re redis.Error
 	return errors.As(err, &re) && strings.HasPrefix(re.Error(), "NOPERM")
 }
 
 // SubscribeRevocations implements session.RevocationFeed over Redis pub/sub on the channel
-// "<prefix>revocations": every Store on this Redis and prefix publishes there (in the same script
+// "<prefix>revocations" (feedChannelOf): every Store on this Redis, database and prefix publishes there (in the same script
 // as the write it announces) and hears every other. The subscription has a connection of its own,
 // pinged when idle; after go-redis makes it again, fn gets a Resync, since Redis pub/sub keeps
 // nothing for a subscriber that was away. fn is called on one goroutine, one event at a time; a

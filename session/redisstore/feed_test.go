@@ -453,3 +453,52 @@ func TestUserWithoutINFOStarts(t *testing.T) {
 		t.Errorf("the store of a user without INFO: %v", err)
 	}
 }
+
+// TestFeedStaysInItsDatabase: Redis publishes to every subscriber of the server, whatever database
+// it selected, so two deployments sharing a server in databases of their own (same prefix) would
+// take each other's revocations — a subject cut names its subject by an unkeyed hash, so one
+// deployment's cut would end the other's sessions of that subject. The channel carries the
+// database's number (other than 0): a revocation reaches the stores of its database only.
+func TestFeedStaysInItsDatabase(t *testing.T) {
+	ctx := context.Background()
+	base, err := redis.ParseURL(redistest.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	redistest.Client(t) // skips without Redis (fails in CI)
+	prefix := uniqueName("kt:") + ":"
+	open := func(db int) *redisstore.Store {
+		opts := *base
+		opts.DB = db
+		c := redis.NewClient(&opts)
+		t.Cleanup(func() {
+			keys, _ := c.Keys(context.Background(), prefix+"*").Result()
+			if len(keys) > 0 {
+				_ = c.Del(context.Background(), keys...).Err()
+			}
+			_ = c.Close()
+		})
+		s, err := redisstore.New(ctx, redisstore.Config{Client: c, Prefix: prefix})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = s.Close() })
+		return s
+	}
+	a, a2, b := open(1), open(1), open(2)
+	onA2, onB := events(t, a2), events(t, b)
+	if err := a.Tombstone(ctx, "tomb-db1", time.Now().Add(time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	if r := nextEvent(t, onA2, "a revocation in database 1, on another store of it"); r != (session.Revocation{Token: "tomb-db1"}) {
+		t.Errorf("database 1 heard %+v", r)
+	}
+	// Database 2's first event must be its own: the server published database 1's first, so had it
+	// reached database 2's subscriber it would have arrived before.
+	if err := b.Tombstone(ctx, "tomb-db2", time.Now().Add(time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	if r := nextEvent(t, onB, "a revocation in database 2"); r != (session.Revocation{Token: "tomb-db2"}) {
+		t.Errorf("database 2 heard %+v, a revocation of database 1", r)
+	}
+}

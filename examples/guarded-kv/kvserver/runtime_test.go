@@ -97,7 +97,7 @@ func waitRevoked(t *testing.T, srv *kvserver.Server, leaseID string) {
 // writeRuntimeConfig writes serve's configuration: a memory signing key, Google (played by the
 // issuer at issuerURL) and the test Redis (unless the environment names another store).
 func writeRuntimeConfig(t *testing.T, issuerURL string) string {
-	return writeRuntimeConfigWith(t, issuerURL, "redis_url: "+redistest.URL())
+	return writeRuntimeConfigWith(t, issuerURL, "redis_url: "+redisURL())
 }
 
 // writeRuntimeConfigWith is writeRuntimeConfig with store, a line of identity.session, for the store.
@@ -133,7 +133,7 @@ identity:
 func TestLogoutAtTheRuntimeEndsGuardedSessions(t *testing.T) {
 	t.Run("Redis", func(t *testing.T) {
 		redistest.Client(t) // skips without Redis (fails in CI)
-		logoutEndsGuardedSessions(t, "redis_url", redistest.URL())
+		logoutEndsGuardedSessions(t, "redis_url", redisURL())
 	})
 	t.Run("PostgreSQL", func(t *testing.T) {
 		logoutEndsGuardedSessions(t, "postgres_url", pgtest.SchemaURL(t))
@@ -171,6 +171,10 @@ func logoutEndsGuardedSessions(t *testing.T, storeKey, storeURL string) {
 	}
 }
 
+// redisURL is the test Redis on a database of this package's own: the runtime and the service
+// run on the default key prefix, whose revocation feed other packages' tests must not hear.
+func redisURL() string { return redistest.DBURL(1) }
+
 // aud is the test identity provider's audience: the Google client id the runtime is configured with.
 const aud = "client-123.apps.googleusercontent.com"
 
@@ -185,7 +189,7 @@ func runtimeWithKV(t *testing.T, env ...string) (identitypb.IdentityRuntimeServi
 	t.Setenv("GOOGLE_CLIENT_ID", aud)
 	rt, httpAddr := startRuntime(t, writeRuntimeConfig(t, iss.URL), append([]string{"GOOGLE_CLIENT_ID=" + aud}, env...))
 	srv, addr := startKV(t, "auth-enabled.yaml", iss.URL, kvserver.Options{Revalidate: time.Hour,
-		RuntimeJWKS: "http://" + httpAddr + "/.well-known/jwks.json"}, append([]string{"KEYFORT_IDENTITY__SESSION__REDIS_URL=" + redistest.URL()}, env...)...)
+		RuntimeJWKS: "http://" + httpAddr + "/.well-known/jwks.json"}, append([]string{"KEYFORT_IDENTITY__SESSION__REDIS_URL=" + redisURL()}, env...)...)
 	return rt, iss, srv, addr
 }
 
@@ -386,7 +390,7 @@ func TestKeyfortTokensThroughVault(t *testing.T) {
 	v.Write(t, "auth/jwt/role/keyfort-sessions", map[string]any{"role_type": "jwt", "user_claim": "sub",
 		"bound_audiences": []string{"keyfort"}, "token_policies": []string{"kv"}, "token_type": "service"})
 	_, kv := serve(t, "auth-enabled-vault.yaml", iss.URL, kvserver.Options{Revalidate: time.Hour, RuntimeJWKS: jwks},
-		"KEYFORT_IDENTITY__SESSION__REDIS_URL="+redistest.URL())
+		"KEYFORT_IDENTITY__SESSION__REDIS_URL="+redisURL())
 
 	ctx := context.Background()
 	access, put := startAndPut(t, rt, iss, kv)
