@@ -16,6 +16,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/keyfort/keyfort/config"
+	"github.com/keyfort/keyfort/internal/harden"
 	"github.com/keyfort/keyfort/provider"
 	"github.com/keyfort/keyfort/provider/plugin"
 )
@@ -151,6 +152,9 @@ func start(ctx context.Context, cfg *config.Config, pc config.Provider, opts Opt
 			slog.String("provider", pc.Name))
 	}
 	if pc.Plugin != "" {
+		if err := checkReplaceable(cfg, pc.Name, pc.Plugin, log); err != nil {
+			return nil, err
+		}
 		return plugin.Launch(ctx, plugin.Config{
 			Name: pc.Name, Path: pc.Plugin, Args: pc.Args, SHA256: pc.SHA256, Settings: settings, Logger: log, MaxProcs: pc.MaxProcs,
 			Environ:   environ,
@@ -164,11 +168,33 @@ func start(ctx context.Context, cfg *config.Config, pc config.Provider, opts Opt
 	if err != nil {
 		return nil, err
 	}
+	if err := checkReplaceable(cfg, pc.Name, bin, log); err != nil {
+		return nil, err
+	}
 	return plugin.Launch(ctx, plugin.Config{
 		Name: pc.Name, Path: bin, Args: []string{"plugin", pc.Type}, Settings: settings, Logger: log, MaxProcs: pc.MaxProcs,
 		Environ:   environ,
 		OnRestart: onRestart, ProbeTimeout: pc.ProbeTimeout, CloseTimeout: pc.CloseTimeout,
 	})
+}
+
+// checkReplaceable refuses, with production: true, a plugin binary that users other than its
+// owner could replace (harden.ReplaceableBy: the file or a directory above it writable by a group
+// or by everyone), since the process started from it receives the provider's settings and serves
+// the secrets; elsewhere it warns. Pinning sha256 catches a replaced binary at its next start;
+// this catches the binary that can be replaced before it is.
+func checkReplaceable(cfg *config.Config, name, bin string, log *slog.Logger) error {
+	err := harden.ReplaceableBy(bin)
+	if err == nil {
+		return nil
+	}
+	if cfg.Production {
+		return provider.NewError(provider.ErrPermissionDenied, name,
+			fmt.Errorf("plugin binary refused (production: true): other users could replace it: %w", err))
+	}
+	log.Warn("keyfort: other users could replace this plugin binary; production: true refuses it",
+		slog.String("provider", name), slog.String("plugin", bin), slog.String("reason", err.Error()))
+	return nil
 }
 
 func hostBinary(explicit string) (string, error) {

@@ -317,3 +317,43 @@ identity:
 		}
 	}
 }
+
+// TestReplaceablePluginBinary: a plugin binary that users other than its owner could replace (here
+// its directory is writable by everyone) is refused with production: true, naming the directory;
+// elsewhere it starts, with a warning saying why production would refuse it. The provider-host
+// binary that serves built-in types is held to the same rule.
+func TestReplaceablePluginBinary(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "plugins")
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile(hosttest.ProviderHost(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	bin := filepath.Join(dir, "corp-plugin")
+	if err := os.WriteFile(bin, data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(dir, 0o777); err != nil { // as if a deploy step had loosened it
+		t.Fatal(err)
+	}
+	custom := "providers:\n  corp: { plugin: " + bin + ", args: [plugin, env] }\nidentity: { secrets: { session_signing: corp:SIGNING } }\n"
+	builtin := "providers:\n  corp: { type: env }\nidentity: { secrets: { session_signing: corp:SIGNING } }\n"
+	for _, body := range []string{custom, builtin} {
+		_, err := catalog.Open(context.Background(), load(t, "production: true\n"+body), catalog.Options{HostBinary: bin})
+		if !errors.Is(err, provider.ErrPermissionDenied) || !strings.Contains(err.Error(), dir+" is writable by every user") {
+			t.Errorf("production: got %v, want ErrPermissionDenied naming %s", err, dir)
+		}
+		var log hosttest.Log
+		cat, err := catalog.Open(context.Background(), load(t, body), catalog.Options{HostBinary: bin,
+			Logger: slog.New(slog.NewTextHandler(&log, nil))})
+		if err != nil {
+			t.Fatalf("without production: %v", err)
+		}
+		_ = cat.Close()
+		if !strings.Contains(log.String(), "other users could replace this plugin binary") || !strings.Contains(log.String(), dir+" is writable by every user") {
+			t.Errorf("without production, no warning:\n%s", log.String())
+		}
+	}
+}
