@@ -72,7 +72,7 @@ func ServeInProcess(ctx context.Context, cfg InProcessConfig) (*Process, error) 
 			GRPCDialOptions:  traceDialOptions(),
 			Logger:           newHCLogAdapter(log, ""),
 		})
-		inst, err := dispense(client)
+		inst, err := dispense(client, "")
 		if err != nil {
 			client.Kill()
 			stop()

@@ -346,6 +346,21 @@ func TestPinnedBinaryRewrittenWhileStartingIsRefused(t *testing.T) {
 	}
 }
 
+// TestPinnedBinaryErrorsNameItsPath: a pinned binary is started through its descriptor, and the
+// error of one that is no plugin still names it by its path.
+func TestPinnedBinaryErrorsNameItsPath(t *testing.T) {
+	bin := filepath.Join(t.TempDir(), "not-a-plugin")
+	script := []byte("#!/bin/sh\nexit 1\n")
+	if err := os.WriteFile(bin, script, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(script)
+	_, err := plugin.Launch(context.Background(), plugin.Config{Name: "x", Path: bin, SHA256: hex.EncodeToString(sum[:])})
+	if err == nil || !strings.Contains(err.Error(), "Path: "+bin) || strings.Contains(err.Error(), "/proc/self/fd") {
+		t.Errorf("got %v, want an error naming %s", err, bin)
+	}
+}
+
 func TestNotAPlugin(t *testing.T) {
 	_, err := plugin.Launch(context.Background(), plugin.Config{Name: "x", Path: "/bin/true", StartTimeout: 5 * time.Second})
 	if !errors.Is(err, provider.ErrUnavailable) {

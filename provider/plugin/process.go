@@ -10,6 +10,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -201,7 +202,7 @@ func Launch(ctx context.Context, cfg Config) (*Process, error) {
 			StartTimeout:     startTimeout,
 			Logger:           newHCLogAdapter(log, pinnedName),
 		})
-		inst, err := dispense(client)
+		inst, err := dispense(client, pinnedName)
 		if err != nil {
 			client.Kill()
 			return nil, err
@@ -231,14 +232,17 @@ func Launch(ctx context.Context, cfg Config) (*Process, error) {
 	return p, nil
 }
 
-func dispense(client *goplugin.Client) (*instance, error) {
+// dispense starts the plugin process of client and returns its provider. bin, when set, is the
+// path of a binary started through its descriptor (pinnedCommand), which errors then name in place
+// of the descriptor's path.
+func dispense(client *goplugin.Client, bin string) (*instance, error) {
 	cp, err := client.Client()
 	if err != nil {
-		return nil, classifyStartError(err)
+		return nil, classifyStartError(renamed(err, bin))
 	}
 	raw, err := cp.Dispense(PluginName)
 	if err != nil {
-		return nil, classifyStartError(err)
+		return nil, classifyStartError(renamed(err, bin))
 	}
 	rc, ok := raw.(*rpcClient)
 	if !ok {
@@ -249,6 +253,23 @@ func dispense(client *goplugin.Client) (*instance, error) {
 		inst.pid, inst.addr = rc.Pid, rc.Addr
 	}
 	return inst, nil
+}
+
+// renamedError is an error whose text names a binary by its path rather than by the descriptor
+// it was started through (go-plugin describes a plugin that failed to start by its command's path).
+type renamedError struct {
+	err error
+	bin string
+}
+
+func (e renamedError) Error() string { return strings.ReplaceAll(e.err.Error(), pinnedPath, e.bin) }
+func (e renamedError) Unwrap() error { return e.err }
+
+func renamed(err error, bin string) error {
+	if bin == "" || pinnedPath == "" {
+		return err
+	}
+	return renamedError{err, bin}
 }
 
 func classifyStartError(err error) error {
