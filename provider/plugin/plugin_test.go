@@ -238,6 +238,21 @@ func TestSHA256Pinning(t *testing.T) {
 	}
 }
 
+// copyProviderHost copies the provider-host binary into dir, as a pinned plugin binary of the
+// test's own, and returns its path, bytes and SHA-256.
+func copyProviderHost(t *testing.T, dir string) (string, []byte, [32]byte) {
+	t.Helper()
+	data, err := os.ReadFile(hosttest.ProviderHost(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	bin := filepath.Join(dir, "keyfort-plugin")
+	if err := os.WriteFile(bin, data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return bin, data, sha256.Sum256(data)
+}
+
 // TestPinnedBinaryIsTheOneThatRuns: a pinned binary is checked and started from one open file, so
 // replacing it at its path after the check (the window go-plugin's check-by-path leaves open) never
 // runs the replacement: the start is refused (the checked file was unlinked under it), and so is
@@ -247,15 +262,7 @@ func TestPinnedBinaryIsTheOneThatRuns(t *testing.T) {
 		t.Skip("this system starts pinned binaries by path") // Linux starts them from the checked file
 	}
 	dir := t.TempDir()
-	bin := filepath.Join(dir, "keyfort-plugin")
-	data, err := os.ReadFile(hosttest.ProviderHost(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(bin, data, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	sum := sha256.Sum256(data)
+	bin, _, sum := copyProviderHost(t, dir)
 	marker := filepath.Join(dir, "impostor-ran")
 	impostor := filepath.Join(dir, "impostor")
 	if err := os.WriteFile(impostor, []byte("#!/bin/sh\ntouch "+marker+"\nexit 1\n"), 0o755); err != nil {
@@ -317,15 +324,7 @@ func TestPinnedBinaryRewrittenWhileStartingIsRefused(t *testing.T) {
 	if !plugin.PinnedExec {
 		t.Skip("this system starts pinned binaries by path") // Linux starts them from the checked file
 	}
-	bin := filepath.Join(t.TempDir(), "keyfort-plugin")
-	data, err := os.ReadFile(hosttest.ProviderHost(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(bin, data, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	sum := sha256.Sum256(data)
+	bin, data, sum := copyProviderHost(t, t.TempDir())
 	plugin.SetAfterPinCheck(t, func(path string) {
 		time.Sleep(20 * time.Millisecond) // past the kernel's coarse timestamp granularity
 		f, err := os.OpenFile(path, os.O_WRONLY, 0)
@@ -338,7 +337,7 @@ func TestPinnedBinaryRewrittenWhileStartingIsRefused(t *testing.T) {
 		}
 		_ = f.Close()
 	})
-	_, err = plugin.Launch(context.Background(), plugin.Config{
+	_, err := plugin.Launch(context.Background(), plugin.Config{
 		Name: "mem", Path: bin, Args: []string{"plugin", "memory"}, SHA256: hex.EncodeToString(sum[:]), Settings: memorySettings,
 	})
 	if !errors.Is(err, provider.ErrPermissionDenied) || !strings.Contains(err.Error(), "was written to between its checksum and its start") {

@@ -120,11 +120,7 @@ func TestAuthEnabled(t *testing.T) {
 // Vault's JWT auth (which fetches the issuer's JWKS over HTTP) for a session token that reads dynamic
 // PostgreSQL credentials; ending the session drops the PostgreSQL role.
 func TestAuthEnabledVault(t *testing.T) {
-	v, pgURL := startVault(t)
-	iss := oidctest.New(t)
-	v.Write(t, "auth/jwt/config", map[string]any{"jwks_url": iss.URL + "/jwks", "bound_issuer": iss.URL})
-	v.Write(t, "auth/jwt/role/keyfort-sessions", map[string]any{"role_type": "jwt", "user_claim": "sub",
-		"bound_audiences": []string{"client-123.apps.googleusercontent.com"}, "token_policies": []string{"kv"}, "token_type": "service"})
+	_, pgURL, iss := startVaultForIDTokens(t)
 	t.Setenv("GOOGLE_CLIENT_ID", "client-123.apps.googleusercontent.com")
 	srv, kv := serve(t, "auth-enabled-vault.yaml", iss.URL, kvserver.Options{})
 	tok := iss.Sign(t, "k1", iss.Claims("alice", "client-123.apps.googleusercontent.com"), nil)
@@ -141,6 +137,18 @@ func TestAuthEnabledVault(t *testing.T) {
 		t.Fatal(err)
 	}
 	role.waitGone()
+}
+
+// startVaultForIDTokens is startVault with JWT auth trusting a test identity provider, whose ID
+// tokens for the example's Google client id log in to the role keyfort-sessions (policy kv).
+func startVaultForIDTokens(t *testing.T) (*vaulttest.Server, string, *oidctest.Issuer) {
+	t.Helper()
+	v, pgURL := startVault(t)
+	iss := oidctest.New(t)
+	v.Write(t, "auth/jwt/config", map[string]any{"jwks_url": iss.URL + "/jwks", "bound_issuer": iss.URL})
+	v.Write(t, "auth/jwt/role/keyfort-sessions", map[string]any{"role_type": "jwt", "user_claim": "sub",
+		"bound_audiences": []string{"client-123.apps.googleusercontent.com"}, "token_policies": []string{"kv"}, "token_type": "service"})
+	return v, pgURL, iss
 }
 
 // startVault starts a Vault dev server with the example's session signing key in KV, the database

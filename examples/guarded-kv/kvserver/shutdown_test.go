@@ -17,7 +17,6 @@ import (
 	"github.com/keyfort/keyfort/internal/hosttest"
 	pb "github.com/keyfort/keyfort/internal/kvexamplepb/v1"
 	"github.com/keyfort/keyfort/internal/vaulttest"
-	"github.com/keyfort/keyfort/session/oidc/oidctest"
 )
 
 // TestStoppedWithItsPluginsRevokesLeases runs the guarded-kv binary on Vault as a supervisor runs
@@ -27,11 +26,7 @@ import (
 // the plugin still revokes their leases and Vault tokens: the PostgreSQL role Vault made for the
 // session is dropped, the session's token is gone, and both processes exit cleanly.
 func TestStoppedWithItsPluginsRevokesLeases(t *testing.T) {
-	v, pgURL := startVault(t)
-	iss := oidctest.New(t)
-	v.Write(t, "auth/jwt/config", map[string]any{"jwks_url": iss.URL + "/jwks", "bound_issuer": iss.URL})
-	v.Write(t, "auth/jwt/role/keyfort-sessions", map[string]any{"role_type": "jwt", "user_claim": "sub",
-		"bound_audiences": []string{"client-123.apps.googleusercontent.com"}, "token_policies": []string{"kv"}, "token_type": "service"})
+	v, pgURL, iss := startVaultForIDTokens(t)
 
 	cmd := exec.Command(hosttest.Build(t, "github.com/keyfort/keyfort/examples/guarded-kv"),
 		"--config", filepath.Join("..", "config", "auth-enabled-vault.yaml"), "--addr", "127.0.0.1:0")
