@@ -232,6 +232,7 @@ func Load(src Source) (*Config, error) {
 		environ = os.Environ()
 	}
 	envKeys := 0
+	var misspelled []Problem
 	err := k.Load(env.Provider(".", env.Opt{
 		Prefix:      EnvPrefix,
 		EnvironFunc: func() []string { return environ },
@@ -239,11 +240,22 @@ func Load(src Source) (*Config, error) {
 			key := strings.ToLower(strings.ReplaceAll(strings.TrimPrefix(name, EnvPrefix), "__", "."))
 			// Only variables under a known top-level key configure Keyfort: KEYFORT_* variables that the
 			// env provider serves as material must not trip the unknown-key check.
-			top, _, _ := strings.Cut(key, ".")
+			top, _, nested := strings.Cut(key, ".")
 			switch top {
 			case "production", "providers", "identity":
 				envKeys++
 				return key, value
+			}
+			// A near miss of a top-level key is a typo, not material: left alone, it would leave
+			// what it sets (a session store, say) silently unset. Material variables are rarely
+			// named with "__", and only production is a top-level key without levels below it.
+			tops := []string{"production"}
+			if nested {
+				tops = []string{"production", "providers", "identity"}
+			}
+			if s := suggest(top, tops); s != "" {
+				misspelled = append(misspelled, Problem{Key: name, Message: fmt.Sprintf(
+					"not read: %q is no top-level key: did you mean %q (%s%s)?", top, s, EnvPrefix, strings.ToUpper(s))})
 			}
 			return "", nil
 		},
@@ -254,7 +266,19 @@ func Load(src Source) (*Config, error) {
 	if envKeys > 0 {
 		sources = append(sources, "environment ("+EnvPrefix+"*)")
 	}
-	return parse(k.Raw(), sources)
+	cfg, err := parse(k.Raw(), sources)
+	if len(misspelled) == 0 {
+		return cfg, err
+	}
+	var verr *ValidationError
+	if errors.As(err, &verr) {
+		verr.Problems = append(verr.Problems, misspelled...)
+		return nil, verr
+	}
+	if err != nil {
+		return nil, err
+	}
+	return nil, &ValidationError{Problems: misspelled}
 }
 
 func parserFor(path string) (koanf.Parser, error) {

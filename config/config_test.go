@@ -202,7 +202,8 @@ identity:
   policy: { ruels: [] }
 `
 	_, err := config.Load(config.Source{Files: []string{write(t, "k.yaml", body)},
-		Environ: []string{"KEYFORT_IDENTITY__SESSION__REFRESHTTL=1h"}})
+		Environ: []string{"KEYFORT_IDENTITY__SESSION__REFRESHTTL=1h", "KEYFORT_IDENTIY__SESSION__REDIS_URL=redis://cache:6379/0",
+			"KEYFORT_PRODUCTON=true", "KEYFORT_SIGNING_KEY=material-for-the-env-adapter", "KEYFORT_IDENTITY_PROVIDER_SECRET=material-too"}})
 	if err == nil {
 		t.Fatal("a misspelled configuration loaded")
 	}
@@ -221,10 +222,22 @@ identity:
 		`identity.session.dpop.enabeld: unknown key: did you mean "enabled"?`,
 		`identity.session.rate_limit.brust: unknown key: did you mean "burst"?`,
 		`identity.policy.ruels: unknown key: did you mean "rules"?`,
+		`KEYFORT_IDENTIY__SESSION__REDIS_URL: not read: "identiy" is no top-level key: did you mean "identity" (KEYFORT_IDENTITY)?`,
+		`KEYFORT_PRODUCTON: not read: "producton" is no top-level key: did you mean "production" (KEYFORT_PRODUCTION)?`,
 	} {
 		if !strings.Contains(msg, want) {
 			t.Errorf("the error does not report %q:\n%s", want, msg)
 		}
+	}
+	for _, material := range []string{"KEYFORT_SIGNING_KEY", "KEYFORT_IDENTITY_PROVIDER_SECRET", "redis://cache"} {
+		if strings.Contains(msg, material) {
+			t.Errorf("the error names %s, material for the env adapter, or a value:\n%s", material, msg)
+		}
+	}
+	// Alone, a misspelled variable is still an error: the configuration is not silently empty.
+	_, err = config.Load(config.Source{Environ: []string{"KEYFORT_IDENTIY__SECRETS__SESSION_SIGNING=vault:kv:x"}})
+	if err == nil || !strings.Contains(err.Error(), `did you mean "identity"`) {
+		t.Errorf("a configuration of one misspelled variable: got %v", err)
 	}
 }
 
