@@ -31,3 +31,16 @@ func changeTime(f *os.File) (syscall.Timespec, error) {
 	}
 	return st.Ctim, nil
 }
+
+// releaseStartFile closes, in a plugin process, the descriptor its host started it through
+// (pinnedCommand's fd 3), which would otherwise stay open for the process's life and pass on to
+// any program it starts: fd 3 is closed only when it is this very executable.
+func releaseStartFile() {
+	var fd3, exe syscall.Stat_t
+	if syscall.Fstat(3, &fd3) != nil || syscall.Stat("/proc/self/exe", &exe) != nil {
+		return
+	}
+	if fd3.Dev == exe.Dev && fd3.Ino == exe.Ino && fd3.Mode&syscall.S_IFMT == syscall.S_IFREG {
+		_ = syscall.Close(3)
+	}
+}

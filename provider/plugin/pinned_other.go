@@ -19,3 +19,5 @@ func pinnedCommand(_ *os.File, path string, args []string) *exec.Cmd {
 }
 
 func changeTime(*os.File) (syscall.Timespec, error) { return syscall.Timespec{}, nil }
+
+func releaseStartFile() {}

@@ -285,6 +285,13 @@ func TestPinnedBinaryIsTheOneThatRuns(t *testing.T) {
 			t.Fatalf("no plugin log line names the binary:\n%s", log.String())
 		}
 	}
+	// The plugin closed the descriptor it was started through: it does not pass it on.
+	fds, _ := os.ReadDir(fmt.Sprintf("/proc/%d/fd", p.Pid()))
+	for _, fd := range fds {
+		if target, _ := os.Readlink(fmt.Sprintf("/proc/%d/fd/%s", p.Pid(), fd.Name())); target == bin {
+			t.Errorf("the plugin process keeps its binary open as fd %s", fd.Name())
+		}
+	}
 	_ = p.Close()
 
 	swapped := false

@@ -96,6 +96,7 @@ func serve(srv *server, opts []ServeOption) {
 		harden.LockMemoryLogged(slog.Default())
 	}
 	if o.test == nil {
+		releaseStartFile()
 		go watchParent(context.Background(), srv, os.Getppid(), parentPoll, os.Exit)
 		// A hang-up of the host's terminal, or a SIGHUP sent to its whole group to reload its
 		// material, is the host's business: by default it would kill the plugin.
