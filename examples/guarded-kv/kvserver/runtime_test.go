@@ -269,8 +269,7 @@ func TestRevokedKeyEndsGuardedSessions(t *testing.T) {
 	kv := pb.NewKeyValueServiceClient(plainConn(t, addr))
 	ctx := context.Background()
 	access, put := startAndPut(t, rt, iss, kv)
-	c, _ := redistest.Client(t)
-	store, err := redisstore.New(ctx, redisstore.Config{Client: c, HashKeyCheck: -1}) // serve's prefix
+	store, err := redisstore.New(ctx, redisstore.Config{URL: redisURL(), HashKeyCheck: -1}) // serve's database and prefix
 	if err != nil {
 		t.Fatal(err)
 	}
