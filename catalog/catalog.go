@@ -55,7 +55,7 @@ type Options struct {
 type Catalog struct {
 	cfg       *config.Config
 	clients   map[string]*provider.Client
-	startErrs map[string]error // with Options.KeepGoing: providers that did not start
+	startErrs map[string]*StartError // with Options.KeepGoing: providers that did not start
 	log       *slog.Logger
 
 	closeOnce sync.Once
@@ -268,7 +268,7 @@ func (c *Catalog) Resolve(key string) (config.Binding, *provider.Client, error) 
 // failedToStart records why provider name did not start, as the error of the keys bound to it.
 func (c *Catalog) failedToStart(name string, err error) {
 	if c.startErrs == nil {
-		c.startErrs = map[string]error{}
+		c.startErrs = map[string]*StartError{}
 	}
 	c.startErrs[name] = &StartError{Provider: name, Err: err}
 }
@@ -288,7 +288,7 @@ func (e *StartError) Unwrap() error { return e.Err }
 
 // StartErrors returns, by provider name, why providers did not start (Options.KeepGoing); nil when
 // every provider runs.
-func (c *Catalog) StartErrors() map[string]error {
+func (c *Catalog) StartErrors() map[string]*StartError {
 	if len(c.startErrs) == 0 {
 		return nil
 	}

@@ -180,7 +180,7 @@ Exit status: 0 when every key resolves, 1 when any fails, 2 when the configurati
 					if pc.Plugin != "" {
 						where = pc.Plugin
 					}
-					err := startErrs[name].(*catalog.StartError).Err
+					err := startErrs[name].Err
 					rep.add(checkLine{Key: "providers." + name, Where: where, Detail: "did not start: " + oneLine(err.Error()), Kind: provider.KindName(provider.KindOf(err))})
 				}
 				for _, r := range cat.Check(ctx) {

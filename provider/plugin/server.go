@@ -55,11 +55,11 @@ func WithLogLevel(l slog.Level) ServeOption { return func(o *serveOptions) { o.l
 //
 // The host owns the plugin's life. SIGINT and SIGHUP are ignored (go-plugin's rule for SIGINT: a
 // terminal's Ctrl-C reaches the host, which stops its plugins in order; a SIGHUP sent to the host's
-// group to reload its material, or its terminal's hang-up, is the host's too). The first SIGTERM is logged and the plugin keeps
-// serving for up to [TermGrace], because a supervisor stopping the service signals the host and its
-// plugins together and the host still needs the plugin to revoke leases as it shuts down; a second
-// SIGTERM, or the grace running out, closes impl and exits. A plugin whose host dies closes impl and
-// exits within a second.
+// group to reload its material, or its terminal's hang-up, is the host's too). The first SIGTERM
+// is logged and the plugin keeps serving for up to [TermGrace], because a supervisor stopping the
+// service signals the host and its plugins together and the host still needs the plugin to revoke
+// leases as it shuts down; a second SIGTERM, or the grace running out, closes impl and exits. A
+// plugin whose host dies closes impl and exits within a second.
 func Serve(impl provider.IdentitySecretMaterialProvider, opts ...ServeOption) {
 	serve(&server{impl: impl}, opts)
 }
