@@ -26,11 +26,17 @@ func TestSystemdUnit(t *testing.T) {
 	}
 	directives := map[string]string{}
 	sc := bufio.NewScanner(strings.NewReader(string(body)))
+	var line string
 	for sc.Scan() {
-		line := strings.TrimSpace(sc.Text())
+		line += strings.TrimSpace(sc.Text())
+		if strings.HasSuffix(line, `\`) { // continued on the next line
+			line = strings.TrimSuffix(line, `\`) + " "
+			continue
+		}
 		if k, v, ok := strings.Cut(line, "="); ok && !strings.HasPrefix(line, "#") {
 			directives[k] = v
 		}
+		line = ""
 	}
 
 	exe := strings.Fields(directives["ExecStart"])
