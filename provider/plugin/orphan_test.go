@@ -187,9 +187,12 @@ func TestPluginOutlivesASIGTERMSentToItsHostsGroup(t *testing.T) {
 		t.Fatal(err)
 	}
 	pid := p.Pid()
-	// A SIGHUP to the group (a reload of the host's material, a terminal's hang-up) is the host's.
-	if err := syscall.Kill(pid, syscall.SIGHUP); err != nil {
-		t.Fatal(err)
+	// A SIGHUP to the group (a reload of the host's material, a terminal's hang-up) and a SIGINT (a
+	// terminal's Ctrl-C) are the host's.
+	for _, sig := range []syscall.Signal{syscall.SIGHUP, syscall.SIGINT} {
+		if err := syscall.Kill(pid, sig); err != nil {
+			t.Fatal(err)
+		}
 	}
 	waitRecord := func(want map[string]any) {
 		t.Helper()
