@@ -308,3 +308,56 @@ func TestIDTokens(t *testing.T) {
 		t.Errorf("an unreachable identity provider: got %v, want oidc.ErrUnavailable and not ErrUnauthenticated", err)
 	}
 }
+
+// TestJWKSKeysFollowCacheControl: a JWKS source uses a fetched set for as long as the response's
+// Cache-Control allows (max-age; no-cache and no-store: not at all), within its own MaxAge and
+// never less than MinRefreshInterval, so that a key withdrawn from the server's JWKS (which serve
+// publishes with max-age=60) stops verifying within a minute rather than within MaxAge.
+func TestJWKSKeysFollowCacheControl(t *testing.T) {
+	for _, tc := range []struct {
+		header string
+		after  time.Duration
+		fetch  bool
+	}{
+		{"public, max-age=60", 61 * time.Second, true},
+		{"public, max-age=60", 50 * time.Second, false},
+		{"no-store", 11 * time.Second, true},
+		{"max-age=1", 5 * time.Second, false}, // MinRefreshInterval (10s) bounds it
+		{"", time.Minute, false},              // MaxAge (5m) applies
+		{"max-age=600", 2 * time.Minute, false},
+		{"max-age=600", 6 * time.Minute, true},
+	} {
+		t.Run(fmt.Sprintf("%q after %v", tc.header, tc.after), func(t *testing.T) {
+			f := newFixture(t, nil)
+			jwks := newJWKSServer(t, f)
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if tc.header != "" {
+					w.Header().Set("Cache-Control", tc.header)
+				}
+				jwks.Config.Handler.ServeHTTP(w, r)
+			}))
+			defer srv.Close()
+			keys, err := token.NewJWKSKeys(context.Background(), token.JWKSConfig{URL: srv.URL, Now: f.clk.Now})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer keys.Close()
+			f.clk.Advance(tc.after)
+			if _, err := keys.SigningKeys(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			if !tc.fetch {
+				time.Sleep(50 * time.Millisecond) // a background fetch, had one started, would have been made
+				if n := jwks.hits.Load(); n != 1 {
+					t.Errorf("%d fetches, want the first only", n)
+				}
+				return
+			}
+			for deadline := time.Now().Add(10 * time.Second); jwks.hits.Load() < 2; time.Sleep(5 * time.Millisecond) {
+				if time.Now().After(deadline) {
+					t.Fatal("the set was not fetched again")
+				}
+			}
+		})
+	}
+}

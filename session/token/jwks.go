@@ -7,6 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -39,8 +41,10 @@ type JWKSConfig struct {
 	URL string
 	// HTTPClient fetches it; default: a client with a 10s timeout that follows no redirect.
 	HTTPClient *http.Client
-	// MaxAge is how long a fetched set is used before the next call fetches it again (default 5m);
-	// a failed fetch keeps the last good set.
+	// MaxAge is the longest a fetched set is used before the next call fetches it again (default
+	// 5m); a response whose Cache-Control says less (max-age, or no-cache/no-store) is used that
+	// long, but never less than MinRefreshInterval: a server that publishes a revoked key's removal
+	// within a minute is heard within a minute. A failed fetch keeps the last good set.
 	MaxAge time.Duration
 	// MinRefreshInterval is the least time between two fetches asked for by unknown kids (default
 	// 10s): a flood of tokens with made-up kids costs at most one fetch per interval.
@@ -64,6 +68,7 @@ type JWKSKeys struct {
 	mu        sync.RWMutex
 	set       provider.KeySet
 	fetchedAt time.Time
+	maxAge    time.Duration // the fetched set's: MaxAge, or less as its response said
 	lastTry   time.Time
 	fetches   int
 
@@ -139,9 +144,9 @@ func (j *JWKSKeys) background(fn func()) {
 // it fails); a token signed with a key the set lacks asks for a fetch through Refresh.
 func (j *JWKSKeys) SigningKeys(context.Context) (provider.KeySet, error) {
 	j.mu.RLock()
-	set, age, last := j.set, j.now().Sub(j.fetchedAt), j.lastTry
+	set, age, maxAge, last := j.set, j.now().Sub(j.fetchedAt), j.maxAge, j.lastTry
 	j.mu.RUnlock()
-	if age > j.cfg.MaxAge && j.now().Sub(last) >= j.cfg.MinRefreshInterval {
+	if age > maxAge && j.now().Sub(last) >= j.cfg.MinRefreshInterval {
 		j.background(func() { _ = j.fetch(j.life) })
 	}
 	return set, nil
@@ -184,12 +189,12 @@ func (j *JWKSKeys) fetch(ctx context.Context) error {
 		// caller's, and only Close (or the timeout) ends it.
 		fctx, cancel := context.WithTimeout(j.life, 10*time.Second)
 		defer cancel()
-		set, err := j.get(fctx)
+		set, maxAge, err := j.get(fctx)
 		if err != nil {
 			return nil, fmt.Errorf("token: JWKS at %s: %w", j.cfg.URL, err)
 		}
 		j.mu.Lock()
-		j.set, j.fetchedAt = set, j.now()
+		j.set, j.fetchedAt, j.maxAge = set, j.now(), maxAge
 		j.mu.Unlock()
 		return nil, nil
 	})
@@ -201,14 +206,20 @@ func (j *JWKSKeys) fetch(ctx context.Context) error {
 	}
 }
 
-func (j *JWKSKeys) get(ctx context.Context) (provider.KeySet, error) {
-	body, err := capfetch.Get(ctx, j.cfg.HTTPClient, j.cfg.URL, "application/jwk-set+json, application/json", j.cfg.MaxSize)
+// get fetches the set and how long to use it: MaxAge, or what the response's Cache-Control says if
+// less (SigningKeys fetches no more often than MinRefreshInterval whatever it says).
+func (j *JWKSKeys) get(ctx context.Context) (provider.KeySet, time.Duration, error) {
+	body, header, err := capfetch.GetWithHeader(ctx, j.cfg.HTTPClient, j.cfg.URL, "application/jwk-set+json, application/json", j.cfg.MaxSize)
 	if err != nil {
-		return provider.KeySet{}, err
+		return provider.KeySet{}, 0, err
+	}
+	maxAge := j.cfg.MaxAge
+	if d, ok := cacheLifetime(header.Values("Cache-Control")); ok && d < maxAge {
+		maxAge = d
 	}
 	var raw jose.JSONWebKeySet
 	if err := json.Unmarshal(body, &raw); err != nil {
-		return provider.KeySet{}, errors.New("malformed JWKS")
+		return provider.KeySet{}, 0, errors.New("malformed JWKS")
 	}
 	set := provider.KeySet{Name: j.cfg.URL}
 	for _, k := range raw.Keys {
@@ -229,8 +240,36 @@ func (j *JWKSKeys) get(ctx context.Context) (provider.KeySet, error) {
 		set.Keys = append(set.Keys, key)
 	}
 	if len(set.Keys) == 0 {
-		return provider.KeySet{}, errors.New("no usable signing key (EdDSA, ES256 or RS256 with a kid)")
+		return provider.KeySet{}, 0, errors.New("no usable signing key (EdDSA, ES256 or RS256 with a kid)")
 	}
 	set.ActiveID = set.Keys[0].ID // verification only: any key of the set
-	return set, nil
+	return set, maxAge, nil
+}
+
+// cacheLifetime reads a response's freshness from its Cache-Control values (RFC 9111 §5.2.2):
+// max-age=N is N seconds, no-cache and no-store are none; false when it says neither.
+func cacheLifetime(values []string) (time.Duration, bool) {
+	var (
+		lifetime time.Duration
+		found    bool
+	)
+	for _, v := range values {
+		for _, d := range strings.Split(v, ",") {
+			name, arg, _ := strings.Cut(strings.TrimSpace(d), "=")
+			switch strings.ToLower(name) {
+			case "no-cache", "no-store":
+				return 0, true
+			case "max-age":
+				n, err := strconv.ParseInt(strings.Trim(arg, `"`), 10, 64)
+				if err != nil || n < 0 {
+					continue
+				}
+				if n > int64(24*time.Hour/time.Second) {
+					n = int64(24 * time.Hour / time.Second)
+				}
+				lifetime, found = time.Duration(n)*time.Second, true
+			}
+		}
+	}
+	return lifetime, found
 }
