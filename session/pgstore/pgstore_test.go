@@ -435,7 +435,6 @@ func TestPing(t *testing.T) {
 // sessions of that subject. The channel carries the schema (other than public, whose channel keeps
 // its name): a revocation reaches the stores of its schema only.
 func TestFeedStaysInItsSchema(t *testing.T) {
-	ctx := context.Background()
 	one, two := pgtest.SchemaURL(t), pgtest.SchemaURL(t)
 	a, a2, b := open(t, pgstore.Config{URL: one}), open(t, pgstore.Config{URL: one}), open(t, pgstore.Config{URL: two})
 	if pgstore.FeedChannel(a) == pgstore.FeedChannel(b) || pgstore.FeedChannel(a) != pgstore.FeedChannel(a2) {
@@ -446,38 +445,5 @@ func TestFeedStaysInItsSchema(t *testing.T) {
 	if got := pgstore.FeedChannel(open(t, pgstore.Config{URL: u, Prefix: p})); got != p+"revocations" {
 		t.Errorf("the channel of tables in public changed its name: %q", got)
 	}
-	listen := func(s *pgstore.Store) <-chan session.Revocation {
-		ch := make(chan session.Revocation, 16)
-		stop, err := s.SubscribeRevocations(ctx, func(r session.Revocation) { ch <- r })
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(stop)
-		return ch
-	}
-	next := func(ch <-chan session.Revocation, what string) session.Revocation {
-		t.Helper()
-		select {
-		case r := <-ch:
-			return r
-		case <-time.After(15 * time.Second):
-			t.Fatalf("no event: %s", what)
-			return session.Revocation{}
-		}
-	}
-	onA2, onB := listen(a2), listen(b)
-	if err := a.Tombstone(ctx, "tomb-one", time.Now().Add(time.Minute)); err != nil {
-		t.Fatal(err)
-	}
-	if r := next(onA2, "a revocation in schema one, on another store of it"); r != (session.Revocation{Token: "tomb-one"}) {
-		t.Errorf("schema one heard %+v", r)
-	}
-	// Schema two's first event must be its own: schema one's was sent first, so had it reached
-	// schema two's listener it would have arrived before.
-	if err := b.Tombstone(ctx, "tomb-two", time.Now().Add(time.Minute)); err != nil {
-		t.Fatal(err)
-	}
-	if r := next(onB, "a revocation in schema two"); r != (session.Revocation{Token: "tomb-two"}) {
-		t.Errorf("schema two heard %+v, a revocation of schema one", r)
-	}
+	sessiontest.RunFeedIsolation(t, a, a2, b)
 }

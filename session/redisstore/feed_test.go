@@ -19,6 +19,7 @@ import (
 	"github.com/keyfort/keyfort/provider"
 	"github.com/keyfort/keyfort/session"
 	"github.com/keyfort/keyfort/session/redisstore"
+	"github.com/keyfort/keyfort/session/sessiontest"
 )
 
 // storeURL is the test server's URL with the client name set (to find the store's connections in
@@ -485,20 +486,5 @@ func TestFeedStaysInItsDatabase(t *testing.T) {
 		t.Cleanup(func() { _ = s.Close() })
 		return s
 	}
-	a, a2, b := open(1), open(1), open(2)
-	onA2, onB := events(t, a2), events(t, b)
-	if err := a.Tombstone(ctx, "tomb-db1", time.Now().Add(time.Minute)); err != nil {
-		t.Fatal(err)
-	}
-	if r := nextEvent(t, onA2, "a revocation in database 1, on another store of it"); r != (session.Revocation{Token: "tomb-db1"}) {
-		t.Errorf("database 1 heard %+v", r)
-	}
-	// Database 2's first event must be its own: the server published database 1's first, so had it
-	// reached database 2's subscriber it would have arrived before.
-	if err := b.Tombstone(ctx, "tomb-db2", time.Now().Add(time.Minute)); err != nil {
-		t.Fatal(err)
-	}
-	if r := nextEvent(t, onB, "a revocation in database 2"); r != (session.Revocation{Token: "tomb-db2"}) {
-		t.Errorf("database 2 heard %+v, a revocation of database 1", r)
-	}
+	sessiontest.RunFeedIsolation(t, open(1), open(1), open(2))
 }

@@ -647,3 +647,55 @@ func runFeedTests(t *testing.T, s session.Store, feed session.RevocationFeed, fa
 	default:
 	}
 }
+
+// FeedStore is a Store with a revocation feed and tombstones.
+type FeedStore interface {
+	session.Store
+	session.RevocationFeed
+}
+
+// RunFeedIsolation checks that a revocation made through a is heard by the subscribers of b, a
+// store of the same deployment (its database, schema or prefix), and not by those of other, a
+// store of another deployment sharing the server: other's subscriber must hear its own revocation
+// first. Ordering makes the negative check exact: a's event was published before other's, so had
+// it reached other's subscriber it would have arrived before.
+func RunFeedIsolation(t *testing.T, a, b, other FeedStore) {
+	t.Helper()
+	ctx := context.Background()
+	listen := func(s FeedStore) <-chan session.Revocation {
+		ch := make(chan session.Revocation, 16)
+		stop, err := s.SubscribeRevocations(ctx, func(r session.Revocation) {
+			if !r.Resync {
+				ch <- r
+			}
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(stop)
+		return ch
+	}
+	next := func(ch <-chan session.Revocation, what string) session.Revocation {
+		t.Helper()
+		select {
+		case r := <-ch:
+			return r
+		case <-time.After(15 * time.Second):
+			t.Fatalf("no event: %s", what)
+			return session.Revocation{}
+		}
+	}
+	onB, onOther := listen(b), listen(other)
+	if err := a.Tombstone(ctx, "tomb-here", time.Now().Add(time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	if r := next(onB, "a revocation, on another store of its deployment"); r != (session.Revocation{Token: "tomb-here"}) {
+		t.Errorf("the deployment heard %+v", r)
+	}
+	if err := other.Tombstone(ctx, "tomb-there", time.Now().Add(time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	if r := next(onOther, "a revocation of the other deployment"); r != (session.Revocation{Token: "tomb-there"}) {
+		t.Errorf("the other deployment heard %+v, a revocation not its own", r)
+	}
+}
